@@ -1,0 +1,67 @@
+import type { KeyObject } from 'node:crypto';
+
+/** One key that may verify a token signature. Built once when a key set is loaded. */
+export interface VerificationKey {
+  /** JWKS `kid`, or the truststore alias. */
+  readonly kid?: string;
+  /** The JWK's `alg`, if it declared one: the key is then only a candidate for that alg. */
+  readonly alg?: string;
+  readonly kty: 'RSA' | 'EC' | 'OKP' | 'oct';
+  /** EC / OKP curve: P-256, P-384, P-521, Ed25519. */
+  readonly crv?: string;
+  /** The key itself (public key, or secret key for `oct`). */
+  readonly key: KeyObject;
+  /** base64url SHA-256 / SHA-1 certificate thumbprints (truststore, or JWK x5t#S256 / x5t). */
+  readonly x5tS256?: string;
+  readonly x5t?: string;
+}
+
+/**
+ * An immutable set of candidate keys. Keys unfit for verification (use: enc, key_ops
+ * without verify, RSA < 2048 bits, symmetric keys from a remote source, unsupported
+ * kty/crv, expired certificates) never enter a KeySet.
+ */
+export interface KeySet {
+  readonly keys: readonly VerificationKey[];
+  readonly byKid: ReadonlyMap<string, readonly VerificationKey[]>;
+  readonly byX5tS256: ReadonlyMap<string, VerificationKey>;
+  readonly byX5t: ReadonlyMap<string, VerificationKey>;
+  /** Truststore default_alias: used when a token has neither kid nor thumbprint. */
+  readonly defaultKey?: VerificationKey;
+}
+
+export type KeySourceState = 'loading' | 'ready' | 'stale' | 'error';
+
+export interface KeySourceStatus {
+  readonly state: KeySourceState;
+  readonly keys: number;
+  /** The first load has finished (with keys or with an error). */
+  readonly loaded: boolean;
+  readonly lastError?: string;
+  /** epoch ms of the last successful load */
+  readonly lastSuccessAt?: number;
+}
+
+/**
+ * Where an issuer's keys come from. `current()` is synchronous and never does I/O:
+ * the request path only ever reads the cached KeySet. Refreshes happen in the
+ * background; `refreshForUnknownKid` is the one request-triggered fetch (rate-limited
+ * by the cooldown and coalesced across concurrent callers).
+ */
+export interface KeySource {
+  readonly kind: 'remote-jwks' | 'discovery' | 'local-jwks' | 'jwks-file' | 'truststore' | 'secret' | 'self';
+  /** Starts loading (and background refresh). Resolves when the first load finished; never rejects. */
+  start(): Promise<void>;
+  /** The usable keys, or undefined when none are available (never loaded, or stale beyond max_stale). */
+  current(): KeySet | undefined;
+  /**
+   * The token names a kid we do not know. Refetch at most once per cooldown; concurrent
+   * callers share one fetch. Resolves with the (possibly unchanged) current set.
+   */
+  refreshForUnknownKid(): Promise<KeySet | undefined>;
+  status(): KeySourceStatus;
+  /** Increments whenever the key set changes; caches of verified tokens key on it. */
+  readonly generation: number;
+  /** Stops timers and watchers. */
+  close(): void;
+}

@@ -1,0 +1,199 @@
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import convict from 'convict';
+import YAML from 'yaml';
+import {
+  issuerFields,
+  ruleFields,
+  storeFields,
+  tokenEndpointFields,
+  tokenSourceFields,
+  upstreamFields,
+  verifiedTokenCacheFields,
+  ASYMMETRIC_DEFAULT_ALGORITHMS,
+  JWS_ALGORITHMS,
+} from './schema.js';
+import { isPlainObject, validateField, type FieldSpec, type Problems } from './shape.js';
+import type { AppConfig, IssuerConfig, LoadedConfig } from './types.js';
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+// Sections with lists or nested optional objects are checked by shape.ts; convict
+// only checks that they have the right outer type.
+convict.addFormat({ name: 'section-list', validate: () => undefined });
+convict.addFormat({ name: 'section-object', validate: () => undefined });
+
+function schema() {
+  return {
+    server: {
+      grpc_address: { doc: 'gRPC listen address', format: String, default: '0.0.0.0:9001', env: 'AUTHZ_GRPC_ADDRESS' },
+      http_address: { doc: 'HTTP listen address', format: String, default: '0.0.0.0:9002', env: 'AUTHZ_HTTP_ADDRESS' },
+      shutdown_grace_seconds: { format: 'nat', default: 10 },
+      workers: { format: 'nat', default: 1 },
+    },
+    log: {
+      level: {
+        format: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
+        default: 'info',
+        env: 'AUTHZ_LOG_LEVEL',
+      },
+    },
+    issuers: { format: 'section-list', default: [] as unknown[] },
+    realm: { format: String, default: 'envoy-jwt-authz' },
+    public_base_url: { format: String, default: '' },
+    token_sources: { format: 'section-list', default: null as unknown },
+    max_token_bytes: { format: 'nat', default: 16384 },
+    scope_claims: { format: 'section-list', default: ['scope', 'scp'] },
+    rules: { format: 'section-list', default: [] as unknown[] },
+    default_action: { format: ['allow', 'deny', 'authenticate'], default: 'authenticate' },
+    upstream: { format: 'section-object', default: {} as unknown },
+    token_endpoint: { format: 'section-object', default: {} as unknown },
+    store: { format: 'section-object', default: {} as unknown },
+    verified_token_cache: { format: 'section-object', default: {} as unknown },
+  };
+}
+
+const sections: Record<string, FieldSpec> = {
+  issuers: { type: 'array', default: [], items: issuerFields },
+  token_sources: { type: 'array', items: tokenSourceFields },
+  scope_claims: { type: 'string[]', default: ['scope', 'scp'], nonEmpty: true },
+  rules: { type: 'array', default: [], items: ruleFields },
+  upstream: { type: 'object', fields: upstreamFields },
+  token_endpoint: { type: 'object', fields: tokenEndpointFields },
+  store: { type: 'object', fields: storeFields },
+  verified_token_cache: { type: 'object', fields: verifiedTokenCacheFields },
+};
+
+function tidyConvictMessage(line: string): string {
+  const undeclared = /^configuration param '([^']+)' not declared in the schema$/.exec(line);
+  if (undeclared) return `${undeclared[1]}: unknown key`;
+  return line.replace(/: value was .*$/, '');
+}
+
+/** Parse the text of a YAML or JSON config file (JSON is valid YAML 1.2). */
+export function parseConfigText(text: string, source: string): unknown {
+  try {
+    const doc = YAML.parse(text, { prettyErrors: true, uniqueKeys: true });
+    return doc ?? {};
+  } catch (err) {
+    throw new ConfigError([`${source}: cannot parse: ${(err as Error).message.split('\n')[0]}`]);
+  }
+}
+
+/** Validate a parsed config object; throws ConfigError listing every problem with its path. */
+export function validateConfig(input: unknown, env: NodeJS.ProcessEnv = process.env): AppConfig {
+  if (!isPlainObject(input)) throw new ConfigError(['(root): the configuration must be a map of keys']);
+  const problems: Problems = [];
+  const conf = convict(schema(), { env, args: [] });
+  try {
+    conf.load(input);
+    conf.validate({ allowed: 'strict' });
+  } catch (err) {
+    for (const line of (err as Error).message.split('\n')) if (line.trim()) problems.push(tidyConvictMessage(line));
+  }
+  const base = conf.getProperties() as Record<string, unknown>;
+  const out: Record<string, unknown> = { ...base };
+  for (const [key, spec] of Object.entries(sections)) {
+    out[key] = validateField((input as Record<string, unknown>)[key], spec, key, problems);
+  }
+  if (out.token_sources === undefined) out.token_sources = [{ header: 'authorization', prefix: 'Bearer ' }];
+  const config = out as unknown as AppConfig;
+  if (problems.length === 0) crossCheck(config, problems);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}
+
+const KEY_SOURCES = ['jwks_uri', 'discovery_uri', 'jwks', 'jwks_file', 'truststore', 'secret_file'] as const;
+
+// Rules that relate several fields to each other.
+function crossCheck(config: AppConfig, problems: Problems): void {
+  const names = new Set<string>();
+  const issuerUrls = new Set<string>();
+  config.issuers.forEach((iss: IssuerConfig, i) => {
+    const p = `issuers[${i}]`;
+    if (iss.name === 'self') problems.push(`${p}.name: "self" is reserved for this service's own token endpoint`);
+    if (names.has(iss.name)) problems.push(`${p}.name: duplicate issuer name "${iss.name}"`);
+    names.add(iss.name);
+    if (issuerUrls.has(iss.issuer)) problems.push(`${p}.issuer: another issuer already uses "${iss.issuer}"`);
+    issuerUrls.add(iss.issuer);
+    const sources = KEY_SOURCES.filter((k) => iss[k] !== undefined);
+    if (sources.length !== 1) {
+      problems.push(
+        `${p}: exactly one key source is required (${KEY_SOURCES.join(', ')}), got ${sources.length === 0 ? 'none' : sources.join(', ')}`,
+      );
+    }
+    const algs = iss.algorithms ?? (iss.secret_file ? ['HS256', 'HS384', 'HS512'] : [...ASYMMETRIC_DEFAULT_ALGORITHMS]);
+    iss.algorithms = algs;
+    if (algs.length === 0) problems.push(`${p}.algorithms: must not be empty`);
+    algs.forEach((alg, j) => {
+      if (!(JWS_ALGORITHMS as readonly string[]).includes(alg)) {
+        problems.push(`${p}.algorithms[${j}]: unsupported algorithm "${alg}" (allowed: ${JWS_ALGORITHMS.join(', ')}; "none" is never accepted)`);
+      } else if (alg.startsWith('HS') && !iss.secret_file) {
+        problems.push(`${p}.algorithms[${j}]: ${alg} needs secret_file (HMAC is never used with public keys)`);
+      } else if (!alg.startsWith('HS') && iss.secret_file) {
+        problems.push(`${p}.algorithms[${j}]: ${alg} cannot be used with secret_file (only HS256/384/512)`);
+      }
+    });
+    for (const uriKey of ['jwks_uri', 'discovery_uri'] as const) {
+      const uri = iss[uriKey];
+      if (uri === undefined) continue;
+      let url: URL;
+      try {
+        url = new URL(uri);
+      } catch {
+        problems.push(`${p}.${uriKey}: not a valid URL`);
+        continue;
+      }
+      if (url.protocol !== 'https:' && url.protocol !== 'http:') problems.push(`${p}.${uriKey}: must be https://`);
+      if (url.protocol === 'http:' && !iss.insecure_http && !isLoopbackHost(url.hostname)) {
+        problems.push(`${p}.${uriKey}: http:// is only allowed for loopback hosts; use https:// or set insecure_http: true`);
+      }
+    }
+    if (iss.jwks !== undefined && !(isPlainObject(iss.jwks) && Array.isArray(iss.jwks.keys))) {
+      problems.push(`${p}.jwks: must be a JWKS object with a "keys" list`);
+    }
+  });
+  config.token_sources.forEach((src, i) => {
+    const kinds = ['header', 'query', 'cookie'].filter((k) => (src as Record<string, unknown>)[k] !== undefined);
+    if (kinds.length !== 1) problems.push(`token_sources[${i}]: exactly one of header, query, cookie is required`);
+    if (src.prefix !== undefined && src.header === undefined) problems.push(`token_sources[${i}].prefix: only valid with header`);
+  });
+  if (config.token_sources.length === 0) problems.push('token_sources: must not be empty');
+  const known = new Set([...names, 'self']);
+  config.rules.forEach((rule, i) => {
+    for (const [j, name] of (rule.require?.issuers ?? []).entries()) {
+      if (!known.has(name)) problems.push(`rules[${i}].require.issuers[${j}]: no issuer named "${name}"`);
+    }
+  });
+  for (const [j, name] of config.token_endpoint.grant_issuers.entries()) {
+    if (!names.has(name)) problems.push(`token_endpoint.grant_issuers[${j}]: no issuer named "${name}"`);
+  }
+}
+
+export function isLoopbackHost(hostname: string): boolean {
+  const h = hostname.replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+/** Read, parse and validate a config file. Paths in it are resolved against its folder. */
+export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
+  const path = resolve(file);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError([`${file}: cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
+  }
+  const config = validateConfig(parseConfigText(text, file), env);
+  return { config, baseDir: dirname(path), source: path };
+}
+
+/** A config built in code (demo mode, tests), validated the same way. */
+export function loadConfigObject(input: unknown, baseDir: string, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
+  return { config: validateConfig(input, env), baseDir, source: '(inline)' };
+}

@@ -1,0 +1,177 @@
+import type { FieldSpec } from './shape.js';
+
+// The structural schema of every config section that holds lists or nested
+// optional objects. convict (see load.ts) owns the top level, defaults and the
+// environment overrides; these specs are plugged into it as custom formats.
+
+export const JWS_ALGORITHMS = [
+  'HS256', 'HS384', 'HS512',
+  'RS256', 'RS384', 'RS512',
+  'PS256', 'PS384', 'PS512',
+  'ES256', 'ES384', 'ES512',
+  'EdDSA',
+] as const;
+export const ASYMMETRIC_DEFAULT_ALGORITHMS = JWS_ALGORITHMS.filter((a) => !a.startsWith('HS'));
+
+export const JWE_KEY_MANAGEMENT = [
+  'RSA-OAEP', 'RSA-OAEP-256', 'ECDH-ES', 'ECDH-ES+A128KW', 'ECDH-ES+A192KW', 'ECDH-ES+A256KW',
+  'A128KW', 'A192KW', 'A256KW', 'dir',
+] as const;
+export const JWE_CONTENT_ENCRYPTION = [
+  'A128CBC-HS256', 'A192CBC-HS384', 'A256CBC-HS512', 'A128GCM', 'A192GCM', 'A256GCM',
+] as const;
+
+const jwksCache: Record<string, FieldSpec> = {
+  max_age_seconds: { type: 'int', default: 600, min: 1 },
+  cooldown_seconds: { type: 'int', default: 30, min: 0 },
+  timeout_ms: { type: 'int', default: 2000, min: 1, max: 60000 },
+  max_stale_seconds: { type: 'int', default: 86400, min: 0 },
+};
+
+export const issuerFields: Record<string, FieldSpec> = {
+  name: { type: 'string', required: true, nonEmpty: true },
+  issuer: { type: 'string', required: true, nonEmpty: true },
+  audiences: { type: 'string[]', required: true, nonEmpty: true },
+  algorithms: { type: 'string[]' },
+  jwks_uri: { type: 'string', nonEmpty: true },
+  discovery_uri: { type: 'string', nonEmpty: true },
+  jwks: { type: 'any' },
+  jwks_file: { type: 'string', nonEmpty: true },
+  truststore: {
+    type: 'object',
+    optional: true,
+    fields: { path: { type: 'string', required: true, nonEmpty: true }, default_alias: { type: 'string', nonEmpty: true } },
+  },
+  secret_file: { type: 'string', nonEmpty: true },
+  insecure_http: { type: 'boolean', default: false },
+  jwks_cache: { type: 'object', fields: jwksCache },
+  clock_skew_seconds: { type: 'int', default: 60, min: 0, max: 3600 },
+  required_claims: { type: 'string[]', default: ['iss', 'sub', 'iat', 'exp'] },
+  max_lifetime_seconds: { type: 'int', default: 86400, min: 1 },
+  claim_mappings: {
+    type: 'array',
+    default: [],
+    items: { from: { type: 'string', required: true, nonEmpty: true }, to: { type: 'string', required: true, nonEmpty: true } },
+  },
+};
+
+export const tokenSourceFields: Record<string, FieldSpec> = {
+  header: { type: 'string', nonEmpty: true },
+  prefix: { type: 'string' },
+  query: { type: 'string', nonEmpty: true },
+  cookie: { type: 'string', nonEmpty: true },
+};
+
+export const ruleFields: Record<string, FieldSpec> = {
+  name: { type: 'string', nonEmpty: true },
+  match: {
+    type: 'object',
+    fields: {
+      path: { type: 'string' },
+      path_prefix: { type: 'string' },
+      path_separated_prefix: { type: 'string' },
+      path_regex: { type: 'string' },
+      methods: { type: 'string[]', nonEmpty: true },
+      hosts: { type: 'string[]', nonEmpty: true },
+    },
+  },
+  action: { type: 'string', default: 'authenticate', enum: ['allow', 'deny', 'authenticate'] },
+  require: {
+    type: 'object',
+    optional: true,
+    fields: {
+      scopes_all: { type: 'string[]' },
+      scopes_any: { type: 'string[]' },
+      issuers: { type: 'string[]' },
+      claims: { type: 'map', values: 'scalar[]' },
+    },
+  },
+};
+
+const signingFields: Record<string, FieldSpec> = {
+  alg: { type: 'string', default: 'ES256', enum: JWS_ALGORITHMS },
+  key_file: { type: 'string', nonEmpty: true },
+  secret_file: { type: 'string', nonEmpty: true },
+  previous_key_files: { type: 'string[]', default: [] },
+};
+
+export const upstreamTokenFields: Record<string, FieldSpec> = {
+  header: { type: 'string', default: 'x-jwt-assertion', nonEmpty: true },
+  issuer: { type: 'string', required: true, nonEmpty: true },
+  audiences: { type: 'string[]', default: [] },
+  ttl_seconds: { type: 'int', default: 300, min: 1, max: 86400 },
+  jti: { type: 'boolean', default: true },
+  copy_claims: { type: 'string[]', default: [] },
+  claims: { type: 'map', default: {}, values: 'any' },
+  cache: { type: 'boolean', default: true },
+  cache_max_entries: { type: 'int', default: 10000, min: 1 },
+  signing: { type: 'object', fields: signingFields },
+  encryption: {
+    type: 'object',
+    optional: true,
+    fields: {
+      // enum checked in the mint module, so RSA1_5 gets its own explanation.
+      alg: { type: 'string', required: true, nonEmpty: true },
+      enc: { type: 'string', required: true, enum: JWE_CONTENT_ENCRYPTION },
+      key_file: { type: 'string', nonEmpty: true },
+      secret_file: { type: 'string', nonEmpty: true },
+    },
+  },
+};
+
+export const upstreamFields: Record<string, FieldSpec> = {
+  forward_original_token: { type: 'boolean', default: false },
+  claim_headers: { type: 'map', default: {}, values: 'string' },
+  token: { type: 'object', optional: true, fields: upstreamTokenFields },
+};
+
+export const tokenEndpointFields: Record<string, FieldSpec> = {
+  enabled: { type: 'boolean', default: false },
+  issuer: { type: 'string', nonEmpty: true },
+  audience: { type: 'string', nonEmpty: true },
+  max_assertion_lifetime_seconds: { type: 'int', default: 300, min: 1 },
+  max_body_bytes: { type: 'int', default: 65536, min: 1024, max: 1048576 },
+  access_token: {
+    type: 'object',
+    fields: {
+      format: { type: 'string', default: 'jwt', enum: ['jwt', 'opaque'] },
+      ttl_seconds: { type: 'int', default: 3600, min: 1 },
+      opaque_length: { type: 'int', default: 54, min: 32, max: 512 },
+      audiences: { type: 'string[]', default: [] },
+      signing: { type: 'object', fields: signingFields },
+    },
+  },
+  refresh_token: {
+    type: 'object',
+    fields: {
+      enabled: { type: 'boolean', default: false },
+      ttl_seconds: { type: 'int', default: 43200, min: 1 },
+      length: { type: 'int', default: 46, min: 32, max: 512 },
+    },
+  },
+  clients: {
+    type: 'array',
+    default: [],
+    items: {
+      client_id: { type: 'string', required: true, nonEmpty: true },
+      certificate_file: { type: 'string', nonEmpty: true },
+      jwks_file: { type: 'string', nonEmpty: true },
+      client_secret_file: { type: 'string', nonEmpty: true },
+      scopes: { type: 'string[]', default: [] },
+      token_claims: { type: 'map', default: {}, values: 'any' },
+    },
+  },
+  grant_issuers: { type: 'string[]', default: [] },
+};
+
+export const storeFields: Record<string, FieldSpec> = {
+  type: { type: 'string', default: 'memory', enum: ['memory', 'redis'] },
+  purge_interval_seconds: { type: 'int', default: 60, min: 1 },
+  redis_url: { type: 'string', default: 'redis://127.0.0.1:6379' },
+  key_prefix: { type: 'string', default: 'envoy-jwt-authz:' },
+};
+
+export const verifiedTokenCacheFields: Record<string, FieldSpec> = {
+  enabled: { type: 'boolean', default: true },
+  max_entries: { type: 'int', default: 10000, min: 1 },
+};

@@ -1,0 +1,130 @@
+// A small structural validator for the parts of the config that convict cannot
+// describe (arrays of objects, maps, nested optional sections). It fills defaults,
+// rejects unknown keys, and reports every problem with its config path, e.g.
+// `issuers[1].audiences: required`.
+
+export type Problems = string[];
+
+export type FieldSpec =
+  | { type: 'string'; required?: boolean; default?: string; enum?: readonly string[]; nonEmpty?: boolean }
+  | { type: 'int'; required?: boolean; default?: number; min?: number; max?: number }
+  | { type: 'boolean'; required?: boolean; default?: boolean }
+  | { type: 'string[]'; required?: boolean; default?: string[]; nonEmpty?: boolean; enum?: readonly string[] }
+  | { type: 'object'; required?: boolean; fields: Record<string, FieldSpec>; optional?: boolean }
+  | { type: 'array'; required?: boolean; default?: unknown[]; items: Record<string, FieldSpec> }
+  | { type: 'map'; required?: boolean; default?: Record<string, unknown>; values: 'string' | 'scalar' | 'scalar[]' | 'any' }
+  | { type: 'any'; required?: boolean };
+
+export function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+const describe = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v);
+
+function checkScalar(v: unknown): boolean {
+  return typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v));
+}
+
+export function validateField(value: unknown, spec: FieldSpec, path: string, problems: Problems): unknown {
+  if (value === undefined || value === null) {
+    if (spec.required) {
+      problems.push(`${path}: required`);
+      return undefined;
+    }
+    if ('default' in spec && spec.default !== undefined) return structuredClone(spec.default);
+    if (spec.type === 'object' && !spec.optional) return validateObject({}, spec.fields, path, problems);
+    return undefined;
+  }
+  switch (spec.type) {
+    case 'string':
+      if (typeof value !== 'string') {
+        problems.push(`${path}: must be a string, got ${describe(value)}`);
+        return undefined;
+      }
+      if (spec.nonEmpty && value.length === 0) problems.push(`${path}: must not be empty`);
+      if (spec.enum && !spec.enum.includes(value)) problems.push(`${path}: must be one of ${spec.enum.join(', ')}, got "${value}"`);
+      return value;
+    case 'int':
+      if (typeof value !== 'number' || !Number.isInteger(value)) {
+        problems.push(`${path}: must be an integer, got ${describe(value)} ${JSON.stringify(value)}`);
+        return undefined;
+      }
+      if (spec.min !== undefined && value < spec.min) problems.push(`${path}: must be >= ${spec.min}, got ${value}`);
+      if (spec.max !== undefined && value > spec.max) problems.push(`${path}: must be <= ${spec.max}, got ${value}`);
+      return value;
+    case 'boolean':
+      if (typeof value !== 'boolean') {
+        problems.push(`${path}: must be true or false, got ${describe(value)}`);
+        return undefined;
+      }
+      return value;
+    case 'string[]': {
+      if (!Array.isArray(value) || value.some((x) => typeof x !== 'string')) {
+        problems.push(`${path}: must be a list of strings`);
+        return undefined;
+      }
+      if (spec.nonEmpty && value.length === 0) problems.push(`${path}: must not be empty`);
+      if (spec.enum) {
+        for (const [i, x] of value.entries()) {
+          if (!spec.enum.includes(x)) problems.push(`${path}[${i}]: must be one of ${spec.enum.join(', ')}, got "${x}"`);
+        }
+      }
+      return [...value];
+    }
+    case 'object':
+      if (!isPlainObject(value)) {
+        problems.push(`${path}: must be an object, got ${describe(value)}`);
+        return undefined;
+      }
+      return validateObject(value, spec.fields, path, problems);
+    case 'array':
+      if (!Array.isArray(value)) {
+        problems.push(`${path}: must be a list, got ${describe(value)}`);
+        return undefined;
+      }
+      return value.map((item, i) => {
+        if (!isPlainObject(item)) {
+          problems.push(`${path}[${i}]: must be an object, got ${describe(item)}`);
+          return undefined;
+        }
+        return validateObject(item, spec.items, `${path}[${i}]`, problems);
+      });
+    case 'map': {
+      if (!isPlainObject(value)) {
+        problems.push(`${path}: must be a map, got ${describe(value)}`);
+        return undefined;
+      }
+      const out: Record<string, unknown> = Object.create(null);
+      for (const [k, v] of Object.entries(value)) {
+        const p = `${path}.${k}`;
+        if (spec.values === 'string' && typeof v !== 'string') problems.push(`${p}: must be a string`);
+        else if (spec.values === 'scalar' && !checkScalar(v)) problems.push(`${p}: must be a string, number or boolean`);
+        else if (spec.values === 'scalar[]' && !(Array.isArray(v) && v.length > 0 && v.every(checkScalar)))
+          problems.push(`${p}: must be a non-empty list of strings, numbers or booleans`);
+        out[k] = v;
+      }
+      return out;
+    }
+    case 'any':
+      return value;
+  }
+}
+
+export function validateObject(
+  value: Record<string, unknown>,
+  fields: Record<string, FieldSpec>,
+  path: string,
+  problems: Problems,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(value)) {
+    if (!Object.prototype.hasOwnProperty.call(fields, key)) {
+      problems.push(`${path ? `${path}.` : ''}${key}: unknown key (allowed: ${Object.keys(fields).join(', ')})`);
+    }
+  }
+  for (const [key, spec] of Object.entries(fields)) {
+    const v = validateField(value[key], spec, path ? `${path}.${key}` : key, problems);
+    if (v !== undefined) out[key] = v;
+  }
+  return out;
+}

@@ -1,0 +1,152 @@
+// The validated (defaults filled) shape of the configuration file. Produced by
+// load.ts; compiled into runtime objects by runtime.ts. The request path never
+// reads these.
+
+export type Action = 'allow' | 'deny' | 'authenticate';
+
+export interface JwksCacheConfig {
+  max_age_seconds: number;
+  cooldown_seconds: number;
+  timeout_ms: number;
+  max_stale_seconds: number;
+}
+
+export interface IssuerConfig {
+  name: string;
+  issuer: string;
+  audiences: string[];
+  algorithms?: string[];
+  jwks_uri?: string;
+  discovery_uri?: string;
+  jwks?: unknown;
+  jwks_file?: string;
+  truststore?: { path: string; default_alias?: string };
+  secret_file?: string;
+  insecure_http: boolean;
+  jwks_cache: JwksCacheConfig;
+  clock_skew_seconds: number;
+  required_claims: string[];
+  max_lifetime_seconds: number;
+  claim_mappings: { from: string; to: string }[];
+}
+
+export interface TokenSourceConfig {
+  header?: string;
+  prefix?: string;
+  query?: string;
+  cookie?: string;
+}
+
+export interface RuleConfig {
+  name?: string;
+  match: {
+    path?: string;
+    path_prefix?: string;
+    path_separated_prefix?: string;
+    path_regex?: string;
+    methods?: string[];
+    hosts?: string[];
+  };
+  action: Action;
+  require?: {
+    scopes_all?: string[];
+    scopes_any?: string[];
+    issuers?: string[];
+    claims?: Record<string, (string | number | boolean)[]>;
+  };
+}
+
+export interface SigningConfig {
+  alg: string;
+  key_file?: string;
+  secret_file?: string;
+  previous_key_files: string[];
+}
+
+export interface EncryptionConfig {
+  alg: string;
+  enc: string;
+  key_file?: string;
+  secret_file?: string;
+}
+
+export interface UpstreamTokenConfig {
+  header: string;
+  issuer: string;
+  audiences: string[];
+  ttl_seconds: number;
+  jti: boolean;
+  copy_claims: string[];
+  claims: Record<string, unknown>;
+  cache: boolean;
+  cache_max_entries: number;
+  signing: SigningConfig;
+  encryption?: EncryptionConfig;
+}
+
+export interface ClientConfig {
+  client_id: string;
+  certificate_file?: string;
+  jwks_file?: string;
+  client_secret_file?: string;
+  scopes: string[];
+  token_claims: Record<string, unknown>;
+}
+
+export interface TokenEndpointConfig {
+  enabled: boolean;
+  issuer?: string;
+  audience?: string;
+  max_assertion_lifetime_seconds: number;
+  max_body_bytes: number;
+  access_token: {
+    format: 'jwt' | 'opaque';
+    ttl_seconds: number;
+    opaque_length: number;
+    audiences: string[];
+    signing: SigningConfig;
+  };
+  refresh_token: { enabled: boolean; ttl_seconds: number; length: number };
+  clients: ClientConfig[];
+  grant_issuers: string[];
+}
+
+export interface StoreConfig {
+  type: 'memory' | 'redis';
+  purge_interval_seconds: number;
+  redis_url: string;
+  key_prefix: string;
+}
+
+export interface AppConfig {
+  server: {
+    grpc_address: string;
+    http_address: string;
+    shutdown_grace_seconds: number;
+    workers: number;
+  };
+  log: { level: string };
+  issuers: IssuerConfig[];
+  realm: string;
+  public_base_url: string;
+  token_sources: TokenSourceConfig[];
+  max_token_bytes: number;
+  scope_claims: string[];
+  rules: RuleConfig[];
+  default_action: Action;
+  upstream: {
+    forward_original_token: boolean;
+    claim_headers: Record<string, string>;
+    token?: UpstreamTokenConfig;
+  };
+  token_endpoint: TokenEndpointConfig;
+  store: StoreConfig;
+  verified_token_cache: { enabled: boolean; max_entries: number };
+}
+
+/** A validated config plus where it came from (paths in it are relative to baseDir). */
+export interface LoadedConfig {
+  config: AppConfig;
+  baseDir: string;
+  source: string;
+}

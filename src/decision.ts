@@ -1,0 +1,124 @@
+// Decisions are values. Every outcome of a check is one of these, and the single
+// table below maps a denial reason to what Envoy receives (gRPC status, HTTP status,
+// RFC 6750 challenge). Nothing else in the code decides status codes.
+
+export type DenyReason =
+  | 'token_missing'
+  | 'token_too_large'
+  | 'token_malformed'
+  | 'issuer_unknown'
+  | 'alg_not_allowed'
+  | 'header_invalid'
+  | 'crit_unsupported'
+  | 'key_not_found'
+  | 'signature_invalid'
+  | 'token_expired'
+  | 'token_not_yet_valid'
+  | 'iat_in_future'
+  | 'audience_invalid'
+  | 'claim_missing'
+  | 'claim_invalid'
+  | 'lifetime_exceeded'
+  | 'typ_invalid'
+  | 'token_revoked'
+  | 'token_inactive'
+  | 'insufficient_scope'
+  | 'rule_deny'
+  | 'claims_condition'
+  | 'issuer_not_allowed'
+  | 'keys_unavailable'
+  | 'store_unavailable'
+  | 'mint_failed'
+  | 'internal_error'
+  | 'request_invalid';
+
+export type ChallengeKind = 'unauthorized' | 'invalid_token' | 'insufficient_scope' | 'forbidden' | 'unavailable' | 'server_error';
+
+export interface DenyOutcome {
+  /** google.rpc.Code */
+  readonly grpcCode: number;
+  readonly httpStatus: number;
+  readonly kind: ChallengeKind;
+}
+
+export const GRPC_OK = 0;
+export const GRPC_PERMISSION_DENIED = 7;
+export const GRPC_UNAVAILABLE = 14;
+export const GRPC_UNAUTHENTICATED = 16;
+export const GRPC_INTERNAL = 13;
+
+const invalidToken: DenyOutcome = { grpcCode: GRPC_UNAUTHENTICATED, httpStatus: 401, kind: 'invalid_token' };
+const forbidden: DenyOutcome = { grpcCode: GRPC_PERMISSION_DENIED, httpStatus: 403, kind: 'forbidden' };
+const unavailable: DenyOutcome = { grpcCode: GRPC_UNAVAILABLE, httpStatus: 503, kind: 'unavailable' };
+
+export const DENY_OUTCOMES: Readonly<Record<DenyReason, DenyOutcome>> = {
+  token_missing: { grpcCode: GRPC_UNAUTHENTICATED, httpStatus: 401, kind: 'unauthorized' },
+  token_too_large: invalidToken,
+  token_malformed: invalidToken,
+  issuer_unknown: invalidToken,
+  alg_not_allowed: invalidToken,
+  header_invalid: invalidToken,
+  crit_unsupported: invalidToken,
+  key_not_found: invalidToken,
+  signature_invalid: invalidToken,
+  token_expired: invalidToken,
+  token_not_yet_valid: invalidToken,
+  iat_in_future: invalidToken,
+  audience_invalid: invalidToken,
+  claim_missing: invalidToken,
+  claim_invalid: invalidToken,
+  lifetime_exceeded: invalidToken,
+  typ_invalid: invalidToken,
+  token_revoked: invalidToken,
+  token_inactive: invalidToken,
+  insufficient_scope: { grpcCode: GRPC_PERMISSION_DENIED, httpStatus: 403, kind: 'insufficient_scope' },
+  rule_deny: forbidden,
+  claims_condition: forbidden,
+  issuer_not_allowed: forbidden,
+  keys_unavailable: unavailable,
+  store_unavailable: unavailable,
+  // Mint failures and internal errors: Envoy sees 500 with a generic body; the detail goes to the log.
+  mint_failed: { grpcCode: GRPC_UNAVAILABLE, httpStatus: 500, kind: 'server_error' },
+  internal_error: { grpcCode: GRPC_UNAVAILABLE, httpStatus: 500, kind: 'server_error' },
+  request_invalid: { grpcCode: GRPC_PERMISSION_DENIED, httpStatus: 400, kind: 'forbidden' },
+};
+
+export interface Deny {
+  readonly kind: 'deny';
+  readonly reason: DenyReason;
+  /** Plain words for error_description; never contains the token, a key or a secret. */
+  readonly description?: string;
+  /** insufficient_scope: the scopes needed, space-separated. */
+  readonly scope?: string;
+  /** Detail for the log only (never sent to the client). */
+  readonly logDetail?: string;
+  issuer?: string;
+  rule?: string;
+}
+
+export interface HeaderToSet {
+  readonly key: string;
+  readonly value: string;
+}
+
+export interface Allow {
+  readonly kind: 'allow';
+  readonly headers: HeaderToSet[];
+  readonly headersToRemove: string[];
+  readonly queryParametersToRemove: string[];
+  /** Top-level CheckResponse.dynamic_metadata, or undefined for anonymous allows. */
+  readonly metadata?: { issuer: string; sub?: string; scope: string; claims: Record<string, unknown> };
+  readonly reason: 'authenticated' | 'rule_allow' | 'default_allow';
+  issuer?: string;
+  rule?: string;
+}
+
+export type Decision = Allow | Deny;
+
+export function deny(reason: DenyReason, description?: string, extra?: Partial<Omit<Deny, 'kind' | 'reason'>>): Deny {
+  return { kind: 'deny', reason, description, ...extra };
+}
+
+export function isDeny(d: Decision): d is Deny {
+  return d.kind === 'deny';
+}

@@ -1,0 +1,49 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * Prometheus metrics (SPEC §8). Created once per process and shared across config
+ * reloads, so counters keep counting when the runtime graph is rebuilt.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly checkTotal = new Counter({
+    name: 'authz_check_total',
+    help: 'Check decisions by decision, reason and issuer',
+    labelNames: ['decision', 'reason', 'issuer'] as const,
+    registers: [this.registry],
+  });
+  readonly checkDuration = new Histogram({
+    name: 'authz_check_duration_seconds',
+    help: 'Time to answer a Check call',
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 2.5],
+    registers: [this.registry],
+  });
+  readonly jwksFetchTotal = new Counter({
+    name: 'authz_jwks_fetch_total',
+    help: 'JWKS / discovery fetches by issuer and result',
+    labelNames: ['issuer', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly jwksKeys = new Gauge({
+    name: 'authz_jwks_keys',
+    help: 'Usable verification keys per issuer',
+    labelNames: ['issuer'] as const,
+    registers: [this.registry],
+  });
+  readonly cacheHitsTotal = new Counter({
+    name: 'authz_cache_hits_total',
+    help: 'Cache hits by cache (verified_token, minted_token, store)',
+    labelNames: ['cache'] as const,
+    registers: [this.registry],
+  });
+  readonly tokenRequestsTotal = new Counter({
+    name: 'authz_token_requests_total',
+    help: 'Token endpoint requests by grant type and result',
+    labelNames: ['grant_type', 'result'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(opts: { processMetrics?: boolean } = {}) {
+    if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
+  }
+}
