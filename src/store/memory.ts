@@ -1,0 +1,129 @@
+import { KvStore, type Kv } from './kv-store.js';
+
+interface Entry {
+  value: string | string[];
+  /** epoch ms */
+  expiresAt: number;
+}
+
+/** In-process Kv. Expired entries are invisible at once and purged on a timer. */
+export class MemoryKv implements Kv {
+  private readonly entries = new Map<string, Entry>();
+
+  constructor(private readonly clock: () => number = Date.now) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** Every live key (tests inspect what is stored). */
+  keys(): string[] {
+    const now = this.clock();
+    return [...this.entries].filter(([, e]) => e.expiresAt > now).map(([k]) => k);
+  }
+
+  /** Raw value of a live key (tests). */
+  peek(key: string): string | string[] | undefined {
+    return this.live(key)?.value;
+  }
+
+  private live(key: string): Entry | undefined {
+    const e = this.entries.get(key);
+    if (!e) return undefined;
+    if (e.expiresAt <= this.clock()) {
+      this.entries.delete(key);
+      return undefined;
+    }
+    return e;
+  }
+
+  purgeExpired(): number {
+    const now = this.clock();
+    let n = 0;
+    for (const [k, e] of this.entries) {
+      if (e.expiresAt <= now) {
+        this.entries.delete(k);
+        n++;
+      }
+    }
+    return n;
+  }
+
+  async get(key: string): Promise<string | undefined> {
+    const v = this.live(key)?.value;
+    return typeof v === 'string' ? v : undefined;
+  }
+
+  async mget(keys: string[]): Promise<(string | undefined)[]> {
+    return keys.map((k) => {
+      const v = this.live(k)?.value;
+      return typeof v === 'string' ? v : undefined;
+    });
+  }
+
+  async set(key: string, value: string, ttlSeconds: number): Promise<void> {
+    this.entries.set(key, { value, expiresAt: this.clock() + ttlSeconds * 1000 });
+  }
+
+  async setNx(key: string, value: string, ttlSeconds: number): Promise<boolean> {
+    // Synchronous check-and-set: atomic within the process.
+    if (this.live(key)) return false;
+    this.entries.set(key, { value, expiresAt: this.clock() + ttlSeconds * 1000 });
+    return true;
+  }
+
+  async del(keys: string[]): Promise<void> {
+    for (const k of keys) this.entries.delete(k);
+  }
+
+  async exists(key: string): Promise<boolean> {
+    return this.live(key) !== undefined;
+  }
+
+  async push(key: string, value: string, ttlSeconds: number): Promise<void> {
+    const e = this.live(key);
+    const list = e && Array.isArray(e.value) ? e.value : [];
+    list.push(value);
+    this.entries.set(key, { value: list, expiresAt: this.clock() + ttlSeconds * 1000 });
+  }
+
+  async list(key: string): Promise<string[]> {
+    const v = this.live(key)?.value;
+    return Array.isArray(v) ? [...v] : [];
+  }
+}
+
+export interface MemoryStoreOptions {
+  /** SPEC §10 purge_interval_seconds (default 60). */
+  readonly purgeIntervalSeconds?: number;
+  readonly clock?: () => number;
+}
+
+/** store.type: memory — one process only; expired entries purged every purge_interval_seconds. */
+export class MemoryStore extends KvStore {
+  readonly type = 'memory' as const;
+  protected readonly kv: MemoryKv;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(opts: MemoryStoreOptions = {}) {
+    super();
+    this.kv = new MemoryKv(opts.clock);
+    const every = Math.max(1, opts.purgeIntervalSeconds ?? 60) * 1000;
+    this.timer = setInterval(() => this.kv.purgeExpired(), every);
+    this.timer.unref();
+  }
+
+  /** The underlying map (tests inspect it). */
+  get raw(): MemoryKv {
+    return this.kv;
+  }
+
+  isReady(): boolean {
+    return true;
+  }
+
+  async close(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+}
