@@ -32,7 +32,8 @@ export type DenyReason =
   | 'internal_error'
   | 'request_invalid';
 
-export type ChallengeKind = 'unauthorized' | 'invalid_token' | 'insufficient_scope' | 'forbidden' | 'unavailable' | 'server_error';
+export type ChallengeKind =
+  'unauthorized' | 'invalid_token' | 'insufficient_scope' | 'forbidden' | 'unavailable' | 'server_error';
 
 export interface DenyOutcome {
   /** google.rpc.Code */
@@ -115,7 +116,11 @@ export interface Allow {
 
 export type Decision = Allow | Deny;
 
-export function deny(reason: DenyReason, description?: string, extra?: Partial<Omit<Deny, 'kind' | 'reason'>>): Deny {
+export function deny(
+  reason: DenyReason,
+  description?: string,
+  extra?: Partial<Omit<Deny, 'kind' | 'reason'>>,
+): Deny {
   return { kind: 'deny', reason, description, ...extra };
 }
 

@@ -31,8 +31,18 @@ convict.addFormat({ name: 'section-object', validate: () => undefined });
 function schema() {
   return {
     server: {
-      grpc_address: { doc: 'gRPC listen address', format: String, default: '0.0.0.0:9001', env: 'AUTHZ_GRPC_ADDRESS' },
-      http_address: { doc: 'HTTP listen address', format: String, default: '0.0.0.0:9002', env: 'AUTHZ_HTTP_ADDRESS' },
+      grpc_address: {
+        doc: 'gRPC listen address',
+        format: String,
+        default: '0.0.0.0:9001',
+        env: 'AUTHZ_GRPC_ADDRESS',
+      },
+      http_address: {
+        doc: 'HTTP listen address',
+        format: String,
+        default: '0.0.0.0:9002',
+        env: 'AUTHZ_HTTP_ADDRESS',
+      },
       shutdown_grace_seconds: { format: 'nat', default: 10 },
       workers: { format: 'nat', default: 1 },
     },
@@ -94,7 +104,8 @@ export function validateConfig(input: unknown, env: NodeJS.ProcessEnv = process.
     conf.load(input);
     conf.validate({ allowed: 'strict' });
   } catch (err) {
-    for (const line of (err as Error).message.split('\n')) if (line.trim()) problems.push(tidyConvictMessage(line));
+    for (const line of (err as Error).message.split('\n'))
+      if (line.trim()) problems.push(tidyConvictMessage(line));
   }
   const base = conf.getProperties() as Record<string, unknown>;
   const out: Record<string, unknown> = { ...base };
@@ -116,7 +127,8 @@ function crossCheck(config: AppConfig, problems: Problems): void {
   const issuerUrls = new Set<string>();
   config.issuers.forEach((iss: IssuerConfig, i) => {
     const p = `issuers[${i}]`;
-    if (iss.name === 'self') problems.push(`${p}.name: "self" is reserved for this service's own token endpoint`);
+    if (iss.name === 'self')
+      problems.push(`${p}.name: "self" is reserved for this service's own token endpoint`);
     if (names.has(iss.name)) problems.push(`${p}.name: duplicate issuer name "${iss.name}"`);
     names.add(iss.name);
     if (issuerUrls.has(iss.issuer)) problems.push(`${p}.issuer: another issuer already uses "${iss.issuer}"`);
@@ -127,14 +139,19 @@ function crossCheck(config: AppConfig, problems: Problems): void {
         `${p}: exactly one key source is required (${KEY_SOURCES.join(', ')}), got ${sources.length === 0 ? 'none' : sources.join(', ')}`,
       );
     }
-    const algs = iss.algorithms ?? (iss.secret_file ? ['HS256', 'HS384', 'HS512'] : [...ASYMMETRIC_DEFAULT_ALGORITHMS]);
+    const algs =
+      iss.algorithms ?? (iss.secret_file ? ['HS256', 'HS384', 'HS512'] : [...ASYMMETRIC_DEFAULT_ALGORITHMS]);
     iss.algorithms = algs;
     if (algs.length === 0) problems.push(`${p}.algorithms: must not be empty`);
     algs.forEach((alg, j) => {
       if (!(JWS_ALGORITHMS as readonly string[]).includes(alg)) {
-        problems.push(`${p}.algorithms[${j}]: unsupported algorithm "${alg}" (allowed: ${JWS_ALGORITHMS.join(', ')}; "none" is never accepted)`);
+        problems.push(
+          `${p}.algorithms[${j}]: unsupported algorithm "${alg}" (allowed: ${JWS_ALGORITHMS.join(', ')}; "none" is never accepted)`,
+        );
       } else if (alg.startsWith('HS') && !iss.secret_file) {
-        problems.push(`${p}.algorithms[${j}]: ${alg} needs secret_file (HMAC is never used with public keys)`);
+        problems.push(
+          `${p}.algorithms[${j}]: ${alg} needs secret_file (HMAC is never used with public keys)`,
+        );
       } else if (!alg.startsWith('HS') && iss.secret_file) {
         problems.push(`${p}.algorithms[${j}]: ${alg} cannot be used with secret_file (only HS256/384/512)`);
       }
@@ -149,9 +166,12 @@ function crossCheck(config: AppConfig, problems: Problems): void {
         problems.push(`${p}.${uriKey}: not a valid URL`);
         continue;
       }
-      if (url.protocol !== 'https:' && url.protocol !== 'http:') problems.push(`${p}.${uriKey}: must be https://`);
+      if (url.protocol !== 'https:' && url.protocol !== 'http:')
+        problems.push(`${p}.${uriKey}: must be https://`);
       if (url.protocol === 'http:' && !iss.insecure_http && !isLoopbackHost(url.hostname)) {
-        problems.push(`${p}.${uriKey}: http:// is only allowed for loopback hosts; use https:// or set insecure_http: true`);
+        problems.push(
+          `${p}.${uriKey}: http:// is only allowed for loopback hosts; use https:// or set insecure_http: true`,
+        );
       }
     }
     if (iss.jwks !== undefined && !(isPlainObject(iss.jwks) && Array.isArray(iss.jwks.keys))) {
@@ -159,9 +179,13 @@ function crossCheck(config: AppConfig, problems: Problems): void {
     }
   });
   config.token_sources.forEach((src, i) => {
-    const kinds = ['header', 'query', 'cookie'].filter((k) => (src as Record<string, unknown>)[k] !== undefined);
-    if (kinds.length !== 1) problems.push(`token_sources[${i}]: exactly one of header, query, cookie is required`);
-    if (src.prefix !== undefined && src.header === undefined) problems.push(`token_sources[${i}].prefix: only valid with header`);
+    const kinds = ['header', 'query', 'cookie'].filter(
+      (k) => (src as Record<string, unknown>)[k] !== undefined,
+    );
+    if (kinds.length !== 1)
+      problems.push(`token_sources[${i}]: exactly one of header, query, cookie is required`);
+    if (src.prefix !== undefined && src.header === undefined)
+      problems.push(`token_sources[${i}].prefix: only valid with header`);
   });
   if (config.token_sources.length === 0) problems.push('token_sources: must not be empty');
   const known = new Set([...names, 'self']);
@@ -187,13 +211,19 @@ export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.en
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new ConfigError([`${file}: cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`]);
+    throw new ConfigError([
+      `${file}: cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    ]);
   }
   const config = validateConfig(parseConfigText(text, file), env);
   return { config, baseDir: dirname(path), source: path };
 }
 
 /** A config built in code (demo mode, tests), validated the same way. */
-export function loadConfigObject(input: unknown, baseDir: string, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
+export function loadConfigObject(
+  input: unknown,
+  baseDir: string,
+  env: NodeJS.ProcessEnv = process.env,
+): LoadedConfig {
   return { config: validateConfig(input, env), baseDir, source: '(inline)' };
 }

@@ -5,20 +5,41 @@ import type { FieldSpec } from './shape.js';
 // environment overrides; these specs are plugged into it as custom formats.
 
 export const JWS_ALGORITHMS = [
-  'HS256', 'HS384', 'HS512',
-  'RS256', 'RS384', 'RS512',
-  'PS256', 'PS384', 'PS512',
-  'ES256', 'ES384', 'ES512',
+  'HS256',
+  'HS384',
+  'HS512',
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
   'EdDSA',
 ] as const;
 export const ASYMMETRIC_DEFAULT_ALGORITHMS = JWS_ALGORITHMS.filter((a) => !a.startsWith('HS'));
 
 export const JWE_KEY_MANAGEMENT = [
-  'RSA-OAEP', 'RSA-OAEP-256', 'ECDH-ES', 'ECDH-ES+A128KW', 'ECDH-ES+A192KW', 'ECDH-ES+A256KW',
-  'A128KW', 'A192KW', 'A256KW', 'dir',
+  'RSA-OAEP',
+  'RSA-OAEP-256',
+  'ECDH-ES',
+  'ECDH-ES+A128KW',
+  'ECDH-ES+A192KW',
+  'ECDH-ES+A256KW',
+  'A128KW',
+  'A192KW',
+  'A256KW',
+  'dir',
 ] as const;
 export const JWE_CONTENT_ENCRYPTION = [
-  'A128CBC-HS256', 'A192CBC-HS384', 'A256CBC-HS512', 'A128GCM', 'A192GCM', 'A256GCM',
+  'A128CBC-HS256',
+  'A192CBC-HS384',
+  'A256CBC-HS512',
+  'A128GCM',
+  'A192GCM',
+  'A256GCM',
 ] as const;
 
 const jwksCache: Record<string, FieldSpec> = {
@@ -40,7 +61,10 @@ export const issuerFields: Record<string, FieldSpec> = {
   truststore: {
     type: 'object',
     optional: true,
-    fields: { path: { type: 'string', required: true, nonEmpty: true }, default_alias: { type: 'string', nonEmpty: true } },
+    fields: {
+      path: { type: 'string', required: true, nonEmpty: true },
+      default_alias: { type: 'string', nonEmpty: true },
+    },
   },
   secret_file: { type: 'string', nonEmpty: true },
   insecure_http: { type: 'boolean', default: false },
@@ -51,7 +75,10 @@ export const issuerFields: Record<string, FieldSpec> = {
   claim_mappings: {
     type: 'array',
     default: [],
-    items: { from: { type: 'string', required: true, nonEmpty: true }, to: { type: 'string', required: true, nonEmpty: true } },
+    items: {
+      from: { type: 'string', required: true, nonEmpty: true },
+      to: { type: 'string', required: true, nonEmpty: true },
+    },
   },
 };
 

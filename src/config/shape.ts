@@ -12,7 +12,12 @@ export type FieldSpec =
   | { type: 'string[]'; required?: boolean; default?: string[]; nonEmpty?: boolean; enum?: readonly string[] }
   | { type: 'object'; required?: boolean; fields: Record<string, FieldSpec>; optional?: boolean }
   | { type: 'array'; required?: boolean; default?: unknown[]; items: Record<string, FieldSpec> }
-  | { type: 'map'; required?: boolean; default?: Record<string, unknown>; values: 'string' | 'scalar' | 'scalar[]' | 'any' }
+  | {
+      type: 'map';
+      required?: boolean;
+      default?: Record<string, unknown>;
+      values: 'string' | 'scalar' | 'scalar[]' | 'any';
+    }
   | { type: 'any'; required?: boolean };
 
 export function isPlainObject(v: unknown): v is Record<string, unknown> {
@@ -42,15 +47,18 @@ export function validateField(value: unknown, spec: FieldSpec, path: string, pro
         return undefined;
       }
       if (spec.nonEmpty && value.length === 0) problems.push(`${path}: must not be empty`);
-      if (spec.enum && !spec.enum.includes(value)) problems.push(`${path}: must be one of ${spec.enum.join(', ')}, got "${value}"`);
+      if (spec.enum && !spec.enum.includes(value))
+        problems.push(`${path}: must be one of ${spec.enum.join(', ')}, got "${value}"`);
       return value;
     case 'int':
       if (typeof value !== 'number' || !Number.isInteger(value)) {
         problems.push(`${path}: must be an integer, got ${describe(value)} ${JSON.stringify(value)}`);
         return undefined;
       }
-      if (spec.min !== undefined && value < spec.min) problems.push(`${path}: must be >= ${spec.min}, got ${value}`);
-      if (spec.max !== undefined && value > spec.max) problems.push(`${path}: must be <= ${spec.max}, got ${value}`);
+      if (spec.min !== undefined && value < spec.min)
+        problems.push(`${path}: must be >= ${spec.min}, got ${value}`);
+      if (spec.max !== undefined && value > spec.max)
+        problems.push(`${path}: must be <= ${spec.max}, got ${value}`);
       return value;
     case 'boolean':
       if (typeof value !== 'boolean') {
@@ -66,7 +74,8 @@ export function validateField(value: unknown, spec: FieldSpec, path: string, pro
       if (spec.nonEmpty && value.length === 0) problems.push(`${path}: must not be empty`);
       if (spec.enum) {
         for (const [i, x] of value.entries()) {
-          if (!spec.enum.includes(x)) problems.push(`${path}[${i}]: must be one of ${spec.enum.join(', ')}, got "${x}"`);
+          if (!spec.enum.includes(x))
+            problems.push(`${path}[${i}]: must be one of ${spec.enum.join(', ')}, got "${x}"`);
         }
       }
       return [...value];
@@ -98,7 +107,8 @@ export function validateField(value: unknown, spec: FieldSpec, path: string, pro
       for (const [k, v] of Object.entries(value)) {
         const p = `${path}.${k}`;
         if (spec.values === 'string' && typeof v !== 'string') problems.push(`${p}: must be a string`);
-        else if (spec.values === 'scalar' && !checkScalar(v)) problems.push(`${p}: must be a string, number or boolean`);
+        else if (spec.values === 'scalar' && !checkScalar(v))
+          problems.push(`${p}: must be a string, number or boolean`);
         else if (spec.values === 'scalar[]' && !(Array.isArray(v) && v.length > 0 && v.every(checkScalar)))
           problems.push(`${p}: must be a non-empty list of strings, numbers or booleans`);
         out[k] = v;
@@ -119,7 +129,9 @@ export function validateObject(
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(value)) {
     if (!Object.prototype.hasOwnProperty.call(fields, key)) {
-      problems.push(`${path ? `${path}.` : ''}${key}: unknown key (allowed: ${Object.keys(fields).join(', ')})`);
+      problems.push(
+        `${path ? `${path}.` : ''}${key}: unknown key (allowed: ${Object.keys(fields).join(', ')})`,
+      );
     }
   }
   for (const [key, spec] of Object.entries(fields)) {

@@ -1,0 +1,87 @@
+import type { TokenSourceConfig } from '../config/types.js';
+import type { AuthRequest } from '../authz/types.js';
+
+// Token sources (SPEC §4 token_sources), tried in order; the first that yields a
+// token wins. Header prefixes match case-insensitively (RFC 7235 auth schemes).
+
+export type CompiledTokenSource =
+  | { readonly kind: 'header'; readonly name: string; readonly prefix: string; readonly prefixLower: string }
+  | { readonly kind: 'query'; readonly name: string }
+  | { readonly kind: 'cookie'; readonly name: string };
+
+export interface ExtractedToken {
+  readonly token: string;
+  readonly source: CompiledTokenSource;
+}
+
+export function compileTokenSources(sources: readonly TokenSourceConfig[]): CompiledTokenSource[] {
+  return sources.map((s) => {
+    if (s.header !== undefined) {
+      const prefix = s.prefix ?? '';
+      return { kind: 'header', name: s.header.toLowerCase(), prefix, prefixLower: prefix.toLowerCase() };
+    }
+    if (s.query !== undefined) return { kind: 'query', name: s.query };
+    return { kind: 'cookie', name: s.cookie! };
+  });
+}
+
+function fromHeader(value: string, src: { prefixLower: string }): string | undefined {
+  const n = src.prefixLower.length;
+  if (n > 0) {
+    if (value.length <= n || value.slice(0, n).toLowerCase() !== src.prefixLower) return undefined;
+    value = value.slice(n);
+  }
+  // Tolerate extra spaces after the scheme; anything else stays for the strict syntax check.
+  let i = 0;
+  while (value.charCodeAt(i) === 32) i++;
+  return i < value.length ? value.slice(i) : undefined;
+}
+
+export function queryParam(rawPath: string, name: string): string | undefined {
+  const q = rawPath.indexOf('?');
+  if (q < 0) return undefined;
+  const h = rawPath.indexOf('#', q);
+  const params = new URLSearchParams(rawPath.slice(q + 1, h < 0 ? undefined : h));
+  return params.get(name) ?? undefined;
+}
+
+export function cookieValue(cookieHeader: string, name: string): string | undefined {
+  for (const part of cookieHeader.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq < 0) continue;
+    if (part.slice(0, eq).trim() === name) {
+      const v = part.slice(eq + 1).trim();
+      return v.length > 0 ? v : undefined;
+    }
+  }
+  return undefined;
+}
+
+/** The cookie header without the named cookie (undefined when nothing is left). */
+export function cookieHeaderWithout(cookieHeader: string, name: string): string | undefined {
+  const kept = cookieHeader
+    .split(';')
+    .map((p) => p.trim())
+    .filter((p) => p.length > 0 && p.slice(0, Math.max(0, p.indexOf('='))).trim() !== name);
+  return kept.length > 0 ? kept.join('; ') : undefined;
+}
+
+export function extractToken(
+  req: AuthRequest,
+  sources: readonly CompiledTokenSource[],
+): ExtractedToken | undefined {
+  for (const source of sources) {
+    let token: string | undefined;
+    if (source.kind === 'header') {
+      const value = req.headers[source.name];
+      if (typeof value === 'string') token = fromHeader(value, source);
+    } else if (source.kind === 'query') {
+      token = queryParam(req.rawPath, source.name);
+    } else {
+      const cookie = req.headers.cookie;
+      if (typeof cookie === 'string') token = cookieValue(cookie, source.name);
+    }
+    if (token !== undefined && token.length > 0) return { token, source };
+  }
+  return undefined;
+}

@@ -1,0 +1,121 @@
+import { constants, createHmac, timingSafeEqual, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { deny, type Deny } from '../decision.js';
+import type { VerificationKey } from './keys/types.js';
+
+// Strict compact JWS parsing and signature checks (SPEC §6 steps 1, 2 and 5).
+// jose accepts padded or non-canonical base64url; we do not, because the token
+// string is used as a cache key and must not be malleable.
+
+const SEGMENT = /^[A-Za-z0-9_-]+$/;
+
+export interface ParsedJws {
+  readonly header: Record<string, unknown>;
+  readonly payload: Record<string, unknown>;
+  /** ASCII bytes of `<header>.<payload>`. */
+  readonly signingInput: string;
+  readonly signature: Buffer;
+}
+
+function decodeSegment(seg: string): Buffer | undefined {
+  if (!SEGMENT.test(seg) || seg.length % 4 === 1) return undefined;
+  return Buffer.from(seg, 'base64url');
+}
+
+function parseJsonObject(bytes: Buffer): Record<string, unknown> | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+    ? (value as Record<string, unknown>)
+    : undefined;
+}
+
+export function parseCompactJws(token: string, maxBytes: number): ParsedJws | Deny {
+  if (token.length > maxBytes) return deny('token_too_large', 'the token is too large');
+  const d1 = token.indexOf('.');
+  const d2 = d1 < 0 ? -1 : token.indexOf('.', d1 + 1);
+  if (d1 <= 0 || d2 <= d1 + 1 || d2 === token.length - 1) {
+    return deny('token_malformed', 'the token is not a compact JWS (three base64url parts)');
+  }
+  if (token.indexOf('.', d2 + 1) !== -1) {
+    return deny('token_malformed', 'encrypted (JWE) or otherwise malformed tokens are not accepted');
+  }
+  const h = decodeSegment(token.slice(0, d1));
+  const p = decodeSegment(token.slice(d1 + 1, d2));
+  const sigSeg = token.slice(d2 + 1);
+  const s = decodeSegment(sigSeg);
+  // The signature must be canonical base64url, so one signature has one spelling.
+  if (!h || !p || !s || s.toString('base64url') !== sigSeg) {
+    return deny('token_malformed', 'the token is not valid base64url (no padding or whitespace allowed)');
+  }
+  const header = parseJsonObject(h);
+  if (!header) return deny('token_malformed', 'the token header is not a JSON object');
+  const payload = parseJsonObject(p);
+  if (!payload) return deny('token_malformed', 'the token payload is not a JSON object');
+  return { header, payload, signingInput: token.slice(0, d2), signature: s };
+}
+
+const HASH: Record<string, string> = { '256': 'sha256', '384': 'sha384', '512': 'sha512' };
+const EC_CURVE: Record<string, { crv: string; sigLen: number }> = {
+  ES256: { crv: 'P-256', sigLen: 64 },
+  ES384: { crv: 'P-384', sigLen: 96 },
+  ES512: { crv: 'P-521', sigLen: 132 },
+};
+
+/** Whether a key may verify a given JWS alg (type, curve, declared alg, HMAC key length). */
+export function keyFitsAlg(key: VerificationKey, alg: string): boolean {
+  if (key.alg !== undefined && key.alg !== alg) return false;
+  const family = alg.slice(0, 2);
+  switch (family) {
+    case 'RS':
+    case 'PS':
+      return key.kty === 'RSA';
+    case 'ES':
+      return key.kty === 'EC' && EC_CURVE[alg]?.crv === key.crv;
+    case 'Ed':
+      return alg === 'EdDSA' && key.kty === 'OKP' && key.crv === 'Ed25519';
+    case 'HS':
+      return key.kty === 'oct' && (key.key.symmetricKeySize ?? 0) >= Number(alg.slice(2)) / 8;
+    default:
+      return false;
+  }
+}
+
+/** Verifies a JWS signature with node:crypto. Never throws; false on any error. */
+export function verifySignature(
+  alg: string,
+  key: KeyObject,
+  signingInput: string,
+  signature: Buffer,
+): boolean {
+  try {
+    const hash = HASH[alg.slice(2)];
+    switch (alg.slice(0, 2)) {
+      case 'RS':
+        return cryptoVerify(hash, Buffer.from(signingInput), key, signature);
+      case 'PS':
+        return cryptoVerify(
+          hash,
+          Buffer.from(signingInput),
+          { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST },
+          signature,
+        );
+      case 'ES':
+        if (signature.length !== EC_CURVE[alg]?.sigLen) return false;
+        return cryptoVerify(hash, Buffer.from(signingInput), { key, dsaEncoding: 'ieee-p1363' }, signature);
+      case 'Ed':
+        return cryptoVerify(null, Buffer.from(signingInput), key, signature);
+      case 'HS': {
+        const mac = createHmac(hash!, key).update(signingInput).digest();
+        return mac.length === signature.length && timingSafeEqual(mac, signature);
+      }
+      default:
+        return false;
+    }
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,127 @@
+import * as grpc from '@grpc/grpc-js';
+import { authorizationClientConstructor } from '../envoy/protos.js';
+
+export interface CheckCommandOptions {
+  readonly address: string;
+  readonly token?: string;
+  readonly method: string;
+  readonly path: string;
+  readonly host: string;
+  readonly headers: readonly string[];
+  readonly context: readonly string[];
+  readonly timeoutMs: number;
+}
+
+export class UsageError extends Error {}
+
+function pairs(list: readonly string[], what: string): [string, string][] {
+  return list.map((kv) => {
+    const eq = kv.indexOf('=');
+    if (eq <= 0) throw new UsageError(`--${what} expects k=v, got "${kv}"`);
+    return [kv.slice(0, eq), kv.slice(eq + 1)];
+  });
+}
+
+/** google.protobuf.Struct (keepCase, oneofs) → plain JSON. */
+export function fromStruct(s: any): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries<any>(s?.fields ?? {})) out[k] = fromValue(v);
+  return out;
+}
+function fromValue(v: any): unknown {
+  switch (v?.kind) {
+    case 'string_value':
+      return v.string_value;
+    case 'number_value':
+      return v.number_value;
+    case 'bool_value':
+      return v.bool_value;
+    case 'struct_value':
+      return fromStruct(v.struct_value);
+    case 'list_value':
+      return (v.list_value?.values ?? []).map(fromValue);
+    default:
+      return null;
+  }
+}
+
+/** Builds a CheckRequest exactly as Envoy does (lower-case keys, pseudo-headers, repeated headers joined with ','). */
+export function envoyCheckRequest(opts: Omit<CheckCommandOptions, 'address' | 'timeoutMs'>): any {
+  const headers: Record<string, string> = {
+    ':authority': opts.host,
+    ':path': opts.path,
+    ':method': opts.method.toUpperCase(),
+    ':scheme': 'http',
+    'x-request-id': `check-cli-${Date.now()}`,
+  };
+  if (opts.token !== undefined) headers.authorization = `Bearer ${opts.token}`;
+  for (const [k, v] of pairs(opts.headers, 'header')) {
+    const key = k.toLowerCase();
+    headers[key] = key in headers && !key.startsWith(':') ? `${headers[key]},${v}` : v;
+  }
+  const q = opts.path.indexOf('?');
+  return {
+    attributes: {
+      request: {
+        http: {
+          method: opts.method.toUpperCase(),
+          path: opts.path,
+          host: opts.host,
+          scheme: 'http',
+          protocol: 'HTTP/1.1',
+          headers,
+          query: q >= 0 ? opts.path.slice(q + 1) : '',
+        },
+      },
+      context_extensions: Object.fromEntries(pairs(opts.context, 'context')),
+    },
+  };
+}
+
+/** CheckResponse → plain JSON decision (what the `check` command prints). */
+export function describeCheckResponse(res: any): Record<string, unknown> {
+  const code = res?.status?.code ?? 0;
+  if (code === 0) {
+    const ok = res.ok_response ?? {};
+    return {
+      decision: 'allow',
+      grpc_status: 0,
+      headers: Object.fromEntries((ok.headers ?? []).map((h: any) => [h.header.key, h.header.value])),
+      headers_to_remove: ok.headers_to_remove ?? [],
+      query_parameters_to_remove: ok.query_parameters_to_remove ?? [],
+      dynamic_metadata: res.dynamic_metadata ? fromStruct(res.dynamic_metadata) : undefined,
+    };
+  }
+  const denied = res.denied_response ?? {};
+  let body: unknown = denied.body;
+  try {
+    body = JSON.parse(denied.body);
+  } catch {
+    /* keep the text */
+  }
+  return {
+    decision: 'deny',
+    grpc_status: code,
+    reason: res.status?.message,
+    http_status: denied.status?.code,
+    headers: Object.fromEntries((denied.headers ?? []).map((h: any) => [h.header.key, h.header.value])),
+    body,
+  };
+}
+
+/** Sends one CheckRequest and returns the decision as plain JSON. */
+export async function runCheck(opts: CheckCommandOptions): Promise<Record<string, unknown>> {
+  const Client = authorizationClientConstructor();
+  const client = new Client(opts.address, grpc.credentials.createInsecure()) as any;
+  const request = envoyCheckRequest(opts);
+  try {
+    const res = await new Promise((resolve, reject) =>
+      client.Check(request, { deadline: Date.now() + opts.timeoutMs }, (err: Error | null, r: unknown) =>
+        err ? reject(err) : resolve(r),
+      ),
+    );
+    return describeCheckResponse(res);
+  } finally {
+    client.close();
+  }
+}

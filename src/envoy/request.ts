@@ -1,0 +1,48 @@
+import type { AuthRequest } from '../authz/types.js';
+
+const EMPTY: Readonly<Record<string, string>> = Object.freeze(Object.create(null));
+
+function headerMapToRecord(headerMap: any): Record<string, string> {
+  // HeaderMap (encode_raw_headers: true): repeated entries, raw_value bytes. Join
+  // repeated headers with ',' as Envoy does for the plain `headers` map.
+  const out: Record<string, string> = Object.create(null);
+  const list = Array.isArray(headerMap?.headers) ? headerMap.headers : [];
+  for (const h of list) {
+    if (typeof h?.key !== 'string') continue;
+    const key = h.key.toLowerCase();
+    const value =
+      typeof h.value === 'string' && h.value.length > 0
+        ? h.value
+        : h.raw_value instanceof Uint8Array
+          ? Buffer.from(h.raw_value).toString('latin1')
+          : '';
+    out[key] = key in out ? `${out[key]},${value}` : value;
+  }
+  return out;
+}
+
+/**
+ * CheckRequest (decoded by proto-loader with keepCase) → AuthRequest.
+ * Returns undefined when the request carries no HTTP attributes at all.
+ */
+export function toAuthRequest(checkRequest: any): AuthRequest | undefined {
+  const http = checkRequest?.attributes?.request?.http;
+  if (!http || typeof http !== 'object') return undefined;
+  let headers: Record<string, string> =
+    http.headers && typeof http.headers === 'object' ? http.headers : EMPTY;
+  if (http.header_map && Object.keys(headers).length === 0) headers = headerMapToRecord(http.header_map);
+  const path = typeof http.path === 'string' && http.path.length > 0 ? http.path : (headers[':path'] ?? '/');
+  const method =
+    typeof http.method === 'string' && http.method.length > 0 ? http.method : (headers[':method'] ?? 'GET');
+  const host =
+    typeof http.host === 'string' && http.host.length > 0 ? http.host : (headers[':authority'] ?? '');
+  const ext = checkRequest.attributes.context_extensions;
+  return {
+    method: method.toUpperCase(),
+    rawPath: path,
+    host,
+    headers,
+    contextExtensions: ext && typeof ext === 'object' ? ext : EMPTY,
+    requestId: headers['x-request-id'],
+  };
+}

@@ -1,0 +1,112 @@
+import { DENY_OUTCOMES, GRPC_OK, type Decision, type Deny } from '../decision.js';
+
+// Decision → envoy.service.auth.v3.CheckResponse (proto-loader keepCase objects).
+// Always a CheckResponse, never a gRPC error, so Envoy uses our status and headers.
+
+const JSON_CONTENT_TYPE = {
+  header: { key: 'content-type', value: 'application/json' },
+  append: { value: false },
+};
+
+function quote(s: string): string {
+  // RFC 7235 quoted-string: escape backslash and double quote; our texts carry no CR/LF.
+  return `"${s.replace(/[\\"]/g, '\\$&')}"`;
+}
+
+export function challenge(d: Deny, realm: string): string | undefined {
+  const outcome = DENY_OUTCOMES[d.reason];
+  switch (outcome.kind) {
+    case 'unauthorized':
+      return `Bearer realm=${quote(realm)}`;
+    case 'invalid_token':
+      return `Bearer realm=${quote(realm)}, error="invalid_token", error_description=${quote(d.description ?? 'the token is invalid')}`;
+    case 'insufficient_scope':
+      return `Bearer realm=${quote(realm)}, error="insufficient_scope", error_description=${quote(
+        d.description ?? 'the token lacks the required scope',
+      )}, scope=${quote(d.scope ?? '')}`;
+    default:
+      return undefined;
+  }
+}
+
+export function denyBody(d: Deny): string {
+  const outcome = DENY_OUTCOMES[d.reason];
+  switch (outcome.kind) {
+    case 'unauthorized':
+      return '{"error":"unauthorized"}';
+    case 'invalid_token':
+      return JSON.stringify({
+        error: 'invalid_token',
+        error_description: d.description ?? 'the token is invalid',
+      });
+    case 'insufficient_scope':
+      return JSON.stringify({
+        error: 'insufficient_scope',
+        error_description: d.description ?? 'the token lacks the required scope',
+        scope: d.scope ?? '',
+      });
+    case 'forbidden':
+      return '{"error":"forbidden"}';
+    case 'unavailable':
+      return '{"error":"temporarily_unavailable"}';
+    case 'server_error':
+      return '{"error":"server_error"}';
+  }
+}
+
+/** google.protobuf.Value from plain JSON data. */
+export function toValue(v: unknown, depth = 0): any {
+  if (v === null || v === undefined) return { null_value: 0 };
+  switch (typeof v) {
+    case 'string':
+      return { string_value: v };
+    case 'number':
+      return Number.isFinite(v) ? { number_value: v } : { null_value: 0 };
+    case 'boolean':
+      return { bool_value: v };
+    case 'object':
+      if (depth > 32) return { null_value: 0 };
+      if (Array.isArray(v)) return { list_value: { values: v.map((x) => toValue(x, depth + 1)) } };
+      return { struct_value: toStruct(v as Record<string, unknown>, depth + 1) };
+    default:
+      return { null_value: 0 };
+  }
+}
+
+export function toStruct(obj: Record<string, unknown>, depth = 0): any {
+  const fields: Record<string, any> = {};
+  for (const key of Object.keys(obj)) fields[key] = toValue(obj[key], depth);
+  return { fields };
+}
+
+export function toCheckResponse(decision: Decision, realm: string): any {
+  if (decision.kind === 'allow') {
+    const response: any = {
+      status: { code: GRPC_OK },
+      ok_response: {
+        headers: decision.headers.map((h) => ({
+          header: { key: h.key, value: h.value },
+          append: { value: false },
+        })),
+        headers_to_remove: decision.headersToRemove,
+        query_parameters_to_remove: decision.queryParametersToRemove,
+      },
+    };
+    if (decision.metadata) {
+      const m = decision.metadata;
+      const meta: Record<string, unknown> = { issuer: m.issuer, scope: m.scope, claims: m.claims };
+      if (m.sub !== undefined) meta.sub = m.sub;
+      response.dynamic_metadata = toStruct(meta);
+    }
+    return response;
+  }
+  const outcome = DENY_OUTCOMES[decision.reason];
+  const headers: any[] = [JSON_CONTENT_TYPE];
+  const wwwAuthenticate = challenge(decision, realm);
+  if (wwwAuthenticate)
+    headers.push({ header: { key: 'www-authenticate', value: wwwAuthenticate }, append: { value: false } });
+  return {
+    status: { code: outcome.grpcCode, message: decision.reason },
+    denied_response: { status: { code: outcome.httpStatus }, headers, body: denyBody(decision) },
+  };
+}

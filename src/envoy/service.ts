@@ -1,0 +1,144 @@
+import * as grpc from '@grpc/grpc-js';
+import { HealthImplementation } from 'grpc-health-check';
+import { deny, type Decision } from '../decision.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { CheckPipeline } from '../pipeline.js';
+import { authorizationService } from './protos.js';
+import { toAuthRequest } from './request.js';
+import { toCheckResponse } from './response.js';
+
+/** What the gRPC edge needs from the current runtime (swapped atomically on reload). */
+export interface CheckTarget {
+  readonly pipeline: CheckPipeline;
+  readonly realm: string;
+}
+
+/** Envoy's deadline minus this margin is when we answer 503 rather than let Envoy time out. */
+const DEADLINE_MARGIN_MS = 25;
+
+export class CheckService {
+  private inFlight = 0;
+  private drainWaiters: (() => void)[] = [];
+
+  constructor(
+    private readonly target: () => CheckTarget,
+    private readonly logger: Logger,
+    private readonly metrics: Metrics,
+  ) {}
+
+  get inFlightChecks(): number {
+    return this.inFlight;
+  }
+
+  /** Resolves when no check is in flight. */
+  drained(): Promise<void> {
+    return this.inFlight === 0
+      ? Promise.resolve()
+      : new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  readonly check = (call: grpc.ServerUnaryCall<any, any>, callback: grpc.sendUnaryData<any>): void => {
+    const started = performance.now();
+    const target = this.target();
+    this.inFlight++;
+    this.decide(call, target)
+      .catch((err: unknown) => {
+        // Fail closed: any unexpected error is a deny, never an allow and never a gRPC error.
+        this.logger.error(
+          { err: { message: (err as Error)?.message, stack: (err as Error)?.stack } },
+          'check failed',
+        );
+        return deny('internal_error') as Decision;
+      })
+      .then((decision) => {
+        const seconds = (performance.now() - started) / 1000;
+        callback(null, toCheckResponse(decision, target.realm));
+        this.record(decision, call, seconds);
+      })
+      .finally(() => {
+        if (--this.inFlight === 0) for (const w of this.drainWaiters.splice(0)) w();
+      });
+  };
+
+  private async decide(call: grpc.ServerUnaryCall<any, any>, target: CheckTarget): Promise<Decision> {
+    const req = toAuthRequest(call.request);
+    if (!req) return deny('request_invalid', 'the check request carries no HTTP attributes');
+    const callDeadline = call.getDeadline();
+    const deadlineMs = callDeadline instanceof Date ? callDeadline.getTime() : callDeadline;
+    const deadline = Number.isFinite(deadlineMs) ? deadlineMs - DEADLINE_MARGIN_MS : undefined;
+    return target.pipeline.check(req, deadline);
+  }
+
+  private record(decision: Decision, call: grpc.ServerUnaryCall<any, any>, seconds: number): void {
+    const reason = decision.reason;
+    const issuer = decision.issuer ?? '';
+    this.metrics.checkTotal.inc({ decision: decision.kind, reason, issuer });
+    this.metrics.checkDuration.observe(seconds);
+    const isAllow = decision.kind === 'allow';
+    if (isAllow ? !this.logger.isLevelEnabled('debug') : !this.logger.isLevelEnabled('info')) return;
+    const headers = call.request?.attributes?.request?.http?.headers;
+    const line: Record<string, unknown> = {
+      request_id: typeof headers?.['x-request-id'] === 'string' ? headers['x-request-id'] : undefined,
+      decision: decision.kind,
+      reason,
+      issuer: decision.issuer,
+      rule: decision.rule,
+      duration_ms: Math.round(seconds * 1e6) / 1e3,
+    };
+    if (isAllow) this.logger.debug(line, 'check allowed');
+    else {
+      if (decision.logDetail) line.detail = decision.logDetail;
+      this.logger.info(line, 'check denied');
+    }
+  }
+}
+
+export interface GrpcServerHandle {
+  readonly server: grpc.Server;
+  readonly port: number;
+  readonly health: HealthImplementation;
+  close(graceMs: number): Promise<void>;
+}
+
+export async function startGrpcServer(address: string, service: CheckService): Promise<GrpcServerHandle> {
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': 4 * 1024 * 1024,
+    'grpc.max_send_message_length': 4 * 1024 * 1024,
+    'grpc.keepalive_permit_without_calls': 1,
+  });
+  server.addService(authorizationService(), { Check: service.check });
+  const health = new HealthImplementation({
+    '': 'NOT_SERVING',
+    'envoy.service.auth.v3.Authorization': 'NOT_SERVING',
+  });
+  health.addToServer(server);
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    ),
+  );
+  return {
+    server,
+    port,
+    health,
+    close: (graceMs) =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, graceMs);
+        timer.unref();
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      }),
+  };
+}
+
+export function setServing(health: HealthImplementation, serving: boolean): void {
+  const status = serving ? 'SERVING' : 'NOT_SERVING';
+  health.setStatus('', status);
+  health.setStatus('envoy.service.auth.v3.Authorization', status);
+}

@@ -1,0 +1,253 @@
+import { LRUCache } from 'lru-cache';
+import { deny, type Allow, type Decision, type Deny, type HeaderToSet } from './decision.js';
+import {
+  cookieHeaderWithout,
+  extractToken,
+  type CompiledTokenSource,
+  type ExtractedToken,
+} from './authn/extract.js';
+import { verifyJwt, type CompiledIssuer } from './authn/verify.js';
+import { extractScopes, type ClaimMapper } from './authz/claims.js';
+import { normalizePath } from './authz/path.js';
+import { evaluateRequirement, type EffectiveRule, type RuleSet } from './authz/rules.js';
+import type { AuthRequest, Principal } from './authz/types.js';
+import type { ClaimHeaders } from './upstream/claim-headers.js';
+import type { DownstreamTokenMinter } from './upstream/token.js';
+import type { SelfTokenSupport } from './oauth/index.js';
+import type { Logger } from './observability/logger.js';
+import type { Metrics } from './observability/metrics.js';
+
+/** Everything a check needs, compiled once from config (see runtime.ts). */
+export interface PipelineParts {
+  readonly issuers: readonly CompiledIssuer[];
+  /** Claim mapping per issuer name. */
+  readonly claimMappers: ReadonlyMap<string, ClaimMapper>;
+  readonly tokenSources: readonly CompiledTokenSource[];
+  readonly maxTokenBytes: number;
+  readonly scopeClaims: readonly string[];
+  readonly rules: RuleSet;
+  readonly claimHeaders: ClaimHeaders;
+  readonly forwardOriginalToken: boolean;
+  readonly minter?: DownstreamTokenMinter;
+  readonly self?: SelfTokenSupport;
+  /** Max entries of the verified-token cache; 0 disables it. */
+  readonly verifiedCacheMax: number;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  /** Seconds since the epoch; tests pin it. */
+  readonly now?: () => number;
+}
+
+interface CachedPrincipal {
+  readonly principal: Principal;
+  readonly issuer: CompiledIssuer;
+  /** Key-set generation the token was verified against; a key change invalidates. */
+  readonly generation: number;
+  /** epoch seconds after which the entry is useless (exp + skew). */
+  readonly expiresAt: number;
+  /** Claims, for revocation checks of our own tokens. */
+  readonly claims: Record<string, unknown>;
+}
+
+const OPAQUE_TOKEN = /^[A-Za-z0-9_-]{16,512}$/;
+
+/** The Check pipeline: request → rule → token → verify → require → enrich → decision. */
+export class CheckPipeline {
+  private readonly issuersByIss = new Map<string, CompiledIssuer>();
+  private readonly injectable: readonly string[];
+  private readonly cache?: LRUCache<string, CachedPrincipal>;
+  private readonly lookupIssuer = (iss: string) => this.issuersByIss.get(iss);
+  private readonly now: () => number;
+
+  constructor(private readonly parts: PipelineParts) {
+    for (const issuer of parts.issuers) this.issuersByIss.set(issuer.issuer, issuer);
+    const names = [...parts.claimHeaders.headerNames];
+    if (parts.minter && !names.includes(parts.minter.header)) names.push(parts.minter.header);
+    this.injectable = names;
+    if (parts.verifiedCacheMax > 0) this.cache = new LRUCache({ max: parts.verifiedCacheMax });
+    this.now = parts.now ?? (() => Date.now() / 1000);
+  }
+
+  /** Header names this service may inject (removed whenever a decision does not set them). */
+  get injectableHeaders(): readonly string[] {
+    return this.injectable;
+  }
+
+  /** Drops every cached verification (e.g. after a key change signalled from outside). */
+  clearCache(): void {
+    this.cache?.clear();
+  }
+
+  async check(req: AuthRequest, deadline?: number): Promise<Decision> {
+    const np = normalizePath(req.rawPath);
+    const rule = this.parts.rules.resolve(
+      { method: req.method, path: np.path, encodedSeparator: np.encodedSeparator, host: req.host },
+      req.contextExtensions,
+      (key) =>
+        this.parts.logger.debug({ request_id: req.requestId, key }, 'ignored unknown context_extensions key'),
+    );
+    if (rule.action === 'deny')
+      return deny('rule_deny', 'access to this route is denied', { rule: rule.name });
+    if (rule.action === 'allow') {
+      return {
+        kind: 'allow',
+        headers: [],
+        headersToRemove: this.injectable as string[],
+        queryParametersToRemove: [],
+        reason: rule.name === 'default' ? 'default_allow' : 'rule_allow',
+        rule: rule.name,
+      };
+    }
+
+    const extracted = extractToken(req, this.parts.tokenSources);
+    if (!extracted) return deny('token_missing', undefined, { rule: rule.name });
+    const principal = await this.authenticate(extracted.token, deadline);
+    if ('kind' in principal) {
+      principal.rule = rule.name;
+      return principal;
+    }
+    const problem = evaluateRequirement(rule.requirement, principal);
+    if (problem) {
+      problem.rule = rule.name;
+      problem.issuer = principal.issuer;
+      return problem;
+    }
+    return this.allow(req, rule, principal, extracted);
+  }
+
+  private async allow(
+    req: AuthRequest,
+    rule: EffectiveRule,
+    principal: Principal,
+    extracted: ExtractedToken,
+  ): Promise<Decision> {
+    const headers: HeaderToSet[] = [];
+    this.parts.claimHeaders.build(principal, headers, (header, claim, why) =>
+      this.parts.logger.warn({ request_id: req.requestId, header, claim, why }, 'claim header not set'),
+    );
+    const minter = this.parts.minter;
+    if (minter) {
+      try {
+        headers.push({ key: minter.header, value: await minter.mint(principal, rule.audience) });
+      } catch (err) {
+        return deny('mint_failed', undefined, {
+          rule: rule.name,
+          issuer: principal.issuer,
+          logDetail: (err as Error).message,
+        });
+      }
+    }
+    const headersToRemove: string[] = [];
+    for (const name of this.injectable) if (!headers.some((h) => h.key === name)) headersToRemove.push(name);
+    const queryParametersToRemove: string[] = [];
+    if (!this.parts.forwardOriginalToken) {
+      const source = extracted.source;
+      if (source.kind === 'header') {
+        // A minted token written to the same header already replaces it; Envoy applies
+        // removals after sets, so listing it would drop our own value.
+        if (minter?.header !== source.name && !headersToRemove.includes(source.name))
+          headersToRemove.push(source.name);
+      } else if (source.kind === 'query') {
+        queryParametersToRemove.push(source.name);
+      } else {
+        const rest = cookieHeaderWithout(req.headers.cookie ?? '', source.name);
+        if (rest === undefined) headersToRemove.push('cookie');
+        else headers.push({ key: 'cookie', value: rest });
+      }
+    }
+    const allow: Allow = {
+      kind: 'allow',
+      headers,
+      headersToRemove,
+      queryParametersToRemove,
+      metadata: {
+        issuer: principal.issuer,
+        sub: principal.sub,
+        scope: principal.scope,
+        claims: principal.claims as Record<string, unknown>,
+      },
+      reason: 'authenticated',
+      rule: rule.name,
+      issuer: principal.issuer,
+    };
+    return allow;
+  }
+
+  /** Token → Principal (verified, mapped), or the reason it is refused. */
+  async authenticate(token: string, deadline?: number): Promise<Principal | Deny> {
+    const now = this.now();
+    const cached = this.cache?.get(token);
+    if (cached) {
+      if (cached.expiresAt > now && cached.generation === cached.issuer.keySource.generation) {
+        this.parts.metrics.cacheHitsTotal.inc({ cache: 'verified_token' });
+        if (cached.issuer.name === 'self') {
+          const revoked = await this.checkRevoked(cached.claims);
+          if (revoked) return revoked;
+        }
+        return cached.principal;
+      }
+      this.cache!.delete(token);
+    }
+
+    if (token.length > this.parts.maxTokenBytes) return deny('token_too_large', 'the token is too large');
+    const self = this.parts.self;
+    if (self?.issuesOpaqueTokens && token.indexOf('.') < 0 && OPAQUE_TOKEN.test(token)) {
+      return this.authenticateOpaque(self, token);
+    }
+
+    const res = await verifyJwt(token, this.lookupIssuer, {
+      deadline,
+      maxTokenBytes: this.parts.maxTokenBytes,
+      now,
+    });
+    if (!res.ok) {
+      if (res.issuer) res.deny.issuer = res.issuer.name;
+      return res.deny;
+    }
+    const issuer = res.issuer;
+    const generation = issuer.keySource.generation;
+    if (issuer.name === 'self') {
+      const revoked = await this.checkRevoked(res.claims);
+      if (revoked) return revoked;
+    }
+    const principal = this.toPrincipal(issuer.name, res.claims, token);
+    if (this.cache) {
+      const exp = typeof res.claims.exp === 'number' ? res.claims.exp + issuer.clockSkewSeconds : now + 300;
+      this.cache.set(token, { principal, issuer, generation, expiresAt: exp, claims: res.claims });
+    }
+    return principal;
+  }
+
+  private async authenticateOpaque(self: SelfTokenSupport, token: string): Promise<Principal | Deny> {
+    const found = await self.lookupOpaque(token);
+    if (found.status === 'unavailable') {
+      return deny('store_unavailable', 'the token store is unavailable', { issuer: 'self' });
+    }
+    if (found.status !== 'active')
+      return deny('token_inactive', 'the token is not active', { issuer: 'self' });
+    return this.toPrincipal('self', found.claims, token);
+  }
+
+  private async checkRevoked(claims: Record<string, unknown>): Promise<Deny | undefined> {
+    const revoked = await this.parts.self?.isRevoked(claims);
+    if (revoked === 'unavailable')
+      return deny('store_unavailable', 'the token store is unavailable', { issuer: 'self' });
+    if (revoked) return deny('token_revoked', 'the token has been revoked', { issuer: 'self' });
+    return undefined;
+  }
+
+  private toPrincipal(issuerName: string, claims: Record<string, unknown>, token: string): Principal {
+    const mapper = this.parts.claimMappers.get(issuerName);
+    const local = mapper ? mapper(claims) : claims;
+    const scopes = extractScopes(local, this.parts.scopeClaims);
+    return {
+      issuer: issuerName,
+      sub: typeof claims.sub === 'string' ? claims.sub : undefined,
+      claims: local,
+      scopes: new Set(scopes),
+      scope: scopes.join(' '),
+      exp: typeof claims.exp === 'number' ? claims.exp : undefined,
+      cacheKey: token,
+    };
+  }
+}
