@@ -1,0 +1,92 @@
+// Starts the real service (gRPC Check + HTTP) on ephemeral loopback ports and talks
+// to it exactly as Envoy does: lower-case header keys, pseudo-headers, repeated
+// headers joined with ',', per-route context_extensions.
+import * as grpc from '@grpc/grpc-js';
+import { Service } from '../../src/app.js';
+import { loadConfigObject } from '../../src/config/load.js';
+import { authorizationClientConstructor } from '../../src/envoy/protos.js';
+import { describeCheckResponse, envoyCheckRequest } from '../../src/cli/check.js';
+import { Metrics } from '../../src/observability/metrics.js';
+import { captureLogger } from './keys.js';
+
+export interface EnvoyCall {
+  method?: string;
+  path?: string;
+  host?: string;
+  token?: string;
+  headers?: Record<string, string>;
+  context?: Record<string, string>;
+  /** gRPC deadline in ms (Envoy's ext_authz timeout). */
+  timeoutMs?: number;
+}
+
+export interface Decision {
+  decision: 'allow' | 'deny';
+  grpc_status: number;
+  reason?: string;
+  http_status?: number;
+  headers: Record<string, string>;
+  headers_to_remove?: string[];
+  query_parameters_to_remove?: string[];
+  dynamic_metadata?: Record<string, any>;
+  body?: any;
+}
+
+export interface TestService {
+  readonly service: Service;
+  readonly grpcAddress: string;
+  readonly httpUrl: string;
+  readonly logs: ReturnType<typeof captureLogger>;
+  /** Raw CheckResponse. */
+  checkRaw(call: EnvoyCall | Record<string, unknown>): Promise<any>;
+  check(call: EnvoyCall): Promise<Decision>;
+  close(): Promise<void>;
+}
+
+export async function startTestService(
+  config: Record<string, unknown>,
+  opts: { baseDir?: string; logLevel?: string } = {},
+): Promise<TestService> {
+  const loaded = loadConfigObject(config, opts.baseDir ?? process.cwd(), {});
+  const logs = captureLogger(opts.logLevel ?? 'debug');
+  const service = await Service.start(loaded, {
+    logger: logs.logger,
+    metrics: new Metrics({ processMetrics: false }),
+    grpcAddress: '127.0.0.1:0',
+    httpAddress: '127.0.0.1:0',
+  });
+  const grpcAddress = `127.0.0.1:${service.grpcPort}`;
+  const Client = authorizationClientConstructor();
+  const client = new Client(grpcAddress, grpc.credentials.createInsecure()) as any;
+  const checkRaw = (call: EnvoyCall | Record<string, unknown>): Promise<any> => {
+    const c = call as EnvoyCall;
+    const isEnvoyCall = !('attributes' in call);
+    const request = isEnvoyCall
+      ? envoyCheckRequest({
+          method: c.method ?? 'GET',
+          path: c.path ?? '/api/orders',
+          host: c.host ?? 'api.example.com',
+          token: c.token,
+          headers: Object.entries(c.headers ?? {}).map(([k, v]) => `${k}=${v}`),
+          context: Object.entries(c.context ?? {}).map(([k, v]) => `${k}=${v}`),
+        })
+      : call;
+    return new Promise((resolve, reject) =>
+      client.Check(request, { deadline: Date.now() + (c.timeoutMs ?? 5000) }, (err: Error | null, res: unknown) =>
+        err ? reject(err) : resolve(res),
+      ),
+    );
+  };
+  return {
+    service,
+    grpcAddress,
+    httpUrl: `http://127.0.0.1:${service.httpPort}`,
+    logs,
+    checkRaw,
+    check: async (call) => describeCheckResponse(await checkRaw(call)) as unknown as Decision,
+    close: async () => {
+      client.close();
+      await service.shutdown(1);
+    },
+  };
+}
