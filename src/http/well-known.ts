@@ -1,0 +1,84 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { JWK } from 'jose';
+import { ASYMMETRIC_DEFAULT_ALGORITHMS } from '../config/schema.js';
+
+// GET /.well-known/jwks.json and /.well-known/openid-configuration (SPEC §3, §7).
+//
+// Cache-Control: public, max-age=300. Verifiers and CDNs may cache the JWKS, but
+// only for five minutes: after a key rotation (new key current, old key moved to
+// previous_key_files and still published) a verifier that does not refetch on an
+// unknown kid picks up the new key within five minutes. Keep a retired key in
+// previous_key_files for at least the longest token lifetime plus these 300 s.
+
+export const JWKS_PATH = '/.well-known/jwks.json';
+export const OPENID_CONFIGURATION_PATH = '/.well-known/openid-configuration';
+export const WELL_KNOWN_CACHE_CONTROL = 'public, max-age=300';
+
+export interface WellKnownProvider {
+  /** Public JWKs of every key this service signs with (current and previous). */
+  publicJwks(): JWK[];
+  /** Token endpoint issuer when enabled, else upstream.token.issuer; undefined when neither exists. */
+  issuer(): string | undefined;
+  tokenEndpointEnabled(): boolean;
+  /** `public_base_url` from the config, if set. */
+  publicBaseUrl(): string | undefined;
+}
+
+function baseUrl(provider: WellKnownProvider, request: FastifyRequest): string {
+  // Without public_base_url the URLs follow the request's Host; behind a proxy or
+  // CDN that can be spoofed or wrong, so production setups should set it.
+  const configured = provider.publicBaseUrl();
+  const base =
+    configured !== undefined && configured !== '' ? configured : `${request.protocol}://${request.host}`;
+  return base.replace(/\/+$/, '');
+}
+
+function signingAlgorithms(keys: readonly JWK[]): string[] {
+  const algs = new Set<string>();
+  for (const k of keys) if (typeof k.alg === 'string') algs.add(k.alg);
+  return [...algs];
+}
+
+export function registerWellKnownRoutes(app: FastifyInstance, provider: () => WellKnownProvider): void {
+  app.get(JWKS_PATH, async (_request, reply) => {
+    const keys = provider().publicJwks();
+    return reply
+      .header('cache-control', WELL_KNOWN_CACHE_CONTROL)
+      .type('application/json; charset=utf-8')
+      .send({ keys });
+  });
+
+  app.get(OPENID_CONFIGURATION_PATH, async (request, reply) => {
+    const p = provider();
+    const issuer = p.issuer();
+    if (issuer === undefined) {
+      return reply
+        .code(404)
+        .header('cache-control', 'no-store')
+        .type('application/json; charset=utf-8')
+        .send({ error: 'not_found', error_description: 'this service issues no tokens' });
+    }
+    const base = baseUrl(p, request);
+    const doc: Record<string, unknown> = { issuer, jwks_uri: `${base}${JWKS_PATH}` };
+    // The algs of the published keys: what tokens from this issuer are signed with.
+    const signingAlgs = signingAlgorithms(p.publicJwks());
+    if (signingAlgs.length > 0) doc.id_token_signing_alg_values_supported = signingAlgs;
+    if (p.tokenEndpointEnabled()) {
+      const authMethods = ['client_secret_basic', 'private_key_jwt'];
+      Object.assign(doc, {
+        token_endpoint: `${base}/oauth2/token`,
+        revocation_endpoint: `${base}/oauth2/revoke`,
+        introspection_endpoint: `${base}/oauth2/introspect`,
+        grant_types_supported: ['urn:ietf:params:oauth:grant-type:jwt-bearer', 'refresh_token'],
+        token_endpoint_auth_methods_supported: authMethods,
+        token_endpoint_auth_signing_alg_values_supported: [...ASYMMETRIC_DEFAULT_ALGORITHMS],
+        revocation_endpoint_auth_methods_supported: authMethods,
+        introspection_endpoint_auth_methods_supported: authMethods,
+      });
+    }
+    return reply
+      .header('cache-control', WELL_KNOWN_CACHE_CONTROL)
+      .type('application/json; charset=utf-8')
+      .send(doc);
+  });
+}
