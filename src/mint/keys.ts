@@ -367,7 +367,7 @@ export function jwtHeader(key: SigningKey): Readonly<Record<string, unknown>> {
 // header object each time (jwtHeader(key), or their own constant) encode it once.
 const ENCODED_HEADERS = new WeakMap<SigningKey, WeakMap<object, string>>();
 
-function encodedHeader(key: SigningKey, header: Record<string, unknown>): string {
+function encodedHeader(key: SigningKey, header: Readonly<Record<string, unknown>>): string {
   let perKey = ENCODED_HEADERS.get(key);
   if (!perKey) {
     perKey = new WeakMap();
@@ -391,8 +391,8 @@ function encodedHeader(key: SigningKey, header: Record<string, unknown>): string
  */
 export function signJws(
   key: SigningKey,
-  header: Record<string, unknown>,
-  payload: Record<string, unknown>,
+  header: Readonly<Record<string, unknown>>,
+  payload: Readonly<Record<string, unknown>>,
 ): string {
   const signer = RAW_SIGNERS.get(key.alg);
   if (!signer) throw new Error(`unsupported JWS alg ${key.alg}`);

@@ -225,7 +225,7 @@ class Minter implements DownstreamTokenMinter {
 
     let jws: string;
     try {
-      jws = signJws(this.signingKey, this.jwsHeader as Record<string, unknown>, payload);
+      jws = signJws(this.signingKey, this.jwsHeader, payload);
     } catch (err) {
       return {
         value: Promise.reject(
