@@ -47,7 +47,16 @@ export class Runtime {
   static async build(loaded: LoadedConfig, ctx: RuntimeContext): Promise<Runtime> {
     const { config, baseDir } = loaded;
     const problems: string[] = [];
-    const rules = RuleSet.compile(config.rules, config.default_action, problems);
+    const knownIssuers = new Set(config.issuers.map((i) => i.name));
+    if (config.token_endpoint.enabled) knownIssuers.add('self');
+    const rules = RuleSet.compile(config.rules, config.default_action, problems, knownIssuers);
+    const claimMappers = new Map<string, ClaimMapper>();
+    config.issuers.forEach((iss, i) =>
+      claimMappers.set(
+        iss.name,
+        compileClaimMappings(iss.claim_mappings, problems, `issuers[${i}].claim_mappings`),
+      ),
+    );
     const claimHeaders = ClaimHeaders.compile(config.upstream.claim_headers, problems);
     const tokenIssuer = config.token_endpoint.enabled ? config.token_endpoint.issuer : undefined;
     config.issuers.forEach((iss, i) => {
@@ -61,7 +70,6 @@ export class Runtime {
 
     const keyCtx = { baseDir, logger: ctx.logger, metrics: ctx.metrics };
     const issuers: CompiledIssuer[] = [];
-    const claimMappers = new Map<string, ClaimMapper>();
     const closers: (() => void)[] = [];
     try {
       for (const iss of config.issuers) {
@@ -77,7 +85,6 @@ export class Runtime {
           requiredClaims: iss.required_claims,
           maxLifetimeSeconds: iss.max_lifetime_seconds,
         });
-        claimMappers.set(iss.name, compileClaimMappings(iss.claim_mappings));
       }
       const minter = config.upstream.token
         ? await createDownstreamTokenMinter(config.upstream.token, keyCtx)

@@ -23,11 +23,6 @@ export class ConfigError extends Error {
   }
 }
 
-// Sections with lists or nested optional objects are checked by shape.ts; convict
-// only checks that they have the right outer type.
-convict.addFormat({ name: 'section-list', validate: () => undefined });
-convict.addFormat({ name: 'section-object', validate: () => undefined });
-
 function schema() {
   return {
     server: {
@@ -53,18 +48,10 @@ function schema() {
         env: 'AUTHZ_LOG_LEVEL',
       },
     },
-    issuers: { format: 'section-list', default: [] as unknown[] },
     realm: { format: String, default: 'envoy-jwt-authz' },
     public_base_url: { format: String, default: '' },
-    token_sources: { format: 'section-list', default: null as unknown },
     max_token_bytes: { format: 'nat', default: 16384 },
-    scope_claims: { format: 'section-list', default: ['scope', 'scp'] },
-    rules: { format: 'section-list', default: [] as unknown[] },
     default_action: { format: ['allow', 'deny', 'authenticate'], default: 'authenticate' },
-    upstream: { format: 'section-object', default: {} as unknown },
-    token_endpoint: { format: 'section-object', default: {} as unknown },
-    store: { format: 'section-object', default: {} as unknown },
-    verified_token_cache: { format: 'section-object', default: {} as unknown },
   };
 }
 
@@ -101,7 +88,11 @@ export function validateConfig(input: unknown, env: NodeJS.ProcessEnv = process.
   const problems: Problems = [];
   const conf = convict(schema(), { env, args: [] });
   try {
-    conf.load(input);
+    // Sections are validated by shape.ts below; convict sees only the keys it owns
+    // (it cannot describe lists of objects or free-form maps).
+    const own: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(input)) if (!(k in sections)) own[k] = v;
+    conf.load(own);
     conf.validate({ allowed: 'strict' });
   } catch (err) {
     for (const line of (err as Error).message.split('\n'))
@@ -188,12 +179,6 @@ function crossCheck(config: AppConfig, problems: Problems): void {
       problems.push(`token_sources[${i}].prefix: only valid with header`);
   });
   if (config.token_sources.length === 0) problems.push('token_sources: must not be empty');
-  const known = new Set([...names, 'self']);
-  config.rules.forEach((rule, i) => {
-    for (const [j, name] of (rule.require?.issuers ?? []).entries()) {
-      if (!known.has(name)) problems.push(`rules[${i}].require.issuers[${j}]: no issuer named "${name}"`);
-    }
-  });
   for (const [j, name] of config.token_endpoint.grant_issuers.entries()) {
     if (!names.has(name)) problems.push(`token_endpoint.grant_issuers[${j}]: no issuer named "${name}"`);
   }

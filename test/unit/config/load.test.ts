@@ -1,0 +1,125 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfigFile, validateConfig } from '../../../src/config/load.js';
+
+const issuer = {
+  name: 'corp',
+  issuer: 'https://idp.example.com',
+  audiences: ['api'],
+  jwks_uri: 'https://idp.example.com/jwks',
+};
+
+function problems(input: unknown, env: NodeJS.ProcessEnv = {}): string[] {
+  try {
+    validateConfig(input, env);
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  return [];
+}
+
+describe('config validation', () => {
+  it('fills defaults', () => {
+    const c = validateConfig({ issuers: [issuer] }, {});
+    expect(c.server.grpc_address).toBe('0.0.0.0:9001');
+    expect(c.server.http_address).toBe('0.0.0.0:9002');
+    expect(c.issuers[0]!.algorithms).toEqual([
+      'RS256',
+      'RS384',
+      'RS512',
+      'PS256',
+      'PS384',
+      'PS512',
+      'ES256',
+      'ES384',
+      'ES512',
+      'EdDSA',
+    ]);
+    expect(c.issuers[0]!.jwks_cache).toEqual({
+      max_age_seconds: 600,
+      cooldown_seconds: 30,
+      timeout_ms: 2000,
+      max_stale_seconds: 86400,
+    });
+    expect(c.issuers[0]!.required_claims).toEqual(['iss', 'sub', 'iat', 'exp']);
+    expect(c.token_sources).toEqual([{ header: 'authorization', prefix: 'Bearer ' }]);
+    expect(c.scope_claims).toEqual(['scope', 'scp']);
+    expect(c.store).toMatchObject({ type: 'memory', purge_interval_seconds: 60 });
+  });
+
+  it('applies env overrides', () => {
+    const c = validateConfig(
+      { issuers: [issuer] },
+      {
+        AUTHZ_GRPC_ADDRESS: '127.0.0.1:7000',
+        AUTHZ_HTTP_ADDRESS: '127.0.0.1:7001',
+        AUTHZ_LOG_LEVEL: 'debug',
+      },
+    );
+    expect(c.server.grpc_address).toBe('127.0.0.1:7000');
+    expect(c.server.http_address).toBe('127.0.0.1:7001');
+    expect(c.log.level).toBe('debug');
+  });
+
+  it('reports every problem with its path', () => {
+    const p = problems({
+      issuers: [
+        { name: 'a', issuer: 'https://a', jwks_uri: 'https://a/jwks', extra: 1 },
+        { ...issuer, jwks_file: './k.json' },
+        { ...issuer, name: 'c', issuer: 'https://c', jwks_uri: 'http://c.example.com/jwks' },
+        { ...issuer, name: 'd', issuer: 'https://d', algorithms: ['none', 'HS256'] },
+      ],
+      upstream: { claim_headers: { 'x-user-id': 'sub' }, token: { issuer: 'https://i', ttl_seconds: 'x' } },
+      server: { grpc_addres: 'x' },
+      log: { level: 'loud' },
+    });
+    expect(p).toEqual(
+      expect.arrayContaining([
+        'issuers[0].audiences: required',
+        expect.stringMatching(/^issuers\[0\]\.extra: unknown key/),
+        expect.stringMatching(/^upstream\.token\.ttl_seconds: must be an integer/),
+        'server.grpc_addres: unknown key',
+        expect.stringMatching(/^log\.level: /),
+      ]),
+    );
+  });
+
+  it('checks cross-field rules once the structure is valid', () => {
+    const p = problems({
+      issuers: [
+        { ...issuer, jwks_file: './k.json' },
+        { ...issuer, name: 'corp', issuer: 'https://idp.example.com' },
+        { ...issuer, name: 'c', issuer: 'https://c', jwks_uri: 'http://c.example.com/jwks' },
+        { ...issuer, name: 'd', issuer: 'https://d', algorithms: ['none', 'HS256'] },
+        { ...issuer, name: 'self', issuer: 'https://s' },
+      ],
+    });
+    expect(p).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^issuers\[0\]: exactly one key source is required/),
+        'issuers[1].name: duplicate issuer name "corp"',
+        expect.stringMatching(/^issuers\[1\]\.issuer: another issuer already uses/),
+        expect.stringMatching(/^issuers\[2\]\.jwks_uri: http:\/\/ is only allowed for loopback hosts/),
+        expect.stringMatching(/^issuers\[3\]\.algorithms\[0\]: unsupported algorithm "none"/),
+        expect.stringMatching(/^issuers\[3\]\.algorithms\[1\]: HS256 needs secret_file/),
+        expect.stringMatching(/^issuers\[4\]\.name: "self" is reserved/),
+      ]),
+    );
+  });
+
+  it('allows http:// JWKS on loopback and with insecure_http', () => {
+    expect(problems({ issuers: [{ ...issuer, jwks_uri: 'http://127.0.0.1:8080/jwks' }] })).toEqual([]);
+    expect(
+      problems({ issuers: [{ ...issuer, jwks_uri: 'http://idp.internal/jwks', insecure_http: true }] }),
+    ).toEqual([]);
+  });
+
+  it('rejects a non-object document', () => {
+    expect(problems([1, 2])).toEqual(['(root): the configuration must be a map of keys']);
+  });
+
+  it('loads the shipped example config', () => {
+    const loaded = loadConfigFile(new URL('../../../examples/config.yaml', import.meta.url).pathname, {});
+    expect(loaded.config.issuers.length).toBeGreaterThan(0);
+  });
+});
