@@ -30,16 +30,16 @@ export function fromStruct(s: any): Record<string, unknown> {
 }
 function fromValue(v: any): unknown {
   switch (v?.kind) {
-    case 'string_value':
-      return v.string_value;
-    case 'number_value':
-      return v.number_value;
-    case 'bool_value':
-      return v.bool_value;
-    case 'struct_value':
-      return fromStruct(v.struct_value);
-    case 'list_value':
-      return (v.list_value?.values ?? []).map(fromValue);
+    case 'stringValue':
+      return v.stringValue;
+    case 'numberValue':
+      return v.numberValue;
+    case 'boolValue':
+      return v.boolValue;
+    case 'structValue':
+      return fromStruct(v.structValue);
+    case 'listValue':
+      return (v.listValue?.values ?? []).map(fromValue);
     default:
       return null;
   }

@@ -54,22 +54,22 @@ export function denyBody(d: Deny): string {
   }
 }
 
-/** google.protobuf.Value from plain JSON data. */
+/** google.protobuf.Value from plain JSON data (proto-loader's bundled well-known types use camelCase names). */
 export function toValue(v: unknown, depth = 0): any {
-  if (v === null || v === undefined) return { null_value: 0 };
+  if (v === null || v === undefined) return { nullValue: 0 };
   switch (typeof v) {
     case 'string':
-      return { string_value: v };
+      return { stringValue: v };
     case 'number':
-      return Number.isFinite(v) ? { number_value: v } : { null_value: 0 };
+      return Number.isFinite(v) ? { numberValue: v } : { nullValue: 0 };
     case 'boolean':
-      return { bool_value: v };
+      return { boolValue: v };
     case 'object':
-      if (depth > 32) return { null_value: 0 };
-      if (Array.isArray(v)) return { list_value: { values: v.map((x) => toValue(x, depth + 1)) } };
-      return { struct_value: toStruct(v as Record<string, unknown>, depth + 1) };
+      if (depth > 32) return { nullValue: 0 };
+      if (Array.isArray(v)) return { listValue: { values: v.map((x) => toValue(x, depth + 1)) } };
+      return { structValue: toStruct(v as Record<string, unknown>, depth + 1) };
     default:
-      return { null_value: 0 };
+      return { nullValue: 0 };
   }
 }
 

@@ -21,7 +21,7 @@ export function createHttpServer(deps: HttpServerDeps): FastifyInstance {
     connectionTimeout: 10_000,
     requestTimeout: 10_000,
     keepAliveTimeout: 5_000,
-    maxParamLength: 200,
+    routerOptions: { maxParamLength: 200 },
   });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
