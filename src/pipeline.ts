@@ -6,6 +6,7 @@ import {
   type CompiledTokenSource,
   type ExtractedToken,
 } from './authn/extract.js';
+import { exceedsBytes } from './authn/jws.js';
 import { verifyJwt, type CompiledIssuer } from './authn/verify.js';
 import { extractScopes, type ClaimMapper } from './authz/claims.js';
 import { normalizePath } from './authz/path.js';
@@ -189,7 +190,7 @@ export class CheckPipeline {
       this.cache!.delete(token);
     }
 
-    if (token.length > this.parts.maxTokenBytes) return deny('token_too_large', 'the token is too large');
+    if (exceedsBytes(token, this.parts.maxTokenBytes)) return deny('token_too_large', 'the token is too large');
     const self = this.parts.self;
     if (self?.issuesOpaqueTokens && token.indexOf('.') < 0 && OPAQUE_TOKEN.test(token)) {
       return this.authenticateOpaque(self, token);

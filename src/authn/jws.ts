@@ -33,8 +33,13 @@ function parseJsonObject(bytes: Buffer): Record<string, unknown> | undefined {
     : undefined;
 }
 
+/** UTF-8 size above max (cheap for the usual ASCII token: byteLength only when it could matter). */
+export function exceedsBytes(token: string, maxBytes: number): boolean {
+  return token.length > maxBytes || (token.length * 3 > maxBytes && Buffer.byteLength(token, 'utf8') > maxBytes);
+}
+
 export function parseCompactJws(token: string, maxBytes: number): ParsedJws | Deny {
-  if (token.length > maxBytes) return deny('token_too_large', 'the token is too large');
+  if (exceedsBytes(token, maxBytes)) return deny('token_too_large', 'the token is too large');
   const d1 = token.indexOf('.');
   const d2 = d1 < 0 ? -1 : token.indexOf('.', d1 + 1);
   if (d1 <= 0 || d2 <= d1 + 1 || d2 === token.length - 1) {
