@@ -1,0 +1,13 @@
+export {
+  createTokenService,
+  CLIENT_ASSERTION_TYPE_JWT,
+  GRANT_JWT_BEARER,
+  GRANT_REFRESH_TOKEN,
+  type OAuthRequest,
+  type OpaqueLookup,
+  type SelfTokenSupport,
+  type TokenService,
+  type TokenServiceContext,
+} from './service.js';
+export { registerOAuthRoutes } from './routes.js';
+export { OAuthError, type HttpAnswer } from './errors.js';

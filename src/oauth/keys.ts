@@ -1,0 +1,143 @@
+import { createHash, createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { buildKeySet, makeKeySet, MIN_RSA_BITS } from '../authn/keys/jwk.js';
+import type { KeySet, KeySource, KeySourceStatus, VerificationKey } from '../authn/keys/types.js';
+import type { Logger } from '../observability/logger.js';
+
+// Keys that never change while a config is active: a client's registered certificate
+// or JWKS file, and this service's own token-signing keys.
+
+const NODE_CURVES: Record<string, string> = { prime256v1: 'P-256', secp384r1: 'P-384', secp521r1: 'P-521' };
+
+/** A KeySource over a fixed KeySet: no I/O, no timers. */
+export function staticKeySource(set: KeySet, kind: KeySource['kind']): KeySource {
+  const status: KeySourceStatus = {
+    state: 'ready',
+    keys: set.keys.length,
+    loaded: true,
+    lastSuccessAt: Date.now(),
+  };
+  return {
+    kind,
+    generation: 1,
+    start: async () => undefined,
+    current: () => set,
+    refreshForUnknownKid: async () => set,
+    status: () => status,
+    close: () => undefined,
+  };
+}
+
+/**
+ * A VerificationKey for a key object: the public half of a private key, or a secret
+ * key (kty oct). Throws for unsupported key types.
+ */
+export function verificationKeyFor(
+  key: KeyObject,
+  extra: { kid?: string; alg?: string; x5tS256?: string; x5t?: string },
+): VerificationKey {
+  const base = {
+    ...(extra.kid !== undefined ? { kid: extra.kid } : {}),
+    ...(extra.alg !== undefined ? { alg: extra.alg } : {}),
+    ...(extra.x5tS256 !== undefined ? { x5tS256: extra.x5tS256 } : {}),
+    ...(extra.x5t !== undefined ? { x5t: extra.x5t } : {}),
+  };
+  if (key.type === 'secret') return Object.freeze({ ...base, kty: 'oct' as const, key });
+  const pub = key.type === 'private' ? createPublicKey(key) : key;
+  switch (pub.asymmetricKeyType) {
+    case 'rsa':
+    case 'rsa-pss':
+      return Object.freeze({ ...base, kty: 'RSA' as const, key: pub });
+    case 'ec': {
+      const crv = NODE_CURVES[pub.asymmetricKeyDetails?.namedCurve ?? ''];
+      if (!crv) throw new Error(`EC curve ${pub.asymmetricKeyDetails?.namedCurve ?? '?'} is not supported`);
+      return Object.freeze({ ...base, kty: 'EC' as const, crv, key: pub });
+    }
+    case 'ed25519':
+      return Object.freeze({ ...base, kty: 'OKP' as const, crv: 'Ed25519', key: pub });
+    default:
+      throw new Error(`key type ${pub.asymmetricKeyType ?? '?'} is not supported for signatures`);
+  }
+}
+
+export interface LoadedClientKeys {
+  readonly set: KeySet;
+  readonly kind: 'truststore' | 'jwks-file';
+  /** Only one key (a certificate): the assertion's kid / thumbprint headers are not needed to pick it. */
+  readonly single: boolean;
+}
+
+/**
+ * Loads a registered client's certificate (X.509 PEM) into a one-key set. Returns a
+ * problem string (prefixed with `where`) instead of throwing.
+ */
+export function loadClientCertificate(
+  file: string,
+  baseDir: string,
+  where: string,
+  now: number,
+  logger?: Logger,
+): LoadedClientKeys | string {
+  const path = resolve(baseDir, file);
+  let pem: Buffer;
+  try {
+    pem = readFileSync(path);
+  } catch (err) {
+    return `${where}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`;
+  }
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(pem);
+  } catch {
+    return `${where}: ${path} is not an X.509 certificate (PEM)`;
+  }
+  const notAfter = Date.parse(cert.validTo);
+  const notBefore = Date.parse(cert.validFrom);
+  if (Number.isFinite(notAfter) && notAfter <= now)
+    return `${where}: the certificate in ${path} expired on ${cert.validTo}`;
+  if (Number.isFinite(notBefore) && notBefore > now) {
+    logger?.warn({ config: where, valid_from: cert.validFrom }, 'client certificate is not valid yet');
+  }
+  const pub = cert.publicKey;
+  if (pub.asymmetricKeyType === 'rsa' || pub.asymmetricKeyType === 'rsa-pss') {
+    const bits = pub.asymmetricKeyDetails?.modulusLength ?? 0;
+    if (bits < MIN_RSA_BITS)
+      return `${where}: the certificate's RSA key has ${bits} bits (at least ${MIN_RSA_BITS} required)`;
+  }
+  let key: VerificationKey;
+  try {
+    key = verificationKeyFor(pub, {
+      x5tS256: createHash('sha256').update(cert.raw).digest('base64url'),
+      x5t: createHash('sha1').update(cert.raw).digest('base64url'),
+    });
+  } catch (err) {
+    return `${where}: ${(err as Error).message}`;
+  }
+  return { set: makeKeySet([key], key), kind: 'truststore', single: true };
+}
+
+/** Loads a registered client's JWKS file. Returns a problem string instead of throwing. */
+export function loadClientJwks(
+  file: string,
+  baseDir: string,
+  where: string,
+  logger?: Logger,
+): LoadedClientKeys | string {
+  const path = resolve(baseDir, file);
+  let doc: unknown;
+  try {
+    doc = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code ? `${where}: cannot read ${path} (${code})` : `${where}: ${path} is not valid JSON`;
+  }
+  let set: KeySet;
+  try {
+    set = buildKeySet(doc, { issuer: where, logger });
+  } catch (err) {
+    return `${where}: ${(err as Error).message}`;
+  }
+  if (set.keys.length === 0) return `${where}: ${path} holds no usable public signature key`;
+  return { set, kind: 'jwks-file', single: false };
+}
