@@ -190,7 +190,8 @@ export class CheckPipeline {
       this.cache!.delete(token);
     }
 
-    if (exceedsBytes(token, this.parts.maxTokenBytes)) return deny('token_too_large', 'the token is too large');
+    if (exceedsBytes(token, this.parts.maxTokenBytes))
+      return deny('token_too_large', 'the token is too large');
     const self = this.parts.self;
     if (self?.issuesOpaqueTokens && token.indexOf('.') < 0 && OPAQUE_TOKEN.test(token)) {
       return this.authenticateOpaque(self, token);

@@ -35,7 +35,9 @@ function parseJsonObject(bytes: Buffer): Record<string, unknown> | undefined {
 
 /** UTF-8 size above max (cheap for the usual ASCII token: byteLength only when it could matter). */
 export function exceedsBytes(token: string, maxBytes: number): boolean {
-  return token.length > maxBytes || (token.length * 3 > maxBytes && Buffer.byteLength(token, 'utf8') > maxBytes);
+  return (
+    token.length > maxBytes || (token.length * 3 > maxBytes && Buffer.byteLength(token, 'utf8') > maxBytes)
+  );
 }
 
 export function parseCompactJws(token: string, maxBytes: number): ParsedJws | Deny {

@@ -72,8 +72,10 @@ export async function startTestService(
         })
       : call;
     return new Promise((resolve, reject) =>
-      client.Check(request, { deadline: Date.now() + (c.timeoutMs ?? 5000) }, (err: Error | null, res: unknown) =>
-        err ? reject(err) : resolve(res),
+      client.Check(
+        request,
+        { deadline: Date.now() + (c.timeoutMs ?? 5000) },
+        (err: Error | null, res: unknown) => (err ? reject(err) : resolve(res)),
       ),
     );
   };

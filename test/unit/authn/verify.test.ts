@@ -30,7 +30,11 @@ function publicKey(jwk: Record<string, unknown>): KeyObject {
   return createPublicKey({ key: jwk as any, format: 'jwk' });
 }
 
-function issuer(keys: VerificationKey[], algorithms: string[], extra: Partial<CompiledIssuer> = {}): CompiledIssuer {
+function issuer(
+  keys: VerificationKey[],
+  algorithms: string[],
+  extra: Partial<CompiledIssuer> = {},
+): CompiledIssuer {
   return {
     name: 'rfc',
     issuer: 'joe',
@@ -48,10 +52,16 @@ const lookup = (iss: CompiledIssuer) => (s: string) => (s === iss.issuer ? iss :
 
 describe('RFC 7515 / RFC 8037 vectors', () => {
   const rsa: VerificationKey = { kty: 'RSA', key: publicKey(vectors.rfc7515_A2_RS256.public_key) };
-  const ec: VerificationKey = { kty: 'EC', crv: 'P-256', key: publicKey(vectors.rfc7515_A3_ES256.public_key) };
+  const ec: VerificationKey = {
+    kty: 'EC',
+    crv: 'P-256',
+    key: publicKey(vectors.rfc7515_A3_ES256.public_key),
+  };
 
   it('A.2 RS256 verifies at a fixed clock', async () => {
-    const res = await verifyJwt(vectors.rfc7515_A2_RS256.token, lookup(issuer([rsa], ['RS256'])), { now: AT });
+    const res = await verifyJwt(vectors.rfc7515_A2_RS256.token, lookup(issuer([rsa], ['RS256'])), {
+      now: AT,
+    });
     expect(res.ok).toBe(true);
     if (res.ok) expect(res.claims['http://example.com/is_root']).toBe(true);
   });
@@ -65,7 +75,9 @@ describe('RFC 7515 / RFC 8037 vectors', () => {
   it('A.3 ES256 verifies; its DER-encoded signature variant is refused', async () => {
     const iss = issuer([ec], ['ES256']);
     expect((await verifyJwt(vectors.rfc7515_A3_ES256.token, lookup(iss), { now: AT })).ok).toBe(true);
-    const der = await verifyJwt(vectors.rfc7515_A3_ES256.der_encoded_signature_must_fail, lookup(iss), { now: AT });
+    const der = await verifyJwt(vectors.rfc7515_A3_ES256.der_encoded_signature_must_fail, lookup(iss), {
+      now: AT,
+    });
     expect(der.ok).toBe(false);
     if (!der.ok) expect(der.deny.reason).toBe('signature_invalid');
   });
@@ -75,15 +87,19 @@ describe('RFC 7515 / RFC 8037 vectors', () => {
       kty: 'oct',
       key: createSecretKey(Buffer.from(vectors.rfc7515_A1_HS256.key.k, 'base64url')),
     };
-    expect((await verifyJwt(vectors.rfc7515_A1_HS256.token, lookup(issuer([secret], ['HS256'])), { now: AT })).ok).toBe(
-      true,
-    );
-    const refused = await verifyJwt(vectors.rfc7515_A1_HS256.token, lookup(issuer([secret], ['RS256'])), { now: AT });
+    expect(
+      (await verifyJwt(vectors.rfc7515_A1_HS256.token, lookup(issuer([secret], ['HS256'])), { now: AT })).ok,
+    ).toBe(true);
+    const refused = await verifyJwt(vectors.rfc7515_A1_HS256.token, lookup(issuer([secret], ['RS256'])), {
+      now: AT,
+    });
     expect(refused.ok ? undefined : refused.deny.reason).toBe('alg_not_allowed');
   });
 
   it('A.2 signature does not verify with the A.3 key or under another alg', async () => {
-    const res = await verifyJwt(vectors.rfc7515_A2_RS256.token, lookup(issuer([ec], ['RS256', 'ES256'])), { now: AT });
+    const res = await verifyJwt(vectors.rfc7515_A2_RS256.token, lookup(issuer([ec], ['RS256', 'ES256'])), {
+      now: AT,
+    });
     expect(res.ok ? undefined : res.deny.reason).toBe('key_not_found');
   });
 
@@ -101,7 +117,9 @@ describe('RFC 7515 / RFC 8037 vectors', () => {
     expect('kind' in parsed ? parsed.reason : undefined).toBe('token_malformed');
     // The signature itself verifies with node:crypto: we refuse it for its payload, not by accident.
     const [h, p, s] = v.token.split('.');
-    expect(verifySignature('EdDSA', publicKey(v.public_key), `${h}.${p}`, Buffer.from(s, 'base64url'))).toBe(true);
+    expect(verifySignature('EdDSA', publicKey(v.public_key), `${h}.${p}`, Buffer.from(s, 'base64url'))).toBe(
+      true,
+    );
   });
 });
 
@@ -128,7 +146,9 @@ describe('strict compact syntax', () => {
     const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
     const twin = alphabet[alphabet.indexOf(last) ^ 1]!;
     const variant = t.slice(0, -1) + twin;
-    expect(Buffer.from(variant.split('.')[2]!, 'base64url')).toEqual(Buffer.from(t.split('.')[2]!, 'base64url'));
+    expect(Buffer.from(variant.split('.')[2]!, 'base64url')).toEqual(
+      Buffer.from(t.split('.')[2]!, 'base64url'),
+    );
     const parsed = parseCompactJws(variant, 16384);
     expect('kind' in parsed ? parsed.reason : 'parsed').toBe('token_malformed');
   });
