@@ -1,0 +1,189 @@
+import { stat } from 'node:fs/promises';
+import type { Logger } from '../../observability/logger.js';
+import type { Metrics } from '../../observability/metrics.js';
+import { errorReason } from './http-fetch.js';
+import { keySetFingerprint } from './jwk.js';
+import type { KeySet, KeySource, KeySourceStatus } from './types.js';
+
+/** A key-loading failure with a short reason that is safe to log and report. */
+export class KeyLoadError extends Error {
+  constructor(readonly reason: string) {
+    super(reason);
+    this.name = 'KeyLoadError';
+  }
+}
+
+/** Short description of a file-system error: `ENOENT`, `EACCES`, … */
+export function fsReason(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code ?? errorReason(err);
+}
+
+export interface LocalSourceOptions {
+  /** Issuer name (label for logs and metrics). */
+  readonly issuer: string;
+  readonly logger: Logger;
+  readonly metrics?: Metrics;
+  /** How often watched files are stat()ed for changes. Default 1000. */
+  readonly pollIntervalMs?: number;
+  /** Reload unconditionally this often (0 = never). */
+  readonly reloadIntervalMs?: number;
+}
+
+/**
+ * Shared machinery for keys that come from the config or local files: load on start,
+ * reload when a watched file changes (or periodically), keep the old keys when a
+ * reload fails. Local keys never go stale with time.
+ */
+export abstract class LocalKeySource implements KeySource {
+  abstract readonly kind: KeySource['kind'];
+  private keySet: KeySet | undefined;
+  private fingerprint: string | undefined;
+  private gen = 0;
+  private loaded = false;
+  private lastError: string | undefined;
+  private lastSuccessAt: number | undefined;
+  private startPromise: Promise<void> | undefined;
+  private reloading: Promise<void> | undefined;
+  private reloadAgain = false;
+  private closed = false;
+  /** stat() signatures of the watched paths, taken just before the last load. */
+  private signatures: string[] = [];
+  private polling = false;
+  private pollTimer: NodeJS.Timeout | undefined;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(protected readonly opts: LocalSourceOptions) {}
+
+  /** Loads the keys; throws (preferably a KeyLoadError) when they are unusable. */
+  protected abstract load(): Promise<KeySet>;
+  /** Files whose change triggers a reload. */
+  protected watchedPaths(): string[] {
+    return [];
+  }
+
+  get generation(): number {
+    return this.gen;
+  }
+
+  start(): Promise<void> {
+    this.startPromise ??= this.reload().then(() => this.watch());
+    return this.startPromise;
+  }
+
+  current(): KeySet | undefined {
+    return this.keySet;
+  }
+
+  refreshForUnknownKid(): Promise<KeySet | undefined> {
+    return Promise.resolve(this.keySet);
+  }
+
+  status(): KeySourceStatus {
+    let state: KeySourceStatus['state'];
+    if (!this.loaded) state = 'loading';
+    else if (this.keySet && this.lastError === undefined) state = 'ready';
+    else if (this.keySet) state = 'stale';
+    else state = 'error';
+    return {
+      state,
+      keys: this.keySet?.keys.length ?? 0,
+      loaded: this.loaded,
+      ...(this.lastError !== undefined ? { lastError: this.lastError } : {}),
+      ...(this.lastSuccessAt !== undefined ? { lastSuccessAt: this.lastSuccessAt } : {}),
+    };
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.pollTimer) clearInterval(this.pollTimer);
+    if (this.timer) clearInterval(this.timer);
+    this.pollTimer = undefined;
+    this.timer = undefined;
+  }
+
+  /** Reloads now (serialized: a reload requested during another runs right after it). */
+  reload(): Promise<void> {
+    if (this.reloading) {
+      this.reloadAgain = true;
+      return this.reloading;
+    }
+    this.reloading = (async () => {
+      do {
+        this.reloadAgain = false;
+        await this.loadOnce();
+      } while (this.reloadAgain && !this.closed);
+    })().finally(() => {
+      this.reloading = undefined;
+    });
+    return this.reloading;
+  }
+
+  private async loadOnce(): Promise<void> {
+    const { issuer, logger, metrics } = this.opts;
+    try {
+      // Taken before reading: a change that lands during the load shows up at the next poll.
+      this.signatures = await this.statSignatures();
+      const set = await this.load();
+      const fp = keySetFingerprint(set);
+      if (fp !== this.fingerprint) {
+        this.fingerprint = fp;
+        this.gen++;
+        logger.info(
+          { issuer, source: this.kind, keys: set.keys.length },
+          this.keySet ? 'keys reloaded' : 'keys loaded',
+        );
+      }
+      this.keySet = set;
+      this.lastError = undefined;
+      this.lastSuccessAt = Date.now();
+      metrics?.jwksKeys.set({ issuer }, set.keys.length);
+    } catch (err) {
+      this.lastError = errorReason(err);
+      logger.error(
+        { issuer, source: this.kind, reason: this.lastError },
+        this.keySet ? 'key reload failed; keeping the previous keys' : 'keys could not be loaded',
+      );
+    } finally {
+      this.loaded = true;
+    }
+  }
+
+  private async statSignatures(): Promise<string[]> {
+    return Promise.all(
+      this.watchedPaths().map(async (path) => {
+        try {
+          const st = await stat(path);
+          return `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+        } catch (err) {
+          return `missing:${fsReason(err)}`;
+        }
+      }),
+    );
+  }
+
+  /** Polls the watched paths (stat, like fs.watchFile, but compared with the state that was loaded). */
+  private async poll(): Promise<void> {
+    if (this.polling || this.reloading || this.closed) return;
+    this.polling = true;
+    try {
+      const now = await this.statSignatures();
+      if (now.some((sig, i) => sig !== this.signatures[i])) await this.reload();
+    } finally {
+      this.polling = false;
+    }
+  }
+
+  private watch(): void {
+    if (this.closed) return;
+    if (this.watchedPaths().length > 0) {
+      this.pollTimer = setInterval(() => void this.poll(), this.opts.pollIntervalMs ?? 1000);
+      this.pollTimer.unref();
+    }
+    const every = this.opts.reloadIntervalMs ?? 0;
+    if (every > 0) {
+      this.timer = setInterval(() => void this.reload(), every);
+      this.timer.unref();
+    }
+  }
+}

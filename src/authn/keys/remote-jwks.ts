@@ -1,0 +1,189 @@
+import type { JwksCacheConfig } from '../../config/types.js';
+import type { Logger } from '../../observability/logger.js';
+import type { Metrics } from '../../observability/metrics.js';
+import { errorReason, fetchJson, urlForLog } from './http-fetch.js';
+import { buildKeySet, keySetFingerprint, KeySetError } from './jwk.js';
+import type { KeySet, KeySource, KeySourceStatus } from './types.js';
+
+/** Why a fetch happens; a locator (discovery) may re-resolve on some of them. */
+export type FetchCause = 'initial' | 'scheduled' | 'retry' | 'unknown-kid';
+
+/** Returns the JWKS URL to fetch. Plain `jwks_uri` returns a constant; discovery resolves it. */
+export type JwksLocator = (cause: FetchCause) => Promise<string>;
+
+export interface RemoteJwksOptions {
+  /** Issuer name (label for logs and metrics). */
+  readonly issuer: string;
+  readonly kind?: 'remote-jwks' | 'discovery';
+  /** The JWKS URL, or a locator that resolves it (discovery). */
+  readonly jwksUri: string | JwksLocator;
+  /** Seconds (fractions accepted) / ms, as in the config. */
+  readonly cache: JwksCacheConfig;
+  readonly insecureHttp?: boolean;
+  readonly logger: Logger;
+  readonly metrics?: Metrics;
+  /** First retry delay after a failure; doubles up to max_age. Default 1000. */
+  readonly initialBackoffMs?: number;
+  /** For tests. */
+  readonly now?: () => number;
+}
+
+/**
+ * Keys from a remote JWKS: first fetch on start(), background refresh every max_age,
+ * backoff retries after failures, last good keys served for max_stale after the last
+ * success while the endpoint fails, cooldown-limited and coalesced unknown-kid refetches.
+ */
+export class RemoteJwksKeySource implements KeySource {
+  readonly kind: 'remote-jwks' | 'discovery';
+  private readonly now: () => number;
+  private readonly locate: JwksLocator;
+  private keySet: KeySet | undefined;
+  private fingerprint: string | undefined;
+  private gen = 0;
+  private loaded = false;
+  private lastError: string | undefined;
+  private lastSuccessAt: number | undefined;
+  private lastAttemptAt: number | undefined;
+  private failures = 0;
+  private inFlight: Promise<void> | undefined;
+  private startPromise: Promise<void> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(private readonly opts: RemoteJwksOptions) {
+    this.kind = opts.kind ?? 'remote-jwks';
+    this.now = opts.now ?? Date.now;
+    const uri = opts.jwksUri;
+    this.locate = typeof uri === 'string' ? () => Promise.resolve(uri) : uri;
+  }
+
+  get generation(): number {
+    return this.gen;
+  }
+
+  start(): Promise<void> {
+    this.startPromise ??= this.fetch('initial');
+    return this.startPromise;
+  }
+
+  current(): KeySet | undefined {
+    if (!this.keySet || this.expired()) return undefined;
+    return this.keySet;
+  }
+
+  async refreshForUnknownKid(): Promise<KeySet | undefined> {
+    if (this.inFlight) {
+      await this.inFlight;
+      return this.current();
+    }
+    const cooldownMs = this.opts.cache.cooldown_seconds * 1000;
+    if (this.lastAttemptAt !== undefined && this.now() - this.lastAttemptAt < cooldownMs)
+      return this.current();
+    if (this.closed) return this.current();
+    await this.fetch('unknown-kid');
+    return this.current();
+  }
+
+  status(): KeySourceStatus {
+    const set = this.current();
+    let state: KeySourceStatus['state'];
+    if (!this.loaded) state = 'loading';
+    else if (set && this.lastError === undefined) state = 'ready';
+    else if (set) state = 'stale';
+    else state = 'error';
+    return {
+      state,
+      keys: set?.keys.length ?? 0,
+      loaded: this.loaded,
+      ...(this.lastError !== undefined ? { lastError: this.lastError } : {}),
+      ...(this.lastSuccessAt !== undefined ? { lastSuccessAt: this.lastSuccessAt } : {}),
+    };
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Keys are expired when the latest attempt failed and the last success is older than max_stale. */
+  private expired(): boolean {
+    if (this.lastError === undefined || this.lastSuccessAt === undefined) return false;
+    return this.now() - this.lastSuccessAt > this.opts.cache.max_stale_seconds * 1000;
+  }
+
+  /** One fetch at a time: concurrent callers share it. */
+  private fetch(cause: FetchCause): Promise<void> {
+    this.inFlight ??= this.doFetch(cause).finally(() => {
+      this.inFlight = undefined;
+      this.schedule();
+    });
+    return this.inFlight;
+  }
+
+  private async doFetch(cause: FetchCause): Promise<void> {
+    const { issuer, logger, metrics, cache } = this.opts;
+    this.lastAttemptAt = this.now();
+    let uri: string | undefined;
+    try {
+      uri = await this.locate(cause);
+      const body = await fetchJson(uri, {
+        timeoutMs: cache.timeout_ms,
+        insecureHttp: this.opts.insecureHttp,
+      });
+      const set = buildKeySet(body, { issuer, logger });
+      if (set.keys.length === 0) throw new KeySetError('JWKS has no usable keys');
+      this.apply(set);
+      this.lastSuccessAt = this.now();
+      this.lastError = undefined;
+      this.failures = 0;
+      metrics?.jwksFetchTotal.inc({ issuer, result: 'success' });
+      logger.debug({ issuer, keys: set.keys.length, cause, generation: this.gen }, 'JWKS fetched');
+    } catch (err) {
+      this.failures++;
+      this.lastError = errorReason(err);
+      metrics?.jwksFetchTotal.inc({ issuer, result: 'error' });
+      logger.warn(
+        {
+          issuer,
+          ...(uri !== undefined ? { url: urlForLog(uri) } : {}),
+          cause,
+          reason: this.lastError,
+          failures: this.failures,
+          serving: this.current() ? 'last good keys' : 'no keys',
+        },
+        'JWKS fetch failed',
+      );
+    } finally {
+      this.loaded = true;
+    }
+  }
+
+  private apply(set: KeySet): void {
+    const fp = keySetFingerprint(set);
+    if (fp !== this.fingerprint) {
+      this.fingerprint = fp;
+      this.gen++;
+      if (this.keySet)
+        this.opts.logger.info({ issuer: this.opts.issuer, keys: set.keys.length }, 'JWKS keys changed');
+    }
+    this.keySet = set;
+    this.opts.metrics?.jwksKeys.set({ issuer: this.opts.issuer }, set.keys.length);
+  }
+
+  private schedule(): void {
+    if (this.closed) return;
+    if (this.timer) clearTimeout(this.timer);
+    const maxAgeMs = this.opts.cache.max_age_seconds * 1000;
+    let delay = maxAgeMs;
+    if (this.failures > 0) {
+      const base = this.opts.initialBackoffMs ?? 1000;
+      delay = Math.min(base * 2 ** Math.min(this.failures - 1, 30), maxAgeMs);
+    }
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.fetch(this.failures > 0 ? 'retry' : 'scheduled');
+    }, delay);
+    this.timer.unref();
+  }
+}

@@ -1,0 +1,141 @@
+import { createHash, X509Certificate } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
+import { extname, join, resolve } from 'node:path';
+import { makeKeySet, MIN_RSA_BITS } from './jwk.js';
+import { fsReason, KeyLoadError, LocalKeySource, type LocalSourceOptions } from './local-source.js';
+import type { KeySet, VerificationKey } from './types.js';
+
+export const TRUSTSTORE_EXTENSIONS = ['.pem', '.crt', '.cer'] as const;
+
+const EC_CURVES: Record<string, string> = { prime256v1: 'P-256', secp384r1: 'P-384', secp521r1: 'P-521' };
+
+export interface TruststoreOptions extends LocalSourceOptions {
+  /** For tests: the clock used to check certificate validity. */
+  readonly now?: () => number;
+}
+
+/** base64url SHA-256 and SHA-1 of the DER certificate (JWS `x5t#S256` / `x5t`). */
+export function certificateThumbprints(der: Buffer): { x5tS256: string; x5t: string } {
+  return {
+    x5tS256: createHash('sha256').update(der).digest('base64url'),
+    x5t: createHash('sha1').update(der).digest('base64url'),
+  };
+}
+
+/**
+ * Turns one certificate into a verification key (kid = alias), or says why not.
+ * Expired / not yet valid certificates, RSA < 2048 bits and unsupported key types are refused.
+ */
+export function certificateKey(
+  alias: string,
+  cert: X509Certificate,
+  now: number,
+): { key: VerificationKey } | { refuse: string } {
+  const notBefore = Date.parse(cert.validFrom);
+  const notAfter = Date.parse(cert.validTo);
+  if (!Number.isFinite(notAfter) || notAfter < now)
+    return { refuse: `certificate expired (${cert.validTo})` };
+  if (!Number.isFinite(notBefore) || notBefore > now)
+    return { refuse: `certificate not yet valid (${cert.validFrom})` };
+  const key = cert.publicKey;
+  const details = key.asymmetricKeyDetails ?? {};
+  const thumbprints = certificateThumbprints(cert.raw);
+  switch (key.asymmetricKeyType) {
+    case 'rsa': {
+      const bits = details.modulusLength ?? 0;
+      if (bits < MIN_RSA_BITS) return { refuse: `RSA key ${bits} bits < ${MIN_RSA_BITS}` };
+      return { key: Object.freeze({ kid: alias, kty: 'RSA', key, ...thumbprints }) };
+    }
+    case 'ec': {
+      const crv = EC_CURVES[details.namedCurve ?? ''];
+      if (!crv) return { refuse: `EC curve ${details.namedCurve ?? '?'} not supported` };
+      return { key: Object.freeze({ kid: alias, kty: 'EC', crv, key, ...thumbprints }) };
+    }
+    case 'ed25519':
+      return { key: Object.freeze({ kid: alias, kty: 'OKP', crv: 'Ed25519', key, ...thumbprints }) };
+    default:
+      return { refuse: `key type ${key.asymmetricKeyType ?? '?'} not supported` };
+  }
+}
+
+/**
+ * A folder of PEM certificates (`.pem`, `.crt`, `.cer`); alias = file name without
+ * extension = kid. `default_alias` becomes KeySet.defaultKey. Reloaded when the folder
+ * listing changes and periodically (default every 60 s, which also retires certificates
+ * that expire while running).
+ */
+export class TruststoreKeySource extends LocalKeySource {
+  readonly kind = 'truststore' as const;
+  private readonly dir: string;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly config: { path: string; default_alias?: string },
+    baseDir: string,
+    opts: TruststoreOptions,
+  ) {
+    super({ reloadIntervalMs: 60_000, ...opts });
+    this.dir = resolve(baseDir, config.path);
+    this.now = opts.now ?? Date.now;
+  }
+
+  protected override watchedPaths(): string[] {
+    return [this.dir];
+  }
+
+  protected async load(): Promise<KeySet> {
+    const { issuer, logger } = this.opts;
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch (err) {
+      throw new KeyLoadError(`truststore ${this.config.path}: cannot read folder (${fsReason(err)})`);
+    }
+    const keys: VerificationKey[] = [];
+    const now = this.now();
+    for (const name of names.sort()) {
+      const ext = extname(name).toLowerCase();
+      if (!(TRUSTSTORE_EXTENSIONS as readonly string[]).includes(ext)) continue;
+      const alias = name.slice(0, -ext.length);
+      if (alias === '') continue;
+      let bytes: Buffer;
+      try {
+        bytes = await readFile(join(this.dir, name));
+      } catch (err) {
+        logger.warn(
+          { issuer, alias, file: name, reason: fsReason(err) },
+          'truststore certificate unreadable; refused',
+        );
+        continue;
+      }
+      let cert: X509Certificate;
+      try {
+        cert = new X509Certificate(bytes);
+      } catch {
+        logger.warn(
+          { issuer, alias, file: name, reason: 'not a certificate' },
+          'truststore certificate refused',
+        );
+        continue;
+      }
+      const result = certificateKey(alias, cert, now);
+      if ('refuse' in result) {
+        logger.warn({ issuer, alias, file: name, reason: result.refuse }, 'truststore certificate refused');
+        continue;
+      }
+      keys.push(result.key);
+    }
+    if (keys.length === 0) throw new KeyLoadError(`truststore ${this.config.path}: no usable certificates`);
+    let defaultKey: VerificationKey | undefined;
+    const alias = this.config.default_alias;
+    if (alias !== undefined) {
+      defaultKey = keys.find((k) => k.kid === alias);
+      if (!defaultKey) {
+        throw new KeyLoadError(
+          `truststore ${this.config.path}: default_alias "${alias}" is missing or its certificate was refused`,
+        );
+      }
+    }
+    return makeKeySet(keys, defaultKey);
+  }
+}
