@@ -12,6 +12,7 @@ import { Runtime } from './runtime.js';
 import { Metrics } from './observability/metrics.js';
 import { demoSetup } from './cli/demo.js';
 import { runCheck, UsageError } from './cli/check.js';
+import { isClusterWorker, runPrimary, shareRegistryWithPrimary } from './cluster.js';
 import { generateSigningKeyObject, loadSigningKeys, signJws } from './mint/keys.js';
 
 const USAGE = `usage: envoy-jwt-authz <command> [options]
@@ -64,7 +65,17 @@ async function serve(args: string[]): Promise<void> {
     demoToken = demo.token;
   }
   const logger = createLogger(loaded.config.log.level);
-  const service = await Service.start(loaded, { logger });
+  const workers = loaded.config.server.workers;
+  if (workers > 1 && !isClusterWorker()) {
+    await runPrimary(workers, logger.child({ role: 'primary' }), loaded.config.server.shutdown_grace_seconds);
+    return;
+  }
+  const metrics = new Metrics();
+  shareRegistryWithPrimary(metrics.registry);
+  const service = await Service.start(loaded, {
+    logger: isClusterWorker() ? logger.child({ worker: process.pid }) : logger,
+    metrics,
+  });
   if (demoToken) {
     const address = `127.0.0.1:${service.grpcPort}`;
     const cmd = `node dist/main.js check --address ${address} --path /api/orders --token ${demoToken}`;

@@ -39,7 +39,7 @@ function schema() {
         env: 'AUTHZ_HTTP_ADDRESS',
       },
       shutdown_grace_seconds: { format: 'nat', default: 10 },
-      workers: { format: 'nat', default: 1 },
+      workers: { doc: 'processes serving checks (node:cluster); 1 = no cluster', format: 'int', default: 1 },
     },
     log: {
       level: {
@@ -114,6 +114,9 @@ const KEY_SOURCES = ['jwks_uri', 'discovery_uri', 'jwks', 'jwks_file', 'truststo
 
 // Rules that relate several fields to each other.
 function crossCheck(config: AppConfig, problems: Problems): void {
+  if (config.server.workers < 1 || config.server.workers > 64) {
+    problems.push(`server.workers: must be between 1 and 64, got ${config.server.workers}`);
+  }
   const names = new Set<string>();
   const issuerUrls = new Set<string>();
   config.issuers.forEach((iss: IssuerConfig, i) => {

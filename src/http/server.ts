@@ -2,6 +2,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { registerOAuthRoutes } from '../oauth/index.js';
+import { clusterMetricsFromPrimary } from '../cluster.js';
 import type { Runtime } from '../runtime.js';
 import { registerWellKnownRoutes } from './well-known.js';
 
@@ -38,7 +39,8 @@ export function createHttpServer(deps: HttpServerDeps): FastifyInstance {
   });
 
   app.get('/metrics', async (_req, reply) => {
-    const text = await deps.metrics.registry.metrics();
+    // With server.workers > 1 the primary aggregates every worker's metrics.
+    const text = (await clusterMetricsFromPrimary()) ?? (await deps.metrics.registry.metrics());
     return reply.header('content-type', deps.metrics.registry.contentType).send(text);
   });
 

@@ -210,4 +210,36 @@ describe('serve', () => {
     s.child.kill('SIGTERM');
     expect(await s.exited()).toBe(0);
   });
+
+  it('server.workers: 2 processes share the ports and /metrics aggregates both', async () => {
+    const key = generateEcKeyPair({ kid: 'k' });
+    const dir = tmp();
+    const file = join(dir, 'config.yaml');
+    writeFileSync(file, JSON.stringify({ ...validConfig(makeJwks(key)), server: { workers: 2 } }));
+    const s = serve(['serve', '--config', file], {
+      ...ENV,
+      AUTHZ_GRPC_ADDRESS: '127.0.0.1:0',
+      AUTHZ_HTTP_ADDRESS: '127.0.0.1:0',
+    });
+    // port 0 in a cluster: every worker shares the one port the primary picked
+    const ports = await s.waitFor(/"grpc_port":(\d+),"http_port":(\d+)[\s\S]*"grpc_port":\d+/);
+    await s.waitFor(/"msg":"ready"[\s\S]*"msg":"ready"/);
+    const now = Math.floor(Date.now() / 1000);
+    const { SignJWT } = await import('jose');
+    const t = await new SignJWT({ sub: 'u' })
+      .setProtectedHeader({ alg: 'ES256', kid: 'k' })
+      .setIssuer('https://idp.example.com')
+      .setAudience('api')
+      .setIssuedAt(now)
+      .setExpirationTime(now + 300)
+      .sign(key.privateKey);
+    for (let i = 0; i < 4; i++) {
+      const r = run(['check', '--address', `127.0.0.1:${ports[1]}`, '--token', t]);
+      expect(JSON.parse(r.stdout).decision).toBe('allow');
+    }
+    const text = await (await fetch(`http://127.0.0.1:${ports[2]}/metrics`)).text();
+    expect(text).toMatch(/authz_check_total\{decision="allow",reason="authenticated",issuer="corp"\} 4/);
+    s.child.kill('SIGTERM');
+    expect(await s.exited()).toBe(0);
+  });
 });
