@@ -322,7 +322,9 @@ class OAuthTokenService implements TokenService {
     const expected = client?.secretDigest ?? DUMMY_DIGEST;
     const ok = timingSafeEqual(sha256(secret), expected) && client?.secretDigest !== undefined;
     if (!ok || !client)
-      throw new OAuthError('invalid_client', 'client authentication failed', { logDetail: `client ${id.slice(0, 64)}` });
+      throw new OAuthError('invalid_client', 'client authentication failed', {
+        logDetail: `client ${id.slice(0, 64)}`,
+      });
     if (bodyClientId !== undefined && bodyClientId !== client.id) {
       throw new OAuthError('invalid_request', 'client_id does not match the authenticated client');
     }
