@@ -179,7 +179,14 @@ export class CheckPipeline {
     const now = this.now();
     const cached = this.cache?.get(token);
     if (cached) {
-      if (cached.expiresAt > now && cached.generation === cached.issuer.keySource.generation) {
+      const source = cached.issuer.keySource;
+      // Valid while the token has not expired, the key set is unchanged, and the keys
+      // are still usable (not stale beyond max_stale_seconds).
+      if (
+        cached.expiresAt > now &&
+        cached.generation === source.generation &&
+        source.current() !== undefined
+      ) {
         this.parts.metrics.cacheHitsTotal.inc({ cache: 'verified_token' });
         if (cached.issuer.name === 'self') {
           const revoked = await this.checkRevoked(cached.claims);
