@@ -85,7 +85,10 @@ export class CheckPipeline {
       { method: req.method, path: np.path, encodedSeparator: np.encodedSeparator, host: req.host },
       req.contextExtensions,
       (key) =>
-        this.parts.logger.debug({ request_id: req.requestId, key }, 'ignored unknown context_extensions key'),
+        this.parts.logger.debug(
+          { request_id: req.requestId, extension_key: key },
+          'ignored unknown context_extensions key',
+        ),
     );
     if (rule.action === 'deny')
       return deny('rule_deny', 'access to this route is denied', { rule: rule.name });
