@@ -186,7 +186,10 @@ class Minter implements DownstreamTokenMinter {
     }
     const fresh = this.mintFresh(principal, audiences, nowMs);
     if (fresh.lifetimeMs > 0) {
-      const entry: CacheEntry = { value: fresh.value, refreshAt: nowMs + fresh.lifetimeMs * REUSE_FRACTION };
+      // Measured from the token's own (whole-second) iat, so reuse never outlives 80% of
+      // the lifetime the upstream sees.
+      const iatMs = Math.floor(nowMs / 1000) * 1000;
+      const entry: CacheEntry = { value: fresh.value, refreshAt: iatMs + fresh.lifetimeMs * REUSE_FRACTION };
       cache.set(key, entry);
       // A failed mint must not be served to later callers.
       fresh.value.catch(() => {
@@ -211,8 +214,9 @@ class Minter implements DownstreamTokenMinter {
 
     const payload: Record<string, unknown> = { iss: this.issuer };
     if (principal.sub !== undefined) payload.sub = principal.sub;
-    if (audiences.length === 1) payload.aud = audiences[0];
-    else if (audiences.length > 1) payload.aud = [...new Set(audiences)];
+    const aud = audiences.length > 1 ? [...new Set(audiences)] : audiences;
+    if (aud.length === 1) payload.aud = aud[0];
+    else if (aud.length > 1) payload.aud = aud;
     payload.iat = iat;
     payload.exp = exp;
     if (this.cfg.jti) payload.jti = randomUUID();
