@@ -39,6 +39,16 @@ function parse(
   args: string[],
   options: OptionSpec,
 ): { values: Record<string, string | boolean | string[] | undefined> } {
+  // A value that starts with "-" (a base64url token can) must not be read as an option:
+  // join `--name value` into `--name=value` for every string option.
+  const joined: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const name = args[i]!.startsWith('--') ? args[i]!.slice(2) : undefined;
+    if (name !== undefined && options[name]?.type === 'string' && i + 1 < args.length) {
+      joined.push(`--${name}=${args[++i]}`);
+    } else joined.push(args[i]!);
+  }
+  args = joined;
   try {
     const { values } = parseArgs({
       args,
