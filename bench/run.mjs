@@ -1,0 +1,369 @@
+#!/usr/bin/env node
+// envoy-jwt-authz benchmark orchestrator (issue 6). See bench/README.md.
+//
+//   node bench/run.mjs [--quick] [--duration S] [--fresh] [--no-h2load]
+//   node bench/run.mjs --profile repeated|distinct|invalid|baseline
+//
+// One server process per scenario (fresh state), load from a separate process.
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { checkBody } from './lib/proto.mjs';
+import { benchConfig, checkDelta, freePort, loadAvg, newestFile, ROOT, startServer } from './lib/server.mjs';
+import { ecKey, ES_ISS, invalidSignatureTokens, RS_ISS, rsaPool, signTokens } from './lib/tokens.mjs';
+import { h2loadPath, h2loadVersion, runH2load } from './lib/h2load.mjs';
+import { latencyStats } from './lib/stats.mjs';
+import { probe, describe } from './lib/probe.mjs';
+import { analyzeProfile, printProfile } from './lib/profile.mjs';
+
+const { values: opts } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    duration: { type: 'string' },
+    profile: { type: 'string' },
+    fresh: { type: 'boolean', default: false },
+    'no-h2load': { type: 'boolean', default: false },
+    connections: { type: 'string', default: '4' },
+    streams: { type: 'string', default: '32' },
+    'memory-tokens': { type: 'string' },
+    keep: { type: 'boolean', default: false },
+  },
+  strict: true,
+});
+
+const QUICK = opts.quick;
+const DURATION = Number(opts.duration ?? (QUICK ? 3 : 10));
+const WARMUP = QUICK ? 1 : 2;
+const CONNS = Number(opts.connections);
+const STREAMS = Number(opts.streams);
+const MEMORY_TOKENS = Number(opts['memory-tokens'] ?? (QUICK ? 20_000 : 200_000));
+// Larger than the verified-token and minted-token caches (10,000 entries each by
+// default): cycled round-robin through an LRU, every check is a miss.
+const DISTINCT_POOL = 12_500;
+const INVALID_POOL = 50_000;
+const REPEATED_TOKENS = 100;
+
+const RESULTS = join(ROOT, 'bench/results');
+const CACHE = join(RESULTS, '.cache');
+const PROFILES = join(RESULTS, 'profiles');
+mkdirSync(RESULTS, { recursive: true });
+const work = mkdtempSync(join(tmpdir(), 'authz-bench-'));
+const log = (...a) => console.error(...a);
+
+const TARGETS = {
+  repeated: { what: 'ratio ≥ 0.85', ok: (r) => r.ratio >= 0.85 },
+  distinct: { what: 'ratio ≥ 0.45', ok: (r) => r.ratio >= 0.45 },
+  invalid: { what: 'ratio ≥ 0.45', ok: (r) => r.ratio >= 0.45 },
+  latency: { what: 'p99 < 2 ms', ok: (r) => r.latency?.p99 < 2 },
+  memory: { what: 'RSS < 250 MB', ok: (r) => r.memory?.rss_mb < 250 },
+};
+
+// ---- keys, tokens, bodies --------------------------------------------------------------
+const pool = await rsaPool(CACHE, DISTINCT_POOL, { fresh: opts.fresh, log });
+const rsKey = pool.key;
+const esIssuerKey = ecKey('bench-es-1');
+const signingKey = ecKey('bench-downstream-1');
+const signingKeyFile = join(work, 'downstream-signing.jwk.json');
+writeFileSync(signingKeyFile, JSON.stringify(signingKey.privateJwk), { mode: 0o600 });
+
+const bodiesOf = (tokens, tag) => tokens.map((token, i) => checkBody({ token, requestId: `bench-${tag}-${i}`, seq: i }));
+const repeatedBodies = bodiesOf(pool.tokens.slice(0, REPEATED_TOKENS), 'repeated');
+
+// ---- expectations ------------------------------------------------------------------------
+const EXPECT = {
+  baseline: { key: 'allow/rule_allow', probe: (d) => d.decision === 'allow' && !d.headers['x-jwt-assertion'] },
+  authenticated: {
+    key: 'allow/authenticated',
+    probe: (d) =>
+      d.decision === 'allow' &&
+      d.headers['x-user-id']?.startsWith('user-') &&
+      d.headers['x-user-scope'] === 'read write' &&
+      JSON.parse(Buffer.from(d.headers['x-jwt-assertion']?.split('.')[0] ?? '', 'base64url').toString() || '{}').alg ===
+        'ES256',
+  },
+  authenticatedEs: {
+    key: 'allow/authenticated',
+    probe: (d) => d.decision === 'allow' && d.headers['x-user-id']?.startsWith('mem-') && !!d.headers['x-jwt-assertion'],
+  },
+  invalid: { key: 'deny/signature_invalid', probe: (d) => d.decision === 'deny' && d.code === 16 && d.httpStatus === 401 },
+};
+
+// ---- running one scenario ------------------------------------------------------------------
+const failures = [];
+
+async function withServer(name, { baseline = false, logLevel = 'warn', nodeArgs = [] }, fn) {
+  const [grpcPort, httpPort] = [await freePort(), await freePort()];
+  const config = benchConfig({ grpcPort, httpPort, logLevel, rsKey, esIssuerKey, signingKeyFile, baseline });
+  const server = await startServer({ name, workDir: work, config, nodeArgs });
+  try {
+    const out = await fn(server);
+    out.rss_after = server.rss();
+    return out;
+  } finally {
+    const exit = await server.stop();
+    if (exit.code !== 0) failures.push(`${name}: server exited ${JSON.stringify(exit)} (log ${server.logFile})`);
+  }
+}
+
+async function driverB(server, name, bodies, { mode, rate, count }) {
+  const bodiesFile = join(work, `bodies-${name}.bin`);
+  writeFileSync(bodiesFile, Buffer.concat(bodies));
+  const latenciesFile = join(work, `latencies-${name}.f64`);
+  const specFile = join(work, `spec-${name}.json`);
+  writeFileSync(
+    specFile,
+    JSON.stringify({
+      host: '127.0.0.1',
+      port: server.grpcPort,
+      bodiesFile,
+      connections: CONNS,
+      streams: STREAMS,
+      mode,
+      durationS: DURATION,
+      warmupS: WARMUP,
+      rate,
+      count,
+      latenciesFile,
+    }),
+  );
+  const res = await new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [join(ROOT, 'bench/lib/h2driver.mjs'), specFile], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`driver exited ${code}`))));
+  });
+  const buf = readFileSync(latenciesFile);
+  res.latency = latencyStats(new Float64Array(buf.buffer, buf.byteOffset, buf.length / 8));
+  rmSync(bodiesFile, { force: true });
+  return res;
+}
+
+async function scenario(name, { bodies, expect, driver = 'h2raw', baseline, logLevel, mode = 'duration', rate, count, nodeArgs }) {
+  log(`\n▶ ${name} (${driver}, ${mode}${rate ? ` @ ${Math.round(rate)}/s` : ''}${count ? `, ${count} requests` : ''}, log level ${logLevel ?? 'warn'})`);
+  return withServer(name, { baseline, logLevel, nodeArgs }, async (server) => {
+    // 1. One real request through node:http2: the decision must be what we intend.
+    const p = await probe(server.grpcPort, bodies[bodies.length - 1]);
+    const d = describe(p.response);
+    if (p.grpcStatus !== 0 || !expect.probe(d)) {
+      throw new Error(`${name}: probe got an unexpected response: grpc-status ${p.grpcStatus} ${JSON.stringify(d)}`);
+    }
+    const before = await server.metrics();
+    const rssBefore = server.rss();
+    const load_before = loadAvg();
+    const cpuBefore = server.cpuSeconds();
+    let res;
+    if (driver === 'h2load') {
+      const bodyFile = join(work, `body-${name}.bin`);
+      writeFileSync(bodyFile, bodies[0]);
+      res = await runH2load(H2LOAD, {
+        port: server.grpcPort,
+        bodyFile,
+        logFile: join(work, `h2load-${name}.log`),
+        connections: CONNS,
+        streams: STREAMS,
+        durationS: DURATION,
+        warmupS: WARMUP,
+        rps: rate,
+      });
+      delete res.raw;
+      res.requests = res.succeeded;
+      res.mode = rate ? 'rate' : 'duration';
+    } else {
+      res = await driverB(server, name, bodies, { mode, rate, count });
+      res.requests = mode === 'count' ? res.completed : res.measured;
+    }
+    await new Promise((r) => setTimeout(r, mode === 'count' ? 1000 : 300)); // in-flight checks settle
+    const after = await server.metrics();
+    const delta = checkDelta(before, after);
+    // Server CPU per check (whole run incl. warm-up, over every check the server
+    // counted): less sensitive than throughput to other load on the machine.
+    res.server_cpu_s = Math.round((server.cpuSeconds() - cpuBefore) * 100) / 100;
+    res.server_us_per_check = delta.total ? Math.round((res.server_cpu_s * 1e6) / delta.total) : undefined;
+    res.loadavg_before = load_before;
+    res.server = delta;
+    res.rss_before = rssBefore;
+    if (mode === 'count') {
+      const mb = (k) => Math.round((after[k] ?? NaN) / 2 ** 20);
+      res.memory = { ...server.rss(), heap_used_mb: mb('nodejs_heap_size_used_bytes'), heap_total_mb: mb('nodejs_heap_size_total_bytes'), external_mb: mb('nodejs_external_memory_bytes') };
+    }
+    // 2. Every decision the server made during the run must be the intended one.
+    const wrong = Object.entries(delta.checks).filter(([k]) => k !== expect.key);
+    const right = delta.checks[expect.key] ?? 0;
+    const minExpected = driver === 'h2load' ? res.succeeded : res.completed - res.errors;
+    const problems = [];
+    if (wrong.length) problems.push(`unexpected decisions ${JSON.stringify(Object.fromEntries(wrong))}`);
+    if (right < minExpected) problems.push(`server counted ${right} ${expect.key}, the driver completed ${minExpected}`);
+    if (driver !== 'h2load' && res.errors > 0) problems.push(`${res.errors} stream errors (RST_STREAM / closed connections)`);
+    if (driver === 'h2load' && (res.failed || res.errored || res.non200))
+      problems.push(`h2load: ${res.failed} failed, ${res.errored} errored, ${res.non200} non-200`);
+    if (problems.length) {
+      failures.push(`${name}: ${problems.join('; ')}`);
+      res.decisions_ok = false;
+      log(`  ✖ DECISIONS WRONG: ${problems.join('; ')}`);
+    } else res.decisions_ok = true;
+    log(
+      `  ${Math.round(res.rps)} checks/s, p50 ${res.latency.p50} ms, p99 ${res.latency.p99} ms; server: ${JSON.stringify(delta.checks)}` +
+        (Object.keys(delta.cacheHits).length ? `, cache hits ${JSON.stringify(delta.cacheHits)}` : ''),
+    );
+    return { name, driver, mode: res.mode ?? mode, target_rate: rate, logLevel: logLevel ?? 'warn', ...res };
+  });
+}
+
+// ---- profile mode ------------------------------------------------------------------------------
+const H2LOAD = opts['no-h2load'] ? undefined : h2loadPath();
+
+async function scenarioSpec(name) {
+  switch (name) {
+    case 'baseline':
+      return { bodies: repeatedBodies, expect: EXPECT.baseline, baseline: true };
+    case 'repeated':
+      return { bodies: repeatedBodies, expect: EXPECT.authenticated };
+    case 'distinct':
+      return { bodies: bodiesOf(pool.tokens, 'distinct'), expect: EXPECT.authenticated };
+    case 'invalid': {
+      const tokens = invalidSignatureTokens(rsKey, { iss: RS_ISS, count: INVALID_POOL });
+      // Denials are logged at info: run at the level a user would configure.
+      return { bodies: bodiesOf(tokens, 'invalid'), expect: EXPECT.invalid, logLevel: 'info' };
+    }
+    default:
+      throw new Error(`unknown scenario ${name} (baseline, repeated, distinct, invalid)`);
+  }
+}
+
+const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+const env = {
+  node: process.version,
+  cpus: cpus().length,
+  cpu_model: cpus()[0]?.model,
+  mem_gb: Math.round(totalmem() / 2 ** 30),
+  h2load: H2LOAD ? h2loadVersion(H2LOAD) : null,
+  connections: CONNS,
+  streams: STREAMS,
+  duration_s: DURATION,
+  warmup_s: WARMUP,
+  quick: QUICK,
+  note: 'load generator and server share the same cores; the driver is a raw-frame HTTP/2 client to keep its CPU share small',
+};
+
+if (opts.profile) {
+  mkdirSync(PROFILES, { recursive: true });
+  const spec = await scenarioSpec(opts.profile);
+  const res = await scenario(`profile-${opts.profile}`, {
+    ...spec,
+    nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${PROFILES}`],
+  });
+  const file = newestFile(PROFILES, '.cpuprofile');
+  const analysis = analyzeProfile(file);
+  printProfile(analysis);
+  const out = join(RESULTS, `profile-${opts.profile}-${stamp}.json`);
+  writeFileSync(out, JSON.stringify({ env, scenario: res, profile: analysis }, null, 2));
+  log(`profile summary: ${out}`);
+  finish(failures.length ? 1 : 0);
+} else {
+  const rows = [];
+  try {
+    const baseline = await scenario('baseline', await scenarioSpec('baseline'));
+    rows.push(baseline);
+    for (const name of ['repeated', 'distinct', 'invalid']) rows.push(await scenario(name, await scenarioSpec(name)));
+    rows.push(
+      await scenario('latency', {
+        bodies: repeatedBodies,
+        expect: EXPECT.authenticated,
+        mode: 'rate',
+        rate: baseline.rps / 2,
+      }),
+    );
+    log(`\nsigning ${MEMORY_TOKENS} distinct ES256 tokens for the memory test…`);
+    const mem = await signTokens(esIssuerKey, { iss: ES_ISS, prefix: 'mem', count: MEMORY_TOKENS });
+    rows.push(
+      await scenario('memory', {
+        bodies: bodiesOf(mem.tokens, 'memory'),
+        expect: EXPECT.authenticatedEs,
+        mode: 'count',
+        count: MEMORY_TOKENS,
+      }),
+    );
+    if (H2LOAD) {
+      // Cross-check with h2load (C client, same body on every request): baseline and one
+      // repeated token, closed loop and at half of h2load's baseline rate.
+      const hb = await scenario('baseline', { ...(await scenarioSpec('baseline')), driver: 'h2load' });
+      rows.push(hb);
+      rows.push(await scenario('repeated-1token', { bodies: repeatedBodies.slice(0, 1), expect: EXPECT.authenticated, driver: 'h2load' }));
+      rows.push(
+        await scenario('latency-1token', {
+          bodies: repeatedBodies.slice(0, 1),
+          expect: EXPECT.authenticated,
+          driver: 'h2load',
+          rate: hb.rps / 2,
+        }),
+      );
+    } else log('\n(h2load not found: built-in driver only)');
+  } catch (err) {
+    log(`\n✖ ${err.message}`);
+    failures.push(err.message);
+  }
+  report(rows);
+  finish(failures.length ? 1 : 0);
+}
+
+function report(rows) {
+  const base = {};
+  for (const r of rows) if (r.name === 'baseline') base[r.driver] = r.rps;
+  for (const r of rows) {
+    if (r.mode === 'duration' && r.name !== 'baseline' && base[r.driver]) r.ratio = Math.round((100 * r.rps) / base[r.driver]) / 100;
+    const t = TARGETS[r.name] ?? (r.name === 'latency-1token' ? TARGETS.latency : r.name === 'repeated-1token' ? TARGETS.repeated : undefined);
+    if (t) {
+      r.target = t.what;
+      r.met = r.decisions_ok && t.ok(r);
+    }
+  }
+  const header = ['scenario', 'driver', 'requests', 'checks/s', 'p50 ms', 'p99 ms', 'ratio', 'srv µs/check', 'target', 'met?', 'notes'];
+  const lines = rows.map((r) => [
+    r.name,
+    r.driver,
+    String(r.requests),
+    String(Math.round(r.rps)),
+    String(r.latency?.p50 ?? ''),
+    String(r.latency?.p99 ?? ''),
+    r.ratio !== undefined ? r.ratio.toFixed(2) : r.name === 'baseline' ? '1.00' : '',
+    String(r.server_us_per_check ?? ''),
+    r.target ?? '',
+    r.target ? (r.met ? 'yes' : 'NO') : '',
+    [
+      r.logLevel !== 'warn' ? `log ${r.logLevel}` : '',
+      r.mode === 'rate' || r.name.startsWith('latency') ? `open loop, target ${Math.round(r.target_rate)}/s` : '',
+      r.flow_control_stalls ? `${r.flow_control_stalls} flow-control stalls` : '',
+      r.memory ? `RSS ${r.memory.rss_mb} MB (peak ${r.memory.hwm_mb}, idle ${r.rss_before.rss_mb}; heap used ${r.memory.heap_used_mb}/${r.memory.heap_total_mb} MB)` : '',
+      r.server?.cacheHits?.verified_token !== undefined && r.name === 'distinct' ? `cache hits ${r.server.cacheHits.verified_token}` : '',
+      r.decisions_ok === false ? 'DECISIONS WRONG' : '',
+    ]
+      .filter(Boolean)
+      .join('; '),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
+  const fmt = (cols) => cols.map((c, i) => (i >= 2 && i <= 7 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ');
+  console.log('');
+  console.log(fmt(header));
+  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const l of lines) console.log(fmt(l));
+  console.log(
+    `\n${env.cpus} cores (${env.cpu_model}), node ${env.node}, ${CONNS} connections × ${STREAMS} streams, ${DURATION} s per scenario (+${WARMUP} s warm-up).` +
+      `\nThe load generator runs on the same cores as the server. Ratios compare rows of the same driver.` +
+      `\nsrv µs/check: server CPU time (user+sys) / checks it counted — steadier than checks/s when other work shares the machine (load average at start: ${loadAvg().join(' ')}).` +
+      `\nlatency: open loop at half the baseline rate; memory: ${MEMORY_TOKENS} distinct ES256 tokens (RSS from /proc after the run).`,
+  );
+  const file = join(RESULTS, `bench-${stamp}.json`);
+  writeFileSync(file, JSON.stringify({ env, targets: Object.fromEntries(Object.entries(TARGETS).map(([k, v]) => [k, v.what])), scenarios: rows, failures }, null, 2));
+  console.log(`results: ${file}`);
+  if (failures.length) console.log(`\nFAILED:\n  ${failures.join('\n  ')}`);
+}
+
+function finish(code) {
+  if (!opts.keep) rmSync(work, { recursive: true, force: true });
+  else log(`work dir kept: ${work}`);
+  process.exit(code);
+}
