@@ -110,6 +110,8 @@ export interface Allow {
   /** Top-level CheckResponse.dynamic_metadata, or undefined for anonymous allows. */
   readonly metadata?: { issuer: string; sub?: string; scope: string; claims: Record<string, unknown> };
   readonly reason: 'authenticated' | 'rule_allow' | 'default_allow';
+  /** The same decision object is returned again for the same token and rule (its response may be cached). */
+  readonly reusable?: boolean;
   issuer?: string;
   rule?: string;
 }

@@ -13,7 +13,7 @@ import { normalizePath } from './authz/path.js';
 import { evaluateRequirement, type EffectiveRule, type RuleSet } from './authz/rules.js';
 import type { AuthRequest, Principal } from './authz/types.js';
 import type { ClaimHeaders } from './upstream/claim-headers.js';
-import type { DownstreamTokenMinter } from './upstream/token.js';
+import type { DownstreamTokenMinter, MintedToken } from './upstream/token.js';
 import type { SelfTokenSupport } from './oauth/index.js';
 import type { Logger } from './observability/logger.js';
 import type { Metrics } from './observability/metrics.js';
@@ -48,7 +48,19 @@ interface CachedPrincipal {
   readonly expiresAt: number;
   /** Claims, for revocation checks of our own tokens. */
   readonly claims: Record<string, unknown>;
+  /** Allow decisions already made for this token, by effective rule (identity). */
+  allows?: Map<EffectiveRule, MemoisedAllow>;
 }
+
+interface MemoisedAllow {
+  readonly source: CompiledTokenSource;
+  readonly decision: Allow;
+  /** epoch ms */
+  readonly reuseUntil: number;
+}
+
+/** Distinct rules one cached token keeps decisions for (bounded: rules with context_extensions vary). */
+const MAX_MEMOISED_RULES = 8;
 
 const OPAQUE_TOKEN = /^[A-Za-z0-9_-]{16,512}$/;
 
@@ -79,16 +91,16 @@ export class CheckPipeline {
     this.cache?.clear();
   }
 
-  async check(req: AuthRequest, deadline?: number): Promise<Decision> {
+  /**
+   * Decides one request. Synchronous (no promise) on the common repeated-token path:
+   * a cached verification whose allow decision for this rule is still valid.
+   */
+  check(req: AuthRequest, deadline?: number): Decision | Promise<Decision> {
     const np = normalizePath(req.rawPath);
     const rule = this.parts.rules.resolve(
       { method: req.method, path: np.path, encodedSeparator: np.encodedSeparator, host: req.host },
       req.contextExtensions,
-      (key) =>
-        this.parts.logger.debug(
-          { request_id: req.requestId, extension_key: key },
-          'ignored unknown context_extensions key',
-        ),
+      this.onIgnoredExtension,
     );
     if (rule.action === 'deny')
       return deny('rule_deny', 'access to this route is denied', { rule: rule.name });
@@ -105,47 +117,82 @@ export class CheckPipeline {
 
     const extracted = extractToken(req, this.parts.tokenSources);
     if (!extracted) return deny('token_missing', undefined, { rule: rule.name });
+    const entry = this.cachedVerification(extracted.token);
+    if (entry && entry.issuer.name !== 'self') {
+      // Our own tokens always go the async way: they need a revocation lookup.
+      const memo = entry.allows?.get(rule);
+      if (memo && memo.source === extracted.source && Date.now() < memo.reuseUntil) {
+        if (this.parts.minter) this.parts.metrics.hits.mintedToken.inc();
+        return memo.decision;
+      }
+      return this.decide(req, rule, entry.principal, extracted, entry);
+    }
+    return this.authenticateThenDecide(req, rule, extracted, deadline);
+  }
+
+  private readonly onIgnoredExtension = (key: string): void =>
+    this.parts.logger.debug({ extension_key: key }, 'ignored unknown context_extensions key');
+
+  private async authenticateThenDecide(
+    req: AuthRequest,
+    rule: EffectiveRule,
+    extracted: ExtractedToken,
+    deadline: number | undefined,
+  ): Promise<Decision> {
     const principal = await this.authenticate(extracted.token, deadline);
     if ('kind' in principal) {
       principal.rule = rule.name;
       return principal;
     }
+    return this.decide(req, rule, principal, extracted, this.cache?.peek(extracted.token));
+  }
+
+  /** Requirement check, then the allow decision (memoised on the cache entry when reusable). */
+  private decide(
+    req: AuthRequest,
+    rule: EffectiveRule,
+    principal: Principal,
+    extracted: ExtractedToken,
+    entry: CachedPrincipal | undefined,
+  ): Decision | Promise<Decision> {
     const problem = evaluateRequirement(rule.requirement, principal);
     if (problem) {
       problem.rule = rule.name;
       problem.issuer = principal.issuer;
       return problem;
     }
-    return this.allow(req, rule, principal, extracted);
+    const minter = this.parts.minter;
+    if (!minter) return this.allow(req, rule, principal, extracted, entry, undefined);
+    return minter.mintEntry(principal, rule.audience).then(
+      (minted) => this.allow(req, rule, principal, extracted, entry, minted),
+      (err: unknown) =>
+        deny('mint_failed', undefined, {
+          rule: rule.name,
+          issuer: principal.issuer,
+          logDetail: (err as Error).message,
+        }),
+    );
   }
 
-  private async allow(
+  private allow(
     req: AuthRequest,
     rule: EffectiveRule,
     principal: Principal,
     extracted: ExtractedToken,
-  ): Promise<Decision> {
+    entry: CachedPrincipal | undefined,
+    minted: MintedToken | undefined,
+  ): Allow {
     const headers: HeaderToSet[] = [];
     this.parts.claimHeaders.build(principal, headers, (header, claim, why) =>
       this.parts.logger.warn({ request_id: req.requestId, header, claim, why }, 'claim header not set'),
     );
     const minter = this.parts.minter;
-    if (minter) {
-      try {
-        headers.push({ key: minter.header, value: await minter.mint(principal, rule.audience) });
-      } catch (err) {
-        return deny('mint_failed', undefined, {
-          rule: rule.name,
-          issuer: principal.issuer,
-          logDetail: (err as Error).message,
-        });
-      }
-    }
+    if (minter && minted) headers.push({ key: minter.header, value: minted.value });
     const headersToRemove: string[] = [];
     for (const name of this.injectable) if (!headers.some((h) => h.key === name)) headersToRemove.push(name);
     const queryParametersToRemove: string[] = [];
+    const source = extracted.source;
     if (!this.parts.forwardOriginalToken) {
-      const source = extracted.source;
       if (source.kind === 'header') {
         // A minted token written to the same header already replaces it; Envoy applies
         // removals after sets, so listing it would drop our own value.
@@ -159,6 +206,11 @@ export class CheckPipeline {
         else headers.push({ key: 'cookie', value: rest });
       }
     }
+    // The decision only depends on (token, rule, token source) — except a cookie rewrite,
+    // which depends on the request — so it is reused, response bytes included, until
+    // the minted token is due for renewal or the verification expires.
+    const reusable =
+      entry !== undefined && source.kind !== 'cookie' && (minted === undefined || minted.reuseUntil > 0);
     const allow: Allow = {
       kind: 'allow',
       headers,
@@ -173,31 +225,48 @@ export class CheckPipeline {
       reason: 'authenticated',
       rule: rule.name,
       issuer: principal.issuer,
+      reusable,
     };
+    if (reusable) {
+      const allows = (entry.allows ??= new Map());
+      if (allows.size >= MAX_MEMOISED_RULES) allows.clear();
+      allows.set(rule, {
+        source,
+        decision: allow,
+        reuseUntil: Math.min(minted?.reuseUntil ?? Infinity, entry.expiresAt * 1000),
+      });
+    }
     return allow;
+  }
+
+  /** A still-valid cached verification of exactly this token string, if any. */
+  private cachedVerification(token: string): CachedPrincipal | undefined {
+    const cached = this.cache?.get(token);
+    if (!cached) return undefined;
+    const source = cached.issuer.keySource;
+    // Valid while the token has not expired, the key set is unchanged, and the keys
+    // are still usable (not stale beyond max_stale_seconds).
+    if (
+      cached.expiresAt > this.now() &&
+      cached.generation === source.generation &&
+      source.current() !== undefined
+    ) {
+      this.parts.metrics.hits.verifiedToken.inc();
+      return cached;
+    }
+    this.cache!.delete(token);
+    return undefined;
   }
 
   /** Token → Principal (verified, mapped), or the reason it is refused. */
   async authenticate(token: string, deadline?: number): Promise<Principal | Deny> {
-    const now = this.now();
-    const cached = this.cache?.get(token);
+    const cached = this.cachedVerification(token);
     if (cached) {
-      const source = cached.issuer.keySource;
-      // Valid while the token has not expired, the key set is unchanged, and the keys
-      // are still usable (not stale beyond max_stale_seconds).
-      if (
-        cached.expiresAt > now &&
-        cached.generation === source.generation &&
-        source.current() !== undefined
-      ) {
-        this.parts.metrics.cacheHitsTotal.inc({ cache: 'verified_token' });
-        if (cached.issuer.name === 'self') {
-          const revoked = await this.checkRevoked(cached.claims);
-          if (revoked) return revoked;
-        }
-        return cached.principal;
+      if (cached.issuer.name === 'self') {
+        const revoked = await this.checkRevoked(cached.claims);
+        if (revoked) return revoked;
       }
-      this.cache!.delete(token);
+      return cached.principal;
     }
 
     if (exceedsBytes(token, this.parts.maxTokenBytes))
@@ -207,6 +276,7 @@ export class CheckPipeline {
       return this.authenticateOpaque(self, token);
     }
 
+    const now = this.now();
     const res = await verifyJwt(token, this.lookupIssuer, {
       deadline,
       maxTokenBytes: this.parts.maxTokenBytes,

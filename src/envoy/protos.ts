@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import { REUSABLE_RESPONSES } from './response.js';
 
 /** The vendored Envoy API protos (scripts/vendor-protos.mjs). Same path from src/ and dist/. */
 export const PROTOS_DIR = fileURLToPath(new URL('../../protos', import.meta.url));
@@ -21,7 +22,32 @@ export function authorizationService(): grpc.ServiceDefinition {
   if (!cached) {
     const def = protoLoader.loadSync('envoy/service/auth/v3/external_auth.proto', PROTO_LOADER_OPTIONS);
     const pkg = grpc.loadPackageDefinition(def) as any;
-    cached = pkg.envoy.service.auth.v3.Authorization.service as grpc.ServiceDefinition;
+    const service = pkg.envoy.service.auth.v3.Authorization.service as grpc.ServiceDefinition;
+    // Reusable responses (see response.ts) are serialized once; grpc-js copies the
+    // bytes into its own frame, so sharing them is safe.
+    const check = service.Check!;
+    const serialize = check.responseSerialize;
+    const wire = new WeakMap<object, Buffer>();
+    cached = {
+      ...service,
+      Check: {
+        ...check,
+        responseSerialize: (value: any): Buffer => {
+          const known = wire.get(value);
+          if (known) return known;
+          const bytes = serialize(value);
+          if (REUSABLE_RESPONSES.has(value)) {
+            // Kept bytes get their own allocation: a slice of Node's shared 8 KiB
+            // buffer pool would pin the whole slab for as long as the entry lives.
+            const own = Buffer.allocUnsafeSlow(bytes.length);
+            bytes.copy(own);
+            wire.set(value, own);
+            return own;
+          }
+          return bytes;
+        },
+      },
+    };
   }
   return cached;
 }

@@ -79,7 +79,25 @@ export function toStruct(obj: Record<string, unknown>, depth = 0): any {
   return { fields };
 }
 
+// Responses of reusable allow decisions (the same Allow object for the same token and
+// rule), built once; protos.ts also keeps their serialized bytes.
+const reusedResponses = new WeakMap<Decision, any>();
+export const REUSABLE_RESPONSES = new WeakSet<object>();
+
 export function toCheckResponse(decision: Decision, realm: string): any {
+  if (decision.kind === 'allow' && decision.reusable) {
+    let response = reusedResponses.get(decision);
+    if (!response) {
+      response = buildCheckResponse(decision, realm);
+      reusedResponses.set(decision, response);
+      REUSABLE_RESPONSES.add(response);
+    }
+    return response;
+  }
+  return buildCheckResponse(decision, realm);
+}
+
+function buildCheckResponse(decision: Decision, realm: string): any {
   if (decision.kind === 'allow') {
     const response: any = {
       status: { code: GRPC_OK },

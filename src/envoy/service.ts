@@ -41,27 +41,47 @@ export class CheckService {
   readonly check = (call: grpc.ServerUnaryCall<any, any>, callback: grpc.sendUnaryData<any>): void => {
     const started = performance.now();
     const target = this.target();
+    let decision: Decision | Promise<Decision>;
+    try {
+      decision = this.decide(call, target);
+    } catch (err) {
+      decision = this.failed(err);
+    }
+    if (!(decision instanceof Promise)) {
+      this.respond(decision, call, callback, target, started);
+      return;
+    }
+    // Async path (a verification, a key fetch, a mint, a store lookup): tracked for draining.
     this.inFlight++;
-    this.decide(call, target)
-      .catch((err: unknown) => {
-        // Fail closed: any unexpected error is a deny, never an allow and never a gRPC error.
-        this.logger.error(
-          { err: { message: (err as Error)?.message, stack: (err as Error)?.stack } },
-          'check failed',
-        );
-        return deny('internal_error') as Decision;
-      })
-      .then((decision) => {
-        const seconds = (performance.now() - started) / 1000;
-        callback(null, toCheckResponse(decision, target.realm));
-        this.record(decision, call, seconds);
-      })
+    decision
+      .catch((err: unknown) => this.failed(err))
+      .then((d) => this.respond(d, call, callback, target, started))
       .finally(() => {
         if (--this.inFlight === 0) for (const w of this.drainWaiters.splice(0)) w();
       });
   };
 
-  private async decide(call: grpc.ServerUnaryCall<any, any>, target: CheckTarget): Promise<Decision> {
+  private respond(
+    decision: Decision,
+    call: grpc.ServerUnaryCall<any, any>,
+    callback: grpc.sendUnaryData<any>,
+    target: CheckTarget,
+    started: number,
+  ): void {
+    callback(null, toCheckResponse(decision, target.realm));
+    this.record(decision, call, (performance.now() - started) / 1000);
+  }
+
+  /** Fail closed: any unexpected error is a deny, never an allow and never a gRPC error. */
+  private failed(err: unknown): Decision {
+    this.logger.error(
+      { err: { message: (err as Error)?.message, stack: (err as Error)?.stack } },
+      'check failed',
+    );
+    return deny('internal_error');
+  }
+
+  private decide(call: grpc.ServerUnaryCall<any, any>, target: CheckTarget): Decision | Promise<Decision> {
     const req = toAuthRequest(call.request);
     if (!req) return deny('request_invalid', 'the check request carries no HTTP attributes');
     const callDeadline = call.getDeadline();
@@ -73,7 +93,7 @@ export class CheckService {
   private record(decision: Decision, call: grpc.ServerUnaryCall<any, any>, seconds: number): void {
     const reason = decision.reason;
     const issuer = decision.issuer ?? '';
-    this.metrics.checkTotal.inc({ decision: decision.kind, reason, issuer });
+    this.metrics.countCheck(decision.kind, reason, issuer);
     this.metrics.checkDuration.observe(seconds);
     const isAllow = decision.kind === 'allow';
     if (isAllow ? !this.logger.isLevelEnabled('debug') : !this.logger.isLevelEnabled('info')) return;

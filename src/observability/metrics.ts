@@ -43,6 +43,28 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Pre-bound label children for the hot path (no label lookup per increment). */
+  readonly hits = {
+    verifiedToken: this.cacheHitsTotal.labels('verified_token'),
+    mintedToken: this.cacheHitsTotal.labels('minted_token'),
+    store: this.cacheHitsTotal.labels('store'),
+  };
+  private readonly checkCounters = new Map<
+    string,
+    ReturnType<Counter<'decision' | 'reason' | 'issuer'>['labels']>
+  >();
+
+  /** authz_check_total for one outcome; children are cached by label values. */
+  countCheck(decision: string, reason: string, issuer: string): void {
+    const key = `${decision}\u0000${reason}\u0000${issuer}`;
+    let child = this.checkCounters.get(key);
+    if (!child) {
+      child = this.checkTotal.labels(decision, reason, issuer);
+      this.checkCounters.set(key, child);
+    }
+    child.inc();
+  }
+
   constructor(opts: { processMetrics?: boolean } = {}) {
     if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }

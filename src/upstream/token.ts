@@ -31,6 +31,11 @@ export interface DownstreamTokenMinter {
   readonly issuer: string;
   /** The header value: "Bearer <jwt>" when header is "authorization", else the bare JWT (or JWE). */
   mint(principal: Principal, audienceOverride: readonly string[] | undefined): Promise<string>;
+  /**
+   * Like mint(), plus until when (epoch ms) the same value may be reused for this
+   * principal and audience (80% of its lifetime; 0 when it must not be reused).
+   */
+  mintEntry(principal: Principal, audienceOverride: readonly string[] | undefined): Promise<MintedToken>;
   publicJwks(): JWK[];
   close(): void;
 }
@@ -60,8 +65,15 @@ interface CopiedClaim {
   readonly path?: readonly string[];
 }
 
+export interface MintedToken {
+  /** The header value. */
+  readonly value: string;
+  /** epoch ms until which this value may be reused (0: never). */
+  readonly reuseUntil: number;
+}
+
 interface CacheEntry {
-  readonly value: Promise<string>;
+  readonly value: Promise<MintedToken>;
   /** epoch ms after which a fresh token is minted */
   readonly refreshAt: number;
 }
@@ -173,23 +185,24 @@ class Minter implements DownstreamTokenMinter {
   }
 
   mint(principal: Principal, audienceOverride: readonly string[] | undefined): Promise<string> {
+    return this.mintEntry(principal, audienceOverride).then((m) => m.value);
+  }
+
+  mintEntry(principal: Principal, audienceOverride: readonly string[] | undefined): Promise<MintedToken> {
     const audiences = audienceOverride ?? this.cfg.audiences;
     const cache = this.cache;
-    if (!cache) return this.mintFresh(principal, audiences, this.now()).value;
+    const nowMs = this.now();
+    if (!cache) return this.mintFresh(principal, audiences, nowMs, false).value;
 
     const key = `${principal.cacheKey}\n${audiences.join('\n')}`;
-    const nowMs = this.now();
     const hit = cache.get(key);
     if (hit && nowMs < hit.refreshAt) {
-      this.metrics.cacheHitsTotal.inc({ cache: 'minted_token' });
+      this.metrics.hits.mintedToken.inc();
       return hit.value;
     }
-    const fresh = this.mintFresh(principal, audiences, nowMs);
-    if (fresh.lifetimeMs > 0) {
-      // Measured from the token's own (whole-second) iat, so reuse never outlives 80% of
-      // the lifetime the upstream sees.
-      const iatMs = Math.floor(nowMs / 1000) * 1000;
-      const entry: CacheEntry = { value: fresh.value, refreshAt: iatMs + fresh.lifetimeMs * REUSE_FRACTION };
+    const fresh = this.mintFresh(principal, audiences, nowMs, true);
+    if (fresh.refreshAt > 0) {
+      const entry: CacheEntry = { value: fresh.value, refreshAt: fresh.refreshAt };
       cache.set(key, entry);
       // A failed mint must not be served to later callers.
       fresh.value.catch(() => {
@@ -206,7 +219,8 @@ class Minter implements DownstreamTokenMinter {
     principal: Principal,
     audiences: readonly string[],
     nowMs: number,
-  ): { value: Promise<string>; lifetimeMs: number } {
+    reusable: boolean,
+  ): { value: Promise<MintedToken>; refreshAt: number } {
     const iat = Math.floor(nowMs / 1000);
     let exp = iat + this.cfg.ttl_seconds;
     if (principal.exp !== undefined && Number.isFinite(principal.exp))
@@ -235,22 +249,28 @@ class Minter implements DownstreamTokenMinter {
         value: Promise.reject(
           new MintError(`signing the downstream token failed: ${(err as Error).message}`, { cause: err }),
         ),
-        lifetimeMs: 0,
+        refreshAt: 0,
       };
     }
+    // Reuse is measured from the token's own (whole-second) iat, so it never outlives
+    // 80% of the lifetime the upstream sees.
     const lifetimeMs = (exp - iat) * 1000;
+    const refreshAt = reusable && lifetimeMs > 0 ? iat * 1000 + lifetimeMs * REUSE_FRACTION : 0;
     if (!this.encryption) {
-      return { value: Promise.resolve(this.bearer ? `Bearer ${jws}` : jws), lifetimeMs };
+      return {
+        value: Promise.resolve({ value: this.bearer ? `Bearer ${jws}` : jws, reuseUntil: refreshAt }),
+        refreshAt,
+      };
     }
     const value = this.encryption.encrypt(jws).then(
-      (jwe) => (this.bearer ? `Bearer ${jwe}` : jwe),
+      (jwe) => ({ value: this.bearer ? `Bearer ${jwe}` : jwe, reuseUntil: refreshAt }),
       (err: unknown) => {
         throw new MintError(`encrypting the downstream token failed: ${(err as Error).message}`, {
           cause: err,
         });
       },
     );
-    return { value, lifetimeMs };
+    return { value, refreshAt };
   }
 
   publicJwks(): JWK[] {

@@ -588,9 +588,9 @@ describe('minted claims, header handling and reuse', () => {
     // A valid config cannot make signing fail (claims come from JSON, keys are proven at
     // load), so the failure is injected into the running minter.
     const minter = svc.service.current.minter as any;
-    const original = minter.mint;
+    const original = minter.mintEntry;
     const detail = `hsm unreachable ${randomUUID()}`;
-    minter.mint = () => Promise.reject(new MintError(`signing the downstream token failed: ${detail}`));
+    minter.mintEntry = () => Promise.reject(new MintError(`signing the downstream token failed: ${detail}`));
     try {
       const raw = await svc.checkRaw({ token: await incoming() });
       const d = await svc.check({ token: await incoming() });
@@ -601,7 +601,7 @@ describe('minted claims, header handling and reuse', () => {
       expect(line).toBeDefined();
       expect(String(line!.detail)).toContain(detail);
     } finally {
-      minter.mint = original;
+      minter.mintEntry = original;
     }
     expect((await svc.check({ token: await incoming() })).decision).toBe('allow');
   });
