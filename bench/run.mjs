@@ -29,6 +29,7 @@ const { values: opts } = parseArgs({
     streams: { type: 'string', default: '32' },
     'memory-tokens': { type: 'string' },
     keep: { type: 'boolean', default: false },
+    only: { type: 'string' },
   },
   strict: true,
 });
@@ -68,26 +69,35 @@ const signingKey = ecKey('bench-downstream-1');
 const signingKeyFile = join(work, 'downstream-signing.jwk.json');
 writeFileSync(signingKeyFile, JSON.stringify(signingKey.privateJwk), { mode: 0o600 });
 
-const bodiesOf = (tokens, tag) => tokens.map((token, i) => checkBody({ token, requestId: `bench-${tag}-${i}`, seq: i }));
+const bodiesOf = (tokens, tag) =>
+  tokens.map((token, i) => checkBody({ token, requestId: `bench-${tag}-${i}`, seq: i }));
 const repeatedBodies = bodiesOf(pool.tokens.slice(0, REPEATED_TOKENS), 'repeated');
 
 // ---- expectations ------------------------------------------------------------------------
 const EXPECT = {
-  baseline: { key: 'allow/rule_allow', probe: (d) => d.decision === 'allow' && !d.headers['x-jwt-assertion'] },
+  baseline: {
+    key: 'allow/rule_allow',
+    probe: (d) => d.decision === 'allow' && !d.headers['x-jwt-assertion'],
+  },
   authenticated: {
     key: 'allow/authenticated',
     probe: (d) =>
       d.decision === 'allow' &&
       d.headers['x-user-id']?.startsWith('user-') &&
       d.headers['x-user-scope'] === 'read write' &&
-      JSON.parse(Buffer.from(d.headers['x-jwt-assertion']?.split('.')[0] ?? '', 'base64url').toString() || '{}').alg ===
-        'ES256',
+      JSON.parse(
+        Buffer.from(d.headers['x-jwt-assertion']?.split('.')[0] ?? '', 'base64url').toString() || '{}',
+      ).alg === 'ES256',
   },
   authenticatedEs: {
     key: 'allow/authenticated',
-    probe: (d) => d.decision === 'allow' && d.headers['x-user-id']?.startsWith('mem-') && !!d.headers['x-jwt-assertion'],
+    probe: (d) =>
+      d.decision === 'allow' && d.headers['x-user-id']?.startsWith('mem-') && !!d.headers['x-jwt-assertion'],
   },
-  invalid: { key: 'deny/signature_invalid', probe: (d) => d.decision === 'deny' && d.code === 16 && d.httpStatus === 401 },
+  invalid: {
+    key: 'deny/signature_invalid',
+    probe: (d) => d.decision === 'deny' && d.code === 16 && d.httpStatus === 401,
+  },
 };
 
 // ---- running one scenario ------------------------------------------------------------------
@@ -103,7 +113,8 @@ async function withServer(name, { baseline = false, logLevel = 'warn', nodeArgs 
     return out;
   } finally {
     const exit = await server.stop();
-    if (exit.code !== 0) failures.push(`${name}: server exited ${JSON.stringify(exit)} (log ${server.logFile})`);
+    if (exit.code !== 0)
+      failures.push(`${name}: server exited ${JSON.stringify(exit)} (log ${server.logFile})`);
   }
 }
 
@@ -134,7 +145,9 @@ async function driverB(server, name, bodies, { mode, rate, count }) {
     });
     let out = '';
     child.stdout.on('data', (d) => (out += d));
-    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`driver exited ${code}`))));
+    child.on('exit', (code) =>
+      code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`driver exited ${code}`)),
+    );
   });
   const buf = readFileSync(latenciesFile);
   res.latency = latencyStats(new Float64Array(buf.buffer, buf.byteOffset, buf.length / 8));
@@ -142,14 +155,21 @@ async function driverB(server, name, bodies, { mode, rate, count }) {
   return res;
 }
 
-async function scenario(name, { bodies, expect, driver = 'h2raw', baseline, logLevel, mode = 'duration', rate, count, nodeArgs }) {
-  log(`\n▶ ${name} (${driver}, ${mode}${rate ? ` @ ${Math.round(rate)}/s` : ''}${count ? `, ${count} requests` : ''}, log level ${logLevel ?? 'warn'})`);
+async function scenario(
+  name,
+  { bodies, expect, driver = 'h2raw', baseline, logLevel, mode = 'duration', rate, count, nodeArgs },
+) {
+  log(
+    `\n▶ ${name} (${driver}, ${mode}${rate ? ` @ ${Math.round(rate)}/s` : ''}${count ? `, ${count} requests` : ''}, log level ${logLevel ?? 'warn'})`,
+  );
   return withServer(name, { baseline, logLevel, nodeArgs }, async (server) => {
     // 1. One real request through node:http2: the decision must be what we intend.
     const p = await probe(server.grpcPort, bodies[bodies.length - 1]);
     const d = describe(p.response);
     if (p.grpcStatus !== 0 || !expect.probe(d)) {
-      throw new Error(`${name}: probe got an unexpected response: grpc-status ${p.grpcStatus} ${JSON.stringify(d)}`);
+      throw new Error(
+        `${name}: probe got an unexpected response: grpc-status ${p.grpcStatus} ${JSON.stringify(d)}`,
+      );
     }
     const before = await server.metrics();
     const rssBefore = server.rss();
@@ -188,7 +208,12 @@ async function scenario(name, { bodies, expect, driver = 'h2raw', baseline, logL
     res.rss_before = rssBefore;
     if (mode === 'count') {
       const mb = (k) => Math.round((after[k] ?? NaN) / 2 ** 20);
-      res.memory = { ...server.rss(), heap_used_mb: mb('nodejs_heap_size_used_bytes'), heap_total_mb: mb('nodejs_heap_size_total_bytes'), external_mb: mb('nodejs_external_memory_bytes') };
+      res.memory = {
+        ...server.rss(),
+        heap_used_mb: mb('nodejs_heap_size_used_bytes'),
+        heap_total_mb: mb('nodejs_heap_size_total_bytes'),
+        external_mb: mb('nodejs_external_memory_bytes'),
+      };
     }
     // 2. Every decision the server made during the run must be the intended one.
     const wrong = Object.entries(delta.checks).filter(([k]) => k !== expect.key);
@@ -196,8 +221,10 @@ async function scenario(name, { bodies, expect, driver = 'h2raw', baseline, logL
     const minExpected = driver === 'h2load' ? res.succeeded : res.completed - res.errors;
     const problems = [];
     if (wrong.length) problems.push(`unexpected decisions ${JSON.stringify(Object.fromEntries(wrong))}`);
-    if (right < minExpected) problems.push(`server counted ${right} ${expect.key}, the driver completed ${minExpected}`);
-    if (driver !== 'h2load' && res.errors > 0) problems.push(`${res.errors} stream errors (RST_STREAM / closed connections)`);
+    if (right < minExpected)
+      problems.push(`server counted ${right} ${expect.key}, the driver completed ${minExpected}`);
+    if (driver !== 'h2load' && res.errors > 0)
+      problems.push(`${res.errors} stream errors (RST_STREAM / closed connections)`);
     if (driver === 'h2load' && (res.failed || res.errored || res.non200))
       problems.push(`h2load: ${res.failed} failed, ${res.errored} errored, ${res.non200} non-200`);
     if (problems.length) {
@@ -265,34 +292,48 @@ if (opts.profile) {
   finish(failures.length ? 1 : 0);
 } else {
   const rows = [];
+  // --only memory (or a comma list) runs just those scenarios (baseline comes along when a ratio needs it).
+  const only = opts.only ? new Set(opts.only.split(',')) : undefined;
+  const want = (name) => !only || only.has(name);
   try {
-    const baseline = await scenario('baseline', await scenarioSpec('baseline'));
-    rows.push(baseline);
-    for (const name of ['repeated', 'distinct', 'invalid']) rows.push(await scenario(name, await scenarioSpec(name)));
-    rows.push(
-      await scenario('latency', {
-        bodies: repeatedBodies,
-        expect: EXPECT.authenticated,
-        mode: 'rate',
-        rate: baseline.rps / 2,
-      }),
-    );
-    log(`\nsigning ${MEMORY_TOKENS} distinct ES256 tokens for the memory test…`);
-    const mem = await signTokens(esIssuerKey, { iss: ES_ISS, prefix: 'mem', count: MEMORY_TOKENS });
-    rows.push(
-      await scenario('memory', {
-        bodies: bodiesOf(mem.tokens, 'memory'),
-        expect: EXPECT.authenticatedEs,
-        mode: 'count',
-        count: MEMORY_TOKENS,
-      }),
-    );
-    if (H2LOAD) {
+    const needsBaseline = ['repeated', 'distinct', 'invalid', 'latency'].some(want);
+    const baseline = needsBaseline ? await scenario('baseline', await scenarioSpec('baseline')) : undefined;
+    if (baseline) rows.push(baseline);
+    for (const name of ['repeated', 'distinct', 'invalid'])
+      if (want(name)) rows.push(await scenario(name, await scenarioSpec(name)));
+    if (want('latency'))
+      rows.push(
+        await scenario('latency', {
+          bodies: repeatedBodies,
+          expect: EXPECT.authenticated,
+          mode: 'rate',
+          rate: baseline.rps / 2,
+        }),
+      );
+    if (want('memory')) {
+      log(`\nsigning ${MEMORY_TOKENS} distinct ES256 tokens for the memory test…`);
+      const mem = await signTokens(esIssuerKey, { iss: ES_ISS, prefix: 'mem', count: MEMORY_TOKENS });
+      rows.push(
+        await scenario('memory', {
+          bodies: bodiesOf(mem.tokens, 'memory'),
+          expect: EXPECT.authenticatedEs,
+          mode: 'count',
+          count: MEMORY_TOKENS,
+        }),
+      );
+    }
+    if (H2LOAD && !only) {
       // Cross-check with h2load (C client, same body on every request): baseline and one
       // repeated token, closed loop and at half of h2load's baseline rate.
       const hb = await scenario('baseline', { ...(await scenarioSpec('baseline')), driver: 'h2load' });
       rows.push(hb);
-      rows.push(await scenario('repeated-1token', { bodies: repeatedBodies.slice(0, 1), expect: EXPECT.authenticated, driver: 'h2load' }));
+      rows.push(
+        await scenario('repeated-1token', {
+          bodies: repeatedBodies.slice(0, 1),
+          expect: EXPECT.authenticated,
+          driver: 'h2load',
+        }),
+      );
       rows.push(
         await scenario('latency-1token', {
           bodies: repeatedBodies.slice(0, 1),
@@ -314,14 +355,33 @@ function report(rows) {
   const base = {};
   for (const r of rows) if (r.name === 'baseline') base[r.driver] = r.rps;
   for (const r of rows) {
-    if (r.mode === 'duration' && r.name !== 'baseline' && base[r.driver]) r.ratio = Math.round((100 * r.rps) / base[r.driver]) / 100;
-    const t = TARGETS[r.name] ?? (r.name === 'latency-1token' ? TARGETS.latency : r.name === 'repeated-1token' ? TARGETS.repeated : undefined);
+    if (r.mode === 'duration' && r.name !== 'baseline' && base[r.driver])
+      r.ratio = Math.round((100 * r.rps) / base[r.driver]) / 100;
+    const t =
+      TARGETS[r.name] ??
+      (r.name === 'latency-1token'
+        ? TARGETS.latency
+        : r.name === 'repeated-1token'
+          ? TARGETS.repeated
+          : undefined);
     if (t) {
       r.target = t.what;
       r.met = r.decisions_ok && t.ok(r);
     }
   }
-  const header = ['scenario', 'driver', 'requests', 'checks/s', 'p50 ms', 'p99 ms', 'ratio', 'srv µs/check', 'target', 'met?', 'notes'];
+  const header = [
+    'scenario',
+    'driver',
+    'requests',
+    'checks/s',
+    'p50 ms',
+    'p99 ms',
+    'ratio',
+    'srv µs/check',
+    'target',
+    'met?',
+    'notes',
+  ];
   const lines = rows.map((r) => [
     r.name,
     r.driver,
@@ -335,17 +395,24 @@ function report(rows) {
     r.target ? (r.met ? 'yes' : 'NO') : '',
     [
       r.logLevel !== 'warn' ? `log ${r.logLevel}` : '',
-      r.mode === 'rate' || r.name.startsWith('latency') ? `open loop, target ${Math.round(r.target_rate)}/s` : '',
+      r.mode === 'rate' || r.name.startsWith('latency')
+        ? `open loop, target ${Math.round(r.target_rate)}/s`
+        : '',
       r.flow_control_stalls ? `${r.flow_control_stalls} flow-control stalls` : '',
-      r.memory ? `RSS ${r.memory.rss_mb} MB (peak ${r.memory.hwm_mb}, idle ${r.rss_before.rss_mb}; heap used ${r.memory.heap_used_mb}/${r.memory.heap_total_mb} MB)` : '',
-      r.server?.cacheHits?.verified_token !== undefined && r.name === 'distinct' ? `cache hits ${r.server.cacheHits.verified_token}` : '',
+      r.memory
+        ? `RSS ${r.memory.rss_mb} MB (peak ${r.memory.hwm_mb}, idle ${r.rss_before.rss_mb}; heap used ${r.memory.heap_used_mb}/${r.memory.heap_total_mb} MB)`
+        : '',
+      r.server?.cacheHits?.verified_token !== undefined && r.name === 'distinct'
+        ? `cache hits ${r.server.cacheHits.verified_token}`
+        : '',
       r.decisions_ok === false ? 'DECISIONS WRONG' : '',
     ]
       .filter(Boolean)
       .join('; '),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
-  const fmt = (cols) => cols.map((c, i) => (i >= 2 && i <= 7 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ');
+  const fmt = (cols) =>
+    cols.map((c, i) => (i >= 2 && i <= 7 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ');
   console.log('');
   console.log(fmt(header));
   console.log(widths.map((w) => '-'.repeat(w)).join('  '));
@@ -357,7 +424,19 @@ function report(rows) {
       `\nlatency: open loop at half the baseline rate; memory: ${MEMORY_TOKENS} distinct ES256 tokens (RSS from /proc after the run).`,
   );
   const file = join(RESULTS, `bench-${stamp}.json`);
-  writeFileSync(file, JSON.stringify({ env, targets: Object.fromEntries(Object.entries(TARGETS).map(([k, v]) => [k, v.what])), scenarios: rows, failures }, null, 2));
+  writeFileSync(
+    file,
+    JSON.stringify(
+      {
+        env,
+        targets: Object.fromEntries(Object.entries(TARGETS).map(([k, v]) => [k, v.what])),
+        scenarios: rows,
+        failures,
+      },
+      null,
+      2,
+    ),
+  );
   console.log(`results: ${file}`);
   if (failures.length) console.log(`\nFAILED:\n  ${failures.join('\n  ')}`);
 }

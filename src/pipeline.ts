@@ -46,8 +46,8 @@ interface CachedPrincipal {
   readonly generation: number;
   /** epoch seconds after which the entry is useless (exp + skew). */
   readonly expiresAt: number;
-  /** Claims, for revocation checks of our own tokens. */
-  readonly claims: Record<string, unknown>;
+  /** Raw claims, for revocation checks of our own tokens ("self" only). */
+  readonly claims?: Record<string, unknown>;
   /** Allow decisions already made for this token, by effective rule (identity). */
   allows?: Map<EffectiveRule, MemoisedAllow>;
 }
@@ -263,7 +263,7 @@ export class CheckPipeline {
     const cached = this.cachedVerification(token);
     if (cached) {
       if (cached.issuer.name === 'self') {
-        const revoked = await this.checkRevoked(cached.claims);
+        const revoked = await this.checkRevoked(cached.claims ?? {});
         if (revoked) return revoked;
       }
       return cached.principal;
@@ -295,7 +295,9 @@ export class CheckPipeline {
     const principal = this.toPrincipal(issuer.name, res.claims, token);
     if (this.cache) {
       const exp = typeof res.claims.exp === 'number' ? res.claims.exp + issuer.clockSkewSeconds : now + 300;
-      this.cache.set(token, { principal, issuer, generation, expiresAt: exp, claims: res.claims });
+      // Raw claims are kept only where a cache hit needs them (revocation of our own tokens).
+      const claims = issuer.name === 'self' ? res.claims : undefined;
+      this.cache.set(token, { principal, issuer, generation, expiresAt: exp, claims });
     }
     return principal;
   }

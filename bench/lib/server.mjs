@@ -24,7 +24,11 @@ export function freePort() {
  */
 export function benchConfig({ grpcPort, httpPort, logLevel, rsKey, esIssuerKey, signingKeyFile, baseline }) {
   return {
-    server: { grpc_address: `127.0.0.1:${grpcPort}`, http_address: `127.0.0.1:${httpPort}`, shutdown_grace_seconds: 5 },
+    server: {
+      grpc_address: `127.0.0.1:${grpcPort}`,
+      http_address: `127.0.0.1:${httpPort}`,
+      shutdown_grace_seconds: 5,
+    },
     log: { level: logLevel },
     issuers: [
       {
@@ -64,21 +68,30 @@ export async function startServer({ name, workDir, config, nodeArgs = [], env = 
   const fd = openSync(logFile, 'w');
   // stdout (pino) goes to a file, as a container runtime would collect it; no pipe
   // back into the bench process, which shares the cores with the server.
-  const child = spawn(process.execPath, [...nodeArgs, join(ROOT, 'dist/main.js'), 'serve', '--config', configFile], {
-    cwd: ROOT,
-    stdio: ['ignore', fd, fd],
-    env: childEnv(env),
-  });
+  // The same V8 heap limit as `npm start` and the Docker image (package.json, Dockerfile).
+  const child = spawn(
+    process.execPath,
+    ['--max-old-space-size=256', ...nodeArgs, join(ROOT, 'dist/main.js'), 'serve', '--config', configFile],
+    {
+      cwd: ROOT,
+      stdio: ['ignore', fd, fd],
+      env: childEnv(env),
+    },
+  );
   closeSync(fd);
   let exited = null;
-  const exitPromise = new Promise((resolve) => child.once('exit', (code, signal) => resolve((exited = { code, signal }))));
+  const exitPromise = new Promise((resolve) =>
+    child.once('exit', (code, signal) => resolve((exited = { code, signal }))),
+  );
   const httpPort = config.server.http_address.split(':').pop();
   const grpcPort = Number(config.server.grpc_address.split(':').pop());
   const base = `http://127.0.0.1:${httpPort}`;
   const deadline = Date.now() + 30_000;
   for (;;) {
     if (exited) {
-      throw new Error(`server (${name}) exited during startup (${JSON.stringify(exited)}); log ${logFile}:\n${tail(logFile)}`);
+      throw new Error(
+        `server (${name}) exited during startup (${JSON.stringify(exited)}); log ${logFile}:\n${tail(logFile)}`,
+      );
     }
     try {
       const res = await fetch(`${base}/readyz`);
@@ -119,7 +132,8 @@ export async function startServer({ name, workDir, config, nodeArgs = [], env = 
 function childEnv(extra) {
   const env = { ...process.env };
   // The config file is the whole truth for the bench (no stray overrides).
-  for (const k of ['AUTHZ_CONFIG', 'AUTHZ_GRPC_ADDRESS', 'AUTHZ_HTTP_ADDRESS', 'AUTHZ_LOG_LEVEL']) delete env[k];
+  for (const k of ['AUTHZ_CONFIG', 'AUTHZ_GRPC_ADDRESS', 'AUTHZ_HTTP_ADDRESS', 'AUTHZ_LOG_LEVEL'])
+    delete env[k];
   return { ...env, ...extra };
 }
 

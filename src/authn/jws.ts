@@ -126,3 +126,33 @@ export function verifySignature(
     return false;
   }
 }
+
+/**
+ * verifySignature on libuv's thread pool (node:crypto verify with a callback), so the
+ * event loop keeps serving other checks while RSA/ECDSA/EdDSA math runs. HMAC is cheap
+ * and stays synchronous. Never rejects; false on any error.
+ */
+export function verifySignatureAsync(
+  alg: string,
+  key: KeyObject,
+  signingInput: string,
+  signature: Buffer,
+): Promise<boolean> {
+  const family = alg.slice(0, 2);
+  if (family === 'HS') return Promise.resolve(verifySignature(alg, key, signingInput, signature));
+  if (family === 'ES' && signature.length !== EC_CURVE[alg]?.sigLen) return Promise.resolve(false);
+  const hash = family === 'Ed' ? null : (HASH[alg.slice(2)] ?? null);
+  const keyArg =
+    family === 'PS'
+      ? { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST }
+      : family === 'ES'
+        ? { key, dsaEncoding: 'ieee-p1363' as const }
+        : key;
+  return new Promise((resolve) => {
+    try {
+      cryptoVerify(hash, Buffer.from(signingInput), keyArg, signature, (err, ok) => resolve(!err && ok));
+    } catch {
+      resolve(false);
+    }
+  });
+}

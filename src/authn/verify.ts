@@ -1,5 +1,5 @@
 import { deny, type Deny } from '../decision.js';
-import { keyFitsAlg, parseCompactJws, verifySignature, type ParsedJws } from './jws.js';
+import { keyFitsAlg, parseCompactJws, verifySignatureAsync, type ParsedJws } from './jws.js';
 import type { KeySet, KeySource, VerificationKey } from './keys/types.js';
 
 /** An issuer compiled from config: everything the verifier needs, nothing else. */
@@ -88,7 +88,7 @@ export async function verifyParsedJwt(
   }
   let verified = false;
   for (const key of candidates.keys) {
-    if (verifySignature(alg, key.key, parsed.signingInput, parsed.signature)) {
+    if (await verifySignatureAsync(alg, key.key, parsed.signingInput, parsed.signature)) {
       verified = true;
       break;
     }

@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { REUSABLE_RESPONSES } from './response.js';
+import { WIRE } from './response.js';
 
 /** The vendored Envoy API protos (scripts/vendor-protos.mjs). Same path from src/ and dist/. */
 export const PROTOS_DIR = fileURLToPath(new URL('../../protos', import.meta.url));
@@ -17,35 +17,29 @@ export const PROTO_LOADER_OPTIONS: protoLoader.Options = {
 
 let cached: grpc.ServiceDefinition | undefined;
 
+/** The CheckResponse serializer (proto-loader's, without the handle shortcut). */
+export function checkResponseSerializer(): (response: any) => Buffer {
+  authorizationService();
+  return plainSerialize!;
+}
+let plainSerialize: ((response: any) => Buffer) | undefined;
+
 /** envoy.service.auth.v3.Authorization, loaded once per process. */
 export function authorizationService(): grpc.ServiceDefinition {
   if (!cached) {
     const def = protoLoader.loadSync('envoy/service/auth/v3/external_auth.proto', PROTO_LOADER_OPTIONS);
     const pkg = grpc.loadPackageDefinition(def) as any;
     const service = pkg.envoy.service.auth.v3.Authorization.service as grpc.ServiceDefinition;
-    // Reusable responses (see response.ts) are serialized once; grpc-js copies the
-    // bytes into its own frame, so sharing them is safe.
+    // Reusable responses (see response.ts) arrive as handles of their serialized
+    // bytes; grpc-js copies them into its own frame, so sharing them is safe.
     const check = service.Check!;
     const serialize = check.responseSerialize;
-    const wire = new WeakMap<object, Buffer>();
+    plainSerialize = serialize;
     cached = {
       ...service,
       Check: {
         ...check,
-        responseSerialize: (value: any): Buffer => {
-          const known = wire.get(value);
-          if (known) return known;
-          const bytes = serialize(value);
-          if (REUSABLE_RESPONSES.has(value)) {
-            // Kept bytes get their own allocation: a slice of Node's shared 8 KiB
-            // buffer pool would pin the whole slab for as long as the entry lives.
-            const own = Buffer.allocUnsafeSlow(bytes.length);
-            bytes.copy(own);
-            wire.set(value, own);
-            return own;
-          }
-          return bytes;
-        },
+        responseSerialize: (value: any): Buffer => (value[WIRE] as Buffer | undefined) ?? serialize(value),
       },
     };
   }

@@ -79,20 +79,32 @@ export function toStruct(obj: Record<string, unknown>, depth = 0): any {
   return { fields };
 }
 
-// Responses of reusable allow decisions (the same Allow object for the same token and
-// rule), built once; protos.ts also keeps their serialized bytes.
-const reusedResponses = new WeakMap<Decision, any>();
-export const REUSABLE_RESPONSES = new WeakSet<object>();
+// A reusable allow decision (the same Allow object for the same token and rule) is
+// built and serialized once; what is kept is only its wire bytes, wrapped in a
+// handle that protos.ts's serializer recognises.
+export const WIRE = Symbol('serialized CheckResponse');
+export interface WireHandle {
+  readonly [WIRE]: Buffer;
+}
+const reusedResponses = new WeakMap<Decision, WireHandle>();
 
-export function toCheckResponse(decision: Decision, realm: string): any {
-  if (decision.kind === 'allow' && decision.reusable) {
-    let response = reusedResponses.get(decision);
-    if (!response) {
-      response = buildCheckResponse(decision, realm);
-      reusedResponses.set(decision, response);
-      REUSABLE_RESPONSES.add(response);
+export function toCheckResponse(
+  decision: Decision,
+  realm: string,
+  serialize?: (response: any) => Buffer,
+): any {
+  if (serialize && decision.kind === 'allow' && decision.reusable) {
+    let handle = reusedResponses.get(decision);
+    if (!handle) {
+      const bytes = serialize(buildCheckResponse(decision, realm));
+      // Kept bytes get their own allocation: a slice of Node's shared 8 KiB buffer
+      // pool would pin the whole slab for as long as the entry lives.
+      const own = Buffer.allocUnsafeSlow(bytes.length);
+      bytes.copy(own);
+      handle = { [WIRE]: own };
+      reusedResponses.set(decision, handle);
     }
-    return response;
+    return handle;
   }
   return buildCheckResponse(decision, realm);
 }

@@ -4,7 +4,7 @@ import { deny, type Decision } from '../decision.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { CheckPipeline } from '../pipeline.js';
-import { authorizationService } from './protos.js';
+import { authorizationService, checkResponseSerializer } from './protos.js';
 import { toAuthRequest } from './request.js';
 import { toCheckResponse } from './response.js';
 
@@ -19,6 +19,7 @@ const DEADLINE_MARGIN_MS = 25;
 
 export class CheckService {
   private inFlight = 0;
+  private readonly serialize = checkResponseSerializer();
   private drainWaiters: (() => void)[] = [];
 
   constructor(
@@ -68,7 +69,7 @@ export class CheckService {
     target: CheckTarget,
     started: number,
   ): void {
-    callback(null, toCheckResponse(decision, target.realm));
+    callback(null, toCheckResponse(decision, target.realm, this.serialize));
     this.record(decision, call, (performance.now() - started) / 1000);
   }
 

@@ -400,3 +400,48 @@ export function signJws(
   const signature = signer(Buffer.from(signingInput, 'latin1'), key.key);
   return `${signingInput}.${signature.toString('base64url')}`;
 }
+
+/** Arguments of node:crypto sign() for an asymmetric JWS alg (undefined for HS*). */
+function asymmetricSignArgs(
+  alg: string,
+  key: KeyObject,
+): [string | null, Parameters<typeof sign>[2]] | undefined {
+  switch (family(alg)) {
+    case 'EdDSA':
+      return [null, key];
+    case 'RS':
+      return [hashName(alg), key];
+    case 'PS':
+      return [hashName(alg), { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: hashBytes(alg) }];
+    case 'ES':
+      return [hashName(alg), { key, dsaEncoding: 'ieee-p1363' }];
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * signJws, with the asymmetric signature computed on libuv's thread pool (node:crypto
+ * sign with a callback), so the event loop keeps serving checks meanwhile. HS* is
+ * cheap and stays synchronous.
+ */
+export function signJwsAsync(
+  key: SigningKey,
+  header: Readonly<Record<string, unknown>>,
+  payload: Readonly<Record<string, unknown>>,
+): Promise<string> {
+  const args = asymmetricSignArgs(key.alg, key.key);
+  if (!args) {
+    try {
+      return Promise.resolve(signJws(key, header, payload));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+  return new Promise((resolve, reject) => {
+    const signingInput = `${encodedHeader(key, header)}.${b64json(payload)}`; // may throw: rejects
+    sign(args[0], Buffer.from(signingInput, 'latin1'), args[1], (err, signature) =>
+      err ? reject(err) : resolve(`${signingInput}.${signature.toString('base64url')}`),
+    );
+  });
+}

@@ -5,7 +5,7 @@ import type { Principal } from '../authz/types.js';
 import { ConfigError } from '../config/load.js';
 import type { UpstreamTokenConfig } from '../config/types.js';
 import { loadEncryptionKey, type EncryptionKey } from '../mint/encryption.js';
-import { jwtHeader, loadSigningKeys, signJws, type SigningKey } from '../mint/keys.js';
+import { jwtHeader, loadSigningKeys, signJwsAsync, type SigningKey } from '../mint/keys.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 
@@ -241,35 +241,27 @@ class Minter implements DownstreamTokenMinter {
     }
     for (const name in this.statics) payload[name] = this.statics[name];
 
-    let jws: string;
-    try {
-      jws = signJws(this.signingKey, this.jwsHeader, payload);
-    } catch (err) {
-      return {
-        value: Promise.reject(
-          new MintError(`signing the downstream token failed: ${(err as Error).message}`, { cause: err }),
-        ),
-        refreshAt: 0,
-      };
-    }
     // Reuse is measured from the token's own (whole-second) iat, so it never outlives
     // 80% of the lifetime the upstream sees.
     const lifetimeMs = (exp - iat) * 1000;
     const refreshAt = reusable && lifetimeMs > 0 ? iat * 1000 + lifetimeMs * REUSE_FRACTION : 0;
-    if (!this.encryption) {
-      return {
-        value: Promise.resolve({ value: this.bearer ? `Bearer ${jws}` : jws, reuseUntil: refreshAt }),
-        refreshAt,
-      };
-    }
-    const value = this.encryption.encrypt(jws).then(
-      (jwe) => ({ value: this.bearer ? `Bearer ${jwe}` : jwe, reuseUntil: refreshAt }),
-      (err: unknown) => {
-        throw new MintError(`encrypting the downstream token failed: ${(err as Error).message}`, {
-          cause: err,
-        });
-      },
-    );
+    const signed = signJwsAsync(this.signingKey, this.jwsHeader, payload).catch((err: unknown) => {
+      throw new MintError(`signing the downstream token failed: ${(err as Error).message}`, { cause: err });
+    });
+    const encryption = this.encryption;
+    const value = signed.then(async (jws) => {
+      let token = jws;
+      if (encryption) {
+        try {
+          token = await encryption.encrypt(jws);
+        } catch (err) {
+          throw new MintError(`encrypting the downstream token failed: ${(err as Error).message}`, {
+            cause: err,
+          });
+        }
+      }
+      return { value: this.bearer ? `Bearer ${token}` : token, reuseUntil: refreshAt };
+    });
     return { value, refreshAt };
   }
 
