@@ -180,6 +180,7 @@ export function checkDelta(before, after) {
   const checks = {};
   let total = 0;
   const cacheHits = {};
+  const buckets = [];
   for (const [k, v] of Object.entries(after)) {
     const d = v - (before[k] ?? 0);
     if (k.startsWith('authz_check_total{')) {
@@ -190,9 +191,17 @@ export function checkDelta(before, after) {
       total += d;
     } else if (k.startsWith('authz_cache_hits_total{')) {
       cacheHits[/cache="([^"]*)"/.exec(k)[1]] = d;
+    } else if (k.startsWith('authz_check_duration_seconds_bucket{')) {
+      buckets.push([Number(/le="([^"]*)"/.exec(k)[1].replace('+Inf', 'Infinity')), d]);
     }
   }
-  return { total, checks, cacheHits };
+  // Server-side p99 from the authz_check_duration_seconds histogram: the upper bound
+  // of the bucket holding the 99th percentile (time inside the Check handler only).
+  buckets.sort((a, b) => a[0] - b[0]);
+  const count = buckets.at(-1)?.[1] ?? 0;
+  const p99Bucket = buckets.find(([, c]) => c >= 0.99 * count)?.[0];
+  const serverP99Ms = count > 0 && p99Bucket !== undefined ? p99Bucket * 1000 : undefined;
+  return { total, checks, cacheHits, serverP99Ms };
 }
 
 export function newestFile(dir, ext) {
