@@ -28,6 +28,9 @@ export function benchConfig({ grpcPort, httpPort, logLevel, rsKey, esIssuerKey, 
       grpc_address: `127.0.0.1:${grpcPort}`,
       http_address: `127.0.0.1:${httpPort}`,
       shutdown_grace_seconds: 5,
+      // BENCH_WORKERS=2 measures server.workers (node:cluster); CPU and RSS columns then
+      // only see the primary process, so compare checks/s.
+      workers: Number(process.env.BENCH_WORKERS ?? 1),
     },
     log: { level: logLevel },
     issuers: [
