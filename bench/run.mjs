@@ -206,6 +206,12 @@ async function scenario(
     res.loadavg_before = load_before;
     res.server = delta;
     res.rss_before = rssBefore;
+    // Event-loop delay over the server's life (prom-client default metrics): shows whether
+    // latency tails come from the server's own loop being blocked (GC, long tasks).
+    res.event_loop_ms = {
+      p99: Math.round((after['nodejs_eventloop_lag_p99_seconds'] ?? NaN) * 1e5) / 100,
+      max: Math.round((after['nodejs_eventloop_lag_max_seconds'] ?? NaN) * 1e5) / 100,
+    };
     if (mode === 'count') {
       const mb = (k) => Math.round((after[k] ?? NaN) / 2 ** 20);
       res.memory = {
@@ -401,6 +407,9 @@ function report(rows) {
         ? `open loop, target ${Math.round(r.target_rate)}/s`
         : '',
       r.flow_control_stalls ? `${r.flow_control_stalls} flow-control stalls` : '',
+      r.name.startsWith('latency') && r.event_loop_ms
+        ? `server event-loop delay p99 ${r.event_loop_ms.p99} ms, max ${r.event_loop_ms.max} ms`
+        : '',
       r.memory
         ? `RSS ${r.memory.rss_mb} MB (peak ${r.memory.hwm_mb}, idle ${r.rss_before.rss_mb}; heap used ${r.memory.heap_used_mb}/${r.memory.heap_total_mb} MB)`
         : '',
