@@ -59,6 +59,10 @@ interface MemoisedAllow {
   readonly reuseUntil: number;
 }
 
+/** Size accounting of the verified-token cache (see the constructor). */
+const ENTRY_BUDGET_BYTES = 4096;
+const ENTRY_OVERHEAD_BYTES = 1024;
+
 /** Distinct rules one cached token keeps decisions for (bounded: rules with context_extensions vary). */
 const MAX_MEMOISED_RULES = 8;
 
@@ -77,7 +81,16 @@ export class CheckPipeline {
     const names = [...parts.claimHeaders.headerNames];
     if (parts.minter && !names.includes(parts.minter.header)) names.push(parts.minter.header);
     this.injectable = names;
-    if (parts.verifiedCacheMax > 0) this.cache = new LRUCache({ max: parts.verifiedCacheMax });
+    if (parts.verifiedCacheMax > 0) {
+      // Bounded by count and by an estimate of bytes: a typical entry (token, principal,
+      // memoised decision with its wire bytes) is about 4 KiB; large tokens count for more,
+      // so max_entries tokens of 16 KiB cannot hold 16x the memory.
+      this.cache = new LRUCache({
+        max: parts.verifiedCacheMax,
+        maxSize: parts.verifiedCacheMax * ENTRY_BUDGET_BYTES,
+        sizeCalculation: (_entry, token) => ENTRY_OVERHEAD_BYTES + token.length * 4,
+      });
+    }
     this.now = parts.now ?? (() => Date.now() / 1000);
   }
 
@@ -287,17 +300,18 @@ export class CheckPipeline {
       return res.deny;
     }
     const issuer = res.issuer;
-    const generation = issuer.keySource.generation;
     if (issuer.name === 'self') {
       const revoked = await this.checkRevoked(res.claims);
       if (revoked) return revoked;
     }
     const principal = this.toPrincipal(issuer.name, res.claims, token);
     if (this.cache) {
-      const exp = typeof res.claims.exp === 'number' ? res.claims.exp + issuer.clockSkewSeconds : now + 300;
+      let exp = typeof res.claims.exp === 'number' ? res.claims.exp + issuer.clockSkewSeconds : now + 300;
+      // Never beyond the validity of the certificate that verified it.
+      if (res.keyNotAfter !== undefined) exp = Math.min(exp, res.keyNotAfter / 1000);
       // Raw claims are kept only where a cache hit needs them (revocation of our own tokens).
       const claims = issuer.name === 'self' ? res.claims : undefined;
-      this.cache.set(token, { principal, issuer, generation, expiresAt: exp, claims });
+      this.cache.set(token, { principal, issuer, generation: res.generation, expiresAt: exp, claims });
     }
     return principal;
   }

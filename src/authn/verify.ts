@@ -22,6 +22,10 @@ export interface CompiledIssuer {
 export interface VerifiedJwt {
   readonly ok: true;
   readonly issuer: CompiledIssuer;
+  /** Key-set generation the signature was checked against (read together with the keys). */
+  readonly generation: number;
+  /** epoch ms after which the key that verified it is no longer valid (certificates), if any. */
+  readonly keyNotAfter?: number;
   readonly header: Record<string, unknown>;
   readonly claims: Record<string, unknown>;
 }
@@ -70,8 +74,12 @@ export async function verifyParsedJwt(
   if (headerProblem) return fail(headerProblem, issuer);
   const alg = parsed.header.alg as string;
 
+  const nowMs = (opts.now ?? Date.now() / 1000) * 1000;
+  // The generation is read in the same synchronous step as the keys it describes: a
+  // refresh landing while the signature is checked must not relabel this result.
+  let generation = issuer.keySource.generation;
   let keys = issuer.keySource.current();
-  let candidates = keys ? selectCandidates(keys, parsed.header, alg) : undefined;
+  let candidates = keys ? selectCandidates(keys, parsed.header, alg, nowMs) : undefined;
   if (!candidates || candidates.unknownKid) {
     // Unknown kid, or no keys at all: one request-triggered refetch (cooldown and
     // coalescing live in the key source), bounded by the caller's deadline.
@@ -79,25 +87,33 @@ export async function verifyParsedJwt(
     if (refreshed === TIMED_OUT) {
       return fail(deny('keys_unavailable', 'the issuer keys could not be obtained in time'), issuer);
     }
-    keys = refreshed ?? issuer.keySource.current();
+    generation = issuer.keySource.generation;
+    keys = issuer.keySource.current();
     if (!keys) return fail(deny('keys_unavailable', 'the issuer keys are unavailable'), issuer);
-    candidates = selectCandidates(keys, parsed.header, alg);
+    candidates = selectCandidates(keys, parsed.header, alg, nowMs);
   }
   if (candidates.keys.length === 0) {
     return fail(deny('key_not_found', 'no trusted key matches the token (kid)'), issuer);
   }
-  let verified = false;
+  let verifiedBy: VerificationKey | undefined;
   for (const key of candidates.keys) {
     if (await verifySignatureAsync(alg, key.key, parsed.signingInput, parsed.signature)) {
-      verified = true;
+      verifiedBy = key;
       break;
     }
   }
-  if (!verified) return fail(deny('signature_invalid', 'the token signature is invalid'), issuer);
+  if (!verifiedBy) return fail(deny('signature_invalid', 'the token signature is invalid'), issuer);
 
   const claimProblem = checkClaims(parsed.payload, issuer, opts.now ?? Date.now() / 1000);
   if (claimProblem) return fail(claimProblem, issuer);
-  return { ok: true, issuer, header: parsed.header, claims: parsed.payload };
+  return {
+    ok: true,
+    issuer,
+    generation,
+    keyNotAfter: verifiedBy.notAfter,
+    header: parsed.header,
+    claims: parsed.payload,
+  };
 }
 
 function checkHeader(header: Record<string, unknown>, issuer: CompiledIssuer): Deny | undefined {
@@ -135,7 +151,12 @@ interface Candidates {
 }
 
 // SPEC §6 step 4. The token's own jwk/jku/x5u/x5c headers are never read.
-function selectCandidates(set: KeySet, header: Record<string, unknown>, alg: string): Candidates {
+function selectCandidates(
+  set: KeySet,
+  header: Record<string, unknown>,
+  alg: string,
+  nowMs: number,
+): Candidates {
   const kid = header.kid as string | undefined;
   let pool: readonly VerificationKey[] | undefined;
   if (kid !== undefined) pool = set.byKid.get(kid);
@@ -151,6 +172,9 @@ function selectCandidates(set: KeySet, header: Record<string, unknown>, alg: str
   }
   const keys: VerificationKey[] = [];
   for (const key of pool) {
+    // Certificates are checked at use, not only when the truststore was loaded.
+    if (key.notAfter !== undefined && nowMs > key.notAfter) continue;
+    if (key.notBefore !== undefined && nowMs < key.notBefore) continue;
     if (keyFitsAlg(key, alg)) {
       keys.push(key);
       if (keys.length === MAX_CANDIDATE_KEYS) break;

@@ -172,6 +172,19 @@ function crossCheck(config: AppConfig, problems: Problems): void {
       problems.push(`${p}.jwks: must be a JWKS object with a "keys" list`);
     }
   });
+  if (config.server.workers > 1 && config.token_endpoint.enabled && config.store.type === 'memory') {
+    problems.push(
+      'store.type: with server.workers > 1 the token endpoint needs a shared store (type: redis); ' +
+        'each worker would otherwise keep its own revocations, refresh tokens and used assertion jtis',
+    );
+  }
+  config.rules.forEach((rule, i) => {
+    if (rule.require !== undefined && rule.action !== 'authenticate') {
+      problems.push(
+        `rules[${i}].require: only applies to action "authenticate" (this rule's action "${rule.action}" ignores it)`,
+      );
+    }
+  });
   config.token_sources.forEach((src, i) => {
     const kinds = ['header', 'query', 'cookie'].filter(
       (k) => (src as Record<string, unknown>)[k] !== undefined,

@@ -42,21 +42,26 @@ export class CheckService {
   readonly check = (call: grpc.ServerUnaryCall<any, any>, callback: grpc.sendUnaryData<any>): void => {
     const started = performance.now();
     const target = this.target();
+    let req: ReturnType<typeof toAuthRequest>;
     let decision: Decision | Promise<Decision>;
     try {
-      decision = this.decide(call, target);
+      req = toAuthRequest(call.request);
+      decision = req
+        ? target.pipeline.check(req, this.deadlineOf(call))
+        : deny('request_invalid', 'the check request carries no HTTP attributes');
     } catch (err) {
       decision = this.failed(err);
     }
+    const requestId = req?.requestId;
     if (!(decision instanceof Promise)) {
-      this.respond(decision, call, callback, target, started);
+      this.respond(decision, callback, target, started, requestId);
       return;
     }
     // Async path (a verification, a key fetch, a mint, a store lookup): tracked for draining.
     this.inFlight++;
     decision
       .catch((err: unknown) => this.failed(err))
-      .then((d) => this.respond(d, call, callback, target, started))
+      .then((d) => this.respond(d, callback, target, started, requestId))
       .finally(() => {
         if (--this.inFlight === 0) for (const w of this.drainWaiters.splice(0)) w();
       });
@@ -64,13 +69,20 @@ export class CheckService {
 
   private respond(
     decision: Decision,
-    call: grpc.ServerUnaryCall<any, any>,
     callback: grpc.sendUnaryData<any>,
     target: CheckTarget,
     started: number,
+    requestId: string | undefined,
   ): void {
-    callback(null, toCheckResponse(decision, target.realm, this.serialize));
-    this.record(decision, call, (performance.now() - started) / 1000);
+    let response: any;
+    try {
+      response = toCheckResponse(decision, target.realm, this.serialize);
+    } catch (err) {
+      decision = this.failed(err);
+      response = toCheckResponse(decision, target.realm);
+    }
+    callback(null, response);
+    this.record(decision, requestId, (performance.now() - started) / 1000);
   }
 
   /** Fail closed: any unexpected error is a deny, never an allow and never a gRPC error. */
@@ -82,25 +94,22 @@ export class CheckService {
     return deny('internal_error');
   }
 
-  private decide(call: grpc.ServerUnaryCall<any, any>, target: CheckTarget): Decision | Promise<Decision> {
-    const req = toAuthRequest(call.request);
-    if (!req) return deny('request_invalid', 'the check request carries no HTTP attributes');
+  /** Envoy's deadline minus a margin, when the call has one. */
+  private deadlineOf(call: grpc.ServerUnaryCall<any, any>): number | undefined {
     const callDeadline = call.getDeadline();
     const deadlineMs = callDeadline instanceof Date ? callDeadline.getTime() : callDeadline;
-    const deadline = Number.isFinite(deadlineMs) ? deadlineMs - DEADLINE_MARGIN_MS : undefined;
-    return target.pipeline.check(req, deadline);
+    return Number.isFinite(deadlineMs) ? deadlineMs - DEADLINE_MARGIN_MS : undefined;
   }
 
-  private record(decision: Decision, call: grpc.ServerUnaryCall<any, any>, seconds: number): void {
+  private record(decision: Decision, requestId: string | undefined, seconds: number): void {
     const reason = decision.reason;
     const issuer = decision.issuer ?? '';
     this.metrics.countCheck(decision.kind, reason, issuer);
     this.metrics.checkDuration.observe(seconds);
     const isAllow = decision.kind === 'allow';
     if (isAllow ? !this.logger.isLevelEnabled('debug') : !this.logger.isLevelEnabled('info')) return;
-    const headers = call.request?.attributes?.request?.http?.headers;
     const line: Record<string, unknown> = {
-      request_id: typeof headers?.['x-request-id'] === 'string' ? headers['x-request-id'] : undefined,
+      request_id: requestId,
       decision: decision.kind,
       reason,
       issuer: decision.issuer,

@@ -33,6 +33,8 @@ export const CLIENT_ASSERTION_TYPE_JWT = 'urn:ietf:params:oauth:client-assertion
 
 /** Clock skew allowed on assertions from registered clients (they have no issuer entry to configure it). */
 export const CLIENT_ASSERTION_SKEW_SECONDS = 60;
+/** Clock skew Check allows on this service's own access tokens; revocations outlive exp by it. */
+export const SELF_SKEW_SECONDS = 60;
 /** Longest store-answer cache entry (SPEC §10: a revocation may be delayed by at most 1 s). */
 export const MAX_STORE_CACHE_MS = 1000;
 
@@ -600,7 +602,9 @@ class OAuthTokenService implements TokenService {
 
   private async revokeMember(m: FamilyMember, now: number): Promise<void> {
     if (m.kind === 'jwt') {
-      if (m.exp > now) await this.ctx.store.revokeJti(m.jti, m.exp - now);
+      // Kept until exp + skew: Check accepts our tokens that long (SELF_SKEW_SECONDS).
+      if (m.exp + SELF_SKEW_SECONDS > now)
+        await this.ctx.store.revokeJti(m.jti, m.exp + SELF_SKEW_SECONDS - now);
     } else {
       await this.ctx.store.deleteAccessToken(m.hash);
     }
@@ -688,7 +692,7 @@ class OAuthTokenService implements TokenService {
     const jwt = await this.verifyOwnJwt(token);
     if (jwt !== undefined) {
       if (jwt && jwt.client_id === client.id && typeof jwt.jti === 'string' && typeof jwt.exp === 'number') {
-        await this.ctx.store.revokeJti(jwt.jti, jwt.exp - now);
+        await this.ctx.store.revokeJti(jwt.jti, Math.max(1, jwt.exp + SELF_SKEW_SECONDS - now));
         return 'access_token';
       }
       return 'nothing';
@@ -879,7 +883,7 @@ function selfIssuerFor(
     audiences: new Set(auds),
     algorithms: new Set(all.map((k) => k.alg)),
     keySource: staticKeySource(set, 'self'),
-    clockSkewSeconds: CLIENT_ASSERTION_SKEW_SECONDS,
+    clockSkewSeconds: SELF_SKEW_SECONDS,
     requiredClaims: ['iss', 'sub', 'aud', 'exp', 'iat', 'jti', 'client_id'],
     maxLifetimeSeconds: cfg.access_token.ttl_seconds,
     requiredTyp: 'at+jwt',

@@ -23,6 +23,7 @@ import { verifyJwt, type CompiledIssuer } from '../../src/authn/verify.js';
 import { loadConfigObject } from '../../src/config/load.js';
 import type { TokenEndpointConfig } from '../../src/config/types.js';
 import { staticKeySource } from '../../src/oauth/keys.js';
+import { SELF_SKEW_SECONDS } from '../../src/oauth/service.js';
 import { createTokenService, registerOAuthRoutes, type TokenService } from '../../src/oauth/index.js';
 import { Metrics } from '../../src/observability/metrics.js';
 import { hashToken, MemoryStore, RedisStore, type Store } from '../../src/store/index.js';
@@ -598,13 +599,25 @@ describe('token endpoint (memory store, JWT access tokens)', () => {
     expect(foreign.status).toBe(200);
     expect((await post(server, '/oauth2/introspect', { token }, { auth: own })).json.active).toBe(true);
 
+    // The revocation must outlive exp by Check's clock skew on our own tokens, or a
+    // revoked token would be accepted again between exp and exp + skew.
+    const ttls: number[] = [];
+    const revokeJti = store.revokeJti.bind(store);
+    store.revokeJti = (jti: string, ttl: number) => {
+      ttls.push(ttl);
+      return revokeJti(jti, ttl);
+    };
     const revoked = await post(
       server,
       '/oauth2/revoke',
       { token, token_type_hint: 'access_token' },
       { auth: own },
     );
+    store.revokeJti = revokeJti;
     expect(revoked.status).toBe(200);
+    const claims = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { exp: number };
+    expect(ttls).toHaveLength(1);
+    expect(ttls[0]).toBeGreaterThanOrEqual(claims.exp + SELF_SKEW_SECONDS - nowSec() - 1);
     expect((await post(server, '/oauth2/introspect', { token }, { auth: own })).json).toEqual({
       active: false,
     });

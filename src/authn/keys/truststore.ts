@@ -39,7 +39,9 @@ export function certificateKey(
     return { refuse: `certificate not yet valid (${cert.validFrom})` };
   const key = cert.publicKey;
   const details = key.asymmetricKeyDetails ?? {};
-  const thumbprints = certificateThumbprints(cert.raw);
+  // Validity travels with the key: the verifier refuses it once expired, whatever
+  // the outcome of the next reload of the folder.
+  const thumbprints = { ...certificateThumbprints(cert.raw), notBefore, notAfter };
   switch (key.asymmetricKeyType) {
     case 'rsa': {
       const bits = details.modulusLength ?? 0;

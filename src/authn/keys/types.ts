@@ -14,6 +14,9 @@ export interface VerificationKey {
   /** base64url SHA-256 / SHA-1 certificate thumbprints (truststore, or JWK x5t#S256 / x5t). */
   readonly x5tS256?: string;
   readonly x5t?: string;
+  /** Certificate validity (epoch ms), for truststore keys: checked at every use. */
+  readonly notBefore?: number;
+  readonly notAfter?: number;
 }
 
 /**

@@ -122,4 +122,21 @@ describe('config validation', () => {
     const loaded = loadConfigFile(new URL('../../../examples/config.yaml', import.meta.url).pathname, {});
     expect(loaded.config.issuers.length).toBeGreaterThan(0);
   });
+
+  it('refuses require on allow/deny rules and a per-worker memory store for the token endpoint', () => {
+    const p = problems({
+      issuers: [issuer],
+      rules: [{ match: { path_prefix: '/admin' }, action: 'allow', require: { scopes_all: ['admin'] } }],
+      server: { workers: 2 },
+      token_endpoint: { enabled: true, issuer: 'https://authz', audience: 'https://authz/token' },
+    });
+    expect(p).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^rules\[0\]\.require: only applies to action "authenticate"/),
+        expect.stringMatching(
+          /^store\.type: with server\.workers > 1 the token endpoint needs a shared store/,
+        ),
+      ]),
+    );
+  });
 });
