@@ -161,7 +161,7 @@ function keyFromPem(pem: string, alg: string, where: string): KeyObject {
     ]);
   }
   if (!/-----BEGIN (RSA |EC )?PRIVATE KEY-----/.test(pem)) {
-    throw new ConfigError([`${where}: expected a PKCS#8 private key ("BEGIN PRIVATE KEY")`]);
+    throw new ConfigError([`${where}: expected a PKCS#8 private key (a PEM block labelled "PRIVATE KEY")`]);
   }
   try {
     return createPrivateKey({ key: pem, format: 'pem' });
