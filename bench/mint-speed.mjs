@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseCompactJws, verifySignature } from '../dist/authn/jws.js';
+import { JWS_ALGORITHMS } from '../dist/config/schema.js';
 import { createLogger } from '../dist/observability/logger.js';
 import { Metrics } from '../dist/observability/metrics.js';
 import { createDownstreamTokenMinter } from '../dist/upstream/token.js';
@@ -29,21 +30,7 @@ if (!(DURATION_MS > 0)) {
 }
 const WARMUP_MS = Math.min(200, DURATION_MS / 5);
 
-const ALGS = [
-  'HS256',
-  'HS384',
-  'HS512',
-  'RS256',
-  'RS384',
-  'RS512',
-  'PS256',
-  'PS384',
-  'PS512',
-  'ES256',
-  'ES384',
-  'ES512',
-  'EdDSA',
-];
+const ALGS = JWS_ALGORITHMS;
 
 const dir = mkdtempSync(join(tmpdir(), 'mint-speed-'));
 const logger = createLogger('error', { write() {} });

@@ -46,7 +46,6 @@ export const GRPC_OK = 0;
 export const GRPC_PERMISSION_DENIED = 7;
 export const GRPC_UNAVAILABLE = 14;
 export const GRPC_UNAUTHENTICATED = 16;
-export const GRPC_INTERNAL = 13;
 
 const invalidToken: DenyOutcome = { grpcCode: GRPC_UNAUTHENTICATED, httpStatus: 401, kind: 'invalid_token' };
 const forbidden: DenyOutcome = { grpcCode: GRPC_PERMISSION_DENIED, httpStatus: 403, kind: 'forbidden' };
@@ -124,8 +123,4 @@ export function deny(
   extra?: Partial<Omit<Deny, 'kind' | 'reason'>>,
 ): Deny {
   return { kind: 'deny', reason, description, ...extra };
-}
-
-export function isDeny(d: Decision): d is Deny {
-  return d.kind === 'deny';
 }

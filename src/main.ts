@@ -7,7 +7,7 @@ import { Service } from './app.js';
 import { ConfigError, loadConfigFile, loadConfigObject } from './config/load.js';
 import type { LoadedConfig } from './config/types.js';
 import { JWS_ALGORITHMS } from './config/schema.js';
-import { createLogger, type Logger } from './observability/logger.js';
+import { createLogger } from './observability/logger.js';
 import { Runtime } from './runtime.js';
 import { Metrics } from './observability/metrics.js';
 import { demoSetup } from './cli/demo.js';
@@ -321,5 +321,3 @@ export async function main(argv: string[]): Promise<void> {
 }
 
 void main(process.argv.slice(2));
-
-export type { Logger };

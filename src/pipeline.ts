@@ -94,16 +94,6 @@ export class CheckPipeline {
     this.now = parts.now ?? (() => Date.now() / 1000);
   }
 
-  /** Header names this service may inject (removed whenever a decision does not set them). */
-  get injectableHeaders(): readonly string[] {
-    return this.injectable;
-  }
-
-  /** Drops every cached verification (e.g. after a key change signalled from outside). */
-  clearCache(): void {
-    this.cache?.clear();
-  }
-
   /**
    * Decides one request. Synchronous (no promise) on the common repeated-token path:
    * a cached verification whose allow decision for this rule is still valid.

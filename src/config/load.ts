@@ -13,6 +13,7 @@ import {
   ASYMMETRIC_DEFAULT_ALGORITHMS,
   JWS_ALGORITHMS,
 } from './schema.js';
+import { isLoopbackHost } from '../authn/keys/http-fetch.js';
 import { isPlainObject, validateField, type FieldSpec, type Problems } from './shape.js';
 import type { AppConfig, IssuerConfig, LoadedConfig } from './types.js';
 
@@ -198,11 +199,6 @@ function crossCheck(config: AppConfig, problems: Problems): void {
   for (const [j, name] of config.token_endpoint.grant_issuers.entries()) {
     if (!names.has(name)) problems.push(`token_endpoint.grant_issuers[${j}]: no issuer named "${name}"`);
   }
-}
-
-export function isLoopbackHost(hostname: string): boolean {
-  const h = hostname.replace(/^\[|\]$/g, '');
-  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
 }
 
 /** Read, parse and validate a config file. Paths in it are resolved against its folder. */

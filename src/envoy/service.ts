@@ -28,10 +28,6 @@ export class CheckService {
     private readonly metrics: Metrics,
   ) {}
 
-  get inFlightChecks(): number {
-    return this.inFlight;
-  }
-
   /** Resolves when no check is in flight. */
   drained(): Promise<void> {
     return this.inFlight === 0

@@ -18,6 +18,7 @@ import {
 } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfigObject } from '../../src/config/load.js';
+import { JWS_ALGORITHMS } from '../../src/config/schema.js';
 import { MintError } from '../../src/upstream/token.js';
 import { TempDir, octJwk, pkcs8Pem, privateJwk, privateKeyFor } from '../fixtures/mint/helpers.js';
 import { startTestService, type TestService } from '../helpers/harness.js';
@@ -141,21 +142,8 @@ const spkiPem = (key: KeyObject): string =>
 
 // ---------------------------------------------------------------------------
 
-const JWS_ALGS = [
-  'HS256',
-  'HS384',
-  'HS512',
-  'RS256',
-  'RS384',
-  'RS512',
-  'PS256',
-  'PS384',
-  'PS512',
-  'ES256',
-  'ES384',
-  'ES512',
-  'EdDSA',
-] as const;
+// Every JWS alg the service signs with (the config schema's list).
+const JWS_ALGS = JWS_ALGORITHMS;
 
 describe('signed downstream token, every JWS alg, verified against the running service', () => {
   interface Setup {

@@ -1,7 +1,10 @@
-import { readFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
 import { buildKeySet, KeySetError } from './jwk.js';
-import { fsReason, KeyLoadError, LocalKeySource, type LocalSourceOptions } from './local-source.js';
+import {
+  KeyLoadError,
+  LocalKeySource,
+  SingleFileKeySource,
+  type LocalSourceOptions,
+} from './local-source.js';
 import type { KeySet } from './types.js';
 
 function checkedKeySet(jwks: unknown, opts: LocalSourceOptions, what: string): KeySet {
@@ -33,34 +36,15 @@ export class InlineJwksKeySource extends LocalKeySource {
 }
 
 /** A JWKS file (`jwks_file`), reloaded when it changes. An invalid new version keeps the old keys. */
-export class JwksFileKeySource extends LocalKeySource {
+export class JwksFileKeySource extends SingleFileKeySource {
   readonly kind = 'jwks-file' as const;
-  private readonly path: string;
 
-  /**
-   * @param file path as written in the config (for messages)
-   * @param baseDir folder relative paths resolve against
-   */
-  constructor(
-    private readonly file: string,
-    baseDir: string,
-    opts: LocalSourceOptions,
-  ) {
-    super(opts);
-    this.path = resolve(baseDir, file);
-  }
-
-  protected override watchedPaths(): string[] {
-    return [this.path];
+  constructor(file: string, baseDir: string, opts: LocalSourceOptions) {
+    super(file, baseDir, opts, 'jwks_file');
   }
 
   protected async load(): Promise<KeySet> {
-    let text: string;
-    try {
-      text = await readFile(this.path, 'utf8');
-    } catch (err) {
-      throw new KeyLoadError(`jwks_file ${this.file}: cannot read (${fsReason(err)})`);
-    }
+    const text = (await this.readBytes()).toString('utf8');
     let json: unknown;
     try {
       json = JSON.parse(text);

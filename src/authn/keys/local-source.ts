@@ -1,4 +1,5 @@
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import type { Logger } from '../../observability/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
 import { errorReason } from './http-fetch.js';
@@ -184,6 +185,39 @@ export abstract class LocalKeySource implements KeySource {
     if (every > 0) {
       this.timer = setInterval(() => void this.reload(), every);
       this.timer.unref();
+    }
+  }
+}
+
+/** A local source backed by one file (`jwks_file`, `secret_file`), reloaded when it changes. */
+export abstract class SingleFileKeySource extends LocalKeySource {
+  protected readonly path: string;
+
+  /**
+   * @param file path as written in the config (for messages)
+   * @param baseDir folder relative paths resolve against
+   * @param label the config key, for messages (`jwks_file`, `secret_file`)
+   */
+  constructor(
+    protected readonly file: string,
+    baseDir: string,
+    opts: LocalSourceOptions,
+    protected readonly label: string,
+  ) {
+    super(opts);
+    this.path = resolve(baseDir, file);
+  }
+
+  protected override watchedPaths(): string[] {
+    return [this.path];
+  }
+
+  /** The file's bytes; a read failure is a KeyLoadError naming the config key and path. */
+  protected async readBytes(): Promise<Buffer> {
+    try {
+      return await readFile(this.path);
+    } catch (err) {
+      throw new KeyLoadError(`${this.label} ${this.file}: cannot read (${fsReason(err)})`);
     }
   }
 }

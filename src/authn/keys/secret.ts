@@ -1,8 +1,6 @@
 import { createSecretKey } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
 import { makeKeySet } from './jwk.js';
-import { fsReason, KeyLoadError, LocalKeySource, type LocalSourceOptions } from './local-source.js';
+import { KeyLoadError, SingleFileKeySource, type LocalSourceOptions } from './local-source.js';
 import type { KeySet } from './types.js';
 
 /** RFC 7518 §3.2: an HMAC key must be at least as long as the hash output (HS256: 32 bytes). */
@@ -22,30 +20,15 @@ export function stripOneTrailingNewline(bytes: Buffer): Buffer {
  * has no kid: every HS* token of this issuer is checked against it. Reloaded when the
  * file changes.
  */
-export class SecretKeySource extends LocalKeySource {
+export class SecretKeySource extends SingleFileKeySource {
   readonly kind = 'secret' as const;
-  private readonly path: string;
 
-  constructor(
-    private readonly file: string,
-    baseDir: string,
-    opts: LocalSourceOptions,
-  ) {
-    super(opts);
-    this.path = resolve(baseDir, file);
-  }
-
-  protected override watchedPaths(): string[] {
-    return [this.path];
+  constructor(file: string, baseDir: string, opts: LocalSourceOptions) {
+    super(file, baseDir, opts, 'secret_file');
   }
 
   protected async load(): Promise<KeySet> {
-    let bytes: Buffer;
-    try {
-      bytes = await readFile(this.path);
-    } catch (err) {
-      throw new KeyLoadError(`secret_file ${this.file}: cannot read (${fsReason(err)})`);
-    }
+    const bytes = await this.readBytes();
     const secret = stripOneTrailingNewline(bytes);
     if (secret.length < MIN_SECRET_BYTES) {
       throw new KeyLoadError(`secret_file ${this.file}: secret must be at least 32 bytes (RFC 7518 §3.2)`);
