@@ -241,9 +241,14 @@ async function mint(args: string[]): Promise<void> {
     }
   }
   if (!alg) throw new UsageError('--alg is required when the key file does not name one');
-  const keys = await loadSigningKeys({ alg, key_file: keyFile, previous_key_files: [] }, '--key', {
+  const keys = await loadSigningKeys({ alg, key_file: keyFile, previous_key_files: [] }, 'mint', {
     baseDir: process.cwd(),
     logger: createLogger('silent'),
+  }).catch((err: unknown) => {
+    // Problems are worded for config paths ("mint.key_file: …"); here the field is --key.
+    if (err instanceof ConfigError)
+      throw new ConfigError(err.problems.map((p) => p.replace(/^mint\.key_file/, '--key')));
+    throw err;
   });
   const now = Math.floor(Date.now() / 1000);
   const header: Record<string, unknown> = {

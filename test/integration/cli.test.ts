@@ -154,6 +154,15 @@ describe('keygen and mint', () => {
     expect(protectedHeader.kid).toBe('k1');
   });
 
+  it('mint names --key when the key does not fit the alg', () => {
+    const k = JSON.parse(run(['keygen', '--alg', 'ES256']).stdout);
+    const dir = tmp();
+    writeFileSync(join(dir, 'key.json'), JSON.stringify(k.private));
+    const r = run(['mint', '--key', join(dir, 'key.json'), '--alg', 'RS256', '--claims', '{}']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/- --key: .*ES256/);
+  });
+
   it('keygen refuses an unknown alg with exit 2', () => {
     expect(run(['keygen', '--alg', 'none']).status).toBe(2);
   });
