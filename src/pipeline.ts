@@ -130,7 +130,7 @@ export class CheckPipeline {
       }
       return this.decide(req, rule, entry.principal, extracted, entry);
     }
-    return this.authenticateThenDecide(req, rule, extracted, deadline);
+    return this.authenticateThenDecide(req, rule, extracted, deadline, entry ?? null);
   }
 
   private readonly onIgnoredExtension = (key: string): void =>
@@ -141,8 +141,9 @@ export class CheckPipeline {
     rule: EffectiveRule,
     extracted: ExtractedToken,
     deadline: number | undefined,
+    cached: CachedPrincipal | null,
   ): Promise<Decision> {
-    const principal = await this.authenticate(extracted.token, deadline);
+    const principal = await this.authenticate(extracted.token, deadline, cached);
     if ('kind' in principal) {
       principal.rule = rule.name;
       return principal;
@@ -262,8 +263,13 @@ export class CheckPipeline {
   }
 
   /** Token → Principal (verified, mapped), or the reason it is refused. */
-  async authenticate(token: string, deadline?: number): Promise<Principal | Deny> {
-    const cached = this.cachedVerification(token);
+  async authenticate(
+    token: string,
+    deadline?: number,
+    /** The cache lookup the caller already did (null: it missed), so it is not repeated. */
+    known?: CachedPrincipal | null,
+  ): Promise<Principal | Deny> {
+    const cached = known === undefined ? this.cachedVerification(token) : known;
     if (cached) {
       if (cached.issuer.name === 'self') {
         const revoked = await this.checkRevoked(cached.claims ?? {});
