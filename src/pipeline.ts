@@ -245,8 +245,13 @@ export class CheckPipeline {
 
   /** A still-valid cached verification of exactly this token string, if any. */
   private cachedVerification(token: string): CachedPrincipal | undefined {
-    const cached = this.cache?.get(token);
-    if (!cached) return undefined;
+    const cache = this.cache;
+    if (!cache) return undefined;
+    const cached = cache.get(token);
+    if (!cached) {
+      this.parts.metrics.misses.verifiedToken.inc();
+      return undefined;
+    }
     const source = cached.issuer.keySource;
     // Valid while the token has not expired, the key set is unchanged, and the keys
     // are still usable (not stale beyond max_stale_seconds).
@@ -258,7 +263,8 @@ export class CheckPipeline {
       this.parts.metrics.hits.verifiedToken.inc();
       return cached;
     }
-    this.cache!.delete(token);
+    cache.delete(token);
+    this.parts.metrics.misses.verifiedToken.inc();
     return undefined;
   }
 

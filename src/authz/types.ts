@@ -12,7 +12,7 @@ export interface AuthRequest {
   readonly headers: Readonly<Record<string, string>>;
   /** Per-route ExtAuthzPerRoute.check_settings.context_extensions. */
   readonly contextExtensions: Readonly<Record<string, string>>;
-  /** x-request-id, for logs. */
+  /** x-request-id for logs: as sent when short and plain, else "invalid" (see envoy/request.ts). */
   readonly requestId?: string;
 }
 

@@ -2,6 +2,18 @@ import type { AuthRequest } from '../authz/types.js';
 
 const EMPTY: Readonly<Record<string, string>> = Object.freeze(Object.create(null));
 
+/** What a malformed or oversized x-request-id is logged as (nothing of the value itself). */
+export const INVALID_REQUEST_ID = 'invalid';
+const MAX_REQUEST_ID_LENGTH = 128;
+// The header is client-controlled: anything else could forge log lines or flood them.
+const REQUEST_ID = /^[A-Za-z0-9._:-]+$/;
+
+/** The x-request-id as logged: itself when short and plain, else INVALID_REQUEST_ID; absent stays absent. */
+export function loggableRequestId(raw: string | undefined): string | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  return raw.length <= MAX_REQUEST_ID_LENGTH && REQUEST_ID.test(raw) ? raw : INVALID_REQUEST_ID;
+}
+
 function headerMapToRecord(headerMap: any): Record<string, string> {
   // HeaderMap (encode_raw_headers: true): repeated entries, raw_value bytes. Join
   // repeated headers with ',' as Envoy does for the plain `headers` map.
@@ -43,6 +55,6 @@ export function toAuthRequest(checkRequest: any): AuthRequest | undefined {
     host,
     headers,
     contextExtensions: ext && typeof ext === 'object' ? ext : EMPTY,
-    requestId: headers['x-request-id'],
+    requestId: loggableRequestId(headers['x-request-id']),
   };
 }

@@ -205,9 +205,10 @@ class OAuthTokenService implements TokenService {
     const key = `o:${hash}`;
     const cached = this.cache?.get(key);
     if (cached) {
-      this.ctx.metrics.cacheHitsTotal.inc({ cache: 'store' });
+      this.ctx.metrics.hits.store.inc();
       return cached.v as OpaqueLookup;
     }
+    if (this.cache) this.ctx.metrics.misses.store.inc();
     let answer: OpaqueLookup;
     try {
       const rec = await this.ctx.store.getAccessToken(hash);
@@ -230,9 +231,10 @@ class OAuthTokenService implements TokenService {
     const key = `j:${jti}`;
     const cached = this.cache?.get(key);
     if (cached) {
-      this.ctx.metrics.cacheHitsTotal.inc({ cache: 'store' });
+      this.ctx.metrics.hits.store.inc();
       return cached.v as boolean;
     }
+    if (this.cache) this.ctx.metrics.misses.store.inc();
     let revoked: boolean;
     try {
       revoked = await this.ctx.store.isJtiRevoked(jti);
@@ -279,7 +281,13 @@ class OAuthTokenService implements TokenService {
    * RFC 6749 §2.3: HTTP Basic for clients with a secret, or a client assertion (RFC 7523
    * §2.2) for clients with a certificate / JWKS. At most one method per request.
    */
-  private async authenticateClient(req: OAuthRequest, required: boolean): Promise<Client | undefined> {
+  private async authenticateClient(
+    req: OAuthRequest,
+    required: boolean,
+    log: Record<string, unknown>,
+  ): Promise<Client | undefined> {
+    const claimed = req.params.client_id;
+    if (typeof claimed === 'string' && claimed !== '') log.client_id = this.loggableClientId(claimed);
     const auth = req.authorization;
     const basic = auth !== undefined && /^basic\s/i.test(auth) ? auth.slice(6).trim() : undefined;
     const assertionType = this.param(req, 'client_assertion_type');
@@ -293,7 +301,7 @@ class OAuthTokenService implements TokenService {
     if (basic !== undefined && (assertion !== undefined || assertionType !== undefined)) {
       throw new OAuthError('invalid_request', 'use exactly one client authentication method');
     }
-    if (basic !== undefined) return this.authenticateBasic(basic, this.param(req, 'client_id'));
+    if (basic !== undefined) return this.authenticateBasic(basic, this.param(req, 'client_id'), log);
     if (assertion !== undefined || assertionType !== undefined) {
       if (assertionType !== CLIENT_ASSERTION_TYPE_JWT) {
         throw new OAuthError('invalid_request', `client_assertion_type must be ${CLIENT_ASSERTION_TYPE_JWT}`);
@@ -305,7 +313,19 @@ class OAuthTokenService implements TokenService {
     return undefined;
   }
 
-  private authenticateBasic(credentials: string, bodyClientId: string | undefined): Client {
+  /**
+   * A client id as it may be logged: a registered one as is, anything else as "unknown".
+   * Callers type secrets into the wrong field; an unregistered value must not reach the logs.
+   */
+  private loggableClientId(id: string): string {
+    return this.clients.has(id) ? id : 'unknown';
+  }
+
+  private authenticateBasic(
+    credentials: string,
+    bodyClientId: string | undefined,
+    log: Record<string, unknown>,
+  ): Client {
     const bad = () => new OAuthError('invalid_client', 'client authentication failed');
     if (!BASE64_STD.test(credentials)) throw bad();
     const decoded = Buffer.from(credentials, 'base64').toString('utf8');
@@ -321,11 +341,16 @@ class OAuthTokenService implements TokenService {
       throw bad();
     }
     const client = this.clients.get(id);
+    log.client_id = client ? client.id : 'unknown';
     const expected = client?.secretDigest ?? DUMMY_DIGEST;
     const ok = timingSafeEqual(sha256(secret), expected) && client?.secretDigest !== undefined;
     if (!ok || !client)
       throw new OAuthError('invalid_client', 'client authentication failed', {
-        logDetail: `client ${id.slice(0, 64)}`,
+        logDetail: !client
+          ? 'unknown client'
+          : client.secretDigest
+            ? 'wrong client secret'
+            : 'the client has no client secret',
       });
     if (bodyClientId !== undefined && bodyClientId !== client.id) {
       throw new OAuthError('invalid_request', 'client_id does not match the authenticated client');
@@ -473,7 +498,7 @@ class OAuthTokenService implements TokenService {
     const iss = parsed.payload.iss;
     if (typeof iss !== 'string' || iss === '')
       throw new OAuthError('invalid_grant', 'the assertion has no issuer (iss)');
-    const authenticated = await this.authenticateClient(req, false);
+    const authenticated = await this.authenticateClient(req, false, log);
     const registered = this.clients.get(iss);
     let client: Client;
     let sub: string;
@@ -543,7 +568,7 @@ class OAuthTokenService implements TokenService {
     req: OAuthRequest,
     log: Record<string, unknown>,
   ): Promise<Record<string, unknown>> {
-    const client = await this.authenticateClient(req, true);
+    const client = await this.authenticateClient(req, true, log);
     if (!client) throw new OAuthError('invalid_client', 'client authentication is required');
     log.client_id = client.id;
     const token = this.param(req, 'refresh_token');
@@ -671,7 +696,7 @@ class OAuthTokenService implements TokenService {
   async handleRevoke(req: OAuthRequest): Promise<HttpAnswer> {
     const log: Record<string, unknown> = { endpoint: 'revoke' };
     try {
-      const client = (await this.authenticateClient(req, true))!;
+      const client = (await this.authenticateClient(req, true, log))!;
       log.client_id = client.id;
       const token = this.param(req, 'token');
       if (token === undefined) throw new OAuthError('invalid_request', 'token is missing');
@@ -730,7 +755,7 @@ class OAuthTokenService implements TokenService {
   async handleIntrospect(req: OAuthRequest): Promise<HttpAnswer> {
     const log: Record<string, unknown> = { endpoint: 'introspect' };
     try {
-      const client = (await this.authenticateClient(req, true))!;
+      const client = (await this.authenticateClient(req, true, log))!;
       log.client_id = client.id;
       const token = this.param(req, 'token');
       if (token === undefined) throw new OAuthError('invalid_request', 'token is missing');

@@ -36,6 +36,12 @@ export class Metrics {
     labelNames: ['cache'] as const,
     registers: [this.registry],
   });
+  readonly cacheMissesTotal = new Counter({
+    name: 'authz_cache_misses_total',
+    help: 'Cache misses by cache (verified_token, minted_token, store)',
+    labelNames: ['cache'] as const,
+    registers: [this.registry],
+  });
   readonly tokenRequestsTotal = new Counter({
     name: 'authz_token_requests_total',
     help: 'Token endpoint requests by grant type and result',
@@ -48,6 +54,11 @@ export class Metrics {
     verifiedToken: this.cacheHitsTotal.labels('verified_token'),
     mintedToken: this.cacheHitsTotal.labels('minted_token'),
     store: this.cacheHitsTotal.labels('store'),
+  };
+  readonly misses = {
+    verifiedToken: this.cacheMissesTotal.labels('verified_token'),
+    mintedToken: this.cacheMissesTotal.labels('minted_token'),
+    store: this.cacheMissesTotal.labels('store'),
   };
   private readonly checkCounters = new Map<
     string,

@@ -200,6 +200,7 @@ class Minter implements DownstreamTokenMinter {
       this.metrics.hits.mintedToken.inc();
       return hit.value;
     }
+    this.metrics.misses.mintedToken.inc();
     const fresh = this.mintFresh(principal, audiences, nowMs, true);
     if (fresh.refreshAt > 0) {
       const entry: CacheEntry = { value: fresh.value, refreshAt: fresh.refreshAt };
