@@ -12,6 +12,8 @@ export interface ServiceOptions {
   /** Override server.grpc_address / server.http_address (tests use 127.0.0.1:0). */
   readonly grpcAddress?: string;
   readonly httpAddress?: string;
+  /** Time a client has to send its HTTP request headers (ms; default 10 s); tests shorten it. */
+  readonly httpHeadersTimeoutMs?: number;
 }
 
 /** A running service: gRPC Check + health, HTTP admin/OAuth, reload and drain. */
@@ -54,6 +56,7 @@ export class Service {
         metrics,
         logger,
         accepting: () => service?.accepting ?? true,
+        ...(opts.httpHeadersTimeoutMs !== undefined ? { headersTimeoutMs: opts.httpHeadersTimeoutMs } : {}),
       });
       const { host, port } = splitAddress(opts.httpAddress ?? loaded.config.server.http_address);
       await http.listen({ host, port });
@@ -84,6 +87,7 @@ export class Service {
       await fresh.start();
       const old = this.runtime;
       this.runtime = fresh;
+      this.http.server.maxConnections = fresh.config.server.http_max_connections;
       logger.info({ issuers: fresh.issuerStatus() }, 'configuration reloaded');
       // Checks already running on the old graph finish with it; close it once they are done.
       setTimeout(() => void old.close(), 5_000).unref();

@@ -40,6 +40,11 @@ function schema() {
         env: 'AUTHZ_HTTP_ADDRESS',
       },
       shutdown_grace_seconds: { format: 'nat', default: 10 },
+      http_max_connections: {
+        doc: 'concurrent connections the HTTP listener accepts (per process)',
+        format: 'nat',
+        default: 1024,
+      },
       workers: { doc: 'processes serving checks (node:cluster); 1 = no cluster', format: 'int', default: 1 },
     },
     log: {
@@ -117,6 +122,11 @@ const KEY_SOURCES = ['jwks_uri', 'discovery_uri', 'jwks', 'jwks_file', 'truststo
 function crossCheck(config: AppConfig, problems: Problems): void {
   if (config.server.workers < 1 || config.server.workers > 64) {
     problems.push(`server.workers: must be between 1 and 64, got ${config.server.workers}`);
+  }
+  if (config.server.http_max_connections < 1) {
+    problems.push(
+      `server.http_max_connections: must be at least 1, got ${config.server.http_max_connections}`,
+    );
   }
   const names = new Set<string>();
   const issuerUrls = new Set<string>();

@@ -123,6 +123,8 @@ export interface AppConfig {
     grpc_address: string;
     http_address: string;
     shutdown_grace_seconds: number;
+    /** Concurrent HTTP connections per process; more are closed on arrival. */
+    http_max_connections: number;
     workers: number;
   };
   log: { level: string };

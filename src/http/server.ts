@@ -12,18 +12,35 @@ export interface HttpServerDeps {
   readonly logger: Logger;
   /** False while draining for shutdown: readiness fails first. */
   readonly accepting: () => boolean;
+  /** Time a client has to send its request headers (ms); tests shorten it. */
+  readonly headersTimeoutMs?: number;
 }
+
+// Listener limits against slow and piled-up clients: a connection that trickles its
+// headers (slowloris) or its body is closed instead of holding a socket for ever.
+export const HTTP_HEADERS_TIMEOUT_MS = 10_000;
+export const HTTP_REQUEST_TIMEOUT_MS = 30_000;
+/** Node enforces both timeouts only when it sweeps its connections, this often (its default is 30 s). */
+export const HTTP_CONNECTIONS_CHECK_INTERVAL_MS = 1_000;
 
 /** Admin and OAuth HTTP server: health, readiness, metrics, well-known documents, token endpoint. */
 export function createHttpServer(deps: HttpServerDeps): FastifyInstance {
   const app = Fastify({
     logger: false,
     bodyLimit: 1024 * 1024,
+    // Idle socket timeout.
     connectionTimeout: 10_000,
-    requestTimeout: 10_000,
+    requestTimeout: HTTP_REQUEST_TIMEOUT_MS,
     keepAliveTimeout: 5_000,
+    http: {
+      headersTimeout: deps.headersTimeoutMs ?? HTTP_HEADERS_TIMEOUT_MS,
+      requestTimeout: HTTP_REQUEST_TIMEOUT_MS,
+      connectionsCheckingInterval: HTTP_CONNECTIONS_CHECK_INTERVAL_MS,
+    },
     routerOptions: { maxParamLength: 200 },
   });
+  // Connections beyond the cap are closed as they arrive; per process (each worker has its own).
+  app.server.maxConnections = deps.runtime().config.server.http_max_connections;
 
   app.get('/healthz', async () => ({ status: 'ok' }));
 

@@ -24,13 +24,14 @@ export interface WellKnownProvider {
   publicBaseUrl(): string | undefined;
 }
 
-function baseUrl(provider: WellKnownProvider, request: FastifyRequest): string {
+/** The base of published URLs, and whether it came from the request's Host (not the config). */
+function baseUrl(provider: WellKnownProvider, request: FastifyRequest): { base: string; fromHost: boolean } {
   // Without public_base_url the URLs follow the request's Host; behind a proxy or
   // CDN that can be spoofed or wrong, so production setups should set it.
   const configured = provider.publicBaseUrl();
-  const base =
-    configured !== undefined && configured !== '' ? configured : `${request.protocol}://${request.host}`;
-  return base.replace(/\/+$/, '');
+  const fromHost = configured === undefined || configured === '';
+  const base = fromHost ? `${request.protocol}://${request.host}` : configured;
+  return { base: base.replace(/\/+$/, ''), fromHost };
 }
 
 function signingAlgorithms(keys: readonly JWK[]): string[] {
@@ -58,7 +59,7 @@ export function registerWellKnownRoutes(app: FastifyInstance, provider: () => We
         .type('application/json; charset=utf-8')
         .send({ error: 'not_found', error_description: 'this service issues no tokens' });
     }
-    const base = baseUrl(p, request);
+    const { base, fromHost } = baseUrl(p, request);
     const doc: Record<string, unknown> = { issuer, jwks_uri: `${base}${JWKS_PATH}` };
     // The algs of the published keys: what tokens from this issuer are signed with.
     const signingAlgs = signingAlgorithms(p.publicJwks());
@@ -76,9 +77,10 @@ export function registerWellKnownRoutes(app: FastifyInstance, provider: () => We
         introspection_endpoint_auth_methods_supported: authMethods,
       });
     }
-    return reply
-      .header('cache-control', WELL_KNOWN_CACHE_CONTROL)
-      .type('application/json; charset=utf-8')
-      .send(doc);
+    // A document built from one client's Host must not be cached and served to others
+    // (a shared cache would hand everyone the endpoints a spoofed Host named).
+    if (fromHost) reply.header('cache-control', 'no-store').header('vary', 'Host');
+    else reply.header('cache-control', WELL_KNOWN_CACHE_CONTROL);
+    return reply.type('application/json; charset=utf-8').send(doc);
   });
 }

@@ -77,7 +77,9 @@ describe('GET /.well-known/openid-configuration', () => {
       headers: { host: 'authz.local:9002' },
     });
     expect(res.statusCode).toBe(200);
-    expect(res.headers['cache-control']).toBe('public, max-age=300');
+    // Built from this request's Host: not to be cached and served to others.
+    expect(res.headers['cache-control']).toBe('no-store');
+    expect(res.headers.vary).toBe('Host');
     expect(res.json()).toEqual({
       issuer: 'https://authz.internal',
       jwks_uri: 'http://authz.local:9002/.well-known/jwks.json',
@@ -94,9 +96,10 @@ describe('GET /.well-known/openid-configuration', () => {
         publicBaseUrl: () => 'https://authz.example.com/',
       }),
     );
-    const doc = (
-      await a.inject({ url: '/.well-known/openid-configuration', headers: { host: 'ignored' } })
-    ).json();
+    const res = await a.inject({ url: '/.well-known/openid-configuration', headers: { host: 'ignored' } });
+    expect(res.headers['cache-control']).toBe('public, max-age=300');
+    expect(res.headers.vary).toBeUndefined();
+    const doc = res.json();
     expect(doc).toMatchObject({
       issuer: 'https://authz.example.com',
       jwks_uri: 'https://authz.example.com/.well-known/jwks.json',
