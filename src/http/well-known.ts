@@ -4,7 +4,8 @@ import { ASYMMETRIC_DEFAULT_ALGORITHMS } from '../config/schema.js';
 
 // GET /.well-known/jwks.json and /.well-known/openid-configuration (SPEC §3, §7).
 //
-// Cache-Control: public, max-age=300. Verifiers and CDNs may cache the JWKS, but
+// Cache-Control: public, max-age=300 (a discovery document built from the request's
+// Host is no-store instead). Verifiers and CDNs may cache the JWKS, but
 // only for five minutes: after a key rotation (new key current, old key moved to
 // previous_key_files and still published) a verifier that does not refetch on an
 // unknown kid picks up the new key within five minutes. Keep a retired key in
