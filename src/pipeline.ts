@@ -10,7 +10,12 @@ import { exceedsBytes } from './authn/jws.js';
 import { verifyJwt, type CompiledIssuer } from './authn/verify.js';
 import { extractScopes, type ClaimMapper } from './authz/claims.js';
 import { normalizePath } from './authz/path.js';
-import { evaluateRequirement, type EffectiveRule, type RuleSet } from './authz/rules.js';
+import {
+  evaluateRequirement,
+  type EffectiveRule,
+  type ExtensionProblem,
+  type RuleSet,
+} from './authz/rules.js';
 import type { AuthRequest, Principal } from './authz/types.js';
 import type { ClaimHeaders } from './upstream/claim-headers.js';
 import type { DownstreamTokenMinter, MintedToken } from './upstream/token.js';
@@ -72,6 +77,12 @@ const OPAQUE_TOKEN = /^[A-Za-z0-9_-]{16,512}$/;
 export class CheckPipeline {
   private readonly issuersByIss = new Map<string, CompiledIssuer>();
   private readonly injectable: readonly string[];
+  /** What an allow rule removes (see allowUnverified); shared by every such decision. */
+  private readonly unverifiedRemovals: {
+    readonly headers: string[];
+    readonly query: string[];
+    readonly cookies: string[];
+  };
   private readonly cache?: LRUCache<string, CachedPrincipal>;
   private readonly lookupIssuer = (iss: string) => this.issuersByIss.get(iss);
   private readonly now: () => number;
@@ -81,6 +92,15 @@ export class CheckPipeline {
     const names = [...parts.claimHeaders.headerNames];
     if (parts.minter && !names.includes(parts.minter.header)) names.push(parts.minter.header);
     this.injectable = names;
+    const removals = { headers: [...names], query: [] as string[], cookies: [] as string[] };
+    if (!parts.forwardOriginalToken) {
+      for (const src of parts.tokenSources) {
+        const list =
+          src.kind === 'header' ? removals.headers : src.kind === 'query' ? removals.query : removals.cookies;
+        if (!list.includes(src.name)) list.push(src.name);
+      }
+    }
+    this.unverifiedRemovals = removals;
     if (parts.verifiedCacheMax > 0) {
       // Bounded by count and by an estimate of bytes: a typical entry (token, principal,
       // memoised decision with its wire bytes) is about 4 KiB; large tokens count for more,
@@ -107,16 +127,7 @@ export class CheckPipeline {
     );
     if (rule.action === 'deny')
       return deny('rule_deny', 'access to this route is denied', { rule: rule.name });
-    if (rule.action === 'allow') {
-      return {
-        kind: 'allow',
-        headers: [],
-        headersToRemove: this.injectable as string[],
-        queryParametersToRemove: [],
-        reason: rule.name === 'default' ? 'default_allow' : 'rule_allow',
-        rule: rule.name,
-      };
-    }
+    if (rule.action === 'allow') return this.allowUnverified(req, rule);
 
     const extracted = extractToken(req, this.parts.tokenSources);
     if (!extracted) return deny('token_missing', undefined, { rule: rule.name });
@@ -133,8 +144,43 @@ export class CheckPipeline {
     return this.authenticateThenDecide(req, rule, extracted, deadline, entry ?? null);
   }
 
-  private readonly onIgnoredExtension = (key: string): void =>
-    this.parts.logger.debug({ extension_key: key }, 'ignored unknown context_extensions key');
+  /**
+   * An allow that verified nothing: besides the injectable headers, every
+   * configured token source (header, query parameter, cookie) is removed unless
+   * forward_original_token, so the upstream never receives a credential that
+   * nobody checked (and cannot mistake it for one we did).
+   */
+  private allowUnverified(req: AuthRequest, rule: EffectiveRule): Allow {
+    const r = this.unverifiedRemovals;
+    let headers: HeaderToSet[] = [];
+    let headersToRemove = r.headers;
+    const cookie = req.headers.cookie;
+    if (r.cookies.length > 0 && typeof cookie === 'string') {
+      const rest = cookieHeaderWithout(cookie, r.cookies);
+      if (rest === '') headersToRemove = [...r.headers, 'cookie'];
+      else if (rest !== undefined) headers = [{ key: 'cookie', value: rest }];
+    }
+    return {
+      kind: 'allow',
+      headers,
+      headersToRemove,
+      queryParametersToRemove: r.query,
+      reason: rule.name === 'default' ? 'default_allow' : 'rule_allow',
+      rule: rule.name,
+    };
+  }
+
+  // Named for its first use; it also hears of blank values, which deny the request.
+  private readonly onIgnoredExtension = (key: string, problem: ExtensionProblem): void => {
+    if (problem === 'blank') {
+      this.parts.logger.error(
+        { extension_key: key },
+        'context_extensions key has an empty value; request denied (check envoy.yaml)',
+      );
+    } else {
+      this.parts.logger.debug({ extension_key: key }, 'ignored unknown context_extensions key');
+    }
+  };
 
   private async authenticateThenDecide(
     req: AuthRequest,
@@ -205,9 +251,9 @@ export class CheckPipeline {
       } else if (source.kind === 'query') {
         queryParametersToRemove.push(source.name);
       } else {
-        const rest = cookieHeaderWithout(req.headers.cookie ?? '', source.name);
-        if (rest === undefined) headersToRemove.push('cookie');
-        else headers.push({ key: 'cookie', value: rest });
+        const rest = cookieHeaderWithout(req.headers.cookie ?? '', [source.name]);
+        if (rest === '') headersToRemove.push('cookie');
+        else if (rest !== undefined) headers.push({ key: 'cookie', value: rest });
       }
     }
     // The decision only depends on (token, rule, token source) — except a cookie rewrite,

@@ -1,7 +1,8 @@
+import { unescape as percentDecode } from 'node:querystring';
 import type { TokenSourceConfig } from '../config/types.js';
 import type { AuthRequest } from '../authz/types.js';
 
-// Token sources (SPEC §4 token_sources), tried in order; the first that yields a
+// Token sources (token_sources), tried in order; the first that yields a
 // token wins. Header prefixes match case-insensitively (RFC 7235 auth schemes).
 
 export type CompiledTokenSource =
@@ -37,12 +38,38 @@ function fromHeader(value: string, src: { prefixLower: string }): string | undef
   return i < value.length ? value.slice(i) : undefined;
 }
 
+/**
+ * The value of the first query parameter whose raw name (as sent, not
+ * percent-decoded) is `name`. Envoy strips query_parameters_to_remove by raw
+ * name, so a token found under an encoded variant such as `acc%65ss_token`
+ * could not be removed before the request reaches the upstream.
+ */
 export function queryParam(rawPath: string, name: string): string | undefined {
   const q = rawPath.indexOf('?');
   if (q < 0) return undefined;
-  const h = rawPath.indexOf('#', q);
-  const params = new URLSearchParams(rawPath.slice(q + 1, h < 0 ? undefined : h));
-  return params.get(name) ?? undefined;
+  let end = rawPath.indexOf('#', q);
+  if (end < 0) end = rawPath.length;
+  let start = q + 1;
+  while (start <= end) {
+    let amp = rawPath.indexOf('&', start);
+    if (amp < 0 || amp > end) amp = end;
+    const nameEnd = start + name.length;
+    if (
+      nameEnd <= amp &&
+      rawPath.startsWith(name, start) &&
+      (nameEnd === amp || rawPath.charCodeAt(nameEnd) === 61) /* = */
+    ) {
+      return nameEnd === amp ? '' : decodeQueryValue(rawPath.slice(nameEnd + 1, amp));
+    }
+    start = amp + 1;
+  }
+  return undefined;
+}
+
+function decodeQueryValue(raw: string): string {
+  if (raw.indexOf('%') < 0 && raw.indexOf('+') < 0) return raw;
+  // form-urlencoded: "+" is a space; invalid percent sequences are kept as sent.
+  return percentDecode(raw.replace(/\+/g, ' '));
 }
 
 export function cookieValue(cookieHeader: string, name: string): string | undefined {
@@ -57,13 +84,24 @@ export function cookieValue(cookieHeader: string, name: string): string | undefi
   return undefined;
 }
 
-/** The cookie header without the named cookie (undefined when nothing is left). */
-export function cookieHeaderWithout(cookieHeader: string, name: string): string | undefined {
-  const kept = cookieHeader
-    .split(';')
-    .map((p) => p.trim())
-    .filter((p) => p.length > 0 && p.slice(0, Math.max(0, p.indexOf('='))).trim() !== name);
-  return kept.length > 0 ? kept.join('; ') : undefined;
+/**
+ * The cookie header without the named cookies: undefined when none of them is
+ * in it, '' when nothing else is left.
+ */
+export function cookieHeaderWithout(cookieHeader: string, names: readonly string[]): string | undefined {
+  let present = false;
+  for (let i = 0; i < names.length && !present; i++) present = cookieHeader.includes(names[i]!);
+  if (!present) return undefined;
+  let removed = false;
+  const kept: string[] = [];
+  for (const part of cookieHeader.split(';')) {
+    const p = part.trim();
+    if (p.length === 0) continue;
+    const eq = p.indexOf('=');
+    if (eq > 0 && names.includes(p.slice(0, eq).trim())) removed = true;
+    else kept.push(p);
+  }
+  return removed ? kept.join('; ') : undefined;
 }
 
 export function extractToken(

@@ -52,6 +52,10 @@ function copyObject(src: Readonly<Record<string, unknown>>, depth: number): Reco
 }
 
 /**
+ * The one claim-path reader: require.claims, claim_headers, copy_claims, scope
+ * claims and claim_mappings' `from` all resolve names through it, so a name
+ * means the same value everywhere.
+ *
  * Compiles the lookup of a local or remote claim name. An exact key (even one
  * containing dots, like "https://x.io/roles") wins; otherwise the dots separate
  * nested objects. At each level the longest existing key is tried first, so
@@ -62,7 +66,7 @@ export function compileClaimReader(name: string): ClaimReader {
   const segments = name.split('.');
   if (segments.length === 1 || segments.length > MAX_DOTTED_SEGMENTS) {
     if (name === '' || FORBIDDEN_KEYS.has(name)) return () => undefined;
-    return (claims) => (Object.hasOwn(claims, name) ? claims[name] : undefined);
+    return (claims) => readKey(claims, name);
   }
   const n = segments.length;
   // keys[i][j] = segments i..j-1 joined with ".", or undefined if never a valid key.
@@ -96,21 +100,27 @@ export function compileClaimReader(name: string): ClaimReader {
   return (claims) => walk(claims, 0);
 }
 
-/** Reads a claim by local name; same rule as a mapping's `from` (see compileClaimReader). */
+function readKey(claims: Readonly<Record<string, unknown>>, key: string): unknown {
+  return key !== '' && !FORBIDDEN_KEYS.has(key) && Object.hasOwn(claims, key) ? claims[key] : undefined;
+}
+
+/**
+ * Reads a claim by local name without compiling first (for names only known at
+ * the call); the same reader as compileClaimReader.
+ */
 export function readClaim(claims: Readonly<Record<string, unknown>>, name: string): unknown {
-  // Fast path for the common non-dotted name.
-  if (!name.includes('.')) {
-    return name !== '' && !FORBIDDEN_KEYS.has(name) && Object.hasOwn(claims, name) ? claims[name] : undefined;
-  }
-  return compileClaimReader(name)(claims);
+  return name.includes('.') ? compileClaimReader(name)(claims) : readKey(claims, name);
 }
 
 /**
  * Compiles an issuer's claim_mappings. The mapper returns a new null-prototype
  * object: every own claim (sanitised deep copy), then each mapping in order
  * writes the value found at `from` in the incoming claims to the top-level
- * `to`, replacing what was there. Mappings read the incoming claims, never the
- * output of an earlier mapping, so `scp → scope` and `scope → scp` swap cleanly.
+ * `to`, replacing what was there. A mapping owns its `to`: when no mapping to
+ * it finds its source, `to` is absent, so a token cannot supply a top-level
+ * `roles` where `realm_access.roles → roles` is configured and have it trusted
+ * as the mapped value. Mappings read the incoming claims, never the output of
+ * an earlier mapping, so `scp → scope` and `scope → scp` swap cleanly.
  * A mapping whose `to` is a forbidden key is reported (when `problems` is
  * given) and skipped.
  */
@@ -127,8 +137,10 @@ export function compileClaimMappings(
     }
     compiled.push({ read: compileClaimReader(m.from), to: m.to });
   });
+  const owned = [...new Set(compiled.map((m) => m.to))];
   return (claims) => {
     const out = copyObject(claims, 0);
+    for (let i = 0; i < owned.length; i++) delete out[owned[i]!];
     for (let i = 0; i < compiled.length; i++) {
       const m = compiled[i]!;
       const v = sanitizeClaimValue(m.read(claims), 1);

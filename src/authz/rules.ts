@@ -15,10 +15,12 @@
 //   Envoy virtual hosts, "*" matches any host, "*.example.com" / "*-api.example.com"
 //   match a non-empty prefix before the suffix, "api.*" a non-empty suffix.
 // - context_extensions keys other than rule, action, scopes_all, scopes_any,
-//   issuers and audience are ignored (reported through onIgnoredExtension).
-//   An unknown `rule` name or an invalid `action` fails closed (deny).
-//   An empty `issuers` value accepts no issuer; an empty `audience` keeps the
-//   configured audiences.
+//   issuers and audience are ignored (reported through onExtensionProblem).
+//   An unknown `rule` name or an invalid `action` fails closed (deny). A
+//   recognised key present with an empty or blank value (typically an empty
+//   template variable in envoy.yaml) also denies, reported through
+//   onExtensionProblem: read as "no value", it would drop the scope or issuer
+//   requirement it was meant to set.
 
 import type { Action, RuleConfig } from '../config/types.js';
 import { deny, type Deny } from '../decision.js';
@@ -170,6 +172,13 @@ const ACTIONS: ReadonlySet<string> = new Set<Action>(['allow', 'deny', 'authenti
 /** Bound on the cache of rules derived from context_extensions. */
 const EXTENSION_CACHE_MAX = 1024;
 
+/** What resolve() reports about a context_extensions key. */
+export type ExtensionProblem = 'ignored' | 'blank';
+
+function isBlank(value: string): boolean {
+  return value === '' || value.trim() === '';
+}
+
 function splitList(value: string): string[] {
   const out: string[] = [];
   for (const part of value.split(/\s+/)) if (part !== '') out.push(part);
@@ -228,6 +237,7 @@ export class RuleSet {
   private readonly defaultGuarded: EffectiveRule;
   private readonly unknownRule: EffectiveRule;
   private readonly invalidAction: EffectiveRule;
+  private readonly blankExtension: EffectiveRule;
   private readonly extensionCache = new Map<string, EffectiveRule>();
 
   private constructor(rules: CompiledRule[], defaultAction: Action) {
@@ -237,6 +247,7 @@ export class RuleSet {
     this.defaultGuarded = guardedVariant(this.defaultPlain);
     this.unknownRule = effective('unknown-rule', 'deny', EMPTY_REQUIREMENT);
     this.invalidAction = effective('invalid-action', 'deny', EMPTY_REQUIREMENT);
+    this.blankExtension = effective('blank-extension', 'deny', EMPTY_REQUIREMENT);
     this.summary = Object.freeze([
       ...rules.map((r) => ({ name: r.name, action: r.action, match: r.matchText })),
       { name: 'default', action: defaultAction, match: '(no rule matched)' },
@@ -267,7 +278,12 @@ export class RuleSet {
       } else {
         firstIndexByName.set(name, i);
       }
-      if (name === 'default' || name === 'unknown-rule' || name === 'invalid-action') {
+      if (
+        name === 'default' ||
+        name === 'unknown-rule' ||
+        name === 'invalid-action' ||
+        name === 'blank-extension'
+      ) {
         problems.push(`${at}.name: "${name}" is reserved`);
       }
 
@@ -344,18 +360,20 @@ export class RuleSet {
    * The rule that applies to a request: first matching rule (or the named
    * `rule` extension), with context_extensions overrides applied. Without
    * extensions this returns a precomputed object (no allocation).
+   * onExtensionProblem hears of each unknown key ('ignored') and of a
+   * recognised key with a blank value ('blank', the request is denied).
    */
   resolve(
     input: MatchInput,
     contextExtensions: Readonly<Record<string, string>>,
-    onIgnoredExtension?: (key: string) => void,
+    onExtensionProblem?: (key: string, problem: ExtensionProblem) => void,
   ): EffectiveRule {
     if (!hasOwnKeys(contextExtensions)) {
       const rule = this.match(input);
       if (rule === undefined) return input.encodedSeparator ? this.defaultGuarded : this.defaultPlain;
       return input.encodedSeparator ? rule.guarded : rule.plain;
     }
-    return this.resolveWithExtensions(input, contextExtensions, onIgnoredExtension);
+    return this.resolveWithExtensions(input, contextExtensions, onExtensionProblem);
   }
 
   private match(input: MatchInput): CompiledRule | undefined {
@@ -399,16 +417,21 @@ export class RuleSet {
   private resolveWithExtensions(
     input: MatchInput,
     ext: Readonly<Record<string, string>>,
-    onIgnored: ((key: string) => void) | undefined,
+    onProblem: ((key: string, problem: ExtensionProblem) => void) | undefined,
   ): EffectiveRule {
     let cacheKey = '';
     for (const key in ext) {
       if (!Object.hasOwn(ext, key)) continue;
       if (!RULE_EXTENSION_KEYS.has(key)) {
-        onIgnored?.(key);
+        onProblem?.(key, 'ignored');
         continue;
       }
-      cacheKey += `${key}\u0000${ext[key]}\u0000`;
+      const value = ext[key]!;
+      if (isBlank(value)) {
+        onProblem?.(key, 'blank');
+        return this.blankExtension;
+      }
+      cacheKey += `${key}\u0000${value}\u0000`;
     }
 
     let base: CompiledRule | undefined;
@@ -455,12 +478,9 @@ function applyExtensions(
     scopesAll = has('scopes_all') ? splitList(ext.scopes_all!) : [];
     scopesAny = has('scopes_any') ? splitList(ext.scopes_any!) : [];
   }
+  // Values are not blank here: resolveWithExtensions denied those already.
   const issuers = has('issuers') ? new Set(splitList(ext.issuers!)) : req.issuers;
-  let audience = base.audience;
-  if (has('audience')) {
-    const list = splitList(ext.audience!);
-    if (list.length > 0) audience = Object.freeze(list);
-  }
+  const audience = has('audience') ? Object.freeze(splitList(ext.audience!)) : base.audience;
   let finalAction = action ?? base.action;
   if (encodedSeparator && finalAction === 'allow') finalAction = 'authenticate';
   const requirement =

@@ -204,6 +204,13 @@ function crossCheck(config: AppConfig, problems: Problems): void {
       problems.push(`token_sources[${i}]: exactly one of header, query, cookie is required`);
     if (src.prefix !== undefined && src.header === undefined)
       problems.push(`token_sources[${i}].prefix: only valid with header`);
+    // The name is matched as it appears in the raw query (that is what Envoy strips),
+    // so it must be a name a client sends unencoded.
+    if (src.query !== undefined && !/^[A-Za-z0-9\-._~!$'()*,:@/]+$/.test(src.query))
+      problems.push(
+        `token_sources[${i}].query: "${src.query}" must be a plain parameter name ` +
+          `(letters, digits and - . _ ~ ! $ ' ( ) * , : @ /; no percent-encoding)`,
+      );
   });
   if (config.token_sources.length === 0) problems.push('token_sources: must not be empty');
   for (const [j, name] of config.token_endpoint.grant_issuers.entries()) {

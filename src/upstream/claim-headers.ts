@@ -1,7 +1,7 @@
 // upstream.claim_headers: local claims copied into request headers for the
-// backend (SPEC §7). Scalars as strings, arrays joined with ",", objects as
-// JSON. A value that could smuggle a header (control characters, CR/LF) or is
-// oversized is dropped, never truncated or escaped, and reported.
+// backend. Scalars as strings, arrays joined with ",", objects as JSON. A value
+// that could smuggle a header (control characters, CR/LF, NEL, U+2028/U+2029)
+// or is oversized is dropped, never truncated or escaped, and reported.
 
 import type { HeaderToSet } from '../decision.js';
 import type { Principal } from '../authz/types.js';
@@ -11,8 +11,10 @@ import { compileClaimReader, type ClaimReader } from '../authz/claims.js';
 export const MAX_CLAIM_HEADER_BYTES = 8192;
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
+// C0, DEL, C1 and the Unicode line/paragraph separators: some HTTP stacks and
+// log pipelines treat U+0085, U+2028 and U+2029 as line breaks.
 // eslint-disable-next-line no-control-regex
-const CONTROL = /[\u0000-\u001f\u007f]/;
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
 const RESERVED: ReadonlySet<string> = new Set([
   'host',
   'content-length',

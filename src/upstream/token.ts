@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { JWK } from 'jose';
 import { LRUCache } from 'lru-cache';
+import { compileClaimReader, type ClaimReader } from '../authz/claims.js';
 import type { Principal } from '../authz/types.js';
 import { ConfigError } from '../config/load.js';
 import type { UpstreamTokenConfig } from '../config/types.js';
@@ -10,15 +11,16 @@ import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 
 // The downstream JWT minted for the upstream service on every allowed request
-// (SPEC §7; IBM API Connect jwt-generate, WSO2 backend JWT).
+// (IBM API Connect jwt-generate, WSO2 backend JWT).
 //
 // Claims: iss, sub, aud, iat, exp, jti are set here and never copied or overridden.
-// `copy_claims` names local claims (after claim_mappings). A dotted name such as
-// `realm_access.roles` reads the local claim with that literal name if there is
-// one, else walks the nested path; the value is always written under the LAST path
-// segment (`roles`), so the upstream sees a flat claim. Two copy_claims entries
-// that would land on the same name are a config error; rename with claim_mappings
-// instead. Static `claims` override copied claims of the same name.
+// `copy_claims` names local claims (after claim_mappings), read by the same
+// claim-path reader as require.claims and claim_headers (compileClaimReader), so
+// `realm_access.roles` and `https://example.com/claims.role` resolve to the same
+// value everywhere. The value is always written under the LAST dot-separated
+// segment (`roles`, `role`), so the upstream sees a flat claim. Two copy_claims
+// entries that would land on the same name are a config error; rename with
+// claim_mappings instead. Static `claims` override copied claims of the same name.
 
 const CONFIG_PATH = 'upstream.token';
 export const RESERVED_CLAIMS: ReadonlySet<string> = new Set(['iss', 'sub', 'aud', 'iat', 'exp', 'jti']);
@@ -59,10 +61,7 @@ export class MintError extends Error {
 interface CopiedClaim {
   /** Name in the minted token (last path segment). */
   readonly target: string;
-  /** Literal local claim name. */
-  readonly name: string;
-  /** Path segments, when the name is dotted. */
-  readonly path?: readonly string[];
+  readonly read: ClaimReader;
 }
 
 export interface MintedToken {
@@ -110,7 +109,7 @@ function compileCopyClaims(cfg: UpstreamTokenConfig, logger: Logger, problems: s
         `${where}: the static claim "${target}" overrides the copied value`,
       );
     }
-    out.push(segments.length > 1 ? { target, name, path: segments } : { target, name });
+    out.push({ target, read: compileClaimReader(name) });
   }
   return out;
 }
@@ -128,21 +127,6 @@ function compileStaticClaims(cfg: UpstreamTokenConfig, problems: string[]): Reco
     out[name] = structuredClone(value);
   }
   return out;
-}
-
-function readPath(root: Readonly<Record<string, unknown>>, path: readonly string[]): unknown {
-  let node: unknown = root;
-  for (const segment of path) {
-    if (typeof node !== 'object' || node === null || Array.isArray(node)) return undefined;
-    if (!Object.hasOwn(node, segment)) return undefined;
-    node = (node as Record<string, unknown>)[segment];
-  }
-  return node;
-}
-
-function readCopied(claims: Readonly<Record<string, unknown>>, c: CopiedClaim): unknown {
-  if (Object.hasOwn(claims, c.name)) return claims[c.name];
-  return c.path ? readPath(claims, c.path) : undefined;
 }
 
 async function collectProblems<T>(problems: string[], load: () => Promise<T>): Promise<T | undefined> {
@@ -237,7 +221,7 @@ class Minter implements DownstreamTokenMinter {
     if (this.cfg.jti) payload.jti = randomUUID();
     for (const c of this.copied) {
       if (Object.hasOwn(this.statics, c.target)) continue;
-      const value = readCopied(principal.claims, c);
+      const value = c.read(principal.claims);
       if (value !== undefined) payload[c.target] = value;
     }
     for (const name in this.statics) payload[name] = this.statics[name];

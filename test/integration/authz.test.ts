@@ -42,13 +42,13 @@ async function sign(
     .sign(key.privateKey);
 }
 
-/** A corp token: sub alice, scope "read", realm roles eng+ops, department eng, level 3. */
+/** A corp token: sub alice, scope "read", realm roles eng+ops, org department eng, level 3. */
 function corpToken(claims: Record<string, unknown> = {}): Promise<string> {
   return sign({
     sub: 'alice',
     scope: 'read',
     realm_access: { roles: ['eng', 'ops'] },
-    department: 'eng',
+    org: { department: 'eng' },
     level: 3,
     ...claims,
   });
@@ -318,9 +318,9 @@ describe('actions', () => {
     expect(d.dynamic_metadata).toBeUndefined();
   });
 
-  it('allow lists every injectable header in headers_to_remove', async () => {
+  it('allow lists every injectable header and the token header in headers_to_remove', async () => {
     const d = await svc.check({ path: '/public/info' });
-    expect([...(d.headers_to_remove ?? [])].sort()).toEqual([...INJECTABLE].sort());
+    expect([...(d.headers_to_remove ?? [])].sort()).toEqual([...INJECTABLE, 'authorization'].sort());
   });
 
   it('deny answers 403 {"error":"forbidden"} without www-authenticate', async () => {
@@ -513,14 +513,16 @@ describe('context_extensions', () => {
     expect(d.reason).toBe('issuer_not_allowed');
   });
 
-  it('an empty issuers value accepts no issuer', async () => {
-    expectForbidden(await svc.check({ path: '/api/x', token: await corpToken(), context: { issuers: '' } }));
+  it('an empty issuers value denies (a blank extension fails closed)', async () => {
+    const d = await svc.check({ path: '/api/x', token: await corpToken(), context: { issuers: '' } });
+    expectForbidden(d);
+    expect(d.reason).toBe('rule_deny');
   });
 
-  it('an empty audience keeps the configured audience', async () => {
+  it('an empty audience denies (a blank extension fails closed)', async () => {
     const d = await svc.check({ path: '/api/x', token: await corpToken(), context: { audience: '' } });
-    expectAllow(d);
-    expect(decodeJwt(d.headers['x-jwt-assertion']!).aud).toBe('backend');
+    expectForbidden(d);
+    expect(d.reason).toBe('rule_deny');
   });
 
   it('issuers is checked before scopes (403 forbidden, not insufficient_scope)', async () => {
@@ -857,11 +859,16 @@ describe('scopes', () => {
 describe('require', () => {
   it('claims with a string value', async () => {
     expectAllow(await svc.check({ path: '/claims/str', token: await corpToken() }));
-    const d = await svc.check({ path: '/claims/str', token: await corpToken({ department: 'sales' }) });
+    const d = await svc.check({
+      path: '/claims/str',
+      token: await corpToken({ org: { department: 'sales' } }),
+    });
     expectForbidden(d);
     expect(d.reason).toBe('claims_condition');
+    expectForbidden(await svc.check({ path: '/claims/str', token: await corpToken({ org: undefined }) }));
+    // org.department → department owns `department`: a top-level one does not stand in.
     expectForbidden(
-      await svc.check({ path: '/claims/str', token: await corpToken({ department: undefined }) }),
+      await svc.check({ path: '/claims/str', token: await corpToken({ org: undefined, department: 'eng' }) }),
     );
   });
 

@@ -68,14 +68,25 @@ describe('compileClaimMappings', () => {
     expect(input.scope).toBe('old');
   });
 
-  it('writes nothing for a missing `from`', () => {
+  it('owns its `to`: a missing `from` leaves it absent, whatever the token carries there', () => {
     const out = compileClaimMappings([{ from: 'realm_access.roles', to: 'roles' }])({
       sub: 'u',
-      roles: ['keep'],
+      roles: ['admin'],
     });
-    expect(out.roles).toEqual(['keep']);
+    expect(Object.hasOwn(out, 'roles')).toBe(false);
+    expect(out.sub).toBe('u');
     const out2 = compileClaimMappings([{ from: 'absent', to: 'roles' }])({ sub: 'u' });
     expect(Object.hasOwn(out2, 'roles')).toBe(false);
+  });
+
+  it('several mappings to one `to`: the last whose source is present wins', () => {
+    const map = compileClaimMappings([
+      { from: 'a', to: 'x' },
+      { from: 'b', to: 'x' },
+    ]);
+    expect(map({ a: 1, b: 2, x: 0 }).x).toBe(2);
+    expect(map({ a: 1, x: 0 }).x).toBe(1);
+    expect(Object.hasOwn(map({ x: 0 }), 'x')).toBe(false);
   });
 
   it('reads mappings from the incoming claims (swap works)', () => {

@@ -114,6 +114,15 @@ describe('config validation', () => {
     ).toEqual([]);
   });
 
+  it('a query token source must be a plain parameter name (it is matched and stripped raw)', () => {
+    expect(problems({ issuers: [issuer], token_sources: [{ query: 'access_token' }] })).toEqual([]);
+    for (const name of ['acc%65ss_token', 'a&b', 'a=b', 'a b', 'a+b', 'a#b']) {
+      expect(problems({ issuers: [issuer], token_sources: [{ query: name }] })).toEqual([
+        expect.stringMatching(/^token_sources\[0\]\.query: ".*" must be a plain parameter name/),
+      ]);
+    }
+  });
+
   it('rejects a non-object document', () => {
     expect(problems([1, 2])).toEqual(['(root): the configuration must be a map of keys']);
   });
