@@ -17,7 +17,7 @@ import { parseCompactJws, verifySignature } from '../dist/authn/jws.js';
 import { JWS_ALGORITHMS } from '../dist/config/schema.js';
 import { createLogger } from '../dist/observability/logger.js';
 import { Metrics } from '../dist/observability/metrics.js';
-import { createDownstreamTokenMinter } from '../dist/upstream/token.js';
+import { createDownstreamTokenMinter } from '../dist/upstream/downstream-token.js';
 
 const { values: opts } = parseArgs({
   options: { duration: { type: 'string', default: '1' } },

@@ -3,17 +3,18 @@ import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { exportJWK, calculateJwkThumbprint, type JWK } from 'jose';
 import { createPublicKey } from 'node:crypto';
-import { Service } from './app.js';
-import { ConfigError, loadConfigFile, loadConfigObject } from './config/load.js';
+import { Service } from './server/app.js';
+import { loadConfigFile, loadConfigObject } from './config/load.js';
+import { ConfigError } from './core/errors.js';
 import type { LoadedConfig } from './config/types.js';
 import { JWS_ALGORITHMS } from './config/schema.js';
 import { createLogger } from './observability/logger.js';
-import { Runtime } from './runtime.js';
+import { Runtime } from './server/runtime.js';
 import { Metrics } from './observability/metrics.js';
 import { demoSetup } from './cli/demo.js';
 import { runCheck, UsageError } from './cli/check.js';
-import { isClusterWorker, runPrimary, shareRegistryWithPrimary } from './cluster.js';
-import { generateSigningKeyObject, loadSigningKeys, signJws } from './mint/keys.js';
+import { isClusterWorker, runPrimary, shareRegistryWithPrimary } from './server/cluster.js';
+import { generateSigningKeyObject, loadSigningKeys, signJws } from './crypto/signing-keys.js';
 
 const USAGE = `usage: envoy-jwt-authz <command> [options]
 

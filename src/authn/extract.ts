@@ -1,6 +1,6 @@
 import { unescape as percentDecode } from 'node:querystring';
 import type { TokenSourceConfig } from '../config/types.js';
-import type { AuthRequest } from '../authz/types.js';
+import type { AuthRequest } from '../core/request.js';
 
 // Token sources (token_sources), tried in order; the first that yields a
 // token wins. Header prefixes match case-insensitively (RFC 7235 auth schemes).

@@ -1,5 +1,5 @@
 import { constants, createHmac, timingSafeEqual, verify as cryptoVerify, type KeyObject } from 'node:crypto';
-import { deny, type Deny } from '../decision.js';
+import { deny, type Deny } from '../core/decision.js';
 import type { VerificationKey } from './keys/types.js';
 
 // Strict compact JWS parsing and signature checks (SPEC §6 steps 1, 2 and 5).

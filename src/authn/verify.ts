@@ -1,4 +1,4 @@
-import { deny, type Deny } from '../decision.js';
+import { deny, type Deny } from '../core/decision.js';
 import { keyFitsAlg, parseCompactJws, verifySignatureAsync, type ParsedJws } from './jws.js';
 import type { KeySet, KeySource, VerificationKey } from './keys/types.js';
 

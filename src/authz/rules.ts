@@ -23,8 +23,8 @@
 //   requirement it was meant to set.
 
 import type { Action, RuleConfig } from '../config/types.js';
-import { deny, type Deny } from '../decision.js';
-import type { Principal } from './types.js';
+import { deny, type Deny } from '../core/decision.js';
+import type { Principal } from '../core/request.js';
 import { compileClaimReader, type ClaimReader } from './claims.js';
 import { normalizePath } from './path.js';
 

@@ -1,6 +1,6 @@
 import { generateKeyPairSync } from 'node:crypto';
 import type { JWK } from 'jose';
-import { signingKeyFromKeyObject, signJws, jwtHeader } from '../mint/keys.js';
+import { signingKeyFromKeyObject, signJws, jwtHeader } from '../crypto/signing-keys.js';
 
 export const DEMO_ISSUER = 'https://demo-idp.envoy-jwt-authz.local';
 export const DEMO_AUDIENCE = 'demo-api';

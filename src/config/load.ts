@@ -13,16 +13,10 @@ import {
   ASYMMETRIC_DEFAULT_ALGORITHMS,
   JWS_ALGORITHMS,
 } from './schema.js';
-import { isLoopbackHost } from '../authn/keys/http-fetch.js';
+import { ConfigError } from '../core/errors.js';
+import { isLoopbackHost } from '../net/safe-fetch.js';
 import { isPlainObject, validateField, type FieldSpec, type Problems } from './shape.js';
 import type { AppConfig, IssuerConfig, LoadedConfig } from './types.js';
-
-export class ConfigError extends Error {
-  constructor(readonly problems: string[]) {
-    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
-    this.name = 'ConfigError';
-  }
-}
 
 function schema() {
   return {

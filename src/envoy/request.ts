@@ -1,4 +1,4 @@
-import type { AuthRequest } from '../authz/types.js';
+import type { AuthRequest } from '../core/request.js';
 
 const EMPTY: Readonly<Record<string, string>> = Object.freeze(Object.create(null));
 

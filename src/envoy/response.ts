@@ -1,4 +1,4 @@
-import { DENY_OUTCOMES, GRPC_OK, type Decision, type Deny } from '../decision.js';
+import { DENY_OUTCOMES, GRPC_OK, type Decision, type Deny } from '../core/decision.js';
 
 // Decision → envoy.service.auth.v3.CheckResponse (proto-loader keepCase objects).
 // Always a CheckResponse, never a gRPC error, so Envoy uses our status and headers.

@@ -1,9 +1,9 @@
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
-import { deny, type Decision } from '../decision.js';
+import { deny, type Decision } from '../core/decision.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { CheckPipeline } from '../pipeline.js';
+import type { CheckPipeline } from '../check/pipeline.js';
 import { authorizationService, checkResponseSerializer } from './protos.js';
 import { toAuthRequest } from './request.js';
 import { toCheckResponse } from './response.js';

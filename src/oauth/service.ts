@@ -4,11 +4,11 @@ import { LRUCache } from 'lru-cache';
 import { parseCompactJws, type ParsedJws } from '../authn/jws.js';
 import { EMPTY_KEY_SET, makeKeySet } from '../authn/keys/jwk.js';
 import { verifyParsedJwt, type CompiledIssuer } from '../authn/verify.js';
-import { ConfigError } from '../config/load.js';
+import { ConfigError } from '../core/errors.js';
 import { ASYMMETRIC_DEFAULT_ALGORITHMS } from '../config/schema.js';
 import type { ClientConfig, TokenEndpointConfig } from '../config/types.js';
-import { readSecretFile } from '../mint/key-files.js';
-import { loadSigningKeys, signJws, type SigningKey, type SigningKeys } from '../mint/keys.js';
+import { readSecretFile } from '../crypto/key-files.js';
+import { loadSigningKeys, signJws, type SigningKey, type SigningKeys } from '../crypto/signing-keys.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { hashToken, StoreUnavailableError, type FamilyMember, type Store } from '../store/index.js';
@@ -21,7 +21,7 @@ import {
   type HttpAnswer,
   type ResponseFormat,
 } from './errors.js';
-import { loadClientCertificate, loadClientJwks, staticKeySource, verificationKeyFor } from './keys.js';
+import { loadClientCertificate, loadClientJwks, staticKeySource, verificationKeyFor } from './client-keys.js';
 
 // The OAuth 2.0 token endpoint for the JWT bearer grant (RFC 7523; SPEC §9), refresh
 // tokens with rotation and reuse detection (RFC 9700 §4.14.2), revocation (RFC 7009)

@@ -3,8 +3,8 @@
 // that could smuggle a header (control characters, CR/LF, NEL, U+2028/U+2029)
 // or is oversized is dropped, never truncated or escaped, and reported.
 
-import type { HeaderToSet } from '../decision.js';
-import type { Principal } from '../authz/types.js';
+import type { HeaderToSet } from '../core/decision.js';
+import type { Principal } from '../core/request.js';
 import { compileClaimReader, type ClaimReader } from '../authz/claims.js';
 
 /** Longest header value (UTF-8 bytes) the service sets. */

@@ -2,7 +2,7 @@
 // to it exactly as Envoy does: lower-case header keys, pseudo-headers, repeated
 // headers joined with ',', per-route context_extensions.
 import * as grpc from '@grpc/grpc-js';
-import { Service } from '../../src/app.js';
+import { Service } from '../../src/server/app.js';
 import { loadConfigObject } from '../../src/config/load.js';
 import { authorizationClientConstructor } from '../../src/envoy/protos.js';
 import { describeCheckResponse, envoyCheckRequest } from '../../src/cli/check.js';

@@ -17,10 +17,11 @@ import {
   type JWTPayload,
 } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, loadConfigObject } from '../../src/config/load.js';
+import { loadConfigObject } from '../../src/config/load.js';
+import { ConfigError } from '../../src/core/errors.js';
 import { JWS_ALGORITHMS } from '../../src/config/schema.js';
-import { MintError } from '../../src/upstream/token.js';
-import { TempDir, octJwk, pkcs8Pem, privateJwk, privateKeyFor } from '../fixtures/mint/helpers.js';
+import { MintError } from '../../src/upstream/downstream-token.js';
+import { TempDir, octJwk, pkcs8Pem, privateJwk, privateKeyFor } from '../helpers/mint.js';
 import { startTestService, type TestService } from '../helpers/harness.js';
 import { createSelfSignedCertificate, generateEcKeyPair, makeJwks } from '../helpers/keys.js';
 
@@ -501,7 +502,7 @@ describe('minted claims, header handling and reuse', () => {
   });
 
   // SPEC §7: `aud` is a string for one audience. The minter checks the list length before
-  // de-duplicating it (src/upstream/token.ts, mintFresh), so "svc-a svc-a" yields ["svc-a"].
+  // de-duplicating it (src/upstream/downstream-token.ts, mintFresh), so "svc-a svc-a" yields ["svc-a"].
   it('aud: a context_extensions audience naming one audience twice is still one audience (a string)', async () => {
     const spaced = decodeJwt(await mintedVia(noCache, { context: { audience: '  svc-a \t svc-b  ' } }));
     expect(spaced.aud).toEqual(['svc-a', 'svc-b']);
@@ -622,7 +623,7 @@ describe('reuse window (80% of the lifetime)', () => {
   });
 
   // SPEC §7: reuse "until 80% of their lifetime". The minter sets refreshAt = mint time (ms)
-  // + 80% of (exp - iat) where iat is floored to the second (src/upstream/token.ts, mint), so
+  // + 80% of (exp - iat) where iat is floored to the second (src/upstream/downstream-token.ts, mint), so
   // a token minted late in a second is reused up to 1 s too long, past its exp with short ttls
   // or an incoming token near its exp.
   it('never hands out a reused token past its exp (window measured from the token iat)', async () => {

@@ -3,8 +3,9 @@
 // the request's Host is never cached for others.
 import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Service, type ServiceOptions } from '../../src/app.js';
-import { ConfigError, loadConfigObject } from '../../src/config/load.js';
+import { Service, type ServiceOptions } from '../../src/server/app.js';
+import { loadConfigObject } from '../../src/config/load.js';
+import { ConfigError } from '../../src/core/errors.js';
 import { Metrics } from '../../src/observability/metrics.js';
 import { startTestService, type TestService } from '../helpers/harness.js';
 import { captureLogger } from '../helpers/keys.js';

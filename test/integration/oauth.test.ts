@@ -22,7 +22,7 @@ import { buildKeySet } from '../../src/authn/keys/jwk.js';
 import { verifyJwt, type CompiledIssuer } from '../../src/authn/verify.js';
 import { loadConfigObject } from '../../src/config/load.js';
 import type { TokenEndpointConfig } from '../../src/config/types.js';
-import { staticKeySource } from '../../src/oauth/keys.js';
+import { staticKeySource } from '../../src/oauth/client-keys.js';
 import { SELF_SKEW_SECONDS } from '../../src/oauth/service.js';
 import { createTokenService, registerOAuthRoutes, type TokenService } from '../../src/oauth/index.js';
 import { Metrics } from '../../src/observability/metrics.js';

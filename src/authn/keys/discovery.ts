@@ -1,7 +1,7 @@
 import type { JwksCacheConfig } from '../../config/types.js';
 import type { Logger } from '../../observability/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
-import { checkFetchUrl, errorReason, fetchJson, FetchError, urlForLog } from './http-fetch.js';
+import { checkFetchUrl, errorReason, fetchJson, FetchError, urlForLog } from '../../net/safe-fetch.js';
 import { RemoteJwksKeySource, type FetchCause, type JwksLocator } from './remote-jwks.js';
 
 export interface DiscoveryOptions {

@@ -17,7 +17,7 @@ export {
   KeySetError,
   EMPTY_KEY_SET,
 } from './jwk.js';
-export { fetchJson, FetchError, checkFetchUrl, isLoopbackHost } from './http-fetch.js';
+export { fetchJson, FetchError, checkFetchUrl, isLoopbackHost } from '../../net/safe-fetch.js';
 export { RemoteJwksKeySource } from './remote-jwks.js';
 export { createDiscoveryKeySource } from './discovery.js';
 export { InlineJwksKeySource, JwksFileKeySource } from './local-jwks.js';

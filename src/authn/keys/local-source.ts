@@ -2,7 +2,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Logger } from '../../observability/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
-import { errorReason } from './http-fetch.js';
+import { errorReason } from '../../net/safe-fetch.js';
 import { keySetFingerprint } from './jwk.js';
 import type { KeySet, KeySource, KeySourceStatus } from './types.js';
 

@@ -1,7 +1,7 @@
 import type { JwksCacheConfig } from '../../config/types.js';
 import type { Logger } from '../../observability/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
-import { errorReason, fetchJson, urlForLog } from './http-fetch.js';
+import { errorReason, fetchJson, urlForLog } from '../../net/safe-fetch.js';
 import { buildKeySet, keySetFingerprint, KeySetError } from './jwk.js';
 import type { KeySet, KeySource, KeySourceStatus } from './types.js';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Action, RuleConfig } from '../../../src/config/types.js';
-import type { Principal } from '../../../src/authz/types.js';
+import type { Principal } from '../../../src/core/request.js';
 import { normalizePath } from '../../../src/authz/path.js';
 import { evaluateRequirement, RuleSet, type MatchInput, type Requirement } from '../../../src/authz/rules.js';
 

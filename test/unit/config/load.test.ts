@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfigFile, validateConfig } from '../../../src/config/load.js';
+import { loadConfigFile, validateConfig } from '../../../src/config/load.js';
+import { ConfigError } from '../../../src/core/errors.js';
 
 const issuer = {
   name: 'corp',

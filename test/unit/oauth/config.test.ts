@@ -6,10 +6,11 @@ import { exportJWK, generateKeyPair } from 'jose';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CompiledIssuer } from '../../../src/authn/verify.js';
-import { ConfigError, loadConfigObject } from '../../../src/config/load.js';
+import { loadConfigObject } from '../../../src/config/load.js';
+import { ConfigError } from '../../../src/core/errors.js';
 import { createTokenService } from '../../../src/oauth/index.js';
 import { EMPTY_KEY_SET } from '../../../src/authn/keys/jwk.js';
-import { staticKeySource } from '../../../src/oauth/keys.js';
+import { staticKeySource } from '../../../src/oauth/client-keys.js';
 import { Metrics } from '../../../src/observability/metrics.js';
 import { MemoryStore } from '../../../src/store/index.js';
 

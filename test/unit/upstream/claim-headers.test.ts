@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { HeaderToSet } from '../../../src/decision.js';
-import type { Principal } from '../../../src/authz/types.js';
+import type { HeaderToSet } from '../../../src/core/decision.js';
+import type { Principal } from '../../../src/core/request.js';
 import { ClaimHeaders } from '../../../src/upstream/claim-headers.js';
 
 function principal(claims: Record<string, unknown>): Principal {

@@ -1,0 +1,399 @@
+import { LRUCache } from 'lru-cache';
+import { deny, type Allow, type Decision, type Deny, type HeaderToSet } from '../core/decision.js';
+import {
+  cookieHeaderWithout,
+  extractToken,
+  type CompiledTokenSource,
+  type ExtractedToken,
+} from '../authn/extract.js';
+import { exceedsBytes } from '../authn/jws.js';
+import { verifyJwt, type CompiledIssuer } from '../authn/verify.js';
+import { extractScopes, type ClaimMapper } from '../authz/claims.js';
+import { normalizePath } from '../authz/path.js';
+import {
+  evaluateRequirement,
+  type EffectiveRule,
+  type ExtensionProblem,
+  type RuleSet,
+} from '../authz/rules.js';
+import type { AuthRequest, Principal } from '../core/request.js';
+import type { ClaimHeaders } from '../upstream/claim-headers.js';
+import type { DownstreamTokenMinter, MintedToken } from '../upstream/downstream-token.js';
+import type { SelfTokenSupport } from '../oauth/index.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+
+/** Everything a check needs, compiled once from config (see runtime.ts). */
+export interface PipelineParts {
+  readonly issuers: readonly CompiledIssuer[];
+  /** Claim mapping per issuer name. */
+  readonly claimMappers: ReadonlyMap<string, ClaimMapper>;
+  readonly tokenSources: readonly CompiledTokenSource[];
+  readonly maxTokenBytes: number;
+  readonly scopeClaims: readonly string[];
+  readonly rules: RuleSet;
+  readonly claimHeaders: ClaimHeaders;
+  readonly forwardOriginalToken: boolean;
+  readonly minter?: DownstreamTokenMinter;
+  readonly self?: SelfTokenSupport;
+  /** Max entries of the verified-token cache; 0 disables it. */
+  readonly verifiedCacheMax: number;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  /** Seconds since the epoch; tests pin it. */
+  readonly now?: () => number;
+}
+
+interface CachedPrincipal {
+  readonly principal: Principal;
+  readonly issuer: CompiledIssuer;
+  /** Key-set generation the token was verified against; a key change invalidates. */
+  readonly generation: number;
+  /** epoch seconds after which the entry is useless (exp + skew). */
+  readonly expiresAt: number;
+  /** Raw claims, for revocation checks of our own tokens ("self" only). */
+  readonly claims?: Record<string, unknown>;
+  /** Allow decisions already made for this token, by effective rule (identity). */
+  allows?: Map<EffectiveRule, MemoisedAllow>;
+}
+
+interface MemoisedAllow {
+  readonly source: CompiledTokenSource;
+  readonly decision: Allow;
+  /** epoch ms */
+  readonly reuseUntil: number;
+}
+
+/** Size accounting of the verified-token cache (see the constructor). */
+const ENTRY_BUDGET_BYTES = 4096;
+const ENTRY_OVERHEAD_BYTES = 1024;
+
+/** Distinct rules one cached token keeps decisions for (bounded: rules with context_extensions vary). */
+const MAX_MEMOISED_RULES = 8;
+
+const OPAQUE_TOKEN = /^[A-Za-z0-9_-]{16,512}$/;
+
+/** The Check pipeline: request → rule → token → verify → require → enrich → decision. */
+export class CheckPipeline {
+  private readonly issuersByIss = new Map<string, CompiledIssuer>();
+  private readonly injectable: readonly string[];
+  /** What an allow rule removes (see allowUnverified); shared by every such decision. */
+  private readonly unverifiedRemovals: {
+    readonly headers: string[];
+    readonly query: string[];
+    readonly cookies: string[];
+  };
+  private readonly cache?: LRUCache<string, CachedPrincipal>;
+  private readonly lookupIssuer = (iss: string) => this.issuersByIss.get(iss);
+  private readonly now: () => number;
+
+  constructor(private readonly parts: PipelineParts) {
+    for (const issuer of parts.issuers) this.issuersByIss.set(issuer.issuer, issuer);
+    const names = [...parts.claimHeaders.headerNames];
+    if (parts.minter && !names.includes(parts.minter.header)) names.push(parts.minter.header);
+    this.injectable = names;
+    const removals = { headers: [...names], query: [] as string[], cookies: [] as string[] };
+    if (!parts.forwardOriginalToken) {
+      for (const src of parts.tokenSources) {
+        const list =
+          src.kind === 'header' ? removals.headers : src.kind === 'query' ? removals.query : removals.cookies;
+        if (!list.includes(src.name)) list.push(src.name);
+      }
+    }
+    this.unverifiedRemovals = removals;
+    if (parts.verifiedCacheMax > 0) {
+      // Bounded by count and by an estimate of bytes: a typical entry (token, principal,
+      // memoised decision with its wire bytes) is about 4 KiB; large tokens count for more,
+      // so max_entries tokens of 16 KiB cannot hold 16x the memory.
+      this.cache = new LRUCache({
+        max: parts.verifiedCacheMax,
+        maxSize: parts.verifiedCacheMax * ENTRY_BUDGET_BYTES,
+        sizeCalculation: (_entry, token) => ENTRY_OVERHEAD_BYTES + token.length * 4,
+      });
+    }
+    this.now = parts.now ?? (() => Date.now() / 1000);
+  }
+
+  /**
+   * Decides one request. Synchronous (no promise) on the common repeated-token path:
+   * a cached verification whose allow decision for this rule is still valid.
+   */
+  check(req: AuthRequest, deadline?: number): Decision | Promise<Decision> {
+    const np = normalizePath(req.rawPath);
+    const rule = this.parts.rules.resolve(
+      { method: req.method, path: np.path, encodedSeparator: np.encodedSeparator, host: req.host },
+      req.contextExtensions,
+      this.onIgnoredExtension,
+    );
+    if (rule.action === 'deny')
+      return deny('rule_deny', 'access to this route is denied', { rule: rule.name });
+    if (rule.action === 'allow') return this.allowUnverified(req, rule);
+
+    const extracted = extractToken(req, this.parts.tokenSources);
+    if (!extracted) return deny('token_missing', undefined, { rule: rule.name });
+    const entry = this.cachedVerification(extracted.token);
+    if (entry && entry.issuer.name !== 'self') {
+      // Our own tokens always go the async way: they need a revocation lookup.
+      const memo = entry.allows?.get(rule);
+      if (memo && memo.source === extracted.source && Date.now() < memo.reuseUntil) {
+        if (this.parts.minter) this.parts.metrics.hits.mintedToken.inc();
+        return memo.decision;
+      }
+      return this.decide(req, rule, entry.principal, extracted, entry);
+    }
+    return this.authenticateThenDecide(req, rule, extracted, deadline, entry ?? null);
+  }
+
+  /**
+   * An allow that verified nothing: besides the injectable headers, every
+   * configured token source (header, query parameter, cookie) is removed unless
+   * forward_original_token, so the upstream never receives a credential that
+   * nobody checked (and cannot mistake it for one we did).
+   */
+  private allowUnverified(req: AuthRequest, rule: EffectiveRule): Allow {
+    const r = this.unverifiedRemovals;
+    let headers: HeaderToSet[] = [];
+    let headersToRemove = r.headers;
+    const cookie = req.headers.cookie;
+    if (r.cookies.length > 0 && typeof cookie === 'string') {
+      const rest = cookieHeaderWithout(cookie, r.cookies);
+      if (rest === '') headersToRemove = [...r.headers, 'cookie'];
+      else if (rest !== undefined) headers = [{ key: 'cookie', value: rest }];
+    }
+    return {
+      kind: 'allow',
+      headers,
+      headersToRemove,
+      queryParametersToRemove: r.query,
+      reason: rule.name === 'default' ? 'default_allow' : 'rule_allow',
+      rule: rule.name,
+    };
+  }
+
+  // Named for its first use; it also hears of blank values, which deny the request.
+  private readonly onIgnoredExtension = (key: string, problem: ExtensionProblem): void => {
+    if (problem === 'blank') {
+      this.parts.logger.error(
+        { extension_key: key },
+        'context_extensions key has an empty value; request denied (check envoy.yaml)',
+      );
+    } else {
+      this.parts.logger.debug({ extension_key: key }, 'ignored unknown context_extensions key');
+    }
+  };
+
+  private async authenticateThenDecide(
+    req: AuthRequest,
+    rule: EffectiveRule,
+    extracted: ExtractedToken,
+    deadline: number | undefined,
+    cached: CachedPrincipal | null,
+  ): Promise<Decision> {
+    const principal = await this.authenticate(extracted.token, deadline, cached);
+    if ('kind' in principal) {
+      principal.rule = rule.name;
+      return principal;
+    }
+    return this.decide(req, rule, principal, extracted, this.cache?.peek(extracted.token));
+  }
+
+  /** Requirement check, then the allow decision (memoised on the cache entry when reusable). */
+  private decide(
+    req: AuthRequest,
+    rule: EffectiveRule,
+    principal: Principal,
+    extracted: ExtractedToken,
+    entry: CachedPrincipal | undefined,
+  ): Decision | Promise<Decision> {
+    const problem = evaluateRequirement(rule.requirement, principal);
+    if (problem) {
+      problem.rule = rule.name;
+      problem.issuer = principal.issuer;
+      return problem;
+    }
+    const minter = this.parts.minter;
+    if (!minter) return this.allow(req, rule, principal, extracted, entry, undefined);
+    return minter.mintEntry(principal, rule.audience).then(
+      (minted) => this.allow(req, rule, principal, extracted, entry, minted),
+      (err: unknown) =>
+        deny('mint_failed', undefined, {
+          rule: rule.name,
+          issuer: principal.issuer,
+          logDetail: (err as Error).message,
+        }),
+    );
+  }
+
+  private allow(
+    req: AuthRequest,
+    rule: EffectiveRule,
+    principal: Principal,
+    extracted: ExtractedToken,
+    entry: CachedPrincipal | undefined,
+    minted: MintedToken | undefined,
+  ): Allow {
+    const headers: HeaderToSet[] = [];
+    this.parts.claimHeaders.build(principal, headers, (header, claim, why) =>
+      this.parts.logger.warn({ request_id: req.requestId, header, claim, why }, 'claim header not set'),
+    );
+    const minter = this.parts.minter;
+    if (minter && minted) headers.push({ key: minter.header, value: minted.value });
+    const headersToRemove: string[] = [];
+    for (const name of this.injectable) if (!headers.some((h) => h.key === name)) headersToRemove.push(name);
+    const queryParametersToRemove: string[] = [];
+    const source = extracted.source;
+    if (!this.parts.forwardOriginalToken) {
+      if (source.kind === 'header') {
+        // A minted token written to the same header already replaces it; Envoy applies
+        // removals after sets, so listing it would drop our own value.
+        if (minter?.header !== source.name && !headersToRemove.includes(source.name))
+          headersToRemove.push(source.name);
+      } else if (source.kind === 'query') {
+        queryParametersToRemove.push(source.name);
+      } else {
+        const rest = cookieHeaderWithout(req.headers.cookie ?? '', [source.name]);
+        if (rest === '') headersToRemove.push('cookie');
+        else if (rest !== undefined) headers.push({ key: 'cookie', value: rest });
+      }
+    }
+    // The decision only depends on (token, rule, token source) — except a cookie rewrite,
+    // which depends on the request — so it is reused, response bytes included, until
+    // the minted token is due for renewal or the verification expires.
+    const reusable =
+      entry !== undefined && source.kind !== 'cookie' && (minted === undefined || minted.reuseUntil > 0);
+    const allow: Allow = {
+      kind: 'allow',
+      headers,
+      headersToRemove,
+      queryParametersToRemove,
+      metadata: {
+        issuer: principal.issuer,
+        sub: principal.sub,
+        scope: principal.scope,
+        claims: principal.claims as Record<string, unknown>,
+      },
+      reason: 'authenticated',
+      rule: rule.name,
+      issuer: principal.issuer,
+      reusable,
+    };
+    if (reusable) {
+      const allows = (entry.allows ??= new Map());
+      if (allows.size >= MAX_MEMOISED_RULES) allows.clear();
+      allows.set(rule, {
+        source,
+        decision: allow,
+        reuseUntil: Math.min(minted?.reuseUntil ?? Infinity, entry.expiresAt * 1000),
+      });
+    }
+    return allow;
+  }
+
+  /** A still-valid cached verification of exactly this token string, if any. */
+  private cachedVerification(token: string): CachedPrincipal | undefined {
+    const cache = this.cache;
+    if (!cache) return undefined;
+    const cached = cache.get(token);
+    if (!cached) {
+      this.parts.metrics.misses.verifiedToken.inc();
+      return undefined;
+    }
+    const source = cached.issuer.keySource;
+    // Valid while the token has not expired, the key set is unchanged, and the keys
+    // are still usable (not stale beyond max_stale_seconds).
+    if (
+      cached.expiresAt > this.now() &&
+      cached.generation === source.generation &&
+      source.current() !== undefined
+    ) {
+      this.parts.metrics.hits.verifiedToken.inc();
+      return cached;
+    }
+    cache.delete(token);
+    this.parts.metrics.misses.verifiedToken.inc();
+    return undefined;
+  }
+
+  /** Token → Principal (verified, mapped), or the reason it is refused. */
+  async authenticate(
+    token: string,
+    deadline?: number,
+    /** The cache lookup the caller already did (null: it missed), so it is not repeated. */
+    known?: CachedPrincipal | null,
+  ): Promise<Principal | Deny> {
+    const cached = known === undefined ? this.cachedVerification(token) : known;
+    if (cached) {
+      if (cached.issuer.name === 'self') {
+        const revoked = await this.checkRevoked(cached.claims ?? {});
+        if (revoked) return revoked;
+      }
+      return cached.principal;
+    }
+
+    if (exceedsBytes(token, this.parts.maxTokenBytes))
+      return deny('token_too_large', 'the token is too large');
+    const self = this.parts.self;
+    if (self?.issuesOpaqueTokens && token.indexOf('.') < 0 && OPAQUE_TOKEN.test(token)) {
+      return this.authenticateOpaque(self, token);
+    }
+
+    const now = this.now();
+    const res = await verifyJwt(token, this.lookupIssuer, {
+      deadline,
+      maxTokenBytes: this.parts.maxTokenBytes,
+      now,
+    });
+    if (!res.ok) {
+      if (res.issuer) res.deny.issuer = res.issuer.name;
+      return res.deny;
+    }
+    const issuer = res.issuer;
+    if (issuer.name === 'self') {
+      const revoked = await this.checkRevoked(res.claims);
+      if (revoked) return revoked;
+    }
+    const principal = this.toPrincipal(issuer.name, res.claims, token);
+    if (this.cache) {
+      let exp = typeof res.claims.exp === 'number' ? res.claims.exp + issuer.clockSkewSeconds : now + 300;
+      // Never beyond the validity of the certificate that verified it.
+      if (res.keyNotAfter !== undefined) exp = Math.min(exp, res.keyNotAfter / 1000);
+      // Raw claims are kept only where a cache hit needs them (revocation of our own tokens).
+      const claims = issuer.name === 'self' ? res.claims : undefined;
+      this.cache.set(token, { principal, issuer, generation: res.generation, expiresAt: exp, claims });
+    }
+    return principal;
+  }
+
+  private async authenticateOpaque(self: SelfTokenSupport, token: string): Promise<Principal | Deny> {
+    const found = await self.lookupOpaque(token);
+    if (found.status === 'unavailable') {
+      return deny('store_unavailable', 'the token store is unavailable', { issuer: 'self' });
+    }
+    if (found.status !== 'active')
+      return deny('token_inactive', 'the token is not active', { issuer: 'self' });
+    return this.toPrincipal('self', found.claims, token);
+  }
+
+  private async checkRevoked(claims: Record<string, unknown>): Promise<Deny | undefined> {
+    const revoked = await this.parts.self?.isRevoked(claims);
+    if (revoked === 'unavailable')
+      return deny('store_unavailable', 'the token store is unavailable', { issuer: 'self' });
+    if (revoked) return deny('token_revoked', 'the token has been revoked', { issuer: 'self' });
+    return undefined;
+  }
+
+  private toPrincipal(issuerName: string, claims: Record<string, unknown>, token: string): Principal {
+    const mapper = this.parts.claimMappers.get(issuerName);
+    const local = mapper ? mapper(claims) : claims;
+    const scopes = extractScopes(local, this.parts.scopeClaims);
+    return {
+      issuer: issuerName,
+      sub: typeof claims.sub === 'string' ? claims.sub : undefined,
+      claims: local,
+      scopes: new Set(scopes),
+      scope: scopes.join(' '),
+      exp: typeof claims.exp === 'number' ? claims.exp : undefined,
+      cacheKey: token,
+    };
+  }
+}

@@ -1,0 +1,31 @@
+/** What a Check is about, taken from Envoy's CheckRequest (see envoy/request.ts). */
+export interface AuthRequest {
+  /** Upper-case HTTP method. */
+  readonly method: string;
+  /** The :path as Envoy sent it, with query string. */
+  readonly rawPath: string;
+  /** :authority / Host, as sent (may carry a port). */
+  readonly host: string;
+  /** Lower-case header names; repeated headers joined with ','. Null-prototype object. */
+  readonly headers: Readonly<Record<string, string>>;
+  /** Per-route ExtAuthzPerRoute.check_settings.context_extensions. */
+  readonly contextExtensions: Readonly<Record<string, string>>;
+  /** x-request-id for logs: as sent when short and plain, else "invalid" (see envoy/request.ts). */
+  readonly requestId?: string;
+}
+
+/** The verified caller: local claims after claim_mappings. */
+export interface Principal {
+  /** Configured issuer name ("self" for this service's own tokens). */
+  readonly issuer: string;
+  readonly sub?: string;
+  /** Local claims (after claim_mappings). Null-prototype object; treat as read-only. */
+  readonly claims: Readonly<Record<string, unknown>>;
+  readonly scopes: ReadonlySet<string>;
+  /** Space-delimited scopes. */
+  readonly scope: string;
+  /** Incoming token exp (epoch seconds), if any. */
+  readonly exp?: number;
+  /** Stable key of the verified token for caches of derived values (never logged). */
+  readonly cacheKey: string;
+}

@@ -1,0 +1,110 @@
+import type { FastifyInstance } from 'fastify';
+import type { LoadedConfig } from '../config/types.js';
+import { CheckService, setServing, startGrpcServer, type GrpcServerHandle } from '../envoy/service.js';
+import { createHttpServer, splitAddress } from './http.js';
+import type { Logger } from '../observability/logger.js';
+import { Metrics } from '../observability/metrics.js';
+import { Runtime } from './runtime.js';
+
+export interface ServiceOptions {
+  readonly logger: Logger;
+  readonly metrics?: Metrics;
+  /** Override server.grpc_address / server.http_address (tests use 127.0.0.1:0). */
+  readonly grpcAddress?: string;
+  readonly httpAddress?: string;
+  /** Time a client has to send its HTTP request headers (ms; default 10 s); tests shorten it. */
+  readonly httpHeadersTimeoutMs?: number;
+}
+
+/** A running service: gRPC Check + health, HTTP admin/OAuth, reload and drain. */
+export class Service {
+  private runtime: Runtime;
+  private accepting = true;
+  private reloading: Promise<void> = Promise.resolve();
+
+  private constructor(
+    runtime: Runtime,
+    readonly grpc: GrpcServerHandle,
+    readonly http: FastifyInstance,
+    readonly httpPort: number,
+    private readonly checks: CheckService,
+    private readonly opts: ServiceOptions & { metrics: Metrics },
+  ) {
+    this.runtime = runtime;
+  }
+
+  get grpcPort(): number {
+    return this.grpc.port;
+  }
+
+  get current(): Runtime {
+    return this.runtime;
+  }
+
+  static async start(loaded: LoadedConfig, options: ServiceOptions): Promise<Service> {
+    const opts = { ...options, metrics: options.metrics ?? new Metrics() };
+    const { logger, metrics } = opts;
+    const runtime = await Runtime.build(loaded, { logger, metrics });
+    let service: Service | undefined;
+    const checks = new CheckService(() => service?.runtime ?? runtime, logger, metrics);
+    let grpc: GrpcServerHandle | undefined;
+    let http: FastifyInstance | undefined;
+    try {
+      grpc = await startGrpcServer(opts.grpcAddress ?? loaded.config.server.grpc_address, checks);
+      http = createHttpServer({
+        runtime: () => service?.runtime ?? runtime,
+        metrics,
+        logger,
+        accepting: () => service?.accepting ?? true,
+        ...(opts.httpHeadersTimeoutMs !== undefined ? { headersTimeoutMs: opts.httpHeadersTimeoutMs } : {}),
+      });
+      const { host, port } = splitAddress(opts.httpAddress ?? loaded.config.server.http_address);
+      await http.listen({ host, port });
+      const address = http.server.address();
+      const httpPort = typeof address === 'object' && address ? address.port : port;
+      service = new Service(runtime, grpc, http, httpPort, checks, opts);
+    } catch (err) {
+      await http?.close();
+      await grpc?.close(0);
+      await runtime.close();
+      throw err;
+    }
+    logger.info({ grpc_port: grpc.port, http_port: service.httpPort }, 'listening');
+    await runtime.start();
+    setServing(grpc.health, true);
+    logger.info({ issuers: runtime.issuerStatus() }, 'ready');
+    return service;
+  }
+
+  /**
+   * Replaces the running config. Throws (and keeps the old config serving) when the
+   * new one is invalid; reloads are serialised.
+   */
+  reload(loaded: LoadedConfig): Promise<void> {
+    const next = this.reloading.then(async () => {
+      const { logger, metrics } = this.opts;
+      const fresh = await Runtime.build(loaded, { logger, metrics });
+      await fresh.start();
+      const old = this.runtime;
+      this.runtime = fresh;
+      this.http.server.maxConnections = fresh.config.server.http_max_connections;
+      logger.info({ issuers: fresh.issuerStatus() }, 'configuration reloaded');
+      // Checks already running on the old graph finish with it; close it once they are done.
+      setTimeout(() => void old.close(), 5_000).unref();
+    });
+    this.reloading = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Health turns NOT_SERVING, in-flight checks drain (up to graceSeconds), servers close. */
+  async shutdown(graceSeconds = this.runtime.config.server.shutdown_grace_seconds): Promise<void> {
+    this.accepting = false;
+    setServing(this.grpc.health, false);
+    const graceMs = graceSeconds * 1000;
+    const drained = this.checks.drained();
+    await Promise.race([drained, new Promise((r) => setTimeout(r, graceMs).unref())]);
+    await this.grpc.close(Math.min(graceMs, 2000));
+    await this.http.close();
+    await this.runtime.close();
+  }
+}

@@ -1,0 +1,292 @@
+import { randomUUID } from 'node:crypto';
+import type { JWK } from 'jose';
+import { LRUCache } from 'lru-cache';
+import { compileClaimReader, type ClaimReader } from '../authz/claims.js';
+import type { Principal } from '../core/request.js';
+import { ConfigError } from '../core/errors.js';
+import type { UpstreamTokenConfig } from '../config/types.js';
+import { loadEncryptionKey, type EncryptionKey } from '../crypto/encryption.js';
+import { jwtHeader, loadSigningKeys, signJwsAsync, type SigningKey } from '../crypto/signing-keys.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+
+// The downstream JWT minted for the upstream service on every allowed request
+// (IBM API Connect jwt-generate, WSO2 backend JWT).
+//
+// Claims: iss, sub, aud, iat, exp, jti are set here and never copied or overridden.
+// `copy_claims` names local claims (after claim_mappings), read by the same
+// claim-path reader as require.claims and claim_headers (compileClaimReader), so
+// `realm_access.roles` and `https://example.com/claims.role` resolve to the same
+// value everywhere. The value is always written under the LAST dot-separated
+// segment (`roles`, `role`), so the upstream sees a flat claim. Two copy_claims
+// entries that would land on the same name are a config error; rename with
+// claim_mappings instead. Static `claims` override copied claims of the same name.
+
+const CONFIG_PATH = 'upstream.token';
+export const RESERVED_CLAIMS: ReadonlySet<string> = new Set(['iss', 'sub', 'aud', 'iat', 'exp', 'jti']);
+/** A minted token is reused until this fraction of its lifetime has passed. */
+const REUSE_FRACTION = 0.8;
+
+export interface DownstreamTokenMinter {
+  /** Lower-case header name. */
+  readonly header: string;
+  readonly issuer: string;
+  /** The header value: "Bearer <jwt>" when header is "authorization", else the bare JWT (or JWE). */
+  mint(principal: Principal, audienceOverride: readonly string[] | undefined): Promise<string>;
+  /**
+   * Like mint(), plus until when (epoch ms) the same value may be reused for this
+   * principal and audience (80% of its lifetime; 0 when it must not be reused).
+   */
+  mintEntry(principal: Principal, audienceOverride: readonly string[] | undefined): Promise<MintedToken>;
+  publicJwks(): JWK[];
+  close(): void;
+}
+
+export interface DownstreamTokenMinterContext {
+  readonly baseDir: string;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  /** Clock in epoch milliseconds (tests); default Date.now. */
+  readonly now?: () => number;
+}
+
+/** Minting failed at request time; the pipeline answers 500 with a generic body and logs the detail. */
+export class MintError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'MintError';
+  }
+}
+
+interface CopiedClaim {
+  /** Name in the minted token (last path segment). */
+  readonly target: string;
+  readonly read: ClaimReader;
+}
+
+export interface MintedToken {
+  /** The header value. */
+  readonly value: string;
+  /** epoch ms until which this value may be reused (0: never). */
+  readonly reuseUntil: number;
+}
+
+interface CacheEntry {
+  readonly value: Promise<MintedToken>;
+  /** epoch ms after which a fresh token is minted */
+  readonly refreshAt: number;
+}
+
+function compileCopyClaims(cfg: UpstreamTokenConfig, logger: Logger, problems: string[]): CopiedClaim[] {
+  const out: CopiedClaim[] = [];
+  const targets = new Map<string, string>();
+  for (const [i, name] of cfg.copy_claims.entries()) {
+    const where = `${CONFIG_PATH}.copy_claims[${i}]`;
+    const segments = name.split('.');
+    if (segments.some((s) => s === '')) {
+      problems.push(`${where}: "${name}" is not a valid claim name or dotted path`);
+      continue;
+    }
+    const target = segments[segments.length - 1]!;
+    if (RESERVED_CLAIMS.has(target)) {
+      logger.warn(
+        { config: where, claim: name },
+        `${where}: ${target} is always set by the service and is never copied; entry ignored`,
+      );
+      continue;
+    }
+    const earlier = targets.get(target);
+    if (earlier !== undefined) {
+      problems.push(
+        `${where}: "${name}" and "${earlier}" would both be copied as "${target}"; rename one with claim_mappings`,
+      );
+      continue;
+    }
+    targets.set(target, name);
+    if (Object.hasOwn(cfg.claims, target)) {
+      logger.info(
+        { config: where, claim: target },
+        `${where}: the static claim "${target}" overrides the copied value`,
+      );
+    }
+    out.push({ target, read: compileClaimReader(name) });
+  }
+  return out;
+}
+
+function compileStaticClaims(cfg: UpstreamTokenConfig, problems: string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = Object.create(null);
+  for (const [name, value] of Object.entries(cfg.claims)) {
+    if (RESERVED_CLAIMS.has(name)) {
+      problems.push(
+        `${CONFIG_PATH}.claims.${name}: reserved: iss, sub, aud, iat, exp and jti are always set by the service`,
+      );
+      continue;
+    }
+    if (value === undefined) continue;
+    out[name] = structuredClone(value);
+  }
+  return out;
+}
+
+async function collectProblems<T>(problems: string[], load: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await load();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      problems.push(...err.problems);
+      return undefined;
+    }
+    throw err;
+  }
+}
+
+class Minter implements DownstreamTokenMinter {
+  readonly header: string;
+  readonly issuer: string;
+  private readonly bearer: boolean;
+  private readonly signingKey: SigningKey;
+  private readonly jwsHeader: Readonly<Record<string, unknown>>;
+  private readonly cache: LRUCache<string, CacheEntry> | undefined;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly cfg: UpstreamTokenConfig,
+    private readonly keys: { current: SigningKey; publicJwks(): JWK[] },
+    private readonly encryption: EncryptionKey | undefined,
+    private readonly copied: readonly CopiedClaim[],
+    private readonly statics: Readonly<Record<string, unknown>>,
+    private readonly metrics: Metrics,
+    now: (() => number) | undefined,
+  ) {
+    this.header = cfg.header.toLowerCase();
+    this.issuer = cfg.issuer;
+    this.bearer = this.header === 'authorization';
+    this.signingKey = keys.current;
+    this.jwsHeader = jwtHeader(keys.current);
+    this.cache = cfg.cache ? new LRUCache({ max: cfg.cache_max_entries }) : undefined;
+    this.now = now ?? Date.now;
+  }
+
+  mint(principal: Principal, audienceOverride: readonly string[] | undefined): Promise<string> {
+    return this.mintEntry(principal, audienceOverride).then((m) => m.value);
+  }
+
+  mintEntry(principal: Principal, audienceOverride: readonly string[] | undefined): Promise<MintedToken> {
+    const audiences = audienceOverride ?? this.cfg.audiences;
+    const cache = this.cache;
+    const nowMs = this.now();
+    if (!cache) return this.mintFresh(principal, audiences, nowMs, false).value;
+
+    const key = `${principal.cacheKey}\n${audiences.join('\n')}`;
+    const hit = cache.get(key);
+    if (hit && nowMs < hit.refreshAt) {
+      this.metrics.hits.mintedToken.inc();
+      return hit.value;
+    }
+    this.metrics.misses.mintedToken.inc();
+    const fresh = this.mintFresh(principal, audiences, nowMs, true);
+    if (fresh.refreshAt > 0) {
+      const entry: CacheEntry = { value: fresh.value, refreshAt: fresh.refreshAt };
+      cache.set(key, entry);
+      // A failed mint must not be served to later callers.
+      fresh.value.catch(() => {
+        if (cache.peek(key) === entry) cache.delete(key);
+      });
+    } else if (hit) {
+      cache.delete(key);
+    }
+    return fresh.value;
+  }
+
+  /** Builds, signs (and encrypts) one token. Concurrent callers of the same cache key share `value`. */
+  private mintFresh(
+    principal: Principal,
+    audiences: readonly string[],
+    nowMs: number,
+    reusable: boolean,
+  ): { value: Promise<MintedToken>; refreshAt: number } {
+    const iat = Math.floor(nowMs / 1000);
+    let exp = iat + this.cfg.ttl_seconds;
+    if (principal.exp !== undefined && Number.isFinite(principal.exp))
+      exp = Math.min(exp, Math.floor(principal.exp));
+
+    const payload: Record<string, unknown> = { iss: this.issuer };
+    if (principal.sub !== undefined) payload.sub = principal.sub;
+    const aud = audiences.length > 1 ? [...new Set(audiences)] : audiences;
+    if (aud.length === 1) payload.aud = aud[0];
+    else if (aud.length > 1) payload.aud = aud;
+    payload.iat = iat;
+    payload.exp = exp;
+    if (this.cfg.jti) payload.jti = randomUUID();
+    for (const c of this.copied) {
+      if (Object.hasOwn(this.statics, c.target)) continue;
+      const value = c.read(principal.claims);
+      if (value !== undefined) payload[c.target] = value;
+    }
+    for (const name in this.statics) payload[name] = this.statics[name];
+
+    // Reuse is measured from the token's own (whole-second) iat, so it never outlives
+    // 80% of the lifetime the upstream sees.
+    const lifetimeMs = (exp - iat) * 1000;
+    const refreshAt = reusable && lifetimeMs > 0 ? iat * 1000 + lifetimeMs * REUSE_FRACTION : 0;
+    const signed = signJwsAsync(this.signingKey, this.jwsHeader, payload).catch((err: unknown) => {
+      throw new MintError(`signing the downstream token failed: ${(err as Error).message}`, { cause: err });
+    });
+    const encryption = this.encryption;
+    const value = signed.then(async (jws) => {
+      let token = jws;
+      if (encryption) {
+        try {
+          token = await encryption.encrypt(jws);
+        } catch (err) {
+          throw new MintError(`encrypting the downstream token failed: ${(err as Error).message}`, {
+            cause: err,
+          });
+        }
+      }
+      return { value: this.bearer ? `Bearer ${token}` : token, reuseUntil: refreshAt };
+    });
+    return { value, refreshAt };
+  }
+
+  publicJwks(): JWK[] {
+    return this.keys.publicJwks();
+  }
+
+  close(): void {
+    this.cache?.clear();
+  }
+}
+
+/**
+ * Compiles `upstream.token` into a minter. Every configuration problem (reserved
+ * static claims, key files, algorithms, key sizes) is reported together in one
+ * ConfigError; the encryption key is proven with a trial encryption.
+ */
+export async function createDownstreamTokenMinter(
+  cfg: UpstreamTokenConfig,
+  ctx: DownstreamTokenMinterContext,
+): Promise<DownstreamTokenMinter> {
+  const problems: string[] = [];
+  const header = cfg.header.toLowerCase();
+  if (!/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(header) || header.startsWith(':')) {
+    problems.push(`${CONFIG_PATH}.header: "${cfg.header}" is not a valid HTTP header name`);
+  }
+  const statics = compileStaticClaims(cfg, problems);
+  const copied = compileCopyClaims(cfg, ctx.logger, problems);
+  const keys = await collectProblems(problems, () =>
+    loadSigningKeys(cfg.signing, `${CONFIG_PATH}.signing`, { baseDir: ctx.baseDir, logger: ctx.logger }),
+  );
+  const encryptionCfg = cfg.encryption;
+  const encryption = encryptionCfg
+    ? await collectProblems(problems, () =>
+        loadEncryptionKey(encryptionCfg, `${CONFIG_PATH}.encryption`, {
+          baseDir: ctx.baseDir,
+          logger: ctx.logger,
+        }),
+      )
+    : undefined;
+  if (problems.length > 0 || !keys) throw new ConfigError(problems);
+  return new Minter(cfg, keys, encryption, copied, statics, ctx.metrics, ctx.now);
+}

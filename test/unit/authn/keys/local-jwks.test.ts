@@ -1,0 +1,146 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { InlineJwksKeySource, JwksFileKeySource } from '../../../../src/authn/keys/local-jwks.js';
+import { captureLogger, generateEcKeyPair, generateRsaKeyPair, makeJwks } from '../../../helpers/keys.js';
+
+const k1 = generateRsaKeyPair({ kid: 'k1' });
+const k2 = generateEcKeyPair({ kid: 'k2' });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(cond: () => boolean, timeoutMs = 3000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await sleep(20);
+  }
+}
+
+let dir: string;
+const sources: { close(): void }[] = [];
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'jwks-file-'));
+});
+afterEach(() => {
+  for (const s of sources.splice(0)) s.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('inline jwks', () => {
+  it('loads the keys statically', async () => {
+    const log = captureLogger();
+    const src = new InlineJwksKeySource(makeJwks(k1, k2), { issuer: 'inline', logger: log.logger });
+    sources.push(src);
+    expect(src.kind).toBe('local-jwks');
+    expect(src.status().state).toBe('loading');
+    await src.start();
+    expect(src.status()).toMatchObject({ state: 'ready', keys: 2, loaded: true });
+    expect(src.generation).toBe(1);
+    expect(await src.refreshForUnknownKid()).toBe(src.current());
+  });
+
+  it('an unusable inline JWKS is a status error', async () => {
+    const log = captureLogger();
+    const bad = new InlineJwksKeySource(
+      { keys: [{ kty: 'oct', k: 'AAAA' }] },
+      { issuer: 'i', logger: log.logger },
+    );
+    sources.push(bad);
+    await bad.start();
+    expect(bad.status()).toMatchObject({ state: 'error', lastError: 'jwks: no usable keys' });
+    expect(bad.current()).toBeUndefined();
+  });
+});
+
+describe('jwks_file', () => {
+  function fileSource(file = 'idp-jwks.json') {
+    const log = captureLogger();
+    const src = new JwksFileKeySource(file, dir, {
+      issuer: 'file-idp',
+      logger: log.logger,
+      pollIntervalMs: 50,
+    });
+    sources.push(src);
+    return { src, log };
+  }
+
+  it('loads a file relative to baseDir', async () => {
+    writeFileSync(join(dir, 'idp-jwks.json'), JSON.stringify(makeJwks(k1)));
+    const { src } = fileSource('./idp-jwks.json');
+    expect(src.kind).toBe('jwks-file');
+    await src.start();
+    expect(src.status()).toMatchObject({ state: 'ready', keys: 1 });
+    expect(src.current()!.byKid.has('k1')).toBe(true);
+  });
+
+  it('reloads when the file changes; generation increments', async () => {
+    const path = join(dir, 'idp-jwks.json');
+    writeFileSync(path, JSON.stringify(makeJwks(k1)));
+    const { src } = fileSource();
+    await src.start();
+    expect(src.generation).toBe(1);
+    writeFileSync(path, JSON.stringify(makeJwks(k1, k2)));
+    await until(() => src.current()!.byKid.has('k2'));
+    expect(src.generation).toBe(2);
+    expect(src.status().state).toBe('ready');
+  });
+
+  it('an invalid new file keeps the old keys, with an error log, until a valid one arrives', async () => {
+    const path = join(dir, 'idp-jwks.json');
+    writeFileSync(path, JSON.stringify(makeJwks(k1)));
+    const { src, log } = fileSource();
+    await src.start();
+    const before = src.current();
+    writeFileSync(path, '{"keys": [ broken');
+    await until(() => src.status().lastError !== undefined);
+    expect(src.current()).toBe(before);
+    expect(src.status()).toMatchObject({
+      state: 'stale',
+      keys: 1,
+      lastError: 'jwks_file idp-jwks.json: invalid json',
+    });
+    expect(src.generation).toBe(1);
+    const line = log.lines.find((l) => l.level === 'error');
+    expect(line).toMatchObject({ issuer: 'file-idp', msg: 'key reload failed; keeping the previous keys' });
+
+    writeFileSync(path, JSON.stringify(makeJwks(k2)));
+    await until(() => src.status().state === 'ready');
+    expect(src.current()!.byKid.has('k2')).toBe(true);
+    expect(src.generation).toBe(2);
+  });
+
+  it('a missing file at start is a status error with a clear message; creating it later loads it', async () => {
+    const { src } = fileSource('missing.json');
+    await src.start();
+    expect(src.status()).toMatchObject({
+      state: 'error',
+      loaded: true,
+      lastError: 'jwks_file missing.json: cannot read (ENOENT)',
+    });
+    expect(src.current()).toBeUndefined();
+    writeFileSync(join(dir, 'missing.json'), JSON.stringify(makeJwks(k1)));
+    await until(() => src.status().state === 'ready');
+  });
+
+  it('an invalid file at start is a status error', async () => {
+    writeFileSync(join(dir, 'idp-jwks.json'), JSON.stringify({ not: 'a jwks' }));
+    const { src } = fileSource();
+    await src.start();
+    expect(src.status()).toMatchObject({
+      state: 'error',
+      lastError: 'jwks_file idp-jwks.json: JWKS has no "keys" list',
+    });
+  });
+
+  it('close() stops watching', async () => {
+    const path = join(dir, 'idp-jwks.json');
+    writeFileSync(path, JSON.stringify(makeJwks(k1)));
+    const { src } = fileSource();
+    await src.start();
+    src.close();
+    writeFileSync(path, JSON.stringify(makeJwks(k1, k2)));
+    await sleep(300);
+    expect(src.current()!.byKid.has('k2')).toBe(false);
+  });
+});

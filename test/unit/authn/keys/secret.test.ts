@@ -1,0 +1,93 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { SecretKeySource, stripOneTrailingNewline } from '../../../../src/authn/keys/secret.js';
+import { captureLogger } from '../../../helpers/keys.js';
+
+const SECRET = '0123456789abcdef0123456789abcdef'; // 32 bytes
+
+let dir: string;
+const sources: SecretKeySource[] = [];
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'secret-'));
+});
+afterEach(() => {
+  for (const s of sources.splice(0)) s.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function load(content: string | Buffer) {
+  writeFileSync(join(dir, 'shared.secret'), content);
+  const log = captureLogger();
+  const src = new SecretKeySource('./shared.secret', dir, { issuer: 'hmac', logger: log.logger });
+  sources.push(src);
+  await src.start();
+  return { src, log };
+}
+
+describe('stripOneTrailingNewline', () => {
+  it.each([
+    ['abc\n', 'abc'],
+    ['abc\r\n', 'abc'],
+    ['abc\n\n', 'abc\n'],
+    ['abc\r\n\r\n', 'abc\r\n'],
+    ['abc\r', 'abc\r'],
+    ['abc', 'abc'],
+    ['\n', ''],
+    ['', ''],
+  ])('%j → %j', (input, out) => {
+    expect(stripOneTrailingNewline(Buffer.from(input)).toString()).toBe(out);
+  });
+});
+
+describe('secret_file', () => {
+  it('yields one oct key made of the file bytes, one trailing newline removed', async () => {
+    for (const suffix of ['', '\n', '\r\n']) {
+      const { src } = await load(SECRET + suffix);
+      expect(src.kind).toBe('secret');
+      expect(src.status()).toMatchObject({ state: 'ready', keys: 1 });
+      const k = src.current()!.keys[0]!;
+      expect(k.kty).toBe('oct');
+      expect(k.kid).toBeUndefined();
+      expect(k.key.type).toBe('secret');
+      expect(k.key.export().toString()).toBe(SECRET);
+    }
+  });
+
+  it('only one newline is removed: the second one is part of the secret', async () => {
+    const { src } = await load(`${SECRET}\n\n`);
+    expect(src.current()!.keys[0]!.key.export().toString()).toBe(`${SECRET}\n`);
+  });
+
+  it('keeps binary bytes as they are', async () => {
+    const bytes = Buffer.from(Array.from({ length: 40 }, (_, i) => (i * 37) % 256));
+    const { src } = await load(bytes);
+    expect(src.current()!.keys[0]!.key.export().equals(bytes)).toBe(true);
+  });
+
+  it('a secret shorter than 32 bytes (after the newline is removed) is a status error', async () => {
+    const { src, log } = await load(`${SECRET.slice(1)}\n`);
+    expect(src.status()).toMatchObject({ state: 'error', keys: 0 });
+    expect(src.status().lastError).toContain('secret must be at least 32 bytes (RFC 7518 §3.2)');
+    expect(src.current()).toBeUndefined();
+    expect(log.text()).not.toContain(SECRET.slice(1));
+  });
+
+  it('a missing file is a status error', async () => {
+    const log = captureLogger();
+    const src = new SecretKeySource('nope.secret', dir, { issuer: 'hmac', logger: log.logger });
+    sources.push(src);
+    await src.start();
+    expect(src.status()).toMatchObject({
+      state: 'error',
+      lastError: 'secret_file nope.secret: cannot read (ENOENT)',
+    });
+  });
+
+  it('never logs the secret', async () => {
+    const { log } = await load(`${SECRET}\n`);
+    expect(log.lines.length).toBeGreaterThan(0);
+    expect(log.text()).not.toContain(SECRET);
+  });
+});
