@@ -128,7 +128,8 @@ describe('local key sources: removal withdraws trust within the reload interval'
     const end = Date.now() + WITHIN_MS;
     const failed = () =>
       svc.logs.lines.find(
-        (l) => l.level === 'error' && l.issuer === 'file-garbled' && l.reason?.includes('invalid json'),
+        (l) =>
+          l.level === 'error' && l.issuer === 'file-garbled' && String(l.reason).includes('invalid json'),
       );
     while (!failed() && Date.now() < end) await sleep(50);
     expect(failed()).toMatchObject({ msg: 'key reload failed; keeping the previous keys' });

@@ -2,7 +2,13 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { extname, join, resolve } from 'node:path';
 import { EMPTY_KEY_SET, makeKeySet, MIN_RSA_BITS } from './jwk.js';
-import { fsReason, isMissing, KeyLoadError, LocalKeySource, type LocalSourceOptions } from './local-source.js';
+import {
+  fsReason,
+  isMissing,
+  KeyLoadError,
+  LocalKeySource,
+  type LocalSourceOptions,
+} from './local-source.js';
 import type { KeySet, VerificationKey } from './types.js';
 
 export const TRUSTSTORE_EXTENSIONS = ['.pem', '.crt', '.cer'] as const;
