@@ -1,4 +1,4 @@
-import { buildKeySet, KeySetError } from './jwk.js';
+import { buildKeySet, EMPTY_KEY_SET, KeySetError } from './jwk.js';
 import {
   KeyLoadError,
   LocalKeySource,
@@ -7,16 +7,14 @@ import {
 } from './local-source.js';
 import type { KeySet } from './types.js';
 
-function checkedKeySet(jwks: unknown, opts: LocalSourceOptions, what: string): KeySet {
-  let set: KeySet;
+/** The keys of a well-formed JWKS (possibly none); a document that is not a JWKS is a KeyLoadError. */
+function wellFormedKeySet(jwks: unknown, opts: LocalSourceOptions, what: string): KeySet {
   try {
-    set = buildKeySet(jwks, { issuer: opts.issuer, logger: opts.logger });
+    return buildKeySet(jwks, { issuer: opts.issuer, logger: opts.logger });
   } catch (err) {
     if (err instanceof KeySetError) throw new KeyLoadError(`${what}: ${err.reason}`);
     throw err;
   }
-  if (set.keys.length === 0) throw new KeyLoadError(`${what}: no usable keys`);
-  return set;
 }
 
 /** Keys written inline in the config (`jwks: { keys: [...] }`). Static. */
@@ -31,11 +29,18 @@ export class InlineJwksKeySource extends LocalKeySource {
   }
 
   protected load(): Promise<KeySet> {
-    return Promise.resolve(checkedKeySet(this.jwks, this.opts, 'jwks'));
+    // Fixed in the config: a set without usable keys is a mistake to report, not a removal.
+    const set = wellFormedKeySet(this.jwks, this.opts, 'jwks');
+    if (set.keys.length === 0) return Promise.reject(new KeyLoadError('jwks: no usable keys'));
+    return Promise.resolve(set);
   }
 }
 
-/** A JWKS file (`jwks_file`), reloaded when it changes. An invalid new version keeps the old keys. */
+/**
+ * A JWKS file (`jwks_file`), reloaded when it changes. A new version that is not a JWKS
+ * (invalid JSON, no `keys` list) keeps the old keys; a well-formed one replaces them even
+ * when it holds no usable key (`{"keys":[]}` withdraws trust), and so does removing the file.
+ */
 export class JwksFileKeySource extends SingleFileKeySource {
   readonly kind = 'jwks-file' as const;
 
@@ -44,13 +49,14 @@ export class JwksFileKeySource extends SingleFileKeySource {
   }
 
   protected async load(): Promise<KeySet> {
-    const text = (await this.readBytes()).toString('utf8');
+    const bytes = await this.readBytes();
+    if (!bytes) return EMPTY_KEY_SET;
     let json: unknown;
     try {
-      json = JSON.parse(text);
+      json = JSON.parse(bytes.toString('utf8'));
     } catch {
       throw new KeyLoadError(`jwks_file ${this.file}: invalid json`);
     }
-    return checkedKeySet(json, this.opts, `jwks_file ${this.file}`);
+    return wellFormedKeySet(json, this.opts, `jwks_file ${this.file}`);
   }
 }

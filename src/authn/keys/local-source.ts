@@ -4,7 +4,7 @@ import type { Logger } from '../../observability/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
 import { errorReason } from '../../net/safe-fetch.js';
 import { keySetFingerprint } from './jwk.js';
-import type { KeySet, KeySource, KeySourceStatus } from './types.js';
+import { keySourceState, type KeySet, type KeySource, type KeySourceStatus } from './types.js';
 
 /** A key-loading failure with a short reason that is safe to log and report. */
 export class KeyLoadError extends Error {
@@ -20,6 +20,12 @@ export function fsReason(err: unknown): string {
   return code ?? errorReason(err);
 }
 
+/** The path is not there (as opposed to unreadable): what deleting a file or folder looks like. */
+export function isMissing(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
 export interface LocalSourceOptions {
   /** Issuer name (label for logs and metrics). */
   readonly issuer: string;
@@ -33,8 +39,10 @@ export interface LocalSourceOptions {
 
 /**
  * Shared machinery for keys that come from the config or local files: load on start,
- * reload when a watched file changes (or periodically), keep the old keys when a
- * reload fails. Local keys never go stale with time.
+ * reload when a watched file changes (or periodically). A reload that fails (a file that
+ * exists but does not parse, an unreadable file) keeps the old keys; a reload that
+ * succeeds replaces them, even with an empty set (keys that were removed are no longer
+ * trusted). Local keys never go stale with time.
  */
 export abstract class LocalKeySource implements KeySource {
   abstract readonly kind: KeySource['kind'];
@@ -67,6 +75,15 @@ export abstract class LocalKeySource implements KeySource {
     return this.gen;
   }
 
+  /**
+   * Keys were loaded before. A source file or folder that disappears afterwards was
+   * removed (its keys lose trust); one missing from the start is a load error instead,
+   * most likely a wrong path.
+   */
+  protected get hasLoadedKeys(): boolean {
+    return this.keySet !== undefined;
+  }
+
   start(): Promise<void> {
     this.startPromise ??= this.reload().then(() => this.watch());
     return this.startPromise;
@@ -81,13 +98,8 @@ export abstract class LocalKeySource implements KeySource {
   }
 
   status(): KeySourceStatus {
-    let state: KeySourceStatus['state'];
-    if (!this.loaded) state = 'loading';
-    else if (this.keySet && this.lastError === undefined) state = 'ready';
-    else if (this.keySet) state = 'stale';
-    else state = 'error';
     return {
-      state,
+      state: keySourceState(this.loaded, this.keySet, this.lastError),
       keys: this.keySet?.keys.length ?? 0,
       loaded: this.loaded,
       ...(this.lastError !== undefined ? { lastError: this.lastError } : {}),
@@ -130,10 +142,17 @@ export abstract class LocalKeySource implements KeySource {
       if (fp !== this.fingerprint) {
         this.fingerprint = fp;
         this.gen++;
-        logger.info(
-          { issuer, source: this.kind, keys: set.keys.length },
-          this.keySet ? 'keys reloaded' : 'keys loaded',
-        );
+        if (set.keys.length === 0) {
+          logger.warn(
+            { issuer, source: this.kind, keys: 0 },
+            "no usable keys; the issuer's tokens are refused until keys are back",
+          );
+        } else {
+          logger.info(
+            { issuer, source: this.kind, keys: set.keys.length },
+            this.keySet ? 'keys reloaded' : 'keys loaded',
+          );
+        }
       }
       this.keySet = set;
       this.lastError = undefined;
@@ -212,11 +231,21 @@ export abstract class SingleFileKeySource extends LocalKeySource {
     return [this.path];
   }
 
-  /** The file's bytes; a read failure is a KeyLoadError naming the config key and path. */
-  protected async readBytes(): Promise<Buffer> {
+  /**
+   * The file's bytes, or undefined when the file was removed after keys had been loaded
+   * from it. Any other read failure is a KeyLoadError naming the config key and path.
+   */
+  protected async readBytes(): Promise<Buffer | undefined> {
     try {
       return await readFile(this.path);
     } catch (err) {
+      if (isMissing(err) && this.hasLoadedKeys) {
+        this.opts.logger.warn(
+          { issuer: this.opts.issuer, source: this.kind, file: this.file },
+          `${this.label} removed; its keys are no longer trusted`,
+        );
+        return undefined;
+      }
       throw new KeyLoadError(`${this.label} ${this.file}: cannot read (${fsReason(err)})`);
     }
   }

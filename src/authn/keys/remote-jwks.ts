@@ -2,8 +2,8 @@ import type { JwksCacheConfig } from '../../config/types.js';
 import type { Logger } from '../../observability/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
 import { errorReason, fetchJson, urlForLog } from '../../net/safe-fetch.js';
-import { buildKeySet, keySetFingerprint, KeySetError } from './jwk.js';
-import type { KeySet, KeySource, KeySourceStatus } from './types.js';
+import { buildKeySet, keySetFingerprint } from './jwk.js';
+import { keySourceState, type KeySet, type KeySource, type KeySourceStatus } from './types.js';
 
 /** Why a fetch happens; a locator (discovery) may re-resolve on some of them. */
 export type FetchCause = 'initial' | 'scheduled' | 'retry' | 'unknown-kid';
@@ -31,7 +31,9 @@ export interface RemoteJwksOptions {
 /**
  * Keys from a remote JWKS: first fetch on start(), background refresh every max_age,
  * backoff retries after failures, last good keys served for max_stale after the last
- * success while the endpoint fails, cooldown-limited and coalesced unknown-kid refetches.
+ * success while the endpoint fails (connection error, timeout, non-200, a body that is not
+ * a JWKS), cooldown-limited and coalesced unknown-kid refetches. A 200 answer with a
+ * well-formed JWKS replaces the keys even when it holds none that is usable.
  */
 export class RemoteJwksKeySource implements KeySource {
   readonly kind: 'remote-jwks' | 'discovery';
@@ -86,13 +88,8 @@ export class RemoteJwksKeySource implements KeySource {
 
   status(): KeySourceStatus {
     const set = this.current();
-    let state: KeySourceStatus['state'];
-    if (!this.loaded) state = 'loading';
-    else if (set && this.lastError === undefined) state = 'ready';
-    else if (set) state = 'stale';
-    else state = 'error';
     return {
-      state,
+      state: keySourceState(this.loaded, set, this.lastError),
       keys: set?.keys.length ?? 0,
       loaded: this.loaded,
       ...(this.lastError !== undefined ? { lastError: this.lastError } : {}),
@@ -131,13 +128,21 @@ export class RemoteJwksKeySource implements KeySource {
         timeoutMs: cache.timeout_ms,
         insecureHttp: this.opts.insecureHttp,
       });
+      // A document that is not a JWKS throws (an outage: the last good keys stay). A
+      // well-formed JWKS is the provider's word on which keys it stands behind, even with
+      // no usable key in it: keys it no longer publishes stop being trusted now.
       const set = buildKeySet(body, { issuer, logger });
-      if (set.keys.length === 0) throw new KeySetError('JWKS has no usable keys');
       this.apply(set);
       this.lastSuccessAt = this.now();
       this.lastError = undefined;
       this.failures = 0;
       metrics?.jwksFetchTotal.inc({ issuer, result: 'success' });
+      if (set.keys.length === 0) {
+        logger.warn(
+          { issuer, url: urlForLog(uri), cause, generation: this.gen },
+          "JWKS holds no usable key; the issuer's tokens are refused until it publishes one",
+        );
+      }
       logger.debug({ issuer, keys: set.keys.length, cause, generation: this.gen }, 'JWKS fetched');
     } catch (err) {
       this.failures++;
@@ -150,7 +155,7 @@ export class RemoteJwksKeySource implements KeySource {
           cause,
           reason: this.lastError,
           failures: this.failures,
-          serving: this.current() ? 'last good keys' : 'no keys',
+          serving: this.current()?.keys.length ? 'last good keys' : 'no keys',
         },
         'JWKS fetch failed',
       );

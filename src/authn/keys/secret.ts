@@ -1,5 +1,5 @@
 import { createSecretKey } from 'node:crypto';
-import { makeKeySet } from './jwk.js';
+import { EMPTY_KEY_SET, makeKeySet } from './jwk.js';
 import { KeyLoadError, SingleFileKeySource, type LocalSourceOptions } from './local-source.js';
 import type { KeySet } from './types.js';
 
@@ -18,7 +18,8 @@ export function stripOneTrailingNewline(bytes: Buffer): Buffer {
 /**
  * A shared HMAC secret (`secret_file`), the only source that yields an `oct` key. The key
  * has no kid: every HS* token of this issuer is checked against it. Reloaded when the
- * file changes.
+ * file changes; deleting the file withdraws the secret, while a file too short to be a
+ * secret (say, caught half-written) keeps the previous one.
  */
 export class SecretKeySource extends SingleFileKeySource {
   readonly kind = 'secret' as const;
@@ -29,6 +30,7 @@ export class SecretKeySource extends SingleFileKeySource {
 
   protected async load(): Promise<KeySet> {
     const bytes = await this.readBytes();
+    if (!bytes) return EMPTY_KEY_SET;
     const secret = stripOneTrailingNewline(bytes);
     if (secret.length < MIN_SECRET_BYTES) {
       throw new KeyLoadError(`secret_file ${this.file}: secret must be at least 32 bytes (RFC 7518 §3.2)`);

@@ -1,8 +1,14 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { extname, join, resolve } from 'node:path';
-import { makeKeySet, MIN_RSA_BITS } from './jwk.js';
-import { fsReason, KeyLoadError, LocalKeySource, type LocalSourceOptions } from './local-source.js';
+import { EMPTY_KEY_SET, makeKeySet, MIN_RSA_BITS } from './jwk.js';
+import {
+  fsReason,
+  isMissing,
+  KeyLoadError,
+  LocalKeySource,
+  type LocalSourceOptions,
+} from './local-source.js';
 import type { KeySet, VerificationKey } from './types.js';
 
 export const TRUSTSTORE_EXTENSIONS = ['.pem', '.crt', '.cer'] as const;
@@ -64,12 +70,16 @@ export function certificateKey(
  * A folder of PEM certificates (`.pem`, `.crt`, `.cer`); alias = file name without
  * extension = kid. `default_alias` becomes KeySet.defaultKey. Reloaded when the folder
  * listing changes and periodically (default every 60 s, which also retires certificates
- * that expire while running).
+ * that expire while running). The folder's content is authoritative: a deleted certificate
+ * (or folder) loses trust at the next reload. A certificate file that is still there but
+ * cannot be read or parsed (caught mid-write) keeps the key it held before.
  */
 export class TruststoreKeySource extends LocalKeySource {
   readonly kind = 'truststore' as const;
   private readonly dir: string;
   private readonly now: () => number;
+  /** File name → the key it yielded at the last successful load. */
+  private keyByFile: ReadonlyMap<string, VerificationKey> = new Map();
 
   constructor(
     private readonly config: { path: string; default_alias?: string },
@@ -91,10 +101,33 @@ export class TruststoreKeySource extends LocalKeySource {
     try {
       names = await readdir(this.dir);
     } catch (err) {
+      if (isMissing(err) && this.hasLoadedKeys) {
+        logger.warn(
+          { issuer, source: this.kind, path: this.config.path },
+          'truststore folder removed; its certificates are no longer trusted',
+        );
+        this.keyByFile = new Map();
+        return EMPTY_KEY_SET;
+      }
       throw new KeyLoadError(`truststore ${this.config.path}: cannot read folder (${fsReason(err)})`);
     }
     const keys: VerificationKey[] = [];
+    const byFile = new Map<string, VerificationKey>();
     const now = this.now();
+    /** The key this file held before, if still valid: kept while the file is unreadable. */
+    const keepPrevious = (alias: string, file: string, reason: string): void => {
+      const old = this.keyByFile.get(file);
+      if (old && (old.notAfter === undefined || old.notAfter >= now)) {
+        logger.error(
+          { issuer, alias, file, reason },
+          'truststore certificate cannot be loaded; keeping the previous one',
+        );
+        keys.push(old);
+        byFile.set(file, old);
+      } else {
+        logger.warn({ issuer, alias, file, reason }, 'truststore certificate refused');
+      }
+    };
     for (const name of names.sort()) {
       const ext = extname(name).toLowerCase();
       if (!(TRUSTSTORE_EXTENSIONS as readonly string[]).includes(ext)) continue;
@@ -104,20 +137,16 @@ export class TruststoreKeySource extends LocalKeySource {
       try {
         bytes = await readFile(join(this.dir, name));
       } catch (err) {
-        logger.warn(
-          { issuer, alias, file: name, reason: fsReason(err) },
-          'truststore certificate unreadable; refused',
-        );
+        // Deleted since the listing: removed like any other certificate.
+        if (isMissing(err)) continue;
+        keepPrevious(alias, name, `unreadable (${fsReason(err)})`);
         continue;
       }
       let cert: X509Certificate;
       try {
         cert = new X509Certificate(bytes);
       } catch {
-        logger.warn(
-          { issuer, alias, file: name, reason: 'not a certificate' },
-          'truststore certificate refused',
-        );
+        keepPrevious(alias, name, 'not a certificate');
         continue;
       }
       const result = certificateKey(alias, cert, now);
@@ -126,18 +155,26 @@ export class TruststoreKeySource extends LocalKeySource {
         continue;
       }
       keys.push(result.key);
+      byFile.set(name, result.key);
     }
-    if (keys.length === 0) throw new KeyLoadError(`truststore ${this.config.path}: no usable certificates`);
+    // An empty folder is an answer, not a failure: nothing in it is trusted.
+    if (keys.length === 0) {
+      this.keyByFile = byFile;
+      return EMPTY_KEY_SET;
+    }
     let defaultKey: VerificationKey | undefined;
     const alias = this.config.default_alias;
     if (alias !== undefined) {
       defaultKey = keys.find((k) => k.kid === alias);
       if (!defaultKey) {
-        throw new KeyLoadError(
-          `truststore ${this.config.path}: default_alias "${alias}" is missing or its certificate was refused`,
-        );
+        const problem = `truststore ${this.config.path}: default_alias "${alias}" is missing or its certificate was refused`;
+        // At start this is most likely a wrong alias. Later, the certificate was removed
+        // or retired: tokens that relied on it are refused, the other aliases still work.
+        if (!this.hasLoadedKeys) throw new KeyLoadError(problem);
+        logger.warn({ issuer, source: this.kind, alias }, problem);
       }
     }
+    this.keyByFile = byFile;
     return makeKeySet(keys, defaultKey);
   }
 }

@@ -33,7 +33,13 @@ export interface KeySet {
   readonly defaultKey?: VerificationKey;
 }
 
-export type KeySourceState = 'loading' | 'ready' | 'stale' | 'error';
+/**
+ * `no_keys`: the source answered authoritatively (a well-formed JWKS, a readable folder, a
+ * removed file) and holds no usable key, so every token of the issuer is refused as
+ * `key_not_found`. `stale`: the last reload failed and the previous keys are kept.
+ * `error`: no keys were ever loaded, or they are stale beyond max_stale.
+ */
+export type KeySourceState = 'loading' | 'ready' | 'stale' | 'no_keys' | 'error';
 
 export interface KeySourceStatus {
   readonly state: KeySourceState;
@@ -55,7 +61,10 @@ export interface KeySource {
   readonly kind: 'remote-jwks' | 'discovery' | 'local-jwks' | 'jwks-file' | 'truststore' | 'secret' | 'self';
   /** Starts loading (and background refresh). Resolves when the first load finished; never rejects. */
   start(): Promise<void>;
-  /** The usable keys, or undefined when none are available (never loaded, or stale beyond max_stale). */
+  /**
+   * The usable keys, or undefined when none are available (never loaded, or stale beyond
+   * max_stale). An empty set means the keys were removed: tokens are refused, not deferred.
+   */
   current(): KeySet | undefined;
   /**
    * The token names a kid we do not know. Refetch at most once per cooldown; concurrent
@@ -67,4 +76,16 @@ export interface KeySource {
   readonly generation: number;
   /** Stops timers and watchers. */
   close(): void;
+}
+
+/** The state a source reports, from what it holds (`set`: what current() returns). */
+export function keySourceState(
+  loaded: boolean,
+  set: KeySet | undefined,
+  lastError: string | undefined,
+): KeySourceState {
+  if (!loaded) return 'loading';
+  if (!set) return 'error';
+  if (set.keys.length === 0) return 'no_keys';
+  return lastError === undefined ? 'ready' : 'stale';
 }

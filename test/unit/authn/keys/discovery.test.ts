@@ -146,3 +146,18 @@ describe('discovery key source', () => {
     expect(src.current()!.byKid.has('k2')).toBe(true);
   });
 });
+
+describe('discovery key source: removing keys', () => {
+  it('a discovered JWKS answering 200 {"keys":[]} withdraws the old keys (no_keys, new generation)', async () => {
+    const { src } = source({
+      cache: { max_age_seconds: 60, cooldown_seconds: 0, timeout_ms: 500, max_stale_seconds: 60 },
+    });
+    await src.start();
+    expect(src.generation).toBe(1);
+    server.setJwks({ keys: [] });
+    await src.refreshForUnknownKid();
+    expect(src.current()!.keys).toHaveLength(0);
+    expect(src.generation).toBe(2);
+    expect(src.status()).toMatchObject({ state: 'no_keys', keys: 0 });
+  });
+});

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -142,5 +142,103 @@ describe('jwks_file', () => {
     writeFileSync(path, JSON.stringify(makeJwks(k1, k2)));
     await sleep(300);
     expect(src.current()!.byKid.has('k2')).toBe(false);
+  });
+});
+
+describe('jwks_file: removing a key removes trust', () => {
+  function loaded() {
+    const path = join(dir, 'idp-jwks.json');
+    writeFileSync(path, JSON.stringify(makeJwks(k1, k2)));
+    const log = captureLogger();
+    // No polling here: reload() is what the poller calls when the file changes.
+    const src = new JwksFileKeySource('idp-jwks.json', dir, { issuer: 'file-idp', logger: log.logger });
+    sources.push(src);
+    return { src, log, path };
+  }
+
+  it.each([
+    ['{"keys":[]}', { keys: [] }],
+    [
+      'only unusable keys (RSA-1024, use: enc, oct)',
+      {
+        keys: [
+          generateRsaKeyPair({ kid: 'weak', bits: 1024 }).publicJwk,
+          { ...k2.publicJwk, use: 'enc' },
+          { kty: 'oct', kid: 'sym', k: 'c3VwZXItc2VjcmV0LXZhbHVlLXRoYXQtaXMtbG9uZw' },
+        ],
+      },
+    ],
+  ])(
+    'a file rewritten to %s withdraws the old keys: empty set, new generation, no_keys, a warning',
+    async (_n, jwks) => {
+      const { src, log, path } = loaded();
+      await src.start();
+      expect(src.current()!.keys).toHaveLength(2);
+      writeFileSync(path, JSON.stringify(jwks));
+      await src.reload();
+      expect(src.current()!.keys).toHaveLength(0);
+      expect(src.generation).toBe(2);
+      expect(src.status()).toMatchObject({ state: 'no_keys', keys: 0, loaded: true });
+      expect(src.status().lastError).toBeUndefined();
+      expect(log.lines.find((l) => l.level === 'warn' && /no usable keys/.test(String(l.msg)))).toMatchObject(
+        {
+          issuer: 'file-idp',
+          source: 'jwks-file',
+        },
+      );
+      // Keys are back once the file publishes them again.
+      writeFileSync(path, JSON.stringify(makeJwks(k1)));
+      await src.reload();
+      expect(src.status()).toMatchObject({ state: 'ready', keys: 1 });
+      expect(src.generation).toBe(3);
+    },
+  );
+
+  it('a deleted file withdraws the old keys; recreating it restores them', async () => {
+    const { src, log, path } = loaded();
+    await src.start();
+    unlinkSync(path);
+    await src.reload();
+    expect(src.current()!.keys).toHaveLength(0);
+    expect(src.generation).toBe(2);
+    expect(src.status()).toMatchObject({ state: 'no_keys', keys: 0 });
+    expect(
+      log.lines.find((l) => l.msg === 'jwks_file removed; its keys are no longer trusted'),
+    ).toMatchObject({
+      issuer: 'file-idp',
+      file: 'idp-jwks.json',
+    });
+    writeFileSync(path, JSON.stringify(makeJwks(k2)));
+    await src.reload();
+    expect(src.current()!.byKid.has('k2')).toBe(true);
+  });
+
+  it.each([
+    ['invalid JSON', '{"keys": [ broken', 'jwks_file idp-jwks.json: invalid json'],
+    ['an empty (truncated) file', '', 'jwks_file idp-jwks.json: invalid json'],
+    ['JSON that is not a JWKS', '{"kid":"k1"}', 'jwks_file idp-jwks.json: JWKS has no "keys" list'],
+  ])('a file that exists but holds %s keeps the old keys, with an error log', async (_n, text, reason) => {
+    const { src, log, path } = loaded();
+    await src.start();
+    const before = src.current();
+    writeFileSync(path, text);
+    await src.reload();
+    expect(src.current()).toBe(before);
+    expect(src.generation).toBe(1);
+    expect(src.status()).toMatchObject({ state: 'stale', keys: 2, lastError: reason });
+    expect(log.lines.find((l) => l.level === 'error')).toMatchObject({
+      issuer: 'file-idp',
+      msg: 'key reload failed; keeping the previous keys',
+    });
+  });
+
+  it('a file holding {"keys":[]} at start is no_keys (an answer), not an error', async () => {
+    writeFileSync(join(dir, 'idp-jwks.json'), '{"keys":[]}');
+    const log = captureLogger();
+    const src = new JwksFileKeySource('idp-jwks.json', dir, { issuer: 'file-idp', logger: log.logger });
+    sources.push(src);
+    await src.start();
+    expect(src.status()).toMatchObject({ state: 'no_keys', keys: 0, loaded: true });
+    expect(src.current()!.keys).toHaveLength(0);
   });
 });

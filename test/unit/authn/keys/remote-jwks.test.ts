@@ -74,11 +74,14 @@ describe('RemoteJwksKeySource: start', () => {
     expect(await fetchCount(metrics, 'error')).toBe(1);
   });
 
-  it('a JWKS without usable keys is an error', async () => {
+  it('a first JWKS without usable keys is an answer: no_keys with an empty set, not an error', async () => {
     server.setJwks(makeJwks(generateRsaKeyPair({ kid: 'weak', bits: 1024 })));
-    const { src } = source();
+    const { src, log } = source();
     await src.start();
-    expect(src.status()).toMatchObject({ state: 'error', lastError: 'JWKS has no usable keys' });
+    expect(src.status()).toMatchObject({ state: 'no_keys', loaded: true, keys: 0 });
+    expect(src.status().lastError).toBeUndefined();
+    expect(src.current()!.keys).toHaveLength(0);
+    expect(log.lines.some((l) => l.level === 'warn' && /no usable key/.test(String(l.msg)))).toBe(true);
   });
 
   it('a JWKS that is not a JWKS is an error with a short reason', async () => {
@@ -265,5 +268,76 @@ describe('RemoteJwksKeySource: safety', () => {
     expect(text).not.toContain(String(k1.privateJwk.d));
     expect(text).not.toContain(String(k1.privateJwk.n));
     expect(text).not.toContain('c3VwZXItc2VjcmV0');
+  });
+});
+
+describe('RemoteJwksKeySource: a well-formed JWKS is authoritative, an outage is not', () => {
+  const weak = generateRsaKeyPair({ kid: 'weak', bits: 1024 });
+  const enc = { ...k2.publicJwk, kid: 'enc', use: 'enc' };
+
+  async function loadedWithK1() {
+    const made = source({ cooldown_seconds: 0 });
+    await made.src.start();
+    expect(made.src.current()!.byKid.has('k1')).toBe(true);
+    expect(made.src.generation).toBe(1);
+    return made;
+  }
+
+  it.each([
+    ['{"keys":[]}', { keys: [] }],
+    ['only unusable keys (RSA-1024, use: enc)', { keys: [weak.publicJwk, enc] }],
+  ])('a 200 answer with %s removes the old keys at once, with a warning', async (_name, jwks) => {
+    const { src, log } = await loadedWithK1();
+    const before = src.status().lastSuccessAt!;
+    server.setJwks(jwks);
+    const set = await src.refreshForUnknownKid();
+    expect(set).toBeDefined();
+    expect(set!.keys).toHaveLength(0);
+    expect(src.current()!.byKid.has('k1')).toBe(false);
+    // Caches of verified tokens key on the generation: it must move on removal.
+    expect(src.generation).toBe(2);
+    const st = src.status();
+    expect(st).toMatchObject({ state: 'no_keys', keys: 0, loaded: true });
+    expect(st.lastError).toBeUndefined();
+    expect(st.lastSuccessAt).toBeGreaterThanOrEqual(before);
+    const warn = log.lines.find((l) => l.level === 'warn' && /no usable key/.test(String(l.msg)));
+    expect(warn).toMatchObject({ issuer: 'corp-idp' });
+    // Publishing a key again restores trust, under a new generation.
+    server.setJwks(makeJwks(k1));
+    await src.refreshForUnknownKid();
+    expect(src.current()!.byKid.has('k1')).toBe(true);
+    expect(src.status().state).toBe('ready');
+    expect(src.generation).toBe(3);
+  });
+
+  it.each([
+    ['status500', 'status 500'],
+    ['invalidJson', 'invalid json'],
+  ] as const)('a fetch answered %s keeps the old keys (stale)', async (mode, reason) => {
+    const { src } = await loadedWithK1();
+    const before = src.current();
+    server.setMode(mode);
+    await src.refreshForUnknownKid();
+    expect(src.current()).toBe(before);
+    expect(src.generation).toBe(1);
+    expect(src.status()).toMatchObject({ state: 'stale', keys: 1, lastError: reason });
+  });
+
+  it.each([
+    ['no "keys" list', { hello: 'world' }, 'JWKS has no "keys" list'],
+    ['"keys" not a list', { keys: { kid: 'k1' } }, 'JWKS has no "keys" list'],
+    [
+      'more than 100 keys',
+      { keys: Array.from({ length: 101 }, () => k1.publicJwk) },
+      'JWKS has 101 keys (more than 100)',
+    ],
+  ])('a 200 body that is not a JWKS (%s) keeps the old keys (stale)', async (_name, body, reason) => {
+    const { src } = await loadedWithK1();
+    const before = src.current();
+    server.setJwks(body);
+    await src.refreshForUnknownKid();
+    expect(src.current()).toBe(before);
+    expect(src.generation).toBe(1);
+    expect(src.status()).toMatchObject({ state: 'stale', keys: 1, lastError: reason });
   });
 });

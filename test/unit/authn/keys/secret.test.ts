@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -89,5 +89,48 @@ describe('secret_file', () => {
     const { log } = await load(`${SECRET}\n`);
     expect(log.lines.length).toBeGreaterThan(0);
     expect(log.text()).not.toContain(SECRET);
+  });
+});
+
+describe('secret_file: removing the secret removes trust', () => {
+  const OTHER = 'fedcba9876543210fedcba9876543210';
+
+  it('a deleted file withdraws the secret (new generation, no_keys); recreating it restores one', async () => {
+    const { src, log } = await load(`${SECRET}\n`);
+    expect(src.generation).toBe(1);
+    unlinkSync(join(dir, 'shared.secret'));
+    await src.reload();
+    expect(src.current()!.keys).toHaveLength(0);
+    expect(src.generation).toBe(2);
+    expect(src.status()).toMatchObject({ state: 'no_keys', keys: 0, loaded: true });
+    expect(src.status().lastError).toBeUndefined();
+    expect(
+      log.lines.find((l) => l.msg === 'secret_file removed; its keys are no longer trusted'),
+    ).toMatchObject({
+      issuer: 'hmac',
+      file: './shared.secret',
+    });
+    writeFileSync(join(dir, 'shared.secret'), OTHER);
+    await src.reload();
+    expect(src.status()).toMatchObject({ state: 'ready', keys: 1 });
+    expect(src.current()!.keys[0]!.key.export().toString()).toBe(OTHER);
+    expect(src.generation).toBe(3);
+    expect(log.text()).not.toContain(SECRET);
+    expect(log.text()).not.toContain(OTHER);
+  });
+
+  it('a file that exists but is too short (say, half-written) keeps the old secret, with an error log', async () => {
+    const { src, log } = await load(SECRET);
+    const before = src.current();
+    writeFileSync(join(dir, 'shared.secret'), SECRET.slice(0, 10));
+    await src.reload();
+    expect(src.current()).toBe(before);
+    expect(src.generation).toBe(1);
+    expect(src.status()).toMatchObject({ state: 'stale', keys: 1 });
+    expect(log.lines.find((l) => l.level === 'error')).toMatchObject({
+      issuer: 'hmac',
+      msg: 'key reload failed; keeping the previous keys',
+    });
+    expect(log.text()).not.toContain(SECRET.slice(0, 10));
   });
 });

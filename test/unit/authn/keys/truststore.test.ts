@@ -141,13 +141,11 @@ describe('truststore', () => {
     expect(refused.status().lastError).toMatch(/default_alias "expired"/);
   });
 
-  it('an empty or missing folder is a status error', async () => {
+  it('an empty folder holds no keys (no_keys); a missing folder at start is a status error', async () => {
     const { src } = store();
     await src.start();
-    expect(src.status()).toMatchObject({
-      state: 'error',
-      lastError: 'truststore ./certs: no usable certificates',
-    });
+    expect(src.status()).toMatchObject({ state: 'no_keys', keys: 0, loaded: true });
+    expect(src.current()!.keys).toHaveLength(0);
     const log = captureLogger();
     const missing = new TruststoreKeySource({ path: 'nope' }, base, { issuer: 'g', logger: log.logger });
     sources.push(missing);
@@ -181,5 +179,86 @@ describe('truststore', () => {
     while (src.current()!.byKid.has('a') && Date.now() < end + 3000)
       await new Promise((r) => setTimeout(r, 20));
     expect(src.current()!.byKid.has('a')).toBe(false);
+  });
+});
+
+describe('truststore: removing a certificate removes trust', () => {
+  it('a deleted certificate loses trust at the next reload; the others stay (new generation)', async () => {
+    put('a.pem', createSelfSignedCertificate(ec).pem);
+    put('b.pem', createSelfSignedCertificate(rsa).pem);
+    const { src } = store();
+    await src.start();
+    unlinkSync(join(base, 'certs', 'a.pem'));
+    await src.reload();
+    expect([...src.current()!.byKid.keys()]).toEqual(['b']);
+    expect(src.generation).toBe(2);
+    expect(src.status()).toMatchObject({ state: 'ready', keys: 1 });
+  });
+
+  it('deleting every certificate leaves no keys: empty set, no_keys, a warning', async () => {
+    put('a.pem', createSelfSignedCertificate(ec).pem);
+    const { src, log } = store('a');
+    await src.start();
+    expect(src.current()!.defaultKey).toBeDefined();
+    unlinkSync(join(base, 'certs', 'a.pem'));
+    await src.reload();
+    expect(src.current()!.keys).toHaveLength(0);
+    expect(src.current()!.defaultKey).toBeUndefined();
+    expect(src.generation).toBe(2);
+    expect(src.status()).toMatchObject({ state: 'no_keys', keys: 0 });
+    expect(src.status().lastError).toBeUndefined();
+    expect(log.lines.find((l) => l.level === 'warn' && /no usable keys/.test(String(l.msg)))).toMatchObject({
+      issuer: 'gateway',
+      source: 'truststore',
+    });
+  });
+
+  it('a deleted folder leaves no keys; recreating it restores them', async () => {
+    put('a.pem', createSelfSignedCertificate(ec).pem);
+    const { src } = store();
+    await src.start();
+    rmSync(join(base, 'certs'), { recursive: true });
+    await src.reload();
+    expect(src.current()!.keys).toHaveLength(0);
+    expect(src.status().state).toBe('no_keys');
+    mkdirSync(join(base, 'certs'));
+    put('b.pem', createSelfSignedCertificate(rsa).pem);
+    await src.reload();
+    expect([...src.current()!.byKid.keys()]).toEqual(['b']);
+  });
+
+  it('deleting the default_alias certificate drops the default key; the other aliases still verify', async () => {
+    put('main.pem', createSelfSignedCertificate(ec).pem);
+    put('other.pem', createSelfSignedCertificate(rsa).pem);
+    const { src, log } = store('main');
+    await src.start();
+    unlinkSync(join(base, 'certs', 'main.pem'));
+    await src.reload();
+    const set = src.current()!;
+    expect(set.defaultKey).toBeUndefined();
+    expect([...set.byKid.keys()]).toEqual(['other']);
+    expect(src.generation).toBe(2);
+    expect(log.lines.some((l) => l.level === 'warn' && /default_alias "main"/.test(String(l.msg)))).toBe(
+      true,
+    );
+  });
+
+  it('a certificate file that exists but does not parse keeps its previous key, with an error log', async () => {
+    put('a.pem', createSelfSignedCertificate(ec).pem);
+    put('b.pem', createSelfSignedCertificate(rsa).pem);
+    const { src, log } = store();
+    await src.start();
+    const before = src.current()!.byKid.get('a')![0];
+    put('a.pem', '-----BEGIN CERT'); // caught mid-write
+    await src.reload();
+    expect(src.current()!.byKid.get('a')![0]).toBe(before);
+    expect(src.current()!.keys).toHaveLength(2);
+    expect(src.generation).toBe(1);
+    expect(log.lines.find((l) => l.level === 'error')).toMatchObject({
+      issuer: 'gateway',
+      alias: 'a',
+      reason: 'not a certificate',
+      msg: 'truststore certificate cannot be loaded; keeping the previous one',
+    });
   });
 });
