@@ -1,4 +1,4 @@
-// Route-matching path normalisation (SPEC §5). Rules are matched against the
+// Route-matching path normalisation. Rules are matched against the
 // path a backend will most plausibly resolve, so that `/public/../admin` or
 // `/public/%2e%2e/admin` cannot slip past an `/admin` rule through a `/public`
 // allow rule.
