@@ -1,4 +1,4 @@
-// Route-matching path normalisation (SPEC §5). Rules are matched against the
+// Route-matching path normalisation. Rules are matched against the
 // path a backend will most plausibly resolve, so that `/public/../admin` or
 // `/public/%2e%2e/admin` cannot slip past an `/admin` rule through a `/public`
 // allow rule.
@@ -142,4 +142,111 @@ function normalizeSlow(input: string): NormalizedPath {
   }
   if (path === '') path = '/';
   return { path, encodedSeparator: suspicious };
+}
+
+// ---------------------------------------------------------------- ambiguous paths
+//
+// A path is ambiguous when backends are known to read it differently from the
+// normalisation above, so no rule decision about it can be trusted:
+//   - ";" (raw or %3B): servlet containers strip path parameters, so
+//     "/public/..;/admin" is "/admin" to Tomcat and "/public/..;/admin" to us;
+//   - %25: a framework that decodes twice reads "%252e%252e" as "..";
+//   - a raw or encoded backslash: IIS and some frameworks read it as "/";
+//   - raw or encoded control characters (C0, DEL and, encoded as UTF-8, C1):
+//     truncation at NUL, header or log injection, CR/LF splitting;
+//   - percent-encoded bytes that are not valid UTF-8 (overlong forms such as
+//     %C0%AE for ".", surrogates, truncated sequences) and malformed escapes
+//     ("%zz", "%2"): lenient decoders turn them into dots and slashes;
+//   - raw characters outside RFC 3986 (space, `"`, `<`, `{`, non-ASCII, …).
+// Only the part before "?" (or "#") is examined, like the rule matching.
+
+/** Raw characters a path may carry unencoded: RFC 3986 pchar and "/", minus ";", plus "%". */
+const RAW_PATH_OK = new Uint8Array(128);
+for (const ch of "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,=:@/%") {
+  RAW_PATH_OK[ch.charCodeAt(0)] = 1;
+}
+
+/** The byte of the escape "%XX" at `i`, or -1 when it is not one. */
+function escapedByte(s: string, i: number): number {
+  if (i + 2 >= s.length || s.charCodeAt(i) !== PERCENT) return -1;
+  const hi = hexValue(s.charCodeAt(i + 1));
+  const lo = hexValue(s.charCodeAt(i + 2));
+  return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
+}
+
+/**
+ * True when the path (before "?" or "#") has a form that backends resolve
+ * differently: see the list above. Allocation-free; one pass.
+ */
+export function isAmbiguousPath(rawPath: string): boolean {
+  const len = rawPath.length;
+  for (let i = 0; i < len; i++) {
+    const c = rawPath.charCodeAt(i);
+    if (c === QUESTION || c === HASH) return false;
+    if (c >= 128 || RAW_PATH_OK[c] === 0) return true;
+    if (c !== PERCENT) continue;
+    const byte = escapedByte(rawPath, i);
+    if (byte < 0) return true;
+    i += 2;
+    if (byte < 0x80) {
+      if (byte < 0x20 || byte === 0x7f || byte === 0x25 || byte === 0x3b || byte === 0x5c) return true;
+      continue;
+    }
+    // A UTF-8 lead byte and its continuation bytes, each percent-encoded.
+    let need: number;
+    let cp: number;
+    let min: number;
+    if (byte >= 0xc2 && byte <= 0xdf) {
+      need = 1;
+      cp = byte & 0x1f;
+      min = 0x80;
+    } else if (byte >= 0xe0 && byte <= 0xef) {
+      need = 2;
+      cp = byte & 0x0f;
+      min = 0x800;
+    } else if (byte >= 0xf0 && byte <= 0xf4) {
+      need = 3;
+      cp = byte & 0x07;
+      min = 0x10000;
+    } else {
+      // A lone continuation byte, an overlong lead (C0, C1) or beyond U+10FFFF (F5–FF).
+      return true;
+    }
+    for (let k = 0; k < need; k++) {
+      const next = escapedByte(rawPath, i + 1);
+      if (next < 0 || (next & 0xc0) !== 0x80) return true;
+      cp = (cp << 6) | (next & 0x3f);
+      i += 3;
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) || cp <= 0x9f) return true;
+  }
+  return false;
+}
+
+/**
+ * A rule's path written with characters a request carries percent-encoded
+ * ("/café", "/a b") in the form a request path has after normalisation
+ * ("/caf%C3%A9", "/a%20b": UTF-8, upper-case hex), so both spellings in the
+ * config match the same requests. Escapes already present, ";", "?", "#" and
+ * "\\" are left for the caller's checks. Undefined for a lone surrogate.
+ */
+export function encodeRulePath(value: string): string | undefined {
+  let out = '';
+  let from = 0;
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c < 128 && (RAW_PATH_OK[c] === 1 || c === 59 || c === QUESTION || c === HASH || c === BACKSLASH))
+      continue;
+    const pair = c >= 0xd800 && c <= 0xdbff ? 2 : 1;
+    let encoded: string;
+    try {
+      encoded = encodeURIComponent(value.slice(i, i + pair));
+    } catch {
+      return undefined;
+    }
+    out += value.slice(from, i) + encoded;
+    i += pair - 1;
+    from = i + 1;
+  }
+  return from === 0 ? value : out + value.slice(from);
 }

@@ -10,6 +10,13 @@
 //   extension) it becomes `authenticate`. Such a path means different things
 //   to different backends, so it never skips authentication, while a valid
 //   token can still reach it.
+// - Rule paths compare with the normalised request path, in which non-ASCII
+//   characters stay percent-encoded (UTF-8, upper-case hex): a rule may write
+//   "/café" or "/caf%C3%A9", both are stored as the latter. path_regex sees the
+//   encoded form too.
+// - `match.case_sensitive: false` compares path, path_prefix and
+//   path_separated_prefix ASCII-case-insensitively (like Envoy's RouteMatch)
+//   and gives path_regex the `i` flag.
 // - Hosts compare case-insensitively, with one trailing dot dropped; the
 //   request's `:port` is ignored unless the configured entry has a port. Like
 //   Envoy virtual hosts, "*" matches any host, "*.example.com" / "*-api.example.com"
@@ -26,7 +33,7 @@ import type { Action, RuleConfig } from '../config/types.js';
 import { deny, type Deny } from '../core/decision.js';
 import type { Principal } from '../core/request.js';
 import { compileClaimReader, type ClaimReader } from './claims.js';
-import { normalizePath } from './path.js';
+import { encodeRulePath, normalizePath } from './path.js';
 
 export interface Requirement {
   readonly scopesAll: readonly string[];
@@ -142,6 +149,19 @@ function compileHost(entry: string): HostMatcher {
 
 // ---------------------------------------------------------------- rules
 
+/**
+ * ASCII-only lower-casing, as Envoy's `case_sensitive: false`: a normalised
+ * path carries non-ASCII characters percent-encoded, and Unicode case mapping
+ * could change its length or turn a non-ASCII letter into an ASCII one.
+ */
+function asciiLower(s: string): string {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 65 && c <= 90) return s.replace(/[A-Z]+/g, (m) => m.toLowerCase());
+  }
+  return s;
+}
+
 interface CompiledRule {
   readonly index: number;
   readonly name: string;
@@ -155,6 +175,8 @@ interface CompiledRule {
   readonly prefix?: string;
   readonly separatedPrefix?: string;
   readonly regex?: RegExp;
+  /** `match.case_sensitive: false`: exact/prefix values are stored ASCII-lower-cased. */
+  readonly caseInsensitive: boolean;
   readonly methods?: ReadonlySet<string>;
   readonly hosts?: readonly HostMatcher[];
   readonly matchText: string;
@@ -289,24 +311,41 @@ export class RuleSet {
 
       const match = rule.match ?? {};
       const parts: string[] = [];
+      const caseInsensitive = match.case_sensitive === false;
+      const paths: { path?: string; path_prefix?: string; path_separated_prefix?: string } = {};
       let regex: RegExp | undefined;
       for (const key of ['path', 'path_prefix', 'path_separated_prefix'] as const) {
-        const value = match[key];
-        if (value === undefined) continue;
-        parts.push(`${key}=${value}`);
+        const raw = match[key];
+        if (raw === undefined) continue;
+        parts.push(`${key}=${raw}`);
+        // Requests carry non-ASCII (and other non-URI) characters percent-encoded.
+        const value = encodeRulePath(raw);
+        if (value === undefined) {
+          problems.push(`${at}.match.${key}: is not valid Unicode text${named}`);
+          continue;
+        }
         const problem = pathProblem(value, key !== 'path_prefix');
         if (problem) problems.push(`${at}.match.${key}: ${problem}${named}`);
         if (key === 'path_separated_prefix' && value.length > 1 && value.endsWith('/')) {
           problems.push(`${at}.match.path_separated_prefix: must not end with "/"${named}`);
         }
+        paths[key] = caseInsensitive ? asciiLower(value) : value;
       }
       if (match.path_regex !== undefined) {
         parts.push(`path_regex=${match.path_regex}`);
         try {
-          regex = new RegExp(`^(?:${match.path_regex})$`, 'u');
+          regex = new RegExp(`^(?:${match.path_regex})$`, caseInsensitive ? 'iu' : 'u');
         } catch (err) {
           problems.push(`${at}.match.path_regex: invalid regular expression: ${regexErrorText(err)}${named}`);
         }
+      }
+      if (caseInsensitive) {
+        if (parts.length === 0) {
+          problems.push(
+            `${at}.match.case_sensitive: only applies to path, path_prefix, path_separated_prefix or path_regex${named}`,
+          );
+        }
+        parts.push('case_sensitive=false');
       }
       let methods: Set<string> | undefined;
       if (match.methods !== undefined) {
@@ -342,12 +381,13 @@ export class RuleSet {
         requirement,
         plain,
         guarded: guardedVariant(plain),
-        ...(match.path !== undefined ? { exact: match.path } : {}),
-        ...(match.path_prefix !== undefined ? { prefix: match.path_prefix } : {}),
-        ...(match.path_separated_prefix !== undefined
-          ? { separatedPrefix: match.path_separated_prefix.replace(/\/$/, '') }
+        ...(paths.path !== undefined ? { exact: paths.path } : {}),
+        ...(paths.path_prefix !== undefined ? { prefix: paths.path_prefix } : {}),
+        ...(paths.path_separated_prefix !== undefined
+          ? { separatedPrefix: paths.path_separated_prefix.replace(/\/$/, '') }
           : {}),
         ...(regex ? { regex } : {}),
+        caseInsensitive,
         ...(methods ? { methods } : {}),
         ...(hosts ? { hosts } : {}),
         matchText: parts.length > 0 ? parts.join(' ') : '*',
@@ -378,7 +418,8 @@ export class RuleSet {
 
   private match(input: MatchInput): CompiledRule | undefined {
     const rules = this.rules;
-    const path = input.path;
+    // Computed on first use by a case-insensitive rule.
+    let lowerPath: string | undefined;
     // Computed on first use by a rule with `hosts`.
     let hostNoPort: string | undefined;
     let hostFull = '';
@@ -386,6 +427,8 @@ export class RuleSet {
     for (let i = 0; i < rules.length; i++) {
       const r = rules[i]!;
       if (input.encodedSeparator && r.action === 'allow') continue;
+      // Exact and prefix values of a case-insensitive rule are stored lower-cased; its regex has the `i` flag.
+      const path = r.caseInsensitive ? (lowerPath ??= asciiLower(input.path)) : input.path;
       if (r.exact !== undefined && path !== r.exact) continue;
       if (r.prefix !== undefined && !path.startsWith(r.prefix)) continue;
       if (r.separatedPrefix !== undefined) {
@@ -408,7 +451,7 @@ export class RuleSet {
         for (let j = 0; j < r.hosts.length && !ok; j++) ok = r.hosts[j]!(hostNoPort, hostFull);
         if (!ok) continue;
       }
-      if (r.regex !== undefined && !r.regex.test(path)) continue;
+      if (r.regex !== undefined && !r.regex.test(input.path)) continue;
       return r;
     }
     return undefined;

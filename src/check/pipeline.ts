@@ -9,7 +9,7 @@ import {
 import { exceedsBytes } from '../authn/jws.js';
 import { verifyJwt, type CompiledIssuer } from '../authn/verify.js';
 import { extractScopes, type ClaimMapper } from '../authz/claims.js';
-import { normalizePath } from '../authz/path.js';
+import { isAmbiguousPath, normalizePath } from '../authz/path.js';
 import {
   evaluateRequirement,
   type EffectiveRule,
@@ -30,6 +30,8 @@ export interface PipelineParts {
   readonly claimMappers: ReadonlyMap<string, ClaimMapper>;
   readonly tokenSources: readonly CompiledTokenSource[];
   readonly maxTokenBytes: number;
+  /** Refuse ambiguous paths before any rule (see authz/path.ts); default true. */
+  readonly rejectAmbiguousPaths?: boolean;
   readonly scopeClaims: readonly string[];
   readonly rules: RuleSet;
   readonly claimHeaders: ClaimHeaders;
@@ -119,6 +121,9 @@ export class CheckPipeline {
    * a cached verification whose allow decision for this rule is still valid.
    */
   check(req: AuthRequest, deadline?: number): Decision | Promise<Decision> {
+    // Before any rule: no rule decision about a path backends read differently can be trusted.
+    if (this.parts.rejectAmbiguousPaths !== false && isAmbiguousPath(req.rawPath))
+      return deny('request_invalid', 'the request path is ambiguous');
     const np = normalizePath(req.rawPath);
     const rule = this.parts.rules.resolve(
       { method: req.method, path: np.path, encodedSeparator: np.encodedSeparator, host: req.host },

@@ -60,6 +60,8 @@ const sections: Record<string, FieldSpec> = {
   token_sources: { type: 'array', items: tokenSourceFields },
   scope_claims: { type: 'string[]', default: ['scope', 'scp'], nonEmpty: true },
   rules: { type: 'array', default: [], items: ruleFields },
+  // Here rather than in convict, whose Boolean format reads any string but "false" as true.
+  reject_ambiguous_paths: { type: 'boolean', default: true },
   upstream: { type: 'object', fields: upstreamFields },
   token_endpoint: { type: 'object', fields: tokenEndpointFields },
   store: { type: 'object', fields: storeFields },

@@ -98,6 +98,7 @@ export const ruleFields: Record<string, FieldSpec> = {
       path_prefix: { type: 'string' },
       path_separated_prefix: { type: 'string' },
       path_regex: { type: 'string' },
+      case_sensitive: { type: 'boolean' },
       methods: { type: 'string[]', nonEmpty: true },
       hosts: { type: 'string[]', nonEmpty: true },
     },

@@ -44,6 +44,8 @@ export interface RuleConfig {
     path_prefix?: string;
     path_separated_prefix?: string;
     path_regex?: string;
+    /** Default true; false compares the path matchers ignoring ASCII case. */
+    case_sensitive?: boolean;
     methods?: string[];
     hosts?: string[];
   };
@@ -136,6 +138,8 @@ export interface AppConfig {
   scope_claims: string[];
   rules: RuleConfig[];
   default_action: Action;
+  /** Refuse (400) paths that backends resolve differently, before any rule. */
+  reject_ambiguous_paths: boolean;
   upstream: {
     forward_original_token: boolean;
     claim_headers: Record<string, string>;

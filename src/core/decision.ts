@@ -33,7 +33,13 @@ export type DenyReason =
   | 'request_invalid';
 
 export type ChallengeKind =
-  'unauthorized' | 'invalid_token' | 'insufficient_scope' | 'forbidden' | 'unavailable' | 'server_error';
+  | 'unauthorized'
+  | 'invalid_token'
+  | 'insufficient_scope'
+  | 'forbidden'
+  | 'invalid_request'
+  | 'unavailable'
+  | 'server_error';
 
 export interface DenyOutcome {
   /** google.rpc.Code */
@@ -80,7 +86,8 @@ export const DENY_OUTCOMES: Readonly<Record<DenyReason, DenyOutcome>> = {
   // Mint failures and internal errors: Envoy sees 500 with a generic body; the detail goes to the log.
   mint_failed: { grpcCode: GRPC_UNAVAILABLE, httpStatus: 500, kind: 'server_error' },
   internal_error: { grpcCode: GRPC_UNAVAILABLE, httpStatus: 500, kind: 'server_error' },
-  request_invalid: { grpcCode: GRPC_PERMISSION_DENIED, httpStatus: 400, kind: 'forbidden' },
+  // No HTTP attributes, or an ambiguous path refused before any rule.
+  request_invalid: { grpcCode: GRPC_PERMISSION_DENIED, httpStatus: 400, kind: 'invalid_request' },
 };
 
 export interface Deny {

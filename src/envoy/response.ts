@@ -47,6 +47,8 @@ export function denyBody(d: Deny): string {
       });
     case 'forbidden':
       return '{"error":"forbidden"}';
+    case 'invalid_request':
+      return '{"error":"invalid_request"}';
     case 'unavailable':
       return '{"error":"temporarily_unavailable"}';
     case 'server_error':

@@ -106,6 +106,7 @@ export class Runtime {
         claimMappers,
         tokenSources: compileTokenSources(config.token_sources),
         maxTokenBytes: config.max_token_bytes,
+        rejectAmbiguousPaths: config.reject_ambiguous_paths,
         scopeClaims: config.scope_claims,
         rules,
         claimHeaders,

@@ -354,7 +354,8 @@ describe('path normalisation through Check', () => {
     const d = await svc.check({ path: '/public%2F..%2Fadmin' });
     expect401(d);
     expect401(await svc.check({ path: '/public%2f..%2fadmin' }));
-    expect401(await svc.check({ path: '/public%5C..%5Cadmin' }));
+    // An encoded backslash is ambiguous: refused before any rule.
+    expect(await svc.check({ path: '/public%5C..%5Cadmin' })).toMatchObject({ http_status: 400 });
   });
 
   it('/public/.%2e/admin (mixed literal and encoded dots) is /admin', async () => {
@@ -366,8 +367,11 @@ describe('path normalisation through Check', () => {
     expect401(await svc.check({ path: '/public//../admin' }));
   });
 
-  it('a literal backslash never satisfies the public rule', async () => {
-    expect401(await svc.check({ path: '/public\\..\\admin' }));
+  it('a literal backslash never satisfies the public rule (refused as ambiguous)', async () => {
+    expect(await svc.check({ path: '/public\\..\\admin' })).toMatchObject({
+      http_status: 400,
+      body: { error: 'invalid_request' },
+    });
   });
 
   it('context action=allow does not let a %2F path skip authentication', async () => {
