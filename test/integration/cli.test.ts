@@ -550,7 +550,7 @@ describe('demo mode token', () => {
     const s = serve([]);
     const m = await s.waitFor(/Try it:\s+(node \S+ check [^\n]+)/);
     const token = /--token (\S+)/.exec(m[1]!)![1]!;
-    expect(s.output()).toMatch(new RegExp(`^  ${token.replace(/[.\-]/g, '\\$&')}$`, 'm'));
+    expect(s.output()).toMatch(new RegExp(`^  ${token.replace(/[.-]/g, '\\$&')}$`, 'm'));
     // the token is used once, so any log line about a check would be seen too
     const args = m[1]!.replace(/^node \S+ /, '').split(' ');
     expect(JSON.parse(run(args).stdout).decision).toBe('allow');
