@@ -547,7 +547,7 @@ describe('npm start', () => {
 
 describe('demo mode token', () => {
   it('is printed as plain text for the person, never inside a log line', async () => {
-    const s = serve([]);
+    const s = serve([], { ...ENV, AUTHZ_LOG_LEVEL: 'trace' }); // every log line there is
     const m = await s.waitFor(/Try it:\s+(node \S+ check [^\n]+)/);
     const token = /--token (\S+)/.exec(m[1]!)![1]!;
     expect(s.output()).toMatch(new RegExp(`^  ${token.replace(/[.-]/g, '\\$&')}$`, 'm'));
