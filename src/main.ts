@@ -9,27 +9,86 @@ import { ConfigError } from './core/errors.js';
 import type { LoadedConfig } from './config/types.js';
 import { JWS_ALGORITHMS } from './config/schema.js';
 import { createLogger } from './observability/logger.js';
-import { Runtime } from './server/runtime.js';
 import { Metrics } from './observability/metrics.js';
-import { demoSetup } from './cli/demo.js';
+import { demoSetup, printDemoInstructions } from './cli/demo.js';
 import { runCheck, UsageError } from './cli/check.js';
+import { inspectConfig } from './cli/check-config.js';
+import { listenError, StartupError } from './cli/startup.js';
+import { probeListenAddresses } from './config/preflight.js';
 import { isClusterWorker, runPrimary, shareRegistryWithPrimary } from './server/cluster.js';
 import { generateSigningKeyObject, loadSigningKeys, signJws } from './crypto/signing-keys.js';
+
+const VERSION = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
+
+const COMMON_OPTIONS = `  --debug                  print stack traces on unexpected errors
+  --help                   print this help`;
+
+const COMMAND_HELP: Record<string, { summary: string; usage: string; options: string }> = {
+  serve: {
+    summary: 'run the ext_authz gRPC server (default command; no config = demo mode)',
+    usage: 'serve [--config FILE]',
+    options: `  -c, --config FILE        YAML or JSON config file (default: env AUTHZ_CONFIG; none = demo mode)`,
+  },
+  'check-config': {
+    summary: 'validate a config, read every file it names, print a summary; exit 1 listing every problem',
+    usage: 'check-config --config FILE [--fetch]',
+    options: `  -c, --config FILE        YAML or JSON config file (default: env AUTHZ_CONFIG)
+  --fetch                  also fetch every jwks_uri / discovery_uri once and report failures`,
+  },
+  keygen: {
+    summary: 'print a private JWK and its public JWK',
+    usage: 'keygen [--alg ALG] [--kid KID]',
+    options: `  --alg ALG                signature algorithm (default ES256; one of ${JWS_ALGORITHMS.join(', ')})
+  --kid KID                key id (default: the JWK thumbprint)`,
+  },
+  mint: {
+    summary: 'sign a token (for testing)',
+    usage: 'mint --key FILE [--claims JSON] [--ttl SECONDS] [--alg ALG] [--typ TYP]',
+    options: `  --key FILE               private key: a JWK (JSON) or PKCS#8 PEM file
+  --claims JSON            claims as a JSON object (iat and exp are added)
+  --ttl SECONDS            lifetime in seconds (default 300)
+  --alg ALG                signature algorithm (default: the JWK's "alg"; required for PEM)
+  --typ TYP                "typ" header (default JWT)`,
+  },
+  check: {
+    summary: 'send one Envoy-shaped CheckRequest, print the decision as JSON',
+    usage:
+      'check [--address HOST:PORT] [--token T] [--method M] [--path P] [--host H] [--header k=v]... [--context k=v]... [--timeout MS]',
+    options: `  --address HOST:PORT      the server's gRPC address (default 127.0.0.1:9001)
+  --token T                bearer token, sent as "authorization: Bearer T"
+  --method M               HTTP method (default GET)
+  --path P                 request path with optional query (default /)
+  --host H                 :authority / Host (default localhost)
+  --header k=v             a request header; repeat for more
+  --context k=v            a context extension; repeat for more
+  --timeout MS             deadline in milliseconds (default 5000)`,
+  },
+  help: {
+    summary: "print the usage, or a command's own usage",
+    usage: 'help [COMMAND]',
+    options: '',
+  },
+};
 
 const USAGE = `usage: envoy-jwt-authz <command> [options]
 
 commands:
-  serve [--config FILE]            run the ext_authz gRPC server (default command; no config = demo mode)
-  check-config --config FILE       validate a config, print a summary; exit 1 listing every problem
-  keygen --alg ALG [--kid K]       print a private JWK and its public JWK
-  mint --key FILE --claims JSON [--ttl 300] [--alg ALG] [--typ T]
-                                   sign a token (for testing)
-  check --address HOST:PORT [--token T] [--method GET] [--path /x] [--host H]
-        [--header k=v]... [--context k=v]...
-                                   send one Envoy-shaped CheckRequest, print the decision as JSON
+${Object.entries(COMMAND_HELP)
+  .map(([name, h]) => `  ${name.padEnd(14)} ${h.summary}`)
+  .join('\n')}
 
-options: --debug (stack traces on errors), --help
+Run "envoy-jwt-authz help COMMAND" or "envoy-jwt-authz COMMAND --help" for a command's options.
+
+options: --version (print the version), --help, --debug (stack traces on errors)
 env: AUTHZ_CONFIG (config file), AUTHZ_GRPC_ADDRESS, AUTHZ_HTTP_ADDRESS, AUTHZ_LOG_LEVEL`;
+
+function commandUsage(name: string): string {
+  const h = COMMAND_HELP[name]!;
+  const options = [h.options, name === 'help' ? '' : COMMON_OPTIONS].filter(Boolean).join('\n');
+  return `usage: envoy-jwt-authz ${h.usage}\n\n${h.summary}\n${options ? `\noptions:\n${options}\n` : ''}`;
+}
 
 const EXIT_CONFIG = 1;
 const EXIT_USAGE = 2;
@@ -77,27 +136,29 @@ async function serve(args: string[]): Promise<void> {
   }
   const logger = createLogger(loaded.config.log.level);
   const workers = loaded.config.server.workers;
+  if (!isClusterWorker()) {
+    // A port taken by another process is reported here, naming the field, rather than
+    // as a listener error from deep inside a server library (or, with workers, as
+    // workers dying in a loop).
+    const busy = await probeListenAddresses(loaded.config);
+    if (busy.length > 0) throw new StartupError(busy);
+  }
   if (workers > 1 && !isClusterWorker()) {
     await runPrimary(workers, logger.child({ role: 'primary' }), loaded.config.server.shutdown_grace_seconds);
     return;
   }
   const metrics = new Metrics();
   shareRegistryWithPrimary(metrics.registry);
-  const service = await Service.start(loaded, {
-    logger: isClusterWorker() ? logger.child({ worker: process.pid }) : logger,
-    metrics,
-  });
-  if (demoToken) {
-    const address = `127.0.0.1:${service.grpcPort}`;
-    const cmd = `node dist/main.js check --address ${address} --path /api/orders --token ${demoToken}`;
-    logger.warn(
-      { demo_token: demoToken, try: cmd },
-      'DEMO MODE: no --config given; an in-memory issuer with a fresh key is trusted. Do not use in production.',
-    );
-    process.stderr.write(
-      `\nDemo mode. A ready token (valid 1 hour, scope "read write"):\n\n  ${demoToken}\n\nTry it:\n\n  ${cmd}\n  ${cmd.replace('/api/orders', '/admin')}   # 403 insufficient_scope\n  node dist/main.js check --address ${address} --path /api/orders              # 401 no token\n\n`,
-    );
+  let service: Service;
+  try {
+    service = await Service.start(loaded, {
+      logger: isClusterWorker() ? logger.child({ worker: process.pid }) : logger,
+      metrics,
+    });
+  } catch (err) {
+    throw listenError(loaded, err) ?? err;
   }
+  if (demoToken) printDemoInstructions(demoToken, service.grpcPort, logger);
 
   let stopping = false;
   const stop = (signal: string) => {
@@ -143,15 +204,14 @@ async function serve(args: string[]): Promise<void> {
 }
 
 async function checkConfig(args: string[]): Promise<void> {
-  const { values } = parse(args, { config: { type: 'string', short: 'c' } });
+  const { values } = parse(args, { config: { type: 'string', short: 'c' }, fetch: { type: 'boolean' } });
   const file = (values.config as string | undefined) ?? process.env.AUTHZ_CONFIG;
   if (!file) throw new UsageError('check-config needs --config FILE');
-  const loaded = loadConfigFile(file);
-  // Compile everything (rules, keys, minter) as serve would, without listening or fetching.
-  const rt = await Runtime.build(loaded, {
-    logger: createLogger('silent'),
-    metrics: new Metrics({ processMetrics: false }),
-  });
+  const { loaded, rt, problems } = await inspectConfig(file, { fetch: values.fetch === true });
+  if (problems.length > 0 || !loaded || !rt) {
+    await rt?.close();
+    throw new ConfigError(problems);
+  }
   const c = loaded.config;
   const summary = {
     config: loaded.source,
@@ -191,6 +251,8 @@ async function checkConfig(args: string[]): Promise<void> {
   };
   await rt.close();
   process.stdout.write(`${JSON.stringify(summary, null, 2)}\nconfiguration OK\n`);
+  // Remote key sources may hold sockets open a little longer; the verdict is final.
+  process.exit(0);
 }
 
 async function keygen(args: string[]): Promise<void> {
@@ -290,11 +352,22 @@ const COMMANDS: Record<string, (args: string[]) => Promise<void>> = {
   keygen,
   mint,
   check,
+  help: async (args) => {
+    const [name, ...extra] = args.filter((a) => a !== '--debug');
+    if (extra.length > 0) throw new UsageError('help takes at most one COMMAND');
+    if (name === undefined) process.stdout.write(`${USAGE}\n`);
+    else if (name in COMMAND_HELP) process.stdout.write(commandUsage(name));
+    else throw new UsageError(`unknown command "${name}"`);
+  },
 };
 
 export async function main(argv: string[]): Promise<void> {
   const debug = argv.includes('--debug');
   let [command, ...rest] = argv;
+  if (command === '--version' || command === '-v') {
+    process.stdout.write(`${VERSION}\n`);
+    return;
+  }
   if (command === undefined || command.startsWith('-')) {
     if (command === '--help' || command === '-h') {
       process.stdout.write(`${USAGE}\n`);
@@ -306,18 +379,23 @@ export async function main(argv: string[]): Promise<void> {
   const run = COMMANDS[command];
   try {
     if (!run) throw new UsageError(`unknown command "${command}"`);
-    if (rest.includes('--help')) {
-      process.stdout.write(`${USAGE}\n`);
+    if (command !== 'help' && (rest.includes('--help') || rest.includes('-h'))) {
+      process.stdout.write(commandUsage(command));
       return;
     }
     await run(rest);
   } catch (err) {
     if (err instanceof UsageError) {
-      process.stderr.write(`error: ${err.message}\n\n${USAGE}\n`);
+      const usage = command in COMMAND_HELP ? commandUsage(command) : `${USAGE}\n`;
+      process.stderr.write(`error: ${err.message}\n\n${usage}`);
       process.exit(EXIT_USAGE);
     }
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.message}\n`);
+      process.exit(EXIT_CONFIG);
+    }
+    if (err instanceof StartupError) {
+      process.stderr.write(`${err.problems.map((p) => `error: ${p}`).join('\n')}\n`);
       process.exit(EXIT_CONFIG);
     }
     const e = err as Error & { code?: string };

@@ -21,11 +21,13 @@ fail() {
   exit 1
 }
 # expect TEXT PATTERN WHAT: TEXT must contain PATTERN (grep -E).
+# The text goes in as a here-string, not through a pipe: `grep -q` exits at the first
+# match, and with pipefail the writer's SIGPIPE would fail an expectation that held.
 expect() {
-  printf '%s\n' "$1" | grep -Eq -- "$2" || fail "$3: expected /$2/ in: $1"
+  grep -Eq -- "$2" <<<"$1" || fail "$3: expected /$2/ in: $1"
 }
 expect_not() {
-  if printf '%s\n' "$1" | grep -Eq -- "$2"; then fail "$3: did not expect /$2/ in: $1"; fi
+  if grep -Eq -- "$2" <<<"$1"; then fail "$3: did not expect /$2/ in: $1"; fi
 }
 stop_server() {
   if [ -n "${SERVER_PID:-}" ] && kill -0 "$SERVER_PID" 2>/dev/null; then

@@ -1,6 +1,8 @@
 import { generateKeyPairSync } from 'node:crypto';
 import type { JWK } from 'jose';
+import { relative } from 'node:path';
 import { signingKeyFromKeyObject, signJws, jwtHeader } from '../crypto/signing-keys.js';
+import type { Logger } from '../observability/logger.js';
 
 export const DEMO_ISSUER = 'https://demo-idp.envoy-jwt-authz.local';
 export const DEMO_AUDIENCE = 'demo-api';
@@ -46,4 +48,30 @@ export async function demoSetup(): Promise<{ config: Record<string, unknown>; to
     },
   };
   return { config, token };
+}
+
+/** How this process was started, as a command the person can paste (`node dist/main.js`). */
+function selfCommand(): string {
+  const script = process.argv[1] ?? 'dist/main.js';
+  const rel = relative(process.cwd(), script);
+  return `node ${rel && !rel.startsWith('..') ? rel : script}`;
+}
+
+/**
+ * The demo token is for the person at the terminal: it is printed as plain text on
+ * stderr, never as a field of a log line (log pipelines must not collect tokens).
+ */
+export function printDemoInstructions(token: string, grpcPort: number, logger: Logger): void {
+  logger.warn(
+    'DEMO MODE: no --config given; an in-memory issuer with a fresh key is trusted. Do not use in production.',
+  );
+  const self = selfCommand();
+  const address = `127.0.0.1:${grpcPort}`;
+  const cmd = `${self} check --address ${address} --path /api/orders --token ${token}`;
+  process.stderr.write(
+    `\nDemo mode. A ready token (valid 1 hour, scope "read write"):\n\n  ${token}\n\nTry it:\n\n` +
+      `  ${cmd}\n` +
+      `  ${cmd.replace('/api/orders', '/admin')}   # 403 insufficient_scope\n` +
+      `  ${self} check --address ${address} --path /api/orders              # 401 no token\n\n`,
+  );
 }

@@ -16,6 +16,7 @@ import {
 import { ConfigError } from '../core/errors.js';
 import { isLoopbackHost } from '../net/safe-fetch.js';
 import { isPlainObject, validateField, type FieldSpec, type Problems } from './shape.js';
+import { addressProblem, checkConfigFiles, LISTEN_ADDRESSES } from './preflight.js';
 import type { AppConfig, IssuerConfig, LoadedConfig } from './types.js';
 
 function schema() {
@@ -86,7 +87,21 @@ export function parseConfigText(text: string, source: string): unknown {
 
 /** Validate a parsed config object; throws ConfigError listing every problem with its path. */
 export function validateConfig(input: unknown, env: NodeJS.ProcessEnv = process.env): AppConfig {
-  if (!isPlainObject(input)) throw new ConfigError(['(root): the configuration must be a map of keys']);
+  const { config, problems } = collectConfigProblems(input, env);
+  if (problems.length > 0 || !config) throw new ConfigError(problems);
+  return config;
+}
+
+/**
+ * Validates like validateConfig but returns the problems. `config` is set whenever the
+ * structure is sound (even if cross-field checks failed), so callers can run further
+ * checks on it and report everything at once.
+ */
+export function collectConfigProblems(
+  input: unknown,
+  env: NodeJS.ProcessEnv = process.env,
+): { config?: AppConfig; problems: string[] } {
+  if (!isPlainObject(input)) return { problems: ['(root): the configuration must be a map of keys'] };
   const problems: Problems = [];
   const conf = convict(schema(), { env, args: [] });
   try {
@@ -107,15 +122,22 @@ export function validateConfig(input: unknown, env: NodeJS.ProcessEnv = process.
   }
   if (out.token_sources === undefined) out.token_sources = [{ header: 'authorization', prefix: 'Bearer ' }];
   const config = out as unknown as AppConfig;
-  if (problems.length === 0) crossCheck(config, problems);
-  if (problems.length > 0) throw new ConfigError(problems);
-  return config;
+  if (problems.length > 0) return { problems };
+  crossCheck(config, problems);
+  return { config, problems };
 }
 
 const KEY_SOURCES = ['jwks_uri', 'discovery_uri', 'jwks', 'jwks_file', 'truststore', 'secret_file'] as const;
 
 // Rules that relate several fields to each other.
 function crossCheck(config: AppConfig, problems: Problems): void {
+  for (const { field, key, allowUnix } of LISTEN_ADDRESSES) {
+    const problem = addressProblem(config.server[key], allowUnix);
+    if (problem) problems.push(`${field}: ${problem}`);
+  }
+  const { grpc_address: grpc, http_address: http } = config.server;
+  if (grpc === http && !/:0$/.test(grpc))
+    problems.push(`server.http_address: "${http}" is also server.grpc_address; give each its own port`);
   if (config.server.workers < 1 || config.server.workers > 64) {
     problems.push(`server.workers: must be between 1 and 64, got ${config.server.workers}`);
   }
@@ -216,17 +238,35 @@ function crossCheck(config: AppConfig, problems: Problems): void {
 
 /** Read, parse and validate a config file. Paths in it are resolved against its folder. */
 export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
+  const { loaded, problems } = inspectConfigFile(file, env, { readFiles: false });
+  if (problems.length > 0 || !loaded) throw new ConfigError(problems);
+  return loaded;
+}
+
+/**
+ * Reads, parses and validates a config file without throwing on its problems; with
+ * readFiles every file and folder it names is read too. `loaded` is set when the
+ * structure is sound, so more checks can run on it and every problem is listed at once.
+ */
+export function inspectConfigFile(
+  file: string,
+  env: NodeJS.ProcessEnv = process.env,
+  opts: { readFiles: boolean } = { readFiles: true },
+): { loaded?: LoadedConfig; problems: string[] } {
   const path = resolve(file);
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new ConfigError([
-      `${file}: cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
-    ]);
+    return {
+      problems: [`${file}: cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`],
+    };
   }
-  const config = validateConfig(parseConfigText(text, file), env);
-  return { config, baseDir: dirname(path), source: path };
+  const { config, problems } = collectConfigProblems(parseConfigText(text, file), env);
+  if (!config) return { problems };
+  const loaded = { config, baseDir: dirname(path), source: path };
+  if (opts.readFiles) problems.push(...checkConfigFiles(config, loaded.baseDir));
+  return { loaded, problems };
 }
 
 /** A config built in code (demo mode, tests), validated the same way. */

@@ -1,13 +1,23 @@
 // The CLI as users run it: `node dist/main.js …` (npm test builds first).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { importJWK, jwtVerify } from 'jose';
 import { generateEcKeyPair, makeJwks } from '../helpers/keys.js';
 
 const MAIN = new URL('../../dist/main.js', import.meta.url).pathname;
+const ROOT = new URL('../../', import.meta.url).pathname;
 const ENV = {
   ...process.env,
   AUTHZ_LOG_LEVEL: 'info',
@@ -19,14 +29,40 @@ function run(args: string[], env: NodeJS.ProcessEnv = ENV) {
   return spawnSync(process.execPath, [MAIN, ...args], { env, encoding: 'utf8', timeout: 20000 });
 }
 
+const dirs: string[] = [];
+const allDirs: string[] = [];
 function tmp(): string {
-  return mkdtempSync(join(tmpdir(), 'authz-cli-'));
+  const dir = mkdtempSync(join(tmpdir(), 'authz-cli-'));
+  dirs.push(dir);
+  allDirs.push(dir);
+  return dir;
 }
 
 const children: ChildProcess[] = [];
 afterEach(() => {
   for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL');
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
+afterAll(() => {
+  // Every folder this file made is gone (no authz-cli-* left behind in the temp folder).
+  expect(allDirs.filter((d) => existsSync(d))).toEqual([]);
+});
+
+/** A port nothing listens on (bound once by the OS, then released). */
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+/** Holds a port (as another process would) until closed. */
+async function occupy(): Promise<{ server: Server; port: number }> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { server, port: (server.address() as { port: number }).port };
+}
 
 /** Starts `serve`, resolves once the line matching `ready` appeared on stdout or stderr. */
 function serve(args: string[], env: NodeJS.ProcessEnv = ENV) {
@@ -250,5 +286,338 @@ describe('serve', () => {
     expect(text).toMatch(/authz_check_total\{decision="allow",reason="authenticated",issuer="corp"\} 4/);
     s.child.kill('SIGTERM');
     expect(await s.exited()).toBe(0);
+  });
+});
+
+describe('check-config reads what the config names', () => {
+  it('lists every missing file, missing folder and bad address in one run, with their paths', () => {
+    const dir = tmp();
+    const file = join(dir, 'config.yaml');
+    writeFileSync(
+      file,
+      [
+        'server:',
+        '  grpc_address: 127.0.0.1:99999',
+        '  http_address: localhost:abc',
+        'issuers:',
+        '  - name: a',
+        '    issuer: https://a.example.com',
+        '    audiences: [api]',
+        `    jwks: ${JSON.stringify(makeJwks(generateEcKeyPair()))}`,
+        '  - name: b',
+        '    issuer: https://b.example.com',
+        '    audiences: [api]',
+        '    jwks_file: ./x.json',
+        '  - name: c',
+        '    issuer: https://c.example.com',
+        '    audiences: [api]',
+        '    truststore: { path: ./certs }',
+        'upstream:',
+        '  token:',
+        '    issuer: https://authz.example.com',
+        '    signing: { alg: ES256, key_file: ./signing.jwk.json }',
+      ].join('\n'),
+    );
+    // the addresses come from the file here, not from the environment
+    const { AUTHZ_GRPC_ADDRESS: _g, AUTHZ_HTTP_ADDRESS: _h, ...env } = ENV;
+    const r = run(['check-config', '--config', file], env);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('issuers[1].jwks_file: cannot read ./x.json: no such file');
+    expect(r.stderr).toContain('issuers[2].truststore.path: cannot read ./certs: no such folder');
+    expect(r.stderr).toMatch(/server\.grpc_address: "127\.0\.0\.1:99999": .*65535/);
+    expect(r.stderr).toMatch(/server\.http_address: "localhost:abc": .*65535/);
+    expect(r.stderr).toContain(
+      'upstream.token.signing.key_file: cannot read ./signing.jwk.json: no such file',
+    );
+    // each problem once
+    expect(r.stderr.match(/signing\.key_file/g)).toHaveLength(1);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('reports a JWKS file that does not parse, and passes once the files are there', () => {
+    const dir = tmp();
+    const file = join(dir, 'config.yaml');
+    const config = {
+      issuers: [
+        { name: 'f', issuer: 'https://f.example.com', audiences: ['api'], jwks_file: './keys/jwks.json' },
+        { name: 't', issuer: 'https://t.example.com', audiences: ['api'], truststore: { path: './certs' } },
+      ],
+    };
+    writeFileSync(file, JSON.stringify(config));
+    mkdirSync(join(dir, 'keys'));
+    mkdirSync(join(dir, 'certs'));
+    writeFileSync(join(dir, 'keys', 'jwks.json'), '{not json');
+    const bad = run(['check-config', '--config', file]);
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/issuers\[0\]\.jwks_file: .*json/i);
+
+    // an empty truststore folder holds no keys: reported, like an unreadable one
+    expect(bad.stderr).toMatch(/issuers\[1\]\.truststore\.path: /);
+    writeFileSync(join(dir, 'keys', 'jwks.json'), JSON.stringify(makeJwks(generateEcKeyPair())));
+    const good = run(['check-config', '--config', join(dir, 'config.yaml')]);
+    expect(good.stderr).not.toContain('issuers[0]');
+  });
+
+  it('fetches jwks_uri only with --fetch and reports an unreachable one', async () => {
+    const dir = tmp();
+    const file = join(dir, 'config.yaml');
+    const port = await freePort();
+    writeFileSync(
+      file,
+      JSON.stringify({
+        issuers: [
+          {
+            name: 'remote',
+            issuer: 'https://idp.example.com',
+            audiences: ['api'],
+            jwks_uri: `http://127.0.0.1:${port}/jwks.json`,
+            jwks_cache: { timeout_ms: 1000 },
+          },
+        ],
+      }),
+    );
+    const offline = run(['check-config', '--config', file]);
+    expect(offline.status, offline.stderr).toBe(0);
+    expect(offline.stdout).toContain('configuration OK');
+    const fetched = run(['check-config', '--config', file, '--fetch']);
+    expect(fetched.status).toBe(1);
+    expect(fetched.stderr).toMatch(/issuers\[0\]\.jwks_uri: .*(ECONNREFUSED|refused|network)/i);
+  });
+});
+
+describe('serve fails early on addresses', () => {
+  it('a bad address names the field, exit 1, no stack', () => {
+    const r = run(['serve'], { ...ENV, AUTHZ_GRPC_ADDRESS: '127.0.0.1:99999' });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/server\.grpc_address: "127\.0\.0\.1:99999"/);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(r.stderr).not.toMatch(/No address added/);
+    const h = run(['serve'], { ...ENV, AUTHZ_HTTP_ADDRESS: 'localhost:abc' });
+    expect(h.status).toBe(1);
+    expect(h.stderr).toMatch(/server\.http_address: "localhost:abc"/);
+  });
+
+  it('a port already in use is one line naming the field, exit 1', async () => {
+    const busy = await occupy();
+    try {
+      for (const [field, env] of [
+        ['server.grpc_address', { AUTHZ_GRPC_ADDRESS: `127.0.0.1:${busy.port}` }],
+        ['server.http_address', { AUTHZ_HTTP_ADDRESS: `127.0.0.1:${busy.port}` }],
+      ] as const) {
+        const r = run(['serve'], { ...ENV, ...env });
+        expect(r.status).toBe(1);
+        expect(r.stderr.trim().split('\n')).toEqual([
+          `error: ${field}: cannot listen on 127.0.0.1:${busy.port} (address already in use)`,
+        ]);
+      }
+    } finally {
+      busy.server.close();
+    }
+  });
+});
+
+describe('--version and help', () => {
+  const version = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version as string;
+
+  it('--version prints the package version', () => {
+    const r = run(['--version']);
+    expect(r.status).toBe(0);
+    expect(r.stdout.trim()).toBe(version);
+  });
+
+  const OPTIONS: Record<string, string[]> = {
+    check: ['--address', '--token', '--method', '--path', '--host', '--header', '--context', '--timeout'],
+    mint: ['--key', '--claims', '--ttl', '--alg', '--typ'],
+    'check-config': ['--config', '--fetch'],
+    keygen: ['--alg', '--kid'],
+    serve: ['--config'],
+  };
+  for (const [command, options] of Object.entries(OPTIONS)) {
+    it(`help ${command} and ${command} --help print its usage with every option`, () => {
+      for (const args of [
+        ['help', command],
+        [command, '--help'],
+      ]) {
+        const r = run(args);
+        expect(r.status, r.stderr).toBe(0);
+        expect(r.stdout).toMatch(new RegExp(`^usage: envoy-jwt-authz ${command} `));
+        for (const o of options) expect(r.stdout).toMatch(new RegExp(`^\\s+(-\\w, )?${o}\\b`, 'm'));
+      }
+    });
+  }
+
+  it('help with no command lists the commands; help of an unknown command is a usage error', () => {
+    const r = run(['help']);
+    expect(r.status).toBe(0);
+    for (const c of Object.keys(OPTIONS)) expect(r.stdout).toContain(`  ${c} `);
+    expect(run(['help', 'frobnicate']).status).toBe(2);
+  });
+});
+
+/** pid → parent pid of every process (Linux /proc). */
+function processParents(): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      out.set(Number(name), ppid);
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  return out;
+}
+
+function descendants(pid: number): number[] {
+  const parents = processParents();
+  const found: number[] = [];
+  const queue = [pid];
+  while (queue.length > 0) {
+    const p = queue.shift()!;
+    for (const [child, parent] of parents) {
+      if (parent === p) {
+        found.push(child);
+        queue.push(child);
+      }
+    }
+  }
+  return found;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return !/^\S+ \S+ Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/\(.*\)/, 'x'));
+  } catch {
+    return false;
+  }
+}
+
+async function canBind(port: number): Promise<boolean> {
+  const srv = createServer();
+  const ok = await new Promise<boolean>((resolve) => {
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => resolve(true));
+  });
+  if (ok) await new Promise((r) => srv.close(r));
+  return ok;
+}
+
+describe('npm start', () => {
+  it.skipIf(process.platform !== 'linux')(
+    'SIGTERM to the process npm start started stops the service and frees its ports',
+    async () => {
+      const dir = tmp();
+      const file = join(dir, 'config.yaml');
+      writeFileSync(file, JSON.stringify(validConfig(makeJwks(generateEcKeyPair()))));
+      const npm = spawn('npm', ['start', '--silent', '--', '--config', file], {
+        cwd: ROOT,
+        env: ENV,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      children.push(npm);
+      let out = '';
+      npm.stdout!.on('data', (b) => (out += b));
+      npm.stderr!.on('data', (b) => (out += b));
+      const t0 = Date.now();
+      while (!/"msg":"ready"/.test(out)) {
+        if (npm.exitCode !== null || Date.now() - t0 > 20000) throw new Error(`npm start: ${out}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const [, grpcPort, httpPort] = /"grpc_port":(\d+),"http_port":(\d+)/.exec(out)!;
+      const tree = descendants(npm.pid!);
+      expect(tree.length).toBeGreaterThan(0);
+      const exited = new Promise((r) => npm.once('exit', r));
+      process.kill(npm.pid!, 'SIGTERM');
+      await exited;
+      const t1 = Date.now();
+      while (tree.some(alive) && Date.now() - t1 < 10000) await new Promise((r) => setTimeout(r, 100));
+      const orphans = tree.filter(alive);
+      for (const pid of orphans) process.kill(pid, 'SIGKILL'); // do not leave them behind on failure
+      expect(orphans, `still running after npm exited:\n${out}`).toEqual([]);
+      expect(await canBind(Number(grpcPort))).toBe(true);
+      expect(await canBind(Number(httpPort))).toBe(true);
+      expect(out).toMatch(/"signal":"SIGTERM"/);
+    },
+    40000,
+  );
+});
+
+describe('demo mode token', () => {
+  it('is printed as plain text for the person, never inside a log line', async () => {
+    const s = serve([], { ...ENV, AUTHZ_LOG_LEVEL: 'trace' }); // every log line there is
+    const m = await s.waitFor(/Try it:\s+(node \S+ check [^\n]+)/);
+    const token = /--token (\S+)/.exec(m[1]!)![1]!;
+    expect(s.output()).toMatch(new RegExp(`^  ${token.replace(/[.-]/g, '\\$&')}$`, 'm'));
+    // the token is used once, so any log line about a check would be seen too
+    const args = m[1]!.replace(/^node \S+ /, '').split(' ');
+    expect(JSON.parse(run(args).stdout).decision).toBe('allow');
+    s.child.kill('SIGTERM');
+    expect(await s.exited()).toBe(0);
+    const logLines = s
+      .output()
+      .split('\n')
+      .filter((l) => l.startsWith('{'));
+    expect(logLines.length).toBeGreaterThan(2);
+    for (const line of logLines) {
+      JSON.parse(line);
+      expect(line).not.toContain(token);
+      expect(line).not.toContain(token.split('.')[2]!); // not even the signature
+    }
+  });
+});
+
+describe('repository hygiene', () => {
+  it('shell examples do not pipe into grep -q under pipefail (SIGPIPE would fail a match)', () => {
+    const folder = join(ROOT, 'docs/examples');
+    const scripts = readdirSync(folder).filter((f) => f.endsWith('.sh'));
+    expect(scripts.length).toBeGreaterThan(0);
+    for (const name of scripts) {
+      const text = readFileSync(join(folder, name), 'utf8');
+      if (!/set -[a-z]*o pipefail|set -o pipefail/.test(text)) continue;
+      const offending = text
+        .split('\n')
+        .filter((l) => !l.trimStart().startsWith('#') && /\|\s*grep\s+(-\w*q|--quiet)/.test(l));
+      expect(offending, name).toEqual([]);
+    }
+  });
+
+  it.skipIf(!existsSync(join(ROOT, '.git')))(
+    'no private key is committed outside test/ and bench/, and examples/demo-keys/ is ignored',
+    () => {
+      const files = spawnSync('git', ['ls-files', '-z'], { cwd: ROOT, encoding: 'utf8' })
+        .stdout.split('\0')
+        .filter((f) => f && !/^(test|bench)\//.test(f) && existsSync(join(ROOT, f)));
+      expect(files.length).toBeGreaterThan(20);
+      const pemLabel = new RegExp(
+        // a label followed by base64 lines: a real block, not code that names the label
+        ['-----BEGIN', '(RSA |EC |ENCRYPTED |OPENSSH )?PRIVATE', 'KEY-----\\r?\\n[A-Za-z0-9+/]{40}'].join(
+          ' ',
+        ),
+      );
+      const jwkPrivate = /"d"\s*:\s*"[A-Za-z0-9_-]{20,}"/;
+      const holding = files.filter((f) => {
+        const text = readFileSync(join(ROOT, f), 'utf8');
+        return pemLabel.test(text) || jwkPrivate.test(text);
+      });
+      expect(holding).toEqual([]);
+      const ignored = spawnSync('git', ['check-ignore', '-q', 'examples/demo-keys/private.jwk.json'], {
+        cwd: ROOT,
+      });
+      expect(ignored.status).toBe(0);
+    },
+  );
+
+  it('no production dependency in the lock file needs a newer Node than 20', () => {
+    const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as {
+      packages: Record<string, { dev?: boolean; engines?: { node?: string } }>;
+    };
+    const tooNew = Object.entries(lock.packages)
+      .filter(([name, p]) => name && !p.dev && /^>=\s*(\d+)/.exec(p.engines?.node ?? '')?.[1])
+      .filter(([, p]) => Number(/^>=\s*(\d+)/.exec(p.engines!.node!)![1]) > 20)
+      .map(([name, p]) => `${name} ${p.engines!.node}`);
+    expect(tooNew).toEqual([]);
   });
 });

@@ -150,3 +150,30 @@ describe('config validation', () => {
     );
   });
 });
+
+describe('listen addresses', () => {
+  const withServer = (server: Record<string, unknown>) => problems({ issuers: [issuer], server });
+
+  it('accepts HOST:PORT with a port 0-65535, bracketed IPv6, and unix: for gRPC', () => {
+    expect(withServer({ grpc_address: '0.0.0.0:0', http_address: 'localhost:65535' })).toEqual([]);
+    expect(withServer({ grpc_address: '[::1]:9001', http_address: '[::]:9002' })).toEqual([]);
+    expect(withServer({ grpc_address: 'unix:/run/authz.sock' })).toEqual([]);
+  });
+
+  it('names the field of every bad address, from the file or the environment', () => {
+    expect(withServer({ grpc_address: '127.0.0.1:99999', http_address: 'localhost:abc' })).toEqual([
+      expect.stringMatching(/^server\.grpc_address: "127\.0\.0\.1:99999": the port must be .*65535/),
+      expect.stringMatching(/^server\.http_address: "localhost:abc": the port must be/),
+    ]);
+    expect(problems({ issuers: [issuer] }, { AUTHZ_HTTP_ADDRESS: '9002' })).toEqual([
+      expect.stringMatching(/^server\.http_address: "9002": expected HOST:PORT$/),
+    ]);
+    expect(withServer({ http_address: 'unix:/run/x.sock' })[0]).toMatch(/^server\.http_address: .*unix/);
+    expect(withServer({ grpc_address: ':9001' })[0]).toMatch(/^server\.grpc_address: .*host is missing/);
+    expect(withServer({ grpc_address: '[zz]:1' })[0]).toMatch(/not an IPv6 address/);
+    expect(withServer({ grpc_address: 'a b:1' })[0]).toMatch(/not a host name/);
+    expect(withServer({ grpc_address: '127.0.0.1:9001', http_address: '127.0.0.1:9001' })).toEqual([
+      expect.stringMatching(/^server\.http_address: .*also server\.grpc_address/),
+    ]);
+  });
+});

@@ -1,0 +1,73 @@
+import { inspectConfigFile } from '../config/load.js';
+import { ConfigError } from '../core/errors.js';
+import type { IssuerConfig, LoadedConfig } from '../config/types.js';
+import { createLogger } from '../observability/logger.js';
+import { Metrics } from '../observability/metrics.js';
+import { Runtime } from '../server/runtime.js';
+import { createKeySource, type KeySource } from '../authn/keys/index.js';
+
+/** The config path of the field that names an issuer's keys. */
+function keyField(iss: IssuerConfig, i: number): string {
+  const p = `issuers[${i}]`;
+  if (iss.jwks_uri !== undefined) return `${p}.jwks_uri`;
+  if (iss.discovery_uri !== undefined) return `${p}.discovery_uri`;
+  if (iss.jwks_file !== undefined) return `${p}.jwks_file`;
+  if (iss.truststore !== undefined) return `${p}.truststore.path`;
+  if (iss.secret_file !== undefined) return `${p}.secret_file`;
+  return `${p}.jwks`;
+}
+
+const fieldOf = (problem: string): string => problem.split(': ')[0]!;
+
+/**
+ * Everything `check-config` verifies, as one list of problems: the structure, the
+ * addresses, every file the config names, what building the service from it reports
+ * (rules, signing keys, client keys), and the first load of each issuer's keys. Remote
+ * key sources are fetched only with `fetch`. Returns the built Runtime (to summarise
+ * and close) when there is one.
+ */
+export async function inspectConfig(
+  file: string,
+  opts: { fetch: boolean },
+): Promise<{ loaded?: LoadedConfig; rt?: Runtime; problems: string[] }> {
+  const { loaded, problems } = inspectConfigFile(file);
+  if (!loaded) return { problems };
+  // A file already reported as unreadable is not reported again by the builder.
+  const named = new Set(problems.map(fieldOf));
+  const addNew = (list: readonly string[]) => {
+    for (const p of list) if (!named.has(fieldOf(p))) problems.push(p);
+  };
+  const logger = createLogger('silent');
+  const metrics = new Metrics({ processMetrics: false });
+  // Each issuer's first key load, on sources of its own (the same code serve runs), so
+  // it is reported even when building the rest of the service failed.
+  await Promise.all(
+    loaded.config.issuers.map(async (iss, i) => {
+      const field = keyField(iss, i);
+      const remote = iss.jwks_uri !== undefined || iss.discovery_uri !== undefined;
+      if ((remote && !opts.fetch) || named.has(field)) return;
+      let source: KeySource;
+      try {
+        source = createKeySource(iss, { baseDir: loaded.baseDir, logger, metrics });
+      } catch {
+        return; // an issuer without exactly one key source is already reported
+      }
+      try {
+        await source.start();
+        const status = source.status();
+        if (status.state === 'error' || status.keys === 0)
+          addNew([`${field}: ${status.lastError ?? 'no usable keys'}`]);
+      } finally {
+        source.close();
+      }
+    }),
+  );
+  let rt: Runtime | undefined;
+  try {
+    rt = await Runtime.build(loaded, { logger, metrics });
+  } catch (err) {
+    if (err instanceof ConfigError) addNew(err.problems);
+    else if (problems.length === 0) throw err;
+  }
+  return { loaded, rt, problems };
+}

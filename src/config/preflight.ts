@@ -1,0 +1,174 @@
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { createServer } from 'node:net';
+import { extname, join, resolve } from 'node:path';
+import type { AppConfig } from './types.js';
+
+// Checks that need the outside world: listen addresses and the files a config
+// names. Address syntax is part of config validation (load.ts); reading files
+// and probing ports are for `check-config` and startup.
+
+const ERRNO_TEXT: Record<string, string> = {
+  ENOENT: 'no such file',
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+  EISDIR: 'is a folder, not a file',
+  ENOTDIR: 'a part of the path is not a folder',
+  ELOOP: 'too many symbolic links',
+  EMFILE: 'too many open files',
+};
+
+function errnoText(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  return (code && ERRNO_TEXT[code]) ?? code ?? (err as Error).message;
+}
+
+/**
+ * Why `value` cannot be listened on (undefined when it can): `host:port` with a port
+ * in 0–65535 (IPv6 hosts in brackets), or, where the server supports it, `unix:/path`.
+ */
+export function addressProblem(value: string, allowUnix: boolean): string | undefined {
+  if (value.startsWith('unix:')) {
+    if (!allowUnix) return `"${value}": a unix socket is not supported here; expected HOST:PORT`;
+    return value.length > 'unix:'.length ? undefined : `"${value}": unix: needs a socket path`;
+  }
+  const m = /^(?:\[([^\]]*)\]|([^:[\]]*)):([^:]*)$/.exec(value);
+  const expected = `expected HOST:PORT${allowUnix ? ' or unix:/path' : ''}`;
+  if (!m) return `"${value}": ${expected}`;
+  const host = m[1] ?? m[2]!;
+  const port = m[3]!;
+  if (host === '') return `"${value}": the host is missing (${expected}, e.g. 0.0.0.0:9001)`;
+  if (m[1] !== undefined && isIP(host) !== 6) return `"${value}": "${host}" is not an IPv6 address`;
+  if (m[2] !== undefined && isIP(host) === 0 && !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(host))
+    return `"${value}": "${host}" is not a host name or IP address`;
+  if (!/^\d{1,5}$/.test(port) || Number(port) > 65535)
+    return `"${value}": the port must be a number between 0 and 65535, got "${port}"`;
+  return undefined;
+}
+
+export const LISTEN_ADDRESSES = [
+  { field: 'server.grpc_address', key: 'grpc_address', allowUnix: true },
+  // The HTTP server listens on a host and a port only.
+  { field: 'server.http_address', key: 'http_address', allowUnix: false },
+] as const;
+
+/** One file a config names, with its config path. */
+interface NamedPath {
+  readonly field: string;
+  readonly file: string;
+  readonly folder?: boolean;
+}
+
+function signingFiles(
+  field: string,
+  s: { key_file?: string; secret_file?: string; previous_key_files?: string[] } | undefined,
+): NamedPath[] {
+  if (!s) return [];
+  const out: NamedPath[] = [];
+  if (s.key_file !== undefined) out.push({ field: `${field}.key_file`, file: s.key_file });
+  if (s.secret_file !== undefined) out.push({ field: `${field}.secret_file`, file: s.secret_file });
+  (s.previous_key_files ?? []).forEach((file, i) =>
+    out.push({ field: `${field}.previous_key_files[${i}]`, file }),
+  );
+  return out;
+}
+
+/** Every file and folder a config names, with its config path. */
+export function namedPaths(config: AppConfig): NamedPath[] {
+  const out: NamedPath[] = [];
+  config.issuers.forEach((iss, i) => {
+    const p = `issuers[${i}]`;
+    if (iss.jwks_file !== undefined) out.push({ field: `${p}.jwks_file`, file: iss.jwks_file });
+    if (iss.secret_file !== undefined) out.push({ field: `${p}.secret_file`, file: iss.secret_file });
+    if (iss.truststore !== undefined)
+      out.push({ field: `${p}.truststore.path`, file: iss.truststore.path, folder: true });
+  });
+  const up = config.upstream.token;
+  if (up) {
+    out.push(...signingFiles('upstream.token.signing', up.signing));
+    if (up.encryption) out.push(...signingFiles('upstream.token.encryption', up.encryption));
+  }
+  const te = config.token_endpoint;
+  out.push(...signingFiles('token_endpoint.access_token.signing', te.access_token.signing));
+  te.clients.forEach((c, i) => {
+    const p = `token_endpoint.clients[${i}]`;
+    if (c.certificate_file !== undefined)
+      out.push({ field: `${p}.certificate_file`, file: c.certificate_file });
+    if (c.jwks_file !== undefined) out.push({ field: `${p}.jwks_file`, file: c.jwks_file });
+    if (c.client_secret_file !== undefined)
+      out.push({ field: `${p}.client_secret_file`, file: c.client_secret_file });
+  });
+  return out;
+}
+
+const CERT_EXTENSIONS = new Set(['.pem', '.crt', '.cer']);
+
+/**
+ * Reads every file and folder the config names (relative paths against baseDir) and
+ * returns one problem per path that cannot be read. Contents are never echoed.
+ */
+export function checkConfigFiles(config: AppConfig, baseDir: string): string[] {
+  const problems: string[] = [];
+  for (const { field, file, folder } of namedPaths(config)) {
+    const path = resolve(baseDir, file);
+    try {
+      if (folder) {
+        if (!statSync(path).isDirectory()) {
+          problems.push(`${field}: ${file} is not a folder`);
+          continue;
+        }
+        for (const name of readdirSync(path)) {
+          if (!CERT_EXTENSIONS.has(extname(name).toLowerCase())) continue;
+          try {
+            readFileSync(join(path, name));
+          } catch (err) {
+            problems.push(`${field}: cannot read ${join(file, name)}: ${errnoText(err)}`);
+          }
+        }
+      } else {
+        readFileSync(path);
+      }
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      const text = folder && code === 'ENOENT' ? 'no such folder' : errnoText(err);
+      problems.push(`${field}: cannot read ${file}: ${text}`);
+    }
+  }
+  return problems;
+}
+
+const BIND_TEXT: Record<string, string> = {
+  EADDRINUSE: 'address already in use',
+  EACCES: 'permission denied; ports below 1024 need privileges',
+  EADDRNOTAVAIL: 'not an address of this machine',
+  ENOTFOUND: 'the host name does not resolve',
+  EAI_AGAIN: 'the host name does not resolve',
+};
+
+/** A one-line explanation of a failed listen, naming the address. */
+export function bindErrorText(address: string, err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  const text = (code && BIND_TEXT[code]) ?? code ?? (err as Error).message.split('\n')[0];
+  return `cannot listen on ${address} (${text})`;
+}
+
+/**
+ * Tries to listen on every host:port address of the config (port 0 and unix sockets
+ * are skipped) and closes again; returns one problem per address that cannot be bound.
+ */
+export async function probeListenAddresses(config: AppConfig): Promise<string[]> {
+  const problems: string[] = [];
+  for (const { field, key } of LISTEN_ADDRESSES) {
+    const address = config.server[key];
+    const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(address);
+    if (!m || Number(m[3]) === 0) continue;
+    const host = m[1] ?? m[2]!;
+    const error = await new Promise<unknown>((done) => {
+      const server = createServer();
+      server.once('error', done);
+      server.listen({ host, port: Number(m[3]), exclusive: true }, () => server.close(() => done(undefined)));
+    });
+    if (error) problems.push(`${field}: ${bindErrorText(address, error)}`);
+  }
+  return problems;
+}
