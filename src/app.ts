@@ -75,17 +75,19 @@ export class Service {
 
   /**
    * Replaces the running config. Throws (and keeps the old config serving) when the
-   * new one is invalid; reloads are serialised.
+   * new one is invalid; reloads are serialised. The store, key sources and ephemeral
+   * signing keys whose settings did not change are carried over (see Runtime.build).
    */
   reload(loaded: LoadedConfig): Promise<void> {
     const next = this.reloading.then(async () => {
       const { logger, metrics } = this.opts;
-      const fresh = await Runtime.build(loaded, { logger, metrics });
+      const fresh = await Runtime.build(loaded, { logger, metrics }, this.runtime);
       await fresh.start();
       const old = this.runtime;
       this.runtime = fresh;
       logger.info({ issuers: fresh.issuerStatus() }, 'configuration reloaded');
-      // Checks already running on the old graph finish with it; close it once they are done.
+      // Checks already running on the old graph finish with it; close it once they are done
+      // (what the new graph took over stays open).
       setTimeout(() => void old.close(), 5_000).unref();
     });
     this.reloading = next.catch(() => undefined);
