@@ -165,7 +165,7 @@ export class Runtime {
       } else if (previous?.heldStore) {
         ctx.logger.info(
           { store: previous.heldStore.value.type },
-          'the token endpoint is disabled: the store is closed and its state is not kept',
+          'the token endpoint is disabled: the store is closed with the old configuration and its state is not kept',
         );
       }
       const pipeline = new CheckPipeline({
