@@ -2,13 +2,17 @@
 // the running service knows whenever the settings it depends on did not change: the
 // store (revocations, used assertion jtis, opaque and refresh tokens), ephemeral
 // signing keys, and each issuer's key source with its fetched keys.
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, SignJWT, type JSONWebKeySet } from 'jose';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import * as grpc from '@grpc/grpc-js';
+import { describeCheckResponse, envoyCheckRequest } from '../../src/cli/check.js';
 import { loadConfigFile } from '../../src/config/load.js';
+import { authorizationClientConstructor } from '../../src/envoy/protos.js';
 import { startTestService, type Decision, type TestService } from '../helpers/harness.js';
 import { startJwksServer, type JwksServer } from '../helpers/jwks-server.js';
 import {
@@ -159,7 +163,7 @@ function corpToken(key: TestKeyPair = corp, kid = key.kid): Promise<string> {
     .sign(key.privateKey);
 }
 
-async function post(svc: TestService, path: string, form: Record<string, string>) {
+async function post(svc: Pick<TestService, 'httpUrl'>, path: string, form: Record<string, string>) {
   const res = await fetch(`${svc.httpUrl}${path}`, {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded' },
@@ -169,7 +173,7 @@ async function post(svc: TestService, path: string, form: Record<string, string>
   return { status: res.status, json: (text === '' ? {} : JSON.parse(text)) as Record<string, any> };
 }
 
-async function grant(svc: TestService, assertionJwt?: string) {
+async function grant(svc: Pick<TestService, 'httpUrl'>, assertionJwt?: string) {
   const res = await post(svc, '/oauth2/token', {
     grant_type: JWT_BEARER,
     assertion: assertionJwt ?? (await assertion()),
@@ -442,5 +446,84 @@ describe('a reload keeps the Redis store connection', () => {
     const lines = storeNotKept(svc);
     expect(lines).toHaveLength(1);
     expect(lines[0]!.level).toBe('info');
+  });
+});
+
+describe('SIGHUP to `serve --config FILE` (node dist/main.js; npm test builds first)', () => {
+  const MAIN = new URL('../../dist/main.js', import.meta.url).pathname;
+  let child: ChildProcess | undefined;
+  afterEach(() => {
+    if (child && child.exitCode === null) child.kill('SIGKILL');
+  });
+
+  it('a revoked token stays revoked and an ephemeral-key token stays valid across the signal', async () => {
+    const file = join(dir, `config-${++configCount}.yaml`);
+    writeFileSync(file, JSON.stringify(config({ ephemeral: true })));
+    child = spawn(process.execPath, [MAIN, 'serve', '--config', file], {
+      env: {
+        ...process.env,
+        AUTHZ_LOG_LEVEL: 'info',
+        AUTHZ_GRPC_ADDRESS: '127.0.0.1:0',
+        AUTHZ_HTTP_ADDRESS: '127.0.0.1:0',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout!.on('data', (b) => (out += b));
+    child.stderr!.on('data', (b) => (out += b));
+    const waitFor = async (re: RegExp, from = 0): Promise<RegExpMatchArray> => {
+      for (let t = 0; t < 300; t++) {
+        const m = out.slice(from).match(re);
+        if (m) return m;
+        if (child!.exitCode !== null) throw new Error(`exited ${child!.exitCode}: ${out}`);
+        await sleep(50);
+      }
+      throw new Error(`timeout waiting for ${re}: ${out}`);
+    };
+    const [, grpcPort, httpPort] = await waitFor(/"grpc_port":(\d+),"http_port":(\d+)/);
+    await waitFor(/"msg":"ready"/);
+    const http = { httpUrl: `http://127.0.0.1:${httpPort}` };
+    const Client = authorizationClientConstructor();
+    const client = new Client(`127.0.0.1:${grpcPort}`, grpc.credentials.createInsecure()) as any;
+    const check = (token: string): Promise<Decision> =>
+      new Promise((resolve, reject) =>
+        client.Check(
+          envoyCheckRequest({
+            method: 'GET',
+            path: '/api/orders',
+            host: 'api.example.com',
+            token,
+            headers: [],
+            context: [],
+          }),
+          { deadline: Date.now() + 5000 },
+          (err: Error | null, res: unknown) =>
+            err ? reject(err) : resolve(describeCheckResponse(res as any) as unknown as Decision),
+        ),
+      );
+    try {
+      const revoked = (await grant(http)).access_token;
+      const kept = (await grant(http)).access_token;
+      const res = await post(http, '/oauth2/revoke', {
+        token: revoked,
+        client_assertion_type: CLIENT_ASSERTION_TYPE,
+        client_assertion: await assertion(),
+      });
+      expect(res.status).toBe(200);
+      for (let t = 0; (await check(revoked)).decision !== 'deny'; t++) {
+        expect(t).toBeLessThan(20);
+        await sleep(100);
+      }
+
+      const mark = out.length;
+      writeFileSync(file, JSON.stringify(config({ ephemeral: true, extraRule: true })));
+      child.kill('SIGHUP');
+      await waitFor(/configuration reloaded/, mark);
+      expectDenied(await check(revoked), 401, 'token_revoked');
+      expectAllowed(await check(kept));
+    } finally {
+      client.close();
+    }
+    child.kill('SIGTERM');
   });
 });
