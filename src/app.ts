@@ -19,6 +19,8 @@ export class Service {
   private runtime: Runtime;
   private accepting = true;
   private reloading: Promise<void> = Promise.resolve();
+  /** Replaced runtimes still finishing their checks; closed after a delay or at shutdown. */
+  private readonly draining = new Set<Runtime>();
 
   private constructor(
     runtime: Runtime,
@@ -88,7 +90,11 @@ export class Service {
       logger.info({ issuers: fresh.issuerStatus() }, 'configuration reloaded');
       // Checks already running on the old graph finish with it; close it once they are done
       // (what the new graph took over stays open).
-      setTimeout(() => void old.close(), 5_000).unref();
+      this.draining.add(old);
+      setTimeout(() => {
+        this.draining.delete(old);
+        void old.close();
+      }, 5_000).unref();
     });
     this.reloading = next.catch(() => undefined);
     return next;
@@ -103,6 +109,8 @@ export class Service {
     await Promise.race([drained, new Promise((r) => setTimeout(r, graceMs).unref())]);
     await this.grpc.close(Math.min(graceMs, 2000));
     await this.http.close();
-    await this.runtime.close();
+    const old = [...this.draining];
+    this.draining.clear();
+    await Promise.all([this.runtime.close(), ...old.map((r) => r.close())]);
   }
 }

@@ -390,6 +390,20 @@ describe('a reload keeps fetched key sets', () => {
   });
 });
 
+describe('shutdown right after a reload', () => {
+  it('closes the replaced runtime too, and with it the key source both shared', async () => {
+    const svc = await serve();
+    const source = svc.service.current.issuers.find((i) => i.name === 'corp')!.keySource;
+    await reload(svc, { extraRule: true });
+    services.splice(services.indexOf(svc), 1);
+    await svc.close();
+    // A running source refetches for an unknown kid (cooldown 0); a closed one never fetches.
+    const before = jwks.requests;
+    await source.refreshForUnknownKid();
+    expect(jwks.requests).toBe(before);
+  });
+});
+
 describe('a reload keeps file-based key sources and re-reads them', () => {
   it('the running jwks_file source is kept, and a file changed just before the reload is read at once', async () => {
     const file = join(dir, `config-${++configCount}.yaml`);
