@@ -35,11 +35,19 @@ export interface SigningKeys {
   readonly previous: readonly SigningKey[];
   /** Public JWKs of current and previous keys (asymmetric only). */
   publicJwks(): JWK[];
+  /** `current` was generated in memory (no key file): a reload must hand it on or lose it. */
+  readonly ephemeral: boolean;
 }
 
 export interface SigningKeyContext {
   readonly baseDir: string;
   readonly logger: Logger;
+  /**
+   * An ephemeral key generated before a reload. Used instead of a new one when the
+   * section still names no key file and its alg is unchanged, so tokens signed before
+   * the reload keep verifying.
+   */
+  readonly ephemeralKey?: SigningKey;
 }
 
 type Family = 'HS' | 'RS' | 'PS' | 'ES' | 'EdDSA';
@@ -251,6 +259,7 @@ class LoadedSigningKeys implements SigningKeys {
   constructor(
     readonly current: SigningKey,
     readonly previous: readonly SigningKey[],
+    readonly ephemeral: boolean,
   ) {
     this.jwks = [current, ...previous].flatMap((k) => (k.publicJwk ? [k.publicJwk] : []));
   }
@@ -290,14 +299,23 @@ export async function loadSigningKeys(
   };
 
   let current: SigningKey | undefined;
+  let ephemeral = false;
   if (cfg.key_file !== undefined) {
     const file = cfg.key_file;
     current = await collect(() => loadKeyFile(alg, file, `${configPath}.key_file`, ctx));
   } else if (cfg.secret_file !== undefined) {
     const file = cfg.secret_file;
     current = await collect(() => loadSecretFile(alg, file, `${configPath}.secret_file`, ctx));
+  } else if (ctx.ephemeralKey?.alg === alg) {
+    current = ctx.ephemeralKey;
+    ephemeral = true;
+    ctx.logger.info(
+      { config: configPath, alg, kid: current.kid },
+      `${configPath}: keeping the ephemeral ${alg} key across the reload`,
+    );
   } else {
     current = await buildSigningKey(alg, generateSigningKeyObject(alg), undefined);
+    ephemeral = true;
     ctx.logger.warn(
       { config: configPath, alg, kid: current.kid },
       `${configPath}: no key_file or secret_file; using an ephemeral ${alg} key generated at startup. ` +
@@ -318,7 +336,7 @@ export async function loadSigningKeys(
     previous.push(key);
   }
   if (problems.length > 0 || !current) throw new ConfigError(problems);
-  return new LoadedSigningKeys(current, previous);
+  return new LoadedSigningKeys(current, previous, ephemeral);
 }
 
 // ---------------------------------------------------------------------------

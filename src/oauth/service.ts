@@ -71,6 +71,8 @@ export interface TokenService {
   readonly issuer: string;
   /** Public JWKs of the access-token signing keys (current and previous); empty for opaque tokens. */
   publicJwks(): JWK[];
+  /** The access-token signing key, when it was generated in memory (no key file); a reload hands it on. */
+  readonly ephemeralKey: SigningKey | undefined;
   /** POST /oauth2/token */
   handleToken(req: OAuthRequest): Promise<HttpAnswer>;
   /** POST /oauth2/revoke */
@@ -95,6 +97,8 @@ export interface TokenServiceContext {
   readonly realm?: string;
   /** Lifetime of cached store answers for Check, ≤ 1000 ms (default 1000; 0 disables). */
   readonly storeCacheMs?: number;
+  /** The previous token service's ephemeral key, reused when `signing` still names no key file and the same alg. */
+  readonly ephemeralKey?: SigningKey;
 }
 
 interface Client {
@@ -150,6 +154,7 @@ class OAuthTokenService implements TokenService {
   readonly issuer: string;
   readonly maxBodyBytes: number;
   readonly realm: string;
+  readonly ephemeralKey: SigningKey | undefined;
   private readonly audience: string;
   private readonly accessAudience: string | string[];
   private readonly now: () => number;
@@ -171,6 +176,7 @@ class OAuthTokenService implements TokenService {
     this.now = ctx.now ?? Date.now;
     const auds = cfg.access_token.audiences.length > 0 ? cfg.access_token.audiences : [this.issuer];
     this.accessAudience = auds.length === 1 ? auds[0]! : [...auds];
+    this.ephemeralKey = keys?.ephemeral ? keys.current : undefined;
     this.header = keys
       ? Object.freeze({ alg: keys.current.alg, kid: keys.current.kid, typ: 'at+jwt' })
       : undefined;

@@ -21,6 +21,8 @@ export class Service {
   private runtime: Runtime;
   private accepting = true;
   private reloading: Promise<void> = Promise.resolve();
+  /** Replaced runtimes still finishing their checks; closed after a delay or at shutdown. */
+  private readonly draining = new Set<Runtime>();
 
   private constructor(
     runtime: Runtime,
@@ -78,19 +80,25 @@ export class Service {
 
   /**
    * Replaces the running config. Throws (and keeps the old config serving) when the
-   * new one is invalid; reloads are serialised.
+   * new one is invalid; reloads are serialised. The store, key sources and ephemeral
+   * signing keys whose settings did not change are carried over (see Runtime.build).
    */
   reload(loaded: LoadedConfig): Promise<void> {
     const next = this.reloading.then(async () => {
       const { logger, metrics } = this.opts;
-      const fresh = await Runtime.build(loaded, { logger, metrics });
+      const fresh = await Runtime.build(loaded, { logger, metrics }, this.runtime);
       await fresh.start();
       const old = this.runtime;
       this.runtime = fresh;
       this.http.server.maxConnections = fresh.config.server.http_max_connections;
       logger.info({ issuers: fresh.issuerStatus() }, 'configuration reloaded');
-      // Checks already running on the old graph finish with it; close it once they are done.
-      setTimeout(() => void old.close(), 5_000).unref();
+      // Checks already running on the old graph finish with it; close it once they are done
+      // (what the new graph took over stays open).
+      this.draining.add(old);
+      setTimeout(() => {
+        this.draining.delete(old);
+        void old.close();
+      }, 5_000).unref();
     });
     this.reloading = next.catch(() => undefined);
     return next;
@@ -105,6 +113,8 @@ export class Service {
     await Promise.race([drained, new Promise((r) => setTimeout(r, graceMs).unref())]);
     await this.grpc.close(Math.min(graceMs, 2000));
     await this.http.close();
-    await this.runtime.close();
+    const old = [...this.draining];
+    this.draining.clear();
+    await Promise.all([this.runtime.close(), ...old.map((r) => r.close())]);
   }
 }

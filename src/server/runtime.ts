@@ -1,6 +1,8 @@
+import { isDeepStrictEqual } from 'node:util';
 import type { JWK } from 'jose';
-import { createKeySource } from '../authn/keys/index.js';
-import type { KeySourceStatus } from '../authn/keys/types.js';
+import { createKeySource, keySourceSettings } from '../authn/keys/index.js';
+import { LocalKeySource } from '../authn/keys/local-source.js';
+import type { KeySource, KeySourceStatus } from '../authn/keys/types.js';
 import { compileTokenSources } from '../authn/extract.js';
 import type { CompiledIssuer } from '../authn/verify.js';
 import { compileClaimMappings, type ClaimMapper } from '../authz/claims.js';
@@ -11,6 +13,7 @@ import { createTokenService, type TokenService } from '../oauth/index.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { CheckPipeline } from '../check/pipeline.js';
+import { Shared } from '../core/shared.js';
 import { createStore, type Store } from '../store/index.js';
 import { ClaimHeaders } from '../upstream/claim-headers.js';
 import { createDownstreamTokenMinter, type DownstreamTokenMinter } from '../upstream/downstream-token.js';
@@ -20,21 +23,54 @@ export interface RuntimeContext {
   readonly metrics: Metrics;
 }
 
+/** A key source with the settings it was built from (see keySourceSettings). */
+interface HeldKeySource {
+  readonly settings: Record<string, unknown>;
+  readonly shared: Shared<KeySource>;
+}
+
+// Key sources started once, whichever runtime asked first: a source carried over by a
+// reload is already running and must not fetch again.
+const started = new WeakMap<KeySource, Promise<void>>();
+function startOnce(source: KeySource): Promise<void> {
+  let p = started.get(source);
+  if (!p) {
+    p = source.start();
+    started.set(source, p);
+  }
+  return p;
+}
+
 /**
  * One immutable graph built from one config: compiled issuers and rules, key
- * sources, minter, store and token service. A reload builds a new Runtime and
- * swaps it in; the old one is closed after in-flight checks finish.
+ * sources, minter, store and token service. A reload builds a new Runtime from the
+ * running one and swaps it in; the old one is closed after in-flight checks finish.
+ *
+ * What a reload carries over when its own settings did not change: the store (with
+ * every revocation, used assertion jti, opaque and refresh token in it), each
+ * issuer's key source (its fetched keys and refresh schedule), and ephemeral signing
+ * keys. Store and key sources are reference-counted: the old runtime's close() only
+ * closes what the new one did not take over.
  */
 export class Runtime {
+  private closed = false;
+
   private constructor(
     readonly loaded: LoadedConfig,
     readonly pipeline: CheckPipeline,
     readonly issuers: readonly CompiledIssuer[],
     readonly minter: DownstreamTokenMinter | undefined,
-    readonly store: Store | undefined,
+    private readonly heldStore: Shared<Store> | undefined,
     readonly tokenService: TokenService | undefined,
     readonly rules: RuleSet,
+    private readonly keySources: ReadonlyMap<string, HeldKeySource>,
+    /** Carried-over file-based key sources, re-read at start (a reload is how operators say "files changed"). */
+    private readonly reread: readonly LocalKeySource[],
   ) {}
+
+  get store(): Store | undefined {
+    return this.heldStore?.value;
+  }
 
   get config() {
     return this.loaded.config;
@@ -44,7 +80,11 @@ export class Runtime {
     return this.loaded.config.realm;
   }
 
-  static async build(loaded: LoadedConfig, ctx: RuntimeContext): Promise<Runtime> {
+  /**
+   * Compiles a config. With `previous` (a reload), state whose settings did not change
+   * is taken over from the running runtime instead of being built afresh.
+   */
+  static async build(loaded: LoadedConfig, ctx: RuntimeContext, previous?: Runtime): Promise<Runtime> {
     const { config, baseDir } = loaded;
     const problems: string[] = [];
     const knownIssuers = new Set(config.issuers.map((i) => i.name));
@@ -70,11 +110,26 @@ export class Runtime {
 
     const keyCtx = { baseDir, logger: ctx.logger, metrics: ctx.metrics };
     const issuers: CompiledIssuer[] = [];
-    const closers: (() => void)[] = [];
+    const keySources = new Map<string, HeldKeySource>();
+    const reread: LocalKeySource[] = [];
+    const kept: string[] = [];
+    const closers: (() => unknown)[] = [];
     try {
       for (const iss of config.issuers) {
-        const keySource = createKeySource(iss, keyCtx);
-        closers.push(() => keySource.close());
+        const settings = keySourceSettings(iss, baseDir);
+        const before = previous?.keySources.get(iss.name);
+        let shared =
+          before && isDeepStrictEqual(before.settings, settings) ? before.shared.acquire() : undefined;
+        if (shared) {
+          kept.push(iss.name);
+          if (shared.value instanceof LocalKeySource) reread.push(shared.value);
+        } else {
+          shared = new Shared(createKeySource(iss, keyCtx), (s) => s.close());
+        }
+        const held = shared;
+        closers.push(() => held.release());
+        keySources.set(iss.name, { settings, shared: held });
+        const keySource = held.value;
         issuers.push({
           name: iss.name,
           issuer: iss.issuer,
@@ -86,20 +141,32 @@ export class Runtime {
           maxLifetimeSeconds: iss.max_lifetime_seconds,
         });
       }
+      const minterKey = previous?.minter?.ephemeralKey;
       const minter = config.upstream.token
-        ? await createDownstreamTokenMinter(config.upstream.token, keyCtx)
+        ? await createDownstreamTokenMinter(config.upstream.token, {
+            ...keyCtx,
+            ...(minterKey ? { ephemeralKey: minterKey } : {}),
+          })
         : undefined;
-      let store: Store | undefined;
+      let heldStore: Shared<Store> | undefined;
       let tokenService: TokenService | undefined;
       if (config.token_endpoint.enabled) {
-        store = createStore(config.store, { logger: ctx.logger });
-        closers.push(() => void store!.close());
+        heldStore = Runtime.takeStore(loaded, ctx, previous);
+        const store = heldStore;
+        closers.push(() => store.release());
+        const tokenKey = previous?.tokenService?.ephemeralKey;
         tokenService = await createTokenService(config.token_endpoint, {
           ...keyCtx,
-          store,
+          store: store.value,
           issuersByName: new Map(issuers.map((i) => [i.name, i])),
+          ...(tokenKey ? { ephemeralKey: tokenKey } : {}),
         });
         issuers.push(tokenService.self.issuer);
+      } else if (previous?.heldStore) {
+        ctx.logger.info(
+          { store: previous.heldStore.value.type },
+          'the token endpoint is disabled: the store is closed with the old configuration and its state is not kept',
+        );
       }
       const pipeline = new CheckPipeline({
         issuers,
@@ -117,16 +184,63 @@ export class Runtime {
         logger: ctx.logger,
         metrics: ctx.metrics,
       });
-      return new Runtime(loaded, pipeline, issuers, minter, store, tokenService, rules);
+      if (previous) {
+        ctx.logger.info(
+          { kept, rebuilt: config.issuers.map((i) => i.name).filter((n) => !kept.includes(n)) },
+          'reload: key sources whose settings did not change keep their keys',
+        );
+      }
+      return new Runtime(
+        loaded,
+        pipeline,
+        issuers,
+        minter,
+        heldStore,
+        tokenService,
+        rules,
+        keySources,
+        reread,
+      );
     } catch (err) {
-      for (const close of closers) close();
+      for (const close of closers) void close();
       throw err;
     }
   }
 
+  /** The previous runtime's store when the `store` section is unchanged, else a new one (and a log line saying so). */
+  private static takeStore(
+    loaded: LoadedConfig,
+    ctx: RuntimeContext,
+    previous: Runtime | undefined,
+  ): Shared<Store> {
+    const cfg = loaded.config.store;
+    const before = previous?.heldStore;
+    if (before && previous && isDeepStrictEqual(previous.config.store, cfg)) {
+      const shared = before.acquire();
+      if (shared) return shared;
+    } else if (before) {
+      const fields = { previous_type: before.value.type, type: cfg.type };
+      if (before.value.type === 'memory') {
+        ctx.logger.warn(
+          fields,
+          'store settings changed: a new store was built; revocations, used assertion jtis, opaque and refresh tokens held in the old in-memory store are not carried over',
+        );
+      } else {
+        ctx.logger.info(
+          fields,
+          'store settings changed: a new store was built; entries written under the old settings are not carried over',
+        );
+      }
+    }
+    return new Shared(createStore(cfg, { logger: ctx.logger }), (s) => s.close());
+  }
+
   /** Starts every issuer's key source; resolves when each first load has finished. */
   async start(): Promise<void> {
-    await Promise.all(this.issuers.map((i) => i.keySource.start()));
+    await Promise.all([
+      ...this.issuers.map((i) => startOnce(i.keySource)),
+      ...this.reread.map((s) => s.reload()),
+    ]);
   }
 
   issuerStatus(): Record<string, KeySourceStatus> {
@@ -145,10 +259,15 @@ export class Runtime {
     return [...(this.minter?.publicJwks() ?? []), ...(this.tokenService?.publicJwks() ?? [])];
   }
 
+  /** Closes what this runtime owns; a store or key source also held by a newer runtime stays open. */
   async close(): Promise<void> {
-    for (const i of this.issuers) i.keySource.close();
+    if (this.closed) return;
+    this.closed = true;
     this.minter?.close();
     await this.tokenService?.close();
-    await this.store?.close();
+    await Promise.all([
+      ...[...this.keySources.values()].map((k) => k.shared.release()),
+      this.heldStore?.release(),
+    ]);
   }
 }

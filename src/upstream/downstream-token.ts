@@ -6,7 +6,13 @@ import type { Principal } from '../core/request.js';
 import { ConfigError } from '../core/errors.js';
 import type { UpstreamTokenConfig } from '../config/types.js';
 import { loadEncryptionKey, type EncryptionKey } from '../crypto/encryption.js';
-import { jwtHeader, loadSigningKeys, signJwsAsync, type SigningKey } from '../crypto/signing-keys.js';
+import {
+  jwtHeader,
+  loadSigningKeys,
+  signJwsAsync,
+  type SigningKey,
+  type SigningKeys,
+} from '../crypto/signing-keys.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 
@@ -39,6 +45,8 @@ export interface DownstreamTokenMinter {
    */
   mintEntry(principal: Principal, audienceOverride: readonly string[] | undefined): Promise<MintedToken>;
   publicJwks(): JWK[];
+  /** The signing key, when it was generated in memory (no key file); a reload hands it on. */
+  readonly ephemeralKey: SigningKey | undefined;
   close(): void;
 }
 
@@ -46,6 +54,8 @@ export interface DownstreamTokenMinterContext {
   readonly baseDir: string;
   readonly logger: Logger;
   readonly metrics: Metrics;
+  /** The previous minter's ephemeral key, reused when `signing` still names no key file and the same alg. */
+  readonly ephemeralKey?: SigningKey;
   /** Clock in epoch milliseconds (tests); default Date.now. */
   readonly now?: () => number;
 }
@@ -144,6 +154,7 @@ async function collectProblems<T>(problems: string[], load: () => Promise<T>): P
 class Minter implements DownstreamTokenMinter {
   readonly header: string;
   readonly issuer: string;
+  readonly ephemeralKey: SigningKey | undefined;
   private readonly bearer: boolean;
   private readonly signingKey: SigningKey;
   private readonly jwsHeader: Readonly<Record<string, unknown>>;
@@ -152,7 +163,7 @@ class Minter implements DownstreamTokenMinter {
 
   constructor(
     private readonly cfg: UpstreamTokenConfig,
-    private readonly keys: { current: SigningKey; publicJwks(): JWK[] },
+    private readonly keys: SigningKeys,
     private readonly encryption: EncryptionKey | undefined,
     private readonly copied: readonly CopiedClaim[],
     private readonly statics: Readonly<Record<string, unknown>>,
@@ -163,6 +174,7 @@ class Minter implements DownstreamTokenMinter {
     this.issuer = cfg.issuer;
     this.bearer = this.header === 'authorization';
     this.signingKey = keys.current;
+    this.ephemeralKey = keys.ephemeral ? keys.current : undefined;
     this.jwsHeader = jwtHeader(keys.current);
     this.cache = cfg.cache ? new LRUCache({ max: cfg.cache_max_entries }) : undefined;
     this.now = now ?? Date.now;
@@ -276,7 +288,11 @@ export async function createDownstreamTokenMinter(
   const statics = compileStaticClaims(cfg, problems);
   const copied = compileCopyClaims(cfg, ctx.logger, problems);
   const keys = await collectProblems(problems, () =>
-    loadSigningKeys(cfg.signing, `${CONFIG_PATH}.signing`, { baseDir: ctx.baseDir, logger: ctx.logger }),
+    loadSigningKeys(cfg.signing, `${CONFIG_PATH}.signing`, {
+      baseDir: ctx.baseDir,
+      logger: ctx.logger,
+      ...(ctx.ephemeralKey ? { ephemeralKey: ctx.ephemeralKey } : {}),
+    }),
   );
   const encryptionCfg = cfg.encryption;
   const encryption = encryptionCfg

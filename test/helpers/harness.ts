@@ -1,9 +1,10 @@
 // Starts the real service (gRPC Check + HTTP) on ephemeral loopback ports and talks
 // to it exactly as Envoy does: lower-case header keys, pseudo-headers, repeated
 // headers joined with ',', per-route context_extensions.
+import { writeFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { Service } from '../../src/server/app.js';
-import { loadConfigObject } from '../../src/config/load.js';
+import { loadConfigFile, loadConfigObject } from '../../src/config/load.js';
 import { authorizationClientConstructor } from '../../src/envoy/protos.js';
 import { describeCheckResponse, envoyCheckRequest } from '../../src/cli/check.js';
 import { Metrics } from '../../src/observability/metrics.js';
@@ -45,9 +46,13 @@ export interface TestService {
 
 export async function startTestService(
   config: Record<string, unknown>,
-  opts: { baseDir?: string; logLevel?: string } = {},
+  opts: { baseDir?: string; logLevel?: string; configFile?: string } = {},
 ): Promise<TestService> {
-  const loaded = loadConfigObject(config, opts.baseDir ?? process.cwd(), {});
+  // With configFile the config is written there and read back as `serve --config` does.
+  if (opts.configFile) writeFileSync(opts.configFile, JSON.stringify(config));
+  const loaded = opts.configFile
+    ? loadConfigFile(opts.configFile, {})
+    : loadConfigObject(config, opts.baseDir ?? process.cwd(), {});
   const logs = captureLogger(opts.logLevel ?? 'debug');
   const service = await Service.start(loaded, {
     logger: logs.logger,

@@ -57,3 +57,26 @@ export function createKeySource(issuer: IssuerConfig, ctx: KeySourceContext): Ke
   if (issuer.secret_file !== undefined) return new SecretKeySource(issuer.secret_file, ctx.baseDir, common);
   throw new Error(`issuer ${issuer.name}: no key source configured`);
 }
+
+// Fields of an issuer entry that only the verifier reads; a change to them never needs a new key source.
+const VERIFY_ONLY_FIELDS: readonly string[] = [
+  'audiences',
+  'algorithms',
+  'clock_skew_seconds',
+  'required_claims',
+  'max_lifetime_seconds',
+  'claim_mappings',
+];
+
+/**
+ * What an issuer's key source is built from: the whole issuer entry except the fields
+ * only the verifier reads, plus the folder relative paths resolve against. A reload
+ * keeps the running key source (its fetched keys, timers and file watch) when this is
+ * deep-equal to the previous value. Listing the verifier's fields, rather than the key
+ * source's, means a new field is taken to change the key source until it is added here.
+ */
+export function keySourceSettings(issuer: IssuerConfig, baseDir: string): Record<string, unknown> {
+  const settings: Record<string, unknown> = { ...issuer, baseDir };
+  for (const field of VERIFY_ONLY_FIELDS) delete settings[field];
+  return settings;
+}
