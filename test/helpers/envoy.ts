@@ -324,7 +324,7 @@ async function listenerPorts(adminUrl: string): Promise<Record<string, number>> 
 export async function startEnvoy(
   envoy: EnvoyInstall,
   doc: any,
-  opts: { logLevel?: string; readyTimeoutMs?: number; dir?: string } = {},
+  opts: { logLevel?: string; readyTimeoutMs?: number; dir?: string; extraArgs?: string[] } = {},
 ): Promise<RunningEnvoy> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'envoy-'));
   const ownDir = !opts.dir;
@@ -347,6 +347,7 @@ export async function startEnvoy(
         logLevel,
         '--admin-address-path',
         adminFile,
+        ...(opts.extraArgs ?? []),
       ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
@@ -422,6 +423,7 @@ export async function startEnvoy(
       '1',
       '-l',
       logLevel,
+      ...(opts.extraArgs ?? []),
     ])
     .withLogConsumer((s) => s.on('data', (c: Buffer | string) => (err += String(c))))
     .start();
