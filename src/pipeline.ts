@@ -2,6 +2,7 @@ import { LRUCache } from 'lru-cache';
 import { deny, type Allow, type Decision, type Deny, type HeaderToSet } from './decision.js';
 import {
   cookieHeaderWithout,
+  queryParamRawNames,
   extractToken,
   type CompiledTokenSource,
   type ExtractedToken,
@@ -203,18 +204,19 @@ export class CheckPipeline {
         if (minter?.header !== source.name && !headersToRemove.includes(source.name))
           headersToRemove.push(source.name);
       } else if (source.kind === 'query') {
-        queryParametersToRemove.push(source.name);
+        queryParametersToRemove.push(...queryParamRawNames(req.rawPath, source.name));
       } else {
         const rest = cookieHeaderWithout(req.headers.cookie ?? '', source.name);
         if (rest === undefined) headersToRemove.push('cookie');
         else headers.push({ key: 'cookie', value: rest });
       }
     }
-    // The decision only depends on (token, rule, token source) — except a cookie rewrite,
-    // which depends on the request — so it is reused, response bytes included, until
-    // the minted token is due for renewal or the verification expires.
+    // The decision only depends on (token, rule, token source) — except a cookie rewrite
+    // or the query keys to remove, which depend on the request — so it is reused,
+    // response bytes included, until the minted token is due for renewal or the
+    // verification expires.
     const reusable =
-      entry !== undefined && source.kind !== 'cookie' && (minted === undefined || minted.reuseUntil > 0);
+      entry !== undefined && source.kind === 'header' && (minted === undefined || minted.reuseUntil > 0);
     const allow: Allow = {
       kind: 'allow',
       headers,

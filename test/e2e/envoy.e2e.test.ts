@@ -321,4 +321,264 @@ describe.skipIf(!envoy)(`Envoy ${envoy?.version ?? ''} → ext_authz → service
       });
     }
   });
+
+  describe('injectable headers and the original token', () => {
+    it('spoofed x-user-id / x-user-roles / x-jwt-assertion from the client never arrive upstream', async () => {
+      const seen = echoOf(
+        await get('/api/items', {
+          ...bearer(token({ scope: 'read' })), // no roles claim: x-user-roles must be removed, not passed on
+          'x-user-id': 'mallory',
+          'x-user-roles': 'admin',
+          'x-jwt-assertion': 'forged',
+        }),
+      );
+      expect(seen.headers['x-user-id']).toBe('alice');
+      expect(seen.headers['x-user-roles']).toBeUndefined();
+      expect(seen.headers['x-jwt-assertion']).not.toBe('forged');
+      expect(decodeJwt(seen.headers['x-jwt-assertion']!).sub).toBe('alice');
+      // one value each: Envoy overwrote, it did not append
+      expect(seen.rawHeaders.filter((h) => h.toLowerCase() === 'x-user-id')).toHaveLength(1);
+      expect(seen.rawHeaders.filter((h) => h.toLowerCase() === 'x-jwt-assertion')).toHaveLength(1);
+    });
+
+    it('public route (context_extensions action: allow): spoofed headers removed without a token', async () => {
+      const seen = echoOf(
+        await get('/public/hello', {
+          'x-user-id': 'mallory',
+          'x-user-roles': 'admin',
+          'x-jwt-assertion': 'forged',
+        }),
+      );
+      expect(seen.headers['x-user-id']).toBeUndefined();
+      expect(seen.headers['x-user-roles']).toBeUndefined();
+      expect(seen.headers['x-jwt-assertion']).toBeUndefined();
+    });
+
+    it('/healthz (filter disabled): the route itself strips spoofed headers', async () => {
+      const seen = echoOf(await get('/healthz', { 'x-user-id': 'mallory' }));
+      expect(seen.headers['x-user-id']).toBeUndefined();
+    });
+
+    it('token in the query: the parameter is removed upstream, the others stay in order', async () => {
+      const jwt = token({ scope: 'read' });
+      const seen = echoOf(await get(`/api/items?a=1&access_token=${jwt}&b=2`));
+      expect(seen.path).toBe('/api/items?a=1&b=2');
+      expect(seen.headers['x-user-id']).toBe('alice');
+    });
+
+    // Envoy's query_parameters_to_remove matches raw (still percent-encoded) keys; the
+    // service reads decoded ones, so it lists every raw spelling of the name it used.
+    it('token in a percent-encoded query name (access%5Ftoken): removed upstream as well', async () => {
+      const jwt = token({ scope: 'read' });
+      // the same token first under its plain name, so a memoised decision would be reused
+      expect(echoOf(await get(`/api/items?access_token=${jwt}&a=1`)).path).toBe('/api/items?a=1');
+      const seen = echoOf(await get(`/api/items?a=1&access%5Ftoken=${jwt}&b=2`));
+      expect(seen.path).toBe('/api/items?a=1&b=2');
+      expect(seen.headers['x-user-id']).toBe('alice');
+      const both = echoOf(await get(`/api/items?access_token=${jwt}&access%5ftoken=${jwt}`));
+      expect(both.path).toBe('/api/items');
+    });
+
+    it('token in a cookie: that cookie is removed, the others arrive', async () => {
+      const jwt = token({ scope: 'read' });
+      const seen = echoOf(await get('/api/items', { cookie: `a=1; access_token=${jwt}; b=2` }));
+      expect(seen.headers.cookie).toBe('a=1; b=2');
+      expect(seen.headers['x-user-id']).toBe('alice');
+    });
+
+    it('token in the only cookie: the cookie header is gone', async () => {
+      const jwt = token({ scope: 'read' });
+      const seen = echoOf(await get('/api/items', { cookie: `access_token=${jwt}` }));
+      expect(seen.headers.cookie).toBeUndefined();
+    });
+  });
+
+  describe('per-route context_extensions from typed_per_filter_config', () => {
+    it('/orders: scopes_any and audience → the minted token has aud orders-service', async () => {
+      const seen = echoOf(await get('/orders/42', bearer(token({ scope: 'orders:write' }))));
+      expect(decodeJwt(seen.headers['x-jwt-assertion']!).aud).toBe('orders-service');
+      const denied = await get('/orders/42', bearer(token({ scope: 'read' })));
+      expect(denied.status).toBe(403);
+      expect(String(denied.headers['www-authenticate'])).toContain('scope="orders:read orders:write"');
+    });
+
+    it('/admin: scopes_all admin', async () => {
+      const seen = echoOf(await get('/admin/panel', bearer(token({ scope: 'read admin' }))));
+      expect(seen.headers['x-user-id']).toBe('alice');
+    });
+
+    it('/reports: rule api (scopes_any read) and issuers corp-idp', async () => {
+      echoOf(await get('/reports/q1', bearer(token({ scope: 'read' }))));
+      const noScope = await get('/reports/q1', bearer(token({ scope: 'write' })));
+      expect(noScope.status).toBe(403);
+      expect(String(noScope.headers['www-authenticate'])).toContain('scope="read"');
+    });
+
+    it('action: deny from the route → 403 forbidden even with a good token', async () => {
+      const reply = await get('/ctx-deny/x', bearer(token({ scope: 'read admin' })));
+      expect(reply.status).toBe(403);
+      expect(JSON.parse(reply.body)).toEqual({ error: 'forbidden' });
+    });
+
+    it('the CheckRequest carries the route context_extensions as Envoy merged them', async () => {
+      await get('/orders/1', { 'x-test-id': 'ctx-1' });
+      expect(checkRequestFor('ctx-1').attributes.context_extensions).toEqual({
+        scopes_any: 'orders:read orders:write',
+        audience: 'orders-service',
+      });
+    });
+
+    // TODAY'S BEHAVIOUR (merge owner: another helper makes blank context_extensions values a 403).
+    it('blank context_extensions value (scopes_all: "") reaches the service as an empty string [today: no scope needed]', async () => {
+      await get('/ctx-blank/x', { 'x-test-id': 'blank-1', ...bearer(token({ scope: 'read' })) });
+      expect(checkRequestFor('blank-1').attributes.context_extensions).toEqual({ scopes_all: '' });
+      const reply = await get('/ctx-blank/x', bearer(token({ scope: 'read' })));
+      expect(reply.status).toBe(200); // TODAY: allowed; after the hardening lands: 403
+    });
+  });
+
+  describe('what Envoy sends in the CheckRequest', () => {
+    it('x-request-id (regenerated by Envoy at the edge) and traceparent reach the service; the decision log names the request id', async () => {
+      const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+      const seen = echoOf(
+        await get('/api/items', {
+          ...bearer(token({ scope: 'read' })),
+          'x-test-id': 'rid-1',
+          'x-request-id': 'client-chosen',
+          traceparent,
+        }),
+      );
+      const headers = checkRequestFor('rid-1').attributes.request.http.headers;
+      expect(headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+      expect(headers['x-request-id']).not.toBe('client-chosen'); // use_remote_address: true, external request
+      expect(seen.headers['x-request-id']).toBe(headers['x-request-id']);
+      expect(headers.traceparent).toBe(traceparent);
+      expect(seen.headers.traceparent).toBe(traceparent);
+      const line = svc.logs.lines.find((l: any) => l.request_id === headers['x-request-id']);
+      expect(line).toMatchObject({ decision: 'allow' });
+    });
+
+    it('header names are lower-case, :path carries the query, repeated headers are joined with ","', async () => {
+      await get('/api/items?q=1&r=2', {
+        'x-test-id': 'shape-1',
+        'X-Mixed-Case': 'v',
+        'x-multi': ['one', 'two'],
+        cookie: ['a=1', 'b=2'],
+      });
+      const http = checkRequestFor('shape-1').attributes.request.http;
+      console.log(
+        '[envoy] CheckRequest http attributes:',
+        JSON.stringify({ ...http, headers: undefined }),
+        JSON.stringify(http.headers),
+      );
+      expect(http.path).toBe('/api/items?q=1&r=2');
+      expect(http.headers['x-mixed-case']).toBe('v');
+      expect(http.headers['x-multi']).toBe('one,two');
+      expect(http.method).toBe('GET');
+    });
+  });
+
+  describe('dynamic_metadata in Envoy’s access log', () => {
+    it('sub, scope and issuer from the CheckResponse are logged by Envoy', async () => {
+      await get('/api/items', { ...bearer(token({ scope: 'read' }, { sub: 'dora' })), 'x-test-id': 'log-1' });
+      let entry: any;
+      for (let i = 0; i < 100 && !entry; i++) {
+        if (existsSync(accessLog))
+          entry = readFileSync(accessLog, 'utf8')
+            .split('\n')
+            .filter(Boolean)
+            .map((l) => JSON.parse(l))
+            .find((e) => e.test_id === 'log-1');
+        if (!entry) await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(entry).toMatchObject({
+        authz_sub: 'dora',
+        authz_scope: 'read',
+        authz_issuer: 'corp-idp',
+        status: 200,
+      });
+      expect(entry.authz).toMatchObject({ sub: 'dora' });
+    });
+  });
+
+  describe('the service down or slow (failure_mode_allow: false, status_on_error 503, timeout 0.5s)', () => {
+    it('gRPC error from the ext_authz cluster → 503 from Envoy, empty body, never forwarded', async () => {
+      recorder.mode = { kind: 'error', code: grpc.status.UNAVAILABLE };
+      try {
+        const reply = await get('/public/x', { 'x-user-id': 'mallory' });
+        expect(reply.status).toBe(503);
+        expect(reply.body).toBe('');
+        expect(reply.headers['www-authenticate']).toBeUndefined();
+      } finally {
+        recorder.mode = { kind: 'forward' };
+      }
+    });
+
+    it('slower than the filter timeout → 503 after about 0.5 s', async () => {
+      recorder.mode = { kind: 'delay', ms: 1500 };
+      try {
+        const started = performance.now();
+        const reply = await get('/api/items', bearer(token({ scope: 'read' })));
+        const ms = performance.now() - started;
+        expect(reply.status).toBe(503);
+        expect(ms).toBeGreaterThanOrEqual(450);
+        expect(ms).toBeLessThan(1400);
+      } finally {
+        recorder.mode = { kind: 'forward' };
+      }
+    });
+  });
+
+  describe('header size limits', () => {
+    it('a token whose copy_claims make the minted token ~40 KiB: Envoy forwards the enriched request', async () => {
+      const blob = 'x'.repeat(40_000);
+      const seen = echoOf(await get('/api/items', bearer(token({ scope: 'read', blob }))));
+      expect(seen.headers['x-jwt-assertion']!.length).toBeGreaterThan(40_000);
+      expect(decodeJwt(seen.headers['x-jwt-assertion']!).blob).toBe(blob);
+    });
+
+    it('client headers over max_request_headers_kb (96 in envoy.yaml) → 431 from Envoy, no check', async () => {
+      const before = recorder.requests.length;
+      const reply = await get('/api/items', {
+        ...bearer(token({ scope: 'read', blob: 'y'.repeat(100_000) })),
+      });
+      expect(reply.status).toBe(431);
+      expect(recorder.requests.length).toBe(before);
+    });
+  });
+
+  describe('path normalisation (normalize_path, merge_slashes, escaped slashes REJECT_REQUEST) with our rules', () => {
+    it('dot-segments cannot climb out of /public into /admin', async () => {
+      const reply = await get('/public/../admin/panel', { 'x-test-id': 'norm-1' });
+      expect(reply.status).toBe(401);
+      expect(checkRequestFor('norm-1').attributes.request.http.path).toBe('/admin/panel');
+    });
+
+    it('%2e%2e is decoded and removed as a dot-segment', async () => {
+      const reply = await get('/public/%2e%2e/internal/x', { 'x-test-id': 'norm-2' });
+      expect(reply.status).toBe(403);
+      expect(checkRequestFor('norm-2').attributes.request.http.path).toBe('/internal/x');
+    });
+
+    it('//admin///panel is merged to /admin/panel (admin route, scopes_all admin)', async () => {
+      const reply = await get('//admin///panel', {
+        ...bearer(token({ scope: 'read' })),
+        'x-test-id': 'norm-3',
+      });
+      expect(reply.status).toBe(403);
+      expect(checkRequestFor('norm-3').attributes.request.http.path).toBe('/admin/panel');
+    });
+
+    it('encoded slashes are rejected by Envoy before any check', async () => {
+      const before = recorder.requests.length;
+      const reply = await get('/public%2F..%2Fadmin/panel');
+      expect(reply.status).toBe(400);
+      expect(recorder.requests.length).toBe(before);
+    });
+
+    it('the upstream gets the same normalised path that was checked', async () => {
+      const seen = echoOf(await get('/api/./v1/../items', bearer(token({ scope: 'read' }))));
+      expect(seen.path).toBe('/api/items');
+    });
+  });
 });
