@@ -138,7 +138,7 @@ function http1(port: number, path: string, headers: Record<string, string | stri
 }
 
 /** HTTP/2 over cleartext with prior knowledge (Envoy's codec_type AUTO detects the preface). */
-function http2(port: number, path: string, headers: Record<string, string> = {}): Promise<Reply> {
+function http2(port: number, path: string, headers: Record<string, string | string[]> = {}): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const session = connect(`http://127.0.0.1:${port}`);
     session.on('error', reject);
@@ -466,15 +466,25 @@ describe.skipIf(!envoy)(`Envoy ${envoy?.version ?? ''} → ext_authz → service
         cookie: ['a=1', 'b=2'],
       });
       const http = checkRequestFor('shape-1').attributes.request.http;
-      console.log(
-        '[envoy] CheckRequest http attributes:',
-        JSON.stringify({ ...http, headers: undefined }),
-        JSON.stringify(http.headers),
-      );
       expect(http.path).toBe('/api/items?q=1&r=2');
+      expect(http.headers[':path']).toBe('/api/items?q=1&r=2');
+      expect(http.headers[':method']).toBe('GET');
+      expect(http.headers[':authority']).toBe(`127.0.0.1:${proxy.port}`);
+      expect(http.host).toBe(`127.0.0.1:${proxy.port}`);
+      expect(http.headers.host).toBeUndefined(); // only as :authority
       expect(http.headers['x-mixed-case']).toBe('v');
+      expect(Object.keys(http.headers).every((k) => k === k.toLowerCase())).toBe(true);
       expect(http.headers['x-multi']).toBe('one,two');
+      expect(http.headers.cookie).toBe('a=1; b=2'); // cookies are joined with "; ", not ","
       expect(http.method).toBe('GET');
+      expect(http.protocol).toBe('HTTP/1.1');
+    });
+
+    it('HTTP/2: cookie crumbs arrive joined with "; " and the protocol is HTTP/2', async () => {
+      await http2(proxy.port, '/api/items', { 'x-test-id': 'shape-2', cookie: ['a=1', 'b=2'] });
+      const http = checkRequestFor('shape-2').attributes.request.http;
+      expect(http.headers.cookie).toBe('a=1; b=2');
+      expect(http.protocol).toBe('HTTP/2');
     });
   });
 
@@ -530,11 +540,29 @@ describe.skipIf(!envoy)(`Envoy ${envoy?.version ?? ''} → ext_authz → service
   });
 
   describe('header size limits', () => {
-    it('a token whose copy_claims make the minted token ~40 KiB: Envoy forwards the enriched request', async () => {
-      const blob = 'x'.repeat(40_000);
+    const stat = async (name: string): Promise<number> => {
+      const text = await (
+        await fetch(`${proxy.adminUrl}/stats?filter=${encodeURIComponent(`^${name}$`)}`)
+      ).text();
+      return Number(/: (\d+)/.exec(text)?.[1] ?? 0);
+    };
+
+    it('copy_claims making the minted token ~27 KiB: the enriched request stays under the limit and arrives', async () => {
+      const blob = 'x'.repeat(20_000);
       const seen = echoOf(await get('/api/items', bearer(token({ scope: 'read', blob }))));
-      expect(seen.headers['x-jwt-assertion']!.length).toBeGreaterThan(40_000);
+      expect(seen.headers['x-jwt-assertion']!.length).toBeGreaterThan(26_000);
       expect(decodeJwt(seen.headers['x-jwt-assertion']!).blob).toBe(blob);
+    });
+
+    // Envoy applies max_request_headers_kb to the request *after* the ext_authz header
+    // mutations (ExtAuthz.enforce_response_header_limits, default true) and answers
+    // 500 with an empty body when the injected headers push it over.
+    it('client headers fit (~54 KiB) but with the ~54 KiB minted token they exceed 96 KiB → 500 from Envoy', async () => {
+      const before = await stat('http.ingress_http.ext_authz.request_header_limits_reached');
+      const reply = await get('/api/items', bearer(token({ scope: 'read', blob: 'x'.repeat(40_000) })));
+      expect(reply.status).toBe(500);
+      expect(reply.body).toBe('');
+      expect(await stat('http.ingress_http.ext_authz.request_header_limits_reached')).toBe(before + 1);
     });
 
     it('client headers over max_request_headers_kb (96 in envoy.yaml) → 431 from Envoy, no check', async () => {
