@@ -609,4 +609,63 @@ describe.skipIf(!envoy)(`Envoy ${envoy?.version ?? ''} → ext_authz → service
       expect(seen.path).toBe('/api/items');
     });
   });
+
+  // Without Envoy's path options the service still normalises for its own rules, but
+  // Envoy's route choice (and so the route's context_extensions) and the path the
+  // backend gets are no longer the checked path.
+  describe('the same config without normalize_path / merge_slashes (escaped slashes kept)', () => {
+    let raw: RunningEnvoy;
+    beforeAll(async () => {
+      const echoPort = (echo.address() as { port: number }).port;
+      raw = await startEnvoy(
+        envoy!,
+        renderEnvoyConfig(shippedEnvoyYaml(), {
+          clusters: { ext_authz: recorder.address, backend: `127.0.0.1:${echoPort}` },
+          mutate: (d) => {
+            const hcm = d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+            hcm.normalize_path = false;
+            hcm.merge_slashes = false;
+            hcm.path_with_escaped_slashes_action = 'KEEP_UNCHANGED';
+            delete hcm.access_log;
+          },
+        }),
+        { dir },
+      );
+    }, 30_000);
+    afterAll(() => raw?.stop());
+
+    it('default route: the service normalises /api/../internal itself and the deny rule applies', async () => {
+      const reply = await http1(raw.port, '/api/../internal/x', { 'x-test-id': 'raw-1' });
+      expect(checkRequestFor('raw-1').attributes.request.http.path).toBe('/api/../internal/x');
+      expect(reply.status).toBe(403);
+      expect(JSON.parse(reply.body)).toEqual({ error: 'forbidden' });
+    });
+
+    it('encoded slashes reach the service unchanged and never satisfy a rule prefix', async () => {
+      const reply = await http1(raw.port, '/api%2Fitems', {
+        'x-test-id': 'raw-2',
+        ...bearer(token({ scope: 'write' })),
+      });
+      expect(checkRequestFor('raw-2').attributes.request.http.path).toBe('/api%2Fitems');
+      // not the /api rule (which would need scope read): default_action authenticate
+      expect(reply.status).toBe(200);
+    });
+
+    // TODAY'S BEHAVIOUR (merge owner: another helper makes ambiguous paths a 400 before
+    // rules): Envoy picks the /public route (action: allow from context_extensions) on the
+    // raw path, and the backend receives the dot-segments.
+    it('/public/../admin on the /public route is allowed and forwarded as is [today]', async () => {
+      const reply = await http1(raw.port, '/public/../admin/panel', { 'x-test-id': 'raw-3' });
+      expect(checkRequestFor('raw-3').attributes.context_extensions).toEqual({ action: 'allow' });
+      expect(reply.status).toBe(200); // TODAY: 200; after the hardening lands: 400
+      expect(echoOf(reply).path).toBe('/public/../admin/panel');
+    });
+  });
+
+  // TODAY'S BEHAVIOUR (merge owner: another helper removes unverified credentials on
+  // allow routes): on an allow route the token is not read, so nothing removes it.
+  it('allow route: a client Authorization header reaches the upstream [today]', async () => {
+    const seen = echoOf(await get('/public/x', { authorization: 'Bearer whatever' }));
+    expect(seen.headers.authorization).toBe('Bearer whatever'); // TODAY; after the hardening lands: undefined
+  });
 });
