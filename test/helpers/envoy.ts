@@ -218,24 +218,6 @@ export function renderEnvoyConfig(source: string | Record<string, any>, opts: Re
   return doc;
 }
 
-/** Every full Envoy bootstrap in fenced ```yaml blocks of a Markdown file. */
-export function bootstrapsInMarkdown(markdown: string): Array<{ line: number; doc: any }> {
-  const out: Array<{ line: number; doc: any }> = [];
-  const re = /^```ya?ml\n([\s\S]*?)^```/gm;
-  for (let m = re.exec(markdown); m; m = re.exec(markdown)) {
-    let doc: any;
-    try {
-      doc = YAML.parse(m[1]!);
-    } catch {
-      continue;
-    }
-    if (doc && typeof doc === 'object' && 'static_resources' in doc) {
-      out.push({ line: markdown.slice(0, m.index).split('\n').length, doc });
-    }
-  }
-  return out;
-}
-
 // --- running -------------------------------------------------------------------
 
 export function freePort(): Promise<number> {
