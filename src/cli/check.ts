@@ -57,7 +57,9 @@ export function envoyCheckRequest(opts: Omit<CheckCommandOptions, 'address' | 't
   if (opts.token !== undefined) headers.authorization = `Bearer ${opts.token}`;
   for (const [k, v] of pairs(opts.headers, 'header')) {
     const key = k.toLowerCase();
-    headers[key] = key in headers && !key.startsWith(':') ? `${headers[key]},${v}` : v;
+    // Envoy joins repeated headers with ',', but cookies with '; ' (as HTTP/2 crumbs).
+    headers[key] =
+      key in headers && !key.startsWith(':') ? `${headers[key]}${key === 'cookie' ? '; ' : ','}${v}` : v;
   }
   const q = opts.path.indexOf('?');
   return {

@@ -24,6 +24,7 @@ import {
 } from '../helpers/envoy.js';
 import { startRecorder, type ExtAuthzRecorder } from '../helpers/ext-authz-recorder.js';
 import { startTestService, type TestService } from '../helpers/harness.js';
+import { envoyCheckRequest } from '../../src/cli/check.js';
 import { generateEcKeyPair } from '../helpers/keys.js';
 import { forgeToken } from '../helpers/tokens.js';
 import { startEcho } from './echo-upstream.mjs';
@@ -478,6 +479,29 @@ describe.skipIf(!envoy)(`Envoy ${envoy?.version ?? ''} → ext_authz → service
       expect(http.headers.cookie).toBe('a=1; b=2'); // cookies are joined with "; ", not ","
       expect(http.method).toBe('GET');
       expect(http.protocol).toBe('HTTP/1.1');
+    });
+
+    it('the simulated client (envoyCheckRequest, used by the CLI and the harness) builds the same headers and path', async () => {
+      await get('/api/items?q=1', {
+        'x-test-id': 'shape-3',
+        'x-multi': ['one', 'two'],
+        cookie: ['a=1', 'access_token=t'],
+      });
+      const real = checkRequestFor('shape-3').attributes.request.http;
+      const simulated = envoyCheckRequest({
+        method: 'GET',
+        path: '/api/items?q=1',
+        host: real.host,
+        headers: ['x-test-id=shape-3', 'x-multi=one', 'x-multi=two', 'cookie=a=1', 'cookie=access_token=t'],
+        context: [],
+      }).attributes.request.http;
+      // Envoy adds these at the edge; the simulated client has its own x-request-id
+      const edge = /^(x-forwarded-|x-envoy-|x-request-id$)/;
+      const strip = (h: Record<string, string>) =>
+        Object.fromEntries(Object.entries(h).filter(([k]) => !edge.test(k)));
+      expect(strip(simulated.headers)).toEqual(strip(real.headers));
+      expect(simulated.path).toBe(real.path);
+      expect(simulated.method).toBe(real.method);
     });
 
     it('HTTP/2: cookie crumbs arrive joined with "; " and the protocol is HTTP/2', async () => {
