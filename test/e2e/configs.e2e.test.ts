@@ -3,12 +3,13 @@
 // Envoy fragment in README.md / docs/deploy.md put in its place in that bootstrap,
 // and the Envoy side of the Istio provider (envoy/istio/mesh-config.yaml) written as
 // the ext_authz filter istiod generates from it.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import YAML from 'yaml';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import {
+  findEnvoy,
   REPO_ROOT,
   envoyOrSkip,
   renderEnvoyConfig,
@@ -190,5 +191,53 @@ describe.skipIf(!envoy)('Envoy accepts the configs in the repo', () => {
     const filter = hcmOf(doc).http_filters[0].typed_config;
     expect(filter).toMatchObject({ failure_mode_allow: false, status_on_error: { code: 503 } });
     await expectValid(doc);
+  });
+});
+
+describe('finding Envoy: ENVOY_BIN, PATH, .venv-envoy, a container engine, else skip (fail under CI=true)', () => {
+  const broken = { ENVOY_BIN: '/nonexistent/envoy', PATH: '' };
+
+  it('an ENVOY_BIN that does not run is reported, not silently replaced by another Envoy', async () => {
+    const found = await findEnvoy({ env: broken });
+    expect(found).toEqual({ reason: expect.stringContaining('ENVOY_BIN=/nonexistent/envoy does not run') });
+  });
+
+  it('without CI the suite skips and says why; under CI=true the run fails', async () => {
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
+    try {
+      expect(await envoyOrSkip('probe', { env: broken })).toBeUndefined();
+      expect(warn).toHaveBeenCalledWith(expect.stringMatching(/^\[envoy\] SKIPPED: probe: ENVOY_BIN=/));
+      await expect(envoyOrSkip('probe', { env: { ...broken, CI: 'true' } })).rejects.toThrow(
+        /^\[envoy\] FAILED \(CI=true\): probe: /,
+      );
+    } finally {
+      warn.mockRestore();
+    }
+  });
+
+  it.runIf(!existsSync('/var/run/docker.sock'))(
+    'nothing anywhere → the reason names every place looked at',
+    async () => {
+      const found = await findEnvoy({ env: { PATH: '' }, venv: join(dir, 'no-venv') });
+      expect(found).toEqual({
+        reason: expect.stringMatching(/ENVOY_BIN unset; no envoy on PATH; no .*no-venv; no container engine/),
+      });
+    },
+  );
+
+  describe.skipIf(!envoy?.bin)('with an Envoy binary', () => {
+    it('order: ENVOY_BIN first, then PATH, then the venv', async () => {
+      const pathDir = mkdtempSync(join(dir, 'path-'));
+      symlinkSync(envoy!.bin!, join(pathDir, 'envoy'));
+      expect(await findEnvoy({ env: { ENVOY_BIN: envoy!.bin!, PATH: pathDir } })).toMatchObject({
+        origin: 'ENVOY_BIN',
+      });
+      expect(await findEnvoy({ env: { PATH: pathDir } })).toMatchObject({
+        origin: 'PATH',
+        version: expect.stringMatching(/1\.40\.0/),
+      });
+      const venv = await findEnvoy({ env: { PATH: '' } });
+      if (existsSync(join(REPO_ROOT, '.venv-envoy'))) expect(venv).toMatchObject({ origin: 'venv' });
+    });
   });
 });

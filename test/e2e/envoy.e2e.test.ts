@@ -692,4 +692,33 @@ describe.skipIf(!envoy)(`Envoy ${envoy?.version ?? ''} → ext_authz → service
     const seen = echoOf(await get('/public/x', { authorization: 'Bearer whatever' }));
     expect(seen.headers.authorization).toBe('Bearer whatever'); // TODAY; after the hardening lands: undefined
   });
+
+  it('the service unreachable (nothing listens on the ext_authz endpoint) → 503, nothing forwarded', async () => {
+    const echoPort = (echo.address() as { port: number }).port;
+    const nobody = await freePort();
+    const down = await startEnvoy(
+      envoy!,
+      renderEnvoyConfig(shippedEnvoyYaml(), {
+        clusters: { ext_authz: `127.0.0.1:${nobody}`, backend: `127.0.0.1:${echoPort}` },
+        mutate: (d) => {
+          delete d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.access_log;
+        },
+      }),
+      { dir },
+    );
+    try {
+      for (const path of ['/public/x', '/api/items']) {
+        const reply = await http1(down.port, path, {
+          'x-user-id': 'mallory',
+          ...bearer(token({ scope: 'read' })),
+        });
+        expect(reply.status).toBe(503);
+        expect(reply.body).toBe('');
+      }
+      const healthz = await http1(down.port, '/healthz', { 'x-user-id': 'mallory' });
+      expect(echoOf(healthz).headers['x-user-id']).toBeUndefined(); // the unchecked route still strips
+    } finally {
+      await down.stop();
+    }
+  });
 });

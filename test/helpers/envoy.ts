@@ -58,8 +58,8 @@ async function versionOf(bin: string): Promise<string | undefined> {
   );
 }
 
-function onPath(name: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+function onPath(name: string, pathVar: string): string | undefined {
+  for (const dir of pathVar.split(delimiter)) {
     if (!dir) continue;
     const candidate = join(dir, name);
     if (existsSync(candidate)) return candidate;
@@ -68,21 +68,21 @@ function onPath(name: string): string | undefined {
 }
 
 /** The real binary inside the venv (the venv's bin/envoy is a Python wrapper that execs it). */
-function venvBinary(): string | undefined {
-  const lib = join(ENVOY_VENV, 'lib');
+function venvBinary(venv: string): string | undefined {
+  const lib = join(venv, 'lib');
   if (!existsSync(lib)) return undefined;
   for (const py of readdirSync(lib)) {
     const candidate = join(lib, py, 'site-packages', 'envoy', '_bin', 'envoy');
     if (existsSync(candidate)) return candidate;
   }
-  const wrapper = join(ENVOY_VENV, 'bin', 'envoy');
+  const wrapper = join(venv, 'bin', 'envoy');
   return existsSync(wrapper) ? wrapper : undefined;
 }
 
 /** Cheap: only asks testcontainers when a Docker socket / DOCKER_HOST is there at all. */
-async function containerEngine(timeoutMs = 5000): Promise<string | undefined> {
-  const socket = ['/var/run/docker.sock', join(process.env.XDG_RUNTIME_DIR ?? '/nonexistent', 'docker.sock')];
-  if (!process.env.DOCKER_HOST && !socket.some((s) => existsSync(s))) return undefined;
+async function containerEngine(env: NodeJS.ProcessEnv, timeoutMs = 5000): Promise<string | undefined> {
+  const socket = ['/var/run/docker.sock', join(env.XDG_RUNTIME_DIR ?? '/nonexistent', 'docker.sock')];
+  if (!env.DOCKER_HOST && !socket.some((s) => existsSync(s))) return undefined;
   const { getContainerRuntimeClient } = await import('testcontainers');
   let timer: NodeJS.Timeout | undefined;
   try {
@@ -100,33 +100,44 @@ async function containerEngine(timeoutMs = 5000): Promise<string | undefined> {
   }
 }
 
+export interface EnvoySearch {
+  env?: NodeJS.ProcessEnv;
+  /** The virtual environment `npm run envoy:install` creates. */
+  venv?: string;
+}
+
 let found: Promise<EnvoyInstall | { reason: string }> | undefined;
 
-/** Finds Envoy once per process (see the search order at the top). */
-export function findEnvoy(): Promise<EnvoyInstall | { reason: string }> {
-  found ??= (async () => {
-    const tried: string[] = [];
-    const candidates: Array<[EnvoyOrigin, string | undefined]> = [
-      ['ENVOY_BIN', process.env.ENVOY_BIN],
-      ['PATH', onPath('envoy')],
-      ['venv', venvBinary()],
-    ];
-    for (const [origin, bin] of candidates) {
-      if (!bin) continue;
-      const version = await versionOf(bin);
-      if (version) return { origin, bin, version };
-      tried.push(`${origin} ${bin} did not run`);
-      if (origin === 'ENVOY_BIN') break; // an explicit choice that does not work is an error, not a fallback
-    }
-    if (tried.length === 0 || !tried[0]!.startsWith('ENVOY_BIN')) {
-      const engine = await containerEngine();
-      if (engine) return { origin: 'container' as const, image: ENVOY_IMAGE, version: ENVOY_IMAGE };
-      tried.push('no container engine');
-    }
-    return {
-      reason: `no Envoy (ENVOY_BIN unset, no envoy on PATH, no ${ENVOY_VENV}; ${tried.join('; ')}). Run \`npm run envoy:install\``,
-    };
-  })();
+async function search(env: NodeJS.ProcessEnv, venv: string): Promise<EnvoyInstall | { reason: string }> {
+  const tried: string[] = [];
+  const candidates: Array<[EnvoyOrigin, string | undefined]> = [
+    ['ENVOY_BIN', env.ENVOY_BIN],
+    ['PATH', onPath('envoy', env.PATH ?? '')],
+    ['venv', venvBinary(venv)],
+  ];
+  for (const [origin, bin] of candidates) {
+    if (!bin) continue;
+    const version = await versionOf(bin);
+    if (version) return { origin, bin, version };
+    // an explicit ENVOY_BIN that does not run is an error, not a reason to fall back
+    if (origin === 'ENVOY_BIN')
+      return { reason: `ENVOY_BIN=${bin} does not run (\`${bin} --version\` failed)` };
+    tried.push(`${origin}: ${bin} does not run`);
+  }
+  const engine = await containerEngine(env);
+  if (engine) return { origin: 'container', image: ENVOY_IMAGE, version: ENVOY_IMAGE };
+  const none = [
+    'ENVOY_BIN unset',
+    ...(tried.length ? tried : ['no envoy on PATH', `no ${venv}`]),
+    'no container engine',
+  ];
+  return { reason: `no Envoy (${none.join('; ')}); run \`npm run envoy:install\`` };
+}
+
+/** Finds Envoy (see the search order at the top); once per process for the real environment. */
+export function findEnvoy(opts: EnvoySearch = {}): Promise<EnvoyInstall | { reason: string }> {
+  if (opts.env || opts.venv) return search(opts.env ?? process.env, opts.venv ?? ENVOY_VENV);
+  found ??= search(process.env, ENVOY_VENV);
   return found;
 }
 
@@ -134,11 +145,11 @@ export function findEnvoy(): Promise<EnvoyInstall | { reason: string }> {
  * For a suite: the Envoy to use, or undefined after printing why the suite skips.
  * Under CI=true a missing Envoy throws (the run fails) instead.
  */
-export async function envoyOrSkip(suite: string): Promise<EnvoyInstall | undefined> {
-  const envoy = await findEnvoy();
+export async function envoyOrSkip(suite: string, opts: EnvoySearch = {}): Promise<EnvoyInstall | undefined> {
+  const envoy = await findEnvoy(opts);
   if ('reason' in envoy) {
     const line = `[envoy] SKIPPED: ${suite}: ${envoy.reason}`;
-    if (process.env.CI === 'true') throw new Error(line.replace('SKIPPED', 'FAILED (CI=true)'));
+    if ((opts.env ?? process.env).CI === 'true') throw new Error(line.replace('SKIPPED', 'FAILED (CI=true)'));
     console.warn(line);
     return undefined;
   }
