@@ -378,6 +378,9 @@ describe.skipIf(!envoy)(`Envoy ${envoy?.version ?? ''} → ext_authz → service
       expect(seen.headers['x-user-id']).toBe('alice');
       const both = echoOf(await get(`/api/items?access_token=${jwt}&access%5ftoken=${jwt}`));
       expect(both.path).toBe('/api/items');
+      // Envoy removes every occurrence of a listed name
+      const repeated = echoOf(await get(`/api/items?access_token=${jwt}&x=1&access_token=other`));
+      expect(repeated.path).toBe('/api/items?x=1');
     });
 
     it('token in a cookie: that cookie is removed, the others arrive', async () => {
@@ -564,12 +567,7 @@ describe.skipIf(!envoy)(`Envoy ${envoy?.version ?? ''} → ext_authz → service
   });
 
   describe('header size limits', () => {
-    const stat = async (name: string): Promise<number> => {
-      const text = await (
-        await fetch(`${proxy.adminUrl}/stats?filter=${encodeURIComponent(`^${name}$`)}`)
-      ).text();
-      return Number(/: (\d+)/.exec(text)?.[1] ?? 0);
-    };
+    const stat = async (name: string): Promise<number> => (await proxy.stats(`^${name}$`))[name] ?? 0;
 
     it('copy_claims making the minted token ~27 KiB: the enriched request stays under the limit and arrives', async () => {
       const blob = 'x'.repeat(20_000);

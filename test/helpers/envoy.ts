@@ -276,6 +276,8 @@ export interface RunningEnvoy {
   readonly configPath: string;
   /** Everything Envoy wrote to stderr so far. */
   stderr(): string;
+  /** Counters and gauges from the admin /stats whose name matches the regex. */
+  stats(filter?: string): Promise<Record<string, number>>;
   stop(): Promise<void>;
 }
 
@@ -299,6 +301,17 @@ async function waitReady(
     if (Date.now() > deadline) throw new Error(`[envoy] not ready within the deadline:\n${errorText()}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+async function adminStats(adminUrl: string, filter?: string): Promise<Record<string, number>> {
+  const query = filter ? `?filter=${encodeURIComponent(filter)}` : '';
+  const text = await (await fetch(`${adminUrl}/stats${query}`)).text();
+  const out: Record<string, number> = {};
+  for (const line of text.split('\n')) {
+    const m = /^([^:]+): (\d+)$/.exec(line);
+    if (m) out[m[1]!] = Number(m[2]);
+  }
+  return out;
 }
 
 async function listenerPorts(adminUrl: string): Promise<Record<string, number>> {
@@ -385,6 +398,7 @@ export async function startEnvoy(
         port: Object.values(ports)[0] ?? 0,
         configPath,
         stderr: () => err,
+        stats: (filter) => adminStats(adminUrl, filter),
         stop,
       };
     } catch (e) {
@@ -433,7 +447,15 @@ export async function startEnvoy(
       () => err,
     );
     const ports = await listenerPorts(adminUrl);
-    return { adminUrl, ports, port: Object.values(ports)[0] ?? 0, configPath, stderr: () => err, stop };
+    return {
+      adminUrl,
+      ports,
+      port: Object.values(ports)[0] ?? 0,
+      configPath,
+      stderr: () => err,
+      stats: (filter) => adminStats(adminUrl, filter),
+      stop,
+    };
   } catch (e) {
     await stop();
     throw e;
