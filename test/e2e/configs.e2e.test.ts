@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import YAML from 'yaml';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import {
+  ENVOY_VERSION,
   findEnvoy,
   REPO_ROOT,
   envoyOrSkip,
@@ -196,6 +197,13 @@ describe.skipIf(!envoy)('Envoy accepts the configs in the repo', () => {
 
 describe('finding Envoy: ENVOY_BIN, PATH, .venv-envoy, a container engine, else skip (fail under CI=true)', () => {
   const broken = { ENVOY_BIN: '/nonexistent/envoy', PATH: '' };
+
+  it('npm run envoy:install pins the version the tests (and the container fallback) expect', async () => {
+    const script = readFileSync(join(REPO_ROOT, 'scripts', 'envoy-install.sh'), 'utf8');
+    expect(/^ENVOY_VERSION="([^"]+)"$/m.exec(script)?.[1]).toBe(ENVOY_VERSION);
+    const found = await findEnvoy();
+    if ('origin' in found && found.origin === 'venv') expect(found.version).toContain(`/${ENVOY_VERSION}/`);
+  });
 
   it('an ENVOY_BIN that does not run is reported, not silently replaced by another Envoy', async () => {
     const found = await findEnvoy({ env: broken });
