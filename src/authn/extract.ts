@@ -72,6 +72,25 @@ function decodeQueryValue(raw: string): string {
   return percentDecode(raw.replace(/\+/g, ' '));
 }
 
+/**
+ * Every spelling of `name` as a raw key in the query (`access_token`, `access%5Ftoken`, …).
+ * Envoy's query_parameters_to_remove compares raw keys, while the token was read with
+ * decoded ones: removing only the decoded name would forward an encoded one upstream.
+ */
+export function queryParamRawNames(rawPath: string, name: string): string[] {
+  const q = rawPath.indexOf('?');
+  if (q < 0) return [];
+  const h = rawPath.indexOf('#', q);
+  const names: string[] = [];
+  for (const part of rawPath.slice(q + 1, h < 0 ? undefined : h).split('&')) {
+    const eq = part.indexOf('=');
+    const raw = eq < 0 ? part : part.slice(0, eq);
+    if (names.includes(raw)) continue;
+    if (raw === name || new URLSearchParams(`${raw}=`).keys().next().value === name) names.push(raw);
+  }
+  return names;
+}
+
 export function cookieValue(cookieHeader: string, name: string): string | undefined {
   for (const part of cookieHeader.split(';')) {
     const eq = part.indexOf('=');

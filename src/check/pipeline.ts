@@ -2,6 +2,7 @@ import { LRUCache } from 'lru-cache';
 import { deny, type Allow, type Decision, type Deny, type HeaderToSet } from '../core/decision.js';
 import {
   cookieHeaderWithout,
+  queryParamRawNames,
   extractToken,
   type CompiledTokenSource,
   type ExtractedToken,
@@ -165,11 +166,19 @@ export class CheckPipeline {
       if (rest === '') headersToRemove = [...r.headers, 'cookie'];
       else if (rest !== undefined) headers = [{ key: 'cookie', value: rest }];
     }
+    // Envoy strips query parameters by their raw keys: an encoded spelling of a token
+    // parameter (access%5Ftoken) must be listed too, or the backend would decode it.
+    let queryParametersToRemove = r.query;
+    if (r.query.length > 0 && req.rawPath.indexOf('%') >= 0 && req.rawPath.indexOf('?') >= 0) {
+      const names = new Set(r.query);
+      for (const name of r.query) for (const raw of queryParamRawNames(req.rawPath, name)) names.add(raw);
+      queryParametersToRemove = [...names];
+    }
     return {
       kind: 'allow',
       headers,
       headersToRemove,
-      queryParametersToRemove: r.query,
+      queryParametersToRemove,
       reason: rule.name === 'default' ? 'default_allow' : 'rule_allow',
       rule: rule.name,
     };
@@ -254,18 +263,19 @@ export class CheckPipeline {
         if (minter?.header !== source.name && !headersToRemove.includes(source.name))
           headersToRemove.push(source.name);
       } else if (source.kind === 'query') {
-        queryParametersToRemove.push(source.name);
+        queryParametersToRemove.push(...queryParamRawNames(req.rawPath, source.name));
       } else {
         const rest = cookieHeaderWithout(req.headers.cookie ?? '', [source.name]);
         if (rest === '') headersToRemove.push('cookie');
         else if (rest !== undefined) headers.push({ key: 'cookie', value: rest });
       }
     }
-    // The decision only depends on (token, rule, token source) — except a cookie rewrite,
-    // which depends on the request — so it is reused, response bytes included, until
-    // the minted token is due for renewal or the verification expires.
+    // The decision only depends on (token, rule, token source) — except a cookie rewrite
+    // or the query keys to remove, which depend on the request — so it is reused,
+    // response bytes included, until the minted token is due for renewal or the
+    // verification expires.
     const reusable =
-      entry !== undefined && source.kind !== 'cookie' && (minted === undefined || minted.reuseUntil > 0);
+      entry !== undefined && source.kind === 'header' && (minted === undefined || minted.reuseUntil > 0);
     const allow: Allow = {
       kind: 'allow',
       headers,

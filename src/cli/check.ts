@@ -52,12 +52,16 @@ export function envoyCheckRequest(opts: Omit<CheckCommandOptions, 'address' | 't
     ':path': opts.path,
     ':method': opts.method.toUpperCase(),
     ':scheme': 'http',
-    'x-request-id': `check-cli-${Date.now()}`,
   };
+  // Envoy sets one x-request-id at the edge; a caller's own value takes its place.
+  if (!pairs(opts.headers, 'header').some(([k]) => k.toLowerCase() === 'x-request-id'))
+    headers['x-request-id'] = `check-cli-${Date.now()}`;
   if (opts.token !== undefined) headers.authorization = `Bearer ${opts.token}`;
   for (const [k, v] of pairs(opts.headers, 'header')) {
     const key = k.toLowerCase();
-    headers[key] = key in headers && !key.startsWith(':') ? `${headers[key]},${v}` : v;
+    // Envoy joins repeated headers with ',', but cookies with '; ' (as HTTP/2 crumbs).
+    headers[key] =
+      key in headers && !key.startsWith(':') ? `${headers[key]}${key === 'cookie' ? '; ' : ','}${v}` : v;
   }
   const q = opts.path.indexOf('?');
   return {

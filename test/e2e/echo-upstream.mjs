@@ -1,15 +1,30 @@
-// A tiny upstream for the Envoy end-to-end test: answers every request with the
-// JSON of what it received (method, path, headers), so the test can see exactly
-// which headers Envoy forwarded after ext_authz. Runs in a plain node image.
+// A tiny upstream for the Envoy end-to-end tests: answers every request with the
+// JSON of what it received (method, path, headers, raw header pairs), so a test
+// can see exactly what Envoy forwarded after ext_authz. Importable
+// (`startEcho(port)`) or runnable (`PORT=8000 node echo-upstream.mjs`).
 import { createServer } from 'node:http';
+import { pathToFileURL } from 'node:url';
 
-const port = Number(process.env.PORT ?? 8000);
+/** Starts the echo server; resolves with it once listening (port 0 = any free port). */
+export function startEcho(port = 0, host = '127.0.0.1') {
+  // Large enough that Envoy's limits, not Node's 16 KiB default, decide what passes.
+  const server = createServer({ maxHeaderSize: 1024 * 1024 }, (req, res) => {
+    const body = JSON.stringify({
+      method: req.method,
+      path: req.url,
+      httpVersion: req.httpVersion,
+      headers: req.headers,
+      rawHeaders: req.rawHeaders,
+    });
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  });
+  return new Promise((resolve) => server.listen(port, host, () => resolve(server)));
+}
 
-const server = createServer((req, res) => {
-  const body = JSON.stringify({ method: req.method, path: req.url, headers: req.headers });
-  res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-  res.end(body);
-});
-
-server.listen(port, '0.0.0.0', () => console.log(`echo upstream listening on ${port}`));
-for (const sig of ['SIGTERM', 'SIGINT']) process.on(sig, () => server.close(() => process.exit(0)));
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const port = Number(process.env.PORT ?? 8000);
+  const server = await startEcho(port, '0.0.0.0');
+  console.log(`echo upstream listening on ${server.address().port}`);
+  for (const sig of ['SIGTERM', 'SIGINT']) process.on(sig, () => server.close(() => process.exit(0)));
+}

@@ -1,0 +1,2 @@
+import type { Server } from 'node:http';
+export function startEcho(port?: number, host?: string): Promise<Server>;
