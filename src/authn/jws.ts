@@ -2,7 +2,7 @@ import { constants, createHmac, timingSafeEqual, verify as cryptoVerify, type Ke
 import { deny, type Deny } from '../core/decision.js';
 import type { VerificationKey } from './keys/types.js';
 
-// Strict compact JWS parsing and signature checks (SPEC §6 steps 1, 2 and 5).
+// Strict compact JWS parsing and signature checks (README "Verification rules").
 // jose accepts padded or non-canonical base64url; we do not, because the token
 // string is used as a cache key and must not be malleable.
 

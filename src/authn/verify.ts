@@ -64,7 +64,7 @@ export async function verifyJwt(
   return verifyParsedJwt(parsed, issuer, opts);
 }
 
-/** Steps 3–6 of SPEC §6 for an already parsed token and a chosen issuer. */
+/** Steps 3–6 of README "Verification rules" for an already parsed token and a chosen issuer. */
 export async function verifyParsedJwt(
   parsed: ParsedJws,
   issuer: CompiledIssuer,
@@ -150,7 +150,7 @@ interface Candidates {
   readonly unknownKid: boolean;
 }
 
-// SPEC §6 step 4. The token's own jwk/jku/x5u/x5c headers are never read.
+// README "Verification rules". The token's own jwk/jku/x5u/x5c headers are never read.
 function selectCandidates(
   set: KeySet,
   header: Record<string, unknown>,

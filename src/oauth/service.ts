@@ -23,7 +23,7 @@ import {
 } from './errors.js';
 import { loadClientCertificate, loadClientJwks, staticKeySource, verificationKeyFor } from './client-keys.js';
 
-// The OAuth 2.0 token endpoint for the JWT bearer grant (RFC 7523; SPEC §9), refresh
+// The OAuth 2.0 token endpoint for the JWT bearer grant (RFC 7523; README "OAuth 2.0 token endpoint"), refresh
 // tokens with rotation and reuse detection (RFC 9700 §4.14.2), revocation (RFC 7009)
 // and introspection (RFC 7662). Tokens, assertions and secrets are never logged.
 
@@ -35,7 +35,7 @@ export const CLIENT_ASSERTION_TYPE_JWT = 'urn:ietf:params:oauth:client-assertion
 export const CLIENT_ASSERTION_SKEW_SECONDS = 60;
 /** Clock skew Check allows on this service's own access tokens; revocations outlive exp by it. */
 export const SELF_SKEW_SECONDS = 60;
-/** Longest store-answer cache entry (SPEC §10: a revocation may be delayed by at most 1 s). */
+/** Longest store-answer cache entry (README "OAuth 2.0 token endpoint": a revocation may be delayed by at most 1 s). */
 export const MAX_STORE_CACHE_MS = 1000;
 
 // Claims of issued access tokens that the service always sets itself.
@@ -391,7 +391,7 @@ class OAuthTokenService implements TokenService {
 
   // ---------------------------------------------------------------- assertions
 
-  /** Signature and claims of an assertion (SPEC §9). */
+  /** Signature and claims of an assertion (README "OAuth 2.0 token endpoint"). */
   private async verifyAssertion(
     parsed: ParsedJws,
     issuer: CompiledIssuer,
@@ -966,7 +966,7 @@ export async function createTokenService(
         `token_endpoint.grant_issuers[${j}]: the issuer "${base.issuer}" is also a client_id; assertions would be ambiguous`,
       );
     }
-    // SPEC §9: the issuer entry's own audiences do not apply; assertions are for the token endpoint.
+    // README "OAuth 2.0 token endpoint": the issuer entry's own audiences do not apply; assertions are for the token endpoint.
     const required = new Set([...base.requiredClaims, 'iss', 'sub', 'aud', 'exp', 'jti']);
     grantIssuers.set(
       base.issuer,

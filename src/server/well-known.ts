@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { JWK } from 'jose';
 import { ASYMMETRIC_DEFAULT_ALGORITHMS } from '../config/schema.js';
 
-// GET /.well-known/jwks.json and /.well-known/openid-configuration (SPEC §3, §7).
+// GET /.well-known/jwks.json and /.well-known/openid-configuration (README "Operations" / README "What upstream services receive").
 //
 // Cache-Control: public, max-age=300 (a discovery document built from the request's
 // Host is no-store instead). Verifiers and CDNs may cache the JWKS, but

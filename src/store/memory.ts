@@ -94,7 +94,7 @@ export class MemoryKv implements Kv {
 }
 
 export interface MemoryStoreOptions {
-  /** SPEC §10 purge_interval_seconds (default 60). */
+  /** README "OAuth 2.0 token endpoint" purge_interval_seconds (default 60). */
   readonly purgeIntervalSeconds?: number;
   readonly clock?: () => number;
 }

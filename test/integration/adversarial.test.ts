@@ -1,5 +1,5 @@
 // Adversarial tokens against the real service (gRPC Check, as Envoy sends it).
-// Every case asserts the exact SPEC §5 outcome (status, HTTP code, challenge, body)
+// Every case asserts the exact README "Decisions (what Envoy receives)" outcome (status, HTTP code, challenge, body)
 // and the specific deny reason, and that the service still allows a valid token.
 import { sign } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';

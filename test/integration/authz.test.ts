@@ -1,5 +1,5 @@
 // Route rules, scopes, context_extensions, claim mappings and upstream enrichment,
-// exercised through the real gRPC Check API (SPEC §4, §5, §7; README "Rules, scopes
+// exercised through the real gRPC Check API (README "Configuration" / README "Decisions (what Envoy receives)" / README "What upstream services receive"; README "Rules, scopes
 // and context_extensions" and "What upstream services receive").
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeJwt, SignJWT } from 'jose';

@@ -1,4 +1,4 @@
-// The downstream token (SPEC §4 `upstream.token`, §7) end to end through the REAL
+// The downstream token (README "Configuration" `upstream.token`, "Downstream tokens") end to end through the REAL
 // service: gRPC Check → the header in ok_response → verified or decrypted with jose
 // against the running service's own /.well-known/jwks.json. Key files are written to
 // a temp dir (the config's baseDir); private keys are generated per run.
@@ -501,7 +501,7 @@ describe('minted claims, header handling and reuse', () => {
     expect(several.aud).toEqual(['svc-a', 'svc-b']);
   });
 
-  // SPEC §7: `aud` is a string for one audience. The minter checks the list length before
+  // README "What upstream services receive": `aud` is a string for one audience. The minter checks the list length before
   // de-duplicating it (src/upstream/downstream-token.ts, mintFresh), so "svc-a svc-a" yields ["svc-a"].
   it('aud: a context_extensions audience naming one audience twice is still one audience (a string)', async () => {
     const spaced = decodeJwt(await mintedVia(noCache, { context: { audience: '  svc-a \t svc-b  ' } }));
@@ -622,7 +622,7 @@ describe('reuse window (80% of the lifetime)', () => {
     expect(decodeJwt(b).jti).not.toBe(decodeJwt(a).jti);
   });
 
-  // SPEC §7: reuse "until 80% of their lifetime". The minter sets refreshAt = mint time (ms)
+  // README "What upstream services receive": reuse "until 80% of their lifetime". The minter sets refreshAt = mint time (ms)
   // + 80% of (exp - iat) where iat is floored to the second (src/upstream/downstream-token.ts, mint), so
   // a token minted late in a second is reused up to 1 s too long, past its exp with short ttls
   // or an incoming token near its exp.

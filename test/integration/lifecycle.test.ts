@@ -1,4 +1,4 @@
-// SPEC §2 / §3: gRPC health follows key loading and shutdown; SIGTERM-style shutdown
+// README "Running it" and "Operations": gRPC health follows key loading and shutdown; SIGTERM-style shutdown
 // turns health NOT_SERVING first and still answers the checks already in flight.
 import * as grpc from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
