@@ -56,7 +56,9 @@ export function createStore(cfg: StoreConfig, ctx: { logger: Logger }): Store {
   if (cfg.type === 'redis') {
     const r = cfg.redis;
     const password =
-      r?.password_file !== undefined ? readSecretFile(r.password_file, 'store.redis.password_file') : undefined;
+      r?.password_file !== undefined
+        ? readSecretFile(r.password_file, 'store.redis.password_file')
+        : undefined;
     const sentinelPassword =
       r?.sentinel_password_file !== undefined
         ? readSecretFile(r.sentinel_password_file, 'store.redis.sentinel_password_file')

@@ -106,7 +106,12 @@ export class MemoryKv implements Kv {
     return Array.isArray(v) ? [...v] : [];
   }
 
-  async windowHit(key: string, limit: number, windowMs: number, nowMs: number | undefined): Promise<WindowHit> {
+  async windowHit(
+    key: string,
+    limit: number,
+    windowMs: number,
+    nowMs: number | undefined,
+  ): Promise<WindowHit> {
     // Synchronous from here to the return: atomic within the process.
     const now = nowMs ?? this.clock();
     let w = this.windows.get(key);

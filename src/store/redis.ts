@@ -107,10 +107,7 @@ class RedisKv implements Kv {
       throw new StoreUnavailableError('the token store (redis) is not connected');
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`no answer within ${this.deadlineMs} ms`)),
-        this.deadlineMs,
-      );
+      timer = setTimeout(() => reject(new Error(`no answer within ${this.deadlineMs} ms`)), this.deadlineMs);
     });
     try {
       return await Promise.race([fn(), deadline]);
@@ -221,7 +218,9 @@ function createClient(opts: RedisStoreOptions): Client {
       retryDelayOnFailover: 100,
       retryDelayOnClusterDown: 100,
       retryDelayOnTryAgain: 100,
-      maxRedirections: 16,
+      // A slot move needs two redirections (MOVED, ASK); more means a dead master: fail
+      // the call (503) rather than spend the request's whole deadline retrying.
+      maxRedirections: 6,
       slotsRefreshTimeout: 1000,
       // Learns about a promoted replica even while no command fails.
       slotsRefreshInterval: 1000,
@@ -277,7 +276,10 @@ export class RedisStore extends KvStore {
       // ioredis emits an error per failed attempt; one line per outage is enough.
       if (!this.downLogged) {
         this.downLogged = true;
-        log?.warn({ store: 'redis', target: where, err: err.message }, 'token store unavailable; reconnecting');
+        log?.warn(
+          { store: 'redis', target: where, err: err.message },
+          'token store unavailable; reconnecting',
+        );
       }
     };
     this.client.on('error', onError);

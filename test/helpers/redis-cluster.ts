@@ -26,7 +26,7 @@ export interface LocalRedisCluster {
   masterFor(key: string): Promise<ClusterNodeProcess>;
   /** SIGKILLs one node (a crash, not a clean shutdown). */
   kill(node: ClusterNodeProcess): Promise<void>;
-  /** Resolves once CLUSTER INFO on every live node says cluster_state:ok (false after timeoutMs). */
+  /** Resolves once every live node says cluster_state:ok and every replica is in sync (false after timeoutMs). */
   waitUntilOk(timeoutMs: number): Promise<boolean>;
   stop(): Promise<void>;
 }
@@ -61,9 +61,12 @@ async function command(port: number, ...args: string[]): Promise<unknown> {
   }
 }
 
+/** cluster_state:ok, and for a replica, its link to its master is up (it can take over). */
 async function clusterOk(port: number): Promise<boolean> {
   try {
-    return String(await command(port, 'CLUSTER', 'INFO')).includes('cluster_state:ok');
+    if (!String(await command(port, 'CLUSTER', 'INFO')).includes('cluster_state:ok')) return false;
+    const repl = String(await command(port, 'INFO', 'replication'));
+    return repl.includes('role:master') || repl.includes('master_link_status:up');
   } catch {
     return false;
   }
@@ -119,6 +122,10 @@ export async function startRedisCluster(): Promise<LocalRedisCluster | undefined
           '',
           '--appendonly',
           'no',
+          // Replicas sync at once (the default waits 5 s): a replica that never synced
+          // refuses to take over its master.
+          '--repl-diskless-sync-delay',
+          '0',
         ],
         { stdio: 'ignore' },
       );
