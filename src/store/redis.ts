@@ -238,8 +238,11 @@ function createClient(opts: RedisStoreOptions): Client {
       name: opts.name ?? 'mymaster',
       ...(opts.sentinelPassword !== undefined ? { sentinelPassword: opts.sentinelPassword } : {}),
       sentinelRetryStrategy: backoff,
-      // Reconnects to the new master as soon as a sentinel announces a switch.
-      failoverDetector: true,
+      // ioredis's failover detector races its own reconnect after a switch (the client
+      // can give up for good); a dead master is noticed by the broken connection anyway,
+      // and a demoted one (network partition) by its READONLY answer below.
+      failoverDetector: false,
+      reconnectOnError: (err: Error) => (err.message.startsWith('READONLY') ? 1 : false),
       retryStrategy: backoff,
     });
   }
@@ -257,6 +260,8 @@ export class RedisStore extends KvStore {
   readonly client: Client;
   private connectedOnce = false;
   private downLogged = false;
+  private closing = false;
+  private revive: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: RedisStoreOptions) {
     super();
@@ -286,6 +291,17 @@ export class RedisStore extends KvStore {
     // A cluster node going down does not end the cluster connection; it is still an outage
     // for the keys it served.
     this.client.on('node error', onError);
+    // ioredis can give a connection up for good ("end") outside our close(): a Sentinel
+    // failover notice racing a reconnect does it. The store must heal without a restart,
+    // so it starts over after the longest reconnect pause.
+    this.client.on('end', () => {
+      if (this.closing || this.revive) return;
+      this.revive = setTimeout(() => {
+        this.revive = undefined;
+        if (!this.closing && this.client.status === 'end') this.client.connect().catch(() => undefined);
+      }, opts.maxReconnectDelayMs ?? 1000);
+      this.revive.unref();
+    });
     this.client.on('close', () => {
       if (this.connectedOnce && !this.downLogged) {
         this.downLogged = true;
@@ -323,6 +339,9 @@ export class RedisStore extends KvStore {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
+    if (this.revive) clearTimeout(this.revive);
+    this.revive = undefined;
     try {
       if (this.client.status === 'ready') await this.client.quit();
       else this.client.disconnect();

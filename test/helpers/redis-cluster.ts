@@ -24,6 +24,8 @@ export interface LocalRedisCluster {
   readonly seeds: string[];
   /** The node currently serving `key` as master. */
   masterFor(key: string): Promise<ClusterNodeProcess>;
+  /** Resolves once the replica of the master serving `key` holds it (replication is asynchronous). */
+  waitReplicated(key: string, timeoutMs: number): Promise<boolean>;
   /** SIGKILLs one node (a crash, not a clean shutdown). */
   kill(node: ClusterNodeProcess): Promise<void>;
   /** Resolves once every live node says cluster_state:ok and every replica is in sync (false after timeoutMs). */
@@ -180,6 +182,26 @@ export async function startRedisCluster(): Promise<LocalRedisCluster | undefined
         const node = nodes.find((n) => n.port === port);
         if (!node) throw new Error(`slot ${slot} is served by unknown port ${port}`);
         return node;
+      },
+      async waitReplicated(key, timeoutMs) {
+        const master = await cluster.masterFor(key);
+        const id = String(await command(master.port, 'CLUSTER', 'MYID'));
+        const lines = String(await command(master.port, 'CLUSTER', 'NODES')).split('\n');
+        const replica = lines.map((l) => l.split(' ')).find((f) => f[3] === id);
+        if (!replica) throw new Error(`no replica of ${master.port}`);
+        const port = Number(/:(\d+)@/.exec(replica[1]!)![1]);
+        const c = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 0 });
+        try {
+          await c.call('READONLY');
+          const end = Date.now() + timeoutMs;
+          while (Date.now() < end) {
+            if ((await c.exists(key)) === 1) return true;
+            await sleep(20);
+          }
+          return false;
+        } finally {
+          c.disconnect();
+        }
       },
       async kill(node) {
         node.child.kill('SIGKILL');

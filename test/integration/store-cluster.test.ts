@@ -65,6 +65,8 @@ describe.skipIf(!cluster)('RedisStore on a Redis Cluster', () => {
     try {
       await s.revokeJti('victim', 300);
       expect(await s.isJtiRevoked('victim')).toBe(true);
+      // Replication is asynchronous: a write the replica has not received yet is lost in a failover.
+      expect(await cluster!.waitReplicated(`${s.keyPrefix}jti:{victim}`, 5000)).toBe(true);
       const master = await cluster!.masterFor(`${s.keyPrefix}jti:{victim}`);
       await cluster!.kill(master);
 
