@@ -1,11 +1,6 @@
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { storeBehaviour } from './behaviour.js';
-import {
-  MemoryStore,
-  RedisStore,
-  StoreUnavailableError,
-  type Store,
-} from '../../../src/store/index.js';
+import { MemoryStore, RedisStore, StoreUnavailableError, type Store } from '../../../src/store/index.js';
 import {
   getRedisUrl,
   redisServerOnPath,
@@ -173,5 +168,30 @@ describe.skipIf(!redis)('RedisStore.hit against a real Redis', () => {
     } finally {
       await s.close();
     }
+  });
+});
+
+describe.skipIf(!redis)('RedisStore heals a client ioredis gave up on', () => {
+  it('reconnects by itself after the client ended outside close()', async () => {
+    const s = new RedisStore({
+      url: redis!.url,
+      keyPrefix: uniquePrefix('revive'),
+      maxReconnectDelayMs: 200,
+    });
+    try {
+      expect(await s.waitUntilReady(5000)).toBe(true);
+      // What ioredis does when a retry strategy gives up: the connection ends for good.
+      s.client.disconnect();
+      await sleep(50);
+      expect(s.client.status).toBe('end');
+      await expect(s.isJtiRevoked('j')).rejects.toBeInstanceOf(StoreUnavailableError);
+      expect(await s.waitUntilReady(3000)).toBe(true);
+      expect(await s.rememberOnce('after', 10)).toBe(true);
+    } finally {
+      await s.close();
+    }
+    // close() is final: no revival afterwards.
+    await sleep(400);
+    expect(s.isReady()).toBe(false);
   });
 });
