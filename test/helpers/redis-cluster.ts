@@ -89,7 +89,13 @@ export async function startRedisCluster(): Promise<LocalRedisCluster | undefined
   }
   const dir = mkdtempSync(join(tmpdir(), 'authz-redis-cluster-'));
   const nodes: ClusterNodeProcess[] = [];
+  // If the test process dies without afterAll, take the servers with it.
+  const onExit = () => {
+    for (const n of nodes) if (n.child.exitCode === null) n.child.kill('SIGKILL');
+  };
+  process.once('exit', onExit);
   const stop = async () => {
+    process.off('exit', onExit);
     await Promise.all(
       nodes.map(async (n) => {
         if (n.child.exitCode === null && n.child.signalCode === null) n.child.kill('SIGKILL');

@@ -77,7 +77,13 @@ export async function startRedisSentinel(): Promise<LocalSentinel | undefined> {
   }
   const dir = mkdtempSync(join(tmpdir(), 'authz-redis-sentinel-'));
   const children: ChildProcess[] = [];
+  // If the test process dies without afterAll, take the servers with it.
+  const onExit = () => {
+    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  };
+  process.once('exit', onExit);
   const stop = async () => {
+    process.off('exit', onExit);
     await Promise.all(
       children.map(async (c) => {
         if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
