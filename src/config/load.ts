@@ -11,6 +11,7 @@ import {
   upstreamFields,
   verifiedTokenCacheFields,
   ASYMMETRIC_DEFAULT_ALGORITHMS,
+  DEFAULT_REDIS_URL,
   JWS_ALGORITHMS,
 } from './schema.js';
 import { ConfigError } from '../core/errors.js';
@@ -201,6 +202,7 @@ function crossCheck(config: AppConfig, problems: Problems): void {
       problems.push(`${p}.jwks: must be a JWKS object with a "keys" list`);
     }
   });
+  checkStore(config, problems);
   if (config.server.workers > 1 && config.token_endpoint.enabled && config.store.type === 'memory') {
     problems.push(
       'store.type: with server.workers > 1 the token endpoint needs a shared store (type: redis); ' +
@@ -236,6 +238,58 @@ function crossCheck(config: AppConfig, problems: Problems): void {
   }
 }
 
+/** "host:port" (IPv6 as "[::1]:6379"); undefined when malformed. */
+export function parseHostPort(s: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^\s:[\]/]+)):(\d{1,5})$/.exec(s);
+  if (!m) return undefined;
+  const port = Number(m[3]);
+  if (port < 1 || port > 65535) return undefined;
+  return { host: (m[1] ?? m[2])!, port };
+}
+
+function checkStore(config: AppConfig, problems: Problems): void {
+  const store = config.store;
+  const redis = store.redis;
+  const topologies = [
+    store.redis_url !== undefined ? 'redis_url' : undefined,
+    redis?.cluster !== undefined ? 'redis.cluster' : undefined,
+    redis?.sentinels !== undefined ? 'redis.sentinels' : undefined,
+  ].filter((t): t is string => t !== undefined);
+  if (topologies.length > 1) {
+    problems.push(
+      `store.${topologies[1]}: only one of redis_url, redis.cluster, redis.sentinels may be set, got ${topologies.join(', ')}`,
+    );
+  }
+  if (topologies.length === 0) store.redis_url = DEFAULT_REDIS_URL;
+  if (!redis) return;
+  for (const list of ['cluster', 'sentinels'] as const) {
+    redis[list]?.forEach((node, i) => {
+      if (!parseHostPort(node))
+        problems.push(`store.redis.${list}[${i}]: must be host:port, got ${JSON.stringify(node)}`);
+    });
+  }
+  if (redis.sentinels !== undefined && redis.name === undefined)
+    problems.push('store.redis.name: required with redis.sentinels (the name of the monitored master)');
+  if (redis.name !== undefined && redis.sentinels === undefined)
+    problems.push('store.redis.name: only applies with redis.sentinels');
+  if (redis.sentinel_password_file !== undefined && redis.sentinels === undefined)
+    problems.push('store.redis.sentinel_password_file: only applies with redis.sentinels');
+  if (redis.cluster !== undefined && /[{}]/.test(store.key_prefix)) {
+    // The store puts its own hash tag in every key so that the keys of one operation share
+    // a slot; a brace in the prefix would make Redis hash on the wrong part of the key.
+    problems.push('store.key_prefix: must not contain "{" or "}" with redis.cluster');
+  }
+}
+
+/** Store credential files are read when the store is created, relative to the config's folder. */
+function resolveStorePaths(config: AppConfig, baseDir: string): AppConfig {
+  const redis = config.store.redis;
+  if (redis?.password_file !== undefined) redis.password_file = resolve(baseDir, redis.password_file);
+  if (redis?.sentinel_password_file !== undefined)
+    redis.sentinel_password_file = resolve(baseDir, redis.sentinel_password_file);
+  return config;
+}
+
 /** Read, parse and validate a config file. Paths in it are resolved against its folder. */
 export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
   const { loaded, problems } = inspectConfigFile(file, env, { readFiles: false });
@@ -262,8 +316,9 @@ export function inspectConfigFile(
       problems: [`${file}: cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`],
     };
   }
-  const { config, problems } = collectConfigProblems(parseConfigText(text, file), env);
-  if (!config) return { problems };
+  const { config: valid, problems } = collectConfigProblems(parseConfigText(text, file), env);
+  if (!valid) return { problems };
+  const config = resolveStorePaths(valid, dirname(path));
   const loaded = { config, baseDir: dirname(path), source: path };
   if (opts.readFiles) problems.push(...checkConfigFiles(config, loaded.baseDir));
   return { loaded, problems };
@@ -275,5 +330,5 @@ export function loadConfigObject(
   baseDir: string,
   env: NodeJS.ProcessEnv = process.env,
 ): LoadedConfig {
-  return { config: validateConfig(input, env), baseDir, source: '(inline)' };
+  return { config: resolveStorePaths(validateConfig(input, env), baseDir), baseDir, source: '(inline)' };
 }

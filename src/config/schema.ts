@@ -195,9 +195,25 @@ export const tokenEndpointFields: Record<string, FieldSpec> = {
 export const storeFields: Record<string, FieldSpec> = {
   type: { type: 'string', default: 'memory', enum: ['memory', 'redis'] },
   purge_interval_seconds: { type: 'int', default: 60, min: 1 },
-  redis_url: { type: 'string', default: 'redis://127.0.0.1:6379' },
+  // No default here: exactly one of redis_url, redis.cluster, redis.sentinels may be set,
+  // and redis_url falls back to DEFAULT_REDIS_URL only when none is (see load.ts).
+  redis_url: { type: 'string', nonEmpty: true },
+  redis: {
+    type: 'object',
+    optional: true,
+    fields: {
+      cluster: { type: 'string[]', nonEmpty: true },
+      sentinels: { type: 'string[]', nonEmpty: true },
+      name: { type: 'string', nonEmpty: true },
+      username: { type: 'string', nonEmpty: true },
+      password_file: { type: 'string', nonEmpty: true },
+      sentinel_password_file: { type: 'string', nonEmpty: true },
+    },
+  },
   key_prefix: { type: 'string', default: 'envoy-jwt-authz:' },
 };
+
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
 
 export const verifiedTokenCacheFields: Record<string, FieldSpec> = {
   enabled: { type: 'boolean', default: true },

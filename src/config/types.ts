@@ -116,8 +116,23 @@ export interface TokenEndpointConfig {
 export interface StoreConfig {
   type: 'memory' | 'redis';
   purge_interval_seconds: number;
-  redis_url: string;
+  /** A single Redis node; filled with the default when neither redis.cluster nor redis.sentinels is set. */
+  redis_url?: string;
+  redis?: RedisTopologyConfig;
   key_prefix: string;
+}
+
+/** Redis Cluster or Sentinel, plus credentials kept in files (never inline). */
+export interface RedisTopologyConfig {
+  /** Seed nodes of a Redis Cluster, "host:port". */
+  cluster?: string[];
+  /** Sentinels, "host:port"; with `name`, the monitored master's name. */
+  sentinels?: string[];
+  name?: string;
+  username?: string;
+  /** Absolute after loading (resolved against the config file's folder). */
+  password_file?: string;
+  sentinel_password_file?: string;
 }
 
 export interface AppConfig {

@@ -1,4 +1,7 @@
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { parseHostPort } from '../config/load.js';
+import { ConfigError } from '../core/errors.js';
 import type { StoreConfig } from '../config/types.js';
 import type { Logger } from '../observability/logger.js';
 import { MemoryStore } from './memory.js';
@@ -6,11 +9,12 @@ import { RedisStore } from './redis.js';
 import type { Store } from './types.js';
 
 export { MemoryStore } from './memory.js';
-export { RedisStore, redactRedisUrl } from './redis.js';
+export { RedisStore, redactRedisUrl, type RedisNode, type RedisStoreOptions } from './redis.js';
 export {
   StoreUnavailableError,
   type FamilyMember,
   type OpaqueTokenRecord,
+  type RateLimitResult,
   type RefreshTokenRecord,
   type RefreshTokenState,
   type Store,
@@ -21,14 +25,57 @@ export function hashToken(token: string): string {
   return createHash('sha256').update(token, 'utf8').digest('base64url');
 }
 
+function readSecretFile(path: string, field: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError([`${field}: cannot read: ${(err as NodeJS.ErrnoException).code ?? 'error'}`]);
+  }
+  // A trailing newline is an artefact of how the file was written, not part of the secret.
+  const secret = text.replace(/\r?\n$/, '');
+  if (secret.length === 0) throw new ConfigError([`${field}: the file is empty`]);
+  return secret;
+}
+
+function nodes(list: string[]): { host: string; port: number }[] {
+  // Validated at load; a malformed entry cannot reach here through the config loader.
+  return list.map((s) => {
+    const n = parseHostPort(s);
+    if (!n) throw new ConfigError([`store.redis: malformed host:port ${JSON.stringify(s)}`]);
+    return n;
+  });
+}
+
 /**
  * Builds the configured store. A Redis store starts connecting in the background and
- * never throws here: while Redis is unreachable isReady() is false (readiness) and calls
- * fail with StoreUnavailableError.
+ * never throws for an unreachable Redis: while it is unreachable isReady() is false
+ * (readiness) and calls fail with StoreUnavailableError. An unreadable password file is a
+ * ConfigError naming the field.
  */
 export function createStore(cfg: StoreConfig, ctx: { logger: Logger }): Store {
   if (cfg.type === 'redis') {
-    return new RedisStore({ url: cfg.redis_url, keyPrefix: cfg.key_prefix, logger: ctx.logger });
+    const r = cfg.redis;
+    const password =
+      r?.password_file !== undefined
+        ? readSecretFile(r.password_file, 'store.redis.password_file')
+        : undefined;
+    const sentinelPassword =
+      r?.sentinel_password_file !== undefined
+        ? readSecretFile(r.sentinel_password_file, 'store.redis.sentinel_password_file')
+        : undefined;
+    return new RedisStore({
+      ...(r?.cluster
+        ? { cluster: nodes(r.cluster) }
+        : r?.sentinels
+          ? { sentinels: nodes(r.sentinels), name: r.name }
+          : { url: cfg.redis_url ?? 'redis://127.0.0.1:6379' }),
+      ...(r?.username !== undefined ? { username: r.username } : {}),
+      ...(password !== undefined ? { password } : {}),
+      ...(sentinelPassword !== undefined ? { sentinelPassword } : {}),
+      keyPrefix: cfg.key_prefix,
+      logger: ctx.logger,
+    });
   }
   return new MemoryStore({ purgeIntervalSeconds: cfg.purge_interval_seconds });
 }

@@ -1,4 +1,4 @@
-import { KvStore, type Kv } from './kv-store.js';
+import { KvStore, type Kv, type WindowHit } from './kv-store.js';
 
 interface Entry {
   value: string | string[];
@@ -9,11 +9,18 @@ interface Entry {
 /** In-process Kv. Expired entries are invisible at once and purged on a timer. */
 export class MemoryKv implements Kv {
   private readonly entries = new Map<string, Entry>();
+  /** Rate-limit windows: hit times (epoch ms, ascending) per key. */
+  private readonly windows = new Map<string, { hits: number[]; windowMs: number }>();
 
   constructor(private readonly clock: () => number = Date.now) {}
 
   get size(): number {
     return this.entries.size;
+  }
+
+  /** Rate-limit keys held (tests check that idle ones are purged). */
+  get windowCount(): number {
+    return this.windows.size;
   }
 
   /** Every live key (tests inspect what is stored). */
@@ -43,6 +50,13 @@ export class MemoryKv implements Kv {
     for (const [k, e] of this.entries) {
       if (e.expiresAt <= now) {
         this.entries.delete(k);
+        n++;
+      }
+    }
+    for (const [k, w] of this.windows) {
+      const newest = w.hits[w.hits.length - 1];
+      if (newest === undefined || newest <= now - w.windowMs) {
+        this.windows.delete(k);
         n++;
       }
     }
@@ -90,6 +104,42 @@ export class MemoryKv implements Kv {
   async list(key: string): Promise<string[]> {
     const v = this.live(key)?.value;
     return Array.isArray(v) ? [...v] : [];
+  }
+
+  async windowHit(
+    key: string,
+    limit: number,
+    windowMs: number,
+    nowMs: number | undefined,
+  ): Promise<WindowHit> {
+    // Synchronous from here to the return: atomic within the process.
+    const now = nowMs ?? this.clock();
+    let w = this.windows.get(key);
+    if (!w) {
+      w = { hits: [], windowMs };
+      this.windows.set(key, w);
+    }
+    w.windowMs = windowMs;
+    const hits = w.hits;
+    const floor = now - windowMs;
+    let stale = 0;
+    while (stale < hits.length && hits[stale]! <= floor) stale++;
+    if (stale > 0) hits.splice(0, stale);
+    const allowed = hits.length < limit;
+    if (allowed) {
+      // Callers passing their own time may go backwards a little; keep the log sorted.
+      let i = hits.length;
+      while (i > 0 && hits[i - 1]! > now) i--;
+      hits.splice(i, 0, now);
+    }
+    if (hits.length === 0) this.windows.delete(key);
+    return {
+      allowed,
+      count: hits.length,
+      oldest: hits[0] ?? now,
+      newest: hits[hits.length - 1] ?? now,
+      now,
+    };
   }
 }
 

@@ -1,13 +1,28 @@
-import { Redis } from 'ioredis';
+import { randomBytes } from 'node:crypto';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { Logger } from '../observability/logger.js';
-import { KvStore, type Kv } from './kv-store.js';
+import { HASH_TAGGED_KEYS, KvStore, type Kv, type WindowHit } from './kv-store.js';
 import { StoreUnavailableError } from './types.js';
 
+export interface RedisNode {
+  readonly host: string;
+  readonly port: number;
+}
+
 export interface RedisStoreOptions {
-  readonly url: string;
+  /** A single node (redis:// or rediss://). Exactly one of url, cluster, sentinels. */
+  readonly url?: string;
+  /** Seed nodes of a Redis Cluster. */
+  readonly cluster?: readonly RedisNode[];
+  /** Sentinels watching the master called `name`. */
+  readonly sentinels?: readonly RedisNode[];
+  readonly name?: string;
+  readonly username?: string;
+  readonly password?: string;
+  readonly sentinelPassword?: string;
   readonly keyPrefix: string;
   readonly logger?: Logger;
-  /** Per-command deadline (default 1000 ms). */
+  /** Deadline of one store call, retries included (default 1000 ms). */
   readonly commandTimeoutMs?: number;
   /** TCP connect deadline (default 2000 ms). */
   readonly connectTimeoutMs?: number;
@@ -26,23 +41,82 @@ export function redactRedisUrl(url: string): string {
   }
 }
 
-class RedisKv implements Kv {
-  constructor(
-    private readonly client: Redis,
-    private readonly prefix: string,
-  ) {}
+// Sliding-window log, one atomic step. KEYS[1]: sorted set of hit times (score = member
+// time in ms). ARGV: limit, window ms, now ms ('' = the Redis server's clock, so replicas
+// with skewed clocks still share one timeline), a member unique to this hit.
+// Hits at or before now - window are dropped; the hit is recorded only when allowed.
+const WINDOW_HIT_LUA = `
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local now
+if ARGV[3] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+else
+  now = tonumber(ARGV[3])
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local count = redis.call('ZCARD', KEYS[1])
+local allowed = 0
+if count < limit then
+  redis.call('ZADD', KEYS[1], now, ARGV[4])
+  count = count + 1
+  allowed = 1
+end
+local oldest = now
+local newest = now
+if count > 0 then
+  oldest = tonumber(redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2])
+  newest = tonumber(redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2])
+  redis.call('PEXPIRE', KEYS[1], math.max(1, newest + window - now))
+end
+return {allowed, count, oldest, newest, now}
+`;
 
-  // Every command fails fast while disconnected (no offline queue) and is bounded by
-  // commandTimeout; any failure becomes StoreUnavailableError.
+type Client = Redis | Cluster;
+type WindowHitCommand = (
+  key: string,
+  limit: number,
+  windowMs: number,
+  now: string,
+  member: string,
+) => Promise<[number, number, number, number, number]>;
+
+// Members of the rate-limit sets must be unique per hit across replicas.
+const HIT_ID_PREFIX = randomBytes(9).toString('base64url');
+let hitSeq = 0;
+
+class RedisKv implements Kv {
+  private readonly windowHitCmd: WindowHitCommand;
+
+  constructor(
+    private readonly client: Client,
+    private readonly prefix: string,
+    private readonly deadlineMs: number,
+  ) {
+    client.defineCommand('authzWindowHit', { numberOfKeys: 1, lua: WINDOW_HIT_LUA });
+    const cmd = (client as unknown as { authzWindowHit: WindowHitCommand }).authzWindowHit;
+    this.windowHitCmd = cmd.bind(client);
+  }
+
+  // Every command fails fast while disconnected (no offline queue) and the whole call,
+  // cluster redirections and failover retries included, is bounded by deadlineMs; any
+  // failure becomes StoreUnavailableError, never an empty answer.
   private async run<T>(fn: () => Promise<T>): Promise<T> {
     if (this.client.status !== 'ready')
       throw new StoreUnavailableError('the token store (redis) is not connected');
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${this.deadlineMs} ms`)), this.deadlineMs);
+    });
     try {
-      return await fn();
+      return await Promise.race([fn(), deadline]);
     } catch (err) {
       throw new StoreUnavailableError(`the token store (redis) failed: ${(err as Error).message}`, {
         cause: err,
       });
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -95,56 +169,154 @@ class RedisKv implements Kv {
   list(key: string): Promise<string[]> {
     return this.run(() => this.client.lrange(this.k(key), 0, -1));
   }
+
+  windowHit(key: string, limit: number, windowMs: number, nowMs: number | undefined): Promise<WindowHit> {
+    return this.run(async () => {
+      const member = `${HIT_ID_PREFIX}:${(hitSeq = (hitSeq + 1) % Number.MAX_SAFE_INTEGER)}`;
+      const now = nowMs === undefined ? '' : String(Math.floor(nowMs));
+      const [allowed, count, oldest, newest, at] = await this.windowHitCmd(
+        this.k(key),
+        limit,
+        windowMs,
+        now,
+        member,
+      );
+      return { allowed: allowed === 1, count, oldest, newest, now: at };
+    });
+  }
+}
+
+/** Where the store connects, for log lines: never a password. */
+function describeTarget(opts: RedisStoreOptions): string {
+  if (opts.cluster) return `cluster ${opts.cluster.map((n) => `${n.host}:${n.port}`).join(',')}`;
+  if (opts.sentinels)
+    return `sentinel ${opts.name ?? ''}@${opts.sentinels.map((n) => `${n.host}:${n.port}`).join(',')}`;
+  return redactRedisUrl(opts.url ?? '');
+}
+
+function createClient(opts: RedisStoreOptions): Client {
+  const maxDelay = opts.maxReconnectDelayMs ?? 1000;
+  const backoff = (times: number) => Math.min(50 * 2 ** Math.min(times, 10), maxDelay);
+  const node: RedisOptions = {
+    // Never queue a request while a connection is down: the caller gets an error at
+    // once (503), not an answer seconds later or never.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    connectTimeout: opts.connectTimeoutMs ?? 2000,
+    commandTimeout: opts.commandTimeoutMs ?? 1000,
+    autoResubscribe: false,
+    ...(opts.username !== undefined ? { username: opts.username } : {}),
+    ...(opts.password !== undefined ? { password: opts.password } : {}),
+  };
+  if (opts.cluster) {
+    const clusterOpts: ClusterOptions = {
+      redisOptions: node,
+      enableOfflineQueue: false,
+      enableReadyCheck: true,
+      // A command to a master that just died is retried on the refreshed slot map
+      // (the promoted replica) within the call's deadline.
+      retryDelayOnFailover: 100,
+      retryDelayOnClusterDown: 100,
+      retryDelayOnTryAgain: 100,
+      // A slot move needs two redirections (MOVED, ASK); more means a dead master: fail
+      // the call (503) rather than spend the request's whole deadline retrying.
+      maxRedirections: 6,
+      slotsRefreshTimeout: 1000,
+      // Learns about a promoted replica even while no command fails.
+      slotsRefreshInterval: 1000,
+      clusterRetryStrategy: backoff,
+    };
+    return new Cluster(
+      opts.cluster.map((n) => ({ host: n.host, port: n.port })),
+      clusterOpts,
+    );
+  }
+  if (opts.sentinels) {
+    return new Redis({
+      ...node,
+      sentinels: opts.sentinels.map((n) => ({ host: n.host, port: n.port })),
+      name: opts.name ?? 'mymaster',
+      ...(opts.sentinelPassword !== undefined ? { sentinelPassword: opts.sentinelPassword } : {}),
+      sentinelRetryStrategy: backoff,
+      // ioredis's failover detector races its own reconnect after a switch (the client
+      // can give up for good); a dead master is noticed by the broken connection anyway,
+      // and a demoted one (network partition) by its READONLY answer below.
+      failoverDetector: false,
+      reconnectOnError: (err: Error) => (err.message.startsWith('READONLY') ? 1 : false),
+      retryStrategy: backoff,
+    });
+  }
+  return new Redis(opts.url ?? 'redis://127.0.0.1:6379', { ...node, retryStrategy: backoff });
 }
 
 /**
- * store.type: redis. Shared by every replica. ioredis reconnects by itself; while it is
- * disconnected isReady() is false and every call rejects at once with StoreUnavailableError.
+ * store.type: redis — a single node, a Redis Cluster or a Sentinel-managed master. Shared
+ * by every replica. ioredis reconnects (and follows failovers) by itself; while it cannot
+ * answer, isReady() is false and every call rejects quickly with StoreUnavailableError.
  */
 export class RedisStore extends KvStore {
   readonly type = 'redis' as const;
   protected readonly kv: Kv;
-  readonly client: Redis;
+  readonly client: Client;
   private connectedOnce = false;
   private downLogged = false;
+  private closing = false;
+  private revive: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: RedisStoreOptions) {
     super();
-    const maxDelay = opts.maxReconnectDelayMs ?? 1000;
-    this.client = new Redis(opts.url, {
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      connectTimeout: opts.connectTimeoutMs ?? 2000,
-      commandTimeout: opts.commandTimeoutMs ?? 1000,
-      retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times, 10), maxDelay),
-      // Never hold requests hostage to a reconnect.
-      autoResubscribe: false,
-    });
-    this.kv = new RedisKv(this.client, opts.keyPrefix);
-    const where = redactRedisUrl(opts.url);
+    const modes = [opts.url, opts.cluster, opts.sentinels].filter((m) => m !== undefined).length;
+    if (modes !== 1) throw new Error('RedisStore: exactly one of url, cluster, sentinels is required');
+    if (opts.cluster) this.keys = HASH_TAGGED_KEYS;
+    this.client = createClient(opts);
+    this.kv = new RedisKv(this.client, opts.keyPrefix, opts.commandTimeoutMs ?? 1000);
+    const where = describeTarget(opts);
     const log = opts.logger;
     this.client.on('ready', () => {
-      log?.info({ store: 'redis', url: where, reconnected: this.connectedOnce }, 'token store connected');
+      log?.info({ store: 'redis', target: where, reconnected: this.connectedOnce }, 'token store connected');
       this.connectedOnce = true;
       this.downLogged = false;
     });
-    this.client.on('error', (err: Error) => {
+    const onError = (err: Error) => {
       // ioredis emits an error per failed attempt; one line per outage is enough.
       if (!this.downLogged) {
         this.downLogged = true;
-        log?.warn({ store: 'redis', url: where, err: err.message }, 'token store unavailable; reconnecting');
+        log?.warn(
+          { store: 'redis', target: where, err: err.message },
+          'token store unavailable; reconnecting',
+        );
       }
+    };
+    this.client.on('error', onError);
+    // A cluster node going down does not end the cluster connection; it is still an outage
+    // for the keys it served.
+    this.client.on('node error', onError);
+    // ioredis can give a connection up for good ("end") outside our close(): a Sentinel
+    // failover notice racing a reconnect does it. The store must heal without a restart,
+    // so it starts over after the longest reconnect pause.
+    this.client.on('end', () => {
+      if (this.closing || this.revive) return;
+      this.revive = setTimeout(() => {
+        this.revive = undefined;
+        if (!this.closing && this.client.status === 'end') this.client.connect().catch(() => undefined);
+      }, opts.maxReconnectDelayMs ?? 1000);
+      this.revive.unref();
     });
     this.client.on('close', () => {
       if (this.connectedOnce && !this.downLogged) {
         this.downLogged = true;
-        log?.warn({ store: 'redis', url: where }, 'token store connection closed; reconnecting');
+        log?.warn({ store: 'redis', target: where }, 'token store connection closed; reconnecting');
       }
     });
   }
 
   get keyPrefix(): string {
     return this.opts.keyPrefix;
+  }
+
+  /** single, cluster or sentinel. */
+  get topology(): 'single' | 'cluster' | 'sentinel' {
+    return this.opts.cluster ? 'cluster' : this.opts.sentinels ? 'sentinel' : 'single';
   }
 
   isReady(): boolean {
@@ -167,6 +339,9 @@ export class RedisStore extends KvStore {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
+    if (this.revive) clearTimeout(this.revive);
+    this.revive = undefined;
     try {
       if (this.client.status === 'ready') await this.client.quit();
       else this.client.disconnect();

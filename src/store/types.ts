@@ -40,6 +40,18 @@ export type FamilyMember =
   | { readonly kind: 'jwt'; readonly jti: string; readonly exp: number }
   | { readonly kind: 'opaque'; readonly hash: string };
 
+/** The answer of Store.hit for one request. */
+export interface RateLimitResult {
+  /** This request is within the limit (and was counted). */
+  readonly allowed: boolean;
+  /** Further requests allowed right now (limit minus the requests in the window). */
+  readonly remaining: number;
+  /** Whole seconds until every request counted now has left the window (the full limit is back). */
+  readonly resetSeconds: number;
+  /** Denied requests only: whole seconds (at least 1) until a request can be allowed again. */
+  readonly retryAfterSeconds?: number;
+}
+
 /**
  * All durations are relative TTLs in whole seconds (at least 1), so the store's own clock
  * never has to agree with the caller's. Every method rejects with StoreUnavailableError
@@ -81,6 +93,16 @@ export interface Store {
    * this call recorded the key, false when it was already there.
    */
   rememberOnce(key: string, ttlSeconds: number): Promise<boolean>;
+
+  /**
+   * Counts one request against `key` with a sliding-window log: the request is allowed
+   * when fewer than `limit` allowed requests fall in the window (now - windowSeconds, now],
+   * and is then recorded; a denied request is not recorded. So no window of windowSeconds
+   * ever holds more than `limit` allowed requests, across every replica sharing the store.
+   * One atomic step (one Lua script on Redis, timed by the Redis server's clock unless
+   * `nowMs` is given). `limit` is a positive integer, `windowSeconds` > 0 (ms precision).
+   */
+  hit(key: string, limit: number, windowSeconds: number, nowMs?: number): Promise<RateLimitResult>;
 
   close(): Promise<void>;
 }

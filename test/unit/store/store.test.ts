@@ -1,11 +1,6 @@
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  hashToken,
-  MemoryStore,
-  RedisStore,
-  StoreUnavailableError,
-  type Store,
-} from '../../../src/store/index.js';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
+import { storeBehaviour } from './behaviour.js';
+import { MemoryStore, RedisStore, StoreUnavailableError, type Store } from '../../../src/store/index.js';
 import {
   getRedisUrl,
   redisServerOnPath,
@@ -37,86 +32,10 @@ const backends: [string, Factory | undefined][] = [
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-describe.each(backends)('Store behaviour (%s)', (_name, factory) => {
-  let store: Store;
-  beforeEach(async () => {
-    if (factory) store = await factory();
-  });
-  afterEach(async () => {
-    await store?.close();
-  });
-
-  describe.skipIf(!factory)('', () => {
-    it('is ready', () => {
-      expect(store.isReady()).toBe(true);
-    });
-
-    it('stores opaque access tokens by hash and deletes them', async () => {
-      const h = hashToken('some-opaque-token');
-      expect(await store.getAccessToken(h)).toBeUndefined();
-      await store.putAccessToken(h, { claims: { sub: 'alice', scope: 'read' }, familyId: 'f1' }, 60);
-      expect(await store.getAccessToken(h)).toEqual({
-        claims: { sub: 'alice', scope: 'read' },
-        familyId: 'f1',
-      });
-      await store.deleteAccessToken(h);
-      expect(await store.getAccessToken(h)).toBeUndefined();
-    });
-
-    it('forgets entries after their TTL', async () => {
-      await store.putAccessToken('h-ttl', { claims: { sub: 'x' } }, 1);
-      await store.revokeJti('jti-ttl', 1);
-      expect(await store.rememberOnce('once-ttl', 1)).toBe(true);
-      expect(await store.getAccessToken('h-ttl')).toBeDefined();
-      await sleep(2100);
-      expect(await store.getAccessToken('h-ttl')).toBeUndefined();
-      expect(await store.isJtiRevoked('jti-ttl')).toBe(false);
-      expect(await store.rememberOnce('once-ttl', 1)).toBe(true);
-    });
-
-    it('rememberOnce is set-if-absent, also under concurrency', async () => {
-      expect(await store.rememberOnce('a', 60)).toBe(true);
-      expect(await store.rememberOnce('a', 60)).toBe(false);
-      const results = await Promise.all(Array.from({ length: 20 }, () => store.rememberOnce('b', 60)));
-      expect(results.filter(Boolean)).toHaveLength(1);
-    });
-
-    it('refresh tokens: stored, marked used exactly once', async () => {
-      const rec = { clientId: 'c', sub: 's', scope: 'read', familyId: 'fam', familyExp: 2_000_000_000 };
-      await store.putRefreshToken('r1', rec, 60);
-      expect(await store.getRefreshToken('r1')).toEqual({ record: rec, used: false });
-      const marks = await Promise.all([1, 2, 3, 4, 5].map(() => store.markRefreshTokenUsed('r1', 60)));
-      expect(marks.filter(Boolean)).toHaveLength(1);
-      expect(await store.getRefreshToken('r1')).toEqual({ record: rec, used: true });
-      await store.deleteRefreshToken('r1');
-      expect(await store.getRefreshToken('r1')).toBeUndefined();
-    });
-
-    it('JWT revocations by jti', async () => {
-      expect(await store.isJtiRevoked('j1')).toBe(false);
-      await store.revokeJti('j1', 60);
-      expect(await store.isJtiRevoked('j1')).toBe(true);
-      expect(await store.isJtiRevoked('j2')).toBe(false);
-    });
-
-    it('families: members listed on revocation, family marked revoked', async () => {
-      await store.addFamilyMember('fam1', { kind: 'jwt', jti: 'j-a', exp: 123 }, 60);
-      await store.addFamilyMember('fam1', { kind: 'opaque', hash: 'h-b' }, 60);
-      expect(await store.isFamilyRevoked('fam1')).toBe(false);
-      const members = await store.revokeFamily('fam1', 60);
-      expect(members).toEqual([
-        { kind: 'jwt', jti: 'j-a', exp: 123 },
-        { kind: 'opaque', hash: 'h-b' },
-      ]);
-      expect(await store.isFamilyRevoked('fam1')).toBe(true);
-      expect(await store.revokeFamily('fam-empty', 60)).toEqual([]);
-    });
-
-    it('hashToken is SHA-256 base64url', () => {
-      expect(hashToken('abc')).toBe('ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0');
-    });
-  });
-});
+for (const [name, factory] of backends) {
+  if (factory) storeBehaviour(name, factory);
+  else describe.skip(`Store behaviour (${name}): ${redisSkipReason}`, () => undefined);
+}
 
 describe('MemoryStore purge', () => {
   it('purges expired entries on its timer', async () => {
@@ -160,3 +79,119 @@ describe.skipIf(!redisServerOnPath())(
     });
   },
 );
+
+describe('MemoryStore.hit (fake time)', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('slides the window with the clock and forgets idle keys on purge', async () => {
+    vi.useFakeTimers();
+    vi.setSystemTime(1_700_000_000_000);
+    const s = new MemoryStore({ purgeIntervalSeconds: 1 });
+    try {
+      for (let i = 0; i < 5; i++) {
+        expect((await s.hit('client-a', 5, 2)).allowed).toBe(true);
+        vi.advanceTimersByTime(100);
+      }
+      // Hits at +0 .. +400 ms; now +500 ms.
+      expect(await s.hit('client-a', 5, 2)).toEqual({
+        allowed: false,
+        remaining: 0,
+        resetSeconds: 2,
+        retryAfterSeconds: 2,
+      });
+      vi.advanceTimersByTime(1499); // +1999: the hit at +0 is still in (now - 2 s, now]
+      expect((await s.hit('client-a', 5, 2)).allowed).toBe(false);
+      vi.advanceTimersByTime(1); // +2000: it has left
+      expect(await s.hit('client-a', 5, 2)).toEqual({ allowed: true, remaining: 0, resetSeconds: 2 });
+      expect((await s.hit('client-a', 5, 2)).allowed).toBe(false);
+      vi.advanceTimersByTime(100); // +2100: the hit at +100 has left
+      expect((await s.hit('client-a', 5, 2)).allowed).toBe(true);
+      expect(s.raw.windowCount).toBe(1);
+      // Idle for longer than the window: the purge timer drops the key.
+      vi.advanceTimersByTime(3000);
+      expect(s.raw.windowCount).toBe(0);
+      expect(await s.hit('client-a', 5, 2)).toEqual({ allowed: true, remaining: 4, resetSeconds: 2 });
+    } finally {
+      await s.close();
+    }
+  });
+});
+
+describe.skipIf(!redis)('RedisStore.hit against a real Redis', () => {
+  it('4 clients (replicas) x 50 concurrent hits, limit 37: exactly 37 allowed', async () => {
+    const prefix = uniquePrefix('rl');
+    const replicas = await Promise.all(
+      [1, 2, 3, 4].map(async () => {
+        const s = new RedisStore({ url: redis!.url, keyPrefix: prefix });
+        expect(await s.waitUntilReady(5000)).toBe(true);
+        return s;
+      }),
+    );
+    try {
+      const results = await Promise.all(
+        replicas.flatMap((s) => Array.from({ length: 50 }, () => s.hit('tenant-1', 37, 30))),
+      );
+      expect(results.filter((r) => r.allowed)).toHaveLength(37);
+      expect(results.filter((r) => !r.allowed)).toHaveLength(163);
+      // The remaining counts handed out to the allowed hits are 36, 35, ..., 0: one each.
+      expect(
+        results
+          .filter((r) => r.allowed)
+          .map((r) => r.remaining)
+          .sort((a, b) => b - a),
+      ).toEqual(Array.from({ length: 37 }, (_, i) => 36 - i));
+      // No read-then-write: the set holds exactly the allowed hits.
+      expect(await replicas[0]!.client.zcard(`${prefix}rl:tenant-1`)).toBe(37);
+      const pttl = await replicas[0]!.client.pttl(`${prefix}rl:tenant-1`);
+      expect(pttl).toBeGreaterThan(25_000);
+      expect(pttl).toBeLessThanOrEqual(30_000);
+    } finally {
+      await Promise.all(replicas.map((s) => s.close()));
+    }
+  });
+
+  it('rolls the window over on the Redis server clock', async () => {
+    const s = new RedisStore({ url: redis!.url, keyPrefix: uniquePrefix('rl-roll') });
+    try {
+      expect(await s.waitUntilReady(5000)).toBe(true);
+      const first = await Promise.all(Array.from({ length: 5 }, () => s.hit('k', 3, 0.6)));
+      expect(first.filter((r) => r.allowed)).toHaveLength(3);
+      expect((await s.hit('k', 3, 0.6)).allowed).toBe(false);
+      await sleep(700);
+      const second = await Promise.all(Array.from({ length: 5 }, () => s.hit('k', 3, 0.6)));
+      expect(second.filter((r) => r.allowed)).toHaveLength(3);
+      // The key expires with its window: nothing lingers in Redis.
+      await sleep(700);
+      expect(await s.client.exists(`${s.keyPrefix}rl:k`)).toBe(0);
+    } finally {
+      await s.close();
+    }
+  });
+});
+
+describe.skipIf(!redis)('RedisStore heals a client ioredis gave up on', () => {
+  it('reconnects by itself after the client ended outside close()', async () => {
+    const s = new RedisStore({
+      url: redis!.url,
+      keyPrefix: uniquePrefix('revive'),
+      maxReconnectDelayMs: 200,
+    });
+    try {
+      expect(await s.waitUntilReady(5000)).toBe(true);
+      // What ioredis does when a retry strategy gives up: the connection ends for good.
+      s.client.disconnect();
+      await sleep(50);
+      expect(s.client.status).toBe('end');
+      await expect(s.isJtiRevoked('j')).rejects.toBeInstanceOf(StoreUnavailableError);
+      expect(await s.waitUntilReady(3000)).toBe(true);
+      expect(await s.rememberOnce('after', 10)).toBe(true);
+    } finally {
+      await s.close();
+    }
+    // close() is final: no revival afterwards.
+    await sleep(400);
+    expect(s.isReady()).toBe(false);
+  });
+});
