@@ -13,6 +13,7 @@ import { MemoryReplayCache, type ReplayCache } from '../authn/dpop.js';
 import {
   checkSenderConstraint,
   confirmationOf,
+  isDpopSource,
   type SenderCheckContext,
 } from '../authn/sender-constraint.js';
 import { extractScopes, type ClaimMapper } from '../authz/claims.js';
@@ -323,6 +324,8 @@ export class CheckPipeline {
         // removals after sets, so listing it would drop our own value.
         if (minter?.header !== source.name && !headersToRemove.includes(source.name))
           headersToRemove.push(source.name);
+        // The proof goes with the token it was made for.
+        if (isDpopSource(source) && !headersToRemove.includes('dpop')) headersToRemove.push('dpop');
       } else if (source.kind === 'query') {
         queryParametersToRemove.push(...queryParamRawNames(req.rawPath, source.name));
       } else {
