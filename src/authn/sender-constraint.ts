@@ -46,7 +46,11 @@ const DPOP_SOURCE: CompiledTokenSource = {
 
 /** Whether the token came as `Authorization: DPoP <token>`. */
 export function isDpopSource(source: CompiledTokenSource): boolean {
-  return source.kind === 'header' && source.name === 'authorization' && source.prefixLower.trim() === 'dpop';
+  return (
+    source.kind === 'header' &&
+    source.name === 'authorization' &&
+    (source.prefixLower === 'dpop ' || source.prefixLower === 'dpop')
+  );
 }
 
 /** The token sources, plus the DPoP authorization scheme when an issuer accepts DPoP and none reads it yet. */
