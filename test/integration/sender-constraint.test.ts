@@ -218,6 +218,32 @@ describe('sender-constrained tokens through Check', () => {
   });
 });
 
+describe('sender-constrained tokens without the verified-token cache', () => {
+  let svc: TestService;
+  beforeAll(async () => {
+    svc = await startTestService({
+      issuers: [
+        issuer('mtls', 'https://mtls.example.com', { mtls: 'required' }),
+        issuer('dpop', 'https://dpop.example.com', { dpop: 'required' }),
+      ],
+      verified_token_cache: { enabled: false },
+    });
+  });
+  afterAll(async () => {
+    await svc?.close();
+  });
+
+  it('checks the certificate and the DPoP proof on the uncached path too', async () => {
+    const bound = await token('https://mtls.example.com', { 'x5t#S256': cert.x5tS256 });
+    expect((await svc.check({ token: bound, clientCertificate: cert.pem })).decision).toBe('allow');
+    expect((await svc.check({ token: bound, clientCertificate: otherCert.pem })).reason).toBe('cnf_mismatch');
+    const tok = await token('https://dpop.example.com', { jkt: await jktOf(dpopKey) });
+    const proof = await dpopProof(dpopKey, { token: tok, htu: URL_ });
+    expect((await svc.check(dpopCall(tok, proof))).decision).toBe('allow');
+    expect((await svc.check(dpopCall(tok, proof))).reason).toBe('dpop_replayed');
+  });
+});
+
 let redis: RedisHandle | undefined;
 const redisAvailable = await getRedisUrl().then((h) => ((redis = h), h !== undefined));
 
