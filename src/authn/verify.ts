@@ -1,5 +1,6 @@
 import { deny, type Deny } from '../core/decision.js';
 import { keyFitsAlg, parseCompactJws, verifySignatureAsync, type ParsedJws } from './jws.js';
+import type { CompiledSenderConstraint } from './sender-constraint.js';
 import type { KeySet, KeySource, VerificationKey } from './keys/types.js';
 
 /** An issuer compiled from config: everything the verifier needs, nothing else. */
@@ -17,6 +18,8 @@ export interface CompiledIssuer {
   readonly maxLifetimeSeconds: number;
   /** When set, the JWS header `typ` must be this media type (e.g. "at+jwt", RFC 9068). */
   readonly requiredTyp?: string;
+  /** Proof-of-possession checks for this issuer's tokens; undefined when none. */
+  readonly senderConstraint?: CompiledSenderConstraint;
 }
 
 export interface VerifiedJwt {

@@ -9,6 +9,13 @@ import {
 } from '../authn/extract.js';
 import { exceedsBytes } from '../authn/jws.js';
 import { verifyJwt, type CompiledIssuer } from '../authn/verify.js';
+import { MemoryReplayCache, type ReplayCache } from '../authn/dpop.js';
+import {
+  checkSenderConstraint,
+  confirmationOf,
+  isDpopSource,
+  type SenderCheckContext,
+} from '../authn/sender-constraint.js';
 import { extractScopes, type ClaimMapper } from '../authz/claims.js';
 import { isAmbiguousPath, normalizePath } from '../authz/path.js';
 import {
@@ -39,6 +46,8 @@ export interface PipelineParts {
   readonly forwardOriginalToken: boolean;
   readonly minter?: DownstreamTokenMinter;
   readonly self?: SelfTokenSupport;
+  /** Where DPoP proof jtis are remembered (the token store when there is one); default per process. */
+  readonly replay?: ReplayCache;
   /** Max entries of the verified-token cache; 0 disables it. */
   readonly verifiedCacheMax: number;
   readonly logger: Logger;
@@ -74,11 +83,19 @@ const ENTRY_OVERHEAD_BYTES = 1024;
 /** Distinct rules one cached token keeps decisions for (bounded: rules with context_extensions vary). */
 const MAX_MEMOISED_RULES = 8;
 
+function withRule(d: Deny, rule: EffectiveRule, issuer?: string): Deny {
+  d.rule = rule.name;
+  if (issuer !== undefined) d.issuer = issuer;
+  return d;
+}
+
 const OPAQUE_TOKEN = /^[A-Za-z0-9_-]{16,512}$/;
 
 /** The Check pipeline: request → rule → token → verify → require → enrich → decision. */
 export class CheckPipeline {
   private readonly issuersByIss = new Map<string, CompiledIssuer>();
+  private readonly issuersByName = new Map<string, CompiledIssuer>();
+  private readonly replay: ReplayCache;
   private readonly injectable: readonly string[];
   /** What an allow rule removes (see allowUnverified); shared by every such decision. */
   private readonly unverifiedRemovals: {
@@ -91,7 +108,11 @@ export class CheckPipeline {
   private readonly now: () => number;
 
   constructor(private readonly parts: PipelineParts) {
-    for (const issuer of parts.issuers) this.issuersByIss.set(issuer.issuer, issuer);
+    for (const issuer of parts.issuers) {
+      this.issuersByIss.set(issuer.issuer, issuer);
+      this.issuersByName.set(issuer.name, issuer);
+    }
+    this.replay = parts.replay ?? new MemoryReplayCache();
     const names = [...parts.claimHeaders.headerNames];
     if (parts.minter && !names.includes(parts.minter.header)) names.push(parts.minter.header);
     this.injectable = names;
@@ -138,17 +159,51 @@ export class CheckPipeline {
     const extracted = extractToken(req, this.parts.tokenSources);
     if (!extracted) return deny('token_missing', undefined, { rule: rule.name });
     const entry = this.cachedVerification(extracted.token);
+    // Our own tokens always go the async way: they need a revocation lookup.
     if (entry && entry.issuer.name !== 'self') {
-      // Our own tokens always go the async way: they need a revocation lookup.
-      const memo = entry.allows?.get(rule);
-      if (memo && memo.source === extracted.source && Date.now() < memo.reuseUntil) {
-        if (this.parts.minter) this.parts.metrics.hits.mintedToken.inc();
-        return memo.decision;
-      }
-      return this.decide(req, rule, entry.principal, extracted, entry);
+      // A cached verification says nothing about this request's certificate or DPoP proof.
+      const bound = this.senderBinding(req, entry.issuer, entry.principal, extracted);
+      if (bound === undefined) return this.reuseOrDecide(req, rule, entry, extracted);
+      if (!(bound instanceof Promise)) return withRule(bound, rule, entry.issuer.name);
+      return bound.then((d) =>
+        d ? withRule(d, rule, entry.issuer.name) : this.reuseOrDecide(req, rule, entry, extracted),
+      );
     }
     return this.authenticateThenDecide(req, rule, extracted, deadline, entry ?? null);
   }
+
+  /** A memoised allow for this token and rule, else a fresh decision. */
+  private reuseOrDecide(
+    req: AuthRequest,
+    rule: EffectiveRule,
+    entry: CachedPrincipal,
+    extracted: ExtractedToken,
+  ): Decision | Promise<Decision> {
+    const memo = entry.allows?.get(rule);
+    if (memo && memo.source === extracted.source && Date.now() < memo.reuseUntil) {
+      if (this.parts.minter) this.parts.metrics.hits.mintedToken.inc();
+      return memo.decision;
+    }
+    return this.decide(req, rule, entry.principal, extracted, entry);
+  }
+
+  private senderBinding(
+    req: AuthRequest,
+    issuer: CompiledIssuer | undefined,
+    principal: Principal,
+    extracted: ExtractedToken,
+  ): Deny | undefined | Promise<Deny | undefined> {
+    return checkSenderConstraint(
+      issuer?.senderConstraint,
+      principal.confirmation,
+      req,
+      extracted.token,
+      extracted.source,
+      this.senderContext,
+    );
+  }
+
+  private readonly senderContext = (): SenderCheckContext => ({ replay: this.replay, now: this.now() });
 
   /**
    * An allow that verified nothing: besides the injectable headers, every
@@ -208,6 +263,13 @@ export class CheckPipeline {
       principal.rule = rule.name;
       return principal;
     }
+    const unbound = await this.senderBinding(
+      req,
+      this.issuersByName.get(principal.issuer),
+      principal,
+      extracted,
+    );
+    if (unbound) return withRule(unbound, rule, principal.issuer);
     return this.decide(req, rule, principal, extracted, this.cache?.peek(extracted.token));
   }
 
@@ -262,6 +324,8 @@ export class CheckPipeline {
         // removals after sets, so listing it would drop our own value.
         if (minter?.header !== source.name && !headersToRemove.includes(source.name))
           headersToRemove.push(source.name);
+        // The proof goes with the token it was made for.
+        if (isDpopSource(source) && !headersToRemove.includes('dpop')) headersToRemove.push('dpop');
       } else if (source.kind === 'query') {
         queryParametersToRemove.push(...queryParamRawNames(req.rawPath, source.name));
       } else {
@@ -408,6 +472,7 @@ export class CheckPipeline {
       scopes: new Set(scopes),
       scope: scopes.join(' '),
       exp: typeof claims.exp === 'number' ? claims.exp : undefined,
+      confirmation: confirmationOf(claims),
       cacheKey: token,
     };
   }

@@ -42,6 +42,8 @@ export const JWE_CONTENT_ENCRYPTION = [
   'A256GCM',
 ] as const;
 
+export const SENDER_CONSTRAINT_MODES = ['off', 'optional', 'required'] as const;
+
 const jwksCache: Record<string, FieldSpec> = {
   max_age_seconds: { type: 'int', default: 600, min: 1 },
   cooldown_seconds: { type: 'int', default: 30, min: 0 },
@@ -78,6 +80,13 @@ export const issuerFields: Record<string, FieldSpec> = {
     items: {
       from: { type: 'string', required: true, nonEmpty: true },
       to: { type: 'string', required: true, nonEmpty: true },
+    },
+  },
+  sender_constraint: {
+    type: 'object',
+    fields: {
+      mtls: { type: 'string', default: 'off', enum: SENDER_CONSTRAINT_MODES },
+      dpop: { type: 'string', default: 'off', enum: SENDER_CONSTRAINT_MODES },
     },
   },
 };

@@ -28,7 +28,11 @@ export interface IssuerConfig {
   required_claims: string[];
   max_lifetime_seconds: number;
   claim_mappings: { from: string; to: string }[];
+  /** Proof-of-possession checks for this issuer's tokens (certificate-bound, DPoP-bound). */
+  sender_constraint?: { mtls: SenderConstraintMode; dpop: SenderConstraintMode };
 }
+
+export type SenderConstraintMode = 'off' | 'optional' | 'required';
 
 export interface TokenSourceConfig {
   header?: string;

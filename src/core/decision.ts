@@ -22,6 +22,10 @@ export type DenyReason =
   | 'typ_invalid'
   | 'token_revoked'
   | 'token_inactive'
+  | 'cnf_missing'
+  | 'cnf_mismatch'
+  | 'dpop_invalid'
+  | 'dpop_replayed'
   | 'insufficient_scope'
   | 'rule_deny'
   | 'claims_condition'
@@ -35,6 +39,7 @@ export type DenyReason =
 export type ChallengeKind =
   | 'unauthorized'
   | 'invalid_token'
+  | 'invalid_dpop_proof'
   | 'insufficient_scope'
   | 'forbidden'
   | 'invalid_request'
@@ -77,6 +82,11 @@ export const DENY_OUTCOMES: Readonly<Record<DenyReason, DenyOutcome>> = {
   typ_invalid: invalidToken,
   token_revoked: invalidToken,
   token_inactive: invalidToken,
+  // Sender-constrained tokens: the token is not bound as the issuer demands, or not to this sender.
+  cnf_missing: invalidToken,
+  cnf_mismatch: invalidToken,
+  dpop_invalid: { grpcCode: GRPC_UNAUTHENTICATED, httpStatus: 401, kind: 'invalid_dpop_proof' },
+  dpop_replayed: { grpcCode: GRPC_UNAUTHENTICATED, httpStatus: 401, kind: 'invalid_dpop_proof' },
   insufficient_scope: { grpcCode: GRPC_PERMISSION_DENIED, httpStatus: 403, kind: 'insufficient_scope' },
   rule_deny: forbidden,
   claims_condition: forbidden,
@@ -97,6 +107,8 @@ export interface Deny {
   readonly description?: string;
   /** insufficient_scope: the scopes needed, space-separated. */
   readonly scope?: string;
+  /** Authentication scheme of the challenge: DPoP for proof-of-possession problems, else Bearer. */
+  readonly scheme?: 'DPoP';
   /** Detail for the log only (never sent to the client). */
   readonly logDetail?: string;
   issuer?: string;

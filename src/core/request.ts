@@ -10,6 +10,10 @@ export interface AuthRequest {
   readonly headers: Readonly<Record<string, string>>;
   /** Per-route ExtAuthzPerRoute.check_settings.context_extensions. */
   readonly contextExtensions: Readonly<Record<string, string>>;
+  /** URL scheme as Envoy received the request ("http" / "https"), when Envoy said. */
+  readonly scheme?: string;
+  /** The client certificate Envoy saw, URL-encoded PEM as sent (include_peer_certificate); absent without mTLS. */
+  readonly clientCertificate?: string;
   /** x-request-id for logs: as sent when short and plain, else "invalid" (see envoy/request.ts). */
   readonly requestId?: string;
 }
@@ -26,6 +30,16 @@ export interface Principal {
   readonly scope: string;
   /** Incoming token exp (epoch seconds), if any. */
   readonly exp?: number;
+  /** The token's proof-of-possession confirmation (cnf), when it has one. */
+  readonly confirmation?: Confirmation;
   /** Stable key of the verified token for caches of derived values (never logged). */
   readonly cacheKey: string;
+}
+
+/** What a sender-constrained token is bound to (its `cnf` claim); members are as sent, unchecked. */
+export interface Confirmation {
+  /** cnf["x5t#S256"]: SHA-256 thumbprint of the client certificate. */
+  readonly x5tS256?: unknown;
+  /** cnf.jkt: RFC 7638 thumbprint of the DPoP key. */
+  readonly jkt?: unknown;
 }

@@ -49,6 +49,8 @@ export function toAuthRequest(checkRequest: any): AuthRequest | undefined {
   const host =
     typeof http.host === 'string' && http.host.length > 0 ? http.host : (headers[':authority'] ?? '');
   const ext = checkRequest.attributes.context_extensions;
+  const scheme = typeof http.scheme === 'string' && http.scheme.length > 0 ? http.scheme : headers[':scheme'];
+  const cert = checkRequest.attributes.source?.certificate;
   return {
     method: method.toUpperCase(),
     rawPath: path,
@@ -56,5 +58,7 @@ export function toAuthRequest(checkRequest: any): AuthRequest | undefined {
     headers,
     contextExtensions: ext && typeof ext === 'object' ? ext : EMPTY,
     requestId: loggableRequestId(headers['x-request-id']),
+    scheme,
+    clientCertificate: typeof cert === 'string' && cert.length > 0 ? cert : undefined,
   };
 }

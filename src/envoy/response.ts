@@ -1,3 +1,4 @@
+import { DPOP_ALGORITHMS } from '../authn/dpop.js';
 import { DENY_OUTCOMES, GRPC_OK, type Decision, type Deny } from '../core/decision.js';
 
 // Decision → envoy.service.auth.v3.CheckResponse (proto-loader keepCase objects).
@@ -19,7 +20,9 @@ export function challenge(d: Deny, realm: string): string | undefined {
     case 'unauthorized':
       return `Bearer realm=${quote(realm)}`;
     case 'invalid_token':
-      return `Bearer realm=${quote(realm)}, error="invalid_token", error_description=${quote(d.description ?? 'the token is invalid')}`;
+      return `${d.scheme ?? 'Bearer'} realm=${quote(realm)}, error="invalid_token", error_description=${quote(d.description ?? 'the token is invalid')}`;
+    case 'invalid_dpop_proof':
+      return `DPoP realm=${quote(realm)}, algs="${DPOP_ALGORITHMS.join(' ')}", error="invalid_dpop_proof", error_description=${quote(d.description ?? 'the DPoP proof is invalid')}`;
     case 'insufficient_scope':
       return `Bearer realm=${quote(realm)}, error="insufficient_scope", error_description=${quote(
         d.description ?? 'the token lacks the required scope',
@@ -35,8 +38,9 @@ export function denyBody(d: Deny): string {
     case 'unauthorized':
       return '{"error":"unauthorized"}';
     case 'invalid_token':
+    case 'invalid_dpop_proof':
       return JSON.stringify({
-        error: 'invalid_token',
+        error: outcome.kind,
         error_description: d.description ?? 'the token is invalid',
       });
     case 'insufficient_scope':

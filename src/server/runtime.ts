@@ -4,6 +4,8 @@ import { createKeySource, keySourceSettings } from '../authn/keys/index.js';
 import { LocalKeySource } from '../authn/keys/local-source.js';
 import type { KeySource, KeySourceStatus } from '../authn/keys/types.js';
 import { compileTokenSources } from '../authn/extract.js';
+import { MemoryReplayCache } from '../authn/dpop.js';
+import { compileSenderConstraint, withDpopTokenSource } from '../authn/sender-constraint.js';
 import type { CompiledIssuer } from '../authn/verify.js';
 import { compileClaimMappings, type ClaimMapper } from '../authz/claims.js';
 import { RuleSet } from '../authz/rules.js';
@@ -22,6 +24,10 @@ export interface RuntimeContext {
   readonly logger: Logger;
   readonly metrics: Metrics;
 }
+
+// One per process, so a reload does not forget the DPoP proofs already seen.
+let memoryReplay: MemoryReplayCache | undefined;
+const processReplayCache = (): MemoryReplayCache => (memoryReplay ??= new MemoryReplayCache());
 
 /** A key source with the settings it was built from (see keySourceSettings). */
 interface HeldKeySource {
@@ -139,6 +145,7 @@ export class Runtime {
           clockSkewSeconds: iss.clock_skew_seconds,
           requiredClaims: iss.required_claims,
           maxLifetimeSeconds: iss.max_lifetime_seconds,
+          senderConstraint: compileSenderConstraint(iss),
         });
       }
       const minterKey = previous?.minter?.ephemeralKey;
@@ -171,7 +178,7 @@ export class Runtime {
       const pipeline = new CheckPipeline({
         issuers,
         claimMappers,
-        tokenSources: compileTokenSources(config.token_sources),
+        tokenSources: withDpopTokenSource(compileTokenSources(config.token_sources), config.issuers),
         maxTokenBytes: config.max_token_bytes,
         rejectAmbiguousPaths: config.reject_ambiguous_paths,
         scopeClaims: config.scope_claims,
@@ -180,6 +187,8 @@ export class Runtime {
         forwardOriginalToken: config.upstream.forward_original_token,
         minter,
         self: tokenService?.self,
+        // DPoP proof jtis: in the shared store when there is one, else remembered per process.
+        replay: heldStore?.value ?? processReplayCache(),
         verifiedCacheMax: config.verified_token_cache.enabled ? config.verified_token_cache.max_entries : 0,
         logger: ctx.logger,
         metrics: ctx.metrics,

@@ -73,6 +73,15 @@ function embed(fragment: unknown): any {
   for (const item of items as any[]) {
     if (item?.kind === 'EnvoyFilter') {
       for (const patch of item.spec.configPatches) {
+        if (patch.applyTo === 'HTTP_FILTER') {
+          // A MERGE into the ext_authz filter Istio generates (e.g. include_peer_certificate).
+          expect(patch.patch.operation).toBe('MERGE');
+          expect(patch.match.listener.filterChain.filter.subFilter.name).toBe('envoy.filters.http.ext_authz');
+          const filter = hcm.http_filters.find((f: any) => f.name === 'envoy.filters.http.ext_authz');
+          expect(patch.patch.value.typed_config['@type']).toBe(filter.typed_config['@type']);
+          Object.assign(filter.typed_config, patch.patch.value.typed_config);
+          continue;
+        }
         expect(patch.applyTo).toBe('NETWORK_FILTER');
         expect(patch.match.listener.filterChain.filter.name).toBe(
           'envoy.filters.network.http_connection_manager',

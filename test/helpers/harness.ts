@@ -17,6 +17,10 @@ export interface EnvoyCall {
   token?: string;
   headers?: Record<string, string>;
   context?: Record<string, string>;
+  /** The URL scheme Envoy received the request with (default http). */
+  scheme?: string;
+  /** PEM of the client certificate Envoy saw; sent URL-encoded as attributes.source.certificate. */
+  clientCertificate?: string;
   /** gRPC deadline in ms (Envoy's ext_authz timeout). */
   timeoutMs?: number;
 }
@@ -76,6 +80,12 @@ export async function startTestService(
           context: Object.entries(c.context ?? {}).map(([k, v]) => `${k}=${v}`),
         })
       : call;
+    if (isEnvoyCall && c.scheme !== undefined) {
+      request.attributes.request.http.scheme = c.scheme;
+      request.attributes.request.http.headers[':scheme'] = c.scheme;
+    }
+    if (isEnvoyCall && c.clientCertificate !== undefined)
+      request.attributes.source = { certificate: encodeURIComponent(c.clientCertificate) };
     return new Promise((resolve, reject) =>
       client.Check(
         request,

@@ -1,0 +1,211 @@
+// Sender-constrained tokens through the real Envoy: TLS with client certificates on
+// Envoy's listener (DownstreamTlsContext, require_client_certificate) and the ext_authz
+// filter with include_peer_certificate, so the CheckRequest carries the certificate the
+// client really presented; and DPoP proofs signed for the URL as Envoy received it.
+// Certificates are made in the test (test/helpers/keys.ts).
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import type { Server } from 'node:http';
+import { request } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SignJWT } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  envoyOrSkip,
+  renderEnvoyConfig,
+  shippedEnvoyYaml,
+  startEnvoy,
+  type RunningEnvoy,
+} from '../helpers/envoy.js';
+import { startTestService, type TestService } from '../helpers/harness.js';
+import { createSelfSignedCertificate, generateEcKeyPair, type TestKeyPair } from '../helpers/keys.js';
+import { dpopProof, jktOf } from '../helpers/dpop.js';
+import { startEcho } from './echo-upstream.mjs';
+
+const envoy = await envoyOrSkip('Envoy mTLS / DPoP binding end to end');
+
+const MTLS_ISSUER = 'https://mtls-idp.e2e.test';
+const DPOP_ISSUER = 'https://dpop-idp.e2e.test';
+const AUDIENCE = 'api://e2e';
+const idpKey = generateEcKeyPair({ kid: 'e2e-bind-1' });
+const serverKey = generateEcKeyPair();
+const serverCert = createSelfSignedCertificate(serverKey, { subject: 'localhost' });
+const clientA = generateEcKeyPair();
+const certA = createSelfSignedCertificate(clientA, { subject: 'client-a' });
+const clientB = generateEcKeyPair();
+const certB = createSelfSignedCertificate(clientB, { subject: 'client-b' });
+const dpopKey = generateEcKeyPair();
+
+function token(iss: string, cnf: Record<string, unknown>): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  return new SignJWT({ sub: 'alice', scope: 'read', cnf })
+    .setProtectedHeader({ alg: 'ES256', kid: idpKey.kid })
+    .setIssuer(iss)
+    .setAudience(AUDIENCE)
+    .setIssuedAt(now)
+    .setExpirationTime(now + 300)
+    .sign(idpKey.privateKey);
+}
+
+interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+function httpsGet(
+  port: number,
+  path: string,
+  client: { key: TestKeyPair; pem: string },
+  headers: Record<string, string> = {},
+): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port,
+        path,
+        method: 'GET',
+        headers,
+        key: client.key.privateKey.export({ type: 'pkcs8', format: 'pem' }),
+        cert: client.pem,
+        rejectUnauthorized: false,
+        agent: false,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            body: Buffer.concat(chunks).toString(),
+          }),
+        );
+        res.on('error', reject);
+      },
+    );
+    req.setTimeout(10_000, () => req.destroy(new Error(`timeout on ${path}`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe.skipIf(!envoy)('sender-constrained tokens through the real Envoy (downstream TLS)', () => {
+  let dir: string;
+  let svc: TestService;
+  let echo: Server;
+  let proxy: RunningEnvoy;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'envoy-mtls-'));
+    writeFileSync(join(dir, 'server.crt'), serverCert.pem);
+    writeFileSync(join(dir, 'server.key'), serverKey.privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    // Both clients are trusted by the TLS layer: which certificate a token accepts is the check's business.
+    writeFileSync(join(dir, 'clients.pem'), certA.pem + certB.pem);
+    svc = await startTestService({
+      issuers: [
+        {
+          name: 'mtls-idp',
+          issuer: MTLS_ISSUER,
+          audiences: [AUDIENCE],
+          jwks: { keys: [idpKey.publicJwk] },
+          sender_constraint: { mtls: 'required' },
+        },
+        {
+          name: 'dpop-idp',
+          issuer: DPOP_ISSUER,
+          audiences: [AUDIENCE],
+          jwks: { keys: [idpKey.publicJwk] },
+          sender_constraint: { dpop: 'required' },
+        },
+      ],
+      upstream: { claim_headers: { 'x-user-id': 'sub' } },
+    });
+    echo = await startEcho(0);
+    const doc = renderEnvoyConfig(shippedEnvoyYaml(), {
+      clusters: {
+        ext_authz: svc.grpcAddress,
+        backend: `127.0.0.1:${(echo.address() as { port: number }).port}`,
+      },
+      mutate: (d) => {
+        const chain = d.static_resources.listeners[0].filter_chains[0];
+        chain.transport_socket = {
+          name: 'envoy.transport_sockets.tls',
+          typed_config: {
+            '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext',
+            require_client_certificate: true,
+            common_tls_context: {
+              tls_certificates: [
+                {
+                  certificate_chain: { filename: join(dir, 'server.crt') },
+                  private_key: { filename: join(dir, 'server.key') },
+                },
+              ],
+              validation_context: { trusted_ca: { filename: join(dir, 'clients.pem') } },
+            },
+          },
+        };
+        const hcm = chain.filters[0].typed_config;
+        const extAuthz = hcm.http_filters.find((f: any) => f.name === 'envoy.filters.http.ext_authz');
+        extAuthz.typed_config.include_peer_certificate = true;
+      },
+    });
+    proxy = await startEnvoy(envoy!, doc, { dir });
+  }, 60_000);
+
+  afterAll(async () => {
+    await proxy?.stop();
+    await svc?.close();
+    await new Promise((r) => echo?.close(r));
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  const a = { key: clientA, pem: certA.pem };
+  const b = { key: clientB, pem: certB.pem };
+
+  it('a certificate-bound token passes with its certificate and is refused with another', async () => {
+    const tok = await token(MTLS_ISSUER, { 'x5t#S256': certA.x5tS256 });
+    for (let i = 0; i < 2; i++) {
+      const ok = await httpsGet(proxy.port, '/api/orders', a, { authorization: `Bearer ${tok}` });
+      expect(ok.status, ok.body).toBe(200);
+      expect(JSON.parse(ok.body).headers['x-user-id']).toBe('alice');
+    }
+    const other = await httpsGet(proxy.port, '/api/orders', b, { authorization: `Bearer ${tok}` });
+    expect(other.status).toBe(401);
+    expect(other.headers['www-authenticate']).toMatch(
+      /error="invalid_token", error_description="the client certificate does not match the token \(cnf x5t#S256\)"/,
+    );
+    expect(other.body).not.toContain('CERTIFICATE');
+  });
+
+  it('a DPoP proof signed for the URL the client used passes once; a replay is refused', async () => {
+    const tok = await token(DPOP_ISSUER, { jkt: await jktOf(dpopKey) });
+    const proof = await dpopProof(dpopKey, {
+      token: tok,
+      htm: 'GET',
+      htu: `https://127.0.0.1:${proxy.port}/api/orders`,
+    });
+    const headers = { authorization: `DPoP ${tok}`, dpop: proof };
+    const ok = await httpsGet(proxy.port, '/api/orders?page=1', a, headers);
+    expect(ok.status, ok.body).toBe(200);
+    const upstream = JSON.parse(ok.body).headers;
+    expect(upstream.authorization).toBeUndefined();
+    expect(upstream.dpop).toBeUndefined();
+    const replay = await httpsGet(proxy.port, '/api/orders?page=1', a, headers);
+    expect(replay.status).toBe(401);
+    expect(replay.headers['www-authenticate']).toMatch(
+      /^DPoP realm="[^"]*", algs="[^"]+", error="invalid_dpop_proof"/,
+    );
+    const wrongUrl = await dpopProof(dpopKey, {
+      token: tok,
+      htu: `http://127.0.0.1:${proxy.port}/api/orders`,
+    });
+    const refused = await httpsGet(proxy.port, '/api/orders', a, {
+      authorization: `DPoP ${tok}`,
+      dpop: wrongUrl,
+    });
+    expect(refused.status).toBe(401);
+    expect(JSON.parse(refused.body).error_description).toMatch(/htu does not match/);
+  });
+});
