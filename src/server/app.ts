@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { LoadedConfig } from '../config/types.js';
-import { CheckService, setServing, startGrpcServer, type GrpcServerHandle } from '../envoy/service.js';
+import { CheckService } from '../envoy/service.js';
+import { startGrpcServer, type GrpcServerHandle } from '../envoy/transport.js';
 import { createHttpServer, splitAddress } from './http.js';
 import type { Logger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
@@ -73,7 +74,7 @@ export class Service {
     }
     logger.info({ grpc_port: grpc.port, http_port: service.httpPort }, 'listening');
     await runtime.start();
-    setServing(grpc.health, true);
+    grpc.health.setServing(true);
     logger.info({ issuers: runtime.issuerStatus() }, 'ready');
     return service;
   }
@@ -107,7 +108,7 @@ export class Service {
   /** Health turns NOT_SERVING, in-flight checks drain (up to graceSeconds), servers close. */
   async shutdown(graceSeconds = this.runtime.config.server.shutdown_grace_seconds): Promise<void> {
     this.accepting = false;
-    setServing(this.grpc.health, false);
+    this.grpc.health.setServing(false);
     const graceMs = graceSeconds * 1000;
     const drained = this.checks.drained();
     await Promise.race([drained, new Promise((r) => setTimeout(r, graceMs).unref())]);
