@@ -161,10 +161,12 @@ function headerValue(r: Reader): DecodedHeaderValue {
   return out;
 }
 
-function httpRequest(r: Reader, into: DecodedHttpRequest | undefined): DecodedHttpRequest {
+// A sub-message that occurs twice replaces the earlier one, as in protobufjs (the
+// decoder this one stands in for), rather than merging into it.
+
+function httpRequest(r: Reader): DecodedHttpRequest {
   const m = sub(r);
-  // A repeated sub-message merges into the earlier one (protobuf semantics).
-  const out = into ?? {};
+  const out: DecodedHttpRequest = {};
   while (m.pos < m.end) {
     const tag = m.varint();
     const wt = tag & 7;
@@ -199,7 +201,8 @@ function httpRequest(r: Reader, into: DecodedHttpRequest | undefined): DecodedHt
         break;
       case 13: {
         const hm = sub(m);
-        const list = (out.header_map ??= { headers: [] }).headers;
+        const list: DecodedHeaderValue[] = [];
+        out.header_map = { headers: list };
         while (hm.pos < hm.end) {
           const t = hm.varint();
           if (t >>> 3 === 1 && (t & 7) === LEN) list.push(headerValue(hm));
@@ -214,9 +217,9 @@ function httpRequest(r: Reader, into: DecodedHttpRequest | undefined): DecodedHt
   return out;
 }
 
-function peer(r: Reader, into: DecodedPeer | undefined): DecodedPeer {
+function peer(r: Reader): DecodedPeer {
   const m = sub(r);
-  const out = into ?? {};
+  const out: DecodedPeer = {};
   while (m.pos < m.end) {
     const tag = m.varint();
     const field = tag >>> 3;
@@ -239,19 +242,21 @@ export function decodeCheckRequest(buf: Buffer): DecodedCheckRequest {
       continue;
     }
     const a = sub(r);
-    const attrs = (out.attributes ??= {});
+    const attrs: NonNullable<DecodedCheckRequest['attributes']> = {};
+    out.attributes = attrs;
     while (a.pos < a.end) {
       const t = a.varint();
       const field = t >>> 3;
       const wt = t & 7;
       if (wt !== LEN) a.skip(wt);
-      else if (field === 1) attrs.source = peer(a, attrs.source);
+      else if (field === 1) attrs.source = peer(a);
       else if (field === 4) {
         const req = sub(a);
-        const request = (attrs.request ??= {});
+        const request: { http?: DecodedHttpRequest } = {};
+        attrs.request = request;
         while (req.pos < req.end) {
           const rt = req.varint();
-          if (rt >>> 3 === 2 && (rt & 7) === LEN) request.http = httpRequest(req, request.http);
+          if (rt >>> 3 === 2 && (rt & 7) === LEN) request.http = httpRequest(req);
           else req.skip(rt & 7);
         }
       } else if (field === 10)
