@@ -351,5 +351,11 @@ async function removeStaleSocket(path: string): Promise<void> {
     });
     probe.once('error', () => resolve(false));
   });
-  if (!live) unlinkSync(path);
+  if (live) return;
+  try {
+    unlinkSync(path);
+  } catch (err) {
+    // Another worker of the same cluster may have removed it first.
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
 }
