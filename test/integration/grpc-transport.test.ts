@@ -150,6 +150,14 @@ describe('gRPC framing', () => {
     expect(res.status.code).toBe(0);
   });
 
+  it('answers keep-alive PINGs on an idle connection, as Envoy sends them', async () => {
+    svc = await startTestService(ALLOW_ALL);
+    const session = http2.connect(`http://127.0.0.1:${portOf(svc)}`);
+    const acked = await new Promise<boolean>((resolve) => session.ping((err) => resolve(!err)));
+    session.close();
+    expect(acked).toBe(true);
+  });
+
   it('a non-gRPC request gets HTTP 415', async () => {
     svc = await startTestService(ALLOW_ALL);
     const r = await rawCall(portOf(svc), '/envoy.service.auth.v3.Authorization/Check', Buffer.alloc(0), {

@@ -1,7 +1,7 @@
 // README "TLS": TLS and mTLS on the gRPC listener (and TLS on the HTTP listener), with
 // certificates reloaded from disk without dropping live connections; certificate
 // problems are config errors naming the field; gRPC on a unix socket.
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import * as http2 from 'node:http2';
 import * as https from 'node:https';
@@ -15,6 +15,16 @@ import { authorizationService } from '../../src/envoy/protos.js';
 import { envoyCheckRequest, runCheck } from '../../src/cli/check.js';
 import { captureLogger, createSelfSignedCertificate, generateEcKeyPair } from '../helpers/keys.js';
 import { createTestPki, type TestPki } from '../helpers/tls.js';
+
+// The CLI as users run it (npm test builds dist first).
+const MAIN = new URL('../../dist/main.js', import.meta.url).pathname;
+function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) =>
+    execFile(process.execPath, [MAIN, ...args], { timeout: 20_000 }, (err, stdout, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    ),
+  );
+}
 
 const ALLOW_ALL = { rules: [{ name: 'all', match: { path_prefix: '/' }, action: 'allow' }] };
 const CHECK = { method: 'GET', path: '/x', host: 'h', headers: [], context: [], timeoutMs: 3000 };
@@ -142,6 +152,56 @@ describe('gRPC listener TLS', () => {
     expect(await c.check()).toBe('0');
     for (const x of [a, b, c]) x.s.close();
     expect(logs.text()).not.toContain('PRIVATE KEY');
+  });
+});
+
+describe('check and check-config commands', () => {
+  it('check --tls-ca/--tls-cert/--tls-key talks mTLS; check-config names a mismatched key', async () => {
+    const srv = pki.issue('srv-cli');
+    const cli1 = pki.issue('client-cli', { server: false });
+    const svc = await start({
+      grpc_tls: { cert_file: srv.cert, key_file: srv.key, client_ca_file: pki.caCert },
+    });
+    const address = `localhost:${svc.grpcPort}`;
+    const ok = await cli([
+      'check',
+      '--address',
+      address,
+      '--path',
+      '/x',
+      '--tls-ca',
+      pki.caCert,
+      '--tls-cert',
+      cli1.cert,
+      '--tls-key',
+      cli1.key,
+    ]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(JSON.parse(ok.stdout)).toMatchObject({ decision: 'allow' });
+    const noCert = await cli([
+      'check',
+      '--address',
+      address,
+      '--path',
+      '/x',
+      '--timeout',
+      '1500',
+      '--tls-ca',
+      pki.caCert,
+    ]);
+    expect(noCert.code).not.toBe(0);
+
+    const other = pki.issue('srv-cli-other');
+    const file = join(pki.dir, 'cli-config.json');
+    writeFileSync(
+      file,
+      JSON.stringify({ ...ALLOW_ALL, server: { grpc_tls: { cert_file: srv.cert, key_file: other.key } } }),
+    );
+    const bad = await cli(['check-config', '--config', file]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr + bad.stdout).toMatch(
+      /server\.grpc_tls\.key_file: .* is not the key of the certificate/,
+    );
   });
 });
 
