@@ -131,6 +131,9 @@ export class GrpcServer {
       this.server.once('error', onError);
       const done = () => {
         this.server.off('error', onError);
+        // After the bind, errors are per connection (a failed accept, a bad TLS hello):
+        // the listener keeps serving, and an unhandled 'error' must not end the process.
+        this.server.on('error', () => undefined);
         const a = this.server.address();
         resolve(typeof a === 'object' && a ? (a as net.AddressInfo).port : 0);
       };
