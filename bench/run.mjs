@@ -11,7 +11,16 @@ import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { checkBody } from './lib/proto.mjs';
-import { benchConfig, checkDelta, freePort, loadAvg, newestFile, ROOT, startServer } from './lib/server.mjs';
+import {
+  benchConfig,
+  checkDelta,
+  freePort,
+  loadAvg,
+  newestFile,
+  ROOT,
+  startReference,
+  startServer,
+} from './lib/server.mjs';
 import { ecKey, ES_ISS, invalidSignatureTokens, RS_ISS, rsaPool, signTokens } from './lib/tokens.mjs';
 import { h2loadPath, h2loadVersion, runH2load } from './lib/h2load.mjs';
 import { latencyStats } from './lib/stats.mjs';
@@ -94,6 +103,7 @@ const EXPECT = {
     probe: (d) =>
       d.decision === 'allow' && d.headers['x-user-id']?.startsWith('mem-') && !!d.headers['x-jwt-assertion'],
   },
+  reference: { key: undefined, probe: (d) => d.decision === 'allow' },
   invalid: {
     key: 'deny/signature_invalid',
     probe: (d) => d.decision === 'deny' && d.code === 16 && d.httpStatus === 401,
@@ -103,10 +113,12 @@ const EXPECT = {
 // ---- running one scenario ------------------------------------------------------------------
 const failures = [];
 
-async function withServer(name, { baseline = false, logLevel = 'warn', nodeArgs = [] }, fn) {
+async function withServer(name, { baseline = false, logLevel = 'warn', nodeArgs = [], reference }, fn) {
   const [grpcPort, httpPort] = [await freePort(), await freePort()];
   const config = benchConfig({ grpcPort, httpPort, logLevel, rsKey, esIssuerKey, signingKeyFile, baseline });
-  const server = await startServer({ name, workDir: work, config, nodeArgs });
+  const server = reference
+    ? await startReference({ name, workDir: work, script: reference, port: grpcPort })
+    : await startServer({ name, workDir: work, config, nodeArgs });
   try {
     const out = await fn(server);
     out.rss_after = server.rss();
@@ -157,12 +169,12 @@ async function driverB(server, name, bodies, { mode, rate, count }) {
 
 async function scenario(
   name,
-  { bodies, expect, driver = 'h2raw', baseline, logLevel, mode = 'duration', rate, count, nodeArgs },
+  { bodies, expect, driver = 'h2raw', baseline, logLevel, mode = 'duration', rate, count, nodeArgs, reference },
 ) {
   log(
     `\n▶ ${name} (${driver}, ${mode}${rate ? ` @ ${Math.round(rate)}/s` : ''}${count ? `, ${count} requests` : ''}, log level ${logLevel ?? 'warn'})`,
   );
-  return withServer(name, { baseline, logLevel, nodeArgs }, async (server) => {
+  return withServer(name, { baseline, logLevel, nodeArgs, reference }, async (server) => {
     // 1. One real request through node:http2: the decision must be what we intend.
     const p = await probe(server.grpcPort, bodies[bodies.length - 1]);
     const d = describe(p.response);
@@ -202,7 +214,8 @@ async function scenario(
     // Server CPU per check (whole run incl. warm-up, over every check the server
     // counted): less sensitive than throughput to other load on the machine.
     res.server_cpu_s = Math.round((server.cpuSeconds() - cpuBefore) * 100) / 100;
-    res.server_us_per_check = delta.total ? Math.round((res.server_cpu_s * 1e6) / delta.total) : undefined;
+    const counted = delta.total || (reference ? res.completed : 0);
+    res.server_us_per_check = counted ? Math.round((res.server_cpu_s * 1e6) / counted) : undefined;
     res.loadavg_before = load_before;
     res.server = delta;
     res.rss_before = rssBefore;
@@ -222,8 +235,9 @@ async function scenario(
       };
     }
     // 2. Every decision the server made during the run must be the intended one.
-    const wrong = Object.entries(delta.checks).filter(([k]) => k !== expect.key);
-    const right = delta.checks[expect.key] ?? 0;
+    // A reference server counts nothing: only the driver's own errors are checked.
+    const wrong = reference ? [] : Object.entries(delta.checks).filter(([k]) => k !== expect.key);
+    const right = reference ? Infinity : (delta.checks[expect.key] ?? 0);
     const minExpected = driver === 'h2load' ? res.succeeded : res.completed - res.errors;
     const problems = [];
     if (wrong.length) problems.push(`unexpected decisions ${JSON.stringify(Object.fromEntries(wrong))}`);
@@ -302,11 +316,18 @@ if (opts.profile) {
   const only = opts.only ? new Set(opts.only.split(',')) : undefined;
   const want = (name) => !only || only.has(name);
   try {
-    const needsBaseline = ['repeated', 'distinct', 'invalid', 'latency'].some(want);
+    const needsBaseline = ['repeated', 'distinct', 'invalid', 'latency', 'reference'].some(want);
     const baseline = needsBaseline ? await scenario('baseline', await scenarioSpec('baseline')) : undefined;
     if (baseline) rows.push(baseline);
     for (const name of ['repeated', 'distinct', 'invalid'])
       if (want(name)) rows.push(await scenario(name, await scenarioSpec(name)));
+    // Reference servers (allow-all, no authorization work): what the gRPC stack alone costs.
+    if (want('reference'))
+      for (const [name, reference] of [
+        ['ref-grpc-js', 'bench/reference/grpc-js-allow-all.mjs'],
+        ['ref-h2', 'bench/reference/h2-allow-all.mjs'],
+      ])
+        rows.push(await scenario(name, { bodies: repeatedBodies, expect: EXPECT.reference, reference }));
     if (want('latency'))
       rows.push(
         await scenario('latency', {

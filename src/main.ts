@@ -55,15 +55,18 @@ const COMMAND_HELP: Record<string, { summary: string; usage: string; options: st
   check: {
     summary: 'send one Envoy-shaped CheckRequest, print the decision as JSON',
     usage:
-      'check [--address HOST:PORT] [--token T] [--method M] [--path P] [--host H] [--header k=v]... [--context k=v]... [--timeout MS]',
-    options: `  --address HOST:PORT      the server's gRPC address (default 127.0.0.1:9001)
+      'check [--address HOST:PORT] [--token T] [--method M] [--path P] [--host H] [--header k=v]... [--context k=v]... [--timeout MS] [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]',
+    options: `  --address HOST:PORT      the server's gRPC address, or unix:/path (default 127.0.0.1:9001)
   --token T                bearer token, sent as "authorization: Bearer T"
   --method M               HTTP method (default GET)
   --path P                 request path with optional query (default /)
   --host H                 :authority / Host (default localhost)
   --header k=v             a request header; repeat for more
   --context k=v            a context extension; repeat for more
-  --timeout MS             deadline in milliseconds (default 5000)`,
+  --timeout MS             deadline in milliseconds (default 5000)
+  --tls-ca FILE            connect with TLS, trusting this CA bundle (PEM) for the server certificate
+  --tls-cert FILE          client certificate (PEM) for mTLS; needs --tls-key and --tls-ca
+  --tls-key FILE           client private key (PEM)`,
   },
   help: {
     summary: "print the usage, or a command's own usage",
@@ -332,8 +335,14 @@ async function check(args: string[]): Promise<void> {
     header: { type: 'string', multiple: true },
     context: { type: 'string', multiple: true },
     timeout: { type: 'string' },
+    'tls-ca': { type: 'string' },
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
   });
   const result = await runCheck({
+    tlsCa: values['tls-ca'] as string | undefined,
+    tlsCert: values['tls-cert'] as string | undefined,
+    tlsKey: values['tls-key'] as string | undefined,
     address: (values.address as string | undefined) ?? '127.0.0.1:9001',
     token: values.token as string | undefined,
     method: (values.method as string | undefined) ?? 'GET',

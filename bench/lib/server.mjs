@@ -214,3 +214,49 @@ export function newestFile(dir, ext) {
     .sort((a, b) => b.t - a.t);
   return files.length ? join(dir, files[0].f) : undefined;
 }
+
+/**
+ * A reference server (bench/reference/*.mjs): no config, no metrics; the same
+ * handle as startServer so a scenario can drive it.
+ */
+export async function startReference({ name, workDir, script, port }) {
+  const logFile = join(workDir, `server-${name}.log`);
+  const fd = openSync(logFile, 'w');
+  const child = spawn(process.execPath, ['--max-old-space-size=256', join(ROOT, script), String(port)], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', fd],
+  });
+  closeSync(fd);
+  let exited = null;
+  const exitPromise = new Promise((resolve) =>
+    child.once('exit', (code, signal) => resolve((exited = { code, signal }))),
+  );
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${name}: not ready after 30 s`)), 30_000);
+    child.stdout.on('data', (d) => {
+      if (String(d).includes('ready')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.once('exit', () => reject(new Error(`${name}: exited during startup; log ${logFile}`)));
+  });
+  return {
+    name,
+    pid: child.pid,
+    grpcPort: port,
+    logFile,
+    reference: true,
+    metrics: async () => ({}),
+    rss: () => procStatus(child.pid),
+    cpuSeconds: () => cpuSeconds(child.pid),
+    async stop() {
+      if (exited) return exited;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      const r = await exitPromise;
+      clearTimeout(timer);
+      return r.signal === 'SIGKILL' ? r : { code: 0, signal: null };
+    },
+  };
+}

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { authorizationClientConstructor } from '../envoy/protos.js';
 
@@ -10,6 +11,10 @@ export interface CheckCommandOptions {
   readonly headers: readonly string[];
   readonly context: readonly string[];
   readonly timeoutMs: number;
+  /** TLS: CA bundle for the server certificate; client certificate and key for mTLS. */
+  readonly tlsCa?: string | undefined;
+  readonly tlsCert?: string | undefined;
+  readonly tlsKey?: string | undefined;
 }
 
 export class UsageError extends Error {}
@@ -113,10 +118,38 @@ export function describeCheckResponse(res: any): Record<string, unknown> {
   };
 }
 
+function readPem(flag: string, file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new UsageError(
+      `--${flag}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}`,
+    );
+  }
+}
+
+/** Plaintext unless --tls-ca is given; --tls-cert and --tls-key add a client certificate. */
+export function channelCredentials(
+  opts: Pick<CheckCommandOptions, 'tlsCa' | 'tlsCert' | 'tlsKey'>,
+): grpc.ChannelCredentials {
+  if ((opts.tlsCert === undefined) !== (opts.tlsKey === undefined))
+    throw new UsageError('--tls-cert and --tls-key go together');
+  if (opts.tlsCa === undefined) {
+    if (opts.tlsCert !== undefined)
+      throw new UsageError('--tls-cert needs --tls-ca (the server is verified too)');
+    return grpc.credentials.createInsecure();
+  }
+  return grpc.credentials.createSsl(
+    readPem('tls-ca', opts.tlsCa),
+    opts.tlsKey !== undefined ? readPem('tls-key', opts.tlsKey) : null,
+    opts.tlsCert !== undefined ? readPem('tls-cert', opts.tlsCert) : null,
+  );
+}
+
 /** Sends one CheckRequest and returns the decision as plain JSON. */
 export async function runCheck(opts: CheckCommandOptions): Promise<Record<string, unknown>> {
   const Client = authorizationClientConstructor();
-  const client = new Client(opts.address, grpc.credentials.createInsecure()) as any;
+  const client = new Client(opts.address, channelCredentials(opts)) as any;
   const request = envoyCheckRequest(opts);
   try {
     const res = await new Promise((resolve, reject) =>

@@ -16,6 +16,9 @@ export class StartupError extends Error {
 export function listenError(loaded: LoadedConfig, err: unknown): StartupError | undefined {
   const { grpc_address: grpc, http_address: http } = loaded.config.server;
   const message = (err as Error)?.message ?? '';
+  // The gRPC listener tags its bind errors (src/envoy/grpc-server.ts).
+  if ((err as { listener?: string })?.listener === 'grpc')
+    return new StartupError([`server.grpc_address: ${bindErrorText(grpc, err)}`]);
   // @grpc/grpc-js reports a failed bind as "No address added out of total N resolved…".
   if (/No address added/i.test(message)) {
     const reason = /EADDRINUSE|address already in use/i.test(message)

@@ -18,7 +18,23 @@ import { ConfigError } from '../core/errors.js';
 import { isLoopbackHost } from '../net/safe-fetch.js';
 import { isPlainObject, validateField, type FieldSpec, type Problems } from './shape.js';
 import { addressProblem, checkConfigFiles, LISTEN_ADDRESSES } from './preflight.js';
+import { tlsEnabled } from '../net/tls-files.js';
 import type { AppConfig, IssuerConfig, LoadedConfig } from './types.js';
+
+function tlsSchema(listener: string) {
+  return {
+    cert_file: { doc: `${listener} listener certificate (PEM, chain allowed)`, format: String, default: '' },
+    key_file: { doc: `${listener} listener private key (PEM)`, format: String, default: '' },
+    client_ca_file: { doc: 'CA bundle for client certificates (mTLS)', format: String, default: '' },
+    require_client_cert: {
+      doc: 'refuse clients without a certificate (default: true when client_ca_file is set)',
+      format: (v: unknown) => {
+        if (v !== null && typeof v !== 'boolean') throw new Error('must be true or false');
+      },
+      default: null as boolean | null,
+    },
+  };
+}
 
 function schema() {
   return {
@@ -42,6 +58,13 @@ function schema() {
         default: 1024,
       },
       workers: { doc: 'processes serving checks (node:cluster); 1 = no cluster', format: 'int', default: 1 },
+      grpc_max_message_bytes: {
+        doc: 'largest CheckRequest accepted (bytes); larger ones get RESOURCE_EXHAUSTED',
+        format: 'nat',
+        default: 4 * 1024 * 1024,
+      },
+      grpc_tls: tlsSchema('gRPC'),
+      http_tls: tlsSchema('HTTP'),
     },
     log: {
       level: {
@@ -142,6 +165,26 @@ function crossCheck(config: AppConfig, problems: Problems): void {
   if (config.server.workers < 1 || config.server.workers > 64) {
     problems.push(`server.workers: must be between 1 and 64, got ${config.server.workers}`);
   }
+  for (const key of ['grpc_tls', 'http_tls'] as const) {
+    const tls = config.server[key];
+    if (!tlsEnabled(tls)) continue;
+    if (tls.cert_file === '') problems.push(`server.${key}.cert_file: required when server.${key} is set`);
+    if (tls.key_file === '') problems.push(`server.${key}.key_file: required when server.${key} is set`);
+    if (tls.require_client_cert === true && tls.client_ca_file === '')
+      problems.push(
+        `server.${key}.require_client_cert: needs client_ca_file to check client certificates against`,
+      );
+  }
+  if (
+    config.server.grpc_tls &&
+    tlsEnabled(config.server.grpc_tls) &&
+    config.server.grpc_address.startsWith('unix:')
+  )
+    problems.push('server.grpc_tls: not used on a unix socket (server.grpc_address); remove one of them');
+  if (config.server.grpc_max_message_bytes < 1024)
+    problems.push(
+      `server.grpc_max_message_bytes: must be at least 1024, got ${config.server.grpc_max_message_bytes}`,
+    );
   if (config.server.http_max_connections < 1) {
     problems.push(
       `server.http_max_connections: must be at least 1, got ${config.server.http_max_connections}`,

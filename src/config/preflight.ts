@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import { createServer } from 'node:net';
 import { extname, join, resolve } from 'node:path';
 import type { AppConfig } from './types.js';
+import { loadTlsMaterial, tlsEnabled } from '../net/tls-files.js';
 
 // Checks that need the outside world: listen addresses and the files a config
 // names. Address syntax is part of config validation (load.ts); reading files
@@ -109,6 +110,11 @@ const CERT_EXTENSIONS = new Set(['.pem', '.crt', '.cer']);
  */
 export function checkConfigFiles(config: AppConfig, baseDir: string): string[] {
   const problems: string[] = [];
+  // Listener certificates: readable, PEM, key matching certificate, not expired.
+  for (const key of ['grpc_tls', 'http_tls'] as const) {
+    const tls = config.server[key];
+    if (tlsEnabled(tls)) problems.push(...loadTlsMaterial(`server.${key}`, tls, baseDir).problems);
+  }
   for (const { field, file, folder } of namedPaths(config)) {
     const path = resolve(baseDir, file);
     try {

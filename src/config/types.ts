@@ -1,3 +1,4 @@
+import type { TlsSettings } from '../net/tls-files.js';
 // The validated (defaults filled) shape of the configuration file. Produced by
 // load.ts; compiled into runtime objects by runtime.ts. The request path never
 // reads these.
@@ -147,6 +148,12 @@ export interface AppConfig {
     /** Concurrent HTTP connections per process; more are closed on arrival. */
     http_max_connections: number;
     workers: number;
+    /** Largest CheckRequest message accepted (bytes). */
+    grpc_max_message_bytes: number;
+    /** TLS on the gRPC listener ('' fields = off). */
+    grpc_tls: TlsSettings;
+    /** TLS on the HTTP listener ('' fields = off). */
+    http_tls: TlsSettings;
   };
   log: { level: string };
   issuers: IssuerConfig[];

@@ -1,10 +1,24 @@
 import type { FastifyInstance } from 'fastify';
 import type { LoadedConfig } from '../config/types.js';
-import { CheckService, setServing, startGrpcServer, type GrpcServerHandle } from '../envoy/service.js';
+import { CheckService } from '../envoy/service.js';
+import { startGrpcServer, type GrpcServerHandle } from '../envoy/transport.js';
 import { createHttpServer, splitAddress } from './http.js';
 import type { Logger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
 import { Runtime } from './runtime.js';
+import { ConfigError } from '../core/errors.js';
+import { loadTlsMaterial, tlsEnabled, type TlsMaterial, type TlsSettings } from '../net/tls-files.js';
+import { watchTlsFiles } from './tls-reload.js';
+
+/** The TLS material of one listener at start; a problem with it is a config error naming the field. */
+function listenerTls(field: string, settings: TlsSettings, baseDir: string): TlsMaterial | undefined {
+  if (!tlsEnabled(settings)) return undefined;
+  const { material, problems } = loadTlsMaterial(field, settings, baseDir);
+  if (!material) throw new ConfigError(problems);
+  return material;
+}
+
+const secureContextOf = (m: TlsMaterial) => ({ cert: m.cert, key: m.key, ...(m.ca ? { ca: m.ca } : {}) });
 
 export interface ServiceOptions {
   readonly logger: Logger;
@@ -23,6 +37,8 @@ export class Service {
   private reloading: Promise<void> = Promise.resolve();
   /** Replaced runtimes still finishing their checks; closed after a delay or at shutdown. */
   private readonly draining = new Set<Runtime>();
+  /** Stops the certificate file polling of the TLS listeners. */
+  private readonly stopWatching: (() => void)[] = [];
 
   private constructor(
     runtime: Runtime,
@@ -51,9 +67,36 @@ export class Service {
     const checks = new CheckService(() => service?.runtime ?? runtime, logger, metrics);
     let grpc: GrpcServerHandle | undefined;
     let http: FastifyInstance | undefined;
+    const server = loaded.config.server;
+    const watchers: (() => void)[] = [];
     try {
-      grpc = await startGrpcServer(opts.grpcAddress ?? loaded.config.server.grpc_address, checks);
+      const grpcTls = listenerTls('server.grpc_tls', server.grpc_tls, loaded.baseDir);
+      const httpTls = listenerTls('server.http_tls', server.http_tls, loaded.baseDir);
+      grpc = await startGrpcServer(opts.grpcAddress ?? server.grpc_address, checks, {
+        maxMessageBytes: server.grpc_max_message_bytes,
+        ...(grpcTls
+          ? {
+              tls: {
+                ...secureContextOf(grpcTls),
+                requestCert: grpcTls.requestCert,
+                rejectUnauthorized: grpcTls.rejectUnauthorized,
+              },
+            }
+          : {}),
+      });
+      const g = grpc;
+      if (grpcTls)
+        watchers.push(
+          watchTlsFiles(
+            'server.grpc_tls',
+            server.grpc_tls,
+            loaded.baseDir,
+            (m) => g.setSecureContext(secureContextOf(m)),
+            logger,
+          ),
+        );
       http = createHttpServer({
+        ...(httpTls ? { tls: httpTls } : {}),
         runtime: () => service?.runtime ?? runtime,
         metrics,
         logger,
@@ -64,16 +107,38 @@ export class Service {
       await http.listen({ host, port });
       const address = http.server.address();
       const httpPort = typeof address === 'object' && address ? address.port : port;
+      const h = http;
+      if (httpTls)
+        watchers.push(
+          watchTlsFiles(
+            'server.http_tls',
+            server.http_tls,
+            loaded.baseDir,
+            (m) => (h.server as unknown as import('node:tls').Server).setSecureContext(secureContextOf(m)),
+            logger,
+          ),
+        );
       service = new Service(runtime, grpc, http, httpPort, checks, opts);
+      service.stopWatching.push(...watchers);
     } catch (err) {
+      for (const stop of watchers) stop();
       await http?.close();
       await grpc?.close(0);
       await runtime.close();
       throw err;
     }
-    logger.info({ grpc_port: grpc.port, http_port: service.httpPort }, 'listening');
+    logger.info(
+      {
+        grpc_address: opts.grpcAddress ?? server.grpc_address,
+        grpc_port: grpc.port,
+        http_port: service.httpPort,
+        grpc_tls: !!server.grpc_tls.cert_file,
+        http_tls: !!server.http_tls.cert_file,
+      },
+      'listening',
+    );
     await runtime.start();
-    setServing(grpc.health, true);
+    grpc.health.setServing(true);
     logger.info({ issuers: runtime.issuerStatus() }, 'ready');
     return service;
   }
@@ -107,7 +172,8 @@ export class Service {
   /** Health turns NOT_SERVING, in-flight checks drain (up to graceSeconds), servers close. */
   async shutdown(graceSeconds = this.runtime.config.server.shutdown_grace_seconds): Promise<void> {
     this.accepting = false;
-    setServing(this.grpc.health, false);
+    for (const stop of this.stopWatching.splice(0)) stop();
+    this.grpc.health.setServing(false);
     const graceMs = graceSeconds * 1000;
     const drained = this.checks.drained();
     await Promise.race([drained, new Promise((r) => setTimeout(r, graceMs).unref())]);

@@ -1,6 +1,7 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import type { TlsMaterial } from '../net/tls-files.js';
 import { registerOAuthRoutes } from '../oauth/index.js';
 import { clusterMetricsFromPrimary } from './cluster.js';
 import type { Runtime } from './runtime.js';
@@ -14,6 +15,8 @@ export interface HttpServerDeps {
   readonly accepting: () => boolean;
   /** Time a client has to send its request headers (ms); tests shorten it. */
   readonly headersTimeoutMs?: number;
+  /** HTTPS (and client certificates when requestCert) instead of plain HTTP. */
+  readonly tls?: TlsMaterial;
 }
 
 // Listener limits against slow and piled-up clients: a connection that trickles its
@@ -25,7 +28,19 @@ export const HTTP_CONNECTIONS_CHECK_INTERVAL_MS = 1_000;
 
 /** Admin and OAuth HTTP server: health, readiness, metrics, well-known documents, token endpoint. */
 export function createHttpServer(deps: HttpServerDeps): FastifyInstance {
+  const tls = deps.tls;
   const app = Fastify({
+    ...(tls
+      ? {
+          https: {
+            cert: tls.cert,
+            key: tls.key,
+            ...(tls.ca ? { ca: tls.ca } : {}),
+            requestCert: tls.requestCert,
+            rejectUnauthorized: tls.rejectUnauthorized,
+          },
+        }
+      : {}),
     logger: false,
     bodyLimit: 1024 * 1024,
     // Idle socket timeout.
@@ -38,7 +53,7 @@ export function createHttpServer(deps: HttpServerDeps): FastifyInstance {
       connectionsCheckingInterval: HTTP_CONNECTIONS_CHECK_INTERVAL_MS,
     },
     routerOptions: { maxParamLength: 200 },
-  });
+  }) as unknown as FastifyInstance;
   // Connections beyond the cap are closed as they arrive; per process (each worker has its own).
   app.server.maxConnections = deps.runtime().config.server.http_max_connections;
 

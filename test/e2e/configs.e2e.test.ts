@@ -18,10 +18,24 @@ import {
   startEnvoy,
   validate,
 } from '../helpers/envoy.js';
+import { createTestPki, type TestPki } from '../helpers/tls.js';
 
 const envoy = await envoyOrSkip('Envoy config validation');
 const dir = mkdtempSync(join(tmpdir(), 'envoy-configs-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+// Envoy reads the certificate files a TLS fragment names (/etc/envoy/tls/…) while
+// validating: they point at test certificates here.
+let pki: TestPki | undefined;
+afterAll(() => pki?.cleanup());
+function withTestCertificates(text: string): string {
+  if (!text.includes('/etc/envoy/tls/')) return text;
+  pki ??= createTestPki();
+  const leaf = pki.issue('envoy-client', { server: false });
+  return text.replace(/\/etc\/envoy\/tls\/([\w.-]+)/g, (_m, name: string) =>
+    name === 'ca.crt' ? pki!.caCert : name.endsWith('.key') ? leaf.key : leaf.cert,
+  );
+}
 
 let n = 0;
 async function expectValid(doc: unknown): Promise<void> {
@@ -191,7 +205,7 @@ describe.skipIf(!envoy)('Envoy accepts the configs in the repo', () => {
 
   for (const f of fragments) {
     it(`${f.file}:${f.line} fragment validates in envoy/envoy.yaml`, async () => {
-      const parsed = YAML.parse(f.text);
+      const parsed = YAML.parse(withTestCertificates(f.text));
       await expectValid(parsed && 'static_resources' in parsed ? parsed : embed(parsed));
     });
   }

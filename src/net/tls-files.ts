@@ -1,0 +1,127 @@
+// Server certificates for the listeners (server.grpc_tls, server.http_tls): read,
+// checked against each other and against the clock, and turned into the options
+// node:tls takes. Problems name the config field; file contents are never echoed.
+
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
+
+/** server.grpc_tls / server.http_tls as configured ('' = not set). */
+export interface TlsSettings {
+  cert_file: string;
+  key_file: string;
+  client_ca_file: string;
+  /** null: true when client_ca_file is set. */
+  require_client_cert: boolean | null;
+}
+
+export interface TlsMaterial {
+  readonly cert: Buffer;
+  readonly key: Buffer;
+  readonly ca?: Buffer;
+  /** Ask for a client certificate (client_ca_file set). */
+  readonly requestCert: boolean;
+  /** Refuse the handshake without a valid client certificate. */
+  readonly rejectUnauthorized: boolean;
+  readonly notAfter: Date;
+}
+
+export function tlsEnabled(s: TlsSettings | undefined): s is TlsSettings {
+  return !!s && (s.cert_file !== '' || s.key_file !== '' || s.client_ca_file !== '');
+}
+
+const ERRNO_TEXT: Record<string, string> = {
+  ENOENT: 'no such file',
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+  EISDIR: 'is a folder, not a file',
+};
+
+function read(field: string, file: string, baseDir: string, problems: string[]): Buffer | undefined {
+  try {
+    return readFileSync(resolve(baseDir, file));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    problems.push(`${field}: cannot read ${file}: ${(code && ERRNO_TEXT[code]) ?? code ?? 'unreadable'}`);
+    return undefined;
+  }
+}
+
+/**
+ * Reads and checks the files of one listener's TLS settings. Returns the material,
+ * or the problems (each naming its field) when a file is unreadable, not PEM, the
+ * key does not belong to the certificate, or the certificate has expired.
+ */
+export function loadTlsMaterial(
+  field: string,
+  s: TlsSettings,
+  baseDir: string,
+  now = Date.now(),
+): { material?: TlsMaterial; problems: string[] } {
+  const problems: string[] = [];
+  if (s.cert_file === '') problems.push(`${field}.cert_file: required when ${field} is set`);
+  if (s.key_file === '') problems.push(`${field}.key_file: required when ${field} is set`);
+  if (problems.length) return { problems };
+  const cert = read(`${field}.cert_file`, s.cert_file, baseDir, problems);
+  const key = read(`${field}.key_file`, s.key_file, baseDir, problems);
+  const ca = s.client_ca_file
+    ? read(`${field}.client_ca_file`, s.client_ca_file, baseDir, problems)
+    : undefined;
+  let x509: X509Certificate | undefined;
+  if (cert) {
+    try {
+      x509 = new X509Certificate(cert);
+    } catch {
+      problems.push(`${field}.cert_file: ${s.cert_file} is not a PEM certificate`);
+    }
+  }
+  if (key) {
+    try {
+      const privateKey = createPrivateKey(key);
+      if (x509 && !x509.checkPrivateKey(privateKey))
+        problems.push(`${field}.key_file: ${s.key_file} is not the key of the certificate in cert_file`);
+    } catch {
+      problems.push(`${field}.key_file: ${s.key_file} is not a PEM private key (unencrypted)`);
+    }
+  }
+  if (x509) {
+    const notAfter = new Date(x509.validTo);
+    if (notAfter.getTime() <= now)
+      problems.push(`${field}.cert_file: the certificate expired at ${notAfter.toISOString()}`);
+  }
+  if (ca) {
+    try {
+      new X509Certificate(ca);
+    } catch {
+      problems.push(`${field}.client_ca_file: ${s.client_ca_file} is not a PEM certificate`);
+    }
+  }
+  if (problems.length || !cert || !key || !x509) return { problems };
+  const requestCert = ca !== undefined;
+  return {
+    problems,
+    material: {
+      cert,
+      key,
+      ...(ca ? { ca } : {}),
+      requestCert,
+      rejectUnauthorized: requestCert && s.require_client_cert !== false,
+      notAfter: new Date(x509.validTo),
+    },
+  };
+}
+
+/** A fingerprint of the files' mtimes and sizes: changes when any of them is replaced. */
+export function tlsFilesStamp(s: TlsSettings, baseDir: string): string {
+  return [s.cert_file, s.key_file, s.client_ca_file]
+    .filter((f) => f !== '')
+    .map((f) => {
+      try {
+        const st = statSync(resolve(baseDir, f));
+        return `${st.mtimeMs}:${st.size}:${st.ino}`;
+      } catch {
+        return 'missing';
+      }
+    })
+    .join('|');
+}
