@@ -1,6 +1,7 @@
 import { deny, type Deny } from '../core/decision.js';
 import { keyFitsAlg, parseCompactJws, verifySignatureAsync, type ParsedJws } from './jws.js';
 import type { KeySet, KeySource, VerificationKey } from './keys/types.js';
+import type { TokenStatusCheck } from './token-status.js';
 
 /** An issuer compiled from config: everything the verifier needs, nothing else. */
 export interface CompiledIssuer {
@@ -17,6 +18,8 @@ export interface CompiledIssuer {
   readonly maxLifetimeSeconds: number;
   /** When set, the JWS header `typ` must be this media type (e.g. "at+jwt", RFC 9068). */
   readonly requiredTyp?: string;
+  /** Revocation and opaque-token lookups, for issuers whose tokens can be revoked (this service's own). */
+  readonly status?: TokenStatusCheck;
 }
 
 export interface VerifiedJwt {

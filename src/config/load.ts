@@ -156,6 +156,11 @@ function crossCheck(config: AppConfig, problems: Problems): void {
     names.add(iss.name);
     if (issuerUrls.has(iss.issuer)) problems.push(`${p}.issuer: another issuer already uses "${iss.issuer}"`);
     issuerUrls.add(iss.issuer);
+    if (config.token_endpoint.enabled && iss.issuer === config.token_endpoint.issuer) {
+      problems.push(
+        `${p}.issuer: "${iss.issuer}" is this service's own token endpoint issuer (token_endpoint.issuer)`,
+      );
+    }
     const sources = KEY_SOURCES.filter((k) => iss[k] !== undefined);
     if (sources.length !== 1) {
       problems.push(
