@@ -12,6 +12,7 @@ import {
   verifiedTokenCacheFields,
   ASYMMETRIC_DEFAULT_ALGORITHMS,
   JWS_ALGORITHMS,
+  TOKEN_ENDPOINT_RESERVED_CLAIMS,
 } from './schema.js';
 import { ConfigError } from '../core/errors.js';
 import { isLoopbackHost } from '../net/safe-fetch.js';
@@ -236,8 +237,16 @@ function crossCheck(config: AppConfig, problems: Problems): void {
       );
   });
   if (config.token_sources.length === 0) problems.push('token_sources: must not be empty');
-  for (const [j, name] of config.token_endpoint.grant_issuers.entries()) {
-    if (!names.has(name)) problems.push(`token_endpoint.grant_issuers[${j}]: no issuer named "${name}"`);
+  const granted = new Set<string>();
+  for (const [j, g] of config.token_endpoint.grant_issuers.entries()) {
+    const p = `token_endpoint.grant_issuers[${j}]`;
+    if (!names.has(g.issuer)) problems.push(`${p}.issuer: no issuer named "${g.issuer}"`);
+    else if (granted.has(g.issuer)) problems.push(`${p}.issuer: "${g.issuer}" is listed twice`);
+    granted.add(g.issuer);
+    g.copy_claims.forEach((claim, k) => {
+      if (TOKEN_ENDPOINT_RESERVED_CLAIMS.includes(claim))
+        problems.push(`${p}.copy_claims[${k}]: "${claim}" is set by the service itself and cannot be copied`);
+    });
   }
 }
 

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { ParsedJws } from '../authn/jws.js';
 import { verifyParsedJwt, type CompiledIssuer } from '../authn/verify.js';
 import { OAuthError } from './errors.js';
-import type { OAuthState } from './state.js';
+import type { AssertionPolicy, OAuthState } from './state.js';
 
 // JWT assertions (RFC 7523): the grant's `assertion` and a client's `client_assertion`.
 
@@ -23,6 +23,7 @@ export async function verifyAssertion(
   issuer: CompiledIssuer,
   singleKey: boolean,
   code: AssertionErrorCode,
+  policy: AssertionPolicy,
 ): Promise<Record<string, unknown>> {
   // A certificate is the client's only key: kid / thumbprint headers cannot select another.
   const input = singleKey ? { ...parsed, header: stripKeyHints(parsed.header) } : parsed;
@@ -41,30 +42,38 @@ export async function verifyAssertion(
   const claims = result.claims;
   const exp = claims.exp;
   if (typeof exp !== 'number') throw new OAuthError(code, 'assertion rejected: exp is required');
-  const max = state.cfg.max_assertion_lifetime_seconds;
+  const max = policy.maxLifetimeSeconds;
   if (exp - nowMs / 1000 > max) {
     throw new OAuthError(code, `assertion rejected: exp must be at most ${max} seconds in the future`);
   }
   const jti = claims.jti;
+  if (jti === undefined && !policy.requireJti) return claims;
   if (typeof jti !== 'string' || jti === '' || jti.length > 256) {
-    throw new OAuthError(code, 'assertion rejected: jti is required (a string of at most 256 characters)');
+    const what = policy.requireJti ? 'jti is required' : 'jti is invalid';
+    throw new OAuthError(code, `assertion rejected: ${what} (a string of at most 256 characters)`);
   }
   return claims;
 }
 
-/** Remembers (iss, jti) until exp + skew; a second use is refused, on every replica. */
-export async function rememberJti(
+/**
+ * Remembers (iss, jti) until exp + skew; a second use is refused, on every replica.
+ * An assertion without a jti (allowed by require_jti: false) is remembered by the
+ * SHA-256 of its whole text instead, so the very same assertion cannot be used twice.
+ */
+export async function rememberAssertion(
   state: OAuthState,
   iss: string,
   claims: Record<string, unknown>,
+  assertion: string,
   skew: number,
   code: AssertionErrorCode,
 ): Promise<void> {
+  const byJti = typeof claims.jti === 'string';
   const key = createHash('sha256')
-    .update(`${iss}\n${String(claims.jti)}`)
+    .update(byJti ? `${iss}\n${claims.jti as string}` : `assertion\n${assertion}`)
     .digest('base64url');
   const ttl = (claims.exp as number) + skew - state.now() / 1000;
   if (!(await state.ctx.store.rememberOnce(key, ttl))) {
-    throw new OAuthError(code, 'assertion rejected: it has already been used (jti)');
+    throw new OAuthError(code, `assertion rejected: it has already been used${byJti ? ' (jti)' : ''}`);
   }
 }

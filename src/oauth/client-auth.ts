@@ -1,6 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
 import { parseCompactJws } from '../authn/jws.js';
-import { CLIENT_ASSERTION_SKEW_SECONDS, rememberJti, verifyAssertion } from './assertions.js';
+import { CLIENT_ASSERTION_SKEW_SECONDS, rememberAssertion, verifyAssertion } from './assertions.js';
 import { OAuthError } from './errors.js';
 import { param, sha256 } from './requests.js';
 import type { Client, OAuthRequest, OAuthState } from './state.js';
@@ -115,7 +115,15 @@ async function authenticateClientAssertion(
     client.assertionIssuer,
     client.singleKey,
     'invalid_client',
+    { maxLifetimeSeconds: state.cfg.max_assertion_lifetime_seconds, requireJti: client.requireJti },
   );
-  await rememberJti(state, client.id, claims, CLIENT_ASSERTION_SKEW_SECONDS, 'invalid_client');
+  await rememberAssertion(
+    state,
+    client.id,
+    claims,
+    assertion,
+    CLIENT_ASSERTION_SKEW_SECONDS,
+    'invalid_client',
+  );
   return client;
 }

@@ -1,6 +1,6 @@
 import type { CompiledIssuer } from '../authn/verify.js';
 import { ConfigError } from '../core/errors.js';
-import { ASYMMETRIC_DEFAULT_ALGORITHMS } from '../config/schema.js';
+import { ASYMMETRIC_DEFAULT_ALGORITHMS, TOKEN_ENDPOINT_RESERVED_CLAIMS } from '../config/schema.js';
 import type { ClientConfig } from '../config/types.js';
 import { readSecretFile } from '../crypto/key-files.js';
 import { CLIENT_ASSERTION_SKEW_SECONDS } from './assertions.js';
@@ -8,26 +8,11 @@ import { loadClientCertificate, loadClientJwks, staticKeySource } from './client
 import { sha256 } from './requests.js';
 import type { Client, TokenServiceContext } from './state.js';
 
-/** Claims of issued access tokens that the service always sets itself. */
-export const RESERVED_CLAIMS = [
-  'iss',
-  'sub',
-  'aud',
-  'exp',
-  'nbf',
-  'iat',
-  'jti',
-  'client_id',
-  'scope',
-  'cnf',
-  'act',
-];
-
 /** One `token_endpoint.clients[i]` entry, with its secret digest and assertion verifier; problems name their field. */
 export function compileClient(
   c: ClientConfig,
   i: number,
-  audience: string,
+  audiences: readonly string[],
   ctx: TokenServiceContext,
   problems: string[],
 ): Client | undefined {
@@ -44,7 +29,7 @@ export function compileClient(
     return undefined;
   }
   for (const name of Object.keys(c.token_claims)) {
-    if (RESERVED_CLAIMS.includes(name)) {
+    if (TOKEN_ENDPOINT_RESERVED_CLAIMS.includes(name)) {
       problems.push(`${p}.token_claims.${name}: reserved claim; the service sets it itself`);
     }
   }
@@ -80,11 +65,12 @@ export function compileClient(
       assertionIssuer = Object.freeze({
         name: `client:${c.client_id}`,
         issuer: c.client_id,
-        audiences: new Set([audience]),
+        audiences: new Set(audiences),
         algorithms: new Set<string>(ASYMMETRIC_DEFAULT_ALGORITHMS),
         keySource: staticKeySource(loaded.set, loaded.kind),
         clockSkewSeconds: CLIENT_ASSERTION_SKEW_SECONDS,
-        requiredClaims: ['iss', 'aud', 'exp', 'jti'],
+        // iat is optional for assertions (RFC 7523).
+        requiredClaims: c.require_jti ? ['iss', 'aud', 'exp', 'jti'] : ['iss', 'aud', 'exp'],
         // exp − now is bounded by max_assertion_lifetime_seconds instead (checked by the service).
         maxLifetimeSeconds: Number.MAX_SAFE_INTEGER,
       });
@@ -99,5 +85,6 @@ export function compileClient(
     ...(secretDigest ? { secretDigest } : {}),
     ...(assertionIssuer ? { assertionIssuer } : {}),
     singleKey,
+    requireJti: c.require_jti,
   });
 }

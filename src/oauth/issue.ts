@@ -14,12 +14,15 @@ export async function issue(
   sub: string,
   scope: string,
   family: Family | undefined,
+  /** Claims copied from an identity provider's assertion; the client's token_claims override them. */
+  copied?: Readonly<Record<string, unknown>>,
 ): Promise<Record<string, unknown>> {
   const { cfg, ctx } = state;
   const now = nowSec(state);
   const ttl = cfg.access_token.ttl_seconds;
   const jti = randomUUID();
   const claims: Record<string, unknown> = {
+    ...copied,
     ...client.tokenClaims,
     iss: state.issuer,
     sub,
@@ -53,7 +56,14 @@ export async function issue(
     await ctx.store.addFamilyMember(family.id, member, Math.max(left, ttl));
     await ctx.store.putRefreshToken(
       hashToken(refreshToken),
-      { clientId: client.id, sub, scope: family.scope, familyId: family.id, familyExp: family.exp },
+      {
+        clientId: client.id,
+        sub,
+        scope: family.scope,
+        familyId: family.id,
+        familyExp: family.exp,
+        ...(copied ? { claims: { ...copied } } : {}),
+      },
       left,
     );
     // A reuse detected elsewhere between our check and now must still reach these tokens.

@@ -8,7 +8,7 @@ import type { HttpAnswer } from './errors.js';
 import { handleIntrospect } from './introspect.js';
 import { handleRevoke } from './revoke.js';
 import { SelfTokens, type SelfTokenSupport } from './self-tokens.js';
-import type { Client, OAuthRequest, OAuthState, TokenServiceContext } from './state.js';
+import type { Client, GrantIssuer, OAuthRequest, OAuthState, TokenServiceContext } from './state.js';
 import { handleToken } from './token.js';
 
 // The OAuth 2.0 token endpoint for the JWT bearer grant (RFC 7523; README "OAuth 2.0 token endpoint"), refresh
@@ -103,24 +103,39 @@ export async function createTokenService(
       return;
     }
     seen.add(c.client_id);
-    const client = compileClient(c, i, cfg.audience ?? '', ctx, problems);
+    const client = compileClient(c, i, cfg.audience ?? [], ctx, problems);
     if (client) clients.set(client.id, client);
   });
-  const grantIssuers = new Map<string, CompiledIssuer>();
-  cfg.grant_issuers.forEach((name, j) => {
-    const base = ctx.issuersByName.get(name);
+  const grantIssuers = new Map<string, GrantIssuer>();
+  cfg.grant_issuers.forEach((g, j) => {
+    const base = ctx.issuersByName.get(g.issuer);
     // The config loader refuses unknown names; this is a caller passing other issuers.
-    if (!base) throw new Error(`token_endpoint.grant_issuers[${j}]: issuer "${name}" was not compiled`);
+    if (!base) throw new Error(`token_endpoint.grant_issuers[${j}]: issuer "${g.issuer}" was not compiled`);
     if (seen.has(base.issuer)) {
       problems.push(
         `token_endpoint.grant_issuers[${j}]: the issuer "${base.issuer}" is also a client_id; assertions would be ambiguous`,
       );
     }
-    // README "OAuth 2.0 token endpoint": the issuer entry's own audiences do not apply; assertions are for the token endpoint.
-    const required = new Set([...base.requiredClaims, 'iss', 'sub', 'aud', 'exp', 'jti']);
+    // README "OAuth 2.0 token endpoint": the issuer entry's own audiences do not apply; assertions are
+    // for the token endpoint (or this entry's own audience). iat and jti are optional in RFC 7523:
+    // they are required only where this entry says so.
+    const required = new Set(base.requiredClaims.filter((c) => c !== 'iat' && c !== 'jti'));
+    for (const c of ['iss', 'sub', 'aud', 'exp']) required.add(c);
+    if (g.require_jti) required.add('jti');
+    if (g.require_iat) required.add('iat');
+    const verifier: CompiledIssuer = Object.freeze({
+      ...base,
+      audiences: new Set(g.audience ?? cfg.audience ?? []),
+      requiredClaims: [...required],
+    });
     grantIssuers.set(
       base.issuer,
-      Object.freeze({ ...base, audiences: new Set([cfg.audience ?? '']), requiredClaims: [...required] }),
+      Object.freeze({
+        verifier,
+        maxLifetimeSeconds: g.max_assertion_lifetime_seconds ?? cfg.max_assertion_lifetime_seconds,
+        requireJti: g.require_jti,
+        copyClaims: Object.freeze([...g.copy_claims]),
+      }),
     );
   });
   let keys: SigningKeys | undefined;

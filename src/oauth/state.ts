@@ -41,6 +41,24 @@ export interface Client {
   readonly assertionIssuer?: CompiledIssuer;
   /** A certificate: one key, so the assertion's kid / thumbprint are not needed to find it. */
   readonly singleKey: boolean;
+  /** Its assertions must carry a jti (clients[].require_jti). */
+  readonly requireJti: boolean;
+}
+
+/** What an assertion must satisfy beyond its verifier's checks. */
+export interface AssertionPolicy {
+  /** Largest exp − now, in seconds. */
+  readonly maxLifetimeSeconds: number;
+  /** Without a jti, replay is refused by remembering the whole assertion instead. */
+  readonly requireJti: boolean;
+}
+
+/** An identity provider whose JWTs may be exchanged (token_endpoint.grant_issuers). */
+export interface GrantIssuer extends AssertionPolicy {
+  /** The issuer entry, with this entry's audience and required claims. */
+  readonly verifier: CompiledIssuer;
+  /** Claims of its JWT carried into issued tokens. */
+  readonly copyClaims: readonly string[];
 }
 
 /** A refresh-token family: every token issued from one original grant. */
@@ -58,7 +76,7 @@ export interface OAuthState {
   readonly ctx: TokenServiceContext;
   readonly clients: ReadonlyMap<string, Client>;
   /** Identity providers whose JWTs may be exchanged, by exact `iss`. */
-  readonly grantIssuers: ReadonlyMap<string, CompiledIssuer>;
+  readonly grantIssuers: ReadonlyMap<string, GrantIssuer>;
   /** Access-token signing keys; undefined for opaque access tokens. */
   readonly keys: SigningKeys | undefined;
   /** Verifies this service's own access tokens. */

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { parseCompactJws } from '../../authn/jws.js';
-import { CLIENT_ASSERTION_SKEW_SECONDS, rememberJti, verifyAssertion } from '../assertions.js';
+import { CLIENT_ASSERTION_SKEW_SECONDS, rememberAssertion, verifyAssertion } from '../assertions.js';
 import { authenticateClient } from '../client-auth.js';
 import { OAuthError } from '../errors.js';
 import { issue } from '../issue.js';
@@ -32,6 +32,7 @@ export async function jwtBearerGrant(
   let sub: string;
   let skew: number;
   let claims: Record<string, unknown>;
+  let copied: Record<string, unknown> | undefined;
   if (registered) {
     log.client_id = registered.id;
     log.trust = 'client';
@@ -47,6 +48,7 @@ export async function jwtBearerGrant(
       registered.assertionIssuer,
       registered.singleKey,
       'invalid_grant',
+      { maxLifetimeSeconds: state.cfg.max_assertion_lifetime_seconds, requireJti: registered.requireJti },
     );
     if (claims.sub !== undefined && claims.sub !== registered.id) {
       throw new OAuthError('invalid_grant', 'assertion rejected: sub must be the client_id');
@@ -65,7 +67,7 @@ export async function jwtBearerGrant(
         'the assertion issuer is not a registered client or trusted identity provider',
       );
     }
-    log.idp = idp.name;
+    log.idp = idp.verifier.name;
     log.trust = 'issuer';
     if (!authenticated) {
       throw new OAuthError(
@@ -74,19 +76,31 @@ export async function jwtBearerGrant(
       );
     }
     log.client_id = authenticated.id;
-    claims = await verifyAssertion(state, parsed, idp, false, 'invalid_grant');
+    claims = await verifyAssertion(state, parsed, idp.verifier, false, 'invalid_grant', idp);
     if (typeof claims.sub !== 'string' || claims.sub === '') {
       throw new OAuthError('invalid_grant', 'assertion rejected: sub is required');
     }
     client = authenticated;
     sub = claims.sub;
-    skew = idp.clockSkewSeconds;
+    skew = idp.verifier.clockSkewSeconds;
+    copied = copyClaims(claims, idp.copyClaims);
   }
   // Scope before the jti: a scope error must not burn the assertion.
   const scope = resolveScope(param(req, 'scope'), client.scopes);
-  await rememberJti(state, iss, claims, skew, 'invalid_grant');
+  await rememberAssertion(state, iss, claims, assertion, skew, 'invalid_grant');
   const family: Family | undefined = state.cfg.refresh_token.enabled
     ? { id: randomUUID(), exp: nowSec(state) + state.cfg.refresh_token.ttl_seconds, scope, isNew: true }
     : undefined;
-  return issue(state, client, sub, scope, family);
+  return issue(state, client, sub, scope, family, copied);
+}
+
+/** The named claims the assertion has (grant_issuers copy_claims); undefined when none. */
+function copyClaims(
+  claims: Record<string, unknown>,
+  names: readonly string[],
+): Record<string, unknown> | undefined {
+  if (names.length === 0) return undefined;
+  const out: Record<string, unknown> = {};
+  for (const name of names) if (claims[name] !== undefined) out[name] = claims[name];
+  return Object.keys(out).length > 0 ? out : undefined;
 }

@@ -51,10 +51,17 @@ export async function refreshGrant(
     granted.filter((s) => client.scopeSet.has(s)),
   );
   if (!(await ctx.store.markRefreshTokenUsed(hash, rec.familyExp - now))) throw await reuse();
-  return issue(state, client, rec.sub, scope, {
-    id: rec.familyId,
-    exp: rec.familyExp,
-    scope: rec.scope,
-    isNew: false,
-  });
+  return issue(
+    state,
+    client,
+    rec.sub,
+    scope,
+    {
+      id: rec.familyId,
+      exp: rec.familyExp,
+      scope: rec.scope,
+      isNew: false,
+    },
+    rec.claims,
+  );
 }

@@ -145,7 +145,7 @@ describe('config validation', () => {
     });
     expect(p).toEqual([
       'issuers[1].issuer: "https://authz" is this service\'s own token endpoint issuer (token_endpoint.issuer)',
-      'token_endpoint.grant_issuers[0]: no issuer named "nope"',
+      'token_endpoint.grant_issuers[0].issuer: no issuer named "nope"',
     ]);
   });
 

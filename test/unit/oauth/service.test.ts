@@ -110,7 +110,16 @@ const idp: CompiledIssuer = {
 function cfg(tokenEndpoint: Record<string, unknown>) {
   const { grant_issuers: grantIssuers, ...rest } = tokenEndpoint;
   const loaded = loadConfigObject({ token_endpoint: rest }, dir, {}).config.token_endpoint;
-  return { ...loaded, grant_issuers: (grantIssuers as string[] | undefined) ?? [] };
+  const names = (grantIssuers as string[] | undefined) ?? [];
+  return {
+    ...loaded,
+    grant_issuers: names.map((issuer) => ({
+      issuer,
+      require_jti: true,
+      require_iat: false,
+      copy_claims: [],
+    })),
+  };
 }
 
 async function problems(
