@@ -59,6 +59,7 @@ function config(): Record<string, unknown> {
       issuer: ISSUER,
       audience: AXWAY_AUD,
       access_token: { signing: { alg: 'ES256' } },
+      refresh_token: { enabled: true },
       clients: [
         {
           client_id: AXWAY_CLIENT,
@@ -173,6 +174,22 @@ describe('WSO2 API Manager JWT grant with a stock WSO2 Identity Server JWT (seed
     const decision = await svc.check({ token: access });
     expect(decision.decision).toBe('allow');
     expect(decision.dynamic_metadata?.issuer).toBe('self');
+  });
+
+  it('copied claims stay in the tokens of a refresh grant', async () => {
+    const auth = basic(APIM_CLIENT, APIM_SECRET);
+    const first = await token({ grant_type: JWT_BEARER, assertion: await wso2Token() }, auth);
+    expect(first.status, first.text).toBe(200);
+    const refreshed = await token(
+      { grant_type: 'refresh_token', refresh_token: first.json.refresh_token as string },
+      auth,
+    );
+    expect(refreshed.status, refreshed.text).toBe(200);
+    expect(decodeJwt(refreshed.json.access_token as string)).toMatchObject({
+      sub: 'admin',
+      azp: WSO2_ALIAS,
+      aut: 'APPLICATION_USER',
+    });
   });
 
   it('the same JWT is refused once used (its jti is remembered)', async () => {
