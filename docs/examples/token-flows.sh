@@ -106,10 +106,15 @@ token_endpoint:
       certificate_file: client.crt
       scopes: [read, write]
       token_claims: { department: engineering }
+      require_jti: false          # Axway's sample assertion has no jti
     - client_id: portal
       client_secret_file: portal.secret
       scopes: [read]
-  grant_issuers: [wso2is]
+  grant_issuers:
+    - issuer: wso2is
+      audience: q5YUK9hcYLqFWzvZARGomT78z58a   # WSO2: the IdP's "Alias", the aud of its JWTs
+      max_assertion_lifetime_seconds: 3600     # a stock WSO2 IS JWT lives one hour
+      copy_claims: [azp]
 store:
   type: memory
 EOF
@@ -132,9 +137,15 @@ expect "$OUT" '"decision": "allow"' "(a) check POST /api/orders (scope write)"
 RESPONSE=$(curl -s -X POST "$TOKEN_URL/token" -d grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer -d assertion="$ASSERTION")
 expect "$RESPONSE" '"error":"invalid_grant"' "(a) replayed assertion"
 expect "$RESPONSE" 'already been used' "(a) replayed assertion description"
+# Axway's sample assertion as-is (no jti): accepted once, then refused.
+AXWAY_SAMPLE=$(node dist/main.js mint --key "$WORK/client.pem" --alg RS256 --ttl 300 --claims '{"iss":"SampleConfidentialApp","aud":"https://authz.example.com/oauth2/token"}')
+RESPONSE=$(curl -s -X POST "$TOKEN_URL/token" -d grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer -d assertion="$AXWAY_SAMPLE")
+expect "$RESPONSE" '"token_type":"Bearer","expires_in":3600,"scope":"read write"' "(a) Axway sample assertion without jti"
+RESPONSE=$(curl -s -X POST "$TOKEN_URL/token" -d grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer -d assertion="$AXWAY_SAMPLE")
+expect "$RESPONSE" '"error":"invalid_grant"' "(a) replayed jti-less assertion"
 
 # ---------------------------------------------------------------- (b) WSO2 JWT grant
-IDP_JWT=$(node dist/main.js mint --key "$WORK/wso2is.jwk.json" --ttl 120 --claims "$(printf '{"iss":"https://localhost:9444/oauth2/token","sub":"admin","aud":"https://authz.example.com/oauth2/token","jti":"%s"}' "$(openssl rand -hex 16)")")
+IDP_JWT=$(node dist/main.js mint --key "$WORK/wso2is.jwk.json" --ttl 3600 --claims "$(printf '{"iss":"https://localhost:9444/oauth2/token","sub":"admin","aut":"APPLICATION_USER","aud":"q5YUK9hcYLqFWzvZARGomT78z58a","azp":"q5YUK9hcYLqFWzvZARGomT78z58a","jti":"%s"}' "$(openssl rand -hex 16)")")
 RESPONSE=$(curl -s -X POST -u "portal:$PORTAL_SECRET" "$TOKEN_URL/token" -d grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer -d assertion="$IDP_JWT")
 expect "$RESPONSE" '"token_type":"Bearer","expires_in":3600,"scope":"read"' "(b) JSON token response"
 ACCESS_TOKEN=$(printf '%s' "$RESPONSE" | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
@@ -142,6 +153,7 @@ OUT=$(node dist/main.js check --address "$AUTHZ_GRPC_ADDRESS" --path /api/orders
 expect "$OUT" '"decision": "allow"' "(b) check GET /api/orders"
 expect "$OUT" '"sub": "admin"' "(b) sub is the identity provider's subject"
 expect "$OUT" '"client_id": "portal"' "(b) client_id is the authenticated client"
+expect "$OUT" '"azp": "q5YUK9hcYLqFWzvZARGomT78z58a"' "(b) copy_claims carries azp"
 OUT=$(node dist/main.js check --address "$AUTHZ_GRPC_ADDRESS" --method POST --path /api/orders --token="$ACCESS_TOKEN")
 expect "$OUT" '"http_status": 403' "(b) check POST /api/orders without scope write"
 expect "$OUT" 'insufficient_scope' "(b) insufficient_scope"

@@ -2,6 +2,7 @@ import { deny, type Deny } from '../core/decision.js';
 import { keyFitsAlg, parseCompactJws, verifySignatureAsync, type ParsedJws } from './jws.js';
 import type { CompiledSenderConstraint } from './sender-constraint.js';
 import type { KeySet, KeySource, VerificationKey } from './keys/types.js';
+import type { TokenStatusCheck } from './token-status.js';
 
 /** An issuer compiled from config: everything the verifier needs, nothing else. */
 export interface CompiledIssuer {
@@ -20,6 +21,8 @@ export interface CompiledIssuer {
   readonly requiredTyp?: string;
   /** Proof-of-possession checks for this issuer's tokens; undefined when none. */
   readonly senderConstraint?: CompiledSenderConstraint;
+  /** Revocation and opaque-token lookups, for issuers whose tokens can be revoked (this service's own). */
+  readonly status?: TokenStatusCheck;
 }
 
 export interface VerifiedJwt {

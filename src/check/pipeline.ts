@@ -27,7 +27,6 @@ import {
 import type { AuthRequest, Principal } from '../core/request.js';
 import type { ClaimHeaders } from '../upstream/claim-headers.js';
 import type { DownstreamTokenMinter, MintedToken } from '../upstream/downstream-token.js';
-import type { SelfTokenSupport } from '../oauth/index.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 
@@ -45,7 +44,6 @@ export interface PipelineParts {
   readonly claimHeaders: ClaimHeaders;
   readonly forwardOriginalToken: boolean;
   readonly minter?: DownstreamTokenMinter;
-  readonly self?: SelfTokenSupport;
   /** Where DPoP proof jtis are remembered (the token store when there is one); default per process. */
   readonly replay?: ReplayCache;
   /** Max entries of the verified-token cache; 0 disables it. */
@@ -63,7 +61,7 @@ interface CachedPrincipal {
   readonly generation: number;
   /** epoch seconds after which the entry is useless (exp + skew). */
   readonly expiresAt: number;
-  /** Raw claims, for revocation checks of our own tokens ("self" only). */
+  /** Raw claims, for the revocation check of issuers that have one (issuer.status). */
   readonly claims?: Record<string, unknown>;
   /** Allow decisions already made for this token, by effective rule (identity). */
   allows?: Map<EffectiveRule, MemoisedAllow>;
@@ -106,12 +104,15 @@ export class CheckPipeline {
   private readonly cache?: LRUCache<string, CachedPrincipal>;
   private readonly lookupIssuer = (iss: string) => this.issuersByIss.get(iss);
   private readonly now: () => number;
+  /** The issuer whose opaque access tokens are looked up in the store, if one issues them. */
+  private readonly opaqueIssuer?: CompiledIssuer;
 
   constructor(private readonly parts: PipelineParts) {
     for (const issuer of parts.issuers) {
       this.issuersByIss.set(issuer.issuer, issuer);
       this.issuersByName.set(issuer.name, issuer);
     }
+    this.opaqueIssuer = parts.issuers.find((i) => i.status?.issuesOpaqueTokens);
     this.replay = parts.replay ?? new MemoryReplayCache();
     const names = [...parts.claimHeaders.headerNames];
     if (parts.minter && !names.includes(parts.minter.header)) names.push(parts.minter.header);
@@ -159,8 +160,8 @@ export class CheckPipeline {
     const extracted = extractToken(req, this.parts.tokenSources);
     if (!extracted) return deny('token_missing', undefined, { rule: rule.name });
     const entry = this.cachedVerification(extracted.token);
-    // Our own tokens always go the async way: they need a revocation lookup.
-    if (entry && entry.issuer.name !== 'self') {
+    // Revocable tokens always go the async way: they need a revocation lookup.
+    if (entry && !entry.issuer.status) {
       // A cached verification says nothing about this request's certificate or DPoP proof.
       const bound = this.senderBinding(req, entry.issuer, entry.principal, extracted);
       if (bound === undefined) return this.reuseOrDecide(req, rule, entry, extracted);
@@ -402,8 +403,8 @@ export class CheckPipeline {
   ): Promise<Principal | Deny> {
     const cached = known === undefined ? this.cachedVerification(token) : known;
     if (cached) {
-      if (cached.issuer.name === 'self') {
-        const revoked = await this.checkRevoked(cached.claims ?? {});
+      if (cached.issuer.status) {
+        const revoked = await this.checkRevoked(cached.issuer, cached.claims ?? {});
         if (revoked) return revoked;
       }
       return cached.principal;
@@ -411,9 +412,9 @@ export class CheckPipeline {
 
     if (exceedsBytes(token, this.parts.maxTokenBytes))
       return deny('token_too_large', 'the token is too large');
-    const self = this.parts.self;
-    if (self?.issuesOpaqueTokens && token.indexOf('.') < 0 && OPAQUE_TOKEN.test(token)) {
-      return this.authenticateOpaque(self, token);
+    const opaque = this.opaqueIssuer;
+    if (opaque && token.indexOf('.') < 0 && OPAQUE_TOKEN.test(token)) {
+      return this.authenticateOpaque(opaque, token);
     }
 
     const now = this.now();
@@ -427,8 +428,8 @@ export class CheckPipeline {
       return res.deny;
     }
     const issuer = res.issuer;
-    if (issuer.name === 'self') {
-      const revoked = await this.checkRevoked(res.claims);
+    if (issuer.status) {
+      const revoked = await this.checkRevoked(issuer, res.claims);
       if (revoked) return revoked;
     }
     const principal = this.toPrincipal(issuer.name, res.claims, token);
@@ -436,28 +437,31 @@ export class CheckPipeline {
       let exp = typeof res.claims.exp === 'number' ? res.claims.exp + issuer.clockSkewSeconds : now + 300;
       // Never beyond the validity of the certificate that verified it.
       if (res.keyNotAfter !== undefined) exp = Math.min(exp, res.keyNotAfter / 1000);
-      // Raw claims are kept only where a cache hit needs them (revocation of our own tokens).
-      const claims = issuer.name === 'self' ? res.claims : undefined;
+      // Raw claims are kept only where a cache hit needs them (the revocation check).
+      const claims = issuer.status ? res.claims : undefined;
       this.cache.set(token, { principal, issuer, generation: res.generation, expiresAt: exp, claims });
     }
     return principal;
   }
 
-  private async authenticateOpaque(self: SelfTokenSupport, token: string): Promise<Principal | Deny> {
-    const found = await self.lookupOpaque(token);
+  private async authenticateOpaque(issuer: CompiledIssuer, token: string): Promise<Principal | Deny> {
+    const found = await issuer.status!.lookupOpaque(token);
     if (found.status === 'unavailable') {
-      return deny('store_unavailable', 'the token store is unavailable', { issuer: 'self' });
+      return deny('store_unavailable', 'the token store is unavailable', { issuer: issuer.name });
     }
     if (found.status !== 'active')
-      return deny('token_inactive', 'the token is not active', { issuer: 'self' });
-    return this.toPrincipal('self', found.claims, token);
+      return deny('token_inactive', 'the token is not active', { issuer: issuer.name });
+    return this.toPrincipal(issuer.name, found.claims, token);
   }
 
-  private async checkRevoked(claims: Record<string, unknown>): Promise<Deny | undefined> {
-    const revoked = await this.parts.self?.isRevoked(claims);
+  private async checkRevoked(
+    issuer: CompiledIssuer,
+    claims: Record<string, unknown>,
+  ): Promise<Deny | undefined> {
+    const revoked = await issuer.status?.isRevoked(claims);
     if (revoked === 'unavailable')
-      return deny('store_unavailable', 'the token store is unavailable', { issuer: 'self' });
-    if (revoked) return deny('token_revoked', 'the token has been revoked', { issuer: 'self' });
+      return deny('store_unavailable', 'the token store is unavailable', { issuer: issuer.name });
+    if (revoked) return deny('token_revoked', 'the token has been revoked', { issuer: issuer.name });
     return undefined;
   }
 

@@ -13,6 +13,7 @@ import {
   ASYMMETRIC_DEFAULT_ALGORITHMS,
   DEFAULT_REDIS_URL,
   JWS_ALGORITHMS,
+  TOKEN_ENDPOINT_RESERVED_CLAIMS,
 } from './schema.js';
 import { ConfigError } from '../core/errors.js';
 import { isLoopbackHost } from '../net/safe-fetch.js';
@@ -200,6 +201,11 @@ function crossCheck(config: AppConfig, problems: Problems): void {
     names.add(iss.name);
     if (issuerUrls.has(iss.issuer)) problems.push(`${p}.issuer: another issuer already uses "${iss.issuer}"`);
     issuerUrls.add(iss.issuer);
+    if (config.token_endpoint.enabled && iss.issuer === config.token_endpoint.issuer) {
+      problems.push(
+        `${p}.issuer: "${iss.issuer}" is this service's own token endpoint issuer (token_endpoint.issuer)`,
+      );
+    }
     const sources = KEY_SOURCES.filter((k) => iss[k] !== undefined);
     if (sources.length !== 1) {
       problems.push(
@@ -276,8 +282,16 @@ function crossCheck(config: AppConfig, problems: Problems): void {
       );
   });
   if (config.token_sources.length === 0) problems.push('token_sources: must not be empty');
-  for (const [j, name] of config.token_endpoint.grant_issuers.entries()) {
-    if (!names.has(name)) problems.push(`token_endpoint.grant_issuers[${j}]: no issuer named "${name}"`);
+  const granted = new Set<string>();
+  for (const [j, g] of config.token_endpoint.grant_issuers.entries()) {
+    const p = `token_endpoint.grant_issuers[${j}]`;
+    if (!names.has(g.issuer)) problems.push(`${p}.issuer: no issuer named "${g.issuer}"`);
+    else if (granted.has(g.issuer)) problems.push(`${p}.issuer: "${g.issuer}" is listed twice`);
+    granted.add(g.issuer);
+    g.copy_claims.forEach((claim, k) => {
+      if (TOKEN_ENDPOINT_RESERVED_CLAIMS.includes(claim))
+        problems.push(`${p}.copy_claims[${k}]: "${claim}" is set by the service itself and cannot be copied`);
+    });
   }
 }
 

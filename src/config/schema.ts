@@ -54,7 +54,7 @@ const jwksCache: Record<string, FieldSpec> = {
 export const issuerFields: Record<string, FieldSpec> = {
   name: { type: 'string', required: true, nonEmpty: true },
   issuer: { type: 'string', required: true, nonEmpty: true },
-  audiences: { type: 'string[]', required: true, nonEmpty: true },
+  audiences: { type: 'string[]', required: true, nonEmpty: true, splitCommas: true },
   algorithms: { type: 'string[]' },
   jwks_uri: { type: 'string', nonEmpty: true },
   discovery_uri: { type: 'string', nonEmpty: true },
@@ -135,7 +135,7 @@ const signingFields: Record<string, FieldSpec> = {
 export const upstreamTokenFields: Record<string, FieldSpec> = {
   header: { type: 'string', default: 'x-jwt-assertion', nonEmpty: true },
   issuer: { type: 'string', required: true, nonEmpty: true },
-  audiences: { type: 'string[]', default: [] },
+  audiences: { type: 'string[]', default: [], splitCommas: true },
   ttl_seconds: { type: 'int', default: 300, min: 1, max: 86400 },
   jti: { type: 'boolean', default: true },
   copy_claims: { type: 'string[]', default: [] },
@@ -165,7 +165,7 @@ export const upstreamFields: Record<string, FieldSpec> = {
 export const tokenEndpointFields: Record<string, FieldSpec> = {
   enabled: { type: 'boolean', default: false },
   issuer: { type: 'string', nonEmpty: true },
-  audience: { type: 'string', nonEmpty: true },
+  audience: { type: 'string[]', nonEmpty: true, splitCommas: true },
   max_assertion_lifetime_seconds: { type: 'int', default: 300, min: 1 },
   max_body_bytes: { type: 'int', default: 65536, min: 1024, max: 1048576 },
   access_token: {
@@ -174,7 +174,7 @@ export const tokenEndpointFields: Record<string, FieldSpec> = {
       format: { type: 'string', default: 'jwt', enum: ['jwt', 'opaque'] },
       ttl_seconds: { type: 'int', default: 3600, min: 1 },
       opaque_length: { type: 'int', default: 54, min: 32, max: 512 },
-      audiences: { type: 'string[]', default: [] },
+      audiences: { type: 'string[]', default: [], splitCommas: true },
       signing: { type: 'object', fields: signingFields },
     },
   },
@@ -196,10 +196,38 @@ export const tokenEndpointFields: Record<string, FieldSpec> = {
       client_secret_file: { type: 'string', nonEmpty: true },
       scopes: { type: 'string[]', default: [] },
       token_claims: { type: 'map', default: {}, values: 'any' },
+      require_jti: { type: 'boolean', default: true },
     },
   },
-  grant_issuers: { type: 'string[]', default: [] },
+  grant_issuers: {
+    type: 'array',
+    default: [],
+    shorthand: 'issuer',
+    items: {
+      issuer: { type: 'string', required: true, nonEmpty: true },
+      audience: { type: 'string[]', nonEmpty: true, splitCommas: true },
+      max_assertion_lifetime_seconds: { type: 'int', min: 1 },
+      require_jti: { type: 'boolean', default: true },
+      require_iat: { type: 'boolean', default: false },
+      copy_claims: { type: 'string[]', default: [] },
+    },
+  },
 };
+
+/** Claims of issued access tokens that the service always sets itself (never copied nor configured). */
+export const TOKEN_ENDPOINT_RESERVED_CLAIMS: readonly string[] = [
+  'iss',
+  'sub',
+  'aud',
+  'exp',
+  'nbf',
+  'iat',
+  'jti',
+  'client_id',
+  'scope',
+  'cnf',
+  'act',
+];
 
 export const storeFields: Record<string, FieldSpec> = {
   type: { type: 'string', default: 'memory', enum: ['memory', 'redis'] },

@@ -9,9 +9,24 @@ export type FieldSpec =
   | { type: 'string'; required?: boolean; default?: string; enum?: readonly string[]; nonEmpty?: boolean }
   | { type: 'int'; required?: boolean; default?: number; min?: number; max?: number }
   | { type: 'boolean'; required?: boolean; default?: boolean }
-  | { type: 'string[]'; required?: boolean; default?: string[]; nonEmpty?: boolean; enum?: readonly string[] }
+  | {
+      type: 'string[]';
+      required?: boolean;
+      default?: string[];
+      nonEmpty?: boolean;
+      enum?: readonly string[];
+      /** Also accept one string; values written "a,b" or "a, b" (IBM aud-claim style) become separate items. */
+      splitCommas?: boolean;
+    }
   | { type: 'object'; required?: boolean; fields: Record<string, FieldSpec>; optional?: boolean }
-  | { type: 'array'; required?: boolean; default?: unknown[]; items: Record<string, FieldSpec> }
+  | {
+      type: 'array';
+      required?: boolean;
+      default?: unknown[];
+      items: Record<string, FieldSpec>;
+      /** An item written as a plain string means `{ [shorthand]: string }`. */
+      shorthand?: string;
+    }
   | {
       type: 'map';
       required?: boolean;
@@ -67,18 +82,24 @@ export function validateField(value: unknown, spec: FieldSpec, path: string, pro
       }
       return value;
     case 'string[]': {
-      if (!Array.isArray(value) || value.some((x) => typeof x !== 'string')) {
-        problems.push(`${path}: must be a list of strings`);
+      const raw = spec.splitCommas && typeof value === 'string' ? [value] : value;
+      if (!Array.isArray(raw) || raw.some((x) => typeof x !== 'string')) {
+        problems.push(
+          spec.splitCommas
+            ? `${path}: must be a string or a list of strings`
+            : `${path}: must be a list of strings`,
+        );
         return undefined;
       }
-      if (spec.nonEmpty && value.length === 0) problems.push(`${path}: must not be empty`);
+      const list = spec.splitCommas ? splitCommaList(raw as string[]) : (raw as string[]);
+      if (spec.nonEmpty && list.length === 0) problems.push(`${path}: must not be empty`);
       if (spec.enum) {
-        for (const [i, x] of value.entries()) {
+        for (const [i, x] of list.entries()) {
           if (!spec.enum.includes(x))
             problems.push(`${path}[${i}]: must be one of ${spec.enum.join(', ')}, got "${x}"`);
         }
       }
-      return [...value];
+      return [...list];
     }
     case 'object':
       if (!isPlainObject(value)) {
@@ -92,8 +113,12 @@ export function validateField(value: unknown, spec: FieldSpec, path: string, pro
         return undefined;
       }
       return value.map((item, i) => {
+        if (spec.shorthand !== undefined && typeof item === 'string') item = { [spec.shorthand]: item };
         if (!isPlainObject(item)) {
-          problems.push(`${path}[${i}]: must be an object, got ${describe(item)}`);
+          const sh = spec.shorthand;
+          const what =
+            sh !== undefined ? `${/^[aeiou]/.test(sh) ? 'an' : 'a'} ${sh} name or an object` : 'an object';
+          problems.push(`${path}[${i}]: must be ${what}, got ${describe(item)}`);
           return undefined;
         }
         return validateObject(item, spec.items, `${path}[${i}]`, problems);
@@ -118,6 +143,11 @@ export function validateField(value: unknown, spec: FieldSpec, path: string, pro
     case 'any':
       return value;
   }
+}
+
+/** ["a, b", "c"] → ["a", "b", "c"]: items split on commas, trimmed, empty ones dropped. */
+export function splitCommaList(values: readonly string[]): string[] {
+  return values.flatMap((v) => v.split(',').map((s) => s.trim())).filter((s) => s !== '');
 }
 
 export function validateObject(

@@ -98,12 +98,14 @@ export interface ClientConfig {
   client_secret_file?: string;
   scopes: string[];
   token_claims: Record<string, unknown>;
+  require_jti: boolean;
 }
 
 export interface TokenEndpointConfig {
   enabled: boolean;
   issuer?: string;
-  audience?: string;
+  /** Accepted `aud` of assertions (a comma-separated string is split at load). */
+  audience?: string[];
   max_assertion_lifetime_seconds: number;
   max_body_bytes: number;
   access_token: {
@@ -115,7 +117,21 @@ export interface TokenEndpointConfig {
   };
   refresh_token: { enabled: boolean; ttl_seconds: number; length: number };
   clients: ClientConfig[];
-  grant_issuers: string[];
+  grant_issuers: GrantIssuerConfig[];
+}
+
+/** One `token_endpoint.grant_issuers` entry (a plain name means `{ issuer: name }`). */
+export interface GrantIssuerConfig {
+  /** Name of an `issuers[]` entry. */
+  issuer: string;
+  /** Accepted `aud` of this identity provider's JWTs; default token_endpoint.audience. */
+  audience?: string[];
+  /** Default token_endpoint.max_assertion_lifetime_seconds. */
+  max_assertion_lifetime_seconds?: number;
+  require_jti: boolean;
+  require_iat: boolean;
+  /** Claims of the identity provider's JWT carried into issued access tokens. */
+  copy_claims: string[];
 }
 
 export interface StoreConfig {

@@ -104,14 +104,6 @@ export class Runtime {
       ),
     );
     const claimHeaders = ClaimHeaders.compile(config.upstream.claim_headers, problems);
-    const tokenIssuer = config.token_endpoint.enabled ? config.token_endpoint.issuer : undefined;
-    config.issuers.forEach((iss, i) => {
-      if (tokenIssuer !== undefined && iss.issuer === tokenIssuer) {
-        problems.push(
-          `issuers[${i}].issuer: "${iss.issuer}" is this service's own token endpoint issuer (token_endpoint.issuer)`,
-        );
-      }
-    });
     if (problems.length > 0) throw new ConfigError(problems);
 
     const keyCtx = { baseDir, logger: ctx.logger, metrics: ctx.metrics };
@@ -168,6 +160,7 @@ export class Runtime {
           issuersByName: new Map(issuers.map((i) => [i.name, i])),
           ...(tokenKey ? { ephemeralKey: tokenKey } : {}),
         });
+        // Our own issuer: its status check (revocations, opaque tokens) comes with it.
         issuers.push(tokenService.self.issuer);
       } else if (previous?.heldStore) {
         ctx.logger.info(
@@ -186,7 +179,6 @@ export class Runtime {
         claimHeaders,
         forwardOriginalToken: config.upstream.forward_original_token,
         minter,
-        self: tokenService?.self,
         // DPoP proof jtis: in the shared store when there is one, else remembered per process.
         replay: heldStore?.value ?? processReplayCache(),
         verifiedCacheMax: config.verified_token_cache.enabled ? config.verified_token_cache.max_entries : 0,

@@ -27,6 +27,8 @@ export interface RefreshTokenRecord {
   readonly familyId: string;
   /** epoch seconds: absolute end of the family (first grant + refresh_token.ttl_seconds). */
   readonly familyExp: number;
+  /** Claims copied from the identity provider's assertion (grant_issuers copy_claims), for every token of the family. */
+  readonly claims?: Record<string, unknown>;
 }
 
 export interface RefreshTokenState {

@@ -133,6 +133,22 @@ describe('config validation', () => {
     expect(loaded.config.issuers.length).toBeGreaterThan(0);
   });
 
+  it('refuses grant_issuers naming no issuer, and an issuer entry using our own token endpoint issuer', () => {
+    const p = problems({
+      issuers: [issuer, { ...issuer, name: 'mine', issuer: 'https://authz' }],
+      token_endpoint: {
+        enabled: true,
+        issuer: 'https://authz',
+        audience: 'https://authz/token',
+        grant_issuers: ['nope'],
+      },
+    });
+    expect(p).toEqual([
+      'issuers[1].issuer: "https://authz" is this service\'s own token endpoint issuer (token_endpoint.issuer)',
+      'token_endpoint.grant_issuers[0].issuer: no issuer named "nope"',
+    ]);
+  });
+
   it('refuses require on allow/deny rules and a per-worker memory store for the token endpoint', () => {
     const p = problems({
       issuers: [issuer],

@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import { errorAnswer, OAuthError, serialize, tokenAnswer, xmlEscape } from '../../../src/oauth/errors.js';
-import { randomToken } from '../../../src/oauth/service.js';
 
 describe('OAuth response formats', () => {
   const fields = {
@@ -51,14 +50,5 @@ describe('OAuth response formats', () => {
     expect(u.status).toBe(503);
     expect(u.body).toContain('<error_response><error>temporarily_unavailable</error></error_response>');
     expect(errorAnswer(new OAuthError('invalid_grant'), 'json', 'r').status).toBe(400);
-  });
-
-  it('randomToken: exactly the requested length of base64url characters', () => {
-    for (const n of [32, 46, 54, 55, 512]) {
-      const t = randomToken(n);
-      expect(t).toHaveLength(n);
-      expect(t).toMatch(/^[A-Za-z0-9_-]+$/);
-    }
-    expect(randomToken(54)).not.toBe(randomToken(54));
   });
 });

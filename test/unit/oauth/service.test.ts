@@ -105,12 +105,21 @@ const idp: CompiledIssuer = {
   maxLifetimeSeconds: 3600,
 };
 
-// grant_issuers are set after loading: load.ts checks them against `issuers` itself; here
-// the service's own check (against the compiled issuers it is given) is under test.
+// The loader's own checks (grant_issuers names, our issuer reused by an issuers[] entry) are
+// tested in test/unit/config/load.test.ts; here grant_issuers only need compiled issuers.
 function cfg(tokenEndpoint: Record<string, unknown>) {
   const { grant_issuers: grantIssuers, ...rest } = tokenEndpoint;
   const loaded = loadConfigObject({ token_endpoint: rest }, dir, {}).config.token_endpoint;
-  return { ...loaded, grant_issuers: (grantIssuers as string[] | undefined) ?? [] };
+  const names = (grantIssuers as string[] | undefined) ?? [];
+  return {
+    ...loaded,
+    grant_issuers: names.map((issuer) => ({
+      issuer,
+      require_jti: true,
+      require_iat: false,
+      copy_claims: [],
+    })),
+  };
 }
 
 async function problems(
@@ -203,13 +212,15 @@ describe('token endpoint config errors', () => {
     ]);
   });
 
-  it('grant_issuers naming an unknown issuer; an issuer entry with our own iss', async () => {
-    expect(await problems({ ...base, grant_issuers: ['nope'] })).toEqual([
-      'token_endpoint.grant_issuers[0]: no issuer named "nope"',
-    ]);
-    const clash = { ...idp, issuer: base.issuer };
-    expect(await problems(base, [['corp', clash]])).toEqual([
-      expect.stringMatching(/^token_endpoint\.issuer: issuer "corp" already uses/),
+  it('an identity provider whose iss is also a client_id', async () => {
+    const clash = { ...idp, issuer: 'a' };
+    expect(
+      await problems(
+        { ...base, clients: [{ client_id: 'a', client_secret_file: 'ok.secret' }], grant_issuers: ['idp'] },
+        [['idp', clash]],
+      ),
+    ).toEqual([
+      expect.stringMatching(/^token_endpoint\.grant_issuers\[0\]: the issuer "a" is also a client_id/),
     ]);
   });
 

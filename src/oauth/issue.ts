@@ -1,0 +1,101 @@
+import { randomUUID } from 'node:crypto';
+import { signJws } from '../crypto/signing-keys.js';
+import { hashToken, type FamilyMember } from '../store/index.js';
+import { OAuthError } from './errors.js';
+import { randomToken } from './requests.js';
+import { SELF_SKEW_SECONDS } from './self-tokens.js';
+import { nowSec, type Client, type Family, type OAuthState } from './state.js';
+
+// Issuing access (and refresh) tokens, and revoking what a refresh-token family issued.
+
+export async function issue(
+  state: OAuthState,
+  client: Client,
+  sub: string,
+  scope: string,
+  family: Family | undefined,
+  /** Claims copied from an identity provider's assertion; the client's token_claims override them. */
+  copied?: Readonly<Record<string, unknown>>,
+): Promise<Record<string, unknown>> {
+  const { cfg, ctx } = state;
+  const now = nowSec(state);
+  const ttl = cfg.access_token.ttl_seconds;
+  const jti = randomUUID();
+  const claims: Record<string, unknown> = {
+    ...copied,
+    ...client.tokenClaims,
+    iss: state.issuer,
+    sub,
+    aud: state.accessAudience,
+    client_id: client.id,
+    scope,
+    iat: now,
+    exp: now + ttl,
+    jti,
+  };
+  let accessToken: string;
+  let member: FamilyMember;
+  if (state.keys && state.accessHeader) {
+    accessToken = signJws(state.keys.current, state.accessHeader as Record<string, unknown>, claims);
+    member = { kind: 'jwt', jti, exp: now + ttl };
+  } else {
+    accessToken = randomToken(cfg.access_token.opaque_length);
+    const hash = hashToken(accessToken);
+    await ctx.store.putAccessToken(hash, { claims, ...(family ? { familyId: family.id } : {}) }, ttl);
+    member = { kind: 'opaque', hash };
+  }
+  const fields: Record<string, unknown> = {
+    access_token: accessToken,
+    token_type: 'Bearer',
+    expires_in: ttl,
+    scope,
+  };
+  if (family) {
+    const refreshToken = randomToken(cfg.refresh_token.length);
+    const left = family.exp - now;
+    await ctx.store.addFamilyMember(family.id, member, Math.max(left, ttl));
+    await ctx.store.putRefreshToken(
+      hashToken(refreshToken),
+      {
+        clientId: client.id,
+        sub,
+        scope: family.scope,
+        familyId: family.id,
+        familyExp: family.exp,
+        ...(copied ? { claims: { ...copied } } : {}),
+      },
+      left,
+    );
+    // A reuse detected elsewhere between our check and now must still reach these tokens.
+    if (!family.isNew && (await ctx.store.isFamilyRevoked(family.id))) {
+      await revokeMember(state, member, now);
+      throw new OAuthError('invalid_grant', 'the refresh token is invalid, expired or revoked');
+    }
+    fields.refresh_token = refreshToken;
+  }
+  return fields;
+}
+
+/** Revokes a refresh-token family: its refresh tokens (marker) and every access token issued in it. */
+export async function revokeFamilyTokens(
+  state: OAuthState,
+  familyId: string,
+  familyExp: number,
+): Promise<void> {
+  const now = nowSec(state);
+  const members = await state.ctx.store.revokeFamily(
+    familyId,
+    Math.max(familyExp - now, state.cfg.access_token.ttl_seconds),
+  );
+  await Promise.all(members.map((m) => revokeMember(state, m, now)));
+}
+
+async function revokeMember(state: OAuthState, m: FamilyMember, now: number): Promise<void> {
+  if (m.kind === 'jwt') {
+    // Kept until exp + skew: Check accepts our tokens that long (SELF_SKEW_SECONDS).
+    if (m.exp + SELF_SKEW_SECONDS > now)
+      await state.ctx.store.revokeJti(m.jti, m.exp + SELF_SKEW_SECONDS - now);
+  } else {
+    await state.ctx.store.deleteAccessToken(m.hash);
+  }
+}

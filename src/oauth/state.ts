@@ -1,0 +1,96 @@
+import type { CompiledIssuer } from '../authn/verify.js';
+import type { TokenEndpointConfig } from '../config/types.js';
+import type { SigningKey, SigningKeys } from '../crypto/signing-keys.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { Store } from '../store/index.js';
+
+// What every part of the token endpoint shares: the compiled configuration and its
+// dependencies, built once by createTokenService (service.ts).
+
+/** One token-endpoint request as the routes hand it over (form parameters and the Authorization header). */
+export interface OAuthRequest {
+  readonly params: Readonly<Record<string, unknown>>;
+  readonly authorization?: string;
+}
+
+export interface TokenServiceContext {
+  readonly baseDir: string;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly store: Store;
+  readonly issuersByName: ReadonlyMap<string, CompiledIssuer>;
+  /** epoch milliseconds (Date.now by default). */
+  readonly now?: () => number;
+  /** realm of `WWW-Authenticate: Basic` challenges (default envoy-jwt-authz). */
+  readonly realm?: string;
+  /** Lifetime of cached store answers for Check, ≤ 1000 ms (default 1000; 0 disables). */
+  readonly storeCacheMs?: number;
+  /** The previous token service's ephemeral key, reused when `signing` still names no key file and the same alg. */
+  readonly ephemeralKey?: SigningKey;
+}
+
+export interface Client {
+  readonly id: string;
+  readonly scopes: readonly string[];
+  readonly scopeSet: ReadonlySet<string>;
+  readonly tokenClaims: Readonly<Record<string, unknown>>;
+  /** SHA-256 of the client secret (compared in constant time). */
+  readonly secretDigest?: Buffer;
+  /** Verifies the client's own assertions (certificate or JWKS). */
+  readonly assertionIssuer?: CompiledIssuer;
+  /** A certificate: one key, so the assertion's kid / thumbprint are not needed to find it. */
+  readonly singleKey: boolean;
+  /** Its assertions must carry a jti (clients[].require_jti). */
+  readonly requireJti: boolean;
+}
+
+/** What an assertion must satisfy beyond its verifier's checks. */
+export interface AssertionPolicy {
+  /** Largest exp − now, in seconds. */
+  readonly maxLifetimeSeconds: number;
+  /** Without a jti, replay is refused by remembering the whole assertion instead. */
+  readonly requireJti: boolean;
+}
+
+/** An identity provider whose JWTs may be exchanged (token_endpoint.grant_issuers). */
+export interface GrantIssuer extends AssertionPolicy {
+  /** The issuer entry, with this entry's audience and required claims. */
+  readonly verifier: CompiledIssuer;
+  /** Claims of its JWT carried into issued tokens. */
+  readonly copyClaims: readonly string[];
+}
+
+/** A refresh-token family: every token issued from one original grant. */
+export interface Family {
+  readonly id: string;
+  /** epoch seconds */
+  readonly exp: number;
+  /** Scope of the original grant (a rotated refresh token keeps it, RFC 6749 §6). */
+  readonly scope: string;
+  readonly isNew: boolean;
+}
+
+export interface OAuthState {
+  readonly cfg: TokenEndpointConfig;
+  readonly ctx: TokenServiceContext;
+  readonly clients: ReadonlyMap<string, Client>;
+  /** Identity providers whose JWTs may be exchanged, by exact `iss`. */
+  readonly grantIssuers: ReadonlyMap<string, GrantIssuer>;
+  /** Access-token signing keys; undefined for opaque access tokens. */
+  readonly keys: SigningKeys | undefined;
+  /** Verifies this service's own access tokens. */
+  readonly selfIssuer: CompiledIssuer;
+  /** The `iss` of issued tokens. */
+  readonly issuer: string;
+  /** The `aud` of issued access tokens: access_token.audiences, else our own issuer. */
+  readonly accessAudience: string | string[];
+  /** The JWS header of issued access tokens; undefined for opaque tokens. */
+  readonly accessHeader: Readonly<Record<string, unknown>> | undefined;
+  readonly maxBodyBytes: number;
+  readonly realm: string;
+  /** epoch milliseconds */
+  readonly now: () => number;
+}
+
+export const nowSec = (state: OAuthState): number => Math.floor(state.now() / 1000);

@@ -1,0 +1,41 @@
+import { OAuthError, tokenAnswer, type HttpAnswer, type ResponseFormat } from './errors.js';
+import { jwtBearerGrant } from './grants/jwt-bearer.js';
+import { refreshGrant } from './grants/refresh.js';
+import { fail, grantLabel, GRANT_JWT_BEARER, GRANT_REFRESH_TOKEN, param } from './requests.js';
+import type { OAuthRequest, OAuthState } from './state.js';
+
+/** POST /oauth2/token: picks the grant, answers in the requested format, counts and logs the outcome. */
+export async function handleToken(state: OAuthState, req: OAuthRequest): Promise<HttpAnswer> {
+  const t0 = performance.now();
+  let format: ResponseFormat = 'json';
+  const log: Record<string, unknown> = { endpoint: 'token' };
+  let label = 'unsupported';
+  let answer: HttpAnswer;
+  try {
+    const f = param(req, 'format');
+    if (f !== undefined) {
+      if (f !== 'json' && f !== 'urlencoded' && f !== 'xml') {
+        throw new OAuthError('invalid_request', 'format must be json, urlencoded or xml');
+      }
+      format = f;
+    }
+    const grantType = param(req, 'grant_type');
+    label = grantLabel(grantType);
+    log.grant_type = label;
+    if (grantType === undefined) throw new OAuthError('invalid_request', 'grant_type is missing');
+    let fields: Record<string, unknown>;
+    if (grantType === GRANT_JWT_BEARER) fields = await jwtBearerGrant(state, req, log);
+    else if (grantType === GRANT_REFRESH_TOKEN && state.cfg.refresh_token.enabled)
+      fields = await refreshGrant(state, req, log);
+    else throw new OAuthError('unsupported_grant_type', 'the grant type is not supported');
+    log.result = 'success';
+    answer = tokenAnswer(fields, format);
+  } catch (err) {
+    answer = fail(state, err, format, log);
+  }
+  state.ctx.metrics.tokenRequestsTotal.inc({ grant_type: label, result: String(log.result) });
+  log.status = answer.status;
+  log.duration_ms = Math.round((performance.now() - t0) * 1000) / 1000;
+  state.ctx.logger.info(log, 'token request');
+  return answer;
+}
