@@ -4,6 +4,7 @@ import { ConfigError } from '../core/errors.js';
 import { JWE_CONTENT_ENCRYPTION, JWE_KEY_MANAGEMENT } from '../config/schema.js';
 import type { EncryptionConfig } from '../config/types.js';
 import type { Logger } from '../observability/logger.js';
+import { ecCurveByNode, MIN_RSA_BITS } from './algorithms.js';
 import { octBytes, readKeyFile, readSecretFile, type KeyFileContent } from './key-files.js';
 
 // The recipient key of a nested JWT (sign, then encrypt with cty "JWT"). The key
@@ -40,9 +41,6 @@ const ENC_KEY_BYTES: Record<string, number> = {
   A256GCM: 32,
 };
 
-const MIN_RSA_BITS = 2048;
-const ECDH_CURVES: Record<string, string> = { prime256v1: 'P-256', secp384r1: 'P-384', secp521r1: 'P-521' };
-
 type KeyKind = 'rsa' | 'ecdh' | 'symmetric';
 
 function keyKind(alg: string): KeyKind {
@@ -61,7 +59,7 @@ function describePublicKey(key: KeyObject): string {
   const d = key.asymmetricKeyDetails;
   if (t === 'rsa' || t === 'rsa-pss') return `an ${t.toUpperCase()} ${d?.modulusLength ?? '?'}-bit key`;
   if (t === 'ec')
-    return `an EC key on ${ECDH_CURVES[d?.namedCurve ?? ''] ?? d?.namedCurve ?? 'an unknown curve'}`;
+    return `an EC key on ${ecCurveByNode(d?.namedCurve)?.jwk ?? d?.namedCurve ?? 'an unknown curve'}`;
   return `an ${t ?? 'unknown'} key`;
 }
 
@@ -92,7 +90,7 @@ export function encryptionKeyMismatch(
     return undefined;
   }
   if (t === 'x25519') return undefined;
-  if (t === 'ec' && ECDH_CURVES[key.asymmetricKeyDetails?.namedCurve ?? ''] !== undefined) return undefined;
+  if (t === 'ec' && ecCurveByNode(key.asymmetricKeyDetails?.namedCurve) !== undefined) return undefined;
   return `${alg} needs an EC P-256, P-384 or P-521 or an X25519 public key, got ${describePublicKey(key)}`;
 }
 

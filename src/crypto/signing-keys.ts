@@ -15,6 +15,14 @@ import { ConfigError } from '../core/errors.js';
 import { JWS_ALGORITHMS } from '../config/schema.js';
 import type { SigningConfig } from '../config/types.js';
 import type { Logger } from '../observability/logger.js';
+import {
+  ecCurveByAlg,
+  ecCurveByNode,
+  jwsFamily,
+  jwsHashBytes,
+  jwsHashName,
+  MIN_RSA_BITS,
+} from './algorithms.js';
 import { octBytes, readKeyFile, readSecretFile } from './key-files.js';
 
 // Keys this service signs with (downstream tokens, token endpoint access tokens).
@@ -50,29 +58,9 @@ export interface SigningKeyContext {
   readonly ephemeralKey?: SigningKey;
 }
 
-type Family = 'HS' | 'RS' | 'PS' | 'ES' | 'EdDSA';
-
-function family(alg: string): Family {
-  if (alg === 'EdDSA') return 'EdDSA';
-  return alg.slice(0, 2) as Family;
-}
-
-/** Hash output length in bytes of an HS/RS/PS/ES alg (256 → 32, 384 → 48, 512 → 64). */
-function hashBytes(alg: string): number {
-  return Number(alg.slice(2)) / 8;
-}
-
-function hashName(alg: string): string {
-  return `sha${alg.slice(2)}`;
-}
-
-const EC_CURVES: Record<string, { node: string; jwk: string }> = {
-  ES256: { node: 'prime256v1', jwk: 'P-256' },
-  ES384: { node: 'secp384r1', jwk: 'P-384' },
-  ES512: { node: 'secp521r1', jwk: 'P-521' },
-};
-
-const MIN_RSA_BITS = 2048;
+const family = jwsFamily;
+const hashBytes = jwsHashBytes;
+const hashName = (alg: string): string => jwsHashName(alg)!;
 
 // ---------------------------------------------------------------------------
 // Checking that a key fits its alg
@@ -87,8 +75,7 @@ function describeKey(key: KeyObject): string {
 }
 
 function curveLabel(nodeCurve: string | undefined): string {
-  for (const c of Object.values(EC_CURVES)) if (c.node === nodeCurve) return c.jwk;
-  return nodeCurve ?? 'an unknown curve';
+  return ecCurveByNode(nodeCurve)?.jwk ?? nodeCurve ?? 'an unknown curve';
 }
 
 /** Why `key` cannot sign with `alg`, or undefined when it fits. */
@@ -112,7 +99,7 @@ export function signingKeyMismatch(alg: string, key: KeyObject): string | undefi
     return undefined;
   }
   if (fam === 'ES') {
-    const want = EC_CURVES[alg]!;
+    const want = ecCurveByAlg(alg)!;
     if (t !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== want.node) {
       return `${alg} needs an EC ${want.jwk} key, got ${describeKey(key)}`;
     }
@@ -237,7 +224,7 @@ export function generateSigningKeyObject(alg: string): KeyObject {
     case 'PS':
       return generateKeyPairSync('rsa', { modulusLength: MIN_RSA_BITS }).privateKey;
     case 'ES':
-      return generateKeyPairSync('ec', { namedCurve: EC_CURVES[alg]!.node }).privateKey;
+      return generateKeyPairSync('ec', { namedCurve: ecCurveByAlg(alg)!.node }).privateKey;
     default:
       return generateKeyPairSync('ed25519').privateKey;
   }

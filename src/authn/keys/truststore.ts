@@ -1,7 +1,8 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { extname, join, resolve } from 'node:path';
-import { EMPTY_KEY_SET, makeKeySet, MIN_RSA_BITS } from './jwk.js';
+import { ecCurveByNode, MIN_RSA_BITS } from '../../crypto/algorithms.js';
+import { EMPTY_KEY_SET, makeKeySet } from './jwk.js';
 import {
   fsReason,
   isMissing,
@@ -12,8 +13,6 @@ import {
 import type { KeySet, VerificationKey } from './types.js';
 
 export const TRUSTSTORE_EXTENSIONS = ['.pem', '.crt', '.cer'] as const;
-
-const EC_CURVES: Record<string, string> = { prime256v1: 'P-256', secp384r1: 'P-384', secp521r1: 'P-521' };
 
 export interface TruststoreOptions extends LocalSourceOptions {
   /** For tests: the clock used to check certificate validity. */
@@ -55,7 +54,7 @@ export function certificateKey(
       return { key: Object.freeze({ kid: alias, kty: 'RSA', key, ...thumbprints }) };
     }
     case 'ec': {
-      const crv = EC_CURVES[details.namedCurve ?? ''];
+      const crv = ecCurveByNode(details.namedCurve)?.jwk;
       if (!crv) return { refuse: `EC curve ${details.namedCurve ?? '?'} not supported` };
       return { key: Object.freeze({ kid: alias, kty: 'EC', crv, key, ...thumbprints }) };
     }
