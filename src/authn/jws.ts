@@ -1,5 +1,6 @@
 import { constants, createHmac, timingSafeEqual, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import { deny, type Deny } from '../core/decision.js';
+import { isPlainObject } from '../core/objects.js';
 import { ecCurveByAlg, jwsHashBytes, jwsHashName } from '../crypto/algorithms.js';
 import type { VerificationKey } from './keys/types.js';
 
@@ -29,9 +30,7 @@ function parseJsonObject(bytes: Buffer): Record<string, unknown> | undefined {
   } catch {
     return undefined;
   }
-  return typeof value === 'object' && value !== null && !Array.isArray(value)
-    ? (value as Record<string, unknown>)
-    : undefined;
+  return isPlainObject(value) ? value : undefined;
 }
 
 /** UTF-8 size above max (cheap for the usual ASCII token: byteLength only when it could matter). */

@@ -1,4 +1,5 @@
 import { inspectConfigFile } from '../config/load.js';
+import { issuerKeySource, keySourceField, REMOTE_KEY_SOURCES } from '../config/key-sources.js';
 import { ConfigError } from '../core/errors.js';
 import type { IssuerConfig, LoadedConfig } from '../config/types.js';
 import { createLogger } from '../observability/logger.js';
@@ -8,13 +9,7 @@ import { createKeySource, type KeySource } from '../authn/keys/index.js';
 
 /** The config path of the field that names an issuer's keys. */
 function keyField(iss: IssuerConfig, i: number): string {
-  const p = `issuers[${i}]`;
-  if (iss.jwks_uri !== undefined) return `${p}.jwks_uri`;
-  if (iss.discovery_uri !== undefined) return `${p}.discovery_uri`;
-  if (iss.jwks_file !== undefined) return `${p}.jwks_file`;
-  if (iss.truststore !== undefined) return `${p}.truststore.path`;
-  if (iss.secret_file !== undefined) return `${p}.secret_file`;
-  return `${p}.jwks`;
+  return `issuers[${i}].${keySourceField(issuerKeySource(iss) ?? 'jwks')}`;
 }
 
 const fieldOf = (problem: string): string => problem.split(': ')[0]!;
@@ -44,7 +39,8 @@ export async function inspectConfig(
   await Promise.all(
     loaded.config.issuers.map(async (iss, i) => {
       const field = keyField(iss, i);
-      const remote = iss.jwks_uri !== undefined || iss.discovery_uri !== undefined;
+      const kind = issuerKeySource(iss);
+      const remote = kind !== undefined && REMOTE_KEY_SOURCES.has(kind);
       if ((remote && !opts.fetch) || named.has(field)) return;
       let source: KeySource;
       try {

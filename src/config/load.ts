@@ -15,7 +15,9 @@ import {
 } from './schema.js';
 import { ConfigError } from '../core/errors.js';
 import { isLoopbackHost } from '../net/safe-fetch.js';
-import { isPlainObject, validateField, type FieldSpec, type Problems } from './shape.js';
+import { isPlainObject } from '../core/objects.js';
+import { ISSUER_KEY_SOURCES, issuerKeySources } from './key-sources.js';
+import { validateField, type FieldSpec, type Problems } from './shape.js';
 import { addressProblem, checkConfigFiles, LISTEN_ADDRESSES } from './preflight.js';
 import type { AppConfig, IssuerConfig, LoadedConfig } from './types.js';
 
@@ -127,8 +129,6 @@ export function collectConfigProblems(
   return { config, problems };
 }
 
-const KEY_SOURCES = ['jwks_uri', 'discovery_uri', 'jwks', 'jwks_file', 'truststore', 'secret_file'] as const;
-
 // Rules that relate several fields to each other.
 function crossCheck(config: AppConfig, problems: Problems): void {
   for (const { field, key, allowUnix } of LISTEN_ADDRESSES) {
@@ -156,10 +156,10 @@ function crossCheck(config: AppConfig, problems: Problems): void {
     names.add(iss.name);
     if (issuerUrls.has(iss.issuer)) problems.push(`${p}.issuer: another issuer already uses "${iss.issuer}"`);
     issuerUrls.add(iss.issuer);
-    const sources = KEY_SOURCES.filter((k) => iss[k] !== undefined);
+    const sources = issuerKeySources(iss);
     if (sources.length !== 1) {
       problems.push(
-        `${p}: exactly one key source is required (${KEY_SOURCES.join(', ')}), got ${sources.length === 0 ? 'none' : sources.join(', ')}`,
+        `${p}: exactly one key source is required (${ISSUER_KEY_SOURCES.join(', ')}), got ${sources.length === 0 ? 'none' : sources.join(', ')}`,
       );
     }
     const algs =

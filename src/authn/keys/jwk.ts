@@ -5,6 +5,7 @@ import {
   OKP_SIGNATURE_ALGS,
   RSA_SIGNATURE_ALGS,
 } from '../../crypto/algorithms.js';
+import { isPlainObject } from '../../core/objects.js';
 import type { Logger } from '../../observability/logger.js';
 import type { KeySet, VerificationKey } from './types.js';
 
@@ -32,10 +33,6 @@ export interface BuildKeySetOptions {
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'] as const;
 const THUMBPRINT_S256 = /^[A-Za-z0-9_-]{43}$/;
 const THUMBPRINT_SHA1 = /^[A-Za-z0-9_-]{27}$/;
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 /** A kid as it may appear in a log line: strings only, shortened; never key material. */
 function kidForLog(kid: unknown): string | undefined {
