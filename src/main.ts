@@ -16,7 +16,9 @@ import { inspectConfig } from './cli/check-config.js';
 import { listenError, StartupError } from './cli/startup.js';
 import { probeListenAddresses } from './config/preflight.js';
 import { isClusterWorker, runPrimary, shareRegistryWithPrimary } from './server/cluster.js';
-import { generateSigningKeyObject, loadSigningKeys, signJws } from './crypto/signing-keys.js';
+import { generateSigningKeyObject } from './crypto/key-import.js';
+import { signJws } from './crypto/sign.js';
+import { loadSigningKeys } from './crypto/signing-keys.js';
 
 const VERSION = (
   JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }

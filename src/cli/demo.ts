@@ -1,7 +1,8 @@
 import { generateKeyPairSync } from 'node:crypto';
 import type { JWK } from 'jose';
 import { relative } from 'node:path';
-import { signingKeyFromKeyObject, signJws, jwtHeader } from '../crypto/signing-keys.js';
+import { signingKeyFromKeyObject } from '../crypto/key-import.js';
+import { jwtHeader, signJws } from '../crypto/sign.js';
 import type { Logger } from '../observability/logger.js';
 
 export const DEMO_ISSUER = 'https://demo-idp.envoy-jwt-authz.local';
