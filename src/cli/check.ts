@@ -1,5 +1,9 @@
 import * as grpc from '@grpc/grpc-js';
 import { authorizationClientConstructor } from '../envoy/protos.js';
+import { UsageError } from './args.js';
+
+// Kept for callers that import UsageError from here.
+export { UsageError };
 
 export interface CheckCommandOptions {
   readonly address: string;
@@ -11,8 +15,6 @@ export interface CheckCommandOptions {
   readonly context: readonly string[];
   readonly timeoutMs: number;
 }
-
-export class UsageError extends Error {}
 
 function pairs(list: readonly string[], what: string): [string, string][] {
   return list.map((kv) => {
