@@ -4,6 +4,7 @@ import { relative } from 'node:path';
 import { signingKeyFromKeyObject } from '../crypto/key-import.js';
 import { jwtHeader, signJws } from '../crypto/sign.js';
 import type { Logger } from '../observability/logger.js';
+import { nowSeconds, wholeSeconds } from '../core/time.js';
 
 export const DEMO_ISSUER = 'https://demo-idp.envoy-jwt-authz.local';
 export const DEMO_AUDIENCE = 'demo-api';
@@ -18,7 +19,7 @@ export async function demoSetup(): Promise<{ config: Record<string, unknown>; to
     alg: 'ES256',
     use: 'sig',
   };
-  const now = Math.floor(Date.now() / 1000);
+  const now = wholeSeconds(nowSeconds());
   const token = signJws(signing, jwtHeader(signing) as Record<string, unknown>, {
     iss: DEMO_ISSUER,
     sub: 'demo-user',

@@ -5,6 +5,7 @@ import { signJws } from '../crypto/sign.js';
 import { loadSigningKeys } from '../crypto/signing-keys.js';
 import { createLogger } from '../observability/logger.js';
 import { parseOptions, UsageError } from './args.js';
+import { nowSeconds, wholeSeconds } from '../core/time.js';
 
 /** The `mint` command: sign a token with a key file (for testing). */
 export async function mintCommand(args: string[]): Promise<void> {
@@ -48,7 +49,7 @@ export async function mintCommand(args: string[]): Promise<void> {
       throw new ConfigError(err.problems.map((p) => p.replace(/^mint\.key_file/, '--key')));
     throw err;
   });
-  const now = Math.floor(Date.now() / 1000);
+  const now = wholeSeconds(nowSeconds());
   const header: Record<string, unknown> = {
     alg,
     kid: keys.current.kid,

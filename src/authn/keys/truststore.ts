@@ -11,12 +11,13 @@ import {
   type LocalSourceOptions,
 } from './local-source.js';
 import type { KeySet, VerificationKey } from './types.js';
+import type { EpochMs } from '../../core/time.js';
 
 export const TRUSTSTORE_EXTENSIONS = ['.pem', '.crt', '.cer'] as const;
 
 export interface TruststoreOptions extends LocalSourceOptions {
   /** For tests: the clock used to check certificate validity. */
-  readonly now?: () => number;
+  readonly now?: () => EpochMs;
 }
 
 /** base64url SHA-256 and SHA-1 of the DER certificate (JWS `x5t#S256` / `x5t`). */
@@ -34,7 +35,7 @@ export function certificateThumbprints(der: Buffer): { x5tS256: string; x5t: str
 export function certificateKey(
   alias: string,
   cert: X509Certificate,
-  now: number,
+  now: EpochMs,
 ): { key: VerificationKey } | { refuse: string } {
   const notBefore = Date.parse(cert.validFrom);
   const notAfter = Date.parse(cert.validTo);
@@ -76,7 +77,7 @@ export function certificateKey(
 export class TruststoreKeySource extends LocalKeySource {
   readonly kind = 'truststore' as const;
   private readonly dir: string;
-  private readonly now: () => number;
+  private readonly now: () => EpochMs;
   /** File name → the key it yielded at the last successful load. */
   private keyByFile: ReadonlyMap<string, VerificationKey> = new Map();
 
