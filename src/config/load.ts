@@ -11,6 +11,7 @@ import {
   upstreamFields,
   verifiedTokenCacheFields,
   ASYMMETRIC_DEFAULT_ALGORITHMS,
+  HMAC_ALGORITHMS,
   JWS_ALGORITHMS,
 } from './schema.js';
 import { ConfigError } from '../core/errors.js';
@@ -163,7 +164,7 @@ function crossCheck(config: AppConfig, problems: Problems): void {
       );
     }
     const algs =
-      iss.algorithms ?? (iss.secret_file ? ['HS256', 'HS384', 'HS512'] : [...ASYMMETRIC_DEFAULT_ALGORITHMS]);
+      iss.algorithms ?? (iss.secret_file ? [...HMAC_ALGORITHMS] : [...ASYMMETRIC_DEFAULT_ALGORITHMS]);
     iss.algorithms = algs;
     if (algs.length === 0) problems.push(`${p}.algorithms: must not be empty`);
     algs.forEach((alg, j) => {

@@ -82,3 +82,33 @@ const HASH_NAMES = new Map<string, string>([
 export function jwsHashName(alg: string): string | undefined {
   return HASH_NAMES.get(alg.slice(2));
 }
+
+// ---------------------------------------------------------------------------
+// JWE (nested tokens)
+
+/** Key-wrap key sizes (bytes) for AxxxKW and ECDH-ES+AxxxKW. */
+const KW_BYTES: Record<string, number> = { A128KW: 16, A192KW: 24, A256KW: 32 };
+
+/** Content-encryption key sizes (bytes): what a `dir` key must be. */
+const ENC_KEY_BYTES: Record<string, number> = {
+  'A128CBC-HS256': 32,
+  'A192CBC-HS384': 48,
+  'A256CBC-HS512': 64,
+  A128GCM: 16,
+  A192GCM: 24,
+  A256GCM: 32,
+};
+
+export type JweKeyKind = 'rsa' | 'ecdh' | 'symmetric';
+
+/** The kind of recipient key a JWE key-management alg takes. */
+export function jweKeyKind(alg: string): JweKeyKind {
+  if (alg.startsWith('RSA-OAEP')) return 'rsa';
+  if (alg.startsWith('ECDH-ES')) return 'ecdh';
+  return 'symmetric';
+}
+
+/** Required symmetric key size for alg/enc (AxxxKW or dir). */
+export function jweSymmetricKeyBytes(alg: string, enc: string): number {
+  return alg === 'dir' ? ENC_KEY_BYTES[enc]! : KW_BYTES[alg]!;
+}
