@@ -1,5 +1,7 @@
 import { constants, createHmac, timingSafeEqual, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import { deny, type Deny } from '../core/decision.js';
+import { isPlainObject } from '../core/objects.js';
+import { ecCurveByAlg, jwsHashBytes, jwsHashName } from '../crypto/algorithms.js';
 import type { VerificationKey } from './keys/types.js';
 
 // Strict compact JWS parsing and signature checks (README "Verification rules").
@@ -28,9 +30,7 @@ function parseJsonObject(bytes: Buffer): Record<string, unknown> | undefined {
   } catch {
     return undefined;
   }
-  return typeof value === 'object' && value !== null && !Array.isArray(value)
-    ? (value as Record<string, unknown>)
-    : undefined;
+  return isPlainObject(value) ? value : undefined;
 }
 
 /** UTF-8 size above max (cheap for the usual ASCII token: byteLength only when it could matter). */
@@ -65,13 +65,6 @@ export function parseCompactJws(token: string, maxBytes: number): ParsedJws | De
   return { header, payload, signingInput: token.slice(0, d2), signature: s };
 }
 
-const HASH: Record<string, string> = { '256': 'sha256', '384': 'sha384', '512': 'sha512' };
-const EC_CURVE: Record<string, { crv: string; sigLen: number }> = {
-  ES256: { crv: 'P-256', sigLen: 64 },
-  ES384: { crv: 'P-384', sigLen: 96 },
-  ES512: { crv: 'P-521', sigLen: 132 },
-};
-
 /** Whether a key may verify a given JWS alg (type, curve, declared alg, HMAC key length). */
 export function keyFitsAlg(key: VerificationKey, alg: string): boolean {
   if (key.alg !== undefined && key.alg !== alg) return false;
@@ -81,11 +74,11 @@ export function keyFitsAlg(key: VerificationKey, alg: string): boolean {
     case 'PS':
       return key.kty === 'RSA';
     case 'ES':
-      return key.kty === 'EC' && EC_CURVE[alg]?.crv === key.crv;
+      return key.kty === 'EC' && ecCurveByAlg(alg)?.jwk === key.crv;
     case 'Ed':
       return alg === 'EdDSA' && key.kty === 'OKP' && key.crv === 'Ed25519';
     case 'HS':
-      return key.kty === 'oct' && (key.key.symmetricKeySize ?? 0) >= Number(alg.slice(2)) / 8;
+      return key.kty === 'oct' && (key.key.symmetricKeySize ?? 0) >= jwsHashBytes(alg);
     default:
       return false;
   }
@@ -99,7 +92,7 @@ export function verifySignature(
   signature: Buffer,
 ): boolean {
   try {
-    const hash = HASH[alg.slice(2)];
+    const hash = jwsHashName(alg);
     switch (alg.slice(0, 2)) {
       case 'RS':
         return cryptoVerify(hash, Buffer.from(signingInput), key, signature);
@@ -111,7 +104,7 @@ export function verifySignature(
           signature,
         );
       case 'ES':
-        if (signature.length !== EC_CURVE[alg]?.sigLen) return false;
+        if (signature.length !== ecCurveByAlg(alg)?.sigLen) return false;
         return cryptoVerify(hash, Buffer.from(signingInput), { key, dsaEncoding: 'ieee-p1363' }, signature);
       case 'Ed':
         return cryptoVerify(null, Buffer.from(signingInput), key, signature);
@@ -140,8 +133,8 @@ export function verifySignatureAsync(
 ): Promise<boolean> {
   const family = alg.slice(0, 2);
   if (family === 'HS') return Promise.resolve(verifySignature(alg, key, signingInput, signature));
-  if (family === 'ES' && signature.length !== EC_CURVE[alg]?.sigLen) return Promise.resolve(false);
-  const hash = family === 'Ed' ? null : (HASH[alg.slice(2)] ?? null);
+  if (family === 'ES' && signature.length !== ecCurveByAlg(alg)?.sigLen) return Promise.resolve(false);
+  const hash = family === 'Ed' ? null : (jwsHashName(alg) ?? null);
   const keyArg =
     family === 'PS'
       ? { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST }

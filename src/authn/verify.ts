@@ -2,6 +2,7 @@ import { deny, type Deny } from '../core/decision.js';
 import { keyFitsAlg, parseCompactJws, verifySignatureAsync, type ParsedJws } from './jws.js';
 import type { CompiledSenderConstraint } from './sender-constraint.js';
 import type { KeySet, KeySource, VerificationKey } from './keys/types.js';
+import { nowSeconds, secondsToMs, type EpochMs, type EpochSeconds } from '../core/time.js';
 import type { TokenStatusCheck } from './token-status.js';
 
 /** An issuer compiled from config: everything the verifier needs, nothing else. */
@@ -30,8 +31,8 @@ export interface VerifiedJwt {
   readonly issuer: CompiledIssuer;
   /** Key-set generation the signature was checked against (read together with the keys). */
   readonly generation: number;
-  /** epoch ms after which the key that verified it is no longer valid (certificates), if any. */
-  readonly keyNotAfter?: number;
+  /** When the key that verified it stops being valid (certificates), if ever. */
+  readonly keyNotAfter?: EpochMs;
   readonly header: Record<string, unknown>;
   readonly claims: Record<string, unknown>;
 }
@@ -40,10 +41,10 @@ export type VerifyResult =
   VerifiedJwt | { readonly ok: false; readonly deny: Deny; readonly issuer?: CompiledIssuer };
 
 export interface VerifyOptions {
-  /** Current time in seconds (tests pin it). */
-  readonly now?: number;
-  /** epoch ms by which a request-triggered key fetch must have finished (the caller's deadline). */
-  readonly deadline?: number;
+  /** Current time (tests pin it). */
+  readonly now?: EpochSeconds;
+  /** When a request-triggered key fetch must have finished (the caller's deadline). */
+  readonly deadline?: EpochMs;
   readonly maxTokenBytes?: number;
 }
 
@@ -80,7 +81,7 @@ export async function verifyParsedJwt(
   if (headerProblem) return fail(headerProblem, issuer);
   const alg = parsed.header.alg as string;
 
-  const nowMs = (opts.now ?? Date.now() / 1000) * 1000;
+  const nowMs = secondsToMs(opts.now ?? nowSeconds());
   // The generation is read in the same synchronous step as the keys it describes: a
   // refresh landing while the signature is checked must not relabel this result.
   let generation = issuer.keySource.generation;
@@ -110,7 +111,7 @@ export async function verifyParsedJwt(
   }
   if (!verifiedBy) return fail(deny('signature_invalid', 'the token signature is invalid'), issuer);
 
-  const claimProblem = checkClaims(parsed.payload, issuer, opts.now ?? Date.now() / 1000);
+  const claimProblem = checkClaims(parsed.payload, issuer, opts.now ?? nowSeconds());
   if (claimProblem) return fail(claimProblem, issuer);
   return {
     ok: true,
@@ -234,7 +235,7 @@ function checkAudience(aud: unknown, accepted: ReadonlySet<string> | 'any'): Den
 
 const TIMED_OUT = Symbol('timed out');
 
-async function withDeadline<T>(p: Promise<T>, deadline: number | undefined): Promise<T | typeof TIMED_OUT> {
+async function withDeadline<T>(p: Promise<T>, deadline: EpochMs | undefined): Promise<T | typeof TIMED_OUT> {
   if (deadline === undefined) return p;
   const ms = deadline - Date.now();
   if (ms <= 0) return TIMED_OUT;

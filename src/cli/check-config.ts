@@ -1,20 +1,16 @@
 import { inspectConfigFile } from '../config/load.js';
+import { issuerKeySource, keySourceField, REMOTE_KEY_SOURCES } from '../config/key-sources.js';
 import { ConfigError } from '../core/errors.js';
 import type { IssuerConfig, LoadedConfig } from '../config/types.js';
 import { createLogger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
 import { Runtime } from '../server/runtime.js';
 import { createKeySource, type KeySource } from '../authn/keys/index.js';
+import { parseOptions, UsageError } from './args.js';
 
 /** The config path of the field that names an issuer's keys. */
 function keyField(iss: IssuerConfig, i: number): string {
-  const p = `issuers[${i}]`;
-  if (iss.jwks_uri !== undefined) return `${p}.jwks_uri`;
-  if (iss.discovery_uri !== undefined) return `${p}.discovery_uri`;
-  if (iss.jwks_file !== undefined) return `${p}.jwks_file`;
-  if (iss.truststore !== undefined) return `${p}.truststore.path`;
-  if (iss.secret_file !== undefined) return `${p}.secret_file`;
-  return `${p}.jwks`;
+  return `issuers[${i}].${keySourceField(issuerKeySource(iss) ?? 'jwks')}`;
 }
 
 const fieldOf = (problem: string): string => problem.split(': ')[0]!;
@@ -44,7 +40,8 @@ export async function inspectConfig(
   await Promise.all(
     loaded.config.issuers.map(async (iss, i) => {
       const field = keyField(iss, i);
-      const remote = iss.jwks_uri !== undefined || iss.discovery_uri !== undefined;
+      const kind = issuerKeySource(iss);
+      const remote = kind !== undefined && REMOTE_KEY_SOURCES.has(kind);
       if ((remote && !opts.fetch) || named.has(field)) return;
       let source: KeySource;
       try {
@@ -70,4 +67,74 @@ export async function inspectConfig(
     else if (problems.length === 0) throw err;
   }
   return { loaded, rt, problems };
+}
+
+/** How an issuer's keys are named, for the summary. */
+function keysSummary(i: IssuerConfig): string {
+  const kind = issuerKeySource(i);
+  switch (kind) {
+    case 'jwks_uri':
+      return `jwks_uri ${i.jwks_uri}`;
+    case 'discovery_uri':
+      return `discovery ${i.discovery_uri}`;
+    case 'jwks_file':
+      return `jwks_file ${i.jwks_file}`;
+    case 'jwks':
+      return 'inline jwks';
+    case 'truststore':
+      return `truststore ${i.truststore!.path}`;
+    case 'secret_file':
+    case undefined:
+      return 'secret_file';
+    default: {
+      const unhandled: never = kind;
+      return String(unhandled);
+    }
+  }
+}
+
+/** The `check-config` command: exit 0 with a summary, or 1 listing every problem. */
+export async function checkConfigCommand(args: string[]): Promise<void> {
+  const { values } = parseOptions(args, {
+    config: { type: 'string', short: 'c' },
+    fetch: { type: 'boolean' },
+  });
+  const file = (values.config as string | undefined) ?? process.env.AUTHZ_CONFIG;
+  if (!file) throw new UsageError('check-config needs --config FILE');
+  const { loaded, rt, problems } = await inspectConfig(file, { fetch: values.fetch === true });
+  if (problems.length > 0 || !loaded || !rt) {
+    await rt?.close();
+    throw new ConfigError(problems);
+  }
+  const c = loaded.config;
+  const summary = {
+    config: loaded.source,
+    issuers: c.issuers.map((i) => ({
+      name: i.name,
+      issuer: i.issuer,
+      audiences: i.audiences,
+      algorithms: i.algorithms,
+      keys: keysSummary(i),
+    })),
+    rules: rt.rules.summary,
+    default_action: c.default_action,
+    upstream: {
+      claim_headers: c.upstream.claim_headers,
+      token: c.upstream.token
+        ? {
+            header: c.upstream.token.header,
+            alg: c.upstream.token.signing.alg,
+            encrypted: !!c.upstream.token.encryption,
+          }
+        : undefined,
+    },
+    token_endpoint: c.token_endpoint.enabled
+      ? { issuer: c.token_endpoint.issuer, clients: c.token_endpoint.clients.length }
+      : undefined,
+    store: c.store.type,
+  };
+  await rt.close();
+  process.stdout.write(`${JSON.stringify(summary, null, 2)}\nconfiguration OK\n`);
+  // Remote key sources may hold sockets open a little longer; the verdict is final.
+  process.exit(0);
 }

@@ -1,6 +1,10 @@
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { authorizationClientConstructor } from '../envoy/protos.js';
+import { UsageError } from './args.js';
+
+// Kept for callers that import UsageError from here.
+export { UsageError };
 
 export interface CheckCommandOptions {
   readonly address: string;
@@ -16,8 +20,6 @@ export interface CheckCommandOptions {
   readonly tlsCert?: string | undefined;
   readonly tlsKey?: string | undefined;
 }
-
-export class UsageError extends Error {}
 
 function pairs(list: readonly string[], what: string): [string, string][] {
   return list.map((kv) => {

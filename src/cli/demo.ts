@@ -1,15 +1,18 @@
 import { generateKeyPairSync } from 'node:crypto';
 import type { JWK } from 'jose';
 import { relative } from 'node:path';
-import { signingKeyFromKeyObject, signJws, jwtHeader } from '../crypto/signing-keys.js';
+import { signingKeyFromKeyObject } from '../crypto/key-import.js';
+import { jwtHeader, signJws } from '../crypto/sign.js';
 import type { Logger } from '../observability/logger.js';
+import { nowSeconds, wholeSeconds } from '../core/time.js';
+import { ecCurveByAlg } from '../crypto/algorithms.js';
 
 export const DEMO_ISSUER = 'https://demo-idp.envoy-jwt-authz.local';
 export const DEMO_AUDIENCE = 'demo-api';
 
 /** Demo mode: an in-memory issuer with a fresh ES256 key, its config, and one ready token. */
 export async function demoSetup(): Promise<{ config: Record<string, unknown>; token: string }> {
-  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: ecCurveByAlg('ES256')!.node });
   const signing = await signingKeyFromKeyObject('ES256', privateKey, 'demo-key-1');
   const publicJwk: JWK = {
     ...(publicKey.export({ format: 'jwk' }) as JWK),
@@ -17,7 +20,7 @@ export async function demoSetup(): Promise<{ config: Record<string, unknown>; to
     alg: 'ES256',
     use: 'sig',
   };
-  const now = Math.floor(Date.now() / 1000);
+  const now = wholeSeconds(nowSeconds());
   const token = signJws(signing, jwtHeader(signing) as Record<string, unknown>, {
     iss: DEMO_ISSUER,
     sub: 'demo-user',

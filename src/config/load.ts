@@ -12,12 +12,15 @@ import {
   verifiedTokenCacheFields,
   ASYMMETRIC_DEFAULT_ALGORITHMS,
   DEFAULT_REDIS_URL,
+  HMAC_ALGORITHMS,
   JWS_ALGORITHMS,
   TOKEN_ENDPOINT_RESERVED_CLAIMS,
 } from './schema.js';
 import { ConfigError } from '../core/errors.js';
 import { isLoopbackHost } from '../net/safe-fetch.js';
-import { isPlainObject, validateField, type FieldSpec, type Problems } from './shape.js';
+import { isPlainObject } from '../core/objects.js';
+import { ISSUER_KEY_SOURCES, issuerKeySources } from './key-sources.js';
+import { validateField, type FieldSpec, type Problems } from './shape.js';
 import { addressProblem, checkConfigFiles, LISTEN_ADDRESSES } from './preflight.js';
 import { tlsEnabled } from '../net/tls-files.js';
 import type { AppConfig, IssuerConfig, LoadedConfig } from './types.js';
@@ -152,8 +155,6 @@ export function collectConfigProblems(
   return { config, problems };
 }
 
-const KEY_SOURCES = ['jwks_uri', 'discovery_uri', 'jwks', 'jwks_file', 'truststore', 'secret_file'] as const;
-
 // Rules that relate several fields to each other.
 function crossCheck(config: AppConfig, problems: Problems): void {
   for (const { field, key, allowUnix } of LISTEN_ADDRESSES) {
@@ -206,14 +207,14 @@ function crossCheck(config: AppConfig, problems: Problems): void {
         `${p}.issuer: "${iss.issuer}" is this service's own token endpoint issuer (token_endpoint.issuer)`,
       );
     }
-    const sources = KEY_SOURCES.filter((k) => iss[k] !== undefined);
+    const sources = issuerKeySources(iss);
     if (sources.length !== 1) {
       problems.push(
-        `${p}: exactly one key source is required (${KEY_SOURCES.join(', ')}), got ${sources.length === 0 ? 'none' : sources.join(', ')}`,
+        `${p}: exactly one key source is required (${ISSUER_KEY_SOURCES.join(', ')}), got ${sources.length === 0 ? 'none' : sources.join(', ')}`,
       );
     }
     const algs =
-      iss.algorithms ?? (iss.secret_file ? ['HS256', 'HS384', 'HS512'] : [...ASYMMETRIC_DEFAULT_ALGORITHMS]);
+      iss.algorithms ?? (iss.secret_file ? [...HMAC_ALGORITHMS] : [...ASYMMETRIC_DEFAULT_ALGORITHMS]);
     iss.algorithms = algs;
     if (algs.length === 0) problems.push(`${p}.algorithms: must not be empty`);
     algs.forEach((alg, j) => {

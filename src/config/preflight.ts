@@ -2,6 +2,7 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { createServer } from 'node:net';
 import { extname, join, resolve } from 'node:path';
+import { issuerKeySources, keySourceField, keySourcePath } from './key-sources.js';
 import type { AppConfig } from './types.js';
 import { loadTlsMaterial, tlsEnabled } from '../net/tls-files.js';
 
@@ -79,10 +80,10 @@ export function namedPaths(config: AppConfig): NamedPath[] {
   const out: NamedPath[] = [];
   config.issuers.forEach((iss, i) => {
     const p = `issuers[${i}]`;
-    if (iss.jwks_file !== undefined) out.push({ field: `${p}.jwks_file`, file: iss.jwks_file });
-    if (iss.secret_file !== undefined) out.push({ field: `${p}.secret_file`, file: iss.secret_file });
-    if (iss.truststore !== undefined)
-      out.push({ field: `${p}.truststore.path`, file: iss.truststore.path, folder: true });
+    for (const kind of issuerKeySources(iss)) {
+      const path = keySourcePath(iss, kind);
+      if (path) out.push({ field: `${p}.${keySourceField(kind)}`, ...path });
+    }
   });
   const up = config.upstream.token;
   if (up) {

@@ -19,6 +19,7 @@ export const JWS_ALGORITHMS = [
   'ES512',
   'EdDSA',
 ] as const;
+export const HMAC_ALGORITHMS = JWS_ALGORITHMS.filter((a) => a.startsWith('HS'));
 export const ASYMMETRIC_DEFAULT_ALGORITHMS = JWS_ALGORITHMS.filter((a) => !a.startsWith('HS'));
 
 export const JWE_KEY_MANAGEMENT = [

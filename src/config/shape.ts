@@ -3,6 +3,8 @@
 // rejects unknown keys, and reports every problem with its config path, e.g.
 // `issuers[1].audiences: required`.
 
+import { isPlainObject } from '../core/objects.js';
+
 export type Problems = string[];
 
 export type FieldSpec =
@@ -34,10 +36,6 @@ export type FieldSpec =
       values: 'string' | 'scalar' | 'scalar[]' | 'any';
     }
   | { type: 'any'; required?: boolean };
-
-export function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 const describe = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v);
 

@@ -4,6 +4,7 @@ import { ConfigError } from '../core/errors.js';
 import { JWE_CONTENT_ENCRYPTION, JWE_KEY_MANAGEMENT } from '../config/schema.js';
 import type { EncryptionConfig } from '../config/types.js';
 import type { Logger } from '../observability/logger.js';
+import { ecCurveByNode, jweKeyKind, jweSymmetricKeyBytes, MIN_RSA_BITS } from './algorithms.js';
 import { octBytes, readKeyFile, readSecretFile, type KeyFileContent } from './key-files.js';
 
 // The recipient key of a nested JWT (sign, then encrypt with cty "JWT"). The key
@@ -27,41 +28,12 @@ const RSA1_5_REFUSED =
   'RSA1_5 is refused: RSAES-PKCS1-v1_5 key encryption is open to padding-oracle (Bleichenbacher) attacks ' +
   'and RFC 8725 (JWT Best Current Practices, section 3.2) advises against it; use RSA-OAEP-256 instead';
 
-/** Key-wrap key sizes (bytes) for AxxxKW and ECDH-ES+AxxxKW. */
-const KW_BYTES: Record<string, number> = { A128KW: 16, A192KW: 24, A256KW: 32 };
-
-/** Content-encryption key sizes (bytes): what a `dir` key must be. */
-const ENC_KEY_BYTES: Record<string, number> = {
-  'A128CBC-HS256': 32,
-  'A192CBC-HS384': 48,
-  'A256CBC-HS512': 64,
-  A128GCM: 16,
-  A192GCM: 24,
-  A256GCM: 32,
-};
-
-const MIN_RSA_BITS = 2048;
-const ECDH_CURVES: Record<string, string> = { prime256v1: 'P-256', secp384r1: 'P-384', secp521r1: 'P-521' };
-
-type KeyKind = 'rsa' | 'ecdh' | 'symmetric';
-
-function keyKind(alg: string): KeyKind {
-  if (alg.startsWith('RSA-OAEP')) return 'rsa';
-  if (alg.startsWith('ECDH-ES')) return 'ecdh';
-  return 'symmetric';
-}
-
-/** Required symmetric key size for alg/enc (AxxxKW or dir). */
-function symmetricKeyBytes(alg: string, enc: string): number {
-  return alg === 'dir' ? ENC_KEY_BYTES[enc]! : KW_BYTES[alg]!;
-}
-
 function describePublicKey(key: KeyObject): string {
   const t = key.asymmetricKeyType;
   const d = key.asymmetricKeyDetails;
   if (t === 'rsa' || t === 'rsa-pss') return `an ${t.toUpperCase()} ${d?.modulusLength ?? '?'}-bit key`;
   if (t === 'ec')
-    return `an EC key on ${ECDH_CURVES[d?.namedCurve ?? ''] ?? d?.namedCurve ?? 'an unknown curve'}`;
+    return `an EC key on ${ecCurveByNode(d?.namedCurve)?.jwk ?? d?.namedCurve ?? 'an unknown curve'}`;
   return `an ${t ?? 'unknown'} key`;
 }
 
@@ -71,9 +43,9 @@ export function encryptionKeyMismatch(
   enc: string,
   key: KeyObject | Uint8Array,
 ): string | undefined {
-  const kind = keyKind(alg);
+  const kind = jweKeyKind(alg);
   if (kind === 'symmetric') {
-    const want = symmetricKeyBytes(alg, enc);
+    const want = jweSymmetricKeyBytes(alg, enc);
     if (!(key instanceof Uint8Array))
       return `${alg} needs a ${want}-byte symmetric key, got ${describePublicKey(key)}`;
     if (key.length !== want) {
@@ -92,7 +64,7 @@ export function encryptionKeyMismatch(
     return undefined;
   }
   if (t === 'x25519') return undefined;
-  if (t === 'ec' && ECDH_CURVES[key.asymmetricKeyDetails?.namedCurve ?? ''] !== undefined) return undefined;
+  if (t === 'ec' && ecCurveByNode(key.asymmetricKeyDetails?.namedCurve) !== undefined) return undefined;
   return `${alg} needs an EC P-256, P-384 or P-521 or an X25519 public key, got ${describePublicKey(key)}`;
 }
 
@@ -181,7 +153,7 @@ export async function loadEncryptionKey(
 ): Promise<EncryptionKey> {
   checkEncryptionAlgorithms(cfg, configPath);
   const { alg, enc } = cfg;
-  const kind = keyKind(alg);
+  const kind = jweKeyKind(alg);
   if (cfg.key_file !== undefined && cfg.secret_file !== undefined) {
     throw new ConfigError([`${configPath}.secret_file: give either key_file or secret_file, not both`]);
   }

@@ -1,34 +1,26 @@
-import {
-  constants,
-  createHmac,
-  createPrivateKey,
-  createPublicKey,
-  createSecretKey,
-  generateKeyPairSync,
-  randomBytes,
-  sign,
-  type JsonWebKey,
-  type KeyObject,
-} from 'node:crypto';
-import { calculateJwkThumbprint, type JWK } from 'jose';
+import { createSecretKey } from 'node:crypto';
+import type { JWK } from 'jose';
 import { ConfigError } from '../core/errors.js';
 import { JWS_ALGORITHMS } from '../config/schema.js';
 import type { SigningConfig } from '../config/types.js';
 import type { Logger } from '../observability/logger.js';
-import { octBytes, readKeyFile, readSecretFile } from './key-files.js';
+import { jwsFamily } from './algorithms.js';
+import { signingKeyMismatch } from './key-checks.js';
+import { readKeyFile, readSecretFile } from './key-files.js';
+import {
+  buildSigningKey,
+  generateSigningKeyObject,
+  keyFromJwk,
+  keyFromPem,
+  type SigningKey,
+} from './key-import.js';
 
-// Keys this service signs with (downstream tokens, token endpoint access tokens).
-// Loaded and checked once at startup; signing on the request path is synchronous
-// node:crypto over a precomputed, cached base64url header.
+// Loading the keys this service signs with (downstream tokens, token endpoint access
+// tokens) from a `signing` section, once at startup and on reload.
 
-export interface SigningKey {
-  readonly alg: string;
-  readonly kid: string;
-  /** Private key (asymmetric algs) or secret key (HS*). */
-  readonly key: KeyObject;
-  /** kid, alg, use: 'sig' and the public members only; undefined for HS*. */
-  readonly publicJwk?: JWK;
-}
+// Kept for callers that import signing from here (the token endpoint).
+export type { SigningKey } from './key-import.js';
+export { jwtHeader, signJws, signJwsAsync } from './sign.js';
 
 export interface SigningKeys {
   readonly current: SigningKey;
@@ -48,151 +40,6 @@ export interface SigningKeyContext {
    * the reload keep verifying.
    */
   readonly ephemeralKey?: SigningKey;
-}
-
-type Family = 'HS' | 'RS' | 'PS' | 'ES' | 'EdDSA';
-
-function family(alg: string): Family {
-  if (alg === 'EdDSA') return 'EdDSA';
-  return alg.slice(0, 2) as Family;
-}
-
-/** Hash output length in bytes of an HS/RS/PS/ES alg (256 → 32, 384 → 48, 512 → 64). */
-function hashBytes(alg: string): number {
-  return Number(alg.slice(2)) / 8;
-}
-
-function hashName(alg: string): string {
-  return `sha${alg.slice(2)}`;
-}
-
-const EC_CURVES: Record<string, { node: string; jwk: string }> = {
-  ES256: { node: 'prime256v1', jwk: 'P-256' },
-  ES384: { node: 'secp384r1', jwk: 'P-384' },
-  ES512: { node: 'secp521r1', jwk: 'P-521' },
-};
-
-const MIN_RSA_BITS = 2048;
-
-// ---------------------------------------------------------------------------
-// Checking that a key fits its alg
-
-function describeKey(key: KeyObject): string {
-  if (key.type === 'secret') return `a ${key.symmetricKeySize ?? 0}-byte secret key`;
-  const t = key.asymmetricKeyType;
-  const d = key.asymmetricKeyDetails;
-  if (t === 'rsa' || t === 'rsa-pss') return `an ${t.toUpperCase()} ${d?.modulusLength ?? '?'}-bit key`;
-  if (t === 'ec') return `an EC key on ${curveLabel(d?.namedCurve)}`;
-  return `an ${t ?? 'unknown'} key`;
-}
-
-function curveLabel(nodeCurve: string | undefined): string {
-  for (const c of Object.values(EC_CURVES)) if (c.node === nodeCurve) return c.jwk;
-  return nodeCurve ?? 'an unknown curve';
-}
-
-/** Why `key` cannot sign with `alg`, or undefined when it fits. */
-export function signingKeyMismatch(alg: string, key: KeyObject): string | undefined {
-  const fam = family(alg);
-  if (fam === 'HS') {
-    if (key.type !== 'secret') return `${alg} needs a secret key, got ${describeKey(key)}`;
-    const min = hashBytes(alg);
-    const size = key.symmetricKeySize ?? 0;
-    if (size < min) return `${alg} needs a secret of at least ${min} bytes, got ${size}`;
-    return undefined;
-  }
-  if (key.type !== 'private') {
-    return `${alg} needs a private key, got ${key.type === 'public' ? 'a public key' : describeKey(key)}`;
-  }
-  const t = key.asymmetricKeyType;
-  if (fam === 'RS' || fam === 'PS') {
-    if (t !== 'rsa') return `${alg} needs an RSA key, got ${describeKey(key)}`;
-    const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
-    if (bits < MIN_RSA_BITS) return `${alg} needs an RSA key of at least ${MIN_RSA_BITS} bits, got ${bits}`;
-    return undefined;
-  }
-  if (fam === 'ES') {
-    const want = EC_CURVES[alg]!;
-    if (t !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== want.node) {
-      return `${alg} needs an EC ${want.jwk} key, got ${describeKey(key)}`;
-    }
-    return undefined;
-  }
-  if (t !== 'ed25519') return `EdDSA needs an Ed25519 key, got ${describeKey(key)}`;
-  return undefined;
-}
-
-// ---------------------------------------------------------------------------
-// Loading
-
-function checkJwkMembers(jwk: JWK, alg: string, where: string): void {
-  if (jwk.alg !== undefined && jwk.alg !== alg) {
-    throw new ConfigError([
-      `${where}: the JWK declares alg ${String(jwk.alg)}, but the configured alg is ${alg}`,
-    ]);
-  }
-  if (jwk.use !== undefined && jwk.use !== 'sig') {
-    throw new ConfigError([`${where}: the JWK has use "${String(jwk.use)}"; a signing key needs "sig"`]);
-  }
-  if (jwk.key_ops !== undefined && !(Array.isArray(jwk.key_ops) && jwk.key_ops.includes('sign'))) {
-    throw new ConfigError([`${where}: the JWK's key_ops do not include "sign"`]);
-  }
-}
-
-function keyFromJwk(jwk: JWK, alg: string, where: string): KeyObject {
-  checkJwkMembers(jwk, alg, where);
-  if (jwk.kty === 'oct') {
-    if (family(alg) !== 'HS')
-      throw new ConfigError([`${where}: ${alg} needs a private key, got an "oct" JWK`]);
-    return createSecretKey(octBytes(jwk, where));
-  }
-  if (family(alg) === 'HS') {
-    throw new ConfigError([`${where}: ${alg} needs an "oct" JWK or secret_file, got a "${jwk.kty}" JWK`]);
-  }
-  if (jwk.d === undefined) {
-    throw new ConfigError([`${where}: the JWK is a public key; signing needs the private key (with "d")`]);
-  }
-  try {
-    return createPrivateKey({ key: jwk as JsonWebKey, format: 'jwk' });
-  } catch (err) {
-    throw new ConfigError([`${where}: cannot import the JWK (${(err as Error).message})`]);
-  }
-}
-
-function keyFromPem(pem: string, alg: string, where: string): KeyObject {
-  if (family(alg) === 'HS') {
-    throw new ConfigError([`${where}: ${alg} takes an "oct" JWK or secret_file, not a PEM file`]);
-  }
-  if (pem.includes('-----BEGIN ENCRYPTED PRIVATE KEY-----')) {
-    throw new ConfigError([
-      `${where}: encrypted PEM private keys are not supported; give an unencrypted PKCS#8 key`,
-    ]);
-  }
-  if (!/-----BEGIN (RSA |EC )?PRIVATE KEY-----/.test(pem)) {
-    throw new ConfigError([`${where}: expected a PKCS#8 private key (a PEM block labelled "PRIVATE KEY")`]);
-  }
-  try {
-    return createPrivateKey({ key: pem, format: 'pem' });
-  } catch (err) {
-    throw new ConfigError([`${where}: cannot parse the PEM private key (${(err as Error).message})`]);
-  }
-}
-
-async function buildSigningKey(
-  alg: string,
-  key: KeyObject,
-  declaredKid: string | undefined,
-): Promise<SigningKey> {
-  if (key.type === 'secret') {
-    const kid =
-      declaredKid ??
-      (await calculateJwkThumbprint({ kty: 'oct', k: key.export().toString('base64url') }, 'sha256'));
-    return Object.freeze({ alg, kid, key });
-  }
-  const pub = createPublicKey(key).export({ format: 'jwk' }) as JWK;
-  const kid = declaredKid ?? (await calculateJwkThumbprint(pub, 'sha256'));
-  const publicJwk: JWK = Object.freeze({ ...pub, kid, alg, use: 'sig' });
-  return Object.freeze({ alg, kid, key, publicJwk });
 }
 
 async function loadKeyFile(
@@ -219,7 +66,7 @@ async function loadSecretFile(
   where: string,
   ctx: SigningKeyContext,
 ): Promise<SigningKey> {
-  if (family(alg) !== 'HS') {
+  if (jwsFamily(alg) !== 'HS') {
     throw new ConfigError([`${where}: secret_file is only for HS256/HS384/HS512; ${alg} takes key_file`]);
   }
   const key = createSecretKey(readSecretFile(file, ctx.baseDir, where));
@@ -229,30 +76,6 @@ async function loadSecretFile(
 }
 
 /** A fresh key for alg, for demo mode or a config without key files. */
-export function generateSigningKeyObject(alg: string): KeyObject {
-  switch (family(alg)) {
-    case 'HS':
-      return createSecretKey(randomBytes(hashBytes(alg)));
-    case 'RS':
-    case 'PS':
-      return generateKeyPairSync('rsa', { modulusLength: MIN_RSA_BITS }).privateKey;
-    case 'ES':
-      return generateKeyPairSync('ec', { namedCurve: EC_CURVES[alg]!.node }).privateKey;
-    default:
-      return generateKeyPairSync('ed25519').privateKey;
-  }
-}
-
-/** A signing key from an in-memory KeyObject (checked against alg like a key file). */
-export async function signingKeyFromKeyObject(
-  alg: string,
-  key: KeyObject,
-  kid?: string,
-): Promise<SigningKey> {
-  const mismatch = signingKeyMismatch(alg, key);
-  if (mismatch) throw new Error(mismatch);
-  return buildSigningKey(alg, key, kid);
-}
 
 class LoadedSigningKeys implements SigningKeys {
   private readonly jwks: readonly JWK[];
@@ -337,129 +160,4 @@ export async function loadSigningKeys(
   }
   if (problems.length > 0 || !current) throw new ConfigError(problems);
   return new LoadedSigningKeys(current, previous, ephemeral);
-}
-
-// ---------------------------------------------------------------------------
-// Signing (compact JWS)
-
-type RawSigner = (input: Buffer, key: KeyObject) => Buffer;
-
-function rawSignerFor(alg: string): RawSigner {
-  const fam = family(alg);
-  if (fam === 'EdDSA') return (input, key) => sign(null, input, key);
-  const hash = hashName(alg);
-  switch (fam) {
-    case 'HS':
-      return (input, key) => createHmac(hash, key).update(input).digest();
-    case 'RS':
-      return (input, key) => sign(hash, input, key);
-    case 'PS': {
-      const saltLength = hashBytes(alg);
-      return (input, key) => sign(hash, input, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength });
-    }
-    case 'ES':
-      return (input, key) => sign(hash, input, { key, dsaEncoding: 'ieee-p1363' });
-    default:
-      throw new Error(`unsupported JWS alg ${alg}`);
-  }
-}
-
-const RAW_SIGNERS = new Map<string, RawSigner>(JWS_ALGORITHMS.map((alg) => [alg, rawSignerFor(alg)]));
-
-function b64json(value: unknown): string {
-  return Buffer.from(JSON.stringify(value), 'utf8').toString('base64url');
-}
-
-/** The standard header `{alg, kid, typ: 'JWT'}` of a key; one frozen object per key. */
-const STANDARD_HEADERS = new WeakMap<SigningKey, Readonly<Record<string, unknown>>>();
-export function jwtHeader(key: SigningKey): Readonly<Record<string, unknown>> {
-  let header = STANDARD_HEADERS.get(key);
-  if (!header) {
-    header = Object.freeze({ alg: key.alg, kid: key.kid, typ: 'JWT' });
-    STANDARD_HEADERS.set(key, header);
-  }
-  return header;
-}
-
-// Encoded headers keyed by header object identity: callers that pass the same
-// header object each time (jwtHeader(key), or their own constant) encode it once.
-const ENCODED_HEADERS = new WeakMap<SigningKey, WeakMap<object, string>>();
-
-function encodedHeader(key: SigningKey, header: Readonly<Record<string, unknown>>): string {
-  let perKey = ENCODED_HEADERS.get(key);
-  if (!perKey) {
-    perKey = new WeakMap();
-    ENCODED_HEADERS.set(key, perKey);
-  }
-  let encoded = perKey.get(header);
-  if (encoded === undefined) {
-    if (header.alg !== undefined && header.alg !== key.alg) {
-      throw new Error(`JWS header alg ${String(header.alg)} does not match the key's alg ${key.alg}`);
-    }
-    encoded = b64json(header.alg === undefined ? { alg: key.alg, ...header } : header);
-    perKey.set(header, encoded);
-  }
-  return encoded;
-}
-
-/**
- * A compact JWS of `payload` signed by `key`. `header.alg` must be absent (it is
- * then set to the key's alg, first) or equal the key's alg. Pass the same header
- * object each time (e.g. `jwtHeader(key)`) to reuse its encoding.
- */
-export function signJws(
-  key: SigningKey,
-  header: Readonly<Record<string, unknown>>,
-  payload: Readonly<Record<string, unknown>>,
-): string {
-  const signer = RAW_SIGNERS.get(key.alg);
-  if (!signer) throw new Error(`unsupported JWS alg ${key.alg}`);
-  const signingInput = `${encodedHeader(key, header)}.${b64json(payload)}`;
-  const signature = signer(Buffer.from(signingInput, 'latin1'), key.key);
-  return `${signingInput}.${signature.toString('base64url')}`;
-}
-
-/** Arguments of node:crypto sign() for an asymmetric JWS alg (undefined for HS*). */
-function asymmetricSignArgs(
-  alg: string,
-  key: KeyObject,
-): [string | null, Parameters<typeof sign>[2]] | undefined {
-  switch (family(alg)) {
-    case 'EdDSA':
-      return [null, key];
-    case 'RS':
-      return [hashName(alg), key];
-    case 'PS':
-      return [hashName(alg), { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: hashBytes(alg) }];
-    case 'ES':
-      return [hashName(alg), { key, dsaEncoding: 'ieee-p1363' }];
-    default:
-      return undefined;
-  }
-}
-
-/**
- * signJws, with the asymmetric signature computed on libuv's thread pool (node:crypto
- * sign with a callback), so the event loop keeps serving checks meanwhile. HS* is
- * cheap and stays synchronous.
- */
-export function signJwsAsync(
-  key: SigningKey,
-  header: Readonly<Record<string, unknown>>,
-  payload: Readonly<Record<string, unknown>>,
-): Promise<string> {
-  const args = asymmetricSignArgs(key.alg, key.key);
-  if (!args) {
-    try {
-      return Promise.resolve(signJws(key, header, payload));
-    } catch (err) {
-      return Promise.reject(err);
-    }
-  }
-  return new Promise((resolve, reject) => {
-    const signingInput = `${encodedHeader(key, header)}.${b64json(payload)}`; // may throw: rejects
-    sign(args[0], Buffer.from(signingInput, 'latin1'), args[1], (err, signature) =>
-      err ? reject(err) : resolve(`${signingInput}.${signature.toString('base64url')}`),
-    );
-  });
 }

@@ -1,14 +1,13 @@
 import { createHash, createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { buildKeySet, makeKeySet, MIN_RSA_BITS } from '../authn/keys/jwk.js';
+import { buildKeySet, makeKeySet } from '../authn/keys/jwk.js';
 import type { KeySet, KeySource, KeySourceStatus, VerificationKey } from '../authn/keys/types.js';
+import { ecCurveByNode, MIN_RSA_BITS } from '../crypto/algorithms.js';
 import type { Logger } from '../observability/logger.js';
 
 // Keys that never change while a config is active: a client's registered certificate
 // or JWKS file, and this service's own token-signing keys.
-
-const NODE_CURVES: Record<string, string> = { prime256v1: 'P-256', secp384r1: 'P-384', secp521r1: 'P-521' };
 
 /** A KeySource over a fixed KeySet: no I/O, no timers. */
 export function staticKeySource(set: KeySet, kind: KeySource['kind']): KeySource {
@@ -50,7 +49,7 @@ export function verificationKeyFor(
     case 'rsa-pss':
       return Object.freeze({ ...base, kty: 'RSA' as const, key: pub });
     case 'ec': {
-      const crv = NODE_CURVES[pub.asymmetricKeyDetails?.namedCurve ?? ''];
+      const crv = ecCurveByNode(pub.asymmetricKeyDetails?.namedCurve)?.jwk;
       if (!crv) throw new Error(`EC curve ${pub.asymmetricKeyDetails?.namedCurve ?? '?'} is not supported`);
       return Object.freeze({ ...base, kty: 'EC' as const, crv, key: pub });
     }

@@ -83,7 +83,7 @@ describe('docs/token-endpoint.md and docs/examples/token-flows.sh', () => {
     ).toEqual([]);
   });
 
-  // KNOWN BUG (src/main.ts, check(): parseArgs strict mode): opaque access tokens are
+  // KNOWN BUG (src/cli/check-command.ts: parseArgs strict mode): opaque access tokens are
   // base64url, so about 1 in 64 begins with "-"; `check --token "$TOKEN"` then exits 2
   // ("Option '--token' argument is ambiguous") instead of sending the request. The page
   // therefore writes --token="$TOKEN". This test fails until `check` takes the word after

@@ -1,3 +1,4 @@
+import { issuerKeySource } from '../../config/key-sources.js';
 import type { IssuerConfig } from '../../config/types.js';
 import type { Logger } from '../../observability/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
@@ -34,28 +35,38 @@ export interface KeySourceContext {
 /** Builds the key source an issuer's config names (exactly one; load.ts checked that). */
 export function createKeySource(issuer: IssuerConfig, ctx: KeySourceContext): KeySource {
   const common = { issuer: issuer.name, logger: ctx.logger, metrics: ctx.metrics };
-  if (issuer.jwks_uri !== undefined) {
-    return new RemoteJwksKeySource({
-      ...common,
-      jwksUri: issuer.jwks_uri,
-      cache: issuer.jwks_cache,
-      insecureHttp: issuer.insecure_http,
-    });
+  const kind = issuerKeySource(issuer);
+  switch (kind) {
+    case 'jwks_uri':
+      return new RemoteJwksKeySource({
+        ...common,
+        jwksUri: issuer.jwks_uri!,
+        cache: issuer.jwks_cache,
+        insecureHttp: issuer.insecure_http,
+      });
+    case 'discovery_uri':
+      return createDiscoveryKeySource({
+        ...common,
+        expectedIssuer: issuer.issuer,
+        discoveryUri: issuer.discovery_uri!,
+        cache: issuer.jwks_cache,
+        insecureHttp: issuer.insecure_http,
+      });
+    case 'jwks':
+      return new InlineJwksKeySource(issuer.jwks, common);
+    case 'jwks_file':
+      return new JwksFileKeySource(issuer.jwks_file!, ctx.baseDir, common);
+    case 'truststore':
+      return new TruststoreKeySource(issuer.truststore!, ctx.baseDir, common);
+    case 'secret_file':
+      return new SecretKeySource(issuer.secret_file!, ctx.baseDir, common);
+    case undefined:
+      throw new Error(`issuer ${issuer.name}: no key source configured`);
+    default: {
+      const unhandled: never = kind;
+      throw new Error(`issuer ${issuer.name}: key source ${String(unhandled)} not supported`);
+    }
   }
-  if (issuer.discovery_uri !== undefined) {
-    return createDiscoveryKeySource({
-      ...common,
-      expectedIssuer: issuer.issuer,
-      discoveryUri: issuer.discovery_uri,
-      cache: issuer.jwks_cache,
-      insecureHttp: issuer.insecure_http,
-    });
-  }
-  if (issuer.jwks !== undefined) return new InlineJwksKeySource(issuer.jwks, common);
-  if (issuer.jwks_file !== undefined) return new JwksFileKeySource(issuer.jwks_file, ctx.baseDir, common);
-  if (issuer.truststore !== undefined) return new TruststoreKeySource(issuer.truststore, ctx.baseDir, common);
-  if (issuer.secret_file !== undefined) return new SecretKeySource(issuer.secret_file, ctx.baseDir, common);
-  throw new Error(`issuer ${issuer.name}: no key source configured`);
 }
 
 // Fields of an issuer entry that only the verifier reads; a change to them never needs a new key source.

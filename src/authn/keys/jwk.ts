@@ -1,4 +1,11 @@
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
+import {
+  ecCurveByJwk,
+  MIN_RSA_BITS,
+  OKP_SIGNATURE_ALGS,
+  RSA_SIGNATURE_ALGS,
+} from '../../crypto/algorithms.js';
+import { isPlainObject } from '../../core/objects.js';
 import type { Logger } from '../../observability/logger.js';
 import type { KeySet, VerificationKey } from './types.js';
 
@@ -6,7 +13,6 @@ import type { KeySet, VerificationKey } from './types.js';
 export const MAX_JWKS_KEYS = 100;
 /** Longest `kid` we accept (README "Verification rules" applies the same limit to token headers). */
 export const MAX_KID_LENGTH = 256;
-export const MIN_RSA_BITS = 2048;
 
 /** The JWKS document itself is unusable (not an object, no `keys` list, too many keys). */
 export class KeySetError extends Error {
@@ -24,20 +30,9 @@ export interface BuildKeySetOptions {
   readonly maxKeys?: number;
 }
 
-const EC_CURVES: Record<string, { alg: string; nodeCurve: string }> = {
-  'P-256': { alg: 'ES256', nodeCurve: 'prime256v1' },
-  'P-384': { alg: 'ES384', nodeCurve: 'secp384r1' },
-  'P-521': { alg: 'ES512', nodeCurve: 'secp521r1' },
-};
-const RSA_ALGS = new Set(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512']);
-const OKP_ALGS = new Set(['EdDSA', 'Ed25519']);
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'] as const;
 const THUMBPRINT_S256 = /^[A-Za-z0-9_-]{43}$/;
 const THUMBPRINT_SHA1 = /^[A-Za-z0-9_-]{27}$/;
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 /** A kid as it may appear in a log line: strings only, shortened; never key material. */
 function kidForLog(kid: unknown): string | undefined {
@@ -73,13 +68,13 @@ export function importVerificationJwk(jwk: unknown): ImportResult {
       return { skip: 'symmetric (kty oct) keys are never taken from a JWKS' };
     case 'RSA':
       if (typeof jwk.n !== 'string' || typeof jwk.e !== 'string') return { skip: 'RSA key without n/e' };
-      if (alg !== undefined && !RSA_ALGS.has(alg))
+      if (alg !== undefined && !RSA_SIGNATURE_ALGS.has(alg))
         return { skip: `alg ${alg} is not an RSA signature algorithm` };
       members = { kty, n: jwk.n, e: jwk.e };
       vkty = 'RSA';
       break;
     case 'EC': {
-      const curve = typeof jwk.crv === 'string' ? EC_CURVES[jwk.crv] : undefined;
+      const curve = typeof jwk.crv === 'string' ? ecCurveByJwk(jwk.crv) : undefined;
       if (!curve) return { skip: `EC curve ${JSON.stringify(jwk.crv)} not supported (P-256, P-384, P-521)` };
       if (typeof jwk.x !== 'string' || typeof jwk.y !== 'string') return { skip: 'EC key without x/y' };
       if (alg !== undefined && alg !== curve.alg) return { skip: `alg ${alg} does not fit curve ${jwk.crv}` };
@@ -92,7 +87,8 @@ export function importVerificationJwk(jwk: unknown): ImportResult {
       if (jwk.crv !== 'Ed25519')
         return { skip: `OKP curve ${JSON.stringify(jwk.crv)} not supported (Ed25519)` };
       if (typeof jwk.x !== 'string') return { skip: 'OKP key without x' };
-      if (alg !== undefined && !OKP_ALGS.has(alg)) return { skip: `alg ${alg} does not fit Ed25519` };
+      if (alg !== undefined && !OKP_SIGNATURE_ALGS.has(alg))
+        return { skip: `alg ${alg} does not fit Ed25519` };
       members = { kty, crv: 'Ed25519', x: jwk.x };
       vkty = 'OKP';
       crv = 'Ed25519';
@@ -117,7 +113,7 @@ export function importVerificationJwk(jwk: unknown): ImportResult {
     const e = details.publicExponent ?? 0n;
     if (e < 3n || e % 2n === 0n) return { skip: 'RSA public exponent invalid' };
   } else if (vkty === 'EC') {
-    if (key.asymmetricKeyType !== 'ec' || details.namedCurve !== EC_CURVES[crv!]!.nodeCurve) {
+    if (key.asymmetricKeyType !== 'ec' || details.namedCurve !== ecCurveByJwk(crv)?.node) {
       return { skip: 'EC key does not match its curve' };
     }
   } else if (key.asymmetricKeyType !== 'ed25519') {

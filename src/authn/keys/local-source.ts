@@ -5,6 +5,7 @@ import type { Metrics } from '../../observability/metrics.js';
 import { errorReason } from '../../net/safe-fetch.js';
 import { keySetFingerprint } from './jwk.js';
 import { keySourceState, type KeySet, type KeySource, type KeySourceStatus } from './types.js';
+import type { EpochMs } from '../../core/time.js';
 
 /** A key-loading failure with a short reason that is safe to log and report. */
 export class KeyLoadError extends Error {
@@ -51,7 +52,7 @@ export abstract class LocalKeySource implements KeySource {
   private gen = 0;
   private loaded = false;
   private lastError: string | undefined;
-  private lastSuccessAt: number | undefined;
+  private lastSuccessAt: EpochMs | undefined;
   private startPromise: Promise<void> | undefined;
   private reloading: Promise<void> | undefined;
   private reloadAgain = false;

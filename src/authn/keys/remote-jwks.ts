@@ -4,6 +4,7 @@ import type { Metrics } from '../../observability/metrics.js';
 import { errorReason, fetchJson, urlForLog } from '../../net/safe-fetch.js';
 import { buildKeySet, keySetFingerprint } from './jwk.js';
 import { keySourceState, type KeySet, type KeySource, type KeySourceStatus } from './types.js';
+import { secondsToMs, type EpochMs } from '../../core/time.js';
 
 /** Why a fetch happens; a locator (discovery) may re-resolve on some of them. */
 export type FetchCause = 'initial' | 'scheduled' | 'retry' | 'unknown-kid';
@@ -25,7 +26,7 @@ export interface RemoteJwksOptions {
   /** First retry delay after a failure; doubles up to max_age. Default 1000. */
   readonly initialBackoffMs?: number;
   /** For tests. */
-  readonly now?: () => number;
+  readonly now?: () => EpochMs;
 }
 
 /**
@@ -37,15 +38,15 @@ export interface RemoteJwksOptions {
  */
 export class RemoteJwksKeySource implements KeySource {
   readonly kind: 'remote-jwks' | 'discovery';
-  private readonly now: () => number;
+  private readonly now: () => EpochMs;
   private readonly locate: JwksLocator;
   private keySet: KeySet | undefined;
   private fingerprint: string | undefined;
   private gen = 0;
   private loaded = false;
   private lastError: string | undefined;
-  private lastSuccessAt: number | undefined;
-  private lastAttemptAt: number | undefined;
+  private lastSuccessAt: EpochMs | undefined;
+  private lastAttemptAt: EpochMs | undefined;
   private failures = 0;
   private inFlight: Promise<void> | undefined;
   private startPromise: Promise<void> | undefined;
@@ -78,7 +79,7 @@ export class RemoteJwksKeySource implements KeySource {
       await this.inFlight;
       return this.current();
     }
-    const cooldownMs = this.opts.cache.cooldown_seconds * 1000;
+    const cooldownMs = secondsToMs(this.opts.cache.cooldown_seconds);
     if (this.lastAttemptAt !== undefined && this.now() - this.lastAttemptAt < cooldownMs)
       return this.current();
     if (this.closed) return this.current();
@@ -106,7 +107,7 @@ export class RemoteJwksKeySource implements KeySource {
   /** Keys are expired when the latest attempt failed and the last success is older than max_stale. */
   private expired(): boolean {
     if (this.lastError === undefined || this.lastSuccessAt === undefined) return false;
-    return this.now() - this.lastSuccessAt > this.opts.cache.max_stale_seconds * 1000;
+    return this.now() - this.lastSuccessAt > secondsToMs(this.opts.cache.max_stale_seconds);
   }
 
   /** One fetch at a time: concurrent callers share it. */
@@ -179,7 +180,7 @@ export class RemoteJwksKeySource implements KeySource {
   private schedule(): void {
     if (this.closed) return;
     if (this.timer) clearTimeout(this.timer);
-    const maxAgeMs = this.opts.cache.max_age_seconds * 1000;
+    const maxAgeMs = secondsToMs(this.opts.cache.max_age_seconds);
     let delay = maxAgeMs;
     if (this.failures > 0) {
       const base = this.opts.initialBackoffMs ?? 1000;

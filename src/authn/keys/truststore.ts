@@ -1,7 +1,8 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { extname, join, resolve } from 'node:path';
-import { EMPTY_KEY_SET, makeKeySet, MIN_RSA_BITS } from './jwk.js';
+import { ecCurveByNode, MIN_RSA_BITS } from '../../crypto/algorithms.js';
+import { EMPTY_KEY_SET, makeKeySet } from './jwk.js';
 import {
   fsReason,
   isMissing,
@@ -10,14 +11,13 @@ import {
   type LocalSourceOptions,
 } from './local-source.js';
 import type { KeySet, VerificationKey } from './types.js';
+import type { EpochMs } from '../../core/time.js';
 
 export const TRUSTSTORE_EXTENSIONS = ['.pem', '.crt', '.cer'] as const;
 
-const EC_CURVES: Record<string, string> = { prime256v1: 'P-256', secp384r1: 'P-384', secp521r1: 'P-521' };
-
 export interface TruststoreOptions extends LocalSourceOptions {
   /** For tests: the clock used to check certificate validity. */
-  readonly now?: () => number;
+  readonly now?: () => EpochMs;
 }
 
 /** base64url SHA-256 and SHA-1 of the DER certificate (JWS `x5t#S256` / `x5t`). */
@@ -35,7 +35,7 @@ export function certificateThumbprints(der: Buffer): { x5tS256: string; x5t: str
 export function certificateKey(
   alias: string,
   cert: X509Certificate,
-  now: number,
+  now: EpochMs,
 ): { key: VerificationKey } | { refuse: string } {
   const notBefore = Date.parse(cert.validFrom);
   const notAfter = Date.parse(cert.validTo);
@@ -55,7 +55,7 @@ export function certificateKey(
       return { key: Object.freeze({ kid: alias, kty: 'RSA', key, ...thumbprints }) };
     }
     case 'ec': {
-      const crv = EC_CURVES[details.namedCurve ?? ''];
+      const crv = ecCurveByNode(details.namedCurve)?.jwk;
       if (!crv) return { refuse: `EC curve ${details.namedCurve ?? '?'} not supported` };
       return { key: Object.freeze({ kid: alias, kty: 'EC', crv, key, ...thumbprints }) };
     }
@@ -77,7 +77,7 @@ export function certificateKey(
 export class TruststoreKeySource extends LocalKeySource {
   readonly kind = 'truststore' as const;
   private readonly dir: string;
-  private readonly now: () => number;
+  private readonly now: () => EpochMs;
   /** File name → the key it yielded at the last successful load. */
   private keyByFile: ReadonlyMap<string, VerificationKey> = new Map();
 

@@ -1,4 +1,5 @@
 import type { KeyObject } from 'node:crypto';
+import type { EpochMs } from '../../core/time.js';
 
 /** One key that may verify a token signature. Built once when a key set is loaded. */
 export interface VerificationKey {
@@ -14,9 +15,9 @@ export interface VerificationKey {
   /** base64url SHA-256 / SHA-1 certificate thumbprints (truststore, or JWK x5t#S256 / x5t). */
   readonly x5tS256?: string;
   readonly x5t?: string;
-  /** Certificate validity (epoch ms), for truststore keys: checked at every use. */
-  readonly notBefore?: number;
-  readonly notAfter?: number;
+  /** Certificate validity, for truststore keys: checked at every use. */
+  readonly notBefore?: EpochMs;
+  readonly notAfter?: EpochMs;
 }
 
 /**
@@ -47,8 +48,8 @@ export interface KeySourceStatus {
   /** The first load has finished (with keys or with an error). */
   readonly loaded: boolean;
   readonly lastError?: string;
-  /** epoch ms of the last successful load */
-  readonly lastSuccessAt?: number;
+  /** When the last load succeeded. */
+  readonly lastSuccessAt?: EpochMs;
 }
 
 /**

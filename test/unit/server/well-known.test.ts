@@ -2,7 +2,8 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { createRemoteJWKSet, jwtVerify, type JWK } from 'jose';
 import { afterEach, describe, expect, it } from 'vitest';
 import { registerWellKnownRoutes, type WellKnownProvider } from '../../../src/server/well-known.js';
-import { jwtHeader, loadSigningKeys, signJws } from '../../../src/crypto/signing-keys.js';
+import { jwtHeader, signJws } from '../../../src/crypto/sign.js';
+import { loadSigningKeys } from '../../../src/crypto/signing-keys.js';
 import { captureLogger, wellKnownProvider } from '../../helpers/mint.js';
 
 const apps: FastifyInstance[] = [];
