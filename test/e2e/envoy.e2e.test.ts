@@ -27,7 +27,7 @@ import { startTestService, type TestService } from '../helpers/harness.js';
 import { envoyCheckRequest } from '../../src/cli/check.js';
 import { generateEcKeyPair } from '../helpers/keys.js';
 import { forgeToken } from '../helpers/tokens.js';
-import { startEcho } from './echo-upstream.mjs';
+import { startEcho } from '../helpers/echo-upstream.mjs';
 
 const envoy = await envoyOrSkip('Envoy ext_authz end to end');
 

@@ -8,7 +8,7 @@ import { loadConfigObject } from '../../src/config/load.js';
 import { ConfigError } from '../../src/core/errors.js';
 import { Metrics } from '../../src/observability/metrics.js';
 import { startTestService, type TestService } from '../helpers/harness.js';
-import { captureLogger } from '../helpers/keys.js';
+import { captureLogger } from '../helpers/logger.js';
 
 const running: { close(): Promise<void> }[] = [];
 const sockets: Socket[] = [];

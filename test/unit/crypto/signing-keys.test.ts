@@ -6,7 +6,6 @@ import type { SigningConfig } from '../../../src/config/types.js';
 import { jwtHeader, loadSigningKeys, signJws } from '../../../src/crypto/signing-keys.js';
 import {
   TempDir,
-  captureLogger,
   jwksFromRoute,
   octJwk,
   pkcs8Pem,
@@ -14,6 +13,7 @@ import {
   privateKeyFor,
   randomSecret,
 } from '../../helpers/mint.js';
+import { captureLogger } from '../../helpers/logger.js';
 
 const ASYMMETRIC = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
 const HMAC: [string, number][] = [

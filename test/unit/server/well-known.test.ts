@@ -3,7 +3,8 @@ import { createRemoteJWKSet, jwtVerify, type JWK } from 'jose';
 import { afterEach, describe, expect, it } from 'vitest';
 import { registerWellKnownRoutes, type WellKnownProvider } from '../../../src/server/well-known.js';
 import { jwtHeader, loadSigningKeys, signJws } from '../../../src/crypto/signing-keys.js';
-import { captureLogger, wellKnownProvider } from '../../helpers/mint.js';
+import { wellKnownProvider } from '../../helpers/mint.js';
+import { captureLogger } from '../../helpers/logger.js';
 
 const apps: FastifyInstance[] = [];
 afterEach(async () => {

@@ -3,7 +3,8 @@ import { createDiscoveryKeySource, type DiscoveryOptions } from '../../../../src
 import type { RemoteJwksKeySource } from '../../../../src/authn/keys/remote-jwks.js';
 import { Metrics } from '../../../../src/observability/metrics.js';
 import { startJwksServer, type JwksServer } from '../../../helpers/jwks-server.js';
-import { captureLogger, generateEcKeyPair, generateRsaKeyPair, makeJwks } from '../../../helpers/keys.js';
+import { generateEcKeyPair, generateRsaKeyPair, makeJwks } from '../../../helpers/keys.js';
+import { captureLogger } from '../../../helpers/logger.js';
 
 const k1 = generateRsaKeyPair({ kid: 'k1' });
 const k2 = generateEcKeyPair({ kid: 'k2' });

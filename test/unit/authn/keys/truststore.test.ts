@@ -5,12 +5,12 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { TruststoreKeySource, type TruststoreOptions } from '../../../../src/authn/keys/truststore.js';
 import {
-  captureLogger,
   createSelfSignedCertificate,
   generateEcKeyPair,
   generateEd25519KeyPair,
   generateRsaKeyPair,
 } from '../../../helpers/keys.js';
+import { captureLogger } from '../../../helpers/logger.js';
 
 const rsa = generateRsaKeyPair();
 const ec = generateEcKeyPair();
