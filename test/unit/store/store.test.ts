@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   hashToken,
   MemoryStore,
@@ -21,8 +21,9 @@ afterAll(async () => {
 });
 
 type Factory = () => Promise<Store>;
+let memoryNow = Date.now();
 const backends: [string, Factory | undefined][] = [
-  ['memory', async () => new MemoryStore({ purgeIntervalSeconds: 1 })],
+  ['memory', async () => new MemoryStore({ purgeIntervalSeconds: 1, clock: () => memoryNow })],
   [
     'redis',
     redis
@@ -36,8 +37,15 @@ const backends: [string, Factory | undefined][] = [
 ];
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Lets `ms` pass for a backend's expiry: the memory store's clock is moved; Redis expires keys by its own clock, so real time passes. */
+const passTime: Record<string, (ms: number) => Promise<void>> = {
+  memory: async (ms) => {
+    memoryNow += ms;
+  },
+  redis: (ms) => sleep(ms),
+};
 
-describe.each(backends)('Store behaviour (%s)', (_name, factory) => {
+describe.each(backends)('Store behaviour (%s)', (name, factory) => {
   let store: Store;
   beforeEach(async () => {
     if (factory) store = await factory();
@@ -68,7 +76,7 @@ describe.each(backends)('Store behaviour (%s)', (_name, factory) => {
       await store.revokeJti('jti-ttl', 1);
       expect(await store.rememberOnce('once-ttl', 1)).toBe(true);
       expect(await store.getAccessToken('h-ttl')).toBeDefined();
-      await sleep(2100);
+      await passTime[name]!(2100);
       expect(await store.getAccessToken('h-ttl')).toBeUndefined();
       expect(await store.isJtiRevoked('jti-ttl')).toBe(false);
       expect(await store.rememberOnce('once-ttl', 1)).toBe(true);
@@ -120,15 +128,22 @@ describe.each(backends)('Store behaviour (%s)', (_name, factory) => {
 
 describe('MemoryStore purge', () => {
   it('purges expired entries on its timer', async () => {
-    let now = 1_000_000;
-    const s = new MemoryStore({ purgeIntervalSeconds: 1, clock: () => now });
-    await s.putAccessToken('x', { claims: {} }, 5);
-    await s.revokeJti('y', 100);
-    expect(s.raw.size).toBe(2);
-    now += 6000;
-    await sleep(1200);
-    expect(s.raw.size).toBe(1);
-    await s.close();
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    try {
+      let now = 1_000_000;
+      const s = new MemoryStore({ purgeIntervalSeconds: 1, clock: () => now });
+      await s.putAccessToken('x', { claims: {} }, 5);
+      await s.revokeJti('y', 100);
+      expect(s.raw.size).toBe(2);
+      now += 6000;
+      await vi.advanceTimersByTimeAsync(999);
+      expect(s.raw.size).toBe(2);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(s.raw.size).toBe(1);
+      await s.close();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 
@@ -143,6 +158,7 @@ describe.skipIf(!redisServerOnPath())(
         await store.revokeJti('k', 60);
         await server.stop();
         const deadline = Date.now() + 5000;
+        // Real waiting: a real redis-server process is stopped and the client must notice.
         while (store.isReady() && Date.now() < deadline) await sleep(20);
         expect(store.isReady()).toBe(false);
         const t0 = Date.now();
