@@ -19,7 +19,6 @@ export let dir: TempDir;
 export const open: TestService[] = [];
 
 export const nowSec = (): number => Math.floor(Date.now() / 1000);
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** An incoming (IdP) access token; distinct on every call (its own jti). */
 export async function incoming(

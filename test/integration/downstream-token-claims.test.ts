@@ -1,6 +1,6 @@
 // What the minted downstream token says (claims, header handling) and when it is reused
 // (README "Downstream tokens").
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import { createRemoteJWKSet, decodeJwt, jwtVerify, type JWTPayload } from 'jose';
 import { MintError } from '../../src/upstream/downstream-token.js';
@@ -11,7 +11,6 @@ import {
   UUID_V4,
   dir,
   nowSec,
-  sleep,
   incoming,
   config,
   start,
@@ -232,7 +231,10 @@ describe('minted claims, header handling and reuse', () => {
 
 describe('reuse window (80% of the lifetime)', () => {
   let svc: TestService;
+  // The whole service runs in this process: with Date faked before it starts, the minter,
+  // the verifier and the tokens made here share one clock that only the tests move.
   beforeAll(async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
     svc = await start(
       config({
         ttl_seconds: 2,
@@ -243,12 +245,15 @@ describe('reuse window (80% of the lifetime)', () => {
       }),
     );
   });
+  afterAll(() => {
+    vi.useRealTimers();
+  });
 
   it('mints a fresh token once 80% of the lifetime has passed', async () => {
     const callerToken = await incoming();
     const a = await mintedVia(svc, { token: callerToken });
     expect(await mintedVia(svc, { token: callerToken })).toBe(a);
-    await sleep(1800);
+    vi.advanceTimersByTime(1800);
     const b = await mintedVia(svc, { token: callerToken });
     expect(b).not.toBe(a);
     expect(decodeJwt(b).jti).not.toBe(decodeJwt(a).jti);
@@ -264,12 +269,12 @@ describe('reuse window (80% of the lifetime)', () => {
     const callerToken = await incoming();
     await mintedVia(svc); // warm up this service's path
     const ms = Date.now() % 1000;
-    await sleep((1700 - ms) % 1000);
+    vi.advanceTimersByTime((1700 - ms) % 1000);
     const a = await mintedVia(svc, { token: callerToken });
     const { exp } = decodeJwt(a);
     const wait = exp! * 1000 + 50 - Date.now();
     expect(wait).toBeGreaterThan(0);
-    await sleep(wait);
+    vi.advanceTimersByTime(wait);
     const b = await mintedVia(svc, { token: callerToken });
     const served = decodeJwt(b);
     expect(served.exp! * 1000, 'the token handed to the upstream has already expired').toBeGreaterThan(
