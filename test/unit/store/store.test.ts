@@ -36,7 +36,7 @@ const backends: [string, Factory | undefined][] = [
   ],
 ];
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 /** Lets `ms` pass for a backend's expiry: the memory store's clock is moved; Redis expires keys by its own clock, so real time passes. */
 const passTime: Record<string, (ms: number) => Promise<void>> = {
   memory: async (ms) => {
