@@ -527,7 +527,7 @@ describe.skipIf(!envoy)(`Envoy ${envoy?.version ?? ''} → ext_authz → service
             .filter(Boolean)
             .map((l) => JSON.parse(l))
             .find((e) => e.test_id === 'log-1');
-        if (!entry) await new Promise((r) => setTimeout(r, 20));
+        if (!entry) await new Promise((r) => setTimeout(r, 20)); // real polling: Envoy writes its access log asynchronously
       }
       expect(entry).toMatchObject({
         authz_sub: 'dora',

@@ -8,6 +8,7 @@ import { captureLogger } from '../../../helpers/logger.js';
 
 const k1 = generateRsaKeyPair({ kid: 'k1' });
 const k2 = generateEcKeyPair({ kid: 'k2' });
+// Real waits below: the watcher stats real files on disk.
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function until(cond: () => boolean, timeoutMs = 3000): Promise<void> {

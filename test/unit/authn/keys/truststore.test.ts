@@ -170,6 +170,7 @@ describe('truststore', () => {
     put('a.pem', createSelfSignedCertificate(ec).pem);
     const { src } = store();
     await src.start();
+    // Real polling below: the watcher stats real files on disk.
     await new Promise((r) => setTimeout(r, 20));
     put('b.pem', createSelfSignedCertificate(rsa).pem);
     const end = Date.now() + 3000;
