@@ -1,18 +1,7 @@
-import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import {
-  hashToken,
-  MemoryStore,
-  RedisStore,
-  StoreUnavailableError,
-  type Store,
-} from '../../../src/store/index.js';
-import {
-  getRedisUrl,
-  redisServerOnPath,
-  redisSkipReason,
-  RedisServerProcess,
-  uniquePrefix,
-} from '../../helpers/redis.js';
+// The Store behaviour (KvStore on top of each backend), run against the memory and Redis stores.
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { hashToken, MemoryStore, RedisStore, type Store } from '../../../src/store/index.js';
+import { getRedisUrl, redisSkipReason, uniquePrefix } from '../../helpers/redis.js';
 
 const redis = await getRedisUrl();
 if (!redis) console.warn(`[redis] SKIPPED: Redis store tests — ${redisSkipReason}`);
@@ -125,54 +114,3 @@ describe.each(backends)('Store behaviour (%s)', (name, factory) => {
     });
   });
 });
-
-describe('MemoryStore purge', () => {
-  it('purges expired entries on its timer', async () => {
-    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
-    try {
-      let now = 1_000_000;
-      const s = new MemoryStore({ purgeIntervalSeconds: 1, clock: () => now });
-      await s.putAccessToken('x', { claims: {} }, 5);
-      await s.revokeJti('y', 100);
-      expect(s.raw.size).toBe(2);
-      now += 6000;
-      await vi.advanceTimersByTimeAsync(999);
-      expect(s.raw.size).toBe(2);
-      await vi.advanceTimersByTimeAsync(1);
-      expect(s.raw.size).toBe(1);
-      await s.close();
-    } finally {
-      vi.useRealTimers();
-    }
-  });
-});
-
-describe.skipIf(!redisServerOnPath())(
-  'RedisStore with Redis stopped mid-test (dedicated redis-server)',
-  () => {
-    it('fails fast with StoreUnavailableError while down, isReady false, recovers after restart', async () => {
-      const server = await RedisServerProcess.start();
-      const store = new RedisStore({ url: server.url, keyPrefix: uniquePrefix('down') });
-      try {
-        expect(await store.waitUntilReady(5000)).toBe(true);
-        await store.revokeJti('k', 60);
-        await server.stop();
-        const deadline = Date.now() + 5000;
-        // Real waiting: a real redis-server process is stopped and the client must notice.
-        while (store.isReady() && Date.now() < deadline) await sleep(20);
-        expect(store.isReady()).toBe(false);
-        const t0 = Date.now();
-        await expect(store.isJtiRevoked('k')).rejects.toBeInstanceOf(StoreUnavailableError);
-        await expect(store.rememberOnce('z', 10)).rejects.toBeInstanceOf(StoreUnavailableError);
-        expect(Date.now() - t0).toBeLessThan(500);
-        await server.start();
-        expect(await store.waitUntilReady(8000)).toBe(true);
-        // --save "": the restarted server is empty; the store works again.
-        expect(await store.rememberOnce('z', 10)).toBe(true);
-      } finally {
-        await store.close();
-        await server.stop();
-      }
-    });
-  },
-);
