@@ -27,7 +27,7 @@ import { startTestService, type TestService } from '../helpers/harness.js';
 import { envoyCheckRequest } from '../../src/cli/check.js';
 import { generateEcKeyPair } from '../helpers/keys.js';
 import { forgeToken } from '../helpers/tokens.js';
-import { startEcho } from './echo-upstream.mjs';
+import { startEcho } from '../helpers/echo-upstream.mjs';
 
 const envoy = await envoyOrSkip('Envoy ext_authz end to end');
 
@@ -527,7 +527,7 @@ describe.skipIf(!envoy)(`Envoy ${envoy?.version ?? ''} → ext_authz → service
             .filter(Boolean)
             .map((l) => JSON.parse(l))
             .find((e) => e.test_id === 'log-1');
-        if (!entry) await new Promise((r) => setTimeout(r, 20));
+        if (!entry) await new Promise((r) => setTimeout(r, 20)); // real polling: Envoy writes its access log asynchronously
       }
       expect(entry).toMatchObject({
         authz_sub: 'dora',

@@ -20,7 +20,7 @@ import {
 import { startTestService, type TestService } from '../helpers/harness.js';
 import { createSelfSignedCertificate, generateEcKeyPair, type TestKeyPair } from '../helpers/keys.js';
 import { dpopProof, jktOf } from '../helpers/dpop.js';
-import { startEcho } from './echo-upstream.mjs';
+import { startEcho } from '../helpers/echo-upstream.mjs';
 
 const envoy = await envoyOrSkip('Envoy mTLS / DPoP binding end to end');
 

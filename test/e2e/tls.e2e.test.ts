@@ -15,9 +15,9 @@ import {
 import { Service } from '../../src/server/app.js';
 import { loadConfigObject } from '../../src/config/load.js';
 import { Metrics } from '../../src/observability/metrics.js';
-import { captureLogger } from '../helpers/keys.js';
+import { captureLogger } from '../helpers/logger.js';
 import { createTestPki, type TestPki } from '../helpers/tls.js';
-import { startEcho } from './echo-upstream.mjs';
+import { startEcho } from '../helpers/echo-upstream.mjs';
 
 const envoy = await envoyOrSkip('Envoy mTLS to the ext_authz service');
 

@@ -8,7 +8,7 @@ import { loadConfigFile, loadConfigObject } from '../../src/config/load.js';
 import { authorizationClientConstructor } from '../../src/envoy/protos.js';
 import { describeCheckResponse, envoyCheckRequest } from '../../src/cli/check.js';
 import { Metrics } from '../../src/observability/metrics.js';
-import { captureLogger } from './keys.js';
+import { captureLogger } from './logger.js';
 
 export interface EnvoyCall {
   method?: string;

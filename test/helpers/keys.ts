@@ -2,7 +2,6 @@
 // and self-signed X.509 certificates with arbitrary validity (built in-process with a
 // tiny DER encoder, so expired or not-yet-valid certificates are easy to make).
 import { createHash, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
-import { createLogger, type Logger } from '../../src/observability/logger.js';
 
 export interface Jwk {
   kty: string;
@@ -173,28 +172,4 @@ export function createSelfSignedCertificate(
     x5tS256: createHash('sha256').update(cert).digest('base64url'),
     x5t: createHash('sha1').update(cert).digest('base64url'),
   };
-}
-
-// ---------------------------------------------------------------- logging
-
-export interface CapturedLog {
-  readonly level: string;
-  readonly msg: string;
-  readonly [field: string]: unknown;
-}
-
-/**
- * A pino logger (same options as production: redaction, level labels) whose lines are
- * collected in `lines`, parsed. `text()` is the raw output, for "never logs X" checks.
- */
-export function captureLogger(level = 'debug'): { logger: Logger; lines: CapturedLog[]; text: () => string } {
-  const raw: string[] = [];
-  const lines: CapturedLog[] = [];
-  const logger = createLogger(level, {
-    write(s: string) {
-      raw.push(s);
-      lines.push(JSON.parse(s) as CapturedLog);
-    },
-  });
-  return { logger, lines, text: () => raw.join('') };
 }

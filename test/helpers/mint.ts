@@ -10,7 +10,6 @@ import { createLocalJWKSet, type JSONWebKeySet, type JWK } from 'jose';
 import type { Principal } from '../../src/core/request.js';
 import type { UpstreamTokenConfig } from '../../src/config/types.js';
 import { registerWellKnownRoutes, type WellKnownProvider } from '../../src/server/well-known.js';
-import { createLogger, type Logger } from '../../src/observability/logger.js';
 
 export class TempDir {
   readonly path = mkdtempSync(join(tmpdir(), 'mint-test-'));
@@ -22,22 +21,6 @@ export class TempDir {
   remove(): void {
     rmSync(this.path, { recursive: true, force: true });
   }
-}
-
-export interface LogLine {
-  level: string;
-  msg: string;
-  [k: string]: unknown;
-}
-
-export function captureLogger(): { logger: Logger; lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const logger = createLogger('debug', {
-    write(s: string) {
-      lines.push(JSON.parse(s) as LogLine);
-    },
-  });
-  return { logger, lines };
 }
 
 /** A private key for a JWS alg. */

@@ -79,7 +79,7 @@ function serve(args: string[], env: NodeJS.ProcessEnv = ENV) {
         if (m) return resolve(m);
         if (child.exitCode !== null) return reject(new Error(`exited ${child.exitCode}: ${out}`));
         if (Date.now() - t0 > ms) return reject(new Error(`timeout waiting for ${re}: ${out}`));
-        setTimeout(tick, 50);
+        setTimeout(tick, 50); // real polling: output of a real child process
       };
       tick();
     });
@@ -524,7 +524,7 @@ describe('npm start', () => {
       const t0 = Date.now();
       while (!/"msg":"ready"/.test(out)) {
         if (npm.exitCode !== null || Date.now() - t0 > 20000) throw new Error(`npm start: ${out}`);
-        await new Promise((r) => setTimeout(r, 50));
+        await new Promise((r) => setTimeout(r, 50)); // real polling: a real npm child process
       }
       const [, grpcPort, httpPort] = /"grpc_port":(\d+),"http_port":(\d+)/.exec(out)!;
       const tree = descendants(npm.pid!);
@@ -533,6 +533,7 @@ describe('npm start', () => {
       process.kill(npm.pid!, 'SIGTERM');
       await exited;
       const t1 = Date.now();
+      // Real polling: real processes must exit after the signal.
       while (tree.some(alive) && Date.now() - t1 < 10000) await new Promise((r) => setTimeout(r, 100));
       const orphans = tree.filter(alive);
       for (const pid of orphans) process.kill(pid, 'SIGKILL'); // do not leave them behind on failure

@@ -8,7 +8,7 @@ import { loadConfigObject } from '../../src/config/load.js';
 import { ConfigError } from '../../src/core/errors.js';
 import { Metrics } from '../../src/observability/metrics.js';
 import { startTestService, type TestService } from '../helpers/harness.js';
-import { captureLogger } from '../helpers/keys.js';
+import { captureLogger } from '../helpers/logger.js';
 
 const running: { close(): Promise<void> }[] = [];
 const sockets: Socket[] = [];
@@ -107,7 +107,7 @@ describe('HTTP listener limits', () => {
     const port = service.httpPort;
     const first = await open(port);
     await open(port);
-    await sleep(100);
+    await sleep(100); // real time: the real listener must have accepted both sockets first
     const third = await open(port);
     const got: Buffer[] = [];
     third.on('data', (d: Buffer) => got.push(d));
@@ -116,7 +116,7 @@ describe('HTTP listener limits', () => {
     expect(Buffer.concat(got).length).toBe(0);
 
     first.destroy();
-    await sleep(200);
+    await sleep(200); // real time: the real listener must see the freed socket close
     const res = await fetch(`http://127.0.0.1:${port}/healthz`, { headers: { connection: 'close' } });
     expect(res.status).toBe(200);
   });

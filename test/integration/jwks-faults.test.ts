@@ -2,7 +2,7 @@
 // broken identity providers at startup (500, invalid JSON, redirect, 5 MB, slow,
 // hang), a provider that goes away after a good fetch, and unfit keys in a JWKS.
 // Outcomes per README "Decisions (what Envoy receives)" and "Verification rules" (503 temporarily_unavailable with gRPC 14 when no keys).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startTestService, type Decision, type EnvoyCall, type TestService } from '../helpers/harness.js';
 import { startJwksServer, type JwksServer, type JwksServerMode } from '../helpers/jwks-server.js';
 import { generateRsaKeyPair, makeJwks, type Jwk, type TestKeyPair } from '../helpers/keys.js';
@@ -17,6 +17,16 @@ const CACHE = { max_age_seconds: 60, cooldown_seconds: 1, timeout_ms: TIMEOUT_MS
 const MARGIN_MS = 400;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// Cooldowns and staleness are measured on the key sources' clock (Date): faked for the
+// whole file, so a test passes a cooldown by moving it instead of sleeping. Timers stay
+// real: fetch timeouts, hanging providers, backoff retries and gRPC deadlines are real.
+beforeAll(() => {
+  vi.useFakeTimers({ toFake: ['Date'] });
+});
+afterAll(() => {
+  vi.useRealTimers();
+});
 
 const main = generateRsaKeyPair({ kid: 'main' });
 /** Signs tokens for kids nobody publishes (one key, many kids: key generation is slow). */
@@ -93,18 +103,17 @@ async function readyz(svc: TestService): Promise<{ status: number; body: any }> 
  * After a failed fetch the key source retries in the background (1 s backoff). Waits for
  * that retry to reach the server (mode must be ok again), so later cooldown math is exact.
  */
-async function awaitRetry(jwks: JwksServer, before: number, maxMs = 3000): Promise<number> {
+async function awaitRetry(jwks: JwksServer, before: number, maxMs = 3000): Promise<void> {
   const until = performance.now() + maxMs;
+  // Real waiting: the retry is a real backoff timer fetching over a real socket.
   while (jwks.requests <= before && performance.now() < until) await sleep(20);
   expect(jwks.requests).toBeGreaterThan(before);
   await sleep(50); // let the retry finish
-  return performance.now();
 }
 
-/** Waits until `ms` have passed since `since` (performance.now() based). */
-async function waitSince(since: number, ms: number): Promise<void> {
-  const left = since + ms - performance.now();
-  if (left > 0) await sleep(left);
+/** Lets `ms` pass on the key sources' clock (Date is frozen otherwise, so that is `ms` since the last fetch). */
+function passTime(ms: number): void {
+  vi.advanceTimersByTime(ms);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -113,13 +122,10 @@ describe('unknown kid: refetch, cooldown, rotation, coalescing', () => {
   const ISS = 'https://rotating.example.test';
   let jwks: JwksServer;
   let svc: TestService;
-  /** performance.now() of the last request we know reached the JWKS server. */
-  let lastFetch = 0;
 
   beforeAll(async () => {
     jwks = await startJwksServer({ jwks: makeJwks(main) });
     svc = await startTestService(serviceConfig([issuerConfig('rotating', ISS, jwks.url)]));
-    lastFetch = performance.now();
     expect(jwks.requests).toBe(1);
   });
   afterAll(async () => {
@@ -128,25 +134,23 @@ describe('unknown kid: refetch, cooldown, rotation, coalescing', () => {
   });
 
   it('an unknown kid triggers exactly one refetch, then key_not_found', async () => {
-    await waitSince(lastFetch, COOLDOWN_MS + 150);
+    passTime(COOLDOWN_MS + 150);
     jwks.resetCounts();
     const { d, ms } = await timedCheck(svc, { token: unknownKid(ISS, 'unknown-1') });
-    lastFetch = performance.now();
     expectInvalid(d, 'key_not_found');
     expect(jwks.requests).toBe(1);
     expect(ms).toBeLessThan(TIMEOUT_MS + MARGIN_MS);
-    await sleep(100);
+    await sleep(100); // real time: no second request reaches the real server in the background
     expect(jwks.requests).toBe(1);
     expectAllow(await svc.check({ token: token(ISS, main) }), 'rotating');
   });
 
   it('a second unknown kid inside the cooldown causes no further request', async () => {
-    await waitSince(lastFetch, COOLDOWN_MS + 150);
+    passTime(COOLDOWN_MS + 150);
     jwks.resetCounts();
     const a = unknownKid(ISS, 'unknown-a');
     const b = unknownKid(ISS, 'unknown-b');
     expectInvalid(await svc.check({ token: a }), 'key_not_found');
-    lastFetch = performance.now();
     expect(jwks.requests).toBe(1);
     expectInvalid(await svc.check({ token: b }), 'key_not_found');
     expectInvalid(await svc.check({ token: a }), 'key_not_found');
@@ -155,11 +159,10 @@ describe('unknown kid: refetch, cooldown, rotation, coalescing', () => {
   });
 
   it('key rotation: a kid added to the JWKS is accepted once the cooldown has elapsed', async () => {
-    await waitSince(lastFetch, COOLDOWN_MS + 150);
+    passTime(COOLDOWN_MS + 150);
     jwks.resetCounts();
     // Use up the cooldown with an unknown kid, then publish the new key.
     expectInvalid(await svc.check({ token: unknownKid(ISS, 'nobody') }), 'key_not_found');
-    const fetchedAt = performance.now();
     expect(jwks.requests).toBe(1);
     const next = generateRsaKeyPair({ kid: 'rotated-2' });
     jwks.setJwks(makeJwks(main, next));
@@ -167,18 +170,16 @@ describe('unknown kid: refetch, cooldown, rotation, coalescing', () => {
     expectInvalid(await svc.check({ token: token(ISS, next) }), 'key_not_found');
     expect(jwks.requests).toBe(1);
     // After the cooldown: one refetch, the new kid verifies, the old one still does.
-    await waitSince(fetchedAt, COOLDOWN_MS + 150);
+    passTime(COOLDOWN_MS + 150);
     expectAllow(await svc.check({ token: token(ISS, next) }), 'rotating');
-    lastFetch = performance.now();
     expect(jwks.requests).toBe(2);
     const cachedOld = token(ISS, main);
     expectAllow(await svc.check({ token: cachedOld }), 'rotating');
     expectAllow(await svc.check({ token: cachedOld }), 'rotating'); // now in the verified-token cache
     // Retire the old key: after the next refetch its tokens stop verifying.
     jwks.setJwks(makeJwks(next));
-    await waitSince(lastFetch, COOLDOWN_MS + 150);
+    passTime(COOLDOWN_MS + 150);
     expectInvalid(await svc.check({ token: unknownKid(ISS, 'x') }), 'key_not_found');
-    lastFetch = performance.now();
     expect(jwks.requests).toBe(3);
     expectInvalid(await svc.check({ token: token(ISS, main) }), 'key_not_found');
     // A token verified (and cached) before the key was retired is refused too.
@@ -188,7 +189,7 @@ describe('unknown kid: refetch, cooldown, rotation, coalescing', () => {
   });
 
   it('a burst of 20 concurrent unknown-kid checks causes at most one fetch', async () => {
-    await waitSince(lastFetch, COOLDOWN_MS + 150);
+    passTime(COOLDOWN_MS + 150);
     // Make sure `main` is published again (the previous case retired it).
     jwks.setJwks(makeJwks(main));
     jwks.setMode('slow', { delayMs: 150 }); // keep the one fetch in flight while the burst arrives
@@ -197,7 +198,6 @@ describe('unknown kid: refetch, cooldown, rotation, coalescing', () => {
     const started = performance.now();
     const results = await Promise.all(tokens.map((t) => svc.check({ token: t })));
     const ms = performance.now() - started;
-    lastFetch = performance.now();
     jwks.setMode('ok');
     for (const d of results) expectInvalid(d, 'key_not_found');
     expect(jwks.requests).toBeLessThanOrEqual(1);
@@ -207,7 +207,7 @@ describe('unknown kid: refetch, cooldown, rotation, coalescing', () => {
   });
 
   it('while the JWKS hangs, an unknown-kid check is bounded by timeout_ms and known kids are unaffected', async () => {
-    await waitSince(lastFetch, COOLDOWN_MS + 150);
+    passTime(COOLDOWN_MS + 150);
     jwks.setMode('hang');
     jwks.resetCounts();
     try {
@@ -220,12 +220,12 @@ describe('unknown kid: refetch, cooldown, rotation, coalescing', () => {
       expect(known.ms).toBeLessThan(200);
     } finally {
       jwks.setMode('ok');
-      lastFetch = await awaitRetry(jwks, jwks.requests);
+      await awaitRetry(jwks, jwks.requests);
     }
   });
 
   it('with a 200 ms gRPC deadline while the JWKS hangs, the answer is a 503 before the deadline', async () => {
-    await waitSince(lastFetch, COOLDOWN_MS + 150);
+    passTime(COOLDOWN_MS + 150);
     jwks.setMode('hang');
     jwks.resetCounts();
     try {
@@ -238,7 +238,7 @@ describe('unknown kid: refetch, cooldown, rotation, coalescing', () => {
       expect(jwks.requests).toBe(1);
     } finally {
       jwks.setMode('ok');
-      lastFetch = await awaitRetry(jwks, jwks.requests);
+      await awaitRetry(jwks, jwks.requests);
     }
     expectAllow(await svc.check({ token: token(ISS, main) }), 'rotating');
   });
@@ -379,14 +379,14 @@ describe('identity providers broken at startup', () => {
         const { d, ms } = await timedCheck(svc, { token: token(b.iss, main) });
         expectUnavailable(d);
         expect(ms).toBeLessThan(TIMEOUT_MS + MARGIN_MS);
-        if (i === 0) await sleep(COOLDOWN_MS + 100); // the second one may trigger a fresh fetch
+        if (i === 0) passTime(COOLDOWN_MS + 100); // the second one may trigger a fresh fetch
       }
     },
   );
 
   it('idp-hang: with a 200 ms gRPC deadline the answer is a 503 before the deadline', async () => {
     const b = byName('idp-hang');
-    await sleep(COOLDOWN_MS + 100);
+    passTime(COOLDOWN_MS + 100);
     const started = performance.now();
     const d = await svc.check({ token: token(b.iss, main), timeoutMs: 200 });
     expectUnavailable(d);
@@ -396,7 +396,7 @@ describe('identity providers broken at startup', () => {
   it('idp-500 recovers once the endpoint answers again', async () => {
     const b = byName('idp-500');
     b.server!.setMode('ok');
-    await sleep(COOLDOWN_MS + 150);
+    passTime(COOLDOWN_MS + 150);
     expectAllow(await svc.check({ token: token(b.iss, main) }), 'idp-500');
     const { body } = await readyz(svc);
     expect(body.issuers['idp-500']).toMatchObject({ state: 'ready', keys: 1 });
@@ -433,7 +433,7 @@ describe('JWKS server goes away after a first good fetch', () => {
   });
 
   it('cached keys keep working, and an unknown kid is still key_not_found (not 503)', async () => {
-    await sleep(COOLDOWN_MS + 150);
+    passTime(COOLDOWN_MS + 150);
     // Unknown kid: one refetch to a closed port fails fast; the last good keys stay.
     const { d, ms } = await timedCheck(svc, { token: unknownKid(ISS, 'gone') });
     expectInvalid(d, 'key_not_found');
@@ -471,7 +471,7 @@ describe('max_stale_seconds elapsed while the JWKS is down', () => {
   });
 
   it('once the last good keys are older than max_stale and a fetch failed, checks get 503', async () => {
-    await sleep(1000 + COOLDOWN_MS + 200);
+    passTime(1000 + COOLDOWN_MS + 200);
     // This check's refetch fails (connection refused); the keys are now beyond max_stale.
     const first = await timedCheck(svc, { token: unknownKid(ISS, 'after-stale') });
     expect(first.ms).toBeLessThan(TIMEOUT_MS + MARGIN_MS);

@@ -25,6 +25,7 @@ const CACHE = { max_age_seconds: 1, cooldown_seconds: 1, timeout_ms: 500, max_st
 /** Local files are polled every second; remote keys refresh every max_age: a few rounds of margin. */
 const WITHIN_MS = 5000;
 
+// Real waits below: files on disk and JWKS servers on real sockets are watched by the real service.
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const fileKey = generateRsaKeyPair({ kid: 'file-key' });
@@ -56,7 +57,7 @@ async function checkUntil(t: string, reason: string): Promise<Decision> {
   for (;;) {
     const d = await svc.check({ token: t });
     if (d.reason === reason || Date.now() > end) return d;
-    await sleep(100);
+    await sleep(100); // real polling: key changes must reach Check within WITHIN_MS
   }
 }
 

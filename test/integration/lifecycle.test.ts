@@ -59,6 +59,7 @@ describe('health and graceful shutdown', () => {
       .sign(other.privateKey);
     jwks.setMode('slow', { delayMs: 700 });
     const inFlight = svc.check({ token: slowToken, timeoutMs: 5000 });
+    // Real time: the check must reach the real server and start its hanging refetch before shutdown.
     await new Promise((r) => setTimeout(r, 150));
 
     const stopping = svc.service.shutdown(5);

@@ -196,7 +196,7 @@ async function pollCheck(
     const d = await svc.check({ token });
     if (until(d)) return d;
     if (Date.now() - t0 >= limitMs) throw new Error(`no matching decision: ${JSON.stringify(d)}`);
-    await sleep(100);
+    await sleep(100); // real polling: how soon a revocation reaches Check is the bound under test
   }
 }
 
@@ -445,6 +445,7 @@ describe('a reload keeps the Redis store connection', () => {
     if (!redis) ctx.skip(redisSkipReason);
     const store = { type: 'redis', redis_url: redis!.url, key_prefix: uniquePrefix('reload') };
     const svc = await serve({ format: 'opaque', store });
+    // Real polling: the service waits for a real Redis connection.
     for (let i = 0; i < 50 && !svc.service.current.ready(); i++) await sleep(100);
     const first = await grant(svc);
     const old = svc.service.current;
@@ -490,7 +491,7 @@ describe('SIGHUP to `serve --config FILE` (node dist/main.js; npm test builds fi
         const m = out.slice(from).match(re);
         if (m) return m;
         if (child!.exitCode !== null) throw new Error(`exited ${child!.exitCode}: ${out}`);
-        await sleep(50);
+        await sleep(50); // real polling: output of a real child process
       }
       throw new Error(`timeout waiting for ${re}: ${out}`);
     };
@@ -526,7 +527,7 @@ describe('SIGHUP to `serve --config FILE` (node dist/main.js; npm test builds fi
       expect(res.status).toBe(200);
       for (let t = 0; (await check(revoked)).decision !== 'deny'; t++) {
         expect(t).toBeLessThan(20);
-        await sleep(100);
+        await sleep(100); // real polling: the revocation bound of a real process under test
       }
 
       const mark = out.length;

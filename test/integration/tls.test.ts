@@ -13,7 +13,8 @@ import { ConfigError } from '../../src/core/errors.js';
 import { Metrics } from '../../src/observability/metrics.js';
 import { authorizationService } from '../../src/envoy/protos.js';
 import { envoyCheckRequest, runCheck } from '../../src/cli/check.js';
-import { captureLogger, createSelfSignedCertificate, generateEcKeyPair } from '../helpers/keys.js';
+import { createSelfSignedCertificate, generateEcKeyPair } from '../helpers/keys.js';
+import { captureLogger } from '../helpers/logger.js';
 import { createTestPki, type TestPki } from '../helpers/tls.js';
 
 // The CLI as users run it (npm test builds dist first).

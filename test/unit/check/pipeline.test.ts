@@ -1,7 +1,7 @@
 // The Check pipeline's caches, in-process (no gRPC): what a cached verification may
 // and may not outlive.
 import { generateKeyPairSync, sign } from 'node:crypto';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import { compileTokenSources } from '../../../src/authn/extract.js';
 import { makeKeySet } from '../../../src/authn/keys/jwk.js';
 import type { KeySet, KeySource, VerificationKey } from '../../../src/authn/keys/types.js';
@@ -106,7 +106,7 @@ describe('verified-token cache', () => {
         state.generation = 2;
       });
     expect(await outcome(p.check(request(t)))).toBe('allow');
-    await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setImmediate(r));
     expect(state.generation).toBe(2);
     // k1 is gone: the earlier verification must not be served from the cache.
     expect(await outcome(p.check(request(t)))).toBe('key_not_found');
@@ -125,13 +125,15 @@ describe('verified-token cache', () => {
   });
 
   it('a certificate key is refused once expired, even from a key set that was not reloaded', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    onTestFinished(() => void vi.useRealTimers());
     const soon = Date.now() + 300;
     const k1 = ecKey('gw', { notBefore: Date.now() - 60_000, notAfter: soon });
     const { source } = mutableSource(makeKeySet([k1.vk]));
     const p = pipeline(source);
     const t = token('gw', k1.privateKey);
     expect(await outcome(p.check(request(t)))).toBe('allow');
-    await new Promise((r) => setTimeout(r, 400));
+    vi.advanceTimersByTime(400);
     // Cached verification ends with the certificate, and a fresh verification refuses it.
     expect(await outcome(p.check(request(t)))).toBe('key_not_found');
   });

@@ -10,7 +10,6 @@ import { Metrics } from '../../../src/observability/metrics.js';
 import { createDownstreamTokenMinter } from '../../../src/upstream/downstream-token.js';
 import {
   TempDir,
-  captureLogger,
   jwksFromRoute,
   octJwk,
   principal,
@@ -19,6 +18,7 @@ import {
   randomSecret,
   tokenConfig,
 } from '../../helpers/mint.js';
+import { captureLogger } from '../../helpers/logger.js';
 
 const KEY_MANAGEMENT = [
   'RSA-OAEP',

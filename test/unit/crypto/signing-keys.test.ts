@@ -7,7 +7,6 @@ import { jwtHeader, signJws } from '../../../src/crypto/sign.js';
 import { loadSigningKeys } from '../../../src/crypto/signing-keys.js';
 import {
   TempDir,
-  captureLogger,
   jwksFromRoute,
   octJwk,
   pkcs8Pem,
@@ -15,6 +14,7 @@ import {
   privateKeyFor,
   randomSecret,
 } from '../../helpers/mint.js';
+import { captureLogger } from '../../helpers/logger.js';
 
 const ASYMMETRIC = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
 const HMAC: [string, number][] = [

@@ -76,6 +76,7 @@ describe('fetchJson', () => {
   it('never follows a redirect: the target receives no request', async () => {
     server.setMode('redirect');
     expect(await reasonOf(fetchJson(server.url, { timeoutMs: 2000 }))).toBe('redirect refused');
+    // Real time: a redirect target on a real socket must stay unrequested, not just unawaited.
     await new Promise((r) => setTimeout(r, 100));
     expect(server.requests).toBe(1);
     expect(server.redirectTargetRequests).toBe(0);

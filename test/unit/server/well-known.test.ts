@@ -4,7 +4,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { registerWellKnownRoutes, type WellKnownProvider } from '../../../src/server/well-known.js';
 import { jwtHeader, signJws } from '../../../src/crypto/sign.js';
 import { loadSigningKeys } from '../../../src/crypto/signing-keys.js';
-import { captureLogger, wellKnownProvider } from '../../helpers/mint.js';
+import { wellKnownProvider } from '../../helpers/mint.js';
+import { captureLogger } from '../../helpers/logger.js';
 
 const apps: FastifyInstance[] = [];
 afterEach(async () => {

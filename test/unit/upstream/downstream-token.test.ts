@@ -10,7 +10,6 @@ import {
 } from '../../../src/upstream/downstream-token.js';
 import {
   TempDir,
-  captureLogger,
   jwksFromRoute,
   octJwk,
   principal,
@@ -19,6 +18,7 @@ import {
   randomSecret,
   tokenConfig,
 } from '../../helpers/mint.js';
+import { captureLogger } from '../../helpers/logger.js';
 
 let dir: TempDir;
 beforeAll(() => {

@@ -1,13 +1,14 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createDiscoveryKeySource, type DiscoveryOptions } from '../../../../src/authn/keys/discovery.js';
 import type { RemoteJwksKeySource } from '../../../../src/authn/keys/remote-jwks.js';
 import { Metrics } from '../../../../src/observability/metrics.js';
 import { startJwksServer, type JwksServer } from '../../../helpers/jwks-server.js';
-import { captureLogger, generateEcKeyPair, generateRsaKeyPair, makeJwks } from '../../../helpers/keys.js';
+import { generateEcKeyPair, generateRsaKeyPair, makeJwks } from '../../../helpers/keys.js';
+import { captureLogger } from '../../../helpers/logger.js';
+import { advance, useFakeClock } from '../../../helpers/fake-time.js';
 
 const k1 = generateRsaKeyPair({ kid: 'k1' });
 const k2 = generateEcKeyPair({ kid: 'k2' });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let server: JwksServer;
 let other: JwksServer | undefined;
@@ -17,6 +18,7 @@ beforeEach(async () => {
   server = await startJwksServer({ jwks: makeJwks(k1) });
 });
 afterEach(async () => {
+  vi.useRealTimers();
   for (const s of sources.splice(0)) s.close();
   await server.close();
   await other?.close();
@@ -98,16 +100,17 @@ describe('discovery key source', () => {
   });
 
   it('re-resolves discovery after a JWKS failure and picks up a moved jwks_uri', async () => {
+    useFakeClock();
     const { src } = source();
     await src.start();
     other = await startJwksServer({ jwks: makeJwks(k2) });
     server.setMode('status500'); // old JWKS location fails
     server.setDiscovery({ issuer: server.baseUrl, jwks_uri: other.url });
-    await sleep(250); // past the cooldown
+    await advance(src, 250); // past the cooldown
     await src.refreshForUnknownKid(); // uses the cached jwks_uri: fails
     expect(src.status().state).toBe('stale');
     expect(server.discoveryRequests).toBe(1);
-    await sleep(300); // the backoff retry (50 ms) re-resolves discovery
+    await advance(src, 300); // the backoff retry (50 ms) re-resolves discovery
     expect(server.discoveryRequests).toBeGreaterThanOrEqual(2);
     expect(other.requests).toBeGreaterThanOrEqual(1);
     expect(src.status().state).toBe('ready');
@@ -115,19 +118,21 @@ describe('discovery key source', () => {
   });
 
   it('re-resolves discovery on each max_age refresh', async () => {
+    useFakeClock();
     const { src } = source({
       cache: { max_age_seconds: 0.15, cooldown_seconds: 0.2, timeout_ms: 500, max_stale_seconds: 60 },
     });
     await src.start();
-    await sleep(400);
+    await advance(src, 400);
     expect(server.discoveryRequests).toBeGreaterThanOrEqual(2);
   });
 
   it('an unknown-kid refetch reuses the resolved jwks_uri without refetching discovery', async () => {
+    useFakeClock();
     const { src } = source();
     await src.start();
     server.setJwks(makeJwks(k1, k2));
-    await sleep(250);
+    await advance(src, 250);
     const set = await src.refreshForUnknownKid();
     expect(set!.byKid.has('k2')).toBe(true);
     expect(server.discoveryRequests).toBe(1);
@@ -135,13 +140,14 @@ describe('discovery key source', () => {
   });
 
   it('keeps using the last resolved jwks_uri when discovery becomes unavailable', async () => {
+    useFakeClock();
     const { src } = source({
       cache: { max_age_seconds: 0.1, cooldown_seconds: 0.2, timeout_ms: 500, max_stale_seconds: 60 },
     });
     await src.start();
     server.setDiscovery(undefined);
     server.setJwks(makeJwks(k1, k2));
-    await sleep(350);
+    await advance(src, 350);
     expect(src.status().state).toBe('ready');
     expect(src.current()!.byKid.has('k2')).toBe(true);
   });

@@ -6,12 +6,8 @@ import { createKeySource, type KeySource } from '../../../../src/authn/keys/inde
 import type { IssuerConfig } from '../../../../src/config/types.js';
 import { Metrics } from '../../../../src/observability/metrics.js';
 import { startJwksServer, type JwksServer } from '../../../helpers/jwks-server.js';
-import {
-  captureLogger,
-  createSelfSignedCertificate,
-  generateRsaKeyPair,
-  makeJwks,
-} from '../../../helpers/keys.js';
+import { createSelfSignedCertificate, generateRsaKeyPair, makeJwks } from '../../../helpers/keys.js';
+import { captureLogger } from '../../../helpers/logger.js';
 
 const k1 = generateRsaKeyPair({ kid: 'k1' });
 let server: JwksServer;

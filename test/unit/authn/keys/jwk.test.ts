@@ -2,13 +2,13 @@ import { generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { buildKeySet, KeySetError, keySetFingerprint, makeKeySet } from '../../../../src/authn/keys/jwk.js';
 import {
-  captureLogger,
   generateEcKeyPair,
   generateEd25519KeyPair,
   generateRsaKeyPair,
   makeJwks,
   type Jwk,
 } from '../../../helpers/keys.js';
+import { captureLogger } from '../../../helpers/logger.js';
 
 const rsa = generateRsaKeyPair({ kid: 'rsa-good' });
 const ec = generateEcKeyPair({ kid: 'ec-good' });

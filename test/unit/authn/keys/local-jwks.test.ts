@@ -3,10 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { InlineJwksKeySource, JwksFileKeySource } from '../../../../src/authn/keys/local-jwks.js';
-import { captureLogger, generateEcKeyPair, generateRsaKeyPair, makeJwks } from '../../../helpers/keys.js';
+import { generateEcKeyPair, generateRsaKeyPair, makeJwks } from '../../../helpers/keys.js';
+import { captureLogger } from '../../../helpers/logger.js';
 
 const k1 = generateRsaKeyPair({ kid: 'k1' });
 const k2 = generateEcKeyPair({ kid: 'k2' });
+// Real waits below: the watcher stats real files on disk.
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function until(cond: () => boolean, timeoutMs = 3000): Promise<void> {

@@ -1,13 +1,14 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { RemoteJwksKeySource, type RemoteJwksOptions } from '../../../../src/authn/keys/remote-jwks.js';
 import type { JwksCacheConfig } from '../../../../src/config/types.js';
 import { Metrics } from '../../../../src/observability/metrics.js';
 import { startJwksServer, type JwksServer } from '../../../helpers/jwks-server.js';
-import { captureLogger, generateEcKeyPair, generateRsaKeyPair, makeJwks } from '../../../helpers/keys.js';
+import { generateEcKeyPair, generateRsaKeyPair, makeJwks } from '../../../helpers/keys.js';
+import { captureLogger } from '../../../helpers/logger.js';
+import { advance, useFakeClock } from '../../../helpers/fake-time.js';
 
 const k1 = generateRsaKeyPair({ kid: 'k1' });
 const k2 = generateEcKeyPair({ kid: 'k2' });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let server: JwksServer;
 const sources: RemoteJwksKeySource[] = [];
@@ -16,6 +17,7 @@ beforeEach(async () => {
   server = await startJwksServer({ jwks: makeJwks(k1) });
 });
 afterEach(async () => {
+  vi.useRealTimers();
   for (const s of sources.splice(0)) s.close();
   await server.close();
 });
@@ -92,6 +94,7 @@ describe('RemoteJwksKeySource: start', () => {
   });
 
   it('the timeout bounds start()', async () => {
+    // Real time on purpose: the timeout against a socket that never answers is the point.
     server.setMode('hang');
     const { src } = source({ timeout_ms: 200 });
     const started = Date.now();
@@ -103,21 +106,23 @@ describe('RemoteJwksKeySource: start', () => {
 
 describe('RemoteJwksKeySource: background refresh and failures', () => {
   it('refreshes every max_age', async () => {
+    useFakeClock();
     const { src } = source({ max_age_seconds: 0.15 });
     await src.start();
     server.setJwks(makeJwks(k1, k2));
-    await sleep(400);
+    await advance(src, 400);
     expect(server.requests).toBeGreaterThanOrEqual(2);
     expect(src.current()!.byKid.has('k2')).toBe(true);
     expect(src.generation).toBe(2);
   });
 
   it('keeps serving the last good keys while the endpoint fails (server down)', async () => {
+    useFakeClock();
     const { src, log } = source({ max_age_seconds: 0.1, max_stale_seconds: 60 });
     await src.start();
     const first = src.current();
     await server.close();
-    await sleep(300);
+    await advance(src, 300);
     expect(src.current()).toBe(first);
     const st = src.status();
     expect(st.state).toBe('stale');
@@ -128,52 +133,56 @@ describe('RemoteJwksKeySource: background refresh and failures', () => {
   });
 
   it('stops serving keys max_stale after the last success', async () => {
+    useFakeClock();
     const { src } = source({ max_age_seconds: 0.1, max_stale_seconds: 0.4 });
     await src.start();
     server.setMode('status500');
-    await sleep(250);
+    await advance(src, 250);
     expect(src.current()).toBeDefined();
     expect(src.status().state).toBe('stale');
-    await sleep(450);
+    await advance(src, 450);
     expect(src.current()).toBeUndefined();
     expect(src.status()).toMatchObject({ state: 'error', keys: 0, lastError: 'status 500' });
     // recovery
     server.setMode('ok');
-    await sleep(1000);
+    await advance(src, 1000);
     expect(src.current()).toBeDefined();
     expect(src.status().state).toBe('ready');
   });
 
   it('retries sooner than max_age after a failure, with doubling backoff', async () => {
+    useFakeClock();
     server.setMode('status500');
     const { src } = source({ max_age_seconds: 30 }, { initialBackoffMs: 100 });
     await src.start();
-    await sleep(850);
+    await advance(src, 850);
     // attempts at ~0, 100, 300, 700 ms: 4 (not 9 as with a fixed 100 ms, not 1 as with max_age)
     expect(server.requests).toBeGreaterThanOrEqual(3);
     expect(server.requests).toBeLessThanOrEqual(5);
     server.setMode('ok');
-    await sleep(900);
+    await advance(src, 900);
     expect(src.status().state).toBe('ready');
   });
 
   it('close() stops the timers', async () => {
+    useFakeClock();
     const { src } = source({ max_age_seconds: 0.1 });
     await src.start();
     src.close();
     const n = server.requests;
-    await sleep(350);
+    await advance(src, 350);
     expect(server.requests).toBe(n);
   });
 });
 
 describe('RemoteJwksKeySource: unknown kid', () => {
   it('coalesces concurrent refetches into one request and respects the cooldown', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] }); // the JWKS server's slow answer keeps its real delay
     const { src } = source({ cooldown_seconds: 0.3 });
     await src.start();
     server.setJwks(makeJwks(k1, k2));
     server.setMode('slow', { delayMs: 100 });
-    await sleep(350); // past the cooldown (measured from the start() fetch)
+    vi.advanceTimersByTime(350); // past the cooldown (measured from the start() fetch)
     server.resetCounts();
     const results = await Promise.all(Array.from({ length: 10 }, () => src.refreshForUnknownKid()));
     expect(server.requests).toBe(1);
@@ -184,7 +193,7 @@ describe('RemoteJwksKeySource: unknown kid', () => {
     expect(server.requests).toBe(1);
     expect(again).toBe(results[0]);
     // after the cooldown: one more request
-    await sleep(350);
+    vi.advanceTimersByTime(350);
     await src.refreshForUnknownKid();
     expect(server.requests).toBe(2);
   });
@@ -205,10 +214,11 @@ describe('RemoteJwksKeySource: unknown kid', () => {
   });
 
   it('picks up a rotated key after the cooldown; generation changes only when keys change', async () => {
+    useFakeClock();
     const { src } = source({ cooldown_seconds: 0.2 });
     await src.start();
     expect(src.generation).toBe(1);
-    await sleep(250);
+    await advance(src, 250);
     await src.refreshForUnknownKid(); // same keys
     expect(server.requests).toBe(2);
     expect(src.generation).toBe(1);
@@ -216,7 +226,7 @@ describe('RemoteJwksKeySource: unknown kid', () => {
     server.setJwks(makeJwks(k2)); // rotation: k1 removed, k2 added
     const withinCooldown = await src.refreshForUnknownKid();
     expect(withinCooldown!.byKid.has('k2')).toBe(false);
-    await sleep(250);
+    await advance(src, 250);
     const rotated = await src.refreshForUnknownKid();
     expect(rotated!.byKid.has('k2')).toBe(true);
     expect(rotated!.byKid.has('k1')).toBe(false);
@@ -224,7 +234,7 @@ describe('RemoteJwksKeySource: unknown kid', () => {
 
     // same kid, new key material: also a change
     server.setJwks(makeJwks(generateEcKeyPair({ kid: 'k2' })));
-    await sleep(250);
+    await advance(src, 250);
     await src.refreshForUnknownKid();
     expect(src.generation).toBe(3);
   });

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SecretKeySource, stripOneTrailingNewline } from '../../../../src/authn/keys/secret.js';
-import { captureLogger } from '../../../helpers/keys.js';
+import { captureLogger } from '../../../helpers/logger.js';
 
 const SECRET = '0123456789abcdef0123456789abcdef'; // 32 bytes
 

@@ -5,12 +5,12 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { TruststoreKeySource, type TruststoreOptions } from '../../../../src/authn/keys/truststore.js';
 import {
-  captureLogger,
   createSelfSignedCertificate,
   generateEcKeyPair,
   generateEd25519KeyPair,
   generateRsaKeyPair,
 } from '../../../helpers/keys.js';
+import { captureLogger } from '../../../helpers/logger.js';
 
 const rsa = generateRsaKeyPair();
 const ec = generateEcKeyPair();
@@ -170,6 +170,7 @@ describe('truststore', () => {
     put('a.pem', createSelfSignedCertificate(ec).pem);
     const { src } = store();
     await src.start();
+    // Real polling below: the watcher stats real files on disk.
     await new Promise((r) => setTimeout(r, 20));
     put('b.pem', createSelfSignedCertificate(rsa).pem);
     const end = Date.now() + 3000;
