@@ -13,6 +13,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import http2 from 'node:http2';
 import { benchConfig, checkDelta, cpuSeconds, freePort, loadAvg, ROOT, startServer } from './lib/server.mjs';
 import { AUD, ecKey, RS_ISS, rsaPool } from './lib/tokens.mjs';
@@ -86,6 +87,16 @@ export async function runEnvoyBench(opts) {
     { name: 'ext_authz-distinct', auth: 'ext_authz', tokens: 'distinct', workers: 1 },
     { name: 'ext_authz-repeated-w2', auth: 'ext_authz', tokens: 'repeated', workers: 2 },
     { name: 'ext_authz-distinct-w2', auth: 'ext_authz', tokens: 'distinct', workers: 2 },
+    // Envoy keeps one HTTP/2 connection per worker thread to the service, and node:cluster
+    // hands each connection to one worker: capping streams per connection on the ext_authz
+    // cluster makes Envoy open more connections, which the workers then share.
+    {
+      name: 'ext_authz-distinct-w2-mcs8',
+      auth: 'ext_authz',
+      tokens: 'distinct',
+      workers: 2,
+      clusterStreams: 8,
+    },
   ];
 
   // --only a,b: just those rows (the jwt_authn reference comes along for the ratios).
@@ -120,6 +131,7 @@ export async function runEnvoyBench(opts) {
         p99: r.latency?.p99,
         cpu_us_per_rq: r.cpu_us_per_rq,
         verified: r.verified,
+        ...(r.verified ? {} : { problems: r.problems ?? [r.error] }),
       })),
     };
   });
@@ -201,7 +213,7 @@ export async function runEnvoyBench(opts) {
       const headerArgs = row.via === 'header' ? ['-H', `authorization: Bearer ${tokens[0]}`] : [];
       const statsBefore = await proxy.stats('^http\\.ingress_http\\.');
       const metricsBefore = server ? await server.metrics() : undefined;
-      const cpu0 = { envoy: cpuSeconds(proxy.pid), authz: server ? treeCpu(server.pid) : 0 };
+      const cpu0 = { envoy: cpuSeconds(proxy.pid), authz: server ? treeCpu(server.pid) : {} };
       const load_before = loadAvg();
 
       const res = H2LOAD
@@ -232,8 +244,16 @@ export async function runEnvoyBench(opts) {
 
       const cpu = {
         envoy: cpuSeconds(proxy.pid) - cpu0.envoy,
-        authz: server ? treeCpu(server.pid) - cpu0.authz : 0,
+        authz: 0,
       };
+      // Per process: with server.workers, shows how Envoy's connections spread the Checks.
+      const authzSplit = {};
+      if (server) {
+        for (const [pid, s] of Object.entries(treeCpu(server.pid)))
+          authzSplit[pid === String(server.pid) ? 'primary' : `worker ${pid}`] =
+            Math.round((s - (cpu0.authz[pid] ?? 0)) * 100) / 100;
+        cpu.authz = sum(authzSplit);
+      }
       const statsAfter = await proxy.stats('^http\\.ingress_http\\.');
       const d = (k) =>
         (statsAfter[`http.ingress_http.${k}`] ?? 0) - (statsBefore[`http.ingress_http.${k}`] ?? 0);
@@ -301,6 +321,7 @@ export async function runEnvoyBench(opts) {
         cpu_us_per_rq: envoyStats.rq_total
           ? Math.round(((cpu.envoy + cpu.authz) * 1e6) / envoyStats.rq_total)
           : undefined,
+        authz_cpu_s: server ? authzSplit : undefined,
         envoy: envoyStats,
         server: server_checks,
         loadavg_before: load_before,
@@ -310,7 +331,8 @@ export async function runEnvoyBench(opts) {
       log(
         `  ${Math.round(out.rps)} req/s, p50 ${out.latency?.p50} ms, p99 ${out.latency?.p99} ms; envoy ${JSON.stringify(envoyStats)}` +
           (server_checks
-            ? `; service ${JSON.stringify(server_checks.checks)} cache hits ${JSON.stringify(server_checks.cacheHits)}`
+            ? `; service ${JSON.stringify(server_checks.checks)} cache hits ${JSON.stringify(server_checks.cacheHits)}` +
+              ` CPU s ${JSON.stringify(authzSplit)}`
             : ''),
       );
       return out;
@@ -375,6 +397,7 @@ export async function runEnvoyBench(opts) {
       'authz µs/rq',
       'CPU × jwt_authn',
       'verified',
+      'notes',
     ];
     const ratio = (r, base) => (base && r.rps ? (r.rps / base).toFixed(2) : '');
     const lines = results.map((r) => [
@@ -392,6 +415,12 @@ export async function runEnvoyBench(opts) {
       String(r.authz_us_per_rq ?? ''),
       refCpu && r.cpu_us_per_rq ? (r.cpu_us_per_rq / refCpu).toFixed(2) : '',
       r.verified ? 'yes' : 'NO',
+      [
+        workerShare(r),
+        ...(r.rounds ?? []).map((x, i) => (x.verified ? '' : `round ${i + 1}: ${x.problems.join(', ')}`)),
+      ]
+        .filter(Boolean)
+        .join('; '),
     ]);
     const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
     const fmt = (cols) =>
@@ -428,6 +457,12 @@ function shapeForRow(doc, row, rsKey) {
         if (Object.keys(route.typed_per_filter_config).length === 0) delete route.typed_per_filter_config;
       }
     }
+  }
+  if (row.clusterStreams) {
+    const authz = doc.static_resources.clusters.find((c) => c.name === 'ext_authz');
+    const http =
+      authz.typed_extension_protocol_options['envoy.extensions.upstreams.http.v3.HttpProtocolOptions'];
+    http.explicit_http_config.http2_protocol_options = { max_concurrent_streams: row.clusterStreams };
   }
   doc.static_resources.clusters = doc.static_resources.clusters.filter(
     (c) => c.name !== 'backend' && (row.auth === 'ext_authz' || c.name !== 'ext_authz'),
@@ -490,22 +525,29 @@ function probe(port, path) {
   });
 }
 
-/** CPU seconds of a process and its direct children (server.workers forks). */
+/** CPU seconds of a process and of each direct child (server.workers forks), by pid. */
 function treeCpu(pid) {
-  let total = cpuSeconds(pid);
+  const out = { [pid]: cpuSeconds(pid) };
   try {
-    for (const child of readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
-      .trim()
-      .split(/\s+/)
-      .filter(Boolean))
-      total += cpuSeconds(Number(child));
+    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/);
+    for (const child of children.filter(Boolean)) out[child] = cpuSeconds(Number(child));
   } catch {
     /* no children file: the primary alone */
   }
-  return total;
+  return out;
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+/** With server.workers: each worker's share of the service CPU (how Envoy's connections landed). */
+function workerShare(r) {
+  const split = Object.entries(r.authz_cpu_s ?? {}).filter(([k]) => k !== 'primary');
+  if (split.length < 2) return '';
+  const total = split.reduce((a, [, v]) => a + v, 0) || 1;
+  return `worker CPU split ${split.map(([, v]) => `${Math.round((100 * v) / total)}%`).join('/')}`;
+}
+
+const sum = (o) => Object.values(o).reduce((a, b) => a + b, 0);
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const { parseArgs } = await import('node:util');
   const { values } = parseArgs({
     options: {
