@@ -426,9 +426,9 @@ export async function runEnvoyBench(opts) {
     const fmt = (cols) =>
       cols.map((c, i) => (i >= 3 && i <= 12 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ');
     console.log('');
-    console.log(fmt(header));
+    console.log(fmt(header).trimEnd());
     console.log(widths.map((w) => '-'.repeat(w)).join('  '));
-    for (const l of lines) console.log(fmt(l));
+    for (const l of lines) console.log(fmt(l).trimEnd());
     console.log(
       `\nEnvoy ${env.envoy.replace(/^.*version: /, '')} (${env.envoy_origin}), 1 worker thread; driver ${env.driver}, 1 connection × ${STREAMS} streams, ` +
         `${DURATION} s per row (+${WARMUP} s warm-up); ${env.cpus} cores (${env.cpu_model}), node ${env.node}, load average ${env.loadavg_end.join(' ')}.` +
