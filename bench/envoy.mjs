@@ -48,8 +48,10 @@ export async function runEnvoyBench(opts) {
     log(`✖ --envoy needs the Envoy binary: ${envoy.reason}`);
     return 2;
   }
-  const H2LOAD = h2loadPath();
-  if (!H2LOAD) {
+  // --no-h2load forces the node:http2 fallback (to compare the drivers).
+  const H2LOAD = opts['no-h2load'] ? undefined : h2loadPath();
+  if (!H2LOAD && opts['no-h2load']) log('--no-h2load: using the node:http2 driver (bench/lib/h2get.mjs).');
+  else if (!H2LOAD) {
     log(
       'h2load not found: install it with `sudo apt-get install -y nghttp2-client` (Debian/Ubuntu; ' +
         '`brew install nghttp2` on macOS). Falling back to the node:http2 driver (bench/lib/h2get.mjs), ' +
@@ -556,6 +558,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
       'envoy-streams': { type: 'string' },
       only: { type: 'string' },
       rounds: { type: 'string' },
+      'no-h2load': { type: 'boolean', default: false },
       fresh: { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
     },
