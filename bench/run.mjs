@@ -3,6 +3,7 @@
 //
 //   node bench/run.mjs [--quick] [--duration S] [--fresh] [--no-h2load]
 //   node bench/run.mjs --profile repeated|distinct|invalid|baseline
+//   node bench/run.mjs --envoy [--quick] [--rounds N]   (through the real Envoy: bench/envoy.mjs)
 //
 // One server process per scenario (fresh state), load from a separate process.
 import { spawn } from 'node:child_process';
@@ -39,9 +40,14 @@ const { values: opts } = parseArgs({
     'memory-tokens': { type: 'string' },
     keep: { type: 'boolean', default: false },
     only: { type: 'string' },
+    // --envoy: the rows through the real Envoy instead (bench/envoy.mjs).
+    envoy: { type: 'boolean', default: false },
+    'envoy-streams': { type: 'string' },
+    rounds: { type: 'string' },
   },
   strict: true,
 });
+if (opts.envoy) process.exit(await (await import('./envoy.mjs')).runEnvoyBench(opts));
 
 const QUICK = opts.quick;
 const DURATION = Number(opts.duration ?? (QUICK ? 3 : 10));

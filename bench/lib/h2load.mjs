@@ -40,6 +40,14 @@ export function runH2load(bin, { port, bodyFile, logFile, connections, streams, 
     '--log-file', logFile,
   ];
   if (rps) args.push(`--rps=${Math.max(1, Math.round(rps / connections))}`);
+  return runH2loadArgs(bin, args, { logFile, connections, streams });
+}
+
+/**
+ * Runs h2load with `args` (which must include `--log-file logFile`) and parses its
+ * summary; latency percentiles come from the log file (µs per request).
+ */
+export function runH2loadArgs(bin, args, { logFile, connections, streams }) {
   return new Promise((resolve, reject) => {
     const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';

@@ -1,0 +1,82 @@
+// Fallback load generator for the Envoy rows when h2load is not installed:
+//   node bench/lib/h2get.mjs SPEC.json   → one JSON result line on stdout.
+// node:http2 GETs over one h2c connection, `streams` in flight (closed loop), paths
+// cycled in order from a file (one per line). It costs more CPU than h2load on the
+// same cores, so only compare rows measured with the same driver.
+//
+// SPEC: { port, pathsFile, streams, durationS, warmupS, latenciesFile }
+import http2 from 'node:http2';
+import { readFileSync, writeFileSync } from 'node:fs';
+
+const spec = JSON.parse(readFileSync(process.argv[2], 'utf8'));
+const paths = readFileSync(spec.pathsFile, 'utf8').split('\n').filter(Boolean);
+const session = http2.connect(`http://127.0.0.1:${spec.port}`);
+await new Promise((resolve, reject) => {
+  session.once('connect', resolve);
+  session.once('error', reject);
+});
+
+let next = 0;
+let stopping = false;
+let succeeded = 0;
+let failed = 0;
+let non200 = 0;
+let measured = 0;
+let lat = new Float64Array(1 << 16);
+const started = performance.now();
+const measureFrom = started + spec.warmupS * 1000;
+const measureTo = measureFrom + spec.durationS * 1000;
+
+function one() {
+  if (stopping) return;
+  const path = paths[next];
+  next = next + 1 === paths.length ? 0 : next + 1;
+  const t0 = performance.now();
+  let status = 0;
+  const req = session.request({ ':path': path });
+  req.on('response', (h) => (status = h[':status']));
+  req.on('data', () => {});
+  req.on('end', () => {
+    const now = performance.now();
+    if (t0 >= measureFrom && now <= measureTo) {
+      if (status === 200) succeeded++;
+      else non200++;
+      if (measured === lat.length) {
+        const bigger = new Float64Array(lat.length * 2);
+        bigger.set(lat);
+        lat = bigger;
+      }
+      lat[measured++] = now - t0;
+    }
+    one();
+  });
+  req.on('error', () => {
+    if (!stopping) failed++;
+    one();
+  });
+  req.end();
+}
+
+for (let i = 0; i < spec.streams; i++) one();
+setTimeout(
+  () => {
+    stopping = true;
+    writeFileSync(spec.latenciesFile, Buffer.from(lat.buffer, 0, measured * 8));
+    process.stdout.write(
+      JSON.stringify({
+        driver: 'node:http2',
+        connections: 1,
+        streams: spec.streams,
+        seconds: spec.durationS,
+        rps: measured / spec.durationS,
+        succeeded,
+        failed,
+        errored: 0,
+        non200,
+      }) + '\n',
+    );
+    session.destroy();
+    process.exit(0);
+  },
+  (spec.warmupS + spec.durationS) * 1000 + 5,
+);
