@@ -11,12 +11,9 @@ import { exceedsBytes } from '../authn/jws.js';
 import { verifyJwt, type CompiledIssuer } from '../authn/verify.js';
 import { extractScopes, type ClaimMapper } from '../authz/claims.js';
 import { isAmbiguousPath, normalizePath } from '../authz/path.js';
-import {
-  evaluateRequirement,
-  type EffectiveRule,
-  type ExtensionProblem,
-  type RuleSet,
-} from '../authz/rules.js';
+import type { RuleSet } from '../authz/compile.js';
+import type { ExtensionProblem } from '../authz/extensions.js';
+import { evaluateRequirement, type EffectiveRule } from '../authz/requirement.js';
 import type { AuthRequest, Principal } from '../core/request.js';
 import type { ClaimHeaders } from '../upstream/claim-headers.js';
 import type { DownstreamTokenMinter, MintedToken } from '../upstream/downstream-token.js';

@@ -6,7 +6,7 @@ import type { KeySource, KeySourceStatus } from '../authn/keys/types.js';
 import { compileTokenSources } from '../authn/extract.js';
 import type { CompiledIssuer } from '../authn/verify.js';
 import { compileClaimMappings, type ClaimMapper } from '../authz/claims.js';
-import { RuleSet } from '../authz/rules.js';
+import { RuleSet } from '../authz/compile.js';
 import { ConfigError } from '../core/errors.js';
 import type { LoadedConfig } from '../config/types.js';
 import { createTokenService, type TokenService } from '../oauth/index.js';

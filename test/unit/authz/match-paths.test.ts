@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { RuleConfig } from '../../../src/config/types.js';
 import { normalizePath } from '../../../src/authz/path.js';
-import { RuleSet, type MatchInput } from '../../../src/authz/rules.js';
+import { RuleSet } from '../../../src/authz/compile.js';
+import type { MatchInput } from '../../../src/authz/match.js';
 
 const NONE: Record<string, string> = Object.create(null);
 
