@@ -10,7 +10,8 @@
 // different backends, so it never skips authentication, while a valid token can
 // still reach it.
 
-import type { Action, RuleConfig } from '../config/types.js';
+import type { Action, DenyResponseConfig, RuleConfig } from '../config/types.js';
+import type { DenyResponse, HeaderToSet } from '../core/decision.js';
 import {
   ExtensionResolver,
   hasOwnKeys,
@@ -95,7 +96,11 @@ export class RuleSet {
 
       const match = compileMatch(rule.match, at, named, problems);
       const requirement = compileRequirement(rule, at, named, problems, knownIssuers);
-      const plain = effective(name, rule.action, requirement);
+      const denyResponse =
+        rule.deny_response !== undefined
+          ? compileDenyResponse(rule.deny_response, `${at}.deny_response`, named, problems)
+          : undefined;
+      const plain = effective(name, rule.action, requirement, denyResponse ? { denyResponse } : {});
       compiled.push({
         index: i,
         name,
@@ -130,4 +135,53 @@ export class RuleSet {
   private match(input: MatchInput): CompiledRule | undefined {
     return firstMatch(this.rules, input, input.encodedSeparator ? skipOnEncodedPath : undefined);
   }
+}
+
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9a-z-]+$/;
+const BODY_PLACEHOLDER = /\{([a-z_]+)\}/g;
+const PLACEHOLDERS: ReadonlySet<string> = new Set(['error', 'error_description', 'request_id']);
+/** Headers a deny response may not set: Envoy owns them. */
+const FORBIDDEN_HEADERS: ReadonlySet<string> = new Set([
+  'content-length',
+  'transfer-encoding',
+  'connection',
+  'keep-alive',
+  'upgrade',
+  'te',
+  'host',
+]);
+
+function compileDenyResponse(
+  cfg: DenyResponseConfig,
+  at: string,
+  named: string,
+  problems: string[],
+): DenyResponse {
+  const headers: HeaderToSet[] = [];
+  for (const [rawName, value] of Object.entries(cfg.headers ?? {})) {
+    const name = rawName.toLowerCase();
+    if (!HEADER_NAME.test(name) || FORBIDDEN_HEADERS.has(name)) {
+      problems.push(`${at}.headers.${rawName}: not a header a response may set${named}`);
+      continue;
+    }
+    if (/[\r\n\0]/.test(value)) {
+      problems.push(`${at}.headers.${rawName}: must not contain CR, LF or NUL${named}`);
+      continue;
+    }
+    headers.push(Object.freeze({ key: name, value }));
+  }
+  if (cfg.body !== undefined) {
+    for (const m of cfg.body.matchAll(BODY_PLACEHOLDER)) {
+      if (!PLACEHOLDERS.has(m[1]!)) {
+        problems.push(
+          `${at}.body: unknown placeholder "${m[0]}" (allowed: {error}, {error_description}, {request_id})${named}`,
+        );
+      }
+    }
+  }
+  return Object.freeze({
+    ...(cfg.status !== undefined ? { status: cfg.status } : {}),
+    headers: Object.freeze(headers),
+    ...(cfg.body !== undefined ? { body: cfg.body } : {}),
+  });
 }

@@ -39,7 +39,7 @@ const RULE_EXTENSION_KEYS: ReadonlySet<string> = new Set([
   'issuers',
   'audience',
 ]);
-const ACTIONS: ReadonlySet<string> = new Set<Action>(['allow', 'deny', 'authenticate']);
+const ACTIONS: ReadonlySet<string> = new Set<Action>(['allow', 'deny', 'authenticate', 'optional']);
 
 function isAction(value: string): value is Action {
   return ACTIONS.has(value);
@@ -142,10 +142,20 @@ function applyExtensions(
   const issuers = has('issuers') ? new Set(splitList(ext.issuers!)) : req.issuers;
   const audience = has('audience') ? Object.freeze(splitList(ext.audience!)) : base.audience;
   let finalAction = action ?? base.action;
-  if (encodedSeparator && finalAction === 'allow') finalAction = 'authenticate';
+  if (encodedSeparator && (finalAction === 'allow' || finalAction === 'optional'))
+    finalAction = 'authenticate';
   const requirement =
     scopesAll === req.scopesAll && scopesAny === req.scopesAny && issuers === req.issuers
       ? req
-      : makeRequirement(Object.freeze(scopesAll), Object.freeze(scopesAny), issuers, req.claims);
-  return effective(base.name, finalAction, requirement, audience);
+      : makeRequirement(
+          Object.freeze(scopesAll),
+          Object.freeze(scopesAny),
+          issuers,
+          req.claims,
+          req.expression,
+        );
+  return effective(base.name, finalAction, requirement, {
+    ...(audience ? { audience } : {}),
+    ...(base.denyResponse ? { denyResponse: base.denyResponse } : {}),
+  });
 }

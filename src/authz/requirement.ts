@@ -3,9 +3,15 @@
 // once from config (compileRequirement) or derived from context_extensions.
 
 import type { Action, RuleConfig } from '../config/types.js';
-import { deny, type Deny } from '../core/decision.js';
+import { deny, type Deny, type DenyResponse } from '../core/decision.js';
 import type { Principal } from '../core/request.js';
 import { compileClaimReader, type ClaimReader } from './claims.js';
+import {
+  compileExpression,
+  ExpressionError,
+  type CompiledExpression,
+  type ExpressionInput,
+} from './expressions.js';
 
 export type ClaimValue = string | number | boolean;
 
@@ -29,6 +35,8 @@ export interface Requirement {
 export interface CompiledRequirement extends Requirement {
   readonly claims: readonly (ClaimCondition & { readonly read: ClaimReader })[];
   readonly scopeText: string;
+  /** require.expression, run after scopes and claims hold. */
+  readonly expression?: CompiledExpression;
 }
 
 /** The rule that applies to one request, after matching and context_extensions. */
@@ -37,6 +45,12 @@ export interface EffectiveRule {
   readonly action: Action;
   readonly requirement: CompiledRequirement;
   readonly audience?: readonly string[];
+  readonly denyResponse?: DenyResponse;
+}
+
+export interface RuleExtras {
+  readonly audience?: readonly string[];
+  readonly denyResponse?: DenyResponse;
 }
 
 const NO_STRINGS: readonly string[] = Object.freeze([]);
@@ -53,6 +67,7 @@ export function makeRequirement(
   scopesAny: readonly string[],
   issuers: ReadonlySet<string> | undefined,
   claims: CompiledRequirement['claims'],
+  expression?: CompiledExpression,
 ): CompiledRequirement {
   const req: CompiledRequirement = {
     scopesAll,
@@ -60,6 +75,7 @@ export function makeRequirement(
     claims,
     scopeText: [...scopesAll, ...scopesAny].join(' '),
     ...(issuers ? { issuers } : {}),
+    ...(expression ? { expression } : {}),
   };
   return Object.freeze(req);
 }
@@ -68,15 +84,24 @@ export function effective(
   name: string,
   action: Action,
   requirement: CompiledRequirement,
-  audience?: readonly string[],
+  extras: RuleExtras = {},
 ): EffectiveRule {
-  return Object.freeze(audience ? { name, action, requirement, audience } : { name, action, requirement });
+  return Object.freeze({
+    name,
+    action,
+    requirement,
+    ...(extras.audience ? { audience: extras.audience } : {}),
+    ...(extras.denyResponse ? { denyResponse: extras.denyResponse } : {}),
+  });
 }
 
-/** The rule as resolved for an encodedSeparator path: an allow never skips authentication there. */
+/**
+ * The rule as resolved for an encodedSeparator path: neither an allow nor an
+ * optional rule skips authentication there.
+ */
 export function guardedVariant(rule: EffectiveRule): EffectiveRule {
-  return rule.action === 'allow'
-    ? effective(rule.name, 'authenticate', rule.requirement, rule.audience)
+  return rule.action === 'allow' || rule.action === 'optional'
+    ? effective(rule.name, 'authenticate', rule.requirement, rule)
     : rule;
 }
 
@@ -122,10 +147,20 @@ export function compileRequirement(
     }
     claims.push(Object.freeze({ name, values: Object.freeze([...values]), read: compileClaimReader(name) }));
   }
-  if (scopesAll.length === 0 && scopesAny.length === 0 && issuers === undefined && claims.length === 0) {
+  let expression: CompiledExpression | undefined;
+  if (r.expression !== undefined) {
+    expression = compileExpression(r.expression, `${at}.require.expression${named}`, 'bool', problems);
+  }
+  if (
+    scopesAll.length === 0 &&
+    scopesAny.length === 0 &&
+    issuers === undefined &&
+    claims.length === 0 &&
+    expression === undefined
+  ) {
     return EMPTY_REQUIREMENT;
   }
-  return makeRequirement(scopesAll, scopesAny, issuers, Object.freeze(claims));
+  return makeRequirement(scopesAll, scopesAny, issuers, Object.freeze(claims), expression);
 }
 
 function conditionHolds(claim: unknown, values: readonly ClaimValue[]): boolean {
@@ -168,4 +203,23 @@ export function evaluateRequirement(req: Requirement, principal: Principal): Den
     }
   }
   return undefined;
+}
+
+/**
+ * Runs a requirement's expression (after evaluateRequirement held, so never for
+ * an unverified token); undefined when it returns true.
+ */
+export function evaluateExpression(req: CompiledRequirement, input: ExpressionInput): Deny | undefined {
+  const expression = req.expression;
+  if (expression === undefined) return undefined;
+  try {
+    if (expression.evaluate(input) === true) return undefined;
+    return deny('expression_false', "the request does not meet this route's policy");
+  } catch (err) {
+    const detail =
+      err instanceof ExpressionError ? err.message : `evaluation failed: ${(err as Error).message}`;
+    return deny('expression_error', "the route's policy could not be evaluated", {
+      logDetail: `require.expression: ${detail}`,
+    });
+  }
 }

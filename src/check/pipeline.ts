@@ -13,7 +13,13 @@ import { extractScopes, type ClaimMapper } from '../authz/claims.js';
 import { isAmbiguousPath, normalizePath } from '../authz/path.js';
 import type { RuleSet } from '../authz/compile.js';
 import type { ExtensionProblem } from '../authz/extensions.js';
-import { evaluateRequirement, type EffectiveRule } from '../authz/requirement.js';
+import { evaluateExpression, evaluateRequirement, type EffectiveRule } from '../authz/requirement.js';
+import {
+  ExpressionError,
+  ExpressionInput,
+  toJsonValue,
+  type CompiledExpression,
+} from '../authz/expressions.js';
 import type { AuthRequest, Principal } from '../core/request.js';
 import type { ClaimHeaders } from '../upstream/claim-headers.js';
 import type { DownstreamTokenMinter, MintedToken } from '../upstream/downstream-token.js';
@@ -35,6 +41,8 @@ export interface PipelineParts {
   readonly claimHeaders: ClaimHeaders;
   readonly forwardOriginalToken: boolean;
   readonly minter?: DownstreamTokenMinter;
+  /** upstream.dynamic_metadata, compiled. */
+  readonly dynamicMetadata?: readonly { readonly name: string; readonly expression: CompiledExpression }[];
   readonly self?: SelfTokenSupport;
   /** Max entries of the verified-token cache; 0 disables it. */
   readonly verifiedCacheMax: number;
@@ -86,8 +94,12 @@ export class CheckPipeline {
   private readonly cache?: LRUCache<string, CachedPrincipal>;
   private readonly lookupIssuer = (iss: string) => this.issuersByIss.get(iss);
   private readonly now: () => number;
+  /** Some dynamic_metadata field reads the request: allow decisions are not reused. */
+  private readonly metadataRequestDependent: boolean;
 
   constructor(private readonly parts: PipelineParts) {
+    this.metadataRequestDependent =
+      parts.dynamicMetadata?.some((m) => m.expression.requestDependent) === true;
     for (const issuer of parts.issuers) this.issuersByIss.set(issuer.issuer, issuer);
     const names = [...parts.claimHeaders.headerNames];
     if (parts.minter && !names.includes(parts.minter.header)) names.push(parts.minter.header);
@@ -129,11 +141,15 @@ export class CheckPipeline {
       this.onIgnoredExtension,
     );
     if (rule.action === 'deny')
-      return deny('rule_deny', 'access to this route is denied', { rule: rule.name });
+      return this.ruleDeny(deny('rule_deny', 'access to this route is denied'), rule, req);
     if (rule.action === 'allow') return this.allowUnverified(req, rule);
 
     const extracted = extractToken(req, this.parts.tokenSources);
-    if (!extracted) return deny('token_missing', undefined, { rule: rule.name });
+    if (!extracted) {
+      // optional: no token is an anonymous caller; a token that is present must verify.
+      if (rule.action === 'optional') return this.allowUnverified(req, rule, true);
+      return this.ruleDeny(deny('token_missing'), rule, req);
+    }
     const entry = this.cachedVerification(extracted.token);
     if (entry && entry.issuer.name !== 'self') {
       // Our own tokens always go the async way: they need a revocation lookup.
@@ -142,9 +158,19 @@ export class CheckPipeline {
         if (this.parts.minter) this.parts.metrics.hits.mintedToken.inc();
         return memo.decision;
       }
-      return this.decide(req, rule, entry.principal, extracted, entry);
+      return this.decide(req, np.path, rule, entry.principal, extracted, entry);
     }
-    return this.authenticateThenDecide(req, rule, extracted, deadline, entry ?? null);
+    return this.authenticateThenDecide(req, np.path, rule, extracted, deadline, entry ?? null);
+  }
+
+  /** Names the rule on a denial and hands it the rule's own answer (deny_response), if any. */
+  private ruleDeny(d: Deny, rule: EffectiveRule, req: AuthRequest): Deny {
+    d.rule = rule.name;
+    if (rule.denyResponse) {
+      d.response = rule.denyResponse;
+      d.requestId = req.requestId;
+    }
+    return d;
   }
 
   /**
@@ -153,7 +179,7 @@ export class CheckPipeline {
    * forward_original_token, so the upstream never receives a credential that
    * nobody checked (and cannot mistake it for one we did).
    */
-  private allowUnverified(req: AuthRequest, rule: EffectiveRule): Allow {
+  private allowUnverified(req: AuthRequest, rule: EffectiveRule, anonymous = false): Allow {
     const r = this.unverifiedRemovals;
     let headers: HeaderToSet[] = [];
     let headersToRemove = r.headers;
@@ -176,7 +202,8 @@ export class CheckPipeline {
       headers,
       headersToRemove,
       queryParametersToRemove,
-      reason: rule.name === 'default' ? 'default_allow' : 'rule_allow',
+      reason: anonymous ? 'anonymous' : rule.name === 'default' ? 'default_allow' : 'rule_allow',
+      ...(anonymous ? { anonymous } : {}),
       rule: rule.name,
     };
   }
@@ -195,44 +222,87 @@ export class CheckPipeline {
 
   private async authenticateThenDecide(
     req: AuthRequest,
+    path: string,
     rule: EffectiveRule,
     extracted: ExtractedToken,
     deadline: number | undefined,
     cached: CachedPrincipal | null,
   ): Promise<Decision> {
     const principal = await this.authenticate(extracted.token, deadline, cached);
-    if ('kind' in principal) {
-      principal.rule = rule.name;
-      return principal;
-    }
-    return this.decide(req, rule, principal, extracted, this.cache?.peek(extracted.token));
+    if ('kind' in principal) return this.ruleDeny(principal, rule, req);
+    return this.decide(req, path, rule, principal, extracted, this.cache?.peek(extracted.token));
   }
 
   /** Requirement check, then the allow decision (memoised on the cache entry when reusable). */
   private decide(
     req: AuthRequest,
+    path: string,
     rule: EffectiveRule,
     principal: Principal,
     extracted: ExtractedToken,
     entry: CachedPrincipal | undefined,
   ): Decision | Promise<Decision> {
-    const problem = evaluateRequirement(rule.requirement, principal);
+    let problem = evaluateRequirement(rule.requirement, principal);
+    // Built on first use, shared by the rule's expression, claims_expr and dynamic_metadata.
+    const input = new ExpressionInput(req, path, principal, this.now());
+    if (!problem && rule.requirement.expression) problem = evaluateExpression(rule.requirement, input);
+    let extra: Record<string, unknown> | undefined;
+    if (!problem && this.parts.dynamicMetadata) {
+      const result = this.dynamicMetadata(input);
+      if (result.ok) extra = result.fields;
+      else problem = result.deny;
+    }
     if (problem) {
-      problem.rule = rule.name;
       problem.issuer = principal.issuer;
-      return problem;
+      return this.ruleDeny(problem, rule, req);
     }
     const minter = this.parts.minter;
-    if (!minter) return this.allow(req, rule, principal, extracted, entry, undefined);
-    return minter.mintEntry(principal, rule.audience).then(
-      (minted) => this.allow(req, rule, principal, extracted, entry, minted),
-      (err: unknown) =>
-        deny('mint_failed', undefined, {
+    const profile = minter?.profile(rule.name);
+    // A decision reused for the same token must not depend on what varies between its requests.
+    const requestDependent =
+      rule.requirement.expression?.requestDependent === true ||
+      this.metadataRequestDependent ||
+      profile?.requestDependent === true;
+    if (!minter || profile?.enabled === false)
+      return this.allow(req, rule, principal, extracted, entry, undefined, extra, requestDependent);
+    return minter.mintEntry(principal, rule.audience, profile, input).then(
+      (minted) => this.allow(req, rule, principal, extracted, entry, minted, extra, requestDependent),
+      (err: unknown) => {
+        if (err instanceof ExpressionError) {
+          return this.ruleDeny(
+            deny('expression_error', "the route's policy could not be evaluated", {
+              issuer: principal.issuer,
+              logDetail: err.message,
+            }),
+            rule,
+            req,
+          );
+        }
+        return deny('mint_failed', undefined, {
           rule: rule.name,
           issuer: principal.issuer,
           logDetail: (err as Error).message,
-        }),
+        });
+      },
     );
+  }
+
+  /** upstream.dynamic_metadata for one request; an evaluation error denies (fail closed). */
+  private dynamicMetadata(
+    input: ExpressionInput,
+  ): { ok: true; fields: Record<string, unknown> } | { ok: false; deny: Deny } {
+    const fields: Record<string, unknown> = {};
+    for (const m of this.parts.dynamicMetadata ?? []) {
+      try {
+        fields[m.name] = toJsonValue(m.expression.evaluate(input));
+      } catch (err) {
+        const d = deny('expression_error', "the route's policy could not be evaluated", {
+          logDetail: `upstream.dynamic_metadata.${m.name}: ${(err as Error).message}`,
+        });
+        return { ok: false, deny: d };
+      }
+    }
+    return { ok: true, fields };
   }
 
   private allow(
@@ -242,6 +312,8 @@ export class CheckPipeline {
     extracted: ExtractedToken,
     entry: CachedPrincipal | undefined,
     minted: MintedToken | undefined,
+    extra: Record<string, unknown> | undefined,
+    requestDependent: boolean,
   ): Allow {
     const headers: HeaderToSet[] = [];
     this.parts.claimHeaders.build(principal, headers, (header, claim, why) =>
@@ -272,7 +344,10 @@ export class CheckPipeline {
     // response bytes included, until the minted token is due for renewal or the
     // verification expires.
     const reusable =
-      entry !== undefined && source.kind === 'header' && (minted === undefined || minted.reuseUntil > 0);
+      entry !== undefined &&
+      source.kind === 'header' &&
+      !requestDependent &&
+      (minted === undefined || minted.reuseUntil > 0);
     const allow: Allow = {
       kind: 'allow',
       headers,
@@ -283,6 +358,7 @@ export class CheckPipeline {
         sub: principal.sub,
         scope: principal.scope,
         claims: principal.claims as Record<string, unknown>,
+        ...(extra ? { extra } : {}),
       },
       reason: 'authenticated',
       rule: rule.name,

@@ -7,6 +7,7 @@ import {
   ruleFields,
   storeFields,
   tokenEndpointFields,
+  tokenProfileFields,
   tokenSourceFields,
   upstreamFields,
   verifiedTokenCacheFields,
@@ -15,7 +16,7 @@ import {
 } from './schema.js';
 import { ConfigError } from '../core/errors.js';
 import { isLoopbackHost } from '../net/safe-fetch.js';
-import { isPlainObject, validateField, type FieldSpec, type Problems } from './shape.js';
+import { isPlainObject, validateField, validateObject, type FieldSpec, type Problems } from './shape.js';
 import { addressProblem, checkConfigFiles, LISTEN_ADDRESSES } from './preflight.js';
 import type { AppConfig, IssuerConfig, LoadedConfig } from './types.js';
 
@@ -52,7 +53,7 @@ function schema() {
     realm: { format: String, default: 'envoy-jwt-authz' },
     public_base_url: { format: String, default: '' },
     max_token_bytes: { format: 'nat', default: 16384 },
-    default_action: { format: ['allow', 'deny', 'authenticate'], default: 'authenticate' },
+    default_action: { format: ['allow', 'deny', 'authenticate', 'optional'], default: 'authenticate' },
   };
 }
 
@@ -208,10 +209,19 @@ function crossCheck(config: AppConfig, problems: Problems): void {
     );
   }
   config.rules.forEach((rule, i) => {
-    if (rule.require !== undefined && rule.action !== 'authenticate') {
+    if (rule.require !== undefined && rule.action !== 'authenticate' && rule.action !== 'optional') {
       problems.push(
-        `rules[${i}].require: only applies to action "authenticate" (this rule's action "${rule.action}" ignores it)`,
+        `rules[${i}].require: only applies to action "authenticate" or "optional" (this rule's action "${rule.action}" ignores it)`,
       );
+    }
+    if (rule.token !== undefined && rule.token !== false) {
+      if (!isPlainObject(rule.token)) {
+        problems.push(`rules[${i}].token: must be false or an object`);
+      } else {
+        rule.token = validateObject(rule.token, tokenProfileFields, `rules[${i}].token`, problems);
+        if (!config.upstream.token)
+          problems.push(`rules[${i}].token: needs upstream.token (the profile overrides its fields)`);
+      }
     }
   });
   config.token_sources.forEach((src, i) => {

@@ -7,8 +7,9 @@ import { compileTokenSources } from '../authn/extract.js';
 import type { CompiledIssuer } from '../authn/verify.js';
 import { compileClaimMappings, type ClaimMapper } from '../authz/claims.js';
 import { RuleSet } from '../authz/compile.js';
+import { compileExpression, type CompiledExpression } from '../authz/expressions.js';
 import { ConfigError } from '../core/errors.js';
-import type { LoadedConfig } from '../config/types.js';
+import type { LoadedConfig, RuleConfig } from '../config/types.js';
 import { createTokenService, type TokenService } from '../oauth/index.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -16,7 +17,41 @@ import { CheckPipeline } from '../check/pipeline.js';
 import { Shared } from '../core/shared.js';
 import { createStore, type Store } from '../store/index.js';
 import { ClaimHeaders } from '../upstream/claim-headers.js';
-import { createDownstreamTokenMinter, type DownstreamTokenMinter } from '../upstream/downstream-token.js';
+import {
+  createDownstreamTokenMinter,
+  type DownstreamTokenMinter,
+  type RouteTokenConfig,
+} from '../upstream/downstream-token.js';
+
+/** Fields every allow's dynamic_metadata already has. */
+const METADATA_FIELDS: ReadonlySet<string> = new Set(['issuer', 'sub', 'scope', 'claims', 'anonymous']);
+
+function compileDynamicMetadata(
+  fields: Record<string, string>,
+  problems: string[],
+): { name: string; expression: CompiledExpression }[] {
+  const out: { name: string; expression: CompiledExpression }[] = [];
+  for (const [name, source] of Object.entries(fields)) {
+    const where = `upstream.dynamic_metadata.${name}`;
+    if (METADATA_FIELDS.has(name)) {
+      problems.push(`${where}: "${name}" is always set by the service; choose another name`);
+      continue;
+    }
+    const expression = compileExpression(source, where, 'value', problems);
+    if (expression) out.push({ name, expression });
+  }
+  return out;
+}
+
+/** Rules with a `token` profile, named as the rule set names them. */
+function routeTokens(rules: readonly RuleConfig[]): RouteTokenConfig[] {
+  const out: RouteTokenConfig[] = [];
+  rules.forEach((rule, i) => {
+    if (rule.token !== undefined)
+      out.push({ rule: rule.name ?? `rules[${i}]`, at: `rules[${i}]`, token: rule.token });
+  });
+  return out;
+}
 
 export interface RuntimeContext {
   readonly logger: Logger;
@@ -98,6 +133,7 @@ export class Runtime {
       ),
     );
     const claimHeaders = ClaimHeaders.compile(config.upstream.claim_headers, problems);
+    const dynamicMetadata = compileDynamicMetadata(config.upstream.dynamic_metadata, problems);
     const tokenIssuer = config.token_endpoint.enabled ? config.token_endpoint.issuer : undefined;
     config.issuers.forEach((iss, i) => {
       if (tokenIssuer !== undefined && iss.issuer === tokenIssuer) {
@@ -143,10 +179,11 @@ export class Runtime {
       }
       const minterKey = previous?.minter?.ephemeralKey;
       const minter = config.upstream.token
-        ? await createDownstreamTokenMinter(config.upstream.token, {
-            ...keyCtx,
-            ...(minterKey ? { ephemeralKey: minterKey } : {}),
-          })
+        ? await createDownstreamTokenMinter(
+            config.upstream.token,
+            { ...keyCtx, ...(minterKey ? { ephemeralKey: minterKey } : {}) },
+            routeTokens(config.rules),
+          )
         : undefined;
       let heldStore: Shared<Store> | undefined;
       let tokenService: TokenService | undefined;
@@ -179,6 +216,7 @@ export class Runtime {
         claimHeaders,
         forwardOriginalToken: config.upstream.forward_original_token,
         minter,
+        ...(dynamicMetadata.length > 0 ? { dynamicMetadata } : {}),
         self: tokenService?.self,
         verifiedCacheMax: config.verified_token_cache.enabled ? config.verified_token_cache.max_entries : 0,
         logger: ctx.logger,
