@@ -26,13 +26,20 @@ const MAX_PATTERN_LENGTH = 256;
 
 /** The `request` variable: a registered type, so `request.metod` is a load error. */
 class RequestView {
+  private parsedQuery?: Readonly<Record<string, string>>;
+
   constructor(
     readonly method: string,
     readonly path: string,
     readonly host: string,
     readonly headers: Readonly<Record<string, string>>,
-    readonly query: Readonly<Record<string, string>>,
+    private readonly rawPath: string,
   ) {}
+
+  /** Parsed only when an expression reads it. */
+  get query(): Readonly<Record<string, string>> {
+    return (this.parsedQuery ??= firstQueryValues(this.rawPath));
+  }
 }
 
 const environment = new Environment({
@@ -244,13 +251,7 @@ export class ExpressionInput {
       claims: p ? p.claims : NO_CLAIMS,
       scopes,
       issuer: p ? p.issuer : '',
-      request: new RequestView(
-        req.method,
-        this.normalisedPath,
-        req.host,
-        req.headers,
-        firstQueryValues(req.rawPath),
-      ),
+      request: new RequestView(req.method, this.normalisedPath, req.host, req.headers, req.rawPath),
       context: req.contextExtensions,
       now: new Date(this.nowSeconds * 1000),
     };

@@ -155,6 +155,15 @@ export class CheckPipeline {
       // Our own tokens always go the async way: they need a revocation lookup.
       const memo = entry.allows?.get(rule);
       if (memo && memo.source === extracted.source && Date.now() < memo.reuseUntil) {
+        // The allow's content does not depend on the request, but whether it applies does.
+        if (rule.requirement.expression?.requestDependent) {
+          const input = new ExpressionInput(req, np.path, entry.principal, this.now());
+          const problem = evaluateExpression(rule.requirement, input);
+          if (problem) {
+            problem.issuer = entry.principal.issuer;
+            return this.ruleDeny(problem, rule, req);
+          }
+        }
         if (this.parts.minter) this.parts.metrics.hits.mintedToken.inc();
         return memo.decision;
       }
@@ -258,11 +267,9 @@ export class CheckPipeline {
     }
     const minter = this.parts.minter;
     const profile = minter?.profile(rule.name);
-    // A decision reused for the same token must not depend on what varies between its requests.
-    const requestDependent =
-      rule.requirement.expression?.requestDependent === true ||
-      this.metadataRequestDependent ||
-      profile?.requestDependent === true;
+    // A decision reused for the same token must not carry anything that varies between its
+    // requests. (A request-dependent require.expression is evaluated again before each reuse.)
+    const requestDependent = this.metadataRequestDependent || profile?.requestDependent === true;
     if (!minter || profile?.enabled === false)
       return this.allow(req, rule, principal, extracted, entry, undefined, extra, requestDependent);
     return minter.mintEntry(principal, rule.audience, profile, input).then(

@@ -85,7 +85,7 @@ describe('require.expression', () => {
     expect((await svc.check({ token: t, headers: { 'x-org': 'o1' } })).decision).toBe('allow');
   });
 
-  it('reuses the allow decision for a repeated token only when the expression ignores the request', async () => {
+  it('reuses the allow decision for a repeated token, evaluating a request-dependent expression again', async () => {
     const request = (t: string) => ({
       method: 'GET',
       rawPath: '/api/orders',
@@ -101,12 +101,17 @@ describe('require.expression', () => {
     expect(a.kind).toBe('allow');
     expect(await p1.check(request(t))).toBe(a);
 
+    // Request-dependent: the allow is reused only after the expression held again for this request.
     const dependent = await startPolicyService(exprRule("claims.org.id == request.headers['x-org']"));
     const p2 = dependent.service.current.pipeline;
     await p2.check(request(t));
     const b = await p2.check(request(t));
     expect(b.kind).toBe('allow');
-    expect(await p2.check(request(t))).not.toBe(b);
+    expect(await p2.check(request(t))).toBe(b);
+    const other = request(t);
+    other.headers['x-org'] = 'o2';
+    const denied = await p2.check(other);
+    expect(denied).toMatchObject({ kind: 'deny', reason: 'expression_false' });
   });
 
   it('applies to the rule named by the rule context extension', async () => {
