@@ -20,6 +20,7 @@ import { ClaimHeaders } from '../upstream/claim-headers.js';
 import {
   createDownstreamTokenMinter,
   type DownstreamTokenMinter,
+  tokenProfileProblems,
   type RouteTokenConfig,
 } from '../upstream/downstream-token.js';
 
@@ -134,6 +135,9 @@ export class Runtime {
     );
     const claimHeaders = ClaimHeaders.compile(config.upstream.claim_headers, problems);
     const dynamicMetadata = compileDynamicMetadata(config.upstream.dynamic_metadata, problems);
+    // Listed with the rule problems; the minter compiles the profiles again below.
+    if (config.upstream.token)
+      problems.push(...tokenProfileProblems(config.upstream.token, routeTokens(config.rules)));
     const tokenIssuer = config.token_endpoint.enabled ? config.token_endpoint.issuer : undefined;
     config.issuers.forEach((iss, i) => {
       if (tokenIssuer !== undefined && iss.issuer === tokenIssuer) {

@@ -125,7 +125,7 @@ interface CacheEntry {
 
 function compileCopyClaims(
   cfg: { copy_claims: readonly string[]; claims: Record<string, unknown> },
-  logger: Logger,
+  logger: Pick<Logger, 'info' | 'warn'>,
   problems: string[],
   path: string,
 ): CopiedClaim[] {
@@ -211,24 +211,29 @@ function compileProfile(
   base: UpstreamTokenConfig,
   over: TokenProfileConfig,
   id: number,
-  logger: Logger,
+  logger: Pick<Logger, 'info' | 'warn'>,
   problems: string[],
   path: string,
+  /** upstream.token's own profile: what a route does not override is taken from it as is. */
+  inherited?: TokenProfile,
 ): TokenProfile {
+  const own = inherited === undefined;
   const claims = over.claims ?? base.claims;
-  const statics = compileStaticClaims(claims, problems, path);
-  const copied = compileCopyClaims(
-    { copy_claims: over.copy_claims ?? base.copy_claims, claims },
-    logger,
-    problems,
-    path,
-  );
-  const computed = compileClaimExpressions(
-    over.claims_expr ?? base.claims_expr ?? {},
-    statics,
-    problems,
-    path,
-  );
+  const statics =
+    own || over.claims !== undefined ? compileStaticClaims(claims, problems, path) : inherited.statics;
+  const copied =
+    own || over.claims !== undefined || over.copy_claims !== undefined
+      ? compileCopyClaims(
+          { copy_claims: over.copy_claims ?? base.copy_claims, claims },
+          logger,
+          problems,
+          path,
+        )
+      : inherited.copied;
+  const computed =
+    own || over.claims !== undefined || over.claims_expr !== undefined
+      ? compileClaimExpressions(over.claims_expr ?? base.claims_expr ?? {}, statics, problems, path)
+      : inherited.computed;
   return Object.freeze({
     enabled: true,
     requestDependent: computed.some((c) => c.expression.requestDependent),
@@ -413,6 +418,25 @@ class Minter implements DownstreamTokenMinter {
   }
 }
 
+const QUIET: Pick<Logger, 'info' | 'warn'> = { info: () => undefined, warn: () => undefined };
+
+/**
+ * The problems of upstream.token's claims and of every route profile, without
+ * loading keys: lets a config check list them with the rule problems.
+ */
+export function tokenProfileProblems(
+  cfg: UpstreamTokenConfig,
+  routes: readonly RouteTokenConfig[],
+): string[] {
+  const problems: string[] = [];
+  const inherited = compileProfile(cfg, {}, 0, QUIET, problems, CONFIG_PATH);
+  for (const route of routes) {
+    if (route.token !== false)
+      compileProfile(cfg, route.token, 0, QUIET, problems, `${route.at}.token`, inherited);
+  }
+  return problems;
+}
+
 /**
  * Compiles `upstream.token` into a minter. Every configuration problem (reserved
  * static claims, key files, algorithms, key sizes) is reported together in one
@@ -435,7 +459,7 @@ export async function createDownstreamTokenMinter(
       route.rule,
       route.token === false
         ? DISABLED_PROFILE
-        : compileProfile(cfg, route.token, i + 1, ctx.logger, problems, `${route.at}.token`),
+        : compileProfile(cfg, route.token, i + 1, ctx.logger, problems, `${route.at}.token`, defaultProfile),
     );
   });
   const keys = await collectProblems(problems, () =>
