@@ -298,7 +298,7 @@ export class CheckPipeline {
   private dynamicMetadata(
     input: ExpressionInput,
   ): { ok: true; fields: Record<string, unknown> } | { ok: false; deny: Deny } {
-    const fields: Record<string, unknown> = {};
+    const fields: Record<string, unknown> = Object.create(null);
     for (const m of this.parts.dynamicMetadata ?? []) {
       try {
         fields[m.name] = toJsonValue(m.expression.evaluate(input));
