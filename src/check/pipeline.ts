@@ -252,11 +252,20 @@ export class CheckPipeline {
     entry: CachedPrincipal | undefined,
   ): Decision | Promise<Decision> {
     let problem = evaluateRequirement(rule.requirement, principal);
-    // Built on first use, shared by the rule's expression, claims_expr and dynamic_metadata.
-    const input = new ExpressionInput(req, path, principal, this.now());
-    if (!problem && rule.requirement.expression) problem = evaluateExpression(rule.requirement, input);
+    const minter = this.parts.minter;
+    const profile = minter?.profile(rule.name);
+    // Only when something reads it; its variables are built on first use and shared by the
+    // rule's expression, claims_expr and dynamic_metadata.
+    const input =
+      rule.requirement.expression !== undefined ||
+      this.parts.dynamicMetadata !== undefined ||
+      (profile !== undefined && profile.computed.length > 0)
+        ? new ExpressionInput(req, path, principal, this.now())
+        : undefined;
+    if (!problem && input && rule.requirement.expression)
+      problem = evaluateExpression(rule.requirement, input);
     let extra: Record<string, unknown> | undefined;
-    if (!problem && this.parts.dynamicMetadata) {
+    if (!problem && input && this.parts.dynamicMetadata) {
       const result = this.dynamicMetadata(input);
       if (result.ok) extra = result.fields;
       else problem = result.deny;
@@ -265,8 +274,6 @@ export class CheckPipeline {
       problem.issuer = principal.issuer;
       return this.ruleDeny(problem, rule, req);
     }
-    const minter = this.parts.minter;
-    const profile = minter?.profile(rule.name);
     // A decision reused for the same token must not carry anything that varies between its
     // requests. (A request-dependent require.expression is evaluated again before each reuse.)
     const requestDependent = this.metadataRequestDependent || profile?.requestDependent === true;
