@@ -10,7 +10,7 @@
 //   a protobuf Struct): `int(claims.iat)` or double literals for arithmetic.
 // - `matches()` runs JS regular expressions, which backtrack. Only string
 //   literal patterns are accepted, checked at load: valid, bounded length, no
-//   backreferences and no quantified group that itself holds a quantifier.
+//   backreferences, and no quantified group while some group holds a quantifier or "|".
 // - The library has no run-time cost budget: the source length and the AST are
 //   bounded at load, and inputs are bounded by Envoy's header limits.
 // - An expression that reads `request`, `context` or `now` is request-dependent:
@@ -107,10 +107,49 @@ function patternProblem(pattern: string): string | undefined {
     return `invalid regular expression: ${(err as Error).message.replace(/^Invalid regular expression: \/.*\/[a-z]*: /s, '')}`;
   }
   if (/\\[1-9]|\\k</.test(pattern)) return 'backreferences are not allowed';
-  // A quantified group holding a quantifier ((a+)+, (a|a*)*) can backtrack exponentially.
-  if (/\((?:[^()\\]|\\.)*[+*?}](?:[^()\\]|\\.)*\)\s*[+*{?]/.test(pattern))
-    return 'a quantified group may not contain a quantifier (catastrophic backtracking)';
+  if (hasNestedRepetition(pattern))
+    return 'a quantified group may not contain a quantifier or an alternation (catastrophic backtracking)';
   return undefined;
+}
+
+/**
+ * Conservative ReDoS guard: true when some group is quantified and some group holds
+ * a quantifier or `|` ((a+)+, ((a+))*, (a|aa)*). Escapes and character classes are skipped.
+ */
+function hasNestedRepetition(pattern: string): boolean {
+  let depth = 0;
+  let repeatedInGroup = false;
+  let quantifiedGroup = false;
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i]!;
+    if (c === '\\') {
+      i++;
+      continue;
+    }
+    if (c === '[') {
+      // Skip the class; `]` right after `[` or `[^` is literal.
+      let j = i + 1;
+      if (pattern[j] === '^') j++;
+      if (pattern[j] === ']') j++;
+      while (j < pattern.length && pattern[j] !== ']') j += pattern[j] === '\\' ? 2 : 1;
+      i = j;
+      continue;
+    }
+    if (c === '(') {
+      depth++;
+      // Group syntax, not a quantifier: (?: (?= (?! (?<= (?<! (?<name>
+      if (pattern[i + 1] === '?') i++;
+      continue;
+    }
+    if (c === ')') {
+      depth = Math.max(0, depth - 1);
+      const next = pattern[i + 1];
+      if (next === '*' || next === '+' || next === '?' || next === '{') quantifiedGroup = true;
+      continue;
+    }
+    if (depth > 0 && (c === '*' || c === '+' || c === '{' || c === '|' || c === '?')) repeatedInGroup = true;
+  }
+  return quantifiedGroup && repeatedInGroup;
 }
 
 /** Walks the AST: variables read, and problems with `matches` calls (position, text). */

@@ -56,10 +56,19 @@ describe('compileExpression', () => {
     ["claims.sub.matches('^(a|b)\\\\1$')", /backreferences/],
     ["claims.sub.matches('(x*)*y')", /quantified group/],
     ['claims.sub.matches(claims.pattern)', /string literal pattern/],
+    ["claims.sub.matches('((a+))+$')", /quantified group/],
+    ["claims.sub.matches('^(a|aa)*$')", /quantified group/],
   ])('refuses the matches() pattern of %s', (source, message) => {
     const { problems } = compile(source);
     expect(problems).toEqual([expect.stringMatching(message)]);
   });
+
+  it.each(["'^(?:abc)+$'", "'^[a-z(+]+$'", "'^(foo)-[0-9]+$'", "'^u[0-9]{1,5}$'"])(
+    'accepts the literal pattern %s',
+    (pattern) => {
+      expect(compile(`claims.sub.matches(${pattern})`).problems).toEqual([]);
+    },
+  );
 
   it('accepts a simple literal pattern', () => {
     const { e, problems } = compile("claims.sub.matches('^u[0-9]+$')", 'bool');
