@@ -214,6 +214,14 @@ function crossCheck(config: AppConfig, problems: Problems): void {
         `rules[${i}].require: only applies to action "authenticate" or "optional" (this rule's action "${rule.action}" ignores it)`,
       );
     }
+    if (rule.token !== undefined && rule.action !== 'authenticate' && rule.action !== 'optional') {
+      problems.push(
+        `rules[${i}].token: only applies to action "authenticate" or "optional" (this rule's action "${rule.action}" mints no token)`,
+      );
+    }
+    if (rule.deny_response !== undefined && rule.action === 'allow') {
+      problems.push(`rules[${i}].deny_response: an "allow" rule never denies`);
+    }
     if (rule.token !== undefined && rule.token !== false) {
       if (!isPlainObject(rule.token)) {
         problems.push(`rules[${i}].token: must be false or an object`);

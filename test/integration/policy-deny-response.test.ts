@@ -87,6 +87,9 @@ describe('deny_response', () => {
     expect(problems).toEqual(
       expect.arrayContaining([expect.stringMatching(/rules\[0\]\.deny_response\.status: must be >= 300/)]),
     );
+    expect(
+      await startupProblems({ rules: [{ match: {}, action: 'allow', deny_response: { status: 302 } }] }),
+    ).toEqual(['rules[0].deny_response: an "allow" rule never denies']);
     const more = await startupProblems({
       rules: [
         {

@@ -145,6 +145,14 @@ describe('rules[].token', () => {
       expect.stringMatching(/^rules\[0\]\.token: needs upstream\.token/),
     ]);
     expect(
+      await startupProblems({
+        rules: [{ match: {}, action: 'allow', token: false }],
+        upstream: { token: upstreamToken },
+      }),
+    ).toEqual([
+      expect.stringMatching(/^rules\[0\]\.token: only applies to action "authenticate" or "optional"/),
+    ]);
+    expect(
       await startupProblems({ rules: [{ match: {}, token: 'yes' }], upstream: { token: upstreamToken } }),
     ).toEqual([expect.stringMatching(/^rules\[0\]\.token: must be false or an object/)]);
   });
