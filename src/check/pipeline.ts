@@ -18,12 +18,15 @@ import {
 } from '../authn/sender-constraint.js';
 import { extractScopes, type ClaimMapper } from '../authz/claims.js';
 import { isAmbiguousPath, normalizePath } from '../authz/path.js';
+import type { RuleSet } from '../authz/compile.js';
+import type { ExtensionProblem } from '../authz/extensions.js';
+import { evaluateExpression, evaluateRequirement, type EffectiveRule } from '../authz/requirement.js';
 import {
-  evaluateRequirement,
-  type EffectiveRule,
-  type ExtensionProblem,
-  type RuleSet,
-} from '../authz/rules.js';
+  ExpressionError,
+  ExpressionInput,
+  toJsonValue,
+  type CompiledExpression,
+} from '../authz/expressions.js';
 import type { AuthRequest, Principal } from '../core/request.js';
 import type { ClaimHeaders } from '../upstream/claim-headers.js';
 import type { DownstreamTokenMinter, MintedToken } from '../upstream/downstream-token.js';
@@ -46,6 +49,8 @@ export interface PipelineParts {
   readonly minter?: DownstreamTokenMinter;
   /** Where DPoP proof jtis are remembered (the token store when there is one); default per process. */
   readonly replay?: ReplayCache;
+  /** upstream.dynamic_metadata, compiled. */
+  readonly dynamicMetadata?: readonly { readonly name: string; readonly expression: CompiledExpression }[];
   /** Max entries of the verified-token cache; 0 disables it. */
   readonly verifiedCacheMax: number;
   readonly logger: Logger;
@@ -106,8 +111,12 @@ export class CheckPipeline {
   private readonly now: () => number;
   /** The issuer whose opaque access tokens are looked up in the store, if one issues them. */
   private readonly opaqueIssuer?: CompiledIssuer;
+  /** Some dynamic_metadata field reads the request: allow decisions are not reused. */
+  private readonly metadataRequestDependent: boolean;
 
   constructor(private readonly parts: PipelineParts) {
+    this.metadataRequestDependent =
+      parts.dynamicMetadata?.some((m) => m.expression.requestDependent) === true;
     for (const issuer of parts.issuers) {
       this.issuersByIss.set(issuer.issuer, issuer);
       this.issuersByName.set(issuer.name, issuer);
@@ -154,38 +163,65 @@ export class CheckPipeline {
       this.onIgnoredExtension,
     );
     if (rule.action === 'deny')
-      return deny('rule_deny', 'access to this route is denied', { rule: rule.name });
+      return this.ruleDeny(deny('rule_deny', 'access to this route is denied'), rule, req);
     if (rule.action === 'allow') return this.allowUnverified(req, rule);
 
     const extracted = extractToken(req, this.parts.tokenSources);
-    if (!extracted) return deny('token_missing', undefined, { rule: rule.name });
+    if (!extracted) {
+      // optional: no token is an anonymous caller; a token that is present must verify.
+      if (rule.action === 'optional') return this.allowUnverified(req, rule, true);
+      return this.ruleDeny(deny('token_missing'), rule, req);
+    }
     const entry = this.cachedVerification(extracted.token);
     // Revocable tokens always go the async way: they need a revocation lookup.
     if (entry && !entry.issuer.status) {
       // A cached verification says nothing about this request's certificate or DPoP proof.
       const bound = this.senderBinding(req, entry.issuer, entry.principal, extracted);
-      if (bound === undefined) return this.reuseOrDecide(req, rule, entry, extracted);
-      if (!(bound instanceof Promise)) return withRule(bound, rule, entry.issuer.name);
+      if (bound === undefined) return this.reuseOrDecide(req, np.path, rule, entry, extracted);
+      if (!(bound instanceof Promise))
+        return this.ruleDeny(withRule(bound, rule, entry.issuer.name), rule, req);
       return bound.then((d) =>
-        d ? withRule(d, rule, entry.issuer.name) : this.reuseOrDecide(req, rule, entry, extracted),
+        d
+          ? this.ruleDeny(withRule(d, rule, entry.issuer.name), rule, req)
+          : this.reuseOrDecide(req, np.path, rule, entry, extracted),
       );
     }
-    return this.authenticateThenDecide(req, rule, extracted, deadline, entry ?? null);
+    return this.authenticateThenDecide(req, np.path, rule, extracted, deadline, entry ?? null);
+  }
+
+  /** Names the rule on a denial and hands it the rule's own answer (deny_response), if any. */
+  private ruleDeny(d: Deny, rule: EffectiveRule, req: AuthRequest): Deny {
+    d.rule = rule.name;
+    if (rule.denyResponse) {
+      d.response = rule.denyResponse;
+      d.requestId = req.requestId;
+    }
+    return d;
   }
 
   /** A memoised allow for this token and rule, else a fresh decision. */
   private reuseOrDecide(
     req: AuthRequest,
+    path: string,
     rule: EffectiveRule,
     entry: CachedPrincipal,
     extracted: ExtractedToken,
   ): Decision | Promise<Decision> {
     const memo = entry.allows?.get(rule);
     if (memo && memo.source === extracted.source && Date.now() < memo.reuseUntil) {
+      // The allow's content does not depend on the request, but whether it applies does.
+      if (rule.requirement.expression?.requestDependent) {
+        const input = new ExpressionInput(req, path, entry.principal, this.now());
+        const problem = evaluateExpression(rule.requirement, input);
+        if (problem) {
+          problem.issuer = entry.principal.issuer;
+          return this.ruleDeny(problem, rule, req);
+        }
+      }
       if (this.parts.minter) this.parts.metrics.hits.mintedToken.inc();
       return memo.decision;
     }
-    return this.decide(req, rule, entry.principal, extracted, entry);
+    return this.decide(req, path, rule, entry.principal, extracted, entry);
   }
 
   private senderBinding(
@@ -212,7 +248,7 @@ export class CheckPipeline {
    * forward_original_token, so the upstream never receives a credential that
    * nobody checked (and cannot mistake it for one we did).
    */
-  private allowUnverified(req: AuthRequest, rule: EffectiveRule): Allow {
+  private allowUnverified(req: AuthRequest, rule: EffectiveRule, anonymous = false): Allow {
     const r = this.unverifiedRemovals;
     let headers: HeaderToSet[] = [];
     let headersToRemove = r.headers;
@@ -235,7 +271,8 @@ export class CheckPipeline {
       headers,
       headersToRemove,
       queryParametersToRemove,
-      reason: rule.name === 'default' ? 'default_allow' : 'rule_allow',
+      reason: anonymous ? 'anonymous' : rule.name === 'default' ? 'default_allow' : 'rule_allow',
+      ...(anonymous ? { anonymous } : {}),
       rule: rule.name,
     };
   }
@@ -254,51 +291,99 @@ export class CheckPipeline {
 
   private async authenticateThenDecide(
     req: AuthRequest,
+    path: string,
     rule: EffectiveRule,
     extracted: ExtractedToken,
     deadline: number | undefined,
     cached: CachedPrincipal | null,
   ): Promise<Decision> {
     const principal = await this.authenticate(extracted.token, deadline, cached);
-    if ('kind' in principal) {
-      principal.rule = rule.name;
-      return principal;
-    }
+    if ('kind' in principal) return this.ruleDeny(principal, rule, req);
     const unbound = await this.senderBinding(
       req,
       this.issuersByName.get(principal.issuer),
       principal,
       extracted,
     );
-    if (unbound) return withRule(unbound, rule, principal.issuer);
-    return this.decide(req, rule, principal, extracted, this.cache?.peek(extracted.token));
+    if (unbound) return this.ruleDeny(withRule(unbound, rule, principal.issuer), rule, req);
+    return this.decide(req, path, rule, principal, extracted, this.cache?.peek(extracted.token));
   }
 
   /** Requirement check, then the allow decision (memoised on the cache entry when reusable). */
   private decide(
     req: AuthRequest,
+    path: string,
     rule: EffectiveRule,
     principal: Principal,
     extracted: ExtractedToken,
     entry: CachedPrincipal | undefined,
   ): Decision | Promise<Decision> {
-    const problem = evaluateRequirement(rule.requirement, principal);
-    if (problem) {
-      problem.rule = rule.name;
-      problem.issuer = principal.issuer;
-      return problem;
-    }
+    let problem = evaluateRequirement(rule.requirement, principal);
     const minter = this.parts.minter;
-    if (!minter) return this.allow(req, rule, principal, extracted, entry, undefined);
-    return minter.mintEntry(principal, rule.audience).then(
-      (minted) => this.allow(req, rule, principal, extracted, entry, minted),
-      (err: unknown) =>
-        deny('mint_failed', undefined, {
+    const profile = minter?.profile(rule.name);
+    // Only when something reads it; its variables are built on first use and shared by the
+    // rule's expression, claims_expr and dynamic_metadata.
+    const input =
+      rule.requirement.expression !== undefined ||
+      this.parts.dynamicMetadata !== undefined ||
+      (profile !== undefined && profile.computed.length > 0)
+        ? new ExpressionInput(req, path, principal, this.now())
+        : undefined;
+    if (!problem && input && rule.requirement.expression)
+      problem = evaluateExpression(rule.requirement, input);
+    let extra: Record<string, unknown> | undefined;
+    if (!problem && input && this.parts.dynamicMetadata) {
+      const result = this.dynamicMetadata(input);
+      if (result.ok) extra = result.fields;
+      else problem = result.deny;
+    }
+    if (problem) {
+      problem.issuer = principal.issuer;
+      return this.ruleDeny(problem, rule, req);
+    }
+    // A decision reused for the same token must not carry anything that varies between its
+    // requests. (A request-dependent require.expression is evaluated again before each reuse.)
+    const requestDependent = this.metadataRequestDependent || profile?.requestDependent === true;
+    if (!minter || profile?.enabled === false)
+      return this.allow(req, rule, principal, extracted, entry, undefined, extra, requestDependent);
+    return minter.mintEntry(principal, rule.audience, profile, input).then(
+      (minted) => this.allow(req, rule, principal, extracted, entry, minted, extra, requestDependent),
+      (err: unknown) => {
+        if (err instanceof ExpressionError) {
+          return this.ruleDeny(
+            deny('expression_error', "the route's policy could not be evaluated", {
+              issuer: principal.issuer,
+              logDetail: err.message,
+            }),
+            rule,
+            req,
+          );
+        }
+        return deny('mint_failed', undefined, {
           rule: rule.name,
           issuer: principal.issuer,
           logDetail: (err as Error).message,
-        }),
+        });
+      },
     );
+  }
+
+  /** upstream.dynamic_metadata for one request; an evaluation error denies (fail closed). */
+  private dynamicMetadata(
+    input: ExpressionInput,
+  ): { ok: true; fields: Record<string, unknown> } | { ok: false; deny: Deny } {
+    const fields: Record<string, unknown> = Object.create(null);
+    for (const m of this.parts.dynamicMetadata ?? []) {
+      try {
+        fields[m.name] = toJsonValue(m.expression.evaluate(input));
+      } catch (err) {
+        const d = deny('expression_error', "the route's policy could not be evaluated", {
+          logDetail: `upstream.dynamic_metadata.${m.name}: ${(err as Error).message}`,
+        });
+        return { ok: false, deny: d };
+      }
+    }
+    return { ok: true, fields };
   }
 
   private allow(
@@ -308,6 +393,8 @@ export class CheckPipeline {
     extracted: ExtractedToken,
     entry: CachedPrincipal | undefined,
     minted: MintedToken | undefined,
+    extra: Record<string, unknown> | undefined,
+    requestDependent: boolean,
   ): Allow {
     const headers: HeaderToSet[] = [];
     this.parts.claimHeaders.build(principal, headers, (header, claim, why) =>
@@ -340,7 +427,10 @@ export class CheckPipeline {
     // response bytes included, until the minted token is due for renewal or the
     // verification expires.
     const reusable =
-      entry !== undefined && source.kind === 'header' && (minted === undefined || minted.reuseUntil > 0);
+      entry !== undefined &&
+      source.kind === 'header' &&
+      !requestDependent &&
+      (minted === undefined || minted.reuseUntil > 0);
     const allow: Allow = {
       kind: 'allow',
       headers,
@@ -351,6 +441,7 @@ export class CheckPipeline {
         sub: principal.sub,
         scope: principal.scope,
         claims: principal.claims as Record<string, unknown>,
+        ...(extra ? { extra } : {}),
       },
       reason: 'authenticated',
       rule: rule.name,

@@ -7,6 +7,7 @@ import {
   ruleFields,
   storeFields,
   tokenEndpointFields,
+  tokenProfileFields,
   tokenSourceFields,
   upstreamFields,
   verifiedTokenCacheFields,
@@ -20,7 +21,7 @@ import { ConfigError } from '../core/errors.js';
 import { isLoopbackHost } from '../net/safe-fetch.js';
 import { isPlainObject } from '../core/objects.js';
 import { ISSUER_KEY_SOURCES, issuerKeySources } from './key-sources.js';
-import { validateField, type FieldSpec, type Problems } from './shape.js';
+import { validateField, validateObject, type FieldSpec, type Problems } from './shape.js';
 import { addressProblem, checkConfigFiles, LISTEN_ADDRESSES } from './preflight.js';
 import { tlsEnabled } from '../net/tls-files.js';
 import type { AppConfig, IssuerConfig, LoadedConfig } from './types.js';
@@ -80,7 +81,7 @@ function schema() {
     realm: { format: String, default: 'envoy-jwt-authz' },
     public_base_url: { format: String, default: '' },
     max_token_bytes: { format: 'nat', default: 16384 },
-    default_action: { format: ['allow', 'deny', 'authenticate'], default: 'authenticate' },
+    default_action: { format: ['allow', 'deny', 'authenticate', 'optional'], default: 'authenticate' },
   };
 }
 
@@ -260,10 +261,27 @@ function crossCheck(config: AppConfig, problems: Problems): void {
     );
   }
   config.rules.forEach((rule, i) => {
-    if (rule.require !== undefined && rule.action !== 'authenticate') {
+    if (rule.require !== undefined && rule.action !== 'authenticate' && rule.action !== 'optional') {
       problems.push(
-        `rules[${i}].require: only applies to action "authenticate" (this rule's action "${rule.action}" ignores it)`,
+        `rules[${i}].require: only applies to action "authenticate" or "optional" (this rule's action "${rule.action}" ignores it)`,
       );
+    }
+    if (rule.token !== undefined && rule.action !== 'authenticate' && rule.action !== 'optional') {
+      problems.push(
+        `rules[${i}].token: only applies to action "authenticate" or "optional" (this rule's action "${rule.action}" mints no token)`,
+      );
+    }
+    if (rule.deny_response !== undefined && rule.action === 'allow') {
+      problems.push(`rules[${i}].deny_response: an "allow" rule never denies`);
+    }
+    if (rule.token !== undefined && rule.token !== false) {
+      if (!isPlainObject(rule.token)) {
+        problems.push(`rules[${i}].token: must be false or an object`);
+      } else {
+        rule.token = validateObject(rule.token, tokenProfileFields, `rules[${i}].token`, problems);
+        if (!config.upstream.token)
+          problems.push(`rules[${i}].token: needs upstream.token (the profile overrides its fields)`);
+      }
     }
   });
   config.token_sources.forEach((src, i) => {

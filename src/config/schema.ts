@@ -113,7 +113,11 @@ export const ruleFields: Record<string, FieldSpec> = {
       hosts: { type: 'string[]', nonEmpty: true },
     },
   },
-  action: { type: 'string', default: 'authenticate', enum: ['allow', 'deny', 'authenticate'] },
+  action: {
+    type: 'string',
+    default: 'authenticate',
+    enum: ['allow', 'deny', 'authenticate', 'optional'],
+  },
   require: {
     type: 'object',
     optional: true,
@@ -122,8 +126,29 @@ export const ruleFields: Record<string, FieldSpec> = {
       scopes_any: { type: 'string[]' },
       issuers: { type: 'string[]' },
       claims: { type: 'map', values: 'scalar[]' },
+      expression: { type: 'string', nonEmpty: true },
     },
   },
+  deny_response: {
+    type: 'object',
+    optional: true,
+    fields: {
+      status: { type: 'int', min: 300, max: 599 },
+      headers: { type: 'map', values: 'string' },
+      body: { type: 'string' },
+    },
+  },
+  // false, or an object checked against tokenProfileFields (load.ts).
+  token: { type: 'any' },
+};
+
+/** What rules[].token may override of upstream.token. */
+export const tokenProfileFields: Record<string, FieldSpec> = {
+  audiences: { type: 'string[]' },
+  ttl_seconds: { type: 'int', min: 1, max: 86400 },
+  copy_claims: { type: 'string[]' },
+  claims: { type: 'map', values: 'any' },
+  claims_expr: { type: 'map', values: 'string' },
 };
 
 const signingFields: Record<string, FieldSpec> = {
@@ -141,6 +166,7 @@ export const upstreamTokenFields: Record<string, FieldSpec> = {
   jti: { type: 'boolean', default: true },
   copy_claims: { type: 'string[]', default: [] },
   claims: { type: 'map', default: {}, values: 'any' },
+  claims_expr: { type: 'map', default: {}, values: 'string' },
   cache: { type: 'boolean', default: true },
   cache_max_entries: { type: 'int', default: 10000, min: 1 },
   signing: { type: 'object', fields: signingFields },
@@ -161,6 +187,7 @@ export const upstreamFields: Record<string, FieldSpec> = {
   forward_original_token: { type: 'boolean', default: false },
   claim_headers: { type: 'map', default: {}, values: 'string' },
   token: { type: 'object', optional: true, fields: upstreamTokenFields },
+  dynamic_metadata: { type: 'map', default: {}, values: 'string' },
 };
 
 export const tokenEndpointFields: Record<string, FieldSpec> = {

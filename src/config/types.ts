@@ -3,7 +3,7 @@ import type { TlsSettings } from '../net/tls-files.js';
 // load.ts; compiled into runtime objects by runtime.ts. The request path never
 // reads these.
 
-export type Action = 'allow' | 'deny' | 'authenticate';
+export type Action = 'allow' | 'deny' | 'authenticate' | 'optional';
 
 export interface JwksCacheConfig {
   max_age_seconds: number;
@@ -60,7 +60,29 @@ export interface RuleConfig {
     scopes_any?: string[];
     issuers?: string[];
     claims?: Record<string, (string | number | boolean)[]>;
+    /** CEL; must return a boolean. */
+    expression?: string;
   };
+  /** Replaces the default 401/403 answer of this rule. */
+  deny_response?: DenyResponseConfig;
+  /** Per-route downstream-token profile over upstream.token; false: no token on this route. */
+  token?: TokenProfileConfig | false;
+}
+
+export interface DenyResponseConfig {
+  status?: number;
+  headers?: Record<string, string>;
+  body?: string;
+}
+
+/** The fields of upstream.token a route may override. */
+export interface TokenProfileConfig {
+  audiences?: string[];
+  ttl_seconds?: number;
+  copy_claims?: string[];
+  claims?: Record<string, unknown>;
+  /** Claim name → CEL expression. */
+  claims_expr?: Record<string, string>;
 }
 
 export interface SigningConfig {
@@ -85,6 +107,8 @@ export interface UpstreamTokenConfig {
   jti: boolean;
   copy_claims: string[];
   claims: Record<string, unknown>;
+  /** Claim name → CEL expression. */
+  claims_expr?: Record<string, string>;
   cache: boolean;
   cache_max_entries: number;
   signing: SigningConfig;
@@ -186,6 +210,8 @@ export interface AppConfig {
     forward_original_token: boolean;
     claim_headers: Record<string, string>;
     token?: UpstreamTokenConfig;
+    /** Field name → CEL expression, added to CheckResponse.dynamic_metadata. */
+    dynamic_metadata: Record<string, string>;
   };
   token_endpoint: TokenEndpointConfig;
   store: StoreConfig;

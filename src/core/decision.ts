@@ -30,6 +30,8 @@ export type DenyReason =
   | 'rule_deny'
   | 'claims_condition'
   | 'issuer_not_allowed'
+  | 'expression_false'
+  | 'expression_error'
   | 'keys_unavailable'
   | 'store_unavailable'
   | 'mint_failed'
@@ -91,6 +93,8 @@ export const DENY_OUTCOMES: Readonly<Record<DenyReason, DenyOutcome>> = {
   rule_deny: forbidden,
   claims_condition: forbidden,
   issuer_not_allowed: forbidden,
+  expression_false: forbidden,
+  expression_error: forbidden,
   keys_unavailable: unavailable,
   store_unavailable: unavailable,
   // Mint failures and internal errors: Envoy sees 500 with a generic body; the detail goes to the log.
@@ -113,6 +117,18 @@ export interface Deny {
   readonly logDetail?: string;
   issuer?: string;
   rule?: string;
+  /** The rule's own answer for its 401/403 denials (deny_response). */
+  response?: DenyResponse;
+  /** x-request-id as logged, for a deny_response body's {request_id}. */
+  requestId?: string;
+}
+
+/** A rule's deny_response, compiled: unset parts keep the defaults. */
+export interface DenyResponse {
+  readonly status?: number;
+  /** Lower-case names. */
+  readonly headers: readonly HeaderToSet[];
+  readonly body?: string;
 }
 
 export interface HeaderToSet {
@@ -126,8 +142,17 @@ export interface Allow {
   readonly headersToRemove: string[];
   readonly queryParametersToRemove: string[];
   /** Top-level CheckResponse.dynamic_metadata, or undefined for anonymous allows. */
-  readonly metadata?: { issuer: string; sub?: string; scope: string; claims: Record<string, unknown> };
-  readonly reason: 'authenticated' | 'rule_allow' | 'default_allow';
+  readonly metadata?: {
+    issuer: string;
+    sub?: string;
+    scope: string;
+    claims: Record<string, unknown>;
+    /** Configured upstream.dynamic_metadata fields (JSON values). */
+    extra?: Record<string, unknown>;
+  };
+  /** An optional rule let a request without a token through. */
+  readonly anonymous?: boolean;
+  readonly reason: 'authenticated' | 'rule_allow' | 'default_allow' | 'anonymous';
   /** The same decision object is returned again for the same token and rule (its response may be cached). */
   readonly reusable?: boolean;
   issuer?: string;

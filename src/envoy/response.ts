@@ -1,11 +1,15 @@
 import { DPOP_ALGORITHMS } from '../authn/dpop.js';
-import { DENY_OUTCOMES, GRPC_OK, type Decision, type Deny } from '../core/decision.js';
+import { DENY_OUTCOMES, GRPC_OK, type Decision, type Deny, type DenyResponse } from '../core/decision.js';
 
 // Decision → envoy.service.auth.v3.CheckResponse (proto-loader keepCase objects).
 // Always a CheckResponse, never a gRPC error, so Envoy uses our status and headers.
 
 const JSON_CONTENT_TYPE = {
   header: { key: 'content-type', value: 'application/json' },
+  append: { value: false },
+};
+const TEXT_CONTENT_TYPE = {
+  header: { key: 'content-type', value: 'text/plain; charset=utf-8' },
   append: { value: false },
 };
 
@@ -130,13 +134,24 @@ function buildCheckResponse(decision: Decision, realm: string): any {
     };
     if (decision.metadata) {
       const m = decision.metadata;
-      const meta: Record<string, unknown> = { issuer: m.issuer, scope: m.scope, claims: m.claims };
+      // Configured fields first: the service's own fields always win.
+      const meta: Record<string, unknown> = {
+        ...m.extra,
+        issuer: m.issuer,
+        scope: m.scope,
+        claims: m.claims,
+      };
       if (m.sub !== undefined) meta.sub = m.sub;
       response.dynamic_metadata = toStruct(meta);
+    } else if (decision.anonymous) {
+      response.dynamic_metadata = ANONYMOUS_METADATA;
     }
     return response;
   }
   const outcome = DENY_OUTCOMES[decision.reason];
+  const custom = decision.response;
+  if (custom && (outcome.httpStatus === 401 || outcome.httpStatus === 403))
+    return customDenial(decision, custom, realm);
   const headers: any[] = [JSON_CONTENT_TYPE];
   const wwwAuthenticate = challenge(decision, realm);
   if (wwwAuthenticate)
@@ -144,5 +159,52 @@ function buildCheckResponse(decision: Decision, realm: string): any {
   return {
     status: { code: outcome.grpcCode, message: decision.reason },
     denied_response: { status: { code: outcome.httpStatus }, headers, body: denyBody(decision) },
+  };
+}
+
+const ANONYMOUS_METADATA = toStruct({ anonymous: true });
+
+/** The error code a default body would carry, for {error} in a custom body. */
+function errorCode(d: Deny): string {
+  const kind = DENY_OUTCOMES[d.reason].kind;
+  return kind === 'unavailable' ? 'temporarily_unavailable' : kind;
+}
+
+/**
+ * A rule's deny_response: its status, headers and body replace the defaults
+ * where set. The challenge stays unless the rule sets www-authenticate itself.
+ */
+function customDenial(d: Deny, custom: DenyResponse, realm: string): any {
+  const outcome = DENY_OUTCOMES[d.reason];
+  const headers: any[] = [];
+  let hasContentType = false;
+  let hasChallenge = false;
+  for (const h of custom.headers) {
+    if (h.key === 'content-type') hasContentType = true;
+    if (h.key === 'www-authenticate') hasChallenge = true;
+    headers.push({ header: { key: h.key, value: h.value }, append: { value: false } });
+  }
+  let body: string;
+  if (custom.body !== undefined) {
+    const values: Record<string, string> = {
+      error: errorCode(d),
+      error_description: d.description ?? '',
+      request_id: d.requestId ?? '',
+    };
+    body = custom.body.replace(
+      /\{(error|error_description|request_id)\}/g,
+      (_, k: string) => values[k] ?? '',
+    );
+    if (!hasContentType) headers.push(TEXT_CONTENT_TYPE);
+  } else {
+    body = denyBody(d);
+    if (!hasContentType) headers.push(JSON_CONTENT_TYPE);
+  }
+  const wwwAuthenticate = hasChallenge ? undefined : challenge(d, realm);
+  if (wwwAuthenticate)
+    headers.push({ header: { key: 'www-authenticate', value: wwwAuthenticate }, append: { value: false } });
+  return {
+    status: { code: outcome.grpcCode, message: d.reason },
+    denied_response: { status: { code: custom.status ?? outcome.httpStatus }, headers, body },
   };
 }

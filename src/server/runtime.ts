@@ -8,9 +8,10 @@ import { MemoryReplayCache } from '../authn/dpop.js';
 import { compileSenderConstraint, withDpopTokenSource } from '../authn/sender-constraint.js';
 import type { CompiledIssuer } from '../authn/verify.js';
 import { compileClaimMappings, type ClaimMapper } from '../authz/claims.js';
-import { RuleSet } from '../authz/rules.js';
+import { RuleSet } from '../authz/compile.js';
+import { compileExpression, type CompiledExpression } from '../authz/expressions.js';
 import { ConfigError } from '../core/errors.js';
-import type { LoadedConfig } from '../config/types.js';
+import type { LoadedConfig, RuleConfig } from '../config/types.js';
 import { createTokenService, type TokenService } from '../oauth/index.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -18,7 +19,42 @@ import { CheckPipeline } from '../check/pipeline.js';
 import { Shared } from '../core/shared.js';
 import { createStore, type Store } from '../store/index.js';
 import { ClaimHeaders } from '../upstream/claim-headers.js';
-import { createDownstreamTokenMinter, type DownstreamTokenMinter } from '../upstream/downstream-token.js';
+import {
+  createDownstreamTokenMinter,
+  type DownstreamTokenMinter,
+  tokenProfileProblems,
+  type RouteTokenConfig,
+} from '../upstream/downstream-token.js';
+
+/** Fields every allow's dynamic_metadata already has. */
+const METADATA_FIELDS: ReadonlySet<string> = new Set(['issuer', 'sub', 'scope', 'claims', 'anonymous']);
+
+function compileDynamicMetadata(
+  fields: Record<string, string>,
+  problems: string[],
+): { name: string; expression: CompiledExpression }[] {
+  const out: { name: string; expression: CompiledExpression }[] = [];
+  for (const [name, source] of Object.entries(fields)) {
+    const where = `upstream.dynamic_metadata.${name}`;
+    if (METADATA_FIELDS.has(name)) {
+      problems.push(`${where}: "${name}" is always set by the service; choose another name`);
+      continue;
+    }
+    const expression = compileExpression(source, where, 'value', problems);
+    if (expression) out.push({ name, expression });
+  }
+  return out;
+}
+
+/** Rules with a `token` profile, named as the rule set names them. */
+function routeTokens(rules: readonly RuleConfig[]): RouteTokenConfig[] {
+  const out: RouteTokenConfig[] = [];
+  rules.forEach((rule, i) => {
+    if (rule.token !== undefined)
+      out.push({ rule: rule.name ?? `rules[${i}]`, at: `rules[${i}]`, token: rule.token });
+  });
+  return out;
+}
 
 export interface RuntimeContext {
   readonly logger: Logger;
@@ -104,6 +140,10 @@ export class Runtime {
       ),
     );
     const claimHeaders = ClaimHeaders.compile(config.upstream.claim_headers, problems);
+    const dynamicMetadata = compileDynamicMetadata(config.upstream.dynamic_metadata, problems);
+    // Listed with the rule problems; the minter compiles the profiles again below.
+    if (config.upstream.token)
+      problems.push(...tokenProfileProblems(config.upstream.token, routeTokens(config.rules)));
     if (problems.length > 0) throw new ConfigError(problems);
 
     const keyCtx = { baseDir, logger: ctx.logger, metrics: ctx.metrics };
@@ -142,10 +182,11 @@ export class Runtime {
       }
       const minterKey = previous?.minter?.ephemeralKey;
       const minter = config.upstream.token
-        ? await createDownstreamTokenMinter(config.upstream.token, {
-            ...keyCtx,
-            ...(minterKey ? { ephemeralKey: minterKey } : {}),
-          })
+        ? await createDownstreamTokenMinter(
+            config.upstream.token,
+            { ...keyCtx, ...(minterKey ? { ephemeralKey: minterKey } : {}) },
+            routeTokens(config.rules),
+          )
         : undefined;
       let heldStore: Shared<Store> | undefined;
       let tokenService: TokenService | undefined;
@@ -181,6 +222,7 @@ export class Runtime {
         minter,
         // DPoP proof jtis: in the shared store when there is one, else remembered per process.
         replay: heldStore?.value ?? processReplayCache(),
+        ...(dynamicMetadata.length > 0 ? { dynamicMetadata } : {}),
         verifiedCacheMax: config.verified_token_cache.enabled ? config.verified_token_cache.max_entries : 0,
         logger: ctx.logger,
         metrics: ctx.metrics,

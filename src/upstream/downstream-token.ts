@@ -2,9 +2,15 @@ import { randomUUID } from 'node:crypto';
 import type { JWK } from 'jose';
 import { LRUCache } from 'lru-cache';
 import { compileClaimReader, type ClaimReader } from '../authz/claims.js';
+import {
+  compileExpression,
+  toJsonValue,
+  type CompiledExpression,
+  type ExpressionInput,
+} from '../authz/expressions.js';
 import type { Principal } from '../core/request.js';
 import { ConfigError } from '../core/errors.js';
-import type { UpstreamTokenConfig } from '../config/types.js';
+import type { TokenProfileConfig, UpstreamTokenConfig } from '../config/types.js';
 import { loadEncryptionKey, type EncryptionKey } from '../crypto/encryption.js';
 import {
   jwtHeader,
@@ -43,7 +49,14 @@ export interface DownstreamTokenMinter {
    * Like mint(), plus until when (epoch ms) the same value may be reused for this
    * principal and audience (80% of its lifetime; 0 when it must not be reused).
    */
-  mintEntry(principal: Principal, audienceOverride: readonly string[] | undefined): Promise<MintedToken>;
+  mintEntry(
+    principal: Principal,
+    audienceOverride: readonly string[] | undefined,
+    profile?: TokenProfile,
+    input?: ExpressionInput,
+  ): Promise<MintedToken>;
+  /** The token profile of a rule (by name): its own `token`, else upstream.token's. */
+  profile(ruleName: string): TokenProfile;
   publicJwks(): JWK[];
   /** The signing key, when it was generated in memory (no key file); a reload hands it on. */
   readonly ephemeralKey: SigningKey | undefined;
@@ -81,17 +94,45 @@ export interface MintedToken {
   readonly reuseUntil: number;
 }
 
+/** What one route's downstream token holds: upstream.token with the rule's `token` over it. */
+export interface TokenProfile {
+  /** false: `token: false`, no downstream token on this route. */
+  readonly enabled: boolean;
+  /** Some claims_expr reads the request: the token is minted afresh for every request. */
+  readonly requestDependent: boolean;
+  /** Distinguishes profiles in the reuse cache. */
+  readonly id: number;
+  readonly audiences: readonly string[];
+  readonly ttlSeconds: number;
+  readonly copied: readonly CopiedClaim[];
+  readonly statics: Readonly<Record<string, unknown>>;
+  readonly computed: readonly { readonly name: string; readonly expression: CompiledExpression }[];
+}
+
+/** A rule's `token` as passed to the minter. */
+export interface RouteTokenConfig {
+  readonly rule: string;
+  /** Config path of the rule, for problems (e.g. "rules[2]"). */
+  readonly at: string;
+  readonly token: TokenProfileConfig | false;
+}
+
 interface CacheEntry {
   readonly value: Promise<MintedToken>;
   /** epoch ms after which a fresh token is minted */
   readonly refreshAt: number;
 }
 
-function compileCopyClaims(cfg: UpstreamTokenConfig, logger: Logger, problems: string[]): CopiedClaim[] {
+function compileCopyClaims(
+  cfg: { copy_claims: readonly string[]; claims: Record<string, unknown> },
+  logger: Pick<Logger, 'info' | 'warn'>,
+  problems: string[],
+  path: string,
+): CopiedClaim[] {
   const out: CopiedClaim[] = [];
   const targets = new Map<string, string>();
   for (const [i, name] of cfg.copy_claims.entries()) {
-    const where = `${CONFIG_PATH}.copy_claims[${i}]`;
+    const where = `${path}.copy_claims[${i}]`;
     const segments = name.split('.');
     if (segments.some((s) => s === '')) {
       problems.push(`${where}: "${name}" is not a valid claim name or dotted path`);
@@ -124,12 +165,16 @@ function compileCopyClaims(cfg: UpstreamTokenConfig, logger: Logger, problems: s
   return out;
 }
 
-function compileStaticClaims(cfg: UpstreamTokenConfig, problems: string[]): Record<string, unknown> {
+function compileStaticClaims(
+  claims: Record<string, unknown>,
+  problems: string[],
+  path: string,
+): Record<string, unknown> {
   const out: Record<string, unknown> = Object.create(null);
-  for (const [name, value] of Object.entries(cfg.claims)) {
+  for (const [name, value] of Object.entries(claims)) {
     if (RESERVED_CLAIMS.has(name)) {
       problems.push(
-        `${CONFIG_PATH}.claims.${name}: reserved: iss, sub, aud, iat, exp and jti are always set by the service`,
+        `${path}.claims.${name}: reserved: iss, sub, aud, iat, exp and jti are always set by the service`,
       );
       continue;
     }
@@ -138,6 +183,79 @@ function compileStaticClaims(cfg: UpstreamTokenConfig, problems: string[]): Reco
   }
   return out;
 }
+
+function compileClaimExpressions(
+  exprs: Record<string, string>,
+  statics: Readonly<Record<string, unknown>>,
+  problems: string[],
+  path: string,
+): TokenProfile['computed'] {
+  const out: { name: string; expression: CompiledExpression }[] = [];
+  for (const [name, source] of Object.entries(exprs)) {
+    const where = `${path}.claims_expr.${name}`;
+    if (RESERVED_CLAIMS.has(name)) {
+      problems.push(`${where}: reserved: iss, sub, aud, iat, exp and jti are always set by the service`);
+      continue;
+    }
+    if (Object.hasOwn(statics, name)) {
+      problems.push(`${where}: "${name}" is also a static claim; keep one`);
+      continue;
+    }
+    const expression = compileExpression(source, where, 'value', problems);
+    if (expression) out.push(Object.freeze({ name, expression }));
+  }
+  return Object.freeze(out);
+}
+
+function compileProfile(
+  base: UpstreamTokenConfig,
+  over: TokenProfileConfig,
+  id: number,
+  logger: Pick<Logger, 'info' | 'warn'>,
+  problems: string[],
+  path: string,
+  /** upstream.token's own profile: what a route does not override is taken from it as is. */
+  inherited?: TokenProfile,
+): TokenProfile {
+  const own = inherited === undefined;
+  const claims = over.claims ?? base.claims;
+  const statics =
+    own || over.claims !== undefined ? compileStaticClaims(claims, problems, path) : inherited.statics;
+  const copied =
+    own || over.claims !== undefined || over.copy_claims !== undefined
+      ? compileCopyClaims(
+          { copy_claims: over.copy_claims ?? base.copy_claims, claims },
+          logger,
+          problems,
+          path,
+        )
+      : inherited.copied;
+  const computed =
+    own || over.claims !== undefined || over.claims_expr !== undefined
+      ? compileClaimExpressions(over.claims_expr ?? base.claims_expr ?? {}, statics, problems, path)
+      : inherited.computed;
+  return Object.freeze({
+    enabled: true,
+    requestDependent: computed.some((c) => c.expression.requestDependent),
+    id,
+    audiences: Object.freeze([...(over.audiences ?? base.audiences)]),
+    ttlSeconds: over.ttl_seconds ?? base.ttl_seconds,
+    copied,
+    statics,
+    computed,
+  });
+}
+
+const DISABLED_PROFILE: TokenProfile = Object.freeze({
+  enabled: false,
+  requestDependent: false,
+  id: -1,
+  audiences: Object.freeze([]),
+  ttlSeconds: 0,
+  copied: Object.freeze([]),
+  statics: Object.freeze({}),
+  computed: Object.freeze([]),
+});
 
 async function collectProblems<T>(problems: string[], load: () => Promise<T>): Promise<T | undefined> {
   try {
@@ -165,8 +283,8 @@ class Minter implements DownstreamTokenMinter {
     private readonly cfg: UpstreamTokenConfig,
     private readonly keys: SigningKeys,
     private readonly encryption: EncryptionKey | undefined,
-    private readonly copied: readonly CopiedClaim[],
-    private readonly statics: Readonly<Record<string, unknown>>,
+    private readonly defaultProfile: TokenProfile,
+    private readonly profiles: ReadonlyMap<string, TokenProfile>,
     private readonly metrics: Metrics,
     now: (() => number) | undefined,
   ) {
@@ -184,20 +302,45 @@ class Minter implements DownstreamTokenMinter {
     return this.mintEntry(principal, audienceOverride).then((m) => m.value);
   }
 
-  mintEntry(principal: Principal, audienceOverride: readonly string[] | undefined): Promise<MintedToken> {
-    const audiences = audienceOverride ?? this.cfg.audiences;
+  profile(ruleName: string): TokenProfile {
+    return this.profiles.get(ruleName) ?? this.defaultProfile;
+  }
+
+  mintEntry(
+    principal: Principal,
+    audienceOverride: readonly string[] | undefined,
+    profile: TokenProfile = this.defaultProfile,
+    input?: ExpressionInput,
+  ): Promise<MintedToken> {
+    if (!profile.enabled) return Promise.reject(new MintError('no downstream token on this route'));
+    const audiences = audienceOverride ?? profile.audiences;
     const cache = this.cache;
     const nowMs = this.now();
-    if (!cache) return this.mintFresh(principal, audiences, nowMs, false).value;
+    let computed: Record<string, unknown> | undefined;
+    if (profile.computed.length > 0) {
+      if (!input) return Promise.reject(new MintError('claims_expr needs the request'));
+      try {
+        computed = Object.create(null) as Record<string, unknown>;
+        for (const c of profile.computed) {
+          const value = toJsonValue(c.expression.evaluate(input));
+          if (value !== null) computed[c.name] = value;
+        }
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
+    // A token whose claims depend on the request is never reused.
+    if (!cache || profile.requestDependent)
+      return this.mintFresh(principal, audiences, profile, computed, nowMs, false).value;
 
-    const key = `${principal.cacheKey}\n${audiences.join('\n')}`;
+    const key = `${profile.id}\n${principal.cacheKey}\n${audiences.join('\n')}`;
     const hit = cache.get(key);
     if (hit && nowMs < hit.refreshAt) {
       this.metrics.hits.mintedToken.inc();
       return hit.value;
     }
     this.metrics.misses.mintedToken.inc();
-    const fresh = this.mintFresh(principal, audiences, nowMs, true);
+    const fresh = this.mintFresh(principal, audiences, profile, computed, nowMs, true);
     if (fresh.refreshAt > 0) {
       const entry: CacheEntry = { value: fresh.value, refreshAt: fresh.refreshAt };
       cache.set(key, entry);
@@ -215,11 +358,13 @@ class Minter implements DownstreamTokenMinter {
   private mintFresh(
     principal: Principal,
     audiences: readonly string[],
+    profile: TokenProfile,
+    computed: Readonly<Record<string, unknown>> | undefined,
     nowMs: number,
     reusable: boolean,
   ): { value: Promise<MintedToken>; refreshAt: number } {
     const iat = Math.floor(nowMs / 1000);
-    let exp = iat + this.cfg.ttl_seconds;
+    let exp = iat + profile.ttlSeconds;
     if (principal.exp !== undefined && Number.isFinite(principal.exp))
       exp = Math.min(exp, Math.floor(principal.exp));
 
@@ -231,12 +376,14 @@ class Minter implements DownstreamTokenMinter {
     payload.iat = iat;
     payload.exp = exp;
     if (this.cfg.jti) payload.jti = randomUUID();
-    for (const c of this.copied) {
-      if (Object.hasOwn(this.statics, c.target)) continue;
+    const statics = profile.statics;
+    for (const c of profile.copied) {
+      if (Object.hasOwn(statics, c.target)) continue;
       const value = c.read(principal.claims);
       if (value !== undefined) payload[c.target] = value;
     }
-    for (const name in this.statics) payload[name] = this.statics[name];
+    for (const name in statics) payload[name] = statics[name];
+    if (computed) for (const name in computed) payload[name] = computed[name];
 
     // Reuse is measured from the token's own (whole-second) iat, so it never outlives
     // 80% of the lifetime the upstream sees.
@@ -271,6 +418,25 @@ class Minter implements DownstreamTokenMinter {
   }
 }
 
+const QUIET: Pick<Logger, 'info' | 'warn'> = { info: () => undefined, warn: () => undefined };
+
+/**
+ * The problems of upstream.token's claims and of every route profile, without
+ * loading keys: lets a config check list them with the rule problems.
+ */
+export function tokenProfileProblems(
+  cfg: UpstreamTokenConfig,
+  routes: readonly RouteTokenConfig[],
+): string[] {
+  const problems: string[] = [];
+  const inherited = compileProfile(cfg, {}, 0, QUIET, problems, CONFIG_PATH);
+  for (const route of routes) {
+    if (route.token !== false)
+      compileProfile(cfg, route.token, 0, QUIET, problems, `${route.at}.token`, inherited);
+  }
+  return problems;
+}
+
 /**
  * Compiles `upstream.token` into a minter. Every configuration problem (reserved
  * static claims, key files, algorithms, key sizes) is reported together in one
@@ -279,14 +445,23 @@ class Minter implements DownstreamTokenMinter {
 export async function createDownstreamTokenMinter(
   cfg: UpstreamTokenConfig,
   ctx: DownstreamTokenMinterContext,
+  routes: readonly RouteTokenConfig[] = [],
 ): Promise<DownstreamTokenMinter> {
   const problems: string[] = [];
   const header = cfg.header.toLowerCase();
   if (!/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(header) || header.startsWith(':')) {
     problems.push(`${CONFIG_PATH}.header: "${cfg.header}" is not a valid HTTP header name`);
   }
-  const statics = compileStaticClaims(cfg, problems);
-  const copied = compileCopyClaims(cfg, ctx.logger, problems);
+  const defaultProfile = compileProfile(cfg, {}, 0, ctx.logger, problems, CONFIG_PATH);
+  const profiles = new Map<string, TokenProfile>();
+  routes.forEach((route, i) => {
+    profiles.set(
+      route.rule,
+      route.token === false
+        ? DISABLED_PROFILE
+        : compileProfile(cfg, route.token, i + 1, ctx.logger, problems, `${route.at}.token`, defaultProfile),
+    );
+  });
   const keys = await collectProblems(problems, () =>
     loadSigningKeys(cfg.signing, `${CONFIG_PATH}.signing`, {
       baseDir: ctx.baseDir,
@@ -304,5 +479,5 @@ export async function createDownstreamTokenMinter(
       )
     : undefined;
   if (problems.length > 0 || !keys) throw new ConfigError(problems);
-  return new Minter(cfg, keys, encryption, copied, statics, ctx.metrics, ctx.now);
+  return new Minter(cfg, keys, encryption, defaultProfile, profiles, ctx.metrics, ctx.now);
 }

@@ -6,7 +6,7 @@ import { compileTokenSources } from '../../../src/authn/extract.js';
 import { makeKeySet } from '../../../src/authn/keys/jwk.js';
 import type { KeySet, KeySource, VerificationKey } from '../../../src/authn/keys/types.js';
 import type { CompiledIssuer } from '../../../src/authn/verify.js';
-import { RuleSet } from '../../../src/authz/rules.js';
+import { RuleSet } from '../../../src/authz/compile.js';
 import type { Decision } from '../../../src/core/decision.js';
 import { createLogger } from '../../../src/observability/logger.js';
 import { Metrics } from '../../../src/observability/metrics.js';

@@ -63,6 +63,8 @@ const EXPECTED: Record<DenyReason, [grpc: number, http: number]> = {
   cnf_mismatch: [GRPC_UNAUTHENTICATED, 401],
   dpop_invalid: [GRPC_UNAUTHENTICATED, 401],
   dpop_replayed: [GRPC_UNAUTHENTICATED, 401],
+  expression_false: [GRPC_PERMISSION_DENIED, 403],
+  expression_error: [GRPC_PERMISSION_DENIED, 403],
 };
 
 describe('toCheckResponse: denials', () => {

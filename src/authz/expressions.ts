@@ -1,0 +1,330 @@
+// CEL expressions (@marcbachmann/cel-js, pinned): one environment, compiled and
+// type-checked at config load, evaluated per request. Every feature that takes an
+// expression (require.expression, token claims_expr, dynamic_metadata) goes
+// through compileExpression and an ExpressionInput.
+//
+// - Variables: claims (local claims), scopes (list), issuer (configured issuer
+//   name), request (method, normalised path, host, headers, query), context
+//   (context_extensions) and now (timestamp). Anything else is a load error.
+// - JSON numbers in claims are CEL doubles (as in Envoy, whose claims arrive as
+//   a protobuf Struct): `int(claims.iat)` or double literals for arithmetic.
+// - `matches()` runs JS regular expressions, which backtrack. Only string
+//   literal patterns are accepted, checked at load: valid, bounded length, no
+//   backreferences, and no quantified group while some group holds a quantifier or "|".
+// - The library has no run-time cost budget: the source length and the AST are
+//   bounded at load, and inputs are bounded by Envoy's header limits.
+// - An expression that reads `request`, `context` or `now` is request-dependent:
+//   its outcome can differ for the same token, so decisions built on it are not
+//   reused across requests.
+
+import { Environment, EvaluationError, ParseError } from '@marcbachmann/cel-js';
+import type { AuthRequest, Principal } from '../core/request.js';
+
+/** Longest accepted expression source, in characters. */
+export const MAX_EXPRESSION_LENGTH = 4096;
+const MAX_PATTERN_LENGTH = 256;
+
+/** The `request` variable: a registered type, so `request.metod` is a load error. */
+class RequestView {
+  private parsedQuery?: Readonly<Record<string, string>>;
+
+  constructor(
+    readonly method: string,
+    readonly path: string,
+    readonly host: string,
+    readonly headers: Readonly<Record<string, string>>,
+    private readonly rawPath: string,
+  ) {}
+
+  /** Parsed only when an expression reads it. */
+  get query(): Readonly<Record<string, string>> {
+    return (this.parsedQuery ??= firstQueryValues(this.rawPath));
+  }
+}
+
+const environment = new Environment({
+  unlistedVariablesAreDyn: false,
+  // Claim maps such as {'tenant': claims.org.id, 'n': 1} mix value types.
+  homogeneousAggregateLiterals: false,
+  limits: { maxAstNodes: 1000, maxDepth: 32, maxListElements: 256, maxMapEntries: 256, maxCallArguments: 16 },
+})
+  .registerType('envoy_jwt_authz.Request', {
+    ctor: RequestView,
+    fields: {
+      method: 'string',
+      path: 'string',
+      host: 'string',
+      headers: 'map<string, string>',
+      query: 'map<string, string>',
+    },
+  })
+  .registerVariable('claims', 'map<string, dyn>')
+  .registerVariable('scopes', 'list<string>')
+  .registerVariable('issuer', 'string')
+  .registerVariable('request', 'envoy_jwt_authz.Request')
+  .registerVariable('context', 'map<string, string>')
+  .registerVariable('now', 'google.protobuf.Timestamp');
+
+const REQUEST_VARIABLES: ReadonlySet<string> = new Set(['request', 'context', 'now']);
+
+export interface Activation {
+  readonly claims: Readonly<Record<string, unknown>>;
+  readonly scopes: readonly string[];
+  readonly issuer: string;
+  readonly request: RequestView;
+  readonly context: Readonly<Record<string, string>>;
+  readonly now: Date;
+}
+
+export interface CompiledExpression {
+  readonly source: string;
+  /** Reads request, context or now: the result may differ between requests with the same token. */
+  readonly requestDependent: boolean;
+  /** Throws ExpressionError on an evaluation error (or a non-boolean where one is needed). */
+  evaluate(input: ExpressionInput): unknown;
+}
+
+/** An evaluation error: the message names the expression's position, never a claim value. */
+export class ExpressionError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ExpressionError';
+  }
+}
+
+type AstNode = { op: string; args: unknown; start?: number };
+
+function isNode(v: unknown): v is AstNode {
+  return typeof v === 'object' && v !== null && typeof (v as { op?: unknown }).op === 'string';
+}
+
+/** Why a regular expression literal is refused, or undefined. */
+function patternProblem(pattern: string): string | undefined {
+  if (pattern.length > MAX_PATTERN_LENGTH) return `longer than ${MAX_PATTERN_LENGTH} characters`;
+  try {
+    new RegExp(pattern, 'u');
+  } catch (err) {
+    return `invalid regular expression: ${(err as Error).message.replace(/^Invalid regular expression: \/.*\/[a-z]*: /s, '')}`;
+  }
+  if (/\\[1-9]|\\k</.test(pattern)) return 'backreferences are not allowed';
+  if (hasNestedRepetition(pattern))
+    return 'a quantified group may not contain a quantifier or an alternation (catastrophic backtracking)';
+  return undefined;
+}
+
+/**
+ * Conservative ReDoS guard: true when some group is quantified and some group holds
+ * a quantifier or `|` ((a+)+, ((a+))*, (a|aa)*). Escapes and character classes are skipped.
+ */
+function hasNestedRepetition(pattern: string): boolean {
+  let depth = 0;
+  let repeatedInGroup = false;
+  let quantifiedGroup = false;
+  for (let i = 0; i < pattern.length; i++) {
+    const c = pattern[i]!;
+    if (c === '\\') {
+      i++;
+      continue;
+    }
+    if (c === '[') {
+      // Skip the class; `]` right after `[` or `[^` is literal.
+      let j = i + 1;
+      if (pattern[j] === '^') j++;
+      if (pattern[j] === ']') j++;
+      while (j < pattern.length && pattern[j] !== ']') j += pattern[j] === '\\' ? 2 : 1;
+      i = j;
+      continue;
+    }
+    if (c === '(') {
+      depth++;
+      // Group syntax, not a quantifier: (?: (?= (?! (?<= (?<! (?<name>
+      if (pattern[i + 1] === '?') i++;
+      continue;
+    }
+    if (c === ')') {
+      depth = Math.max(0, depth - 1);
+      const next = pattern[i + 1];
+      if (next === '*' || next === '+' || next === '?' || next === '{') quantifiedGroup = true;
+      continue;
+    }
+    if (depth > 0 && (c === '*' || c === '+' || c === '{' || c === '|' || c === '?')) repeatedInGroup = true;
+  }
+  return quantifiedGroup && repeatedInGroup;
+}
+
+/** Walks the AST: variables read, and problems with `matches` calls (position, text). */
+function inspect(root: unknown): { variables: Set<string>; problems: [number, string][] } {
+  const variables = new Set<string>();
+  const problems: [number, string][] = [];
+  const stack: unknown[] = [root];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (Array.isArray(v)) {
+      for (const x of v) stack.push(x);
+      continue;
+    }
+    if (!isNode(v)) continue;
+    if (v.op === 'id' && typeof v.args === 'string') variables.add(v.args);
+    if ((v.op === 'rcall' || v.op === 'call') && Array.isArray(v.args) && v.args[0] === 'matches') {
+      const callArgs: unknown[] = v.op === 'rcall' ? (v.args[2] as unknown[]) : (v.args[1] as unknown[]);
+      const pattern = Array.isArray(callArgs) ? callArgs[callArgs.length - 1] : undefined;
+      if (!isNode(pattern) || pattern.op !== 'value' || typeof pattern.args !== 'string') {
+        problems.push([v.start ?? 0, 'matches() needs a string literal pattern']);
+      } else {
+        const problem = patternProblem(pattern.args);
+        if (problem) problems.push([pattern.start ?? 0, `matches() pattern: ${problem}`]);
+      }
+    }
+    stack.push(v.args);
+  }
+  return { variables, problems };
+}
+
+function firstLine(message: string): string {
+  const i = message.indexOf('\n');
+  return i < 0 ? message : message.slice(0, i);
+}
+
+/**
+ * Parses and type-checks an expression. Problems go onto `problems` as
+ * "<where>: <text> at position <n>"; undefined is returned then.
+ * `expect: 'bool'` refuses a result that is not boolean (a dynamic result is
+ * checked when evaluated).
+ */
+export function compileExpression(
+  source: string,
+  where: string,
+  expect: 'bool' | 'value',
+  problems: string[],
+): CompiledExpression | undefined {
+  const fail = (position: number | undefined, text: string): undefined => {
+    problems.push(`${where}: ${text}${position !== undefined ? ` at position ${position}` : ''}`);
+    return undefined;
+  };
+  if (typeof source !== 'string' || source.trim() === '')
+    return fail(undefined, 'must be a non-empty CEL expression');
+  if (source.length > MAX_EXPRESSION_LENGTH)
+    return fail(undefined, `longer than ${MAX_EXPRESSION_LENGTH} characters`);
+  let fn: ReturnType<typeof environment.parse>;
+  try {
+    fn = environment.parse(source);
+  } catch (err) {
+    if (err instanceof ParseError) return fail(err.range?.start, `syntax error: ${firstLine(err.message)}`);
+    return fail(undefined, `syntax error: ${firstLine((err as Error).message)}`);
+  }
+  const checked = fn.check();
+  if (!checked.valid || checked.type === undefined) {
+    const e = checked.error;
+    return fail(e?.range?.start, `type error: ${firstLine(e?.message ?? 'invalid expression')}`);
+  }
+  if (expect === 'bool' && checked.type !== 'bool' && checked.type !== 'dyn')
+    return fail(0, `must return a boolean, but returns ${checked.type}`);
+  const { variables, problems: found } = inspect(fn.ast);
+  if (found.length > 0) {
+    for (const [position, text] of found) fail(position, text);
+    return undefined;
+  }
+  let requestDependent = false;
+  for (const name of variables) if (REQUEST_VARIABLES.has(name)) requestDependent = true;
+  const wantBool = expect === 'bool';
+  return Object.freeze({
+    source,
+    requestDependent,
+    evaluate(input: ExpressionInput): unknown {
+      let value: unknown;
+      try {
+        value = fn(input.activation() as unknown as Record<string, unknown>);
+      } catch (err) {
+        if (err instanceof EvaluationError) {
+          const at = err.range?.start;
+          throw new ExpressionError(
+            `${err.code ?? 'evaluation_error'}${at !== undefined ? ` at position ${at}` : ''}`,
+          );
+        }
+        throw new ExpressionError(`evaluation failed: ${firstLine((err as Error).message)}`);
+      }
+      if (wantBool && typeof value !== 'boolean')
+        throw new ExpressionError(`returned ${typeof value}, expected a boolean`);
+      return value;
+    },
+  });
+}
+
+const scopeLists = new WeakMap<Principal, readonly string[]>();
+const NO_CLAIMS: Readonly<Record<string, unknown>> = Object.freeze(Object.create(null));
+
+function firstQueryValues(rawPath: string): Record<string, string> {
+  const out: Record<string, string> = Object.create(null);
+  const q = rawPath.indexOf('?');
+  if (q < 0) return out;
+  const hash = rawPath.indexOf('#', q);
+  const params = new URLSearchParams(rawPath.slice(q + 1, hash < 0 ? undefined : hash));
+  for (const [name, value] of params) if (!(name in out)) out[name] = value;
+  return out;
+}
+
+/**
+ * The variables of one request, built on first use and shared by every
+ * expression evaluated for it.
+ */
+export class ExpressionInput {
+  private built?: Activation;
+
+  constructor(
+    private readonly req: AuthRequest,
+    private readonly normalisedPath: string,
+    private readonly principal: Principal | undefined,
+    private readonly nowSeconds: number,
+  ) {}
+
+  activation(): Activation {
+    if (this.built) return this.built;
+    const p = this.principal;
+    let scopes: readonly string[] = [];
+    if (p) {
+      scopes = scopeLists.get(p) ?? [...p.scopes];
+      scopeLists.set(p, scopes);
+    }
+    const req = this.req;
+    this.built = {
+      claims: p ? p.claims : NO_CLAIMS,
+      scopes,
+      issuer: p ? p.issuer : '',
+      request: new RequestView(req.method, this.normalisedPath, req.host, req.headers, req.rawPath),
+      context: req.contextExtensions,
+      now: new Date(this.nowSeconds * 1000),
+    };
+    return this.built;
+  }
+}
+
+/**
+ * A CEL result as JSON data: CEL ints come back as bigint (exact within 2^53,
+ * else a decimal string), maps as objects, timestamps as RFC 3339 text.
+ */
+export function toJsonValue(v: unknown, depth = 0): unknown {
+  if (depth > 32) throw new ExpressionError('result nested too deeply');
+  if (typeof v === 'bigint') {
+    return v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= BigInt(Number.MIN_SAFE_INTEGER)
+      ? Number(v)
+      : v.toString();
+  }
+  if (typeof v === 'number') {
+    if (!Number.isFinite(v)) throw new ExpressionError('result is not a finite number');
+    return v;
+  }
+  if (typeof v === 'string' || typeof v === 'boolean' || v === null) return v;
+  if (v instanceof Date) return v.toISOString();
+  if (Array.isArray(v)) return v.map((x) => toJsonValue(x, depth + 1));
+  if (v instanceof Map) {
+    const out: Record<string, unknown> = Object.create(null);
+    for (const [k, x] of v) out[String(k)] = toJsonValue(x, depth + 1);
+    return out;
+  }
+  if (typeof v === 'object' && v !== undefined) {
+    const out: Record<string, unknown> = Object.create(null);
+    for (const k of Object.keys(v)) out[k] = toJsonValue((v as Record<string, unknown>)[k], depth + 1);
+    return out;
+  }
+  throw new ExpressionError(`result of type ${typeof v} has no JSON form`);
+}

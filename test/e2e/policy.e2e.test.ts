@@ -1,0 +1,181 @@
+// Policies through the real Envoy: an optional route (anonymous and with a token),
+// a deny_response login redirect as the client sees it, and a configured
+// dynamic_metadata field in Envoy's access log.
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import type { Server } from 'node:http';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  envoyOrSkip,
+  renderEnvoyConfig,
+  shippedEnvoyYaml,
+  startEnvoy,
+  type RunningEnvoy,
+} from '../helpers/envoy.js';
+import { startTestService, type TestService } from '../helpers/harness.js';
+import { generateEcKeyPair } from '../helpers/keys.js';
+import { forgeToken } from '../helpers/tokens.js';
+import { startEcho } from '../helpers/echo-upstream.mjs';
+
+const envoy = await envoyOrSkip('Envoy policies end to end');
+
+const ISSUER = 'https://idp.policy-e2e.test';
+const AUDIENCE = 'api://policy-e2e';
+const LOGIN = 'https://login.example.com/?next=%2Fapp';
+const idpKey = generateEcKeyPair({ kid: 'policy-e2e-1' });
+
+function token(claims: Record<string, unknown>): string {
+  const now = Math.floor(Date.now() / 1000);
+  return forgeToken({
+    header: { alg: 'ES256', kid: idpKey.kid, typ: 'JWT' },
+    payload: { iss: ISSUER, aud: AUDIENCE, sub: 'alice', iat: now, exp: now + 300, ...claims },
+    key: idpKey.privateKey,
+  });
+}
+
+const serviceConfig = {
+  issuers: [
+    {
+      name: 'corp-idp',
+      issuer: ISSUER,
+      audiences: [AUDIENCE],
+      algorithms: ['ES256'],
+      jwks: { keys: [idpKey.publicJwk] },
+    },
+  ],
+  rules: [
+    { name: 'catalog', match: { path_separated_prefix: '/catalog' }, action: 'optional' },
+    {
+      name: 'app',
+      match: { path_separated_prefix: '/app' },
+      require: { expression: "has(claims.org) && claims.org.id == 'o1'" },
+      deny_response: {
+        status: 302,
+        headers: { location: LOGIN, 'cache-control': 'no-store' },
+        body: 'login required ({error})',
+      },
+    },
+  ],
+  upstream: {
+    claim_headers: { 'x-user-id': 'sub' },
+    dynamic_metadata: { tenant: "has(claims.org) ? claims.org.id : 'none'" },
+  },
+};
+
+interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+function get(port: number, path: string, headers: Record<string, string> = {}): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, method: 'GET', headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          body: Buffer.concat(chunks).toString('utf8'),
+        }),
+      );
+      res.on('error', reject);
+    });
+    req.setTimeout(10_000, () => req.destroy(new Error(`timeout on ${path}`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe.skipIf(!envoy)(`Envoy ${envoy?.version ?? ''} → policies`, () => {
+  let svc: TestService;
+  let echo: Server;
+  let proxy: RunningEnvoy;
+  let dir: string;
+  let accessLog: string;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'envoy-policy-e2e-'));
+    accessLog = join(dir, 'access.log');
+    svc = await startTestService(serviceConfig);
+    echo = await startEcho(0);
+    const echoPort = (echo.address() as { port: number }).port;
+    const doc = renderEnvoyConfig(shippedEnvoyYaml(), {
+      clusters: { ext_authz: svc.grpcAddress, backend: `127.0.0.1:${echoPort}` },
+      accessLogPath: accessLog,
+      mutate: (d) => {
+        const hcm = d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+        Object.assign(hcm.access_log[0].typed_config.log_format.json_format, {
+          authz_tenant: '%DYNAMIC_METADATA(envoy.filters.http.ext_authz:tenant)%',
+          authz_anonymous: '%DYNAMIC_METADATA(envoy.filters.http.ext_authz:anonymous)%',
+          test_id: '%REQ(X-TEST-ID)%',
+        });
+      },
+    });
+    proxy = await startEnvoy(envoy!, doc, { dir, extraArgs: ['--file-flush-interval-msec', '20'] });
+  }, 60_000);
+
+  afterAll(async () => {
+    await proxy?.stop();
+    await svc?.close();
+    await new Promise((r) => echo?.close(r));
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function logEntry(id: string): Promise<any> {
+    let entry: any;
+    for (let i = 0; i < 100 && !entry; i++) {
+      if (existsSync(accessLog))
+        entry = readFileSync(accessLog, 'utf8')
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l))
+          .find((e) => e.test_id === id);
+      if (!entry) await new Promise((r) => setTimeout(r, 20));
+    }
+    return entry;
+  }
+
+  it('optional route: no token reaches the upstream anonymously, without injected identity', async () => {
+    const reply = await get(proxy.port, '/catalog/items', { 'x-user-id': 'mallory', 'x-test-id': 'anon-1' });
+    expect(reply.status, reply.body).toBe(200);
+    const seen = JSON.parse(reply.body);
+    expect(seen.headers['x-user-id']).toBeUndefined();
+    expect((await logEntry('anon-1'))?.authz_anonymous).toBe(true);
+  });
+
+  it('optional route: a valid token is enriched; a bad one is refused with 401', async () => {
+    const ok = await get(proxy.port, '/catalog/items', { authorization: `Bearer ${token({})}` });
+    expect(ok.status).toBe(200);
+    expect(JSON.parse(ok.body).headers['x-user-id']).toBe('alice');
+    const bad = await get(proxy.port, '/catalog/items', { authorization: 'Bearer not.a.jwt' });
+    expect(bad.status).toBe(401);
+  });
+
+  it('deny_response: the client gets the 302 login redirect with Location and the custom body', async () => {
+    const reply = await get(proxy.port, '/app/home');
+    expect(reply.status).toBe(302);
+    expect(reply.headers.location).toBe(LOGIN);
+    expect(reply.headers['cache-control']).toBe('no-store');
+    expect(reply.headers['www-authenticate']).toBe('Bearer realm="envoy-jwt-authz"');
+    expect(reply.body).toBe('login required (unauthorized)');
+    // The expression's refusal uses the same answer.
+    const wrongOrg = await get(proxy.port, '/app/home', {
+      authorization: `Bearer ${token({ org: { id: 'o2' } })}`,
+    });
+    expect(wrongOrg.status).toBe(302);
+    expect(wrongOrg.body).toBe('login required (forbidden)');
+  });
+
+  it('a dynamic_metadata field is in Envoy’s access log', async () => {
+    const reply = await get(proxy.port, '/app/home', {
+      authorization: `Bearer ${token({ org: { id: 'o1' } })}`,
+      'x-test-id': 'tenant-1',
+    });
+    expect(reply.status, reply.body).toBe(200);
+    expect(await logEntry('tenant-1')).toMatchObject({ authz_tenant: 'o1', status: 200 });
+  });
+});

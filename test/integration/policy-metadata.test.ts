@@ -1,0 +1,52 @@
+// upstream.dynamic_metadata: configured fields beside issuer, sub, scope, claims.
+import { afterAll, describe, expect, it } from 'vitest';
+import { closePolicyServices, startPolicyService, startupProblems, token } from '../helpers/policy.js';
+
+afterAll(closePolicyServices);
+
+describe('upstream.dynamic_metadata', () => {
+  it('adds the configured fields to an allow', async () => {
+    const svc = await startPolicyService({
+      upstream: {
+        dynamic_metadata: {
+          tenant: 'claims.org.id',
+          plan: 'claims.plan',
+          route: 'request.path',
+          seats: '10',
+        },
+      },
+    });
+    const t = await token({ org: { id: 'o1' }, plan: 'pro' });
+    const r = await svc.check({ path: '/api/x', token: t });
+    expect(r.dynamic_metadata).toMatchObject({
+      issuer: 'corp',
+      sub: 'alice',
+      tenant: 'o1',
+      plan: 'pro',
+      route: '/api/x',
+      seats: 10,
+    });
+    // Request-dependent: the next request with the same token sees its own path.
+    const again = await svc.check({ path: '/api/y', token: t });
+    expect(again.dynamic_metadata?.route).toBe('/api/y');
+  });
+
+  it('denies 403 expression_error when a field cannot be evaluated', async () => {
+    const svc = await startPolicyService({ upstream: { dynamic_metadata: { tenant: 'claims.org.id' } } });
+    const r = await svc.check({ token: await token() });
+    expect(r.http_status).toBe(403);
+    expect(r.reason).toBe('expression_error');
+  });
+
+  it('refuses names the service sets and invalid expressions', async () => {
+    const problems = await startupProblems({
+      upstream: { dynamic_metadata: { sub: 'claims.x', t: 'nope' } },
+    });
+    expect(problems).toEqual([
+      expect.stringMatching(/^upstream\.dynamic_metadata\.sub: "sub" is always set/),
+      expect.stringMatching(
+        /^upstream\.dynamic_metadata\.t: type error: Unknown variable: nope at position 0/,
+      ),
+    ]);
+  });
+});
