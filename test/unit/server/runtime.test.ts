@@ -2,6 +2,7 @@
 // serve, and what a rebuild (reload) takes over from the running runtime. The behaviour
 // seen through Check and SIGHUP is covered in test/integration/reload.test.ts.
 import { afterEach, describe, expect, it } from 'vitest';
+import type { CompiledIssuer } from '../../../src/authn/verify.js';
 import { loadConfigObject } from '../../../src/config/load.js';
 import { ConfigError } from '../../../src/core/errors.js';
 import { Metrics } from '../../../src/observability/metrics.js';
@@ -63,7 +64,7 @@ describe('Runtime.build', () => {
   it('compiles each configured issuer: audiences, algorithms, clock skew, key source', async () => {
     const rt = await build(config());
     expect(rt.issuers.map((i) => i.name)).toEqual(['corp', 'partner']);
-    const [c, p] = rt.issuers;
+    const [c, p] = rt.issuers as [CompiledIssuer, CompiledIssuer];
     expect(c.issuer).toBe('https://idp.example.com');
     expect(c.audiences).toEqual(new Set(['api://orders']));
     expect(c.algorithms).toEqual(new Set(['ES256']));
@@ -133,13 +134,13 @@ describe('Runtime.build with a previous runtime (reload)', () => {
     const first = await build(config());
     await first.start();
     const changed = config();
-    (changed.issuers as Record<string, unknown>[])[1].jwks = makeJwks(
+    (changed.issuers as Record<string, unknown>[])[1]!.jwks = makeJwks(
       generateEcKeyPair({ kid: 'partner-2' }),
     );
     const log = captureLogger('info');
     const second = await build(changed, first, log);
-    expect(second.issuers[0].keySource).toBe(first.issuers[0].keySource);
-    expect(second.issuers[1].keySource).not.toBe(first.issuers[1].keySource);
+    expect(second.issuers[0]!.keySource).toBe(first.issuers[0]!.keySource);
+    expect(second.issuers[1]!.keySource).not.toBe(first.issuers[1]!.keySource);
     expect(log.lines.find((l) => l.msg.startsWith('reload: key sources'))).toMatchObject({
       kept: ['corp'],
       rebuilt: ['partner'],
@@ -153,7 +154,7 @@ describe('Runtime.build with a previous runtime (reload)', () => {
     await second.start();
     await first.close();
     expect(second.ready()).toBe(true);
-    expect(second.issuers[0].keySource.status().loaded).toBe(true);
+    expect(second.issuers[0]!.keySource.status().loaded).toBe(true);
   });
 
   it('takes over the store when the store settings are unchanged, and it outlives the old runtime', async () => {
