@@ -8,6 +8,7 @@ import {
   storeFields,
   tokenEndpointFields,
   tokenSourceFields,
+  tracingFields,
   upstreamFields,
   verifiedTokenCacheFields,
   ASYMMETRIC_DEFAULT_ALGORITHMS,
@@ -18,6 +19,7 @@ import { isLoopbackHost } from '../net/safe-fetch.js';
 import { isPlainObject, validateField, type FieldSpec, type Problems } from './shape.js';
 import { addressProblem, checkConfigFiles, LISTEN_ADDRESSES } from './preflight.js';
 import type { AppConfig, IssuerConfig, LoadedConfig } from './types.js';
+import { resolveTracingSettings, type TracingSection } from '../observability/tracing.js';
 
 function schema() {
   return {
@@ -67,6 +69,7 @@ const sections: Record<string, FieldSpec> = {
   token_endpoint: { type: 'object', fields: tokenEndpointFields },
   store: { type: 'object', fields: storeFields },
   verified_token_cache: { type: 'object', fields: verifiedTokenCacheFields },
+  tracing: { type: 'object', optional: true, fields: tracingFields },
 };
 
 function tidyConvictMessage(line: string): string {
@@ -121,6 +124,8 @@ export function collectConfigProblems(
     out[key] = validateField((input as Record<string, unknown>)[key], spec, key, problems);
   }
   if (out.token_sources === undefined) out.token_sources = [{ header: 'authorization', prefix: 'Bearer ' }];
+  // What runs is the section merged with the OTEL_* environment (undefined: tracing off).
+  out.tracing = resolveTracingSettings(out.tracing as TracingSection | undefined, env, problems);
   const config = out as unknown as AppConfig;
   if (problems.length > 0) return { problems };
   crossCheck(config, problems);

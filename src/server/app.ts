@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import type { FastifyInstance } from 'fastify';
 import type { LoadedConfig } from '../config/types.js';
 import { CheckService, setServing, startGrpcServer, type GrpcServerHandle } from '../envoy/service.js';
@@ -5,6 +6,7 @@ import { createHttpServer, splitAddress } from './http.js';
 import type { Logger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
 import { Runtime } from './runtime.js';
+import { startTracing, stopTracing } from '../observability/tracing.js';
 
 export interface ServiceOptions {
   readonly logger: Logger;
@@ -23,6 +25,8 @@ export class Service {
   private reloading: Promise<void> = Promise.resolve();
   /** Replaced runtimes still finishing their checks; closed after a delay or at shutdown. */
   private readonly draining = new Set<Runtime>();
+  /** This service started the process's tracing (and stops it at shutdown). */
+  private ownsTracing = false;
 
   private constructor(
     runtime: Runtime,
@@ -46,7 +50,16 @@ export class Service {
   static async start(loaded: LoadedConfig, options: ServiceOptions): Promise<Service> {
     const opts = { ...options, metrics: options.metrics ?? new Metrics() };
     const { logger, metrics } = opts;
-    const runtime = await Runtime.build(loaded, { logger, metrics });
+    // Before the runtime, so the store and key sources it builds are traced too.
+    const tracingSettings = loaded.config.tracing;
+    const ownsTracing = tracingSettings ? await startTracing(tracingSettings, logger) : false;
+    let runtime: Runtime;
+    try {
+      runtime = await Runtime.build(loaded, { logger, metrics });
+    } catch (err) {
+      if (ownsTracing) await stopTracing();
+      throw err;
+    }
     let service: Service | undefined;
     const checks = new CheckService(() => service?.runtime ?? runtime, logger, metrics);
     let grpc: GrpcServerHandle | undefined;
@@ -65,10 +78,12 @@ export class Service {
       const address = http.server.address();
       const httpPort = typeof address === 'object' && address ? address.port : port;
       service = new Service(runtime, grpc, http, httpPort, checks, opts);
+      service.ownsTracing = ownsTracing;
     } catch (err) {
       await http?.close();
       await grpc?.close(0);
       await runtime.close();
+      if (ownsTracing) await stopTracing();
       throw err;
     }
     logger.info({ grpc_port: grpc.port, http_port: service.httpPort }, 'listening');
@@ -87,6 +102,9 @@ export class Service {
     const next = this.reloading.then(async () => {
       const { logger, metrics } = this.opts;
       const fresh = await Runtime.build(loaded, { logger, metrics }, this.runtime);
+      // The tracer provider lives as long as the process (spans in flight belong to it).
+      if (!isDeepStrictEqual(fresh.config.tracing, this.runtime.config.tracing))
+        logger.warn('tracing settings changed: they apply after a restart; tracing continues as before');
       await fresh.start();
       const old = this.runtime;
       this.runtime = fresh;
@@ -116,5 +134,9 @@ export class Service {
     const old = [...this.draining];
     this.draining.clear();
     await Promise.all([this.runtime.close(), ...old.map((r) => r.close())]);
+    if (this.ownsTracing) {
+      this.ownsTracing = false;
+      await stopTracing();
+    }
   }
 }

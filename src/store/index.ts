@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { StoreConfig } from '../config/types.js';
 import type { Logger } from '../observability/logger.js';
+import { tracer } from '../observability/tracing.js';
+import { TracedStore } from './traced.js';
 import { MemoryStore } from './memory.js';
 import { RedisStore } from './redis.js';
 import type { Store } from './types.js';
@@ -27,8 +29,11 @@ export function hashToken(token: string): string {
  * fail with StoreUnavailableError.
  */
 export function createStore(cfg: StoreConfig, ctx: { logger: Logger }): Store {
-  if (cfg.type === 'redis') {
-    return new RedisStore({ url: cfg.redis_url, keyPrefix: cfg.key_prefix, logger: ctx.logger });
-  }
-  return new MemoryStore({ purgeIntervalSeconds: cfg.purge_interval_seconds });
+  const store =
+    cfg.type === 'redis'
+      ? new RedisStore({ url: cfg.redis_url, keyPrefix: cfg.key_prefix, logger: ctx.logger })
+      : new MemoryStore({ purgeIntervalSeconds: cfg.purge_interval_seconds });
+  // Decided when the store is built: tracing is set up per process, before any store.
+  const t = tracer;
+  return t ? new TracedStore(store, t) : store;
 }
