@@ -7,7 +7,6 @@ import { createRequire } from 'node:module';
 import * as grpc from '@grpc/grpc-js';
 
 const require = createRequire(import.meta.url);
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const root = require('otlp-transformer-protos/build/src/generated/root.js') as any;
 const ExportTraceServiceRequest = root.opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest;
 const ExportTraceServiceResponse = root.opentelemetry.proto.collector.trace.v1.ExportTraceServiceResponse;
