@@ -106,6 +106,12 @@ class Handle implements TraceSpan {
   }
 }
 
+const NOOP_SPAN: TraceSpan = {
+  setAttribute: () => undefined,
+  fail: () => undefined,
+  end: () => undefined,
+};
+
 function recordDecision(span: Span, d: Decision): void {
   span.setAttribute(ATTR.decision, d.kind);
   span.setAttribute(ATTR.reason, d.reason);
@@ -147,10 +153,11 @@ class SdkTracer implements Tracer {
   traceCheck(req: AuthRequest, run: () => Decision | Promise<Decision>): Decision | Promise<Decision> {
     const parent = this.propagator.extract(ROOT_CONTEXT, req.headers, headerGetter);
     const span = this.tracer.startSpan('ext_authz.check', { kind: SpanKind.SERVER }, parent);
+    // Not sampled: nothing under it is recorded either (children outside a recorded
+    // span are no-ops), so the Check runs as if tracing were off.
+    if (!span.isRecording()) return run();
     let result: Decision | Promise<Decision>;
     try {
-      // Children see this context even when the span is not recorded, so they follow
-      // its sampling decision instead of starting traces of their own.
       result = this.als.run(trace.setSpan(parent, span), run);
     } catch (err) {
       failed(span, err);
@@ -186,6 +193,7 @@ class SdkTracer implements Tracer {
       { kind: SpanKind.SERVER, attributes: { [ATTR_HTTP_REQUEST_METHOD]: method, [ATTR_HTTP_ROUTE]: route } },
       parent,
     );
+    if (!span.isRecording()) return run();
     try {
       const answer = await this.als.run(trace.setSpan(parent, span), run);
       span.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, answer.status);
@@ -199,7 +207,13 @@ class SdkTracer implements Tracer {
   }
 
   startSpan(name: string, root = false): TraceSpan {
-    const ctx = root ? ROOT_CONTEXT : (this.als.getStore() ?? ROOT_CONTEXT);
+    let ctx = ROOT_CONTEXT;
+    if (!root) {
+      // Only under a recorded Check or request: a child never starts a trace of its own.
+      const current = this.als.getStore();
+      if (current === undefined) return NOOP_SPAN;
+      ctx = current;
+    }
     return new Handle(this.tracer.startSpan(name, { kind: SpanKind.INTERNAL }, ctx));
   }
 
