@@ -21,6 +21,7 @@ import {
 } from '../helpers/otlp-receiver.js';
 import { authorizationClientConstructor } from '../../src/envoy/protos.js';
 import { envoyCheckRequest } from '../../src/cli/check.js';
+import { loadConfigObject } from '../../src/config/load.js';
 
 const ISS = 'https://idp.tracing.test';
 const AUD = 'api://orders';
@@ -284,6 +285,30 @@ describe('sampling', () => {
       expect(others.map((s) => [s.name, s.attributes['jwks.cause']])).toEqual([['jwks.fetch', 'initial']]);
       // The control: the sampled one arrived, with its children.
       expect(receiver.spans.filter((s) => s.traceId === sampled).length).toBeGreaterThanOrEqual(3);
+    } finally {
+      await receiver.close();
+      await jwks.close();
+    }
+  });
+});
+
+describe('reload', () => {
+  it('keeps tracing as it started and says that changed settings need a restart', async () => {
+    const receiver = await startHttpOtlpReceiver();
+    const jwks = await startJwksServer({ jwks: makeJwks(first) });
+    try {
+      const svc = await startTestService(config(jwks, { otlp_endpoint: receiver.endpoint }));
+      await svc.service.reload(loadConfigObject(config(jwks, { otlp_endpoint: receiver.endpoint }), '.', {}));
+      expect(svc.logs.text()).not.toContain('tracing settings changed');
+      await svc.service.reload(
+        loadConfigObject(config(jwks, { otlp_endpoint: receiver.endpoint, sample_ratio: 0 }), '.', {}),
+      );
+      expect(svc.logs.text()).toContain('tracing settings changed: they apply after a restart');
+      const traceId = hex(16);
+      await svc.check({ token: await token(), headers: { traceparent: `00-${traceId}-${hex(8)}-01` } });
+      await svc.close();
+      // Still sampled at the ratio it started with (1), not the reloaded 0.
+      expect(byName(receiver.spans, 'ext_authz.check').filter((s) => s.traceId === traceId)).toHaveLength(1);
     } finally {
       await receiver.close();
       await jwks.close();
