@@ -32,6 +32,7 @@ import type { ClaimHeaders } from '../upstream/claim-headers.js';
 import type { DownstreamTokenMinter, MintedToken } from '../upstream/downstream-token.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import { ATTR, tracer } from '../observability/tracing.js';
 
 /** Everything a check needs, compiled once from config (see runtime.ts). */
 export interface PipelineParts {
@@ -153,6 +154,12 @@ export class CheckPipeline {
    * a cached verification whose allow decision for this rule is still valid.
    */
   check(req: AuthRequest, deadline?: number): Decision | Promise<Decision> {
+    const t = tracer;
+    if (t === undefined) return this.decideCheck(req, deadline);
+    return t.traceCheck(req, () => this.decideCheck(req, deadline));
+  }
+
+  private decideCheck(req: AuthRequest, deadline: number | undefined): Decision | Promise<Decision> {
     // Before any rule: no rule decision about a path backends read differently can be trusted.
     if (this.parts.rejectAmbiguousPaths !== false && isAmbiguousPath(req.rawPath))
       return deny('request_invalid', 'the request path is ambiguous');
@@ -318,6 +325,7 @@ export class CheckPipeline {
     extracted: ExtractedToken,
     entry: CachedPrincipal | undefined,
   ): Decision | Promise<Decision> {
+    const span = tracer?.startSpan('authz.require');
     let problem = evaluateRequirement(rule.requirement, principal);
     const minter = this.parts.minter;
     const profile = minter?.profile(rule.name);
@@ -331,6 +339,7 @@ export class CheckPipeline {
         : undefined;
     if (!problem && input && rule.requirement.expression)
       problem = evaluateExpression(rule.requirement, input);
+    span?.end(problem?.reason);
     let extra: Record<string, unknown> | undefined;
     if (!problem && input && this.parts.dynamicMetadata) {
       const result = this.dynamicMetadata(input);
@@ -509,11 +518,16 @@ export class CheckPipeline {
     }
 
     const now = this.now();
+    const span = tracer?.startSpan('jwt.verify');
     const res = await verifyJwt(token, this.lookupIssuer, {
       deadline,
       maxTokenBytes: this.parts.maxTokenBytes,
       now,
     });
+    if (span) {
+      if (res.issuer) span.setAttribute(ATTR.issuer, res.issuer.name);
+      span.end(res.ok ? undefined : res.deny.reason);
+    }
     if (!res.ok) {
       if (res.issuer) res.deny.issuer = res.issuer.name;
       return res.deny;

@@ -9,6 +9,7 @@ import {
   tokenEndpointFields,
   tokenProfileFields,
   tokenSourceFields,
+  tracingFields,
   upstreamFields,
   verifiedTokenCacheFields,
   ASYMMETRIC_DEFAULT_ALGORITHMS,
@@ -25,6 +26,7 @@ import { validateField, validateObject, type FieldSpec, type Problems } from './
 import { addressProblem, checkConfigFiles, LISTEN_ADDRESSES } from './preflight.js';
 import { tlsEnabled } from '../net/tls-files.js';
 import type { AppConfig, IssuerConfig, LoadedConfig } from './types.js';
+import { resolveTracingSettings, type TracingSection } from '../observability/tracing.js';
 
 function tlsSchema(listener: string) {
   return {
@@ -96,6 +98,7 @@ const sections: Record<string, FieldSpec> = {
   token_endpoint: { type: 'object', fields: tokenEndpointFields },
   store: { type: 'object', fields: storeFields },
   verified_token_cache: { type: 'object', fields: verifiedTokenCacheFields },
+  tracing: { type: 'object', optional: true, fields: tracingFields },
 };
 
 function tidyConvictMessage(line: string): string {
@@ -150,6 +153,8 @@ export function collectConfigProblems(
     out[key] = validateField((input as Record<string, unknown>)[key], spec, key, problems);
   }
   if (out.token_sources === undefined) out.token_sources = [{ header: 'authorization', prefix: 'Bearer ' }];
+  // What runs is the section merged with the OTEL_* environment (undefined: tracing off).
+  out.tracing = resolveTracingSettings(out.tracing as TracingSection | undefined, env, problems);
   const config = out as unknown as AppConfig;
   if (problems.length > 0) return { problems };
   crossCheck(config, problems);

@@ -284,3 +284,11 @@ export const verifiedTokenCacheFields: Record<string, FieldSpec> = {
   enabled: { type: 'boolean', default: true },
   max_entries: { type: 'int', default: 10000, min: 1 },
 };
+
+export const tracingFields: Record<string, FieldSpec> = {
+  otlp_endpoint: { type: 'string', nonEmpty: true },
+  protocol: { type: 'string', enum: ['http/protobuf', 'grpc'] },
+  // A fraction (0..1): checked where the section is resolved against the OTEL_* environment.
+  sample_ratio: { type: 'any' },
+  service_name: { type: 'string', nonEmpty: true },
+};

@@ -2,6 +2,7 @@ import type { TlsSettings } from '../net/tls-files.js';
 // The validated (defaults filled) shape of the configuration file. Produced by
 // load.ts; compiled into runtime objects by runtime.ts. The request path never
 // reads these.
+import type { TracingSettings } from '../observability/tracing.js';
 
 export type Action = 'allow' | 'deny' | 'authenticate' | 'optional';
 
@@ -216,6 +217,8 @@ export interface AppConfig {
   token_endpoint: TokenEndpointConfig;
   store: StoreConfig;
   verified_token_cache: { enabled: boolean; max_entries: number };
+  /** OpenTelemetry tracing, merged with the OTEL_* environment; undefined while off. */
+  tracing?: TracingSettings;
 }
 
 /** A validated config plus where it came from (paths in it are relative to baseDir). */

@@ -4,6 +4,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { NO_STORE } from './errors.js';
 import type { OAuthRequest, TokenService } from './service.js';
 import type { HttpAnswer } from './errors.js';
+import { tracer } from '../observability/tracing.js';
 
 /** Upper bound of token_endpoint.max_body_bytes (the schema's max); the live limit is the service's. */
 const ABSOLUTE_BODY_LIMIT = 1_048_576;
@@ -102,10 +103,14 @@ export function registerOAuthRoutes(app: FastifyInstance, getService: () => Toke
           );
         }
         const auth = request.headers.authorization;
-        const answer = await handle(svc, {
+        const oauthRequest: OAuthRequest = {
           params: body as Record<string, unknown>,
           ...(typeof auth === 'string' ? { authorization: auth } : {}),
-        });
+        };
+        const t = tracer;
+        const answer = await (t
+          ? t.traceHttp('POST', path, request.headers, () => handle(svc, oauthRequest))
+          : handle(svc, oauthRequest));
         return reply.code(answer.status).headers(answer.headers).send(answer.body);
       });
     }

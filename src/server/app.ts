@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import type { FastifyInstance } from 'fastify';
 import type { LoadedConfig } from '../config/types.js';
 import { CheckService } from '../envoy/service.js';
@@ -19,6 +20,7 @@ function listenerTls(field: string, settings: TlsSettings, baseDir: string): Tls
 }
 
 const secureContextOf = (m: TlsMaterial) => ({ cert: m.cert, key: m.key, ...(m.ca ? { ca: m.ca } : {}) });
+import { startTracing, stopTracing } from '../observability/tracing.js';
 
 export interface ServiceOptions {
   readonly logger: Logger;
@@ -39,6 +41,8 @@ export class Service {
   private readonly draining = new Set<Runtime>();
   /** Stops the certificate file polling of the TLS listeners. */
   private readonly stopWatching: (() => void)[] = [];
+  /** This service started the process's tracing (and stops it at shutdown). */
+  private ownsTracing = false;
 
   private constructor(
     runtime: Runtime,
@@ -62,7 +66,16 @@ export class Service {
   static async start(loaded: LoadedConfig, options: ServiceOptions): Promise<Service> {
     const opts = { ...options, metrics: options.metrics ?? new Metrics() };
     const { logger, metrics } = opts;
-    const runtime = await Runtime.build(loaded, { logger, metrics });
+    // Before the runtime, so the store and key sources it builds are traced too.
+    const tracingSettings = loaded.config.tracing;
+    const ownsTracing = tracingSettings ? await startTracing(tracingSettings, logger) : false;
+    let runtime: Runtime;
+    try {
+      runtime = await Runtime.build(loaded, { logger, metrics });
+    } catch (err) {
+      if (ownsTracing) await stopTracing();
+      throw err;
+    }
     let service: Service | undefined;
     const checks = new CheckService(() => service?.runtime ?? runtime, logger, metrics);
     let grpc: GrpcServerHandle | undefined;
@@ -120,11 +133,13 @@ export class Service {
         );
       service = new Service(runtime, grpc, http, httpPort, checks, opts);
       service.stopWatching.push(...watchers);
+      service.ownsTracing = ownsTracing;
     } catch (err) {
       for (const stop of watchers) stop();
       await http?.close();
       await grpc?.close(0);
       await runtime.close();
+      if (ownsTracing) await stopTracing();
       throw err;
     }
     logger.info(
@@ -152,6 +167,9 @@ export class Service {
     const next = this.reloading.then(async () => {
       const { logger, metrics } = this.opts;
       const fresh = await Runtime.build(loaded, { logger, metrics }, this.runtime);
+      // The tracer provider lives as long as the process (spans in flight belong to it).
+      if (!isDeepStrictEqual(fresh.config.tracing, this.runtime.config.tracing))
+        logger.warn('tracing settings changed: they apply after a restart; tracing continues as before');
       await fresh.start();
       const old = this.runtime;
       this.runtime = fresh;
@@ -182,5 +200,9 @@ export class Service {
     const old = [...this.draining];
     this.draining.clear();
     await Promise.all([this.runtime.close(), ...old.map((r) => r.close())]);
+    if (this.ownsTracing) {
+      this.ownsTracing = false;
+      await stopTracing();
+    }
   }
 }

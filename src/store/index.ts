@@ -4,6 +4,8 @@ import { parseHostPort } from '../config/load.js';
 import { ConfigError } from '../core/errors.js';
 import type { StoreConfig } from '../config/types.js';
 import type { Logger } from '../observability/logger.js';
+import { tracer } from '../observability/tracing.js';
+import { TracedStore } from './traced.js';
 import { MemoryStore } from './memory.js';
 import { RedisStore } from './redis.js';
 import type { Store } from './types.js';
@@ -64,7 +66,7 @@ export function createStore(cfg: StoreConfig, ctx: { logger: Logger }): Store {
       r?.sentinel_password_file !== undefined
         ? readSecretFile(r.sentinel_password_file, 'store.redis.sentinel_password_file')
         : undefined;
-    return new RedisStore({
+    const store: Store = new RedisStore({
       ...(r?.cluster
         ? { cluster: nodes(r.cluster) }
         : r?.sentinels
@@ -76,6 +78,13 @@ export function createStore(cfg: StoreConfig, ctx: { logger: Logger }): Store {
       keyPrefix: cfg.key_prefix,
       logger: ctx.logger,
     });
+    return traced(store);
   }
-  return new MemoryStore({ purgeIntervalSeconds: cfg.purge_interval_seconds });
+  return traced(new MemoryStore({ purgeIntervalSeconds: cfg.purge_interval_seconds }));
+}
+
+/** Decided when the store is built: tracing is set up per process, before any store. */
+function traced(store: Store): Store {
+  const t = tracer;
+  return t ? new TracedStore(store, t) : store;
 }

@@ -21,6 +21,7 @@ import {
 } from '../crypto/signing-keys.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import { tracer } from '../observability/tracing.js';
 
 // The downstream JWT minted for the upstream service on every allowed request
 // (IBM API Connect jwt-generate, WSO2 backend JWT).
@@ -389,6 +390,7 @@ class Minter implements DownstreamTokenMinter {
     // 80% of the lifetime the upstream sees.
     const lifetimeMs = (exp - iat) * 1000;
     const refreshAt = reusable && lifetimeMs > 0 ? iat * 1000 + lifetimeMs * REUSE_FRACTION : 0;
+    const span = tracer?.startSpan('token.mint');
     const signed = signJwsAsync(this.signingKey, this.jwsHeader, payload).catch((err: unknown) => {
       throw new MintError(`signing the downstream token failed: ${(err as Error).message}`, { cause: err });
     });
@@ -406,6 +408,15 @@ class Minter implements DownstreamTokenMinter {
       }
       return { value: this.bearer ? `Bearer ${token}` : token, reuseUntil: refreshAt };
     });
+    if (span) {
+      value.then(
+        () => span.end(),
+        () => {
+          span.fail('mint_failed');
+          span.end();
+        },
+      );
+    }
     return { value, refreshAt };
   }
 

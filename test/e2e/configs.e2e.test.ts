@@ -114,6 +114,10 @@ function embed(fragment: unknown): any {
     } else if (item?.name === 'ext_authz' && item.type) {
       const i = doc.static_resources.clusters.findIndex((c: any) => c.name === 'ext_authz');
       doc.static_resources.clusters[i] = { ...doc.static_resources.clusters[i], ...item };
+    } else if (item?.name && item.type && item.load_assignment) {
+      doc.static_resources.clusters.push(item);
+    } else if (item?.tracing?.provider) {
+      hcm.tracing = item.tracing;
     } else if (
       item &&
       typeof item === 'object' &&

@@ -1,6 +1,7 @@
 import type { JwksCacheConfig } from '../../config/types.js';
 import type { Logger } from '../../observability/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
+import { ATTR, tracer } from '../../observability/tracing.js';
 import { errorReason, fetchJson, urlForLog } from '../../net/safe-fetch.js';
 import { buildKeySet, keySetFingerprint } from './jwk.js';
 import { keySourceState, type KeySet, type KeySource, type KeySourceStatus } from './types.js';
@@ -122,6 +123,11 @@ export class RemoteJwksKeySource implements KeySource {
   private async doFetch(cause: FetchCause): Promise<void> {
     const { issuer, logger, metrics, cache } = this.opts;
     this.lastAttemptAt = this.now();
+    // Only a fetch for a token's unknown kid belongs to the Check that asked; the others
+    // are background work with a trace of their own.
+    const span = tracer?.startSpan('jwks.fetch', cause !== 'unknown-kid');
+    span?.setAttribute(ATTR.issuer, issuer);
+    span?.setAttribute('jwks.cause', cause);
     let uri: string | undefined;
     try {
       uri = await this.locate(cause);
@@ -138,6 +144,7 @@ export class RemoteJwksKeySource implements KeySource {
       this.lastError = undefined;
       this.failures = 0;
       metrics?.jwksFetchTotal.inc({ issuer, result: 'success' });
+      span?.setAttribute('jwks.keys', set.keys.length);
       if (set.keys.length === 0) {
         logger.warn(
           { issuer, url: urlForLog(uri), cause, generation: this.gen },
@@ -149,6 +156,7 @@ export class RemoteJwksKeySource implements KeySource {
       this.failures++;
       this.lastError = errorReason(err);
       metrics?.jwksFetchTotal.inc({ issuer, result: 'error' });
+      span?.fail(this.lastError);
       logger.warn(
         {
           issuer,
@@ -162,6 +170,7 @@ export class RemoteJwksKeySource implements KeySource {
       );
     } finally {
       this.loaded = true;
+      span?.end();
     }
   }
 
