@@ -4,6 +4,7 @@ import { ConfigError } from '../core/errors.js';
 import type { TokenEndpointConfig } from '../config/types.js';
 import { loadSigningKeys, type SigningKey, type SigningKeys } from '../crypto/signing-keys.js';
 import { compileClient } from './clients.js';
+import { configuredTokenUrl } from './dpop.js';
 import type { HttpAnswer } from './errors.js';
 import { handleIntrospect } from './introspect.js';
 import { handleRevoke } from './revoke.js';
@@ -166,6 +167,7 @@ export async function createTokenService(
       : undefined,
     maxBodyBytes: cfg.max_body_bytes,
     realm: ctx.realm ?? 'envoy-jwt-authz',
+    tokenUrl: configuredTokenUrl(ctx.publicBaseUrl),
     now,
   };
   return new OAuthTokenService(state, self);
