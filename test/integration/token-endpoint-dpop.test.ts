@@ -15,6 +15,7 @@ import {
   generateRsaKeyPair,
   type TestKeyPair,
 } from '../helpers/keys.js';
+import { getRedisUrl, redisSkipReason, uniquePrefix } from '../helpers/redis.js';
 
 const ISSUER = 'https://authz.example.com';
 const AUD = 'https://authz.example.com/oauth2/token';
@@ -47,6 +48,7 @@ interface Opts {
   format?: 'jwt' | 'opaque';
   required?: boolean;
   publicBaseUrl?: string;
+  store?: Record<string, unknown>;
 }
 
 const services: TestService[] = [];
@@ -58,6 +60,7 @@ async function start(opts: Opts = {}): Promise<TestService> {
   const svc = await startTestService(
     {
       ...(opts.publicBaseUrl ? { public_base_url: opts.publicBaseUrl } : {}),
+      ...(opts.store ? { store: opts.store } : {}),
       default_action: 'authenticate',
       token_endpoint: {
         enabled: true,
@@ -322,6 +325,48 @@ describe('token_endpoint.dpop.required', () => {
     expectInvalidProof(res);
     expect(res.json.error_description).toMatch(/requires a DPoP proof/);
     const ok = await jwtGrant(svc, await tokenProof(svc, dpopKey));
+    expect(ok.status, JSON.stringify(ok.json)).toBe(200);
+    expect(ok.json.token_type).toBe('DPoP');
+  });
+});
+
+const redis = await getRedisUrl();
+if (!redis) console.warn(`[redis] SKIPPED: DPoP-bound tokens on a shared Redis store — ${redisSkipReason}`);
+afterAll(async () => {
+  await redis?.stop();
+});
+
+describe.skipIf(!redis)('two instances sharing one Redis', () => {
+  const PUBLIC = 'https://login.example.com';
+  const PUBLIC_TOKEN_URL = `${PUBLIC}/oauth2/token`;
+
+  async function ready(svc: TestService): Promise<void> {
+    for (let i = 0; i < 100; i++) {
+      if ((await fetch(`${svc.httpUrl}/readyz`)).status === 200) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error('service did not become ready');
+  }
+
+  it('a proof used on one replica is refused on the other; the binding of opaque and refresh tokens is shared', async () => {
+    const store = { type: 'redis', redis_url: redis!.url, key_prefix: uniquePrefix('token-dpop') };
+    const a = await start({ format: 'opaque', publicBaseUrl: PUBLIC, store });
+    const b = await start({ format: 'opaque', publicBaseUrl: PUBLIC, store });
+    await Promise.all([ready(a), ready(b)]);
+
+    const proof = await tokenProof(a, dpopKey, { htu: PUBLIC_TOKEN_URL });
+    const issued = await jwtGrant(a, proof);
+    expect(issued.status, JSON.stringify(issued.json)).toBe(200);
+    expectInvalidProof(await jwtGrant(b, proof));
+
+    const token = issued.json.access_token as string;
+    expect((await checkDpop(b, token, dpopKey)).decision).toBe('allow');
+    expectDenied(await checkBearer(b, token), 'cnf_mismatch');
+
+    const rt = issued.json.refresh_token as string;
+    const wrong = await refresh(b, rt, await tokenProof(b, otherKey, { htu: PUBLIC_TOKEN_URL }));
+    expect(wrong.json.error).toBe('invalid_grant');
+    const ok = await refresh(b, rt, await tokenProof(b, dpopKey, { htu: PUBLIC_TOKEN_URL }));
     expect(ok.status, JSON.stringify(ok.json)).toBe(200);
     expect(ok.json.token_type).toBe('DPoP');
   });
