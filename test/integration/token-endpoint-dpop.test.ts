@@ -318,6 +318,21 @@ describe('token endpoint: DPoP-bound refresh tokens', () => {
   });
 });
 
+describe('token endpoint: refresh with a proof for an unbound refresh token', () => {
+  it('binds the new tokens, and the rotated refresh token, to the proof key', async () => {
+    const svc = await start();
+    const first = await jwtGrant(svc);
+    expect(first.json.token_type).toBe('Bearer');
+    const ok = await refresh(svc, first.json.refresh_token as string, await tokenProof(svc, dpopKey));
+    expect(ok.status, JSON.stringify(ok.json)).toBe(200);
+    expect(ok.json.token_type).toBe('DPoP');
+    expect(decodeJwt(ok.json.access_token as string).cnf).toEqual({ jkt: await jktOf(dpopKey) });
+    const again = await refresh(svc, ok.json.refresh_token as string);
+    expect(again.status).toBe(400);
+    expect(again.json.error).toBe('invalid_grant');
+  });
+});
+
 describe('token_endpoint.dpop.required', () => {
   it('refuses token requests without a proof (invalid_dpop_proof) and serves those with one', async () => {
     const svc = await start({ required: true });
