@@ -148,6 +148,11 @@ export async function createTokenService(
       else throw err;
     }
   }
+  const tokenUrl = configuredTokenUrl(ctx.publicBaseUrl);
+  if (ctx.publicBaseUrl && tokenUrl === undefined) {
+    // DPoP proofs of token requests name this URL: a typo would refuse every one of them.
+    problems.push('public_base_url: must be an http:// or https:// URL');
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   const issuer = cfg.issuer!;
   const now = ctx.now ?? Date.now;
@@ -167,7 +172,7 @@ export async function createTokenService(
       : undefined,
     maxBodyBytes: cfg.max_body_bytes,
     realm: ctx.realm ?? 'envoy-jwt-authz',
-    tokenUrl: configuredTokenUrl(ctx.publicBaseUrl),
+    tokenUrl,
     now,
   };
   return new OAuthTokenService(state, self);
