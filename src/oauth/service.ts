@@ -151,7 +151,7 @@ export async function createTokenService(
   const tokenUrl = configuredTokenUrl(ctx.publicBaseUrl);
   if (ctx.publicBaseUrl && tokenUrl === undefined) {
     // DPoP proofs of token requests name this URL: a typo would refuse every one of them.
-    problems.push('public_base_url: must be an http:// or https:// URL');
+    problems.push('public_base_url: must be an http:// or https:// URL without query or fragment');
   }
   if (problems.length > 0) throw new ConfigError(problems);
   const issuer = cfg.issuer!;

@@ -247,13 +247,15 @@ describe('public_base_url for DPoP proofs of token requests', () => {
     });
 
   it('must be an http(s) URL: anything else is a problem naming the field', async () => {
-    for (const bad of ['login.example.com', 'ftp://login.example.com', 'https://']) {
+    for (const bad of ['login.example.com', 'ftp://login.example.com', 'https://', 'https://x.example?a=1']) {
       const err = await build(bad).then(
         (svc) => svc.close(),
         (e: unknown) => e,
       );
       expect(err, bad).toBeInstanceOf(ConfigError);
-      expect((err as ConfigError).problems).toEqual(['public_base_url: must be an http:// or https:// URL']);
+      expect((err as ConfigError).problems).toEqual([
+        'public_base_url: must be an http:// or https:// URL without query or fragment',
+      ]);
     }
     await (await build('https://login.example.com/auth/')).close();
   });
