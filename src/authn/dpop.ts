@@ -47,8 +47,11 @@ export interface DpopProofInput {
   readonly method: string;
   /** The request URL as normalised by requestUrl(). */
   readonly url: string;
-  /** The access token the proof must be bound to (ath). */
-  readonly accessToken: string;
+  /**
+   * The access token the proof must be bound to (ath). Undefined for a proof sent to the
+   * token endpoint, which presents no access token (ath is then not checked).
+   */
+  readonly accessToken: string | undefined;
   /** Seconds since the epoch. */
   readonly now: number;
   readonly clockSkewSeconds: number;
@@ -119,7 +122,7 @@ export async function verifyDpopProof(input: DpopProofInput): Promise<VerifiedDp
     return invalidProof('the DPoP proof was issued in the future');
   if (iat < input.now - input.clockSkewSeconds - DPOP_PROOF_MAX_AGE_SECONDS)
     return invalidProof('the DPoP proof is too old (iat)');
-  if (claims.ath !== accessTokenHash(input.accessToken))
+  if (input.accessToken !== undefined && claims.ath !== accessTokenHash(input.accessToken))
     return invalidProof('the DPoP proof ath does not match the access token');
 
   let jkt: string;

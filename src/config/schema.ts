@@ -214,6 +214,12 @@ export const tokenEndpointFields: Record<string, FieldSpec> = {
       length: { type: 'int', default: 46, min: 32, max: 512 },
     },
   },
+  dpop: {
+    type: 'object',
+    fields: {
+      required: { type: 'boolean', default: false },
+    },
+  },
   clients: {
     type: 'array',
     default: [],

@@ -141,6 +141,8 @@ export interface TokenEndpointConfig {
     signing: SigningConfig;
   };
   refresh_token: { enabled: boolean; ttl_seconds: number; length: number };
+  /** DPoP-bound tokens (RFC 9449): required refuses token requests without a proof. */
+  dpop: { required: boolean };
   clients: ClientConfig[];
   grant_issuers: GrantIssuerConfig[];
 }

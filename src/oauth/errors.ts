@@ -9,6 +9,7 @@ export type OAuthErrorCode =
   | 'unsupported_grant_type'
   | 'invalid_scope'
   | 'unsupported_token_type'
+  | 'invalid_dpop_proof'
   | 'temporarily_unavailable'
   | 'server_error';
 
@@ -20,6 +21,7 @@ const STATUS: Record<OAuthErrorCode, number> = {
   unsupported_grant_type: 400,
   invalid_scope: 400,
   unsupported_token_type: 400,
+  invalid_dpop_proof: 400,
   temporarily_unavailable: 503,
   server_error: 500,
 };

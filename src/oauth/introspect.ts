@@ -38,7 +38,7 @@ async function introspect(
   if (jwt !== undefined) {
     if (!jwt || jwt.client_id !== client.id) return inactive;
     if (typeof jwt.jti === 'string' && (await store.isJtiRevoked(jwt.jti))) return inactive;
-    return { active: true, ...jwt, token_type: 'Bearer' };
+    return { active: true, ...jwt, token_type: tokenType(jwt) };
   }
   if (!isRandomTokenShape(token)) return inactive;
   const hash = hashToken(token);
@@ -46,7 +46,7 @@ async function introspect(
   if (access) {
     const exp = access.claims.exp;
     if (access.claims.client_id !== client.id || typeof exp !== 'number' || exp <= now) return inactive;
-    return { active: true, ...access.claims, token_type: 'Bearer' };
+    return { active: true, ...access.claims, token_type: tokenType(access.claims) };
   }
   const refresh = await store.getRefreshToken(hash);
   if (!refresh) return inactive;
@@ -60,6 +60,15 @@ async function introspect(
     client_id: rec.clientId,
     scope: rec.scope,
     exp: rec.familyExp,
+    ...(rec.jkt !== undefined ? { cnf: { jkt: rec.jkt } } : {}),
     token_type: 'refresh_token',
   };
+}
+
+/** DPoP for a token bound to a DPoP key (its cnf.jkt, returned with the claims), else Bearer. */
+function tokenType(claims: Record<string, unknown>): 'DPoP' | 'Bearer' {
+  const cnf = claims.cnf;
+  return typeof cnf === 'object' && cnf !== null && typeof (cnf as Record<string, unknown>).jkt === 'string'
+    ? 'DPoP'
+    : 'Bearer';
 }

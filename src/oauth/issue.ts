@@ -8,14 +8,24 @@ import { nowSec, type Client, type Family, type OAuthState } from './state.js';
 
 // Issuing access (and refresh) tokens, and revoking what a refresh-token family issued.
 
+export interface IssueOptions {
+  /** Claims copied from an identity provider's assertion; the client's token_claims override them. */
+  readonly copied?: Readonly<Record<string, unknown>> | undefined;
+  /**
+   * RFC 7638 thumbprint of the DPoP key the request proved: the access token carries it
+   * as cnf.jkt (an opaque one in its stored claims) and a refresh token issued with it is
+   * bound to it too.
+   */
+  readonly jkt?: string | undefined;
+}
+
 export async function issue(
   state: OAuthState,
   client: Client,
   sub: string,
   scope: string,
   family: Family | undefined,
-  /** Claims copied from an identity provider's assertion; the client's token_claims override them. */
-  copied?: Readonly<Record<string, unknown>>,
+  { copied, jkt }: IssueOptions = {},
 ): Promise<Record<string, unknown>> {
   const { cfg, ctx } = state;
   const now = nowSec(state);
@@ -33,6 +43,7 @@ export async function issue(
     exp: now + ttl,
     jti,
   };
+  if (jkt !== undefined) claims.cnf = { jkt };
   let accessToken: string;
   let member: FamilyMember;
   if (state.keys && state.accessHeader) {
@@ -46,7 +57,7 @@ export async function issue(
   }
   const fields: Record<string, unknown> = {
     access_token: accessToken,
-    token_type: 'Bearer',
+    token_type: jkt !== undefined ? 'DPoP' : 'Bearer',
     expires_in: ttl,
     scope,
   };
@@ -63,6 +74,7 @@ export async function issue(
         familyId: family.id,
         familyExp: family.exp,
         ...(copied ? { claims: { ...copied } } : {}),
+        ...(jkt !== undefined ? { jkt } : {}),
       },
       left,
     );

@@ -42,6 +42,17 @@ class ByteLimit extends Transform {
 
 type Handler = (svc: TokenService, req: OAuthRequest) => Promise<HttpAnswer>;
 
+/**
+ * The URL as this request reached us: the connection's scheme (X-Forwarded-Proto is not
+ * trusted), the Host header and the path. DPoP proofs are compared with it unless
+ * public_base_url says what clients use.
+ */
+function receivedUrl(request: FastifyRequest): string {
+  const q = request.url.indexOf('?');
+  const path = q >= 0 ? request.url.slice(0, q) : request.url;
+  return `${request.protocol}://${request.host}${path}`;
+}
+
 const ROUTES: [string, Handler][] = [
   ['/oauth2/token', (svc, req) => svc.handleToken(req)],
   ['/oauth2/revoke', (svc, req) => svc.handleRevoke(req)],
@@ -103,9 +114,12 @@ export function registerOAuthRoutes(app: FastifyInstance, getService: () => Toke
           );
         }
         const auth = request.headers.authorization;
+        const dpop = request.headers.dpop;
         const oauthRequest: OAuthRequest = {
           params: body as Record<string, unknown>,
           ...(typeof auth === 'string' ? { authorization: auth } : {}),
+          ...(typeof dpop === 'string' ? { dpop } : {}),
+          ...(request.host !== '' ? { url: receivedUrl(request) } : {}),
         };
         const t = tracer;
         const answer = await (t

@@ -1,6 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import { parseCompactJws } from '../authn/jws.js';
 import { EMPTY_KEY_SET, makeKeySet } from '../authn/keys/jwk.js';
+import type { CompiledSenderConstraint } from '../authn/sender-constraint.js';
 import type { OpaqueLookup, TokenStatusCheck } from '../authn/token-status.js';
 import { verifyParsedJwt, type CompiledIssuer } from '../authn/verify.js';
 import type { TokenEndpointConfig } from '../config/types.js';
@@ -20,6 +21,12 @@ export const SELF_SKEW_SECONDS = 60;
 export const MAX_STORE_CACHE_MS = 1000;
 /** The name of our own issuer in logs, metrics and require.issuers. */
 export const SELF_ISSUER_NAME = 'self';
+
+const SELF_SENDER_CONSTRAINT: CompiledSenderConstraint = Object.freeze({
+  mtls: 'off',
+  dpop: 'optional',
+  clockSkewSeconds: SELF_SKEW_SECONDS,
+});
 
 /** What the Check pipeline needs to accept this service's own access tokens. */
 export interface SelfTokenSupport extends TokenStatusCheck {
@@ -119,6 +126,9 @@ function selfIssuerFor(
     maxLifetimeSeconds: cfg.access_token.ttl_seconds,
     requiredTyp: 'at+jwt',
     status,
+    // Our tokens are DPoP-bound when their request had a proof (cnf.jkt): such a token
+    // needs a proof with its key; one without cnf.jkt stays a bearer token.
+    senderConstraint: SELF_SENDER_CONSTRAINT,
   });
 }
 

@@ -4,6 +4,7 @@ import { ConfigError } from '../core/errors.js';
 import type { TokenEndpointConfig } from '../config/types.js';
 import { loadSigningKeys, type SigningKey, type SigningKeys } from '../crypto/signing-keys.js';
 import { compileClient } from './clients.js';
+import { configuredTokenUrl } from './dpop.js';
 import type { HttpAnswer } from './errors.js';
 import { handleIntrospect } from './introspect.js';
 import { handleRevoke } from './revoke.js';
@@ -147,6 +148,11 @@ export async function createTokenService(
       else throw err;
     }
   }
+  const tokenUrl = configuredTokenUrl(ctx.publicBaseUrl);
+  if (ctx.publicBaseUrl && tokenUrl === undefined) {
+    // DPoP proofs of token requests name this URL: a typo would refuse every one of them.
+    problems.push('public_base_url: must be an http:// or https:// URL without query or fragment');
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   const issuer = cfg.issuer!;
   const now = ctx.now ?? Date.now;
@@ -166,6 +172,7 @@ export async function createTokenService(
       : undefined,
     maxBodyBytes: cfg.max_body_bytes,
     realm: ctx.realm ?? 'envoy-jwt-authz',
+    tokenUrl,
     now,
   };
   return new OAuthTokenService(state, self);

@@ -12,6 +12,10 @@ import type { Store } from '../store/index.js';
 export interface OAuthRequest {
   readonly params: Readonly<Record<string, unknown>>;
   readonly authorization?: string;
+  /** The DPoP header as received (repeated headers joined with ", "). */
+  readonly dpop?: string;
+  /** The URL the request was received at (scheme of the connection, Host header, path). */
+  readonly url?: string;
 }
 
 export interface TokenServiceContext {
@@ -28,6 +32,8 @@ export interface TokenServiceContext {
   readonly storeCacheMs?: number;
   /** The previous token service's ephemeral key, reused when `signing` still names no key file and the same alg. */
   readonly ephemeralKey?: SigningKey;
+  /** `public_base_url`: when set, the URL DPoP proofs of token requests must name is built from it. */
+  readonly publicBaseUrl?: string;
 }
 
 export interface Client {
@@ -89,6 +95,8 @@ export interface OAuthState {
   readonly accessHeader: Readonly<Record<string, unknown>> | undefined;
   readonly maxBodyBytes: number;
   readonly realm: string;
+  /** The token endpoint URL (normalised) from public_base_url; undefined: taken from each request. */
+  readonly tokenUrl: string | undefined;
   /** epoch milliseconds */
   readonly now: () => number;
 }

@@ -1,3 +1,4 @@
+import { tokenRequestProofKey } from './dpop.js';
 import { OAuthError, tokenAnswer, type HttpAnswer, type ResponseFormat } from './errors.js';
 import { jwtBearerGrant } from './grants/jwt-bearer.js';
 import { refreshGrant } from './grants/refresh.js';
@@ -23,11 +24,17 @@ export async function handleToken(state: OAuthState, req: OAuthRequest): Promise
     label = grantLabel(grantType);
     log.grant_type = label;
     if (grantType === undefined) throw new OAuthError('invalid_request', 'grant_type is missing');
-    let fields: Record<string, unknown>;
-    if (grantType === GRANT_JWT_BEARER) fields = await jwtBearerGrant(state, req, log);
-    else if (grantType === GRANT_REFRESH_TOKEN && state.cfg.refresh_token.enabled)
-      fields = await refreshGrant(state, req, log);
-    else throw new OAuthError('unsupported_grant_type', 'the grant type is not supported');
+    const grant =
+      grantType === GRANT_JWT_BEARER
+        ? jwtBearerGrant
+        : grantType === GRANT_REFRESH_TOKEN && state.cfg.refresh_token.enabled
+          ? refreshGrant
+          : undefined;
+    if (!grant) throw new OAuthError('unsupported_grant_type', 'the grant type is not supported');
+    // Before the grant: a bad or replayed proof must not use up the assertion or refresh token.
+    const jkt = await tokenRequestProofKey(state, req);
+    if (jkt !== undefined) log.dpop = true;
+    const fields = await grant(state, req, log, jkt);
     log.result = 'success';
     answer = tokenAnswer(fields, format);
   } catch (err) {

@@ -200,6 +200,7 @@ export class Runtime {
           store: store.value,
           issuersByName: new Map(issuers.map((i) => [i.name, i])),
           ...(tokenKey ? { ephemeralKey: tokenKey } : {}),
+          ...(config.public_base_url ? { publicBaseUrl: config.public_base_url } : {}),
         });
         // Our own issuer: its status check (revocations, opaque tokens) comes with it.
         issuers.push(tokenService.self.issuer);
@@ -212,7 +213,11 @@ export class Runtime {
       const pipeline = new CheckPipeline({
         issuers,
         claimMappers,
-        tokenSources: withDpopTokenSource(compileTokenSources(config.token_sources), config.issuers),
+        // Compiled issuers, not config.issuers: our own ("self") accepts DPoP-bound tokens too.
+        tokenSources: withDpopTokenSource(
+          compileTokenSources(config.token_sources),
+          issuers.map((i) => ({ sender_constraint: i.senderConstraint })),
+        ),
         maxTokenBytes: config.max_token_bytes,
         rejectAmbiguousPaths: config.reject_ambiguous_paths,
         scopeClaims: config.scope_claims,

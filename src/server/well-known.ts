@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { JWK } from 'jose';
+import { DPOP_ALGORITHMS } from '../authn/dpop.js';
 import { ASYMMETRIC_DEFAULT_ALGORITHMS } from '../config/schema.js';
 
 // GET /.well-known/jwks.json and /.well-known/openid-configuration (README "Operations" / README "What upstream services receive").
@@ -76,6 +77,7 @@ export function registerWellKnownRoutes(app: FastifyInstance, provider: () => We
         token_endpoint_auth_signing_alg_values_supported: [...ASYMMETRIC_DEFAULT_ALGORITHMS],
         revocation_endpoint_auth_methods_supported: authMethods,
         introspection_endpoint_auth_methods_supported: authMethods,
+        dpop_signing_alg_values_supported: [...DPOP_ALGORITHMS],
       });
     }
     // A document built from one client's Host must not be cached and served to others

@@ -29,6 +29,8 @@ export interface RefreshTokenRecord {
   readonly familyExp: number;
   /** Claims copied from the identity provider's assertion (grant_issuers copy_claims), for every token of the family. */
   readonly claims?: Record<string, unknown>;
+  /** RFC 7638 thumbprint of the DPoP key the token is bound to: refreshing it needs a proof signed with that key. */
+  readonly jkt?: string;
 }
 
 export interface RefreshTokenState {

@@ -16,6 +16,8 @@ export async function jwtBearerGrant(
   state: OAuthState,
   req: OAuthRequest,
   log: Record<string, unknown>,
+  /** Thumbprint of the request's DPoP proof key: the issued tokens are bound to it. */
+  jkt: string | undefined,
 ): Promise<Record<string, unknown>> {
   const assertion = param(req, 'assertion');
   if (assertion === undefined) throw new OAuthError('invalid_request', 'assertion is missing');
@@ -91,7 +93,7 @@ export async function jwtBearerGrant(
   const family: Family | undefined = state.cfg.refresh_token.enabled
     ? { id: randomUUID(), exp: nowSec(state) + state.cfg.refresh_token.ttl_seconds, scope, isNew: true }
     : undefined;
-  return issue(state, client, sub, scope, family, copied);
+  return issue(state, client, sub, scope, family, { copied, jkt });
 }
 
 /** The named claims the assertion has (grant_issuers copy_claims); undefined when none. */

@@ -10,6 +10,8 @@ export async function refreshGrant(
   state: OAuthState,
   req: OAuthRequest,
   log: Record<string, unknown>,
+  /** Thumbprint of the request's DPoP proof key; a DPoP-bound refresh token needs its own key's. */
+  jkt: string | undefined,
 ): Promise<Record<string, unknown>> {
   const { ctx } = state;
   const client = await authenticateClient(state, req, true, log);
@@ -27,6 +29,14 @@ export async function refreshGrant(
     throw new OAuthError('invalid_grant', 'the refresh token was not issued to this client', {
       logDetail: 'refresh token of another client',
     });
+  }
+  // Before reuse detection: whoever lacks the key cannot use the token, nor revoke its grant.
+  if (rec.jkt !== undefined && rec.jkt !== jkt) {
+    throw new OAuthError(
+      'invalid_grant',
+      'the refresh token is DPoP-bound: send a DPoP proof signed with the key it is bound to',
+      { logDetail: jkt === undefined ? 'no DPoP proof for a bound refresh token' : 'DPoP key mismatch' },
+    );
   }
   const now = nowSec(state);
   if (rec.familyExp <= now) throw invalid();
@@ -62,6 +72,6 @@ export async function refreshGrant(
       scope: rec.scope,
       isNew: false,
     },
-    rec.claims,
+    { copied: rec.claims, jkt },
   );
 }

@@ -193,3 +193,23 @@ describe('listen addresses', () => {
     ]);
   });
 });
+
+describe('token_endpoint.dpop', () => {
+  it('defaults to required: false and names the field of a bad value or an unknown key', () => {
+    expect(validateConfig({ issuers: [issuer] }, {}).token_endpoint.dpop).toEqual({ required: false });
+    expect(
+      validateConfig({ issuers: [issuer], token_endpoint: { dpop: { required: true } } }, {}).token_endpoint
+        .dpop.required,
+    ).toBe(true);
+    expect(
+      problems({ issuers: [issuer], token_endpoint: { dpop: { required: 'sometimes' } } }).some((p) =>
+        p.startsWith('token_endpoint.dpop.required'),
+      ),
+    ).toBe(true);
+    expect(
+      problems({ issuers: [issuer], token_endpoint: { dpop: { nonce: true } } }).some((p) =>
+        p.startsWith('token_endpoint.dpop.nonce'),
+      ),
+    ).toBe(true);
+  });
+});

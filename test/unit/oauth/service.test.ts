@@ -234,3 +234,29 @@ describe('token endpoint config errors', () => {
     ]);
   });
 });
+
+describe('public_base_url for DPoP proofs of token requests', () => {
+  const build = (publicBaseUrl: string) =>
+    createTokenService(cfg(base), {
+      baseDir: dir,
+      logger,
+      metrics: new Metrics({ processMetrics: false }),
+      store,
+      issuersByName: new Map(),
+      publicBaseUrl,
+    });
+
+  it('must be an http(s) URL: anything else is a problem naming the field', async () => {
+    for (const bad of ['login.example.com', 'ftp://login.example.com', 'https://', 'https://x.example?a=1']) {
+      const err = await build(bad).then(
+        (svc) => svc.close(),
+        (e: unknown) => e,
+      );
+      expect(err, bad).toBeInstanceOf(ConfigError);
+      expect((err as ConfigError).problems).toEqual([
+        'public_base_url: must be an http:// or https:// URL without query or fragment',
+      ]);
+    }
+    await (await build('https://login.example.com/auth/')).close();
+  });
+});
