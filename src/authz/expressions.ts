@@ -24,21 +24,58 @@ import type { AuthRequest, Principal } from '../core/request.js';
 export const MAX_EXPRESSION_LENGTH = 4096;
 const MAX_PATTERN_LENGTH = 256;
 
+/**
+ * Credentials an expression never sees: a policy must not be able to copy a token into
+ * dynamic metadata (access logs), a minted claim or a rate-limit key. These headers are
+ * always hidden; the token sources' own header and query names are added by the pipeline.
+ */
+export interface HiddenCredentials {
+  readonly headers: ReadonlySet<string>;
+  readonly query: ReadonlySet<string>;
+}
+
+// `:path` carries the raw query (a token parameter too): expressions read request.path and
+// request.query instead.
+const ALWAYS_HIDDEN_HEADERS = ['authorization', 'proxy-authorization', 'cookie', 'dpop', ':path'];
+
+export function hiddenCredentials(
+  tokenHeaders: Iterable<string>,
+  tokenQuery: Iterable<string>,
+): HiddenCredentials {
+  return {
+    headers: new Set([...ALWAYS_HIDDEN_HEADERS, ...[...tokenHeaders].map((h) => h.toLowerCase())]),
+    query: new Set(tokenQuery),
+  };
+}
+
+const DEFAULT_HIDDEN = hiddenCredentials([], []);
+
 /** The `request` variable: a registered type, so `request.metod` is a load error. */
 class RequestView {
   private parsedQuery?: Readonly<Record<string, string>>;
+  private visibleHeaders?: Readonly<Record<string, string>>;
 
   constructor(
     readonly method: string,
     readonly path: string,
     readonly host: string,
-    readonly headers: Readonly<Record<string, string>>,
+    private readonly allHeaders: Readonly<Record<string, string>>,
     private readonly rawPath: string,
+    private readonly hidden: HiddenCredentials,
   ) {}
 
-  /** Parsed only when an expression reads it. */
+  /** Built only when an expression reads it, without the credential headers. */
+  get headers(): Readonly<Record<string, string>> {
+    if (this.visibleHeaders) return this.visibleHeaders;
+    const out: Record<string, string> = Object.create(null);
+    for (const name in this.allHeaders)
+      if (!this.hidden.headers.has(name)) out[name] = this.allHeaders[name]!;
+    return (this.visibleHeaders = out);
+  }
+
+  /** Parsed only when an expression reads it, without the token query parameters. */
   get query(): Readonly<Record<string, string>> {
-    return (this.parsedQuery ??= firstQueryValues(this.rawPath));
+    return (this.parsedQuery ??= firstQueryValues(this.rawPath, this.hidden.query));
   }
 }
 
@@ -253,13 +290,13 @@ export function compileExpression(
 const scopeLists = new WeakMap<Principal, readonly string[]>();
 const NO_CLAIMS: Readonly<Record<string, unknown>> = Object.freeze(Object.create(null));
 
-function firstQueryValues(rawPath: string): Record<string, string> {
+function firstQueryValues(rawPath: string, hidden: ReadonlySet<string>): Record<string, string> {
   const out: Record<string, string> = Object.create(null);
   const q = rawPath.indexOf('?');
   if (q < 0) return out;
   const hash = rawPath.indexOf('#', q);
   const params = new URLSearchParams(rawPath.slice(q + 1, hash < 0 ? undefined : hash));
-  for (const [name, value] of params) if (!(name in out)) out[name] = value;
+  for (const [name, value] of params) if (!(name in out) && !hidden.has(name)) out[name] = value;
   return out;
 }
 
@@ -275,6 +312,7 @@ export class ExpressionInput {
     private readonly normalisedPath: string,
     private readonly principal: Principal | undefined,
     private readonly nowSeconds: number,
+    private readonly hidden: HiddenCredentials = DEFAULT_HIDDEN,
   ) {}
 
   activation(): Activation {
@@ -290,7 +328,14 @@ export class ExpressionInput {
       claims: p ? p.claims : NO_CLAIMS,
       scopes,
       issuer: p ? p.issuer : '',
-      request: new RequestView(req.method, this.normalisedPath, req.host, req.headers, req.rawPath),
+      request: new RequestView(
+        req.method,
+        this.normalisedPath,
+        req.host,
+        req.headers,
+        req.rawPath,
+        this.hidden,
+      ),
       context: req.contextExtensions,
       now: new Date(this.nowSeconds * 1000),
     };

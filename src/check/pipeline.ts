@@ -24,8 +24,10 @@ import { evaluateExpression, evaluateRequirement, type EffectiveRule } from '../
 import {
   ExpressionError,
   ExpressionInput,
+  hiddenCredentials,
   toJsonValue,
   type CompiledExpression,
+  type HiddenCredentials,
 } from '../authz/expressions.js';
 import type { AuthRequest, Principal } from '../core/request.js';
 import type { ClaimHeaders } from '../upstream/claim-headers.js';
@@ -112,6 +114,8 @@ export class CheckPipeline {
   private readonly now: () => number;
   /** The issuer whose opaque access tokens are looked up in the store, if one issues them. */
   private readonly opaqueIssuer?: CompiledIssuer;
+  /** Token-source headers and query parameters that expressions never see. */
+  private readonly hiddenCredentials: HiddenCredentials;
   /** Some dynamic_metadata field reads the request: allow decisions are not reused. */
   private readonly metadataRequestDependent: boolean;
 
@@ -136,6 +140,10 @@ export class CheckPipeline {
       }
     }
     this.unverifiedRemovals = removals;
+    this.hiddenCredentials = hiddenCredentials(
+      parts.tokenSources.filter((t) => t.kind === 'header').map((t) => t.name),
+      parts.tokenSources.filter((t) => t.kind === 'query').map((t) => t.name),
+    );
     if (parts.verifiedCacheMax > 0) {
       // Bounded by count and by an estimate of bytes: a typical entry (token, principal,
       // memoised decision with its wire bytes) is about 4 KiB; large tokens count for more,
@@ -218,7 +226,7 @@ export class CheckPipeline {
     if (memo && memo.source === extracted.source && Date.now() < memo.reuseUntil) {
       // The allow's content does not depend on the request, but whether it applies does.
       if (rule.requirement.expression?.requestDependent) {
-        const input = new ExpressionInput(req, path, entry.principal, this.now());
+        const input = new ExpressionInput(req, path, entry.principal, this.now(), this.hiddenCredentials);
         const problem = evaluateExpression(rule.requirement, input);
         if (problem) {
           problem.issuer = entry.principal.issuer;
@@ -335,7 +343,7 @@ export class CheckPipeline {
       rule.requirement.expression !== undefined ||
       this.parts.dynamicMetadata !== undefined ||
       (profile !== undefined && profile.computed.length > 0)
-        ? new ExpressionInput(req, path, principal, this.now())
+        ? new ExpressionInput(req, path, principal, this.now(), this.hiddenCredentials)
         : undefined;
     if (!problem && input && rule.requirement.expression)
       problem = evaluateExpression(rule.requirement, input);

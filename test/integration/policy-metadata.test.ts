@@ -49,4 +49,28 @@ describe('upstream.dynamic_metadata', () => {
       ),
     ]);
   });
+
+  it('never shows a credential to an expression: token headers, cookies and token query parameters are hidden', async () => {
+    const svc = await startPolicyService({
+      token_sources: [
+        { header: 'authorization', prefix: 'Bearer ' },
+        { header: 'x-api-token', prefix: '' },
+        { query: 'access_token' },
+      ],
+      upstream: { dynamic_metadata: { headers: 'request.headers', query: 'request.query' } },
+    });
+    const t = await token();
+    const r = await svc.check({
+      path: `/api/x?access_token=${t}&page=2`,
+      token: t,
+      headers: { cookie: `session=${t}`, 'x-api-token': t, dpop: 'proof', 'x-org': 'acme' },
+    });
+    expect(r.decision).toBe('allow');
+    const md = r.dynamic_metadata as { headers: Record<string, string>; query: Record<string, string> };
+    expect(md.headers['x-org']).toBe('acme');
+    expect(md.query).toEqual({ page: '2' });
+    for (const hidden of ['authorization', 'cookie', 'x-api-token', 'dpop', 'proxy-authorization', ':path'])
+      expect(md.headers).not.toHaveProperty(hidden);
+    expect(JSON.stringify(r.dynamic_metadata)).not.toContain(t.split('.')[2]!);
+  });
 });
