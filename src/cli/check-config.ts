@@ -42,7 +42,8 @@ export async function inspectConfig(
       const field = keyField(iss, i);
       const kind = issuerKeySource(iss);
       const remote = kind !== undefined && REMOTE_KEY_SOURCES.has(kind);
-      if ((remote && !opts.fetch) || named.has(field)) return;
+      // An introspected issuer has no keys to load (its secret file was read above).
+      if (kind === 'introspection' || (remote && !opts.fetch) || named.has(field)) return;
       let source: KeySource;
       try {
         source = createKeySource(iss, { baseDir: loaded.baseDir, logger, metrics });
@@ -83,6 +84,8 @@ function keysSummary(i: IssuerConfig): string {
       return 'inline jwks';
     case 'truststore':
       return `truststore ${i.truststore!.path}`;
+    case 'introspection':
+      return `introspection ${i.introspection!.endpoint}`;
     case 'secret_file':
     case undefined:
       return 'secret_file';

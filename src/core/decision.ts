@@ -31,6 +31,7 @@ export type DenyReason =
   | 'claims_condition'
   | 'issuer_not_allowed'
   | 'keys_unavailable'
+  | 'introspection_unavailable'
   | 'store_unavailable'
   | 'mint_failed'
   | 'internal_error'
@@ -92,6 +93,8 @@ export const DENY_OUTCOMES: Readonly<Record<DenyReason, DenyOutcome>> = {
   claims_condition: forbidden,
   issuer_not_allowed: forbidden,
   keys_unavailable: unavailable,
+  // Another identity provider's introspection endpoint did not give a usable answer.
+  introspection_unavailable: unavailable,
   store_unavailable: unavailable,
   // Mint failures and internal errors: Envoy sees 500 with a generic body; the detail goes to the log.
   mint_failed: { grpcCode: GRPC_UNAVAILABLE, httpStatus: 500, kind: 'server_error' },
