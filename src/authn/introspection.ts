@@ -76,7 +76,7 @@ export class IntrospectionCheck implements TokenStatusCheck {
   constructor(private readonly opts: IntrospectionOptions) {
     this.cache = new LRUCache({ max: opts.maxEntries ?? DEFAULT_CACHE_ENTRIES });
     this.authorization = basicCredentials(opts.clientId, opts.clientSecret);
-    this.now = opts.now ?? Date.now;
+    this.now = opts.now ?? (() => Date.now());
     this.endpointForLog = urlForLog(opts.endpoint);
   }
 

@@ -1,0 +1,233 @@
+// Another identity provider's opaque access tokens, checked at its RFC 7662 introspection
+// endpoint (README "Introspection"), through gRPC Check on the real service: claims flow
+// into rules and claim headers, inactive / wrong audience / expired tokens get 401, an
+// unusable endpoint 503 unless a fresh cached answer exists, one request per new token.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SignJWT, importJWK } from 'jose';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { startTestService, type TestService } from '../helpers/harness.js';
+import { generateEcKeyPair, makeJwks, type TestKeyPair } from '../helpers/keys.js';
+import { startIntrospectionServer, type IntrospectionServer } from '../helpers/introspection-server.js';
+
+const CLIENT_ID = 'envoy authz';
+const SECRET = 'p@ss:word+/é';
+const LEGACY_ISS = 'https://legacy-idp.example.com';
+const CORP_ISS = 'https://idp.example.com';
+const AUD = 'api://orders';
+
+let dir: string;
+let corp: TestKeyPair;
+let idp: IntrospectionServer;
+let svc: TestService | undefined;
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'introspection-'));
+  writeFileSync(join(dir, 'idp.secret'), `${SECRET}\n`);
+  writeFileSync(join(dir, 'wrong.secret'), 'not-the-secret\n');
+  corp = generateEcKeyPair({ kid: 'corp-1' });
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+beforeEach(async () => {
+  idp = await startIntrospectionServer({ clientId: CLIENT_ID, clientSecret: SECRET });
+});
+afterEach(async () => {
+  vi.useRealTimers();
+  await svc?.close();
+  svc = undefined;
+  await idp.close();
+});
+
+function config(over: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    issuers: [
+      { name: 'corp', issuer: CORP_ISS, audiences: [AUD], jwks: makeJwks(corp) },
+      {
+        name: 'legacy',
+        issuer: LEGACY_ISS,
+        audiences: [AUD],
+        clock_skew_seconds: 0,
+        claim_mappings: [{ from: 'client_id', to: 'azp' }],
+        introspection: {
+          endpoint: idp.url,
+          client_id: CLIENT_ID,
+          client_secret_file: 'idp.secret',
+          cache_seconds: 30,
+          timeout_ms: 300,
+          ...over,
+        },
+      },
+    ],
+    rules: [
+      { name: 'writers', match: { path_prefix: '/write' }, require: { scopes_all: ['write'] } },
+      { name: 'legacy-only', match: { path_prefix: '/legacy' }, require: { issuers: ['legacy'] } },
+    ],
+    default_action: 'authenticate',
+    upstream: { claim_headers: { 'x-user': 'sub', 'x-client': 'azp' } },
+  };
+}
+
+async function start(over: Record<string, unknown> = {}): Promise<TestService> {
+  svc = await startTestService(config(over), { baseDir: dir });
+  return svc;
+}
+
+const now = () => Math.floor(Date.now() / 1000);
+let n = 0;
+/** A fresh opaque token the IdP knows, with these claims. */
+function known(claims: Record<string, unknown>): string {
+  const token = `lgcy_${++n}_${Math.random().toString(36).slice(2)}AbC.x~y`;
+  idp.tokens.set(token, claims);
+  return token;
+}
+
+describe('introspection through Check', () => {
+  it('an active token is allowed: claims mapped into headers, scope from `scope`, one Basic-authenticated POST', async () => {
+    const s = await start();
+    const token = known({ sub: 'alice', scope: 'read write', client_id: 'shop', aud: AUD, exp: now() + 600 });
+    const d = await s.check({ token, path: '/write/orders' });
+    expect(d.decision).toBe('allow');
+    expect(d.headers['x-user']).toBe('alice');
+    expect(d.headers['x-client']).toBe('shop');
+    expect(d.dynamic_metadata?.issuer).toBe('legacy');
+    expect((await s.check({ token, path: '/legacy/x' })).decision).toBe('allow');
+    expect(idp.requests).toHaveLength(1);
+    // client_id and secret are form-encoded before base64 (RFC 6749 2.3.1).
+    expect(idp.requests[0]!.authorization).toBe(
+      `Basic ${Buffer.from('envoy+authz:p%40ss%3Aword%2B%2F%C3%A9').toString('base64')}`,
+    );
+    expect(idp.requests[0]!.form.get('token')).toBe(token);
+    expect(idp.requests[0]!.form.get('token_type_hint')).toBe('access_token');
+  });
+
+  it('a scope the answer lacks is 403 insufficient_scope', async () => {
+    const s = await start();
+    const token = known({ sub: 'bob', scope: 'read', aud: AUD, exp: now() + 600 });
+    const d = await s.check({ token, path: '/write/orders' });
+    expect(d.http_status).toBe(403);
+    expect(d.reason).toBe('insufficient_scope');
+  });
+
+  it('inactive → 401 token_inactive; wrong aud → 401 audience_invalid; expired → 401 token_expired', async () => {
+    const s = await start();
+    const inactive = await s.check({ token: 'never-issued-token-0123456789' });
+    expect([inactive.http_status, inactive.reason]).toEqual([401, 'token_inactive']);
+    expect(inactive.headers['www-authenticate']).toContain('error="invalid_token"');
+    const wrongAud = await s.check({ token: known({ sub: 'a', aud: 'api://other', exp: now() + 600 }) });
+    expect([wrongAud.http_status, wrongAud.reason]).toEqual([401, 'audience_invalid']);
+    const expired = await s.check({ token: known({ sub: 'a', aud: AUD, exp: now() - 5 }) });
+    expect([expired.http_status, expired.reason]).toEqual([401, 'token_expired']);
+  });
+
+  it('audiences ["*"] accepts any aud', async () => {
+    const cfg = config();
+    (cfg.issuers as Record<string, unknown>[])[1]!.audiences = ['*'];
+    svc = await startTestService(cfg, { baseDir: dir });
+    const d = await svc.check({ token: known({ sub: 'a', aud: 'api://anything', exp: now() + 600 }) });
+    expect(d.decision).toBe('allow');
+  });
+
+  it('endpoint down → 503 temporarily_unavailable, but a fresh cached answer still allows', async () => {
+    const s = await start();
+    const seen = known({ sub: 'alice', aud: AUD, exp: now() + 600 });
+    expect((await s.check({ token: seen })).decision).toBe('allow');
+    idp.mode = 'down';
+    const fresh = known({ sub: 'carol', aud: AUD, exp: now() + 600 });
+    const d = await s.check({ token: fresh });
+    expect([d.http_status, d.reason]).toEqual([503, 'introspection_unavailable']);
+    expect(d.body).toEqual({ error: 'temporarily_unavailable' });
+    expect((await s.check({ token: seen })).decision).toBe('allow');
+  });
+
+  it('a slow endpoint (beyond timeout_ms) → 503', async () => {
+    const s = await start();
+    idp.delayMs = 1000;
+    const d = await s.check({ token: known({ sub: 'a', aud: AUD }) });
+    expect([d.http_status, d.reason]).toEqual([503, 'introspection_unavailable']);
+  });
+
+  it.each(['not-json', 'json-array', 'active-not-boolean', 'huge', 'status500'] as const)(
+    'a garbage answer (%s) → 503, logged without the token',
+    async (mode) => {
+      const s = await start();
+      idp.mode = mode;
+      const token = known({ sub: 'a', aud: AUD });
+      const d = await s.check({ token });
+      expect([d.http_status, d.reason]).toEqual([503, 'introspection_unavailable']);
+      expect(s.logs.lines.some((l) => l.msg === 'token introspection failed' && l.issuer === 'legacy')).toBe(
+        true,
+      );
+      expect(s.logs.text()).not.toContain(token);
+    },
+  );
+
+  it('a wrong client secret (the endpoint answers 401) → 503, the secret never logged', async () => {
+    const s = await start({ client_secret_file: 'wrong.secret' });
+    const d = await s.check({ token: known({ sub: 'a', aud: AUD }) });
+    expect([d.http_status, d.reason]).toEqual([503, 'introspection_unavailable']);
+    expect(s.logs.lines.some((l) => l.reason === 'status 401')).toBe(true);
+    expect(s.logs.text()).not.toContain('not-the-secret');
+    expect(s.logs.text()).not.toContain(SECRET);
+  });
+
+  it('cache_seconds: the answer is reused until it ends, then asked again', async () => {
+    const s = await start();
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const token = known({ sub: 'alice', aud: AUD });
+    expect((await s.check({ token })).decision).toBe('allow');
+    vi.setSystemTime(Date.now() + 29_000);
+    expect((await s.check({ token })).decision).toBe('allow');
+    expect(idp.requests).toHaveLength(1);
+    idp.tokens.delete(token); // revoked at the IdP
+    vi.setSystemTime(Date.now() + 2_000);
+    expect((await s.check({ token })).reason).toBe('token_inactive');
+    expect(idp.requests).toHaveLength(2);
+  });
+
+  it('never reuses an answer beyond the token exp', async () => {
+    const s = await start();
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const token = known({ sub: 'alice', aud: AUD, exp: now() + 5 });
+    expect((await s.check({ token })).decision).toBe('allow');
+    vi.setSystemTime(Date.now() + 6_000);
+    idp.tokens.delete(token);
+    expect((await s.check({ token })).reason).toBe('token_inactive');
+    expect(idp.requests).toHaveLength(2);
+  });
+
+  it('20 concurrent checks of one new token make one introspection request', async () => {
+    const s = await start();
+    idp.delayMs = 50;
+    const token = known({ sub: 'alice', aud: AUD });
+    const all = await Promise.all(Array.from({ length: 20 }, () => s.check({ token })));
+    expect(all.every((d) => d.decision === 'allow')).toBe(true);
+    expect(idp.requests).toHaveLength(1);
+  });
+
+  it('JWTs are still verified with keys, never introspected; a JWT naming the introspected issuer is refused', async () => {
+    const s = await start();
+    const key = await importJWK(corp.privateJwk, 'ES256');
+    const jwt = (iss: string) =>
+      new SignJWT({ sub: 'svc' })
+        .setProtectedHeader({ alg: 'ES256', kid: 'corp-1' })
+        .setIssuer(iss)
+        .setAudience(AUD)
+        .setIssuedAt()
+        .setExpirationTime('5m')
+        .sign(key);
+    expect((await s.check({ token: await jwt(CORP_ISS) })).decision).toBe('allow');
+    const forged = await s.check({ token: await jwt(LEGACY_ISS) });
+    expect([forged.http_status, forged.reason]).toEqual([401, 'key_not_found']);
+    expect(idp.requests).toHaveLength(0);
+  });
+
+  it('an introspected issuer has no keys to load: /readyz is ready', async () => {
+    const s = await start();
+    const res = await fetch(`${s.httpUrl}/readyz`);
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { issuers: Record<string, { state: string }> };
+    expect(body.issuers.legacy?.state).toBe('ready');
+  });
+});
