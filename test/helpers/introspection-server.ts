@@ -58,8 +58,9 @@ export async function startIntrospectionServer(opts: {
           res.writeHead(401, { 'www-authenticate': 'Basic realm="introspect"' }).end();
           return;
         }
-        const send = (body: string, status = 200) =>
+        const send = (body: string, status = 200): void => {
           res.writeHead(status, { 'content-type': 'application/json' }).end(body);
+        };
         switch (state.mode) {
           case 'status500':
             return send('{"error":"server_error"}', 500);
