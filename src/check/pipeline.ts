@@ -121,8 +121,13 @@ export class CheckPipeline {
       this.issuersByIss.set(issuer.issuer, issuer);
       this.issuersByName.set(issuer.name, issuer);
     }
-    this.opaqueIssuers = parts.issuers.filter((i) => i.status?.issuesOpaqueTokens);
-    this.introspects = this.opaqueIssuers.some((i) => i.status?.introspects);
+    // Our own store first: this service's opaque tokens are never shown to another IdP.
+    const opaque = parts.issuers.filter((i) => i.status?.issuesOpaqueTokens);
+    this.opaqueIssuers = [
+      ...opaque.filter((i) => !i.status?.introspects),
+      ...opaque.filter((i) => i.status?.introspects),
+    ];
+    this.introspects = opaque.some((i) => i.status?.introspects);
     this.replay = parts.replay ?? new MemoryReplayCache();
     const names = [...parts.claimHeaders.headerNames];
     if (parts.minter && !names.includes(parts.minter.header)) names.push(parts.minter.header);

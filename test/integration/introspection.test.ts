@@ -2,13 +2,20 @@
 // endpoint (README "Introspection"), through gRPC Check on the real service: claims flow
 // into rules and claim headers, inactive / wrong audience / expired tokens get 401, an
 // unusable endpoint 503 unless a fresh cached answer exists, one request per new token.
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT, importJWK } from 'jose';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { startTestService, type TestService } from '../helpers/harness.js';
-import { generateEcKeyPair, makeJwks, type TestKeyPair } from '../helpers/keys.js';
+import {
+  createSelfSignedCertificate,
+  generateEcKeyPair,
+  generateRsaKeyPair,
+  makeJwks,
+  type TestKeyPair,
+} from '../helpers/keys.js';
 import { startIntrospectionServer, type IntrospectionServer } from '../helpers/introspection-server.js';
 
 const CLIENT_ID = 'envoy authz';
@@ -27,7 +34,9 @@ beforeAll(() => {
   writeFileSync(join(dir, 'idp.secret'), `${SECRET}\n`);
   writeFileSync(join(dir, 'wrong.secret'), 'not-the-secret\n');
   corp = generateEcKeyPair({ kid: 'corp-1' });
+  writeFileSync(join(dir, 'client.crt'), createSelfSignedCertificate(client, { subject: 'app' }).pem);
 });
+const client = generateRsaKeyPair({ kid: 'app-1' });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 beforeEach(async () => {
@@ -229,5 +238,39 @@ describe('introspection through Check', () => {
     expect(res.status).toBe(200);
     const body = (await res.json()) as { issuers: Record<string, { state: string }> };
     expect(body.issuers.legacy?.state).toBe('ready');
+  });
+
+  it("with the token endpoint's opaque tokens: its own are found in its store and never sent to the IdP", async () => {
+    const cfg = config();
+    cfg.token_endpoint = {
+      enabled: true,
+      issuer: 'https://authz.example.com',
+      audience: 'https://authz.example.com/oauth2/token',
+      access_token: { format: 'opaque' },
+      clients: [{ client_id: 'app', certificate_file: 'client.crt', scopes: ['read'] }],
+    };
+    svc = await startTestService(cfg, { baseDir: dir });
+    const now = Math.floor(Date.now() / 1000);
+    const assertion = await new SignJWT({ jti: randomUUID() })
+      .setProtectedHeader({ alg: 'RS256' })
+      .setIssuer('app')
+      .setSubject('app')
+      .setAudience('https://authz.example.com/oauth2/token')
+      .setIssuedAt(now)
+      .setExpirationTime(now + 120)
+      .sign(client.privateKey);
+    const res = await fetch(`${svc.httpUrl}/oauth2/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion }),
+    });
+    const own = ((await res.json()) as { access_token: string }).access_token;
+    const mine = await svc.check({ token: own });
+    expect(mine.decision).toBe('allow');
+    expect(mine.dynamic_metadata?.issuer).toBe('self');
+    expect(idp.requests).toHaveLength(0);
+    const theirs = await svc.check({ token: known({ sub: 'alice', aud: AUD }) });
+    expect(theirs.dynamic_metadata?.issuer).toBe('legacy');
+    expect(idp.requests).toHaveLength(1);
   });
 });
