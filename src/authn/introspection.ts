@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { deny } from '../core/decision.js';
 import { errorReason, fetchJson, urlForLog } from '../net/safe-fetch.js';
@@ -118,7 +118,17 @@ export class IntrospectionCheck implements TokenStatusCheck {
     return { status: 'active', claims: answer.claims };
   }
 
-  private async introspect(token: string, key: string): Promise<Answer> {
+  /**
+   * Asks the endpoint about a random token: undefined when it answers as an introspection
+   * endpoint should (client credentials accepted, a JSON object with a boolean `active`),
+   * else why not. For check-config; nothing is cached.
+   */
+  async probe(): Promise<string | undefined> {
+    const answer = await this.introspect(randomBytes(24).toString('base64url'), undefined);
+    return 'error' in answer ? answer.error : undefined;
+  }
+
+  private async introspect(token: string, key: string | undefined): Promise<Answer> {
     let body: Record<string, unknown>;
     try {
       body = await fetchJson(this.opts.endpoint, {
@@ -151,8 +161,8 @@ export class IntrospectionCheck implements TokenStatusCheck {
     return answer;
   }
 
-  private remember(key: string, answer: Answer, until: number): void {
-    if (until > this.now()) this.cache.set(key, { answer, until });
+  private remember(key: string | undefined, answer: Answer, until: number): void {
+    if (key !== undefined && until > this.now()) this.cache.set(key, { answer, until });
   }
 
   private failed(reason: string): Answer {

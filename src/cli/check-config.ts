@@ -7,6 +7,9 @@ import { Metrics } from '../observability/metrics.js';
 import { Runtime } from '../server/runtime.js';
 import { createKeySource, type KeySource } from '../authn/keys/index.js';
 import { parseOptions, UsageError } from './args.js';
+import { IntrospectionCheck } from '../authn/introspection.js';
+import { readSecretFile } from '../crypto/key-files.js';
+import type { Logger } from '../observability/logger.js';
 
 /** The config path of the field that names an issuer's keys. */
 function keyField(iss: IssuerConfig, i: number): string {
@@ -42,8 +45,13 @@ export async function inspectConfig(
       const field = keyField(iss, i);
       const kind = issuerKeySource(iss);
       const remote = kind !== undefined && REMOTE_KEY_SOURCES.has(kind);
-      // An introspected issuer has no keys to load (its secret file was read above).
-      if (kind === 'introspection' || (remote && !opts.fetch) || named.has(field)) return;
+      if (named.has(field)) return;
+      // An introspected issuer has no keys to load; with --fetch its endpoint is asked once.
+      if (kind === 'introspection') {
+        if (opts.fetch) addNew(await probeIntrospection(iss, i, loaded.baseDir, logger));
+        return;
+      }
+      if (remote && !opts.fetch) return;
       let source: KeySource;
       try {
         source = createKeySource(iss, { baseDir: loaded.baseDir, logger, metrics });
@@ -68,6 +76,40 @@ export async function inspectConfig(
     else if (problems.length === 0) throw err;
   }
   return { loaded, rt, problems };
+}
+
+/** One problem when the issuer's introspection endpoint does not answer as one should. */
+async function probeIntrospection(
+  iss: IssuerConfig,
+  i: number,
+  baseDir: string,
+  logger: Logger,
+): Promise<string[]> {
+  const cfg = iss.introspection!;
+  let secret: Buffer;
+  try {
+    secret = readSecretFile(
+      cfg.client_secret_file,
+      baseDir,
+      `issuers[${i}].introspection.client_secret_file`,
+    );
+  } catch {
+    return []; // reported with the other unreadable files
+  }
+  const problem = await new IntrospectionCheck({
+    issuer: iss.name,
+    endpoint: cfg.endpoint,
+    clientId: cfg.client_id,
+    clientSecret: secret.toString('utf8'),
+    cacheSeconds: 0,
+    timeoutMs: cfg.timeout_ms,
+    insecureHttp: iss.insecure_http,
+    claims: { audiences: 'any', clockSkewSeconds: 0, requiredClaims: [], maxLifetimeSeconds: 0 },
+    logger,
+  }).probe();
+  if (problem === undefined) return [];
+  const hint = problem === 'status 401' ? ' (the client_id / client secret were refused)' : '';
+  return [`issuers[${i}].introspection.endpoint: ${problem}${hint}`];
 }
 
 /** How an issuer's keys are named, for the summary. */

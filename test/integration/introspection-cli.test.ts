@@ -1,9 +1,10 @@
 // check-config with an introspected issuer, as users run it (`node dist/main.js`; npm test builds first).
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { startIntrospectionServer } from '../helpers/introspection-server.js';
 
 const MAIN = new URL('../../dist/main.js', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'introspection-cli-'));
@@ -49,5 +50,59 @@ describe('check-config with introspection', () => {
     expect(r.status).toBe(0);
     expect(r.stdout).toContain('introspection https://legacy-idp.example.com/oauth2/introspect');
     expect(r.stdout).not.toContain('the-secret');
+  });
+});
+
+describe('check-config --fetch asks the introspection endpoint', () => {
+  // Not spawnSync: the endpoint runs in this process and must answer while the CLI waits.
+  const runAsync = (file: string) =>
+    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      execFile(
+        process.execPath,
+        [MAIN, 'check-config', '--config', file, '--fetch'],
+        {
+          env: { ...process.env, AUTHZ_GRPC_ADDRESS: '127.0.0.1:0', AUTHZ_HTTP_ADDRESS: '127.0.0.1:0' },
+          timeout: 20000,
+        },
+        (err, stdout, stderr) =>
+          resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      );
+    });
+
+  it('passes when the client is accepted; names the endpoint and the refused credentials otherwise', async () => {
+    const idp = await startIntrospectionServer({ clientId: 'authz', clientSecret: 'right' });
+    try {
+      const write = (secret: string) => {
+        const sub = mkdtempSync(join(dir, 'fetch-'));
+        writeFileSync(join(sub, 'idp.secret'), `${secret}\n`);
+        const file = join(sub, 'config.json');
+        writeFileSync(
+          file,
+          JSON.stringify({
+            issuers: [
+              {
+                name: 'legacy',
+                issuer: 'https://legacy-idp.example.com',
+                audiences: ['api'],
+                introspection: { endpoint: idp.url, client_id: 'authz', client_secret_file: 'idp.secret' },
+              },
+            ],
+          }),
+        );
+        return file;
+      };
+      const ok = await runAsync(write('right'));
+      expect(ok.stderr).toBe('');
+      expect(ok.code).toBe(0);
+      expect(idp.requests).toHaveLength(1);
+      const bad = await runAsync(write('wrong'));
+      expect(bad.code).toBe(1);
+      expect(bad.stderr).toContain(
+        'issuers[0].introspection.endpoint: status 401 (the client_id / client secret were refused)',
+      );
+      expect(bad.stderr).not.toContain('wrong');
+    } finally {
+      await idp.close();
+    }
   });
 });
