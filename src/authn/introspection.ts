@@ -150,8 +150,8 @@ export class IntrospectionCheck implements TokenStatusCheck {
       this.remember(key, INACTIVE, start + Math.min(this.opts.cacheSeconds, NEGATIVE_CACHE_SECONDS) * 1000);
       return INACTIVE;
     }
-    const claims: Record<string, unknown> = {};
-    for (const [name, value] of Object.entries(body)) if (name !== 'active') claims[name] = value;
+    // A rest copy defines own properties: a "__proto__" member stays a plain claim.
+    const { active: _active, ...claims } = body;
     const answer: Answer = { active: true, claims };
     let until = start + this.opts.cacheSeconds * 1000;
     // Never reused beyond the token's own expiry.

@@ -63,6 +63,19 @@ describe('IntrospectionCheck', () => {
     expect(req.form.get('token_type_hint')).toBe('access_token');
   });
 
+  it('a "__proto__" member of the answer is a plain claim, never the prototype', async () => {
+    idp.tokens.set(
+      TOKEN,
+      JSON.parse('{"sub":"alice","__proto__":{"scope":"admin"}}') as Record<string, unknown>,
+    );
+    const found = await check().lookupOpaque(TOKEN);
+    expect(found.status).toBe('active');
+    const claims = found.status === 'active' ? found.claims : {};
+    expect(Object.getPrototypeOf(claims)).toBe(Object.prototype);
+    expect(claims.scope).toBeUndefined();
+    expect(Object.keys(claims).sort()).toEqual(['__proto__', 'sub']);
+  });
+
   it('a wrong client secret (401 from the endpoint) is unavailable, logged without the secret', async () => {
     idp.tokens.set(TOKEN, { sub: 'alice' });
     const found = await check({ clientSecret: 'wrong' }).lookupOpaque(TOKEN);
