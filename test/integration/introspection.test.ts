@@ -232,6 +232,16 @@ describe('introspection through Check', () => {
     expect(idp.requests).toHaveLength(0);
   });
 
+  it('counts introspection cache hits and misses in /metrics', async () => {
+    const s = await start();
+    const token = known({ sub: 'alice', aud: AUD });
+    await s.check({ token });
+    await s.check({ token });
+    const text = await (await fetch(`${s.httpUrl}/metrics`)).text();
+    expect(text).toMatch(/authz_cache_hits_total\{cache="introspection"\} 1\n/);
+    expect(text).toMatch(/authz_cache_misses_total\{cache="introspection"\} 1\n/);
+  });
+
   it('an introspected issuer has no keys to load: /readyz is ready', async () => {
     const s = await start();
     const res = await fetch(`${s.httpUrl}/readyz`);
