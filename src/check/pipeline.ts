@@ -111,7 +111,7 @@ export class CheckPipeline {
   private readonly cache?: LRUCache<string, CachedPrincipal>;
   private readonly lookupIssuer = (iss: string) => this.issuersByIss.get(iss);
   private readonly now: () => number;
-  /** Issuers that vouch for opaque access tokens (store lookup, introspection), in config order. */
+  /** Issuers that vouch for opaque access tokens: our own store first, then introspection endpoints in config order. */
   private readonly opaqueIssuers: readonly CompiledIssuer[];
   /** Some opaque issuer asks about any token that is not a compact JWS. */
   private readonly introspects: boolean;
@@ -462,7 +462,7 @@ export class CheckPipeline {
   }
 
   /**
-   * Asks each opaque issuer in config order; the first that knows the token decides. When
+   * Asks each opaque issuer in turn; the first that knows the token decides. When
    * none does and one could not answer, the answer is unavailable rather than inactive.
    */
   private async authenticateOpaque(token: string): Promise<Principal | Deny> {

@@ -232,6 +232,37 @@ describe('introspection through Check', () => {
     expect(idp.requests).toHaveLength(0);
   });
 
+  it('several introspected issuers are asked in config order; the first that knows the token owns it', async () => {
+    const second = await startIntrospectionServer({ clientId: CLIENT_ID, clientSecret: SECRET });
+    try {
+      const cfg = config();
+      const issuers = cfg.issuers as Record<string, any>[];
+      issuers.push({
+        ...issuers[1],
+        name: 'second',
+        issuer: 'https://second-idp.example.com',
+        introspection: { ...issuers[1]!.introspection, endpoint: second.url },
+      });
+      svc = await startTestService(cfg, { baseDir: dir });
+      const both = known({ sub: 'first-user', aud: AUD });
+      second.tokens.set(both, { sub: 'second-user', aud: AUD });
+      const d1 = await svc.check({ token: both });
+      expect([d1.dynamic_metadata?.issuer, d1.headers['x-user']]).toEqual(['legacy', 'first-user']);
+      expect(second.requests).toHaveLength(0);
+      const onlySecond = 'second-only-token-0123456789';
+      second.tokens.set(onlySecond, { sub: 'bob', aud: AUD });
+      const d2 = await svc.check({ token: onlySecond });
+      expect([d2.dynamic_metadata?.issuer, d2.headers['x-user']]).toEqual(['second', 'bob']);
+      expect(idp.requests.map((r) => r.form.get('token'))).toContain(onlySecond);
+      // The first endpoint down and the second not knowing it: nobody can say, so 503, not 401.
+      idp.mode = 'down';
+      const d3 = await svc.check({ token: 'unknown-anywhere-0123456789' });
+      expect([d3.http_status, d3.reason]).toEqual([503, 'introspection_unavailable']);
+    } finally {
+      await second.close();
+    }
+  });
+
   it('counts introspection cache hits and misses in /metrics', async () => {
     const s = await start();
     const token = known({ sub: 'alice', aud: AUD });
