@@ -1,6 +1,15 @@
-/** What a store lookup of an opaque access token found. */
+import type { Deny } from '../core/decision.js';
+
+/**
+ * What a lookup of an opaque access token found. `refused`: the issuer knows the token
+ * but its claims fail a check (expired, wrong audience); `deny` says which.
+ * `unavailable` may carry the denial to answer (default: the token store is down).
+ */
 export type OpaqueLookup =
-  { status: 'active'; claims: Record<string, unknown> } | { status: 'inactive' } | { status: 'unavailable' };
+  | { status: 'active'; claims: Record<string, unknown> }
+  | { status: 'inactive' }
+  | { status: 'refused'; deny: Deny }
+  | { status: 'unavailable'; deny?: Deny };
 
 /**
  * Checks an issuer's tokens need beyond a valid signature and claims: tokens this
@@ -15,4 +24,9 @@ export interface TokenStatusCheck {
   readonly issuesOpaqueTokens: boolean;
   /** An opaque access token's claims (sub, scope, client_id, exp, iss, …), or why there are none. */
   lookupOpaque(token: string): Promise<OpaqueLookup>;
+  /**
+   * Asks about any token that is not a compact JWS (another identity provider's
+   * introspection endpoint), rather than only tokens shaped like this service's own.
+   */
+  readonly introspects?: boolean;
 }

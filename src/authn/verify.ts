@@ -192,7 +192,15 @@ function selectCandidates(
 
 const isTime = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 
-function checkClaims(claims: Record<string, unknown>, issuer: CompiledIssuer, now: number): Deny | undefined {
+/**
+ * The claim rules of README "Verification rules" (times with the issuer's skew, required
+ * claims, audience, lifetime): for a JWT's payload and for an introspection answer alike.
+ */
+export function checkClaims(
+  claims: Record<string, unknown>,
+  issuer: Pick<CompiledIssuer, 'requiredClaims' | 'clockSkewSeconds' | 'audiences' | 'maxLifetimeSeconds'>,
+  now: number,
+): Deny | undefined {
   for (const name of ['exp', 'nbf', 'iat'] as const) {
     if (claims[name] !== undefined && !isTime(claims[name])) {
       return deny('claim_invalid', `the ${name} claim must be a number`);

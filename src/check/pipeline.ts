@@ -96,6 +96,13 @@ function withRule(d: Deny, rule: EffectiveRule, issuer?: string): Deny {
 }
 
 const OPAQUE_TOKEN = /^[A-Za-z0-9_-]{16,512}$/;
+/** Three base64url parts: what is verified as a JWT; anything else an introspection endpoint may vouch for. */
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
+function withIssuer(d: Deny, issuer: string): Deny {
+  d.issuer = issuer;
+  return d;
+}
 
 /** The Check pipeline: request → rule → token → verify → require → enrich → decision. */
 export class CheckPipeline {
@@ -112,8 +119,10 @@ export class CheckPipeline {
   private readonly cache?: LRUCache<string, CachedPrincipal>;
   private readonly lookupIssuer = (iss: string) => this.issuersByIss.get(iss);
   private readonly now: () => number;
-  /** The issuer whose opaque access tokens are looked up in the store, if one issues them. */
-  private readonly opaqueIssuer?: CompiledIssuer;
+  /** Issuers that vouch for opaque access tokens: our own store first, then introspection endpoints in config order. */
+  private readonly opaqueIssuers: readonly CompiledIssuer[];
+  /** Some opaque issuer asks about any token that is not a compact JWS. */
+  private readonly introspects: boolean;
   /** Token-source headers and query parameters that expressions never see. */
   private readonly hiddenCredentials: HiddenCredentials;
   /** Some dynamic_metadata field reads the request: allow decisions are not reused. */
@@ -126,7 +135,13 @@ export class CheckPipeline {
       this.issuersByIss.set(issuer.issuer, issuer);
       this.issuersByName.set(issuer.name, issuer);
     }
-    this.opaqueIssuer = parts.issuers.find((i) => i.status?.issuesOpaqueTokens);
+    // Our own store first: this service's opaque tokens are never shown to another IdP.
+    const opaque = parts.issuers.filter((i) => i.status?.issuesOpaqueTokens);
+    this.opaqueIssuers = [
+      ...opaque.filter((i) => !i.status?.introspects),
+      ...opaque.filter((i) => i.status?.introspects),
+    ];
+    this.introspects = opaque.some((i) => i.status?.introspects);
     this.replay = parts.replay ?? new MemoryReplayCache();
     const names = [...parts.claimHeaders.headerNames];
     if (parts.minter && !names.includes(parts.minter.header)) names.push(parts.minter.header);
@@ -520,9 +535,11 @@ export class CheckPipeline {
 
     if (exceedsBytes(token, this.parts.maxTokenBytes))
       return deny('token_too_large', 'the token is too large');
-    const opaque = this.opaqueIssuer;
-    if (opaque && token.indexOf('.') < 0 && OPAQUE_TOKEN.test(token)) {
-      return this.authenticateOpaque(opaque, token);
+    if (
+      this.opaqueIssuers.length > 0 &&
+      (this.introspects ? !COMPACT_JWS.test(token) : token.indexOf('.') < 0 && OPAQUE_TOKEN.test(token))
+    ) {
+      return this.authenticateOpaque(token);
     }
 
     const now = this.now();
@@ -557,14 +574,25 @@ export class CheckPipeline {
     return principal;
   }
 
-  private async authenticateOpaque(issuer: CompiledIssuer, token: string): Promise<Principal | Deny> {
-    const found = await issuer.status!.lookupOpaque(token);
-    if (found.status === 'unavailable') {
-      return deny('store_unavailable', 'the token store is unavailable', { issuer: issuer.name });
+  /**
+   * Asks each opaque issuer in turn; the first that knows the token decides. When
+   * none does and one could not answer, the answer is unavailable rather than inactive.
+   */
+  private async authenticateOpaque(token: string): Promise<Principal | Deny> {
+    let unavailable: Deny | undefined;
+    for (const issuer of this.opaqueIssuers) {
+      const found = await issuer.status!.lookupOpaque(token);
+      if (found.status === 'active') return this.toPrincipal(issuer.name, found.claims, token);
+      if (found.status === 'refused') return withIssuer(found.deny, issuer.name);
+      if (found.status === 'unavailable')
+        unavailable ??= withIssuer(
+          found.deny ?? deny('store_unavailable', 'the token store is unavailable'),
+          issuer.name,
+        );
     }
-    if (found.status !== 'active')
-      return deny('token_inactive', 'the token is not active', { issuer: issuer.name });
-    return this.toPrincipal(issuer.name, found.claims, token);
+    if (unavailable) return unavailable;
+    const only = this.opaqueIssuers.length === 1 ? this.opaqueIssuers[0]!.name : undefined;
+    return deny('token_inactive', 'the token is not active', { issuer: only });
   }
 
   private async checkRevoked(

@@ -7,6 +7,9 @@ import { Metrics } from '../observability/metrics.js';
 import { Runtime } from '../server/runtime.js';
 import { createKeySource, type KeySource } from '../authn/keys/index.js';
 import { parseOptions, UsageError } from './args.js';
+import { IntrospectionCheck } from '../authn/introspection.js';
+import { readSecretFile } from '../crypto/key-files.js';
+import type { Logger } from '../observability/logger.js';
 
 /** The config path of the field that names an issuer's keys. */
 function keyField(iss: IssuerConfig, i: number): string {
@@ -42,7 +45,13 @@ export async function inspectConfig(
       const field = keyField(iss, i);
       const kind = issuerKeySource(iss);
       const remote = kind !== undefined && REMOTE_KEY_SOURCES.has(kind);
-      if ((remote && !opts.fetch) || named.has(field)) return;
+      if (named.has(field)) return;
+      // An introspected issuer has no keys to load; with --fetch its endpoint is asked once.
+      if (kind === 'introspection') {
+        if (opts.fetch) addNew(await probeIntrospection(iss, i, loaded.baseDir, logger));
+        return;
+      }
+      if (remote && !opts.fetch) return;
       let source: KeySource;
       try {
         source = createKeySource(iss, { baseDir: loaded.baseDir, logger, metrics });
@@ -69,6 +78,40 @@ export async function inspectConfig(
   return { loaded, rt, problems };
 }
 
+/** One problem when the issuer's introspection endpoint does not answer as one should. */
+async function probeIntrospection(
+  iss: IssuerConfig,
+  i: number,
+  baseDir: string,
+  logger: Logger,
+): Promise<string[]> {
+  const cfg = iss.introspection!;
+  let secret: Buffer;
+  try {
+    secret = readSecretFile(
+      cfg.client_secret_file,
+      baseDir,
+      `issuers[${i}].introspection.client_secret_file`,
+    );
+  } catch {
+    return []; // reported with the other unreadable files
+  }
+  const problem = await new IntrospectionCheck({
+    issuer: iss.name,
+    endpoint: cfg.endpoint,
+    clientId: cfg.client_id,
+    clientSecret: secret.toString('utf8'),
+    cacheSeconds: 0,
+    timeoutMs: cfg.timeout_ms,
+    insecureHttp: iss.insecure_http,
+    claims: { audiences: 'any', clockSkewSeconds: 0, requiredClaims: [], maxLifetimeSeconds: 0 },
+    logger,
+  }).probe();
+  if (problem === undefined) return [];
+  const hint = problem === 'status 401' ? ' (the client_id / client secret were refused)' : '';
+  return [`issuers[${i}].introspection.endpoint: ${problem}${hint}`];
+}
+
 /** How an issuer's keys are named, for the summary. */
 function keysSummary(i: IssuerConfig): string {
   const kind = issuerKeySource(i);
@@ -83,6 +126,8 @@ function keysSummary(i: IssuerConfig): string {
       return 'inline jwks';
     case 'truststore':
       return `truststore ${i.truststore!.path}`;
+    case 'introspection':
+      return `introspection ${i.introspection!.endpoint}`;
     case 'secret_file':
     case undefined:
       return 'secret_file';

@@ -4,7 +4,10 @@ import type { IssuerConfig } from './types.js';
 // check-config, the key-source factory and the startup summary all read this list, so
 // a new kind is added here once and the compiler points at every switch that misses it.
 
-/** Issuer fields that name the keys; an issuer sets exactly one. */
+/**
+ * Issuer fields that name the keys; an issuer sets exactly one. `introspection` names
+ * none: the issuer's tokens are opaque and its introspection endpoint vouches for them.
+ */
 export const ISSUER_KEY_SOURCES = [
   'jwks_uri',
   'discovery_uri',
@@ -12,12 +15,18 @@ export const ISSUER_KEY_SOURCES = [
   'jwks_file',
   'truststore',
   'secret_file',
+  'introspection',
 ] as const;
 
 export type IssuerKeySourceKind = (typeof ISSUER_KEY_SOURCES)[number];
 
 /** Kinds fetched over the network (everything else is read locally). */
 export const REMOTE_KEY_SOURCES: ReadonlySet<IssuerKeySourceKind> = new Set(['jwks_uri', 'discovery_uri']);
+
+/** Required claims when an issuer entry lists none (an introspection answer need carry only `active`). */
+export function defaultRequiredClaims(iss: IssuerConfig): string[] {
+  return iss.introspection !== undefined ? [] : ['iss', 'sub', 'iat', 'exp'];
+}
 
 /** Every key-source field an issuer entry sets, in list order. */
 export function issuerKeySources(iss: IssuerConfig): IssuerKeySourceKind[] {
@@ -31,7 +40,10 @@ export function issuerKeySource(iss: IssuerConfig): IssuerKeySourceKind | undefi
 
 /** Config path, under the issuer entry, of the value that locates a kind's keys. */
 export function keySourceField(kind: IssuerKeySourceKind): string {
-  return kind === 'truststore' ? 'truststore.path' : kind;
+  if (kind === 'truststore') return 'truststore.path';
+  // The one local file an introspection entry reads (its endpoint is checked at load).
+  if (kind === 'introspection') return 'introspection.client_secret_file';
+  return kind;
 }
 
 /** The local file or folder a key-source kind reads, if it reads one. */
@@ -46,6 +58,8 @@ export function keySourcePath(
       return iss.secret_file === undefined ? undefined : { file: iss.secret_file };
     case 'truststore':
       return iss.truststore === undefined ? undefined : { file: iss.truststore.path, folder: true };
+    case 'introspection':
+      return iss.introspection === undefined ? undefined : { file: iss.introspection.client_secret_file };
     default:
       return undefined;
   }

@@ -21,7 +21,7 @@ import {
 import { ConfigError } from '../core/errors.js';
 import { isLoopbackHost } from '../net/safe-fetch.js';
 import { isPlainObject } from '../core/objects.js';
-import { ISSUER_KEY_SOURCES, issuerKeySources } from './key-sources.js';
+import { defaultRequiredClaims, ISSUER_KEY_SOURCES, issuerKeySources } from './key-sources.js';
 import { validateField, validateObject, type FieldSpec, type Problems } from './shape.js';
 import { addressProblem, checkConfigFiles, LISTEN_ADDRESSES } from './preflight.js';
 import { tlsEnabled } from '../net/tls-files.js';
@@ -219,6 +219,7 @@ function crossCheck(config: AppConfig, problems: Problems): void {
         `${p}: exactly one key source is required (${ISSUER_KEY_SOURCES.join(', ')}), got ${sources.length === 0 ? 'none' : sources.join(', ')}`,
       );
     }
+    iss.required_claims ??= defaultRequiredClaims(iss);
     const algs =
       iss.algorithms ?? (iss.secret_file ? [...HMAC_ALGORITHMS] : [...ASYMMETRIC_DEFAULT_ALGORITHMS]);
     iss.algorithms = algs;
@@ -236,8 +237,12 @@ function crossCheck(config: AppConfig, problems: Problems): void {
         problems.push(`${p}.algorithms[${j}]: ${alg} cannot be used with secret_file (only HS256/384/512)`);
       }
     });
-    for (const uriKey of ['jwks_uri', 'discovery_uri'] as const) {
-      const uri = iss[uriKey];
+    const uris = [
+      ['jwks_uri', iss.jwks_uri],
+      ['discovery_uri', iss.discovery_uri],
+      ['introspection.endpoint', iss.introspection?.endpoint],
+    ] as const;
+    for (const [uriKey, uri] of uris) {
       if (uri === undefined) continue;
       let url: URL;
       try {

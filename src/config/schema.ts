@@ -70,10 +70,22 @@ export const issuerFields: Record<string, FieldSpec> = {
     },
   },
   secret_file: { type: 'string', nonEmpty: true },
+  introspection: {
+    type: 'object',
+    optional: true,
+    fields: {
+      endpoint: { type: 'string', required: true, nonEmpty: true },
+      client_id: { type: 'string', required: true, nonEmpty: true },
+      client_secret_file: { type: 'string', required: true, nonEmpty: true },
+      cache_seconds: { type: 'int', default: 60, min: 0, max: 86400 },
+      timeout_ms: { type: 'int', default: 2000, min: 1, max: 60000 },
+    },
+  },
   insecure_http: { type: 'boolean', default: false },
   jwks_cache: { type: 'object', fields: jwksCache },
   clock_skew_seconds: { type: 'int', default: 60, min: 0, max: 3600 },
-  required_claims: { type: 'string[]', default: ['iss', 'sub', 'iat', 'exp'] },
+  // Default filled in at load: an introspection answer need carry nothing but `active`.
+  required_claims: { type: 'string[]' },
   max_lifetime_seconds: { type: 'int', default: 86400, min: 1 },
   claim_mappings: {
     type: 'array',

@@ -24,6 +24,8 @@ export interface IssuerConfig {
   jwks_file?: string;
   truststore?: { path: string; default_alias?: string };
   secret_file?: string;
+  /** RFC 7662: this issuer's opaque tokens are checked at its introspection endpoint (instead of keys). */
+  introspection?: IntrospectionConfig;
   insecure_http: boolean;
   jwks_cache: JwksCacheConfig;
   clock_skew_seconds: number;
@@ -32,6 +34,15 @@ export interface IssuerConfig {
   claim_mappings: { from: string; to: string }[];
   /** Proof-of-possession checks for this issuer's tokens (certificate-bound, DPoP-bound). */
   sender_constraint?: { mtls: SenderConstraintMode; dpop: SenderConstraintMode };
+}
+
+export interface IntrospectionConfig {
+  endpoint: string;
+  client_id: string;
+  client_secret_file: string;
+  /** How long an answer is reused (never beyond the token's exp). */
+  cache_seconds: number;
+  timeout_ms: number;
 }
 
 export type SenderConstraintMode = 'off' | 'optional' | 'required';

@@ -33,6 +33,7 @@ export type DenyReason =
   | 'expression_false'
   | 'expression_error'
   | 'keys_unavailable'
+  | 'introspection_unavailable'
   | 'store_unavailable'
   | 'mint_failed'
   | 'internal_error'
@@ -96,6 +97,8 @@ export const DENY_OUTCOMES: Readonly<Record<DenyReason, DenyOutcome>> = {
   expression_false: forbidden,
   expression_error: forbidden,
   keys_unavailable: unavailable,
+  // Another identity provider's introspection endpoint did not give a usable answer.
+  introspection_unavailable: unavailable,
   store_unavailable: unavailable,
   // Mint failures and internal errors: Envoy sees 500 with a generic body; the detail goes to the log.
   mint_failed: { grpcCode: GRPC_UNAVAILABLE, httpStatus: 500, kind: 'server_error' },

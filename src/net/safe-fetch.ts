@@ -24,6 +24,8 @@ export interface FetchJsonOptions {
   readonly insecureHttp?: boolean;
   /** Default MAX_BODY_BYTES. */
   readonly maxBytes?: number;
+  /** POST this form body (with these extra headers) instead of a GET. */
+  readonly post?: { readonly form: string; readonly headers?: Readonly<Record<string, string>> };
 }
 
 export function isLoopbackHost(hostname: string): boolean {
@@ -58,7 +60,7 @@ export function urlForLog(raw: string): string {
 }
 
 /**
- * GETs a JSON object with node:http(s). No redirects, body capped, one timeout for the
+ * GETs (or POSTs a form for) a JSON object with node:http(s). No redirects, body capped, one timeout for the
  * whole exchange, status must be 200, the body must parse to a JSON object.
  */
 export function fetchJson(rawUrl: string, opts: FetchJsonOptions): Promise<Record<string, unknown>> {
@@ -85,11 +87,17 @@ export function fetchJson(rawUrl: string, opts: FetchJsonOptions): Promise<Recor
       }
     };
 
-    const req = lib.request(url, {
-      method: 'GET',
-      headers: { accept: 'application/json', 'user-agent': 'envoy-jwt-authz' },
-      agent: false,
-    });
+    const post = opts.post;
+    const headers: Record<string, string | number> = {
+      accept: 'application/json',
+      'user-agent': 'envoy-jwt-authz',
+    };
+    if (post) {
+      Object.assign(headers, post.headers);
+      headers['content-type'] = 'application/x-www-form-urlencoded';
+      headers['content-length'] = Buffer.byteLength(post.form);
+    }
+    const req = lib.request(url, { method: post ? 'POST' : 'GET', headers, agent: false });
     const timer = setTimeout(() => finish(new FetchError('timeout')), opts.timeoutMs);
     timer.unref?.();
 
@@ -143,7 +151,7 @@ export function fetchJson(rawUrl: string, opts: FetchJsonOptions): Promise<Recor
         finish(undefined, parsed as Record<string, unknown>);
       });
     });
-    req.end();
+    req.end(post?.form);
   });
 }
 

@@ -32,13 +32,13 @@ export class Metrics {
   });
   readonly cacheHitsTotal = new Counter({
     name: 'authz_cache_hits_total',
-    help: 'Cache hits by cache (verified_token, minted_token, store)',
+    help: 'Cache hits by cache (verified_token, minted_token, store, introspection)',
     labelNames: ['cache'] as const,
     registers: [this.registry],
   });
   readonly cacheMissesTotal = new Counter({
     name: 'authz_cache_misses_total',
-    help: 'Cache misses by cache (verified_token, minted_token, store)',
+    help: 'Cache misses by cache (verified_token, minted_token, store, introspection)',
     labelNames: ['cache'] as const,
     registers: [this.registry],
   });
@@ -54,11 +54,13 @@ export class Metrics {
     verifiedToken: this.cacheHitsTotal.labels('verified_token'),
     mintedToken: this.cacheHitsTotal.labels('minted_token'),
     store: this.cacheHitsTotal.labels('store'),
+    introspection: this.cacheHitsTotal.labels('introspection'),
   };
   readonly misses = {
     verifiedToken: this.cacheMissesTotal.labels('verified_token'),
     mintedToken: this.cacheMissesTotal.labels('minted_token'),
     store: this.cacheMissesTotal.labels('store'),
+    introspection: this.cacheMissesTotal.labels('introspection'),
   };
   private readonly checkCounters = new Map<
     string,

@@ -11,7 +11,9 @@ import { compileClaimMappings, type ClaimMapper } from '../authz/claims.js';
 import { RuleSet } from '../authz/compile.js';
 import { compileExpression, type CompiledExpression } from '../authz/expressions.js';
 import { ConfigError } from '../core/errors.js';
-import type { LoadedConfig, RuleConfig } from '../config/types.js';
+import type { IssuerConfig, LoadedConfig, RuleConfig } from '../config/types.js';
+import { IntrospectionCheck, type IntrospectionOptions } from '../authn/introspection.js';
+import { readSecretFile } from '../crypto/key-files.js';
 import { createTokenService, type TokenService } from '../oauth/index.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -54,6 +56,31 @@ function routeTokens(rules: readonly RuleConfig[]): RouteTokenConfig[] {
       out.push({ rule: rule.name ?? `rules[${i}]`, at: `rules[${i}]`, token: rule.token });
   });
   return out;
+}
+
+/** An issuer's introspection endpoint as its token status (its client secret read now). */
+function introspectionCheck(
+  iss: IssuerConfig,
+  index: number,
+  claims: IntrospectionOptions['claims'],
+  ctx: RuntimeContext & { baseDir: string },
+): IntrospectionCheck {
+  const cfg = iss.introspection!;
+  const where = `issuers[${index}].introspection.client_secret_file`;
+  const secret = readSecretFile(cfg.client_secret_file, ctx.baseDir, where);
+  if (secret.length === 0) throw new ConfigError([`${where}: the secret is empty`]);
+  return new IntrospectionCheck({
+    issuer: iss.name,
+    endpoint: cfg.endpoint,
+    clientId: cfg.client_id,
+    clientSecret: secret.toString('utf8'),
+    cacheSeconds: cfg.cache_seconds,
+    timeoutMs: cfg.timeout_ms,
+    insecureHttp: iss.insecure_http,
+    claims,
+    logger: ctx.logger,
+    metrics: ctx.metrics,
+  });
 }
 
 export interface RuntimeContext {
@@ -168,16 +195,21 @@ export class Runtime {
         closers.push(() => held.release());
         keySources.set(iss.name, { settings, shared: held });
         const keySource = held.value;
-        issuers.push({
-          name: iss.name,
-          issuer: iss.issuer,
-          audiences: iss.audiences.includes('*') ? 'any' : new Set(iss.audiences),
-          algorithms: new Set(iss.algorithms),
-          keySource,
+        const claimRules = {
+          audiences: iss.audiences.includes('*') ? ('any' as const) : new Set(iss.audiences),
           clockSkewSeconds: iss.clock_skew_seconds,
           requiredClaims: iss.required_claims,
           maxLifetimeSeconds: iss.max_lifetime_seconds,
+        };
+        issuers.push({
+          name: iss.name,
+          issuer: iss.issuer,
+          algorithms: new Set(iss.algorithms),
+          keySource,
+          ...claimRules,
           senderConstraint: compileSenderConstraint(iss),
+          status:
+            iss.introspection && introspectionCheck(iss, config.issuers.indexOf(iss), claimRules, keyCtx),
         });
       }
       const minterKey = previous?.minter?.ephemeralKey;

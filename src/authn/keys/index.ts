@@ -7,7 +7,8 @@ import { InlineJwksKeySource, JwksFileKeySource } from './local-jwks.js';
 import { RemoteJwksKeySource } from './remote-jwks.js';
 import { SecretKeySource } from './secret.js';
 import { TruststoreKeySource } from './truststore.js';
-import type { KeySource } from './types.js';
+import { EMPTY_KEY_SET } from './jwk.js';
+import type { KeySource, KeySourceStatus } from './types.js';
 
 export type { KeySet, KeySource, KeySourceState, KeySourceStatus, VerificationKey } from './types.js';
 export {
@@ -24,6 +25,22 @@ export { createDiscoveryKeySource } from './discovery.js';
 export { InlineJwksKeySource, JwksFileKeySource } from './local-jwks.js';
 export { TruststoreKeySource, certificateThumbprints } from './truststore.js';
 export { SecretKeySource } from './secret.js';
+
+const NO_KEYS_STATUS: KeySourceStatus = { state: 'ready', keys: 0, loaded: true };
+
+/**
+ * The "keys" of an issuer whose tokens are introspected: none to load, so it is ready at
+ * once, and a JWT naming it is refused (key_not_found) rather than sent anywhere.
+ */
+const NO_KEYS: KeySource = {
+  kind: 'introspection',
+  generation: 1,
+  start: async () => undefined,
+  current: () => EMPTY_KEY_SET,
+  refreshForUnknownKid: async () => EMPTY_KEY_SET,
+  status: () => NO_KEYS_STATUS,
+  close: () => undefined,
+};
 
 export interface KeySourceContext {
   /** Folder that relative paths in the config are resolved against. */
@@ -60,6 +77,8 @@ export function createKeySource(issuer: IssuerConfig, ctx: KeySourceContext): Ke
       return new TruststoreKeySource(issuer.truststore!, ctx.baseDir, common);
     case 'secret_file':
       return new SecretKeySource(issuer.secret_file!, ctx.baseDir, common);
+    case 'introspection':
+      return NO_KEYS;
     case undefined:
       throw new Error(`issuer ${issuer.name}: no key source configured`);
     default: {

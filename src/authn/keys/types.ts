@@ -59,7 +59,15 @@ export interface KeySourceStatus {
  * by the cooldown and coalesced across concurrent callers).
  */
 export interface KeySource {
-  readonly kind: 'remote-jwks' | 'discovery' | 'local-jwks' | 'jwks-file' | 'truststore' | 'secret' | 'self';
+  readonly kind:
+    | 'remote-jwks'
+    | 'discovery'
+    | 'local-jwks'
+    | 'jwks-file'
+    | 'truststore'
+    | 'secret'
+    | 'self'
+    | 'introspection';
   /** Starts loading (and background refresh). Resolves when the first load finished; never rejects. */
   start(): Promise<void>;
   /**

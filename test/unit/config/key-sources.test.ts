@@ -11,9 +11,9 @@ import type { IssuerConfig } from '../../../src/config/types.js';
 const issuer = (over: Partial<IssuerConfig>) => ({ name: 'a', issuer: 'https://a', ...over }) as IssuerConfig;
 
 describe('issuer key sources', () => {
-  it('lists the six kinds', () => {
+  it('lists the seven kinds', () => {
     expect([...ISSUER_KEY_SOURCES].sort()).toEqual(
-      ['discovery_uri', 'jwks', 'jwks_file', 'jwks_uri', 'secret_file', 'truststore'].sort(),
+      ['discovery_uri', 'introspection', 'jwks', 'jwks_file', 'jwks_uri', 'secret_file', 'truststore'].sort(),
     );
   });
 
@@ -33,5 +33,17 @@ describe('issuer key sources', () => {
     expect(keySourcePath(iss, 'truststore')).toEqual({ file: 'certs', folder: true });
     expect(keySourcePath(issuer({ secret_file: 's' }), 'secret_file')).toEqual({ file: 's' });
     expect(keySourcePath(issuer({ jwks_uri: 'https://x' }), 'jwks_uri')).toBeUndefined();
+    const introspected = issuer({
+      introspection: {
+        endpoint: 'https://idp/introspect',
+        client_id: 'c',
+        client_secret_file: 'idp.secret',
+        cache_seconds: 60,
+        timeout_ms: 2000,
+      },
+    });
+    expect(issuerKeySource(introspected)).toBe('introspection');
+    expect(keySourceField('introspection')).toBe('introspection.client_secret_file');
+    expect(keySourcePath(introspected, 'introspection')).toEqual({ file: 'idp.secret' });
   });
 });

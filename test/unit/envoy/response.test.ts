@@ -55,6 +55,7 @@ const EXPECTED: Record<DenyReason, [grpc: number, http: number]> = {
   claims_condition: [GRPC_PERMISSION_DENIED, 403],
   issuer_not_allowed: [GRPC_PERMISSION_DENIED, 403],
   keys_unavailable: [GRPC_UNAVAILABLE, 503],
+  introspection_unavailable: [GRPC_UNAVAILABLE, 503],
   store_unavailable: [GRPC_UNAVAILABLE, 503],
   mint_failed: [GRPC_UNAVAILABLE, 500],
   internal_error: [GRPC_UNAVAILABLE, 500],

@@ -43,6 +43,35 @@ describe('fetchJson', () => {
     expect(server.log[0]!.headers.accept).toBe('application/json');
   });
 
+  it('POSTs a form with its headers and exact content-length when asked', async () => {
+    let seen: { method?: string; headers: http.IncomingHttpHeaders; body: string } | undefined;
+    const srv = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString('utf8')));
+      req.on('end', () => {
+        seen = { method: req.method, headers: req.headers, body };
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{"active":false}');
+      });
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    try {
+      const url = `http://127.0.0.1:${(srv.address() as AddressInfo).port}/introspect`;
+      const form = 'token=%C3%A9t%C3%A9&token_type_hint=access_token';
+      const body = await fetchJson(url, {
+        timeoutMs: 2000,
+        post: { form, headers: { authorization: 'Basic eDp5' } },
+      });
+      expect(body).toEqual({ active: false });
+      expect(seen?.method).toBe('POST');
+      expect(seen?.body).toBe(form);
+      expect(seen?.headers['content-type']).toBe('application/x-www-form-urlencoded');
+      expect(seen?.headers['content-length']).toBe(String(form.length));
+      expect(seen?.headers.authorization).toBe('Basic eDp5');
+    } finally {
+      await new Promise((r) => srv.close(r));
+    }
+  });
+
   it('status 500 is an error', async () => {
     server.setMode('status500');
     expect(await reasonOf(fetchJson(server.url, { timeoutMs: 2000 }))).toBe('status 500');
