@@ -184,25 +184,29 @@ export class RateLimiter {
       );
     }
     if (active.length === 0) return allow;
-    return Promise.all(hits).then(
+    // One limit (the common case): no Promise.all.
+    const all = hits.length === 1 ? hits[0]!.then((r) => [r]) : Promise.all(hits);
+    return all.then(
       (results) => this.outcome(allow, active, results),
-      (err: unknown) => {
-        if (this.failOpen) {
-          for (const l of active) l.failedOpen.inc();
-          this.logger.warn(
-            { error: (err as Error).message },
-            'rate limit store unavailable; request allowed (rate_limits_fail: open)',
-          );
-          return allow;
-        }
-        for (const l of active) l.failedClosed.inc();
-        return deny('store_unavailable', 'the rate limit store is unavailable', {
-          issuer: allow.issuer,
-          rule: allow.rule,
-          logDetail: `rate limits: ${(err as Error).message}`,
-        });
-      },
+      (err: unknown) => this.storeFailed(allow, active, err),
     );
+  }
+
+  private storeFailed(allow: Allow, active: readonly BoundLimit[], err: unknown): Decision {
+    if (this.failOpen) {
+      for (const l of active) l.failedOpen.inc();
+      this.logger.warn(
+        { error: (err as Error).message },
+        'rate limit store unavailable; request allowed (rate_limits_fail: open)',
+      );
+      return allow;
+    }
+    for (const l of active) l.failedClosed.inc();
+    return deny('store_unavailable', 'the rate limit store is unavailable', {
+      issuer: allow.issuer,
+      rule: allow.rule,
+      logDetail: `rate limits: ${(err as Error).message}`,
+    });
   }
 
   private outcome(

@@ -18,7 +18,6 @@ import { generateEcKeyPair } from '../helpers/keys.js';
 import { forgeToken } from '../helpers/tokens.js';
 import { startEcho } from '../helpers/echo-upstream.mjs';
 
-
 const envoy = await envoyOrSkip('Envoy rate limits end to end');
 
 const ISSUER = 'https://idp.ratelimit-e2e.test';
