@@ -104,6 +104,27 @@ describe('token_endpoint.rate_limit', () => {
     expect(metrics).toMatch(/authz_rate_limited_total\{limit="token_endpoint"\} 2/);
   });
 
+  it('a refused request does not spend its assertion: the same assertion works once the window has passed', async () => {
+    const svc = await startTestService(config({ limit: 1, window_seconds: 1 }), {
+      baseDir: dir,
+      logLevel: 'info',
+    });
+    services.push(svc);
+    expect(
+      (await tokenRequest(svc, { grant_type: JWT_BEARER, assertion: await assertion('app-a') })).status,
+    ).toBe(200);
+    const kept = await assertion('app-a');
+    expect((await tokenRequest(svc, { grant_type: JWT_BEARER, assertion: kept })).status).toBe(429);
+    // Waiting for the window is the point here.
+    await new Promise((r) => setTimeout(r, 1100));
+    expect((await tokenRequest(svc, { grant_type: JWT_BEARER, assertion: kept })).status).toBe(200);
+    // ...and it is spent now.
+    await new Promise((r) => setTimeout(r, 1100));
+    const replay = await tokenRequest(svc, { grant_type: JWT_BEARER, assertion: kept });
+    expect(replay.status).toBe(400);
+    expect(replay.json.error).toBe('invalid_grant');
+  });
+
   it('refuses a limit or window below 1 at startup', async () => {
     const problems = await startTestService(config({ limit: 0, window_seconds: 0 }), { baseDir: dir }).then(
       async (s) => {
