@@ -9,6 +9,11 @@ import {
   startupProblems,
   token,
 } from '../helpers/policy.js';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfigObject } from '../../src/config/load.js';
 import { startTestService, type TestService } from '../helpers/harness.js';
 import { getRedisUrl, RedisServerProcess, redisServerOnPath, uniquePrefix } from '../helpers/redis.js';
 
@@ -197,6 +202,59 @@ describe('rate_limits through Check (memory store)', () => {
     expect(t2).toMatch(/rate_limits\[1\]\.key: syntax error/);
     expect(t2).toMatch(/rate_limits\[2\]\.when: must return a boolean/);
     expect(t2).toMatch(/rate_limits\[3\]\.name/);
+  });
+});
+
+describe('rate_limits: check-config and reload', () => {
+  it('check-config exits 1 listing every rate limit problem', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'authz-rl-cli-'));
+    try {
+      const file = join(dir, 'config.json');
+      writeFileSync(
+        file,
+        JSON.stringify(
+          policyConfig({
+            rules: apiRules,
+            rate_limits: [
+              perClient({ rules: ['api', 'ghost'] }),
+              perClient({ name: 'k', key: 'claims.' }),
+              perClient({ name: 'w', when: '1 + 1' }),
+            ],
+          }),
+        ),
+      );
+      const main = new URL('../../dist/main.js', import.meta.url).pathname;
+      const r = spawnSync(process.execPath, [main, 'check-config', '--config', file], {
+        encoding: 'utf8',
+        timeout: 20000,
+        env: { ...process.env, AUTHZ_LOG_LEVEL: 'error' },
+      });
+      expect(r.status).toBe(1);
+      const out = r.stdout + r.stderr;
+      expect(out).toMatch(/rate_limits\[0\]\.rules\[1\]: no rule is named "ghost"/);
+      expect(out).toMatch(/rate_limits\[1\]\.key: syntax error/);
+      expect(out).toMatch(/rate_limits\[2\]\.when: must return a boolean/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a reload with unchanged store settings keeps the counters', async () => {
+    const config = policyConfig({ rules: apiRules, rate_limits: [perClient({ limit: 2 })] });
+    const svc = await startTestService(config);
+    try {
+      const t = await token({ sub: 'reloaded' });
+      expect((await svc.check({ token: t })).decision).toBe('allow');
+      await svc.service.reload(
+        loadConfigObject({ ...config, rate_limits: [perClient({ limit: 3 })] }, process.cwd(), {}),
+      );
+      // One counted before the reload, one now: the new limit of 3 leaves one.
+      expect((await svc.check({ token: t })).response_headers?.ratelimit).toMatch(/;r=1;/);
+      expect((await svc.check({ token: t })).decision).toBe('allow');
+      expect((await svc.check({ token: t })).reason).toBe('rate_limited');
+    } finally {
+      await svc.close();
+    }
   });
 });
 
