@@ -123,6 +123,7 @@ async function pass(pipeline, reqs, n) {
   await Promise.all(Array.from({ length: CONCURRENCY }, worker));
   const c = process.cpuUsage(c0);
   if (allowed !== n) throw new Error(`expected ${n} allows, got ${allowed}`);
+  if (bytes === 0) throw new Error('nothing was serialized');
   return n / ((c.user + c.system) / 1e6);
 }
 
