@@ -32,6 +32,7 @@ import {
 import type { AuthRequest, Principal } from '../core/request.js';
 import type { ClaimHeaders } from '../upstream/claim-headers.js';
 import type { DownstreamTokenMinter, MintedToken } from '../upstream/downstream-token.js';
+import type { RateLimiter } from './rate-limits.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { ATTR, tracer } from '../observability/tracing.js';
@@ -54,6 +55,8 @@ export interface PipelineParts {
   readonly replay?: ReplayCache;
   /** upstream.dynamic_metadata, compiled. */
   readonly dynamicMetadata?: readonly { readonly name: string; readonly expression: CompiledExpression }[];
+  /** rate_limits: counted on every authenticated allow, memoised or not. */
+  readonly rateLimiter?: RateLimiter;
   /** Max entries of the verified-token cache; 0 disables it. */
   readonly verifiedCacheMax: number;
   readonly logger: Logger;
@@ -249,9 +252,23 @@ export class CheckPipeline {
         }
       }
       if (this.parts.minter) this.parts.metrics.hits.mintedToken.inc();
-      return memo.decision;
+      return this.limited(memo.decision, req, path, rule, entry.principal);
     }
     return this.decide(req, path, rule, entry.principal, extracted, entry);
+  }
+
+  /** An authenticated allow, counted against the rule's rate limits (if any). */
+  private limited(
+    allow: Allow,
+    req: AuthRequest,
+    path: string,
+    rule: EffectiveRule,
+    principal: Principal,
+  ): Decision | Promise<Decision> {
+    const limiter = this.parts.rateLimiter;
+    const limits = limiter?.forRule(rule.name);
+    if (!limits) return allow;
+    return limiter!.apply(allow, limits, req, path, principal, this.now());
   }
 
   private senderBinding(
@@ -377,9 +394,22 @@ export class CheckPipeline {
     // requests. (A request-dependent require.expression is evaluated again before each reuse.)
     const requestDependent = this.metadataRequestDependent || profile?.requestDependent === true;
     if (!minter || profile?.enabled === false)
-      return this.allow(req, rule, principal, extracted, entry, undefined, extra, requestDependent);
+      return this.limited(
+        this.allow(req, rule, principal, extracted, entry, undefined, extra, requestDependent),
+        req,
+        path,
+        rule,
+        principal,
+      );
     return minter.mintEntry(principal, rule.audience, profile, input).then(
-      (minted) => this.allow(req, rule, principal, extracted, entry, minted, extra, requestDependent),
+      (minted) =>
+        this.limited(
+          this.allow(req, rule, principal, extracted, entry, minted, extra, requestDependent),
+          req,
+          path,
+          rule,
+          principal,
+        ),
       (err: unknown) => {
         if (err instanceof ExpressionError) {
           return this.ruleDeny(

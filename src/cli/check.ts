@@ -101,6 +101,13 @@ export function describeCheckResponse(res: any): Record<string, unknown> {
       headers_to_remove: ok.headers_to_remove ?? [],
       query_parameters_to_remove: ok.query_parameters_to_remove ?? [],
       dynamic_metadata: res.dynamic_metadata ? fromStruct(res.dynamic_metadata) : undefined,
+      ...(ok.response_headers_to_add?.length
+        ? {
+            response_headers: Object.fromEntries(
+              ok.response_headers_to_add.map((h: any) => [h.header.key, h.header.value]),
+            ),
+          }
+        : {}),
     };
   }
   const denied = res.denied_response ?? {};

@@ -17,6 +17,7 @@ import {
   HMAC_ALGORITHMS,
   JWS_ALGORITHMS,
   TOKEN_ENDPOINT_RESERVED_CLAIMS,
+  rateLimitFields,
 } from './schema.js';
 import { ConfigError } from '../core/errors.js';
 import { isLoopbackHost } from '../net/safe-fetch.js';
@@ -97,6 +98,8 @@ const sections: Record<string, FieldSpec> = {
   upstream: { type: 'object', fields: upstreamFields },
   token_endpoint: { type: 'object', fields: tokenEndpointFields },
   store: { type: 'object', fields: storeFields },
+  rate_limits: { type: 'array', default: [], items: rateLimitFields },
+  rate_limits_fail: { type: 'string', default: 'closed', enum: ['closed', 'open'] },
   verified_token_cache: { type: 'object', fields: verifiedTokenCacheFields },
   tracing: { type: 'object', optional: true, fields: tracingFields },
 };
@@ -264,6 +267,15 @@ function crossCheck(config: AppConfig, problems: Problems): void {
     }
   });
   checkStore(config, problems);
+  const limitNames = new Map<string, number>();
+  config.rate_limits.forEach((l, i) => {
+    const seen = limitNames.get(l.name);
+    if (seen !== undefined)
+      problems.push(
+        `rate_limits[${i}].name: duplicate rate limit name "${l.name}" (also rate_limits[${seen}])`,
+      );
+    else limitNames.set(l.name, i);
+  });
   if (config.server.workers > 1 && config.token_endpoint.enabled && config.store.type === 'memory') {
     problems.push(
       'store.type: with server.workers > 1 the token endpoint needs a shared store (type: redis); ' +

@@ -245,6 +245,14 @@ export const tokenEndpointFields: Record<string, FieldSpec> = {
       require_jti: { type: 'boolean', default: true },
     },
   },
+  rate_limit: {
+    type: 'object',
+    optional: true,
+    fields: {
+      limit: { type: 'int', required: true, min: 1 },
+      window_seconds: { type: 'int', required: true, min: 1 },
+    },
+  },
   grant_issuers: {
     type: 'array',
     default: [],
@@ -294,6 +302,16 @@ export const storeFields: Record<string, FieldSpec> = {
     },
   },
   key_prefix: { type: 'string', default: 'envoy-jwt-authz:' },
+};
+
+/** One `rate_limits` entry (quotas on allowed requests). */
+export const rateLimitFields: Record<string, FieldSpec> = {
+  name: { type: 'string', required: true, nonEmpty: true },
+  key: { type: 'string', nonEmpty: true },
+  limit: { type: 'int', required: true, min: 1 },
+  window_seconds: { type: 'int', required: true, min: 1 },
+  rules: { type: 'string[]', nonEmpty: true },
+  when: { type: 'string', nonEmpty: true },
 };
 
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';

@@ -156,6 +156,8 @@ export interface TokenEndpointConfig {
   dpop: { required: boolean };
   clients: ClientConfig[];
   grant_issuers: GrantIssuerConfig[];
+  /** Token requests per client per window; unset = unlimited. */
+  rate_limit?: { limit: number; window_seconds: number };
 }
 
 /** One `token_endpoint.grant_issuers` entry (a plain name means `{ issuer: name }`). */
@@ -170,6 +172,18 @@ export interface GrantIssuerConfig {
   require_iat: boolean;
   /** Claims of the identity provider's JWT carried into issued access tokens. */
   copy_claims: string[];
+}
+
+export interface RateLimitConfig {
+  name: string;
+  /** CEL giving the counter key; default issuer + sub. */
+  key?: string;
+  limit: number;
+  window_seconds: number;
+  /** Only these rule names; default every rule that authenticates. */
+  rules?: string[];
+  /** CEL filter: the limit applies when it is true. */
+  when?: string;
 }
 
 export interface StoreConfig {
@@ -229,6 +243,10 @@ export interface AppConfig {
   };
   token_endpoint: TokenEndpointConfig;
   store: StoreConfig;
+  /** Quotas on allowed, authenticated requests; counters live in the store. */
+  rate_limits: RateLimitConfig[];
+  /** Store unreachable while counting: closed answers 503, open allows. */
+  rate_limits_fail: 'closed' | 'open';
   verified_token_cache: { enabled: boolean; max_entries: number };
   /** OpenTelemetry tracing, merged with the OTEL_* environment; undefined while off. */
   tracing?: TracingSettings;

@@ -37,7 +37,8 @@ export type DenyReason =
   | 'store_unavailable'
   | 'mint_failed'
   | 'internal_error'
-  | 'request_invalid';
+  | 'request_invalid'
+  | 'rate_limited';
 
 export type ChallengeKind =
   | 'unauthorized'
@@ -47,6 +48,7 @@ export type ChallengeKind =
   | 'forbidden'
   | 'invalid_request'
   | 'unavailable'
+  | 'rate_limited'
   | 'server_error';
 
 export interface DenyOutcome {
@@ -58,6 +60,7 @@ export interface DenyOutcome {
 
 export const GRPC_OK = 0;
 export const GRPC_PERMISSION_DENIED = 7;
+export const GRPC_RESOURCE_EXHAUSTED = 8;
 export const GRPC_UNAVAILABLE = 14;
 export const GRPC_UNAUTHENTICATED = 16;
 
@@ -105,6 +108,8 @@ export const DENY_OUTCOMES: Readonly<Record<DenyReason, DenyOutcome>> = {
   internal_error: { grpcCode: GRPC_UNAVAILABLE, httpStatus: 500, kind: 'server_error' },
   // No HTTP attributes, or an ambiguous path refused before any rule.
   request_invalid: { grpcCode: GRPC_PERMISSION_DENIED, httpStatus: 400, kind: 'invalid_request' },
+  // Over a configured quota (rate_limits).
+  rate_limited: { grpcCode: GRPC_RESOURCE_EXHAUSTED, httpStatus: 429, kind: 'rate_limited' },
 };
 
 export interface Deny {
@@ -124,6 +129,8 @@ export interface Deny {
   response?: DenyResponse;
   /** x-request-id as logged, for a deny_response body's {request_id}. */
   requestId?: string;
+  /** Further headers of the denied response (rate limits: Retry-After, RateLimit-Policy, RateLimit). */
+  headers?: readonly HeaderToSet[];
 }
 
 /** A rule's deny_response, compiled: unset parts keep the defaults. */
@@ -158,6 +165,10 @@ export interface Allow {
   readonly reason: 'authenticated' | 'rule_allow' | 'default_allow' | 'anonymous';
   /** The same decision object is returned again for the same token and rule (its response may be cached). */
   readonly reusable?: boolean;
+  /** Headers Envoy adds to the response sent to the client (ok_response.response_headers_to_add). */
+  readonly responseHeaders?: readonly HeaderToSet[];
+  /** The reusable decision this one extends with responseHeaders (its serialized bytes are reused). */
+  readonly base?: Allow;
   issuer?: string;
   rule?: string;
 }

@@ -1,5 +1,13 @@
 import { DPOP_ALGORITHMS } from '../authn/dpop.js';
-import { DENY_OUTCOMES, GRPC_OK, type Decision, type Deny, type DenyResponse } from '../core/decision.js';
+import {
+  DENY_OUTCOMES,
+  GRPC_OK,
+  type Allow,
+  type Decision,
+  type Deny,
+  type DenyResponse,
+  type HeaderToSet,
+} from '../core/decision.js';
 
 // Decision → envoy.service.auth.v3.CheckResponse (proto-loader keepCase objects).
 // Always a CheckResponse, never a gRPC error, so Envoy uses our status and headers.
@@ -57,6 +65,8 @@ export function denyBody(d: Deny): string {
       return '{"error":"forbidden"}';
     case 'invalid_request':
       return '{"error":"invalid_request"}';
+    case 'rate_limited':
+      return '{"error":"rate_limited"}';
     case 'unavailable':
       return '{"error":"temporarily_unavailable"}';
     case 'server_error':
@@ -103,6 +113,8 @@ export function toCheckResponse(
   realm: string,
   serialize?: (response: any) => Buffer,
 ): any {
+  if (serialize && decision.kind === 'allow' && decision.base?.reusable && decision.responseHeaders)
+    return withResponseHeaders(decision.base, decision.responseHeaders, realm, serialize);
   if (serialize && decision.kind === 'allow' && decision.reusable) {
     let handle = reusedResponses.get(decision);
     if (!handle) {
@@ -119,6 +131,58 @@ export function toCheckResponse(
   return buildCheckResponse(decision, realm);
 }
 
+const headerOptions = (headers: readonly HeaderToSet[]) =>
+  headers.map((h) => ({ header: { key: h.key, value: h.value }, append: { value: false } }));
+
+// A reusable allow plus per-request response headers (rate limits): the allow's bytes are
+// kept in two parts (everything but ok_response, and ok_response's content) and the
+// per-request headers are appended inside ok_response. Protobuf reads fields in any order,
+// and the repeated response_headers_to_add field may follow the other OkHttpResponse fields.
+const splitResponses = new WeakMap<Allow, { head: Buffer; ok: Buffer }>();
+
+function ownCopy(bytes: Buffer): Buffer {
+  const own = Buffer.allocUnsafeSlow(bytes.length);
+  bytes.copy(own);
+  return own;
+}
+
+/** The content of a CheckResponse holding only ok_response (field 3): after its tag byte and length varint. */
+function okContent(bytes: Buffer): Buffer {
+  let i = 1;
+  while (bytes[i]! & 0x80) i++;
+  return bytes.subarray(i + 1);
+}
+
+function varint(n: number): Buffer {
+  const out: number[] = [];
+  while (n > 0x7f) {
+    out.push((n & 0x7f) | 0x80);
+    n >>>= 7;
+  }
+  out.push(n);
+  return Buffer.from(out);
+}
+
+function withResponseHeaders(
+  base: Allow,
+  headers: readonly HeaderToSet[],
+  realm: string,
+  serialize: (response: any) => Buffer,
+): WireHandle {
+  let parts = splitResponses.get(base);
+  if (!parts) {
+    const { ok_response, ...rest } = buildCheckResponse(base, realm);
+    parts = { head: ownCopy(serialize(rest)), ok: ownCopy(okContent(serialize({ ok_response }))) };
+    splitResponses.set(base, parts);
+  }
+  const extra = okContent(serialize({ ok_response: { response_headers_to_add: headerOptions(headers) } }));
+  const ok = parts.ok;
+  return {
+    [WIRE]: Buffer.concat([parts.head, OK_RESPONSE_TAG, varint(ok.length + extra.length), ok, extra]),
+  };
+}
+const OK_RESPONSE_TAG = Buffer.from([0x1a]);
+
 function buildCheckResponse(decision: Decision, realm: string): any {
   if (decision.kind === 'allow') {
     const response: any = {
@@ -132,6 +196,8 @@ function buildCheckResponse(decision: Decision, realm: string): any {
         query_parameters_to_remove: decision.queryParametersToRemove,
       },
     };
+    if (decision.responseHeaders)
+      response.ok_response.response_headers_to_add = headerOptions(decision.responseHeaders);
     if (decision.metadata) {
       const m = decision.metadata;
       // Configured fields first: the service's own fields always win.
@@ -156,6 +222,7 @@ function buildCheckResponse(decision: Decision, realm: string): any {
   const wwwAuthenticate = challenge(decision, realm);
   if (wwwAuthenticate)
     headers.push({ header: { key: 'www-authenticate', value: wwwAuthenticate }, append: { value: false } });
+  if (decision.headers) headers.push(...headerOptions(decision.headers));
   return {
     status: { code: outcome.grpcCode, message: decision.reason },
     denied_response: { status: { code: outcome.httpStatus }, headers, body: denyBody(decision) },

@@ -11,6 +11,7 @@ export type OAuthErrorCode =
   | 'unsupported_token_type'
   | 'invalid_dpop_proof'
   | 'temporarily_unavailable'
+  | 'rate_limited'
   | 'server_error';
 
 const STATUS: Record<OAuthErrorCode, number> = {
@@ -23,6 +24,8 @@ const STATUS: Record<OAuthErrorCode, number> = {
   unsupported_token_type: 400,
   invalid_dpop_proof: 400,
   temporarily_unavailable: 503,
+  // Not an RFC 6749 code (it has none for this): see README "Quotas (rate limits)".
+  rate_limited: 429,
   server_error: 500,
 };
 
@@ -32,14 +35,17 @@ export class OAuthError extends Error {
   constructor(
     readonly code: OAuthErrorCode,
     readonly description?: string,
-    opts: { status?: number; logDetail?: string } = {},
+    opts: { status?: number; logDetail?: string; retryAfterSeconds?: number } = {},
   ) {
     super(description ?? code);
     this.name = 'OAuthError';
     this.status = opts.status ?? STATUS[code];
     this.logDetail = opts.logDetail;
+    this.retryAfterSeconds = opts.retryAfterSeconds;
   }
   readonly logDetail: string | undefined;
+  /** Sent as Retry-After (rate_limited). */
+  readonly retryAfterSeconds: number | undefined;
 }
 
 export type ResponseFormat = 'json' | 'urlencoded' | 'xml';
@@ -102,6 +108,7 @@ export function errorAnswer(err: OAuthError, format: ResponseFormat, realm: stri
   if (err.code === 'invalid_client')
     headers['www-authenticate'] = `Basic realm="${realm.replace(/["\\]/g, '')}"`;
   if (err.code === 'temporarily_unavailable') headers['retry-after'] = '1';
+  if (err.retryAfterSeconds !== undefined) headers['retry-after'] = String(err.retryAfterSeconds);
   const fields: Record<string, unknown> = { error: err.code };
   if (err.description) fields.error_description = err.description;
   return { status: err.status, headers, body: serialize(fields, format, 'error_response') };

@@ -48,6 +48,18 @@ export class Metrics {
     labelNames: ['grant_type', 'result'] as const,
     registers: [this.registry],
   });
+  readonly rateLimitedTotal = new Counter({
+    name: 'authz_rate_limited_total',
+    help: 'Requests refused with 429 by rate limit name (token endpoint: "token_endpoint")',
+    labelNames: ['limit'] as const,
+    registers: [this.registry],
+  });
+  readonly rateLimitErrorsTotal = new Counter({
+    name: 'authz_rate_limit_errors_total',
+    help: 'Rate limit counts the store could not make, by rate limit name and outcome (allowed: rate_limits_fail open; denied: closed)',
+    labelNames: ['limit', 'outcome'] as const,
+    registers: [this.registry],
+  });
 
   /** Pre-bound label children for the hot path (no label lookup per increment). */
   readonly hits = {

@@ -18,6 +18,7 @@ import { createTokenService, type TokenService } from '../oauth/index.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { CheckPipeline } from '../check/pipeline.js';
+import { compileRateLimits, RateLimiter } from '../check/rate-limits.js';
 import { Shared } from '../core/shared.js';
 import { createStore, type Store } from '../store/index.js';
 import { ClaimHeaders } from '../upstream/claim-headers.js';
@@ -168,6 +169,8 @@ export class Runtime {
     );
     const claimHeaders = ClaimHeaders.compile(config.upstream.claim_headers, problems);
     const dynamicMetadata = compileDynamicMetadata(config.upstream.dynamic_metadata, problems);
+    const ruleNames = new Set(['default', ...config.rules.map((r, i) => r.name ?? `rules[${i}]`)]);
+    const rateLimits = compileRateLimits(config.rate_limits, ruleNames, problems);
     // Listed with the rule problems; the minter compiles the profiles again below.
     if (config.upstream.token)
       problems.push(...tokenProfileProblems(config.upstream.token, routeTokens(config.rules)));
@@ -222,10 +225,14 @@ export class Runtime {
         : undefined;
       let heldStore: Shared<Store> | undefined;
       let tokenService: TokenService | undefined;
-      if (config.token_endpoint.enabled) {
+      // Rate-limit counters live in the store too.
+      if (config.token_endpoint.enabled || rateLimits.length > 0) {
         heldStore = Runtime.takeStore(loaded, ctx, previous);
         const store = heldStore;
         closers.push(() => store.release());
+      }
+      if (config.token_endpoint.enabled && heldStore) {
+        const store = heldStore;
         const tokenKey = previous?.tokenService?.ephemeralKey;
         tokenService = await createTokenService(config.token_endpoint, {
           ...keyCtx,
@@ -236,10 +243,10 @@ export class Runtime {
         });
         // Our own issuer: its status check (revocations, opaque tokens) comes with it.
         issuers.push(tokenService.self.issuer);
-      } else if (previous?.heldStore) {
+      } else if (previous?.heldStore && !heldStore) {
         ctx.logger.info(
           { store: previous.heldStore.value.type },
-          'the token endpoint is disabled: the store is closed with the old configuration and its state is not kept',
+          'neither the token endpoint nor rate limits are configured: the store is closed with the old configuration and its state is not kept',
         );
       }
       const pipeline = new CheckPipeline({
@@ -260,6 +267,17 @@ export class Runtime {
         // DPoP proof jtis: in the shared store when there is one, else remembered per process.
         replay: heldStore?.value ?? processReplayCache(),
         ...(dynamicMetadata.length > 0 ? { dynamicMetadata } : {}),
+        ...(rateLimits.length > 0 && heldStore
+          ? {
+              rateLimiter: new RateLimiter(
+                rateLimits,
+                heldStore.value,
+                config.rate_limits_fail === 'open',
+                ctx.logger,
+                ctx.metrics,
+              ),
+            }
+          : {}),
         verifiedCacheMax: config.verified_token_cache.enabled ? config.verified_token_cache.max_entries : 0,
         logger: ctx.logger,
         metrics: ctx.metrics,

@@ -34,6 +34,8 @@ export interface Decision {
   headers_to_remove?: string[];
   query_parameters_to_remove?: string[];
   dynamic_metadata?: Record<string, any>;
+  /** Allow: headers Envoy adds to the client's response (response_headers_to_add). */
+  response_headers?: Record<string, string>;
   body?: any;
 }
 

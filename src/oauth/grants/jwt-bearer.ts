@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { parseCompactJws } from '../../authn/jws.js';
 import { CLIENT_ASSERTION_SKEW_SECONDS, rememberAssertion, verifyAssertion } from '../assertions.js';
 import { authenticateClient } from '../client-auth.js';
+import { limitClient } from '../rate-limit.js';
 import { OAuthError } from '../errors.js';
 import { issue } from '../issue.js';
 import { param, resolveScope } from '../requests.js';
@@ -87,6 +88,8 @@ export async function jwtBearerGrant(
     skew = idp.verifier.clockSkewSeconds;
     copied = copyClaims(claims, idp.copyClaims);
   }
+  // Before the jti too: a refused request must not burn the assertion.
+  await limitClient(state, client.id);
   // Scope before the jti: a scope error must not burn the assertion.
   const scope = resolveScope(param(req, 'scope'), client.scopes);
   await rememberAssertion(state, iss, claims, assertion, skew, 'invalid_grant');

@@ -1,5 +1,6 @@
 import { hashToken } from '../../store/index.js';
 import { authenticateClient } from '../client-auth.js';
+import { limitClient } from '../rate-limit.js';
 import { OAuthError } from '../errors.js';
 import { issue, revokeFamilyTokens } from '../issue.js';
 import { isRandomTokenShape, param, resolveScope } from '../requests.js';
@@ -17,6 +18,7 @@ export async function refreshGrant(
   const client = await authenticateClient(state, req, true, log);
   if (!client) throw new OAuthError('invalid_client', 'client authentication is required');
   log.client_id = client.id;
+  await limitClient(state, client.id);
   const token = param(req, 'refresh_token');
   if (token === undefined) throw new OAuthError('invalid_request', 'refresh_token is missing');
   const invalid = () => new OAuthError('invalid_grant', 'the refresh token is invalid, expired or revoked');

@@ -66,6 +66,7 @@ const EXPECTED: Record<DenyReason, [grpc: number, http: number]> = {
   dpop_replayed: [GRPC_UNAUTHENTICATED, 401],
   expression_false: [GRPC_PERMISSION_DENIED, 403],
   expression_error: [GRPC_PERMISSION_DENIED, 403],
+  rate_limited: [8, 429],
 };
 
 describe('toCheckResponse: denials', () => {
