@@ -6,7 +6,6 @@ import {
   decodeProtectedHeader,
   errors as joseErrors,
   jwtVerify,
-  type JWK,
 } from 'jose';
 import { deny, type Deny } from '../core/decision.js';
 import type { AuthRequest } from '../core/request.js';
@@ -76,7 +75,7 @@ export async function verifyDpopProof(input: DpopProofInput): Promise<VerifiedDp
 
   let header: Record<string, unknown>;
   try {
-    header = decodeProtectedHeader(proof) as Record<string, unknown>;
+    header = decodeProtectedHeader(proof);
   } catch {
     return invalidProof('the DPoP proof is not a well-formed JWT');
   }
@@ -100,7 +99,7 @@ export async function verifyDpopProof(input: DpopProofInput): Promise<VerifiedDp
       currentDate: new Date(input.now * 1000),
       clockTolerance: input.clockSkewSeconds,
     });
-    claims = verified.payload as Record<string, unknown>;
+    claims = verified.payload;
   } catch (err) {
     return invalidProof(
       err instanceof joseErrors.JWSSignatureVerificationFailed
@@ -127,7 +126,7 @@ export async function verifyDpopProof(input: DpopProofInput): Promise<VerifiedDp
 
   let jkt: string;
   try {
-    jkt = await calculateJwkThumbprint(jwk as JWK, 'sha256');
+    jkt = await calculateJwkThumbprint(jwk, 'sha256');
   } catch {
     return invalidProof('the DPoP proof key (jwk) is invalid');
   }

@@ -270,7 +270,7 @@ export function compileExpression(
     evaluate(input: ExpressionInput): unknown {
       let value: unknown;
       try {
-        value = fn(input.activation() as unknown as Record<string, unknown>);
+        value = fn(input.activation());
       } catch (err) {
         if (err instanceof EvaluationError) {
           const at = err.range?.start;

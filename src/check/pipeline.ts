@@ -502,7 +502,7 @@ export class CheckPipeline {
         issuer: principal.issuer,
         sub: principal.sub,
         scope: principal.scope,
-        claims: principal.claims as Record<string, unknown>,
+        claims: principal.claims,
         ...(extra ? { extra } : {}),
       },
       reason: 'authenticated',

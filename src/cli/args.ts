@@ -27,7 +27,7 @@ export function parseOptions(
       strict: true,
       allowPositionals: false,
     });
-    return { values: values as Record<string, string | boolean | string[] | undefined> };
+    return { values: values };
   } catch (err) {
     throw new UsageError((err as Error).message);
   }

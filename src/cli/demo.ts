@@ -21,7 +21,7 @@ export async function demoSetup(): Promise<{ config: Record<string, unknown>; to
     use: 'sig',
   };
   const now = wholeSeconds(nowSeconds());
-  const token = signJws(signing, jwtHeader(signing) as Record<string, unknown>, {
+  const token = signJws(signing, jwtHeader(signing), {
     iss: DEMO_ISSUER,
     sub: 'demo-user',
     aud: DEMO_AUDIENCE,

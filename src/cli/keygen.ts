@@ -12,9 +12,8 @@ export async function keygenCommand(args: string[]): Promise<void> {
     throw new UsageError(`--alg must be one of ${JWS_ALGORITHMS.join(', ')}`);
   }
   const key = generateSigningKeyObject(alg);
-  const priv = (await exportJWK(key)) as JWK;
-  const pub: JWK | undefined =
-    key.type === 'private' ? ((await exportJWK(createPublicKey(key))) as JWK) : undefined;
+  const priv = await exportJWK(key);
+  const pub: JWK | undefined = key.type === 'private' ? await exportJWK(createPublicKey(key)) : undefined;
   const kid = (values.kid as string | undefined) ?? (await calculateJwkThumbprint(pub ?? priv));
   const meta = { kid, alg, use: 'sig' };
   process.stdout.write(

@@ -53,7 +53,7 @@ export async function mintCommand(args: string[]): Promise<void> {
   const header: Record<string, unknown> = {
     alg,
     kid: keys.current.kid,
-    typ: (values.typ as string | undefined) ?? 'JWT',
+    typ: values.typ ?? 'JWT',
   };
   process.stdout.write(`${signJws(keys.current, header, { iat: now, exp: now + ttl, ...claims })}\n`);
 }

@@ -153,7 +153,7 @@ export function collectConfigProblems(
   const base = conf.getProperties() as Record<string, unknown>;
   const out: Record<string, unknown> = { ...base };
   for (const [key, spec] of Object.entries(sections)) {
-    out[key] = validateField((input as Record<string, unknown>)[key], spec, key, problems);
+    out[key] = validateField(input[key], spec, key, problems);
   }
   if (out.token_sources === undefined) out.token_sources = [{ header: 'authorization', prefix: 'Bearer ' }];
   // What runs is the section merged with the OTEL_* environment (undefined: tracing off).

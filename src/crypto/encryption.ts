@@ -192,7 +192,7 @@ export async function loadEncryptionKey(
       const pub = publicKeyFromFile(content, where, ctx.logger);
       key = pub;
       if (kid === undefined) {
-        kid = await calculateJwkThumbprint(pub.export({ format: 'jwk' }) as JWK, 'sha256');
+        kid = await calculateJwkThumbprint(pub.export({ format: 'jwk' }), 'sha256');
       }
     }
   }

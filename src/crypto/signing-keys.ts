@@ -53,11 +53,7 @@ async function loadKeyFile(
     content.kind === 'jwk' ? keyFromJwk(content.jwk, alg, where) : keyFromPem(content.pem, alg, where);
   const mismatch = signingKeyMismatch(alg, key);
   if (mismatch) throw new ConfigError([`${where}: ${mismatch}`]);
-  return buildSigningKey(
-    alg,
-    key,
-    content.kind === 'jwk' ? (content.jwk.kid as string | undefined) : undefined,
-  );
+  return buildSigningKey(alg, key, content.kind === 'jwk' ? content.jwk.kid : undefined);
 }
 
 async function loadSecretFile(

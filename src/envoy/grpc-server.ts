@@ -135,7 +135,7 @@ export class GrpcServer {
         // the listener keeps serving, and an unhandled 'error' must not end the process.
         this.server.on('error', () => undefined);
         const a = this.server.address();
-        resolve(typeof a === 'object' && a ? (a as net.AddressInfo).port : 0);
+        resolve(typeof a === 'object' && a ? a.port : 0);
       };
       if (address.startsWith('unix:')) {
         const path = address.slice('unix:'.length);

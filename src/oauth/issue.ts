@@ -47,7 +47,7 @@ export async function issue(
   let accessToken: string;
   let member: FamilyMember;
   if (state.keys && state.accessHeader) {
-    accessToken = signJws(state.keys.current, state.accessHeader as Record<string, unknown>, claims);
+    accessToken = signJws(state.keys.current, state.accessHeader, claims);
     member = { kind: 'jwt', jti, exp: now + ttl };
   } else {
     accessToken = randomToken(cfg.access_token.opaque_length);
