@@ -389,8 +389,11 @@ describe('identity providers broken at startup', () => {
     passTime(COOLDOWN_MS + 100);
     const started = performance.now();
     const d = await svc.check({ token: token(b.iss, main), timeoutMs: 200 });
+    // A CheckResponse at all proves the server answered inside the client's deadline (else
+    // the call fails with DEADLINE_EXCEEDED); the clock only guards against waiting for the
+    // key fetch's own 2 s timeout, with room for a loaded machine's event-loop delay.
     expectUnavailable(d);
-    expect(performance.now() - started).toBeLessThan(200);
+    expect(performance.now() - started).toBeLessThan(1000);
   });
 
   it('idp-500 recovers once the endpoint answers again', async () => {
