@@ -2,6 +2,7 @@
 // scope extraction. Claims come from attacker-supplied JSON, so nothing here
 // reads through a prototype, and the mapped output never carries the keys that
 // could reach one ("__proto__", "constructor", "prototype").
+import { isPlainObject } from '../core/objects.js';
 
 export type ClaimMapper = (claims: Record<string, unknown>) => Record<string, unknown>;
 export type ClaimReader = (claims: Readonly<Record<string, unknown>>) => unknown;
@@ -16,10 +17,6 @@ const MAX_DOTTED_SEGMENTS = 16;
 
 export function isForbiddenKey(key: string): boolean {
   return FORBIDDEN_KEYS.has(key);
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /**
@@ -90,7 +87,7 @@ export function compileClaimReader(name: string): ClaimReader {
       if (key === undefined || !Object.hasOwn(obj, key)) continue;
       const v = obj[key];
       if (j === n) return v;
-      if (isObject(v)) {
+      if (isPlainObject(v)) {
         const found = walk(v, j);
         if (found !== undefined) return found;
       }
