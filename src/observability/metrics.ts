@@ -49,6 +49,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly logSuppressedTotal = new Counter({
+    name: 'authz_log_suppressed_total',
+    help: 'Per-decision log lines not written (beyond log.denials_per_second), by reason',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
   /** Pre-bound label children for the hot path (no label lookup per increment). */
   readonly hits = {
     verifiedToken: this.cacheHitsTotal.labels('verified_token'),
