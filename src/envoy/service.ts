@@ -1,4 +1,4 @@
-import { deny, type Decision } from '../core/decision.js';
+import { deny, type Decision, type Deny } from '../core/decision.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { LogSampler } from '../observability/log-sampler.js';
@@ -7,6 +7,7 @@ import { checkResponseSerializer } from './protos.js';
 import type { DecodedCheckRequest } from './check-decode.js';
 import { toAuthRequest } from './request.js';
 import { toCheckResponse, WIRE, type WireHandle } from './response.js';
+import { DenyWireCache } from './precomputed.js';
 
 /** What the gRPC edge needs from the current runtime (swapped atomically on reload). */
 export interface CheckTarget {
@@ -26,6 +27,7 @@ export class CheckService {
   private readonly serialize = checkResponseSerializer();
   private drainWaiters: (() => void)[] = [];
   private sampler?: LogSampler;
+  private denyCache?: DenyWireCache;
   private samplerRate = -1;
   private readonly suppressedCounters = new Map<string, { inc(): void }>();
 
@@ -79,7 +81,10 @@ export class CheckService {
   ): Buffer {
     let bytes: Buffer;
     try {
-      bytes = this.encode(toCheckResponse(decision, target.realm, this.serialize));
+      bytes =
+        decision.kind === 'deny'
+          ? this.denyBytes(decision, target.realm)
+          : this.encode(toCheckResponse(decision, target.realm, this.serialize));
     } catch (err) {
       decision = this.failed(err);
       bytes = this.encode(toCheckResponse(decision, target.realm));
@@ -87,6 +92,15 @@ export class CheckService {
     this.record(decision, target, requestId, (performance.now() - started) / 1000);
     return bytes;
   }
+
+  private denyBytes(d: Deny, realm: string): Buffer {
+    let cache = this.denyCache;
+    if (cache === undefined || cache.realm !== realm) this.denyCache = cache = new DenyWireCache(realm);
+    return cache.bytesFor(d, this.encodeDeny);
+  }
+
+  private readonly encodeDeny = (d: Deny): Buffer =>
+    this.serialize(toCheckResponse(d, this.denyCache!.realm));
 
   private encode(response: any): Buffer {
     return (response as Partial<WireHandle>)[WIRE] ?? this.serialize(response);
