@@ -71,16 +71,13 @@ export async function startServer({ name, workDir, config, nodeArgs = [], env = 
   const fd = openSync(logFile, 'w');
   // stdout (pino) goes to a file, as a container runtime would collect it; no pipe
   // back into the bench process, which shares the cores with the server.
-  // The same V8 heap limit as `npm start` and the Docker image (package.json, Dockerfile).
-  const child = spawn(
-    process.execPath,
-    ['--max-old-space-size=256', ...nodeArgs, join(ROOT, 'dist/main.js'), 'serve', '--config', configFile],
-    {
-      cwd: ROOT,
-      stdio: ['ignore', fd, fd],
-      env: childEnv(env),
-    },
-  );
+  // The same V8 heap setting as `npm start`, the Docker image and the Kubernetes
+  // manifest: NODE_OPTIONS=--max-old-space-size=256 (package.json, Dockerfile).
+  const child = spawn(process.execPath, [...nodeArgs, join(ROOT, 'dist/main.js'), 'serve', '--config', configFile], {
+    cwd: ROOT,
+    stdio: ['ignore', fd, fd],
+    env: childEnv({ NODE_OPTIONS: '--max-old-space-size=256', ...env }),
+  });
   closeSync(fd);
   let exited = null;
   const exitPromise = new Promise((resolve) =>

@@ -98,6 +98,14 @@ function withRule(d: Deny, rule: EffectiveRule, issuer?: string): Deny {
   return d;
 }
 
+/**
+ * No percent-escape and no '+' in the path: every query parameter's raw name is its
+ * decoded name, so the query keys an allow removes do not depend on the request.
+ */
+function plainQuery(rawPath: string): boolean {
+  return rawPath.indexOf('%') < 0 && rawPath.indexOf('+') < 0;
+}
+
 const OPAQUE_TOKEN = /^[A-Za-z0-9_-]{16,512}$/;
 /** Three base64url parts: what is verified as a JWT; anything else an introspection endpoint may vouch for. */
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
@@ -241,7 +249,12 @@ export class CheckPipeline {
     extracted: ExtractedToken,
   ): Decision | Promise<Decision> {
     const memo = entry.allows?.get(rule);
-    if (memo && memo.source === extracted.source && Date.now() < memo.reuseUntil) {
+    if (
+      memo &&
+      memo.source === extracted.source &&
+      Date.now() < memo.reuseUntil &&
+      (memo.source.kind !== 'query' || plainQuery(req.rawPath))
+    ) {
       // The allow's content does not depend on the request, but whether it applies does.
       if (rule.requirement.expression?.requestDependent) {
         const input = new ExpressionInput(req, path, entry.principal, this.now(), this.hiddenCredentials);
@@ -313,7 +326,16 @@ export class CheckPipeline {
       for (const name of r.query) for (const raw of queryParamRawNames(req.rawPath, name)) names.add(raw);
       queryParametersToRemove = [...names];
     }
-    return {
+    // Nothing request-specific to add or remove: one decision per rule, answered from
+    // its cached response bytes (see envoy/response.ts).
+    const constant =
+      headers.length === 0 && headersToRemove === r.headers && queryParametersToRemove === r.query;
+    const memo = anonymous ? this.anonymousAllows : this.ruleAllows;
+    if (constant) {
+      const known = memo.get(rule);
+      if (known) return known;
+    }
+    const allow: Allow = {
       kind: 'allow',
       headers,
       headersToRemove,
@@ -321,8 +343,15 @@ export class CheckPipeline {
       reason: anonymous ? 'anonymous' : rule.name === 'default' ? 'default_allow' : 'rule_allow',
       ...(anonymous ? { anonymous } : {}),
       rule: rule.name,
+      ...(constant ? { reusable: true } : {}),
     };
+    if (constant) memo.set(rule, allow);
+    return allow;
   }
+
+  /** The constant allow of each allow rule and each optional rule's anonymous allow. */
+  private readonly ruleAllows = new WeakMap<EffectiveRule, Allow>();
+  private readonly anonymousAllows = new WeakMap<EffectiveRule, Allow>();
 
   // Named for its first use; it also hears of blank values, which deny the request.
   private readonly onIgnoredExtension = (key: string, problem: ExtensionProblem): void => {
@@ -485,12 +514,14 @@ export class CheckPipeline {
       }
     }
     // The decision only depends on (token, rule, token source) — except a cookie rewrite
-    // or the query keys to remove, which depend on the request — so it is reused,
+    // or encoded query keys to remove, which depend on the request — so it is reused,
     // response bytes included, until the minted token is due for renewal or the
     // verification expires.
+    // A query token's removal lists every raw spelling of its parameter name, which is
+    // the plain name alone when the query has nothing encoded (checked again on reuse).
     const reusable =
       entry !== undefined &&
-      source.kind === 'header' &&
+      (source.kind === 'header' || (source.kind === 'query' && plainQuery(req.rawPath))) &&
       !requestDependent &&
       (minted === undefined || minted.reuseUntil > 0);
     const allow: Allow = {

@@ -80,6 +80,11 @@ function schema() {
         default: 'info',
         env: 'AUTHZ_LOG_LEVEL',
       },
+      denials_per_second: {
+        doc: 'per denial reason, "check denied" lines written per second (the rest are counted); 0 = every one',
+        format: 'nat',
+        default: 20,
+      },
     },
     realm: { format: String, default: 'envoy-jwt-authz' },
     public_base_url: { format: String, default: '' },

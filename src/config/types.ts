@@ -223,7 +223,7 @@ export interface AppConfig {
     /** TLS on the HTTP listener ('' fields = off). */
     http_tls: TlsSettings;
   };
-  log: { level: string };
+  log: { level: string; denials_per_second: number };
   issuers: IssuerConfig[];
   realm: string;
   public_base_url: string;

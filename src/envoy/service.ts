@@ -1,17 +1,23 @@
-import { deny, type Decision } from '../core/decision.js';
+import { deny, type Decision, type Deny } from '../core/decision.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import { LogSampler } from '../observability/log-sampler.js';
 import type { CheckPipeline } from '../check/pipeline.js';
 import { checkResponseSerializer } from './protos.js';
 import type { DecodedCheckRequest } from './check-decode.js';
 import { toAuthRequest } from './request.js';
 import { toCheckResponse, WIRE, type WireHandle } from './response.js';
+import { DenyWireCache } from './precomputed.js';
 
 /** What the gRPC edge needs from the current runtime (swapped atomically on reload). */
 export interface CheckTarget {
   readonly pipeline: CheckPipeline;
   readonly realm: string;
+  /** "check denied" lines per reason per second (log.denials_per_second); 0 = all. Default 20. */
+  readonly denialLogsPerSecond?: number;
 }
+
+const DEFAULT_DENIAL_LOGS_PER_SECOND = 20;
 
 /** Envoy's deadline minus this margin is when we answer 503 rather than let Envoy time out. */
 const DEADLINE_MARGIN_MS = 25;
@@ -20,6 +26,10 @@ export class CheckService {
   private inFlight = 0;
   private readonly serialize = checkResponseSerializer();
   private drainWaiters: (() => void)[] = [];
+  private sampler?: LogSampler;
+  private denyCache?: DenyWireCache;
+  private samplerRate = -1;
+  private readonly suppressedCounters = new Map<string, { inc(): void }>();
 
   constructor(
     private readonly target: () => CheckTarget,
@@ -71,14 +81,26 @@ export class CheckService {
   ): Buffer {
     let bytes: Buffer;
     try {
-      bytes = this.encode(toCheckResponse(decision, target.realm, this.serialize));
+      bytes =
+        decision.kind === 'deny'
+          ? this.denyBytes(decision, target.realm)
+          : this.encode(toCheckResponse(decision, target.realm, this.serialize));
     } catch (err) {
       decision = this.failed(err);
       bytes = this.encode(toCheckResponse(decision, target.realm));
     }
-    this.record(decision, requestId, (performance.now() - started) / 1000);
+    this.record(decision, target, requestId, (performance.now() - started) / 1000);
     return bytes;
   }
+
+  private denyBytes(d: Deny, realm: string): Buffer {
+    let cache = this.denyCache;
+    if (cache === undefined || cache.realm !== realm) this.denyCache = cache = new DenyWireCache(realm);
+    return cache.bytesFor(d, this.encodeDeny);
+  }
+
+  private readonly encodeDeny = (d: Deny): Buffer =>
+    this.serialize(toCheckResponse(d, this.denyCache!.realm));
 
   private encode(response: any): Buffer {
     return (response as Partial<WireHandle>)[WIRE] ?? this.serialize(response);
@@ -93,13 +115,42 @@ export class CheckService {
     return deny('internal_error');
   }
 
-  private record(decision: Decision, requestId: string | undefined, seconds: number): void {
+  /** The denial-line sampler for the current log.denials_per_second (rebuilt when a reload changes it). */
+  private denialSampler(target: CheckTarget): LogSampler {
+    const rate = target.denialLogsPerSecond ?? DEFAULT_DENIAL_LOGS_PER_SECOND;
+    if (this.sampler && this.samplerRate === rate) return this.sampler;
+    this.sampler?.flush();
+    this.samplerRate = rate;
+    this.sampler = new LogSampler(
+      rate,
+      (reason) => {
+        let c = this.suppressedCounters.get(reason);
+        if (!c) this.suppressedCounters.set(reason, (c = this.metrics.logSuppressedTotal.labels(reason)));
+        c.inc();
+      },
+      (suppressed) =>
+        this.logger.info(
+          { suppressed, limit_per_second: rate },
+          'check denied lines suppressed (beyond log.denials_per_second)',
+        ),
+    );
+    return this.sampler;
+  }
+
+  private record(
+    decision: Decision,
+    target: CheckTarget,
+    requestId: string | undefined,
+    seconds: number,
+  ): void {
     const reason = decision.reason;
     const issuer = decision.issuer ?? '';
     this.metrics.countCheck(decision.kind, reason, issuer);
     this.metrics.checkDuration.observe(seconds);
     const isAllow = decision.kind === 'allow';
     if (isAllow ? !this.logger.isLevelEnabled('debug') : !this.logger.isLevelEnabled('info')) return;
+    // Under a flood of one kind of denial, a line per request costs more than the check.
+    if (!isAllow && !this.denialSampler(target).take(reason)) return;
     const line: Record<string, unknown> = {
       request_id: requestId,
       decision: decision.kind,

@@ -150,6 +150,11 @@ export class Runtime {
     return this.loaded.config.realm;
   }
 
+  /** log.denials_per_second */
+  get denialLogsPerSecond(): number {
+    return this.loaded.config.log.denials_per_second;
+  }
+
   /**
    * Compiles a config. With `previous` (a reload), state whose settings did not change
    * is taken over from the running runtime instead of being built afresh.

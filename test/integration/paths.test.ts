@@ -96,7 +96,9 @@ const expectInsufficient = (d: Decision): void =>
 describe('ambiguous paths (reject_ambiguous_paths: true, the default)', () => {
   let svc: TestService;
   beforeAll(async () => {
-    svc = await startTestService(config());
+    // Every refusal logged: these tests send dozens of them within a second, beyond the
+    // default per-reason log budget (log.denials_per_second).
+    svc = await startTestService(config({ log: { denials_per_second: 0 } }));
   });
   afterAll(() => svc.close());
 
