@@ -39,7 +39,7 @@ export class LogSampler {
         1000 - (now - start),
       ).unref();
     }
-    this.suppressed![reason] = (this.suppressed![reason] ?? 0) + 1;
+    this.suppressed[reason] = (this.suppressed[reason] ?? 0) + 1;
     this.onSuppressed(reason);
     return false;
   }
