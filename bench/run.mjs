@@ -139,9 +139,22 @@ const EXPECT = {
 // ---- running one scenario ------------------------------------------------------------------
 const failures = [];
 
-async function withServer(name, { baseline = false, logLevel = 'warn', nodeArgs = [], reference }, fn) {
+async function withServer(
+  name,
+  { baseline = false, logLevel = 'warn', nodeArgs = [], reference, rateLimit = false },
+  fn,
+) {
   const [grpcPort, httpPort] = [await freePort(), await freePort()];
-  const config = benchConfig({ grpcPort, httpPort, logLevel, rsKey, esIssuerKey, signingKeyFile, baseline });
+  const config = benchConfig({
+    grpcPort,
+    httpPort,
+    logLevel,
+    rsKey,
+    esIssuerKey,
+    signingKeyFile,
+    baseline,
+    rateLimit,
+  });
   const server = reference
     ? await startReference({ name, workDir: work, script: reference, port: grpcPort })
     : await startServer({ name, workDir: work, config, nodeArgs });
@@ -195,12 +208,24 @@ async function driverB(server, name, bodies, { mode, rate, count }) {
 
 async function scenario(
   name,
-  { bodies, expect, driver = 'h2raw', baseline, logLevel, mode = 'duration', rate, count, nodeArgs, reference },
+  {
+    bodies,
+    expect,
+    driver = 'h2raw',
+    baseline,
+    logLevel,
+    mode = 'duration',
+    rate,
+    count,
+    nodeArgs,
+    reference,
+    rateLimit,
+  },
 ) {
   log(
     `\n▶ ${name} (${driver}, ${mode}${rate ? ` @ ${Math.round(rate)}/s` : ''}${count ? `, ${count} requests` : ''}, log level ${logLevel ?? 'warn'})`,
   );
-  return withServer(name, { baseline, logLevel, nodeArgs, reference }, async (server) => {
+  return withServer(name, { baseline, logLevel, nodeArgs, reference, rateLimit }, async (server) => {
     // 1. One real request through node:http2: the decision must be what we intend.
     const p = await probe(server.grpcPort, bodies[bodies.length - 1]);
     const d = describe(p.response);
@@ -297,6 +322,12 @@ async function scenarioSpec(name) {
       return { bodies: repeatedBodies, expect: EXPECT.authenticated };
     case 'distinct':
       return { bodies: bodiesOf(pool.tokens, 'distinct'), expect: EXPECT.authenticated };
+    // The same with one rate limit counted in Redis (only with --only; needs REDIS_URL or a
+    // Redis on 127.0.0.1:6379).
+    case 'repeated-rl':
+      return { bodies: repeatedBodies, expect: EXPECT.authenticated, rateLimit: true };
+    case 'distinct-rl':
+      return { bodies: bodiesOf(pool.tokens, 'distinct-rl'), expect: EXPECT.authenticated, rateLimit: true };
     case 'invalid': {
       const tokens = invalidSignatureTokens(rsKey, { iss: RS_ISS, count: INVALID_POOL });
       // Denials are logged at info: run at the level a user would configure.
@@ -365,6 +396,8 @@ if (opts.profile) {
     if (want('baseline')) rows.push(await scenario('baseline', await scenarioSpec('baseline')));
     for (const name of ['repeated', 'distinct', 'invalid', 'unknown-kid'])
       if (want(name)) rows.push(await scenario(name, await scenarioSpec(name)));
+    for (const name of ['repeated-rl', 'distinct-rl'])
+      if (only?.has(name)) rows.push(await scenario(name, await scenarioSpec(name)));
     if (want('latency'))
       rows.push(
         await scenario('latency', {

@@ -22,8 +22,30 @@ export function freePort() {
  * the memory test's tokens), claim headers and an ES256 downstream token.
  * `baseline` replaces the rules with a single `action: allow` rule on every path.
  */
-export function benchConfig({ grpcPort, httpPort, logLevel, rsKey, esIssuerKey, signingKeyFile, baseline }) {
+export function benchConfig({
+  grpcPort,
+  httpPort,
+  logLevel,
+  rsKey,
+  esIssuerKey,
+  signingKeyFile,
+  baseline,
+  rateLimit,
+}) {
+  // rateLimit: one limit per issuer + sub counted in Redis (REDIS_URL), high enough never to
+  // refuse, so the row measures what counting costs on every allowed check.
+  const quota = rateLimit
+    ? {
+        rate_limits: [{ name: 'bench', limit: 1_000_000, window_seconds: 1 }],
+        store: {
+          type: 'redis',
+          redis_url: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+          key_prefix: `bench-${process.pid}-${grpcPort}:`,
+        },
+      }
+    : {};
   return {
+    ...quota,
     server: {
       grpc_address: `127.0.0.1:${grpcPort}`,
       http_address: `127.0.0.1:${httpPort}`,
@@ -73,11 +95,15 @@ export async function startServer({ name, workDir, config, nodeArgs = [], env = 
   // back into the bench process, which shares the cores with the server.
   // The same V8 heap setting as `npm start`, the Docker image and the Kubernetes
   // manifest: NODE_OPTIONS=--max-old-space-size=256 (package.json, Dockerfile).
-  const child = spawn(process.execPath, [...nodeArgs, join(ROOT, 'dist/main.js'), 'serve', '--config', configFile], {
-    cwd: ROOT,
-    stdio: ['ignore', fd, fd],
-    env: childEnv({ NODE_OPTIONS: '--max-old-space-size=256', ...env }),
-  });
+  const child = spawn(
+    process.execPath,
+    [...nodeArgs, join(ROOT, 'dist/main.js'), 'serve', '--config', configFile],
+    {
+      cwd: ROOT,
+      stdio: ['ignore', fd, fd],
+      env: childEnv({ NODE_OPTIONS: '--max-old-space-size=256', ...env }),
+    },
+  );
   closeSync(fd);
   let exited = null;
   const exitPromise = new Promise((resolve) =>
