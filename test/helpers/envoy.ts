@@ -323,6 +323,28 @@ async function listenerPorts(adminUrl: string): Promise<Record<string, number>> 
   return ports;
 }
 
+/** Waits for /ready, reads the bound listener ports, and describes the running Envoy. */
+async function running(
+  adminUrl: string,
+  deadline: number,
+  configPath: string,
+  exited: () => string | undefined,
+  stderr: () => string,
+  stop: () => Promise<void>,
+): Promise<RunningEnvoy> {
+  await waitReady(adminUrl, deadline, exited, stderr);
+  const ports = await listenerPorts(adminUrl);
+  return {
+    adminUrl,
+    ports,
+    port: Object.values(ports)[0] ?? 0,
+    configPath,
+    stderr,
+    stats: (filter) => adminStats(adminUrl, filter),
+    stop,
+  };
+}
+
 /**
  * Starts Envoy on a rendered bootstrap (from renderEnvoyConfig) and waits for the
  * admin /ready endpoint. Listener ports of 0 are resolved through the admin API.
@@ -385,22 +407,14 @@ export async function startEnvoy(
         }
         if (!adminUrl) await new Promise((r) => setTimeout(r, 25));
       }
-      await waitReady(
+      return await running(
         adminUrl,
         deadline,
+        configPath,
         () => exit,
         () => err,
-      );
-      const ports = await listenerPorts(adminUrl);
-      return {
-        adminUrl,
-        ports,
-        port: Object.values(ports)[0] ?? 0,
-        configPath,
-        stderr: () => err,
-        stats: (filter) => adminStats(adminUrl, filter),
         stop,
-      };
+      );
     } catch (e) {
       await stop();
       throw e;
@@ -440,22 +454,14 @@ export async function startEnvoy(
     if (ownDir) rmSync(dir, { recursive: true, force: true });
   };
   try {
-    await waitReady(
+    return await running(
       adminUrl,
       deadline,
+      configPath,
       () => undefined,
       () => err,
-    );
-    const ports = await listenerPorts(adminUrl);
-    return {
-      adminUrl,
-      ports,
-      port: Object.values(ports)[0] ?? 0,
-      configPath,
-      stderr: () => err,
-      stats: (filter) => adminStats(adminUrl, filter),
       stop,
-    };
+    );
   } catch (e) {
     await stop();
     throw e;
