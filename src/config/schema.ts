@@ -179,6 +179,9 @@ export const upstreamTokenFields: Record<string, FieldSpec> = {
   header: { type: 'string', default: 'x-jwt-assertion', nonEmpty: true },
   issuer: { type: 'string', required: true, nonEmpty: true },
   audiences: { type: 'string[]', default: [], splitCommas: true },
+  // What context_extensions `audience` may name; default: every
+  // configured audience of upstream.token and of the rules' token profiles (see the minter).
+  allowed_audiences: { type: 'string[]', nonEmpty: true, splitCommas: true },
   ttl_seconds: { type: 'int', default: 300, min: 1, max: 86400 },
   jti: { type: 'boolean', default: true },
   copy_claims: { type: 'string[]', default: [] },

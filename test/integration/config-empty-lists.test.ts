@@ -71,6 +71,11 @@ const CASES: { what: string; config: Record<string, unknown>; path: string }[] =
     })(),
     path: 'issuers[0].required_claims',
   },
+  {
+    what: 'upstream.token.allowed_audiences: []',
+    config: policyConfig({ upstream: { token: { ...TOKEN, allowed_audiences: [] } } }),
+    path: 'upstream.token.allowed_audiences',
+  },
 ];
 
 function run(command: 'check-config' | 'serve', file: string) {
@@ -107,6 +112,7 @@ describe('empty requirement lists are config errors', () => {
         { match: {}, require: { scopes_all: [], issuers: [], claims: { role: [] } } },
         { match: {}, require: {} },
       ],
+      upstream: { token: { ...TOKEN, allowed_audiences: [] } },
     });
     writeFileSync(file, JSON.stringify(c));
     const r = run('check-config', file);
@@ -117,6 +123,7 @@ describe('empty requirement lists are config errors', () => {
       'rules[1].require.issuers',
       'rules[1].require.claims.role',
       'rules[2].require',
+      'upstream.token.allowed_audiences',
     ])
       expect(r.stderr).toContain(`${path}: must not be empty`);
   });
