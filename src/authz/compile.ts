@@ -16,7 +16,7 @@ import {
   ExtensionResolver,
   hasOwnKeys,
   SYNTHETIC_RULE_NAMES,
-  type ExtensionProblem,
+  type ExtensionProblemListener,
   type ResolvableRule,
 } from './extensions.js';
 import { compileMatch, firstMatch, type CompiledMatch, type MatchInput } from './match.js';
@@ -51,17 +51,24 @@ export class RuleSet {
   private readonly defaultRule: ResolvableRule;
   private readonly extensions: ExtensionResolver;
 
-  private constructor(rules: CompiledRule[], defaultAction: Action) {
+  private constructor(
+    rules: CompiledRule[],
+    defaultAction: Action,
+    allowedAudiences: ReadonlySet<string> | undefined,
+  ) {
     this.rules = rules;
     this.byName = new Map(rules.map((r) => [r.name, r]));
     const plain = effective('default', defaultAction, EMPTY_REQUIREMENT);
     const defaultRule = { index: -1, plain, guarded: guardedVariant(plain) };
     this.defaultRule = defaultRule;
-    this.extensions = new ExtensionResolver({
-      byName: (name) => this.byName.get(name),
-      match: (input) => this.match(input),
-      defaultRule,
-    });
+    this.extensions = new ExtensionResolver(
+      {
+        byName: (name) => this.byName.get(name),
+        match: (input) => this.match(input),
+        defaultRule,
+      },
+      allowedAudiences,
+    );
     this.summary = Object.freeze([
       ...rules.map((r) => ({ name: r.name, action: r.action, match: r.match.matchText })),
       { name: 'default', action: defaultAction, match: '(no rule matched)' },
@@ -72,13 +79,15 @@ export class RuleSet {
    * Compiles `rules` (already structurally validated). Semantic problems are
    * pushed onto `problems` with their config path. `knownIssuers`, when given,
    * is the set of issuer names `require.issuers` may name (include "self" when
-   * the token endpoint is enabled).
+   * the token endpoint is enabled). `allowedAudiences`, when given, is what the
+   * `audience` context extension may name (upstream.token.allowed_audiences).
    */
   static compile(
     rules: readonly RuleConfig[],
     defaultAction: Action,
     problems: string[],
     knownIssuers?: ReadonlySet<string>,
+    allowedAudiences?: ReadonlySet<string>,
   ): RuleSet {
     const compiled: CompiledRule[] = [];
     const firstIndexByName = new Map<string, number>();
@@ -110,20 +119,22 @@ export class RuleSet {
         guarded: guardedVariant(plain),
       });
     });
-    return new RuleSet(compiled, defaultAction);
+    return new RuleSet(compiled, defaultAction, allowedAudiences);
   }
 
   /**
    * The rule that applies to a request: first matching rule (or the named
    * `rule` extension), with context_extensions overrides applied. Without
    * extensions this returns a precomputed object (no allocation).
-   * onExtensionProblem hears of each unknown key ('ignored') and of a
-   * recognised key with a blank value ('blank', the request is denied).
+   * onExtensionProblem hears of each unknown key ('ignored'), of a recognised
+   * key with a blank value ('blank', the request is denied), of a key that would
+   * loosen a configured rule ('loosening', the rule applies) and of an audience
+   * that is not allowed ('audience', the request is denied).
    */
   resolve(
     input: MatchInput,
     contextExtensions: Readonly<Record<string, string>>,
-    onExtensionProblem?: (key: string, problem: ExtensionProblem) => void,
+    onExtensionProblem?: ExtensionProblemListener,
   ): EffectiveRule {
     if (!hasOwnKeys(contextExtensions)) {
       const rule = this.match(input) ?? this.defaultRule;

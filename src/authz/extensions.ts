@@ -6,6 +6,19 @@
 //   empty or blank value (typically an empty template variable in envoy.yaml)
 //   also denies, reported through onProblem: read as "no value", it would drop
 //   the scope or issuer requirement it was meant to set.
+// - The service config is the floor; a route may only tighten it:
+//   * a request the path matches to a configured `deny` rule is denied whatever
+//     `action` or `rule` says (reported as 'loosening');
+//   * over a configured rule (matched or named by `rule`), `action` applies only
+//     when it is stricter (allow < optional < authenticate < deny), else the
+//     rule's action stays (reported as 'loosening'); over default_action (no
+//     rule matched) the route's action replaces it;
+//   * `scopes_all` adds to the rule's scopes_all, `scopes_any` adds a second
+//     group of which one scope must be held too, `issuers` narrows the rule's
+//     issuers (their intersection);
+//   * `audience` must name audiences of upstream.token.allowed_audiences, else
+//     the request is denied (reported as 'audience'), so a caller that reaches
+//     the gRPC port cannot have a token minted for any audience it likes.
 // - The derived rules are cached by (base rule, path guard, recognised keys), so
 //   a route's extensions cost one map lookup after the first request.
 
@@ -13,8 +26,19 @@ import type { Action } from '../config/types.js';
 import type { MatchInput } from './match.js';
 import { effective, makeRequirement, EMPTY_REQUIREMENT, type EffectiveRule } from './requirement.js';
 
-/** What resolve() reports about a context_extensions key. */
-export type ExtensionProblem = 'ignored' | 'blank';
+/**
+ * What resolve() reports about a context_extensions key: 'ignored' (unknown key),
+ * 'blank' (denied), 'loosening' (the service rule applies instead; `rule` names it),
+ * 'audience' (not an allowed audience: denied; `value` is the requested audience).
+ */
+export type ExtensionProblem = 'ignored' | 'blank' | 'loosening' | 'audience';
+
+export type ExtensionProblemListener = (
+  key: string,
+  problem: ExtensionProblem,
+  rule?: string,
+  value?: string,
+) => void;
 
 /** A configured rule as the resolver needs it. */
 export interface ResolvableRule {
@@ -49,7 +73,18 @@ function isAction(value: string): value is Action {
 const EXTENSION_CACHE_MAX = 1024;
 
 /** Names of the synthetic rules this resolver answers with; configured rules may not use them. */
-export const SYNTHETIC_RULE_NAMES: readonly string[] = ['unknown-rule', 'invalid-action', 'blank-extension'];
+export const SYNTHETIC_RULE_NAMES: readonly string[] = [
+  'unknown-rule',
+  'invalid-action',
+  'blank-extension',
+  'audience-not-allowed',
+];
+
+/** How strict an action is: a route's `action` may raise a configured rule's, never lower it. */
+const STRICTNESS: Readonly<Record<Action, number>> = { allow: 0, optional: 1, authenticate: 2, deny: 3 };
+
+/** Bound on the memo of audience values already checked. */
+const AUDIENCE_MEMO_MAX = 256;
 
 function isBlank(value: string): boolean {
   return value === '' || value.trim() === '';
@@ -61,6 +96,11 @@ function splitList(value: string): string[] {
   return out;
 }
 
+function sameSet(a: readonly string[], b: readonly string[]): boolean {
+  const set = new Set(a);
+  return set.size === new Set(b).size && b.every((x) => set.has(x));
+}
+
 export function hasOwnKeys(obj: Readonly<Record<string, string>>): boolean {
   for (const key in obj) if (Object.hasOwn(obj, key)) return true;
   return false;
@@ -70,14 +110,24 @@ export class ExtensionResolver {
   private readonly unknownRule = effective('unknown-rule', 'deny', EMPTY_REQUIREMENT);
   private readonly invalidAction = effective('invalid-action', 'deny', EMPTY_REQUIREMENT);
   private readonly blankExtension = effective('blank-extension', 'deny', EMPTY_REQUIREMENT);
+  private readonly audienceNotAllowed = effective('audience-not-allowed', 'deny', EMPTY_REQUIREMENT);
   private readonly cache = new Map<string, EffectiveRule>();
+  /** Raw `audience` values already checked against allowedAudiences. */
+  private readonly audienceMemo = new Map<string, boolean>();
 
-  constructor(private readonly rules: RuleLookup) {}
+  /**
+   * `allowedAudiences`: what the `audience` key may name; undefined when no token is
+   * minted (upstream.token unset), where the key has nothing to act on.
+   */
+  constructor(
+    private readonly rules: RuleLookup,
+    private readonly allowedAudiences?: ReadonlySet<string>,
+  ) {}
 
   resolve(
     input: MatchInput,
     ext: Readonly<Record<string, string>>,
-    onProblem: ((key: string, problem: ExtensionProblem) => void) | undefined,
+    onProblem: ExtensionProblemListener | undefined,
   ): EffectiveRule {
     let cacheKey = '';
     for (const key in ext) {
@@ -100,6 +150,14 @@ export class ExtensionResolver {
       // Instead of matching: fail closed when the name is not configured.
       base = this.rules.byName(ruleName);
       if (base === undefined) return this.unknownRule;
+      // ...but a path the service denies stays denied whichever rule the route names.
+      if (base.plain.action !== 'deny') {
+        const matched = this.rules.match(input);
+        if (matched !== undefined && matched.plain.action === 'deny') {
+          onProblem?.('rule', 'loosening', matched.plain.name, ruleName);
+          return matched.plain;
+        }
+      }
     } else {
       base = this.rules.match(input) ?? this.rules.defaultRule;
     }
@@ -108,6 +166,16 @@ export class ExtensionResolver {
     if (rawAction !== undefined) {
       if (!isAction(rawAction)) return this.invalidAction;
       action = rawAction;
+      // A configured rule's action is a floor; default_action is not a rule.
+      if (base !== this.rules.defaultRule && STRICTNESS[action] < STRICTNESS[base.plain.action]) {
+        onProblem?.('action', 'loosening', base.plain.name, action);
+        if (base.plain.action === 'deny') return base.plain;
+      }
+    }
+    const rawAudience = Object.hasOwn(ext, 'audience') ? ext.audience : undefined;
+    if (rawAudience !== undefined && !this.audienceAllowed(rawAudience)) {
+      onProblem?.('audience', 'audience', base.plain.name, rawAudience);
+      return this.audienceNotAllowed;
     }
 
     // Only ignored keys: the precomputed rule, as without extensions.
@@ -116,44 +184,71 @@ export class ExtensionResolver {
     const cached = this.cache.get(cacheKey);
     if (cached !== undefined) return cached;
 
-    const result = applyExtensions(base.plain, ext, action, input.encodedSeparator);
+    const floor = base !== this.rules.defaultRule;
+    const result = applyExtensions(base.plain, floor, ext, action, input.encodedSeparator);
     if (this.cache.size >= EXTENSION_CACHE_MAX) this.cache.clear();
     this.cache.set(cacheKey, result);
     return result;
   }
+
+  /** Every audience of a (non-blank) `audience` value is allowed; memoised per value. */
+  private audienceAllowed(value: string): boolean {
+    const allowed = this.allowedAudiences;
+    if (allowed === undefined) return true;
+    const known = this.audienceMemo.get(value);
+    if (known !== undefined) return known;
+    const ok = splitList(value).every((a) => allowed.has(a));
+    if (this.audienceMemo.size >= AUDIENCE_MEMO_MAX) this.audienceMemo.clear();
+    this.audienceMemo.set(value, ok);
+    return ok;
+  }
 }
 
+function union(a: readonly string[], b: readonly string[]): readonly string[] {
+  return Object.freeze([...new Set([...a, ...b])]);
+}
+
+/**
+ * The rule with a route's extensions over it. `floor`: `base` is a configured rule,
+ * whose action the route may only make stricter (over default_action it replaces it).
+ * Requirements only tighten, whatever the base.
+ */
 function applyExtensions(
   base: EffectiveRule,
+  floor: boolean,
   ext: Readonly<Record<string, string>>,
   action: Action | undefined,
   encodedSeparator: boolean,
 ): EffectiveRule {
   const req = base.requirement;
   const has = (k: string): boolean => Object.hasOwn(ext, k);
-  let scopesAll = req.scopesAll;
-  let scopesAny = req.scopesAny;
-  if (has('scopes_all') || has('scopes_any')) {
-    // Together they replace the rule's scope requirement.
-    scopesAll = has('scopes_all') ? splitList(ext.scopes_all!) : [];
-    scopesAny = has('scopes_any') ? splitList(ext.scopes_any!) : [];
-  }
   // Values are not blank here: resolve() denied those already.
-  const issuers = has('issuers') ? new Set(splitList(ext.issuers!)) : req.issuers;
+  const scopesAll = has('scopes_all') ? union(req.scopesAll, splitList(ext.scopes_all!)) : req.scopesAll;
+  let scopesAny = req.scopesAny;
+  let scopesAnyAlso = req.scopesAnyAlso;
+  if (has('scopes_any')) {
+    const routeAny = Object.freeze([...new Set(splitList(ext.scopes_any!))]);
+    // One of the rule's and one of the route's: a second group when the rule has one.
+    if (scopesAny.length === 0) scopesAny = routeAny;
+    else if (!sameSet(scopesAny, routeAny)) scopesAnyAlso = routeAny;
+  }
+  let issuers = req.issuers;
+  if (has('issuers')) {
+    const routeIssuers = splitList(ext.issuers!);
+    issuers = new Set(issuers ? routeIssuers.filter((i) => issuers!.has(i)) : routeIssuers);
+  }
   const audience = has('audience') ? Object.freeze(splitList(ext.audience!)) : base.audience;
-  let finalAction = action ?? base.action;
+  let finalAction = base.action;
+  if (action !== undefined && (!floor || STRICTNESS[action] > STRICTNESS[base.action])) finalAction = action;
   if (encodedSeparator && (finalAction === 'allow' || finalAction === 'optional'))
     finalAction = 'authenticate';
   const requirement =
-    scopesAll === req.scopesAll && scopesAny === req.scopesAny && issuers === req.issuers
+    scopesAll === req.scopesAll &&
+    scopesAny === req.scopesAny &&
+    scopesAnyAlso === req.scopesAnyAlso &&
+    issuers === req.issuers
       ? req
-      : makeRequirement(
-          Object.freeze(scopesAll),
-          Object.freeze(scopesAny),
-          issuers,
-          req.claims,
-          req.expression,
-        );
+      : makeRequirement(scopesAll, scopesAny, issuers, req.claims, req.expression, scopesAnyAlso);
   return effective(base.name, finalAction, requirement, {
     ...(audience ? { audience } : {}),
     ...(base.denyResponse ? { denyResponse: base.denyResponse } : {}),

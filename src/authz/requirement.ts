@@ -25,9 +25,14 @@ export interface ClaimCondition {
 export interface Requirement {
   readonly scopesAll: readonly string[];
   readonly scopesAny: readonly string[];
+  /**
+   * A second scopes_any group that must hold too: a route's context_extensions
+   * `scopes_any` over a rule that has its own (extensions only tighten a rule).
+   */
+  readonly scopesAnyAlso?: readonly string[];
   readonly issuers?: ReadonlySet<string>;
   readonly claims: readonly ClaimCondition[];
-  /** Precomputed insufficient_scope text (scopes_all then scopes_any); computed when absent. */
+  /** Precomputed insufficient_scope text (scopes_all, scopes_any, then scopesAnyAlso); computed when absent. */
   readonly scopeText?: string;
 }
 
@@ -68,16 +73,26 @@ export function makeRequirement(
   issuers: ReadonlySet<string> | undefined,
   claims: CompiledRequirement['claims'],
   expression?: CompiledExpression,
+  scopesAnyAlso?: readonly string[],
 ): CompiledRequirement {
   const req: CompiledRequirement = {
     scopesAll,
     scopesAny,
     claims,
-    scopeText: [...scopesAll, ...scopesAny].join(' '),
+    scopeText: scopeText(scopesAll, scopesAny, scopesAnyAlso),
+    ...(scopesAnyAlso && scopesAnyAlso.length > 0 ? { scopesAnyAlso } : {}),
     ...(issuers ? { issuers } : {}),
     ...(expression ? { expression } : {}),
   };
   return Object.freeze(req);
+}
+
+function scopeText(
+  all: readonly string[],
+  any: readonly string[],
+  also: readonly string[] | undefined,
+): string {
+  return [...new Set([...all, ...any, ...(also ?? [])])].join(' ');
 }
 
 export function effective(
@@ -190,8 +205,13 @@ export function evaluateRequirement(req: Requirement, principal: Principal): Den
     ok = false;
     for (let i = 0; i < req.scopesAny.length && !ok; i++) ok = scopes.has(req.scopesAny[i]!);
   }
+  const also = req.scopesAnyAlso;
+  if (ok && also !== undefined && also.length > 0) {
+    ok = false;
+    for (let i = 0; i < also.length && !ok; i++) ok = scopes.has(also[i]!);
+  }
   if (!ok) {
-    const scope = req.scopeText ?? [...req.scopesAll, ...req.scopesAny].join(' ');
+    const scope = req.scopeText ?? scopeText(req.scopesAll, req.scopesAny, also);
     return deny('insufficient_scope', 'the token lacks the scope this route requires', { scope });
   }
   const claims = req.claims;

@@ -19,7 +19,7 @@ import {
 import { extractScopes, type ClaimMapper } from '../authz/claims.js';
 import { isAmbiguousPath, normalizePath } from '../authz/path.js';
 import type { RuleSet } from '../authz/compile.js';
-import type { ExtensionProblem } from '../authz/extensions.js';
+import type { ExtensionProblemListener } from '../authz/extensions.js';
 import { evaluateExpression, evaluateRequirement, type EffectiveRule } from '../authz/requirement.js';
 import {
   ExpressionError,
@@ -353,15 +353,32 @@ export class CheckPipeline {
   private readonly ruleAllows = new WeakMap<EffectiveRule, Allow>();
   private readonly anonymousAllows = new WeakMap<EffectiveRule, Allow>();
 
-  // Named for its first use; it also hears of blank values, which deny the request.
-  private readonly onIgnoredExtension = (key: string, problem: ExtensionProblem): void => {
-    if (problem === 'blank') {
-      this.parts.logger.error(
-        { extension_key: key },
-        'context_extensions key has an empty value; request denied (check envoy.yaml)',
-      );
-    } else {
-      this.parts.logger.debug({ extension_key: key }, 'ignored unknown context_extensions key');
+  // Named for its first use; it also hears of blank values and audiences that are not
+  // allowed (both deny the request) and of attempts to loosen a configured rule.
+  private readonly onIgnoredExtension: ExtensionProblemListener = (key, problem, rule, value) => {
+    const logger = this.parts.logger;
+    switch (problem) {
+      case 'blank':
+        logger.error(
+          { extension_key: key },
+          'context_extensions key has an empty value; request denied (check envoy.yaml)',
+        );
+        return;
+      case 'loosening':
+        logger.warn(
+          { extension_key: key, extension_value: value, rule },
+          'context_extensions cannot loosen the configured rule; the rule applies (check envoy.yaml)',
+        );
+        return;
+      case 'audience':
+        // An audience name is not a secret; it shows who asked for what.
+        logger.error(
+          { extension_key: key, audience: value, rule },
+          'context_extensions audience is not in upstream.token.allowed_audiences; request denied',
+        );
+        return;
+      case 'ignored':
+        logger.debug({ extension_key: key }, 'ignored unknown context_extensions key');
     }
   };
 

@@ -85,7 +85,8 @@ export const issuerFields: Record<string, FieldSpec> = {
   jwks_cache: { type: 'object', fields: jwksCache },
   clock_skew_seconds: { type: 'int', default: 60, min: 0, max: 3600 },
   // Default filled in at load: an introspection answer need carry nothing but `active`.
-  required_claims: { type: 'string[]' },
+  // Set: at least one (an empty list would accept tokens without exp).
+  required_claims: { type: 'string[]', nonEmpty: true },
   max_lifetime_seconds: { type: 'int', default: 86400, min: 1 },
   claim_mappings: {
     type: 'array',
@@ -130,14 +131,17 @@ export const ruleFields: Record<string, FieldSpec> = {
     default: 'authenticate',
     enum: ['allow', 'deny', 'authenticate', 'optional'],
   },
+  // Every list (and the block itself) must say something: an empty one would
+  // silently mean "no requirement". Omit what does not apply.
   require: {
     type: 'object',
     optional: true,
+    nonEmpty: true,
     fields: {
-      scopes_all: { type: 'string[]' },
-      scopes_any: { type: 'string[]' },
-      issuers: { type: 'string[]' },
-      claims: { type: 'map', values: 'scalar[]' },
+      scopes_all: { type: 'string[]', nonEmpty: true },
+      scopes_any: { type: 'string[]', nonEmpty: true },
+      issuers: { type: 'string[]', nonEmpty: true },
+      claims: { type: 'map', values: 'scalar[]', nonEmpty: true },
       expression: { type: 'string', nonEmpty: true },
     },
   },
@@ -156,7 +160,8 @@ export const ruleFields: Record<string, FieldSpec> = {
 
 /** What rules[].token may override of upstream.token. */
 export const tokenProfileFields: Record<string, FieldSpec> = {
-  audiences: { type: 'string[]' },
+  // Omitted: upstream.token's; empty would mint tokens without `aud`.
+  audiences: { type: 'string[]', nonEmpty: true },
   ttl_seconds: { type: 'int', min: 1, max: 86400 },
   copy_claims: { type: 'string[]' },
   claims: { type: 'map', values: 'any' },
@@ -174,6 +179,9 @@ export const upstreamTokenFields: Record<string, FieldSpec> = {
   header: { type: 'string', default: 'x-jwt-assertion', nonEmpty: true },
   issuer: { type: 'string', required: true, nonEmpty: true },
   audiences: { type: 'string[]', default: [], splitCommas: true },
+  // What context_extensions `audience` may name; default: every
+  // configured audience of upstream.token and of the rules' token profiles (see the minter).
+  allowed_audiences: { type: 'string[]', nonEmpty: true, splitCommas: true },
   ttl_seconds: { type: 'int', default: 300, min: 1, max: 86400 },
   jti: { type: 'boolean', default: true },
   copy_claims: { type: 'string[]', default: [] },

@@ -20,7 +20,14 @@ export type FieldSpec =
       /** Also accept one string; values written "a,b" or "a, b" (IBM aud-claim style) become separate items. */
       splitCommas?: boolean;
     }
-  | { type: 'object'; required?: boolean; fields: Record<string, FieldSpec>; optional?: boolean }
+  | {
+      type: 'object';
+      required?: boolean;
+      fields: Record<string, FieldSpec>;
+      optional?: boolean;
+      /** When present it must set at least one key (an empty one would silently mean "nothing"). */
+      nonEmpty?: boolean;
+    }
   | {
       type: 'array';
       required?: boolean;
@@ -34,6 +41,7 @@ export type FieldSpec =
       required?: boolean;
       default?: Record<string, unknown>;
       values: 'string' | 'scalar' | 'scalar[]' | 'any';
+      nonEmpty?: boolean;
     }
   | { type: 'any'; required?: boolean };
 
@@ -104,6 +112,7 @@ export function validateField(value: unknown, spec: FieldSpec, path: string, pro
         problems.push(`${path}: must be an object, got ${describe(value)}`);
         return undefined;
       }
+      if (spec.nonEmpty && Object.keys(value).length === 0) problems.push(`${path}: must not be empty`);
       return validateObject(value, spec.fields, path, problems);
     case 'array':
       if (!Array.isArray(value)) {
@@ -127,13 +136,16 @@ export function validateField(value: unknown, spec: FieldSpec, path: string, pro
         return undefined;
       }
       const out: Record<string, unknown> = Object.create(null);
+      if (spec.nonEmpty && Object.keys(value).length === 0) problems.push(`${path}: must not be empty`);
       for (const [k, v] of Object.entries(value)) {
         const p = `${path}.${k}`;
         if (spec.values === 'string' && typeof v !== 'string') problems.push(`${p}: must be a string`);
         else if (spec.values === 'scalar' && !checkScalar(v))
           problems.push(`${p}: must be a string, number or boolean`);
-        else if (spec.values === 'scalar[]' && !(Array.isArray(v) && v.length > 0 && v.every(checkScalar)))
-          problems.push(`${p}: must be a non-empty list of strings, numbers or booleans`);
+        else if (spec.values === 'scalar[]' && !(Array.isArray(v) && v.every(checkScalar)))
+          problems.push(`${p}: must be a list of strings, numbers or booleans`);
+        else if (spec.values === 'scalar[]' && (v as unknown[]).length === 0)
+          problems.push(`${p}: must not be empty`);
         out[k] = v;
       }
       return out;

@@ -115,6 +115,8 @@ export interface UpstreamTokenConfig {
   header: string;
   issuer: string;
   audiences: string[];
+  /** What context_extensions `audience` may name (see allowedAudiences in upstream/downstream-token.ts). */
+  allowed_audiences?: string[];
   ttl_seconds: number;
   jti: boolean;
   copy_claims: string[];

@@ -23,6 +23,7 @@ import { Shared } from '../core/shared.js';
 import { createStore, type Store } from '../store/index.js';
 import { ClaimHeaders } from '../upstream/claim-headers.js';
 import {
+  allowedAudiences,
   createDownstreamTokenMinter,
   type DownstreamTokenMinter,
   tokenProfileProblems,
@@ -164,7 +165,14 @@ export class Runtime {
     const problems: string[] = [];
     const knownIssuers = new Set(config.issuers.map((i) => i.name));
     if (config.token_endpoint.enabled) knownIssuers.add('self');
-    const rules = RuleSet.compile(config.rules, config.default_action, problems, knownIssuers);
+    const upstreamToken = config.upstream.token;
+    const rules = RuleSet.compile(
+      config.rules,
+      config.default_action,
+      problems,
+      knownIssuers,
+      upstreamToken ? allowedAudiences(upstreamToken, routeTokens(config.rules)) : undefined,
+    );
     const claimMappers = new Map<string, ClaimMapper>();
     config.issuers.forEach((iss, i) =>
       claimMappers.set(

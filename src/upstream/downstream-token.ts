@@ -429,6 +429,21 @@ class Minter implements DownstreamTokenMinter {
   }
 }
 
+/**
+ * What a route's context_extensions `audience` may name: upstream.token.allowed_audiences,
+ * else every audience configured in upstream.token and in the rules' token profiles.
+ */
+export function allowedAudiences(
+  cfg: UpstreamTokenConfig,
+  routes: readonly RouteTokenConfig[],
+): ReadonlySet<string> {
+  if (cfg.allowed_audiences !== undefined) return new Set(cfg.allowed_audiences);
+  const out = new Set(cfg.audiences);
+  for (const route of routes)
+    if (route.token !== false) for (const a of route.token.audiences ?? []) out.add(a);
+  return out;
+}
+
 const QUIET: Pick<Logger, 'info' | 'warn'> = { info: () => undefined, warn: () => undefined };
 
 /**

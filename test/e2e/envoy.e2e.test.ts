@@ -77,6 +77,8 @@ function serviceConfig(downJwksUrl: string): Record<string, unknown> {
         header: 'x-jwt-assertion',
         issuer: 'https://authz.e2e.test',
         audiences: ['backend'],
+        // envoy/envoy.yaml's /orders route asks for orders-service
+        allowed_audiences: ['backend', 'orders-service'],
         ttl_seconds: 120,
         copy_claims: ['scope', 'roles', 'blob'],
       },
@@ -193,6 +195,20 @@ function testRoutes(): any[] {
       match: { path_separated_prefix: '/ctx-blank' },
       route: { cluster: 'backend' },
       typed_per_filter_config: ext({ scopes_all: '' }),
+    },
+    // A route that tries to open what the service's `internal` deny rule closes.
+    {
+      name: 'ctx-open-internal',
+      match: { path_separated_prefix: '/internal/open' },
+      route: { cluster: 'backend' },
+      typed_per_filter_config: ext({ action: 'allow' }),
+    },
+    // A route that asks for an audience outside upstream.token.allowed_audiences.
+    {
+      name: 'ctx-audience',
+      match: { path_separated_prefix: '/ctx-audience' },
+      route: { cluster: 'backend' },
+      typed_per_filter_config: ext({ audience: 'payments-admin' }),
     },
   ];
 }
@@ -430,6 +446,26 @@ describe.skipIf(!envoy)(`Envoy ${envoy?.version ?? ''} → ext_authz → service
         scopes_any: 'orders:read orders:write',
         audience: 'orders-service',
       });
+    });
+
+    it('action: allow on a route the service denies (rule internal) → 403, logged at warn naming the rule', async () => {
+      const before = svc.logs.lines.length;
+      const reply = await get('/internal/open/x', bearer(token({ scope: 'read admin' })));
+      expect(reply.status).toBe(403);
+      expect(JSON.parse(reply.body)).toEqual({ error: 'forbidden' });
+      const warned = svc.logs.lines
+        .slice(before)
+        .filter((l) => /cannot loosen the configured rule/.test(l.msg));
+      expect(warned[0]).toMatchObject({ level: 'warn', rule: 'internal', extension_value: 'allow' });
+    });
+
+    it('audience outside upstream.token.allowed_audiences → 403, logged at error; nothing reaches the upstream', async () => {
+      const before = svc.logs.lines.length;
+      const reply = await get('/ctx-audience/x', bearer(token({ scope: 'read' })));
+      expect(reply.status).toBe(403);
+      expect(JSON.parse(reply.body)).toEqual({ error: 'forbidden' });
+      const errors = svc.logs.lines.slice(before).filter((l) => /allowed_audiences/.test(l.msg));
+      expect(errors[0]).toMatchObject({ level: 'error', audience: 'payments-admin' });
     });
 
     // An empty template variable in envoy.yaml must never unprotect a route.

@@ -160,7 +160,17 @@ export function useAuthzServices(): void {
       { cookie: 'access_token' },
     ];
     [svc, denyDefault, allowDefault, sources, forwarding] = await Promise.all([
-      startTestService(config({ rules: MAIN_RULES, default_action: 'authenticate' })),
+      startTestService(
+        config({
+          rules: MAIN_RULES,
+          default_action: 'authenticate',
+          // what the context_extensions `audience` tests ask for
+          upstream: {
+            ...UPSTREAM,
+            token: { ...UPSTREAM.token, allowed_audiences: ['backend', 'orders-svc', 'svc-a', 'svc-b'] },
+          },
+        }),
+      ),
       startTestService(
         config({ rules: [{ name: 'api', match: { path_prefix: '/api' } }], default_action: 'deny' }),
       ),

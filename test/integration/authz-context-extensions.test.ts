@@ -1,5 +1,6 @@
-// Per-route context_extensions set by Envoy override rules, scopes, issuers and the
-// minted audience (README "Rules, scopes and context_extensions").
+// Per-route context_extensions set by Envoy override rules, tighten scopes, issuers and
+// actions, and set the minted audience (README "Rules, scopes and context_extensions");
+// that they never loosen the service config is authz-extensions-floor.test.ts.
 import { describe, expect, it } from 'vitest';
 import { decodeJwt } from 'jose';
 import {
@@ -25,8 +26,8 @@ describe('context_extensions', () => {
     expect(d.headers_to_remove).toEqual(expect.arrayContaining(INJECTABLE));
   });
 
-  it('action=allow overrides a deny rule', async () => {
-    expectAllow(await svc.check({ path: '/internal/x', context: { action: 'allow' } }));
+  it('action=allow never overrides a deny rule', async () => {
+    expectForbidden(await svc.check({ path: '/internal/x', context: { action: 'allow' } }));
   });
 
   it('action=deny overrides an allow rule', async () => {
@@ -85,31 +86,29 @@ describe('context_extensions', () => {
     expectAllow(await svc.check({ path: '/api/x', token: await corpToken({ scope: 'a c' }), context }));
   });
 
-  it('scopes_any replaces the matched rule’s whole scope requirement', async () => {
-    // /admin requires scopes_all [admin]; the extension replaces it.
-    const d = await svc.check({
-      path: '/admin/x',
-      token: await corpToken(),
-      context: { scopes_any: 'read' },
-    });
-    expectAllow(d);
+  it('scopes_any adds to the matched rule’s scope requirement', async () => {
+    // /admin requires scopes_all [admin]; the extension adds a scopes_any.
+    const context = { scopes_any: 'read' };
     expectInsufficient(
-      await svc.check({
-        path: '/admin/x',
-        token: await corpToken({ scope: 'admin' }),
-        context: { scopes_any: 'read' },
-      }),
-      'read',
+      await svc.check({ path: '/admin/x', token: await corpToken(), context }),
+      'admin read',
+    );
+    expectInsufficient(
+      await svc.check({ path: '/admin/x', token: await corpToken({ scope: 'admin' }), context }),
+      'admin read',
+    );
+    expectAllow(
+      await svc.check({ path: '/admin/x', token: await corpToken({ scope: 'admin read' }), context }),
     );
   });
 
-  it('scopes_all replaces a rule with both scopes_all and scopes_any', async () => {
-    const d = await svc.check({
-      path: '/both',
-      token: await corpToken({ scope: 'z' }),
-      context: { scopes_all: 'z' },
-    });
-    expectAllow(d);
+  it('scopes_all adds to a rule with both scopes_all and scopes_any', async () => {
+    const context = { scopes_all: 'z' };
+    expectInsufficient(
+      await svc.check({ path: '/both', token: await corpToken({ scope: 'z' }), context }),
+      'a z b c',
+    );
+    expectAllow(await svc.check({ path: '/both', token: await corpToken({ scope: 'a z c' }), context }));
   });
 
   it('issuers restricts the accepted issuer names', async () => {
@@ -152,9 +151,20 @@ describe('context_extensions', () => {
     expect(d.reason).toBe('issuer_not_allowed');
   });
 
-  it('issuers overrides the rule’s require.issuers', async () => {
+  it('issuers never widens the rule’s require.issuers', async () => {
+    const d = await svc.check({
+      path: '/partner-only',
+      token: await corpToken(),
+      context: { issuers: 'corp partner' },
+    });
+    expectForbidden(d);
+    expect(d.reason).toBe('issuer_not_allowed');
     expectAllow(
-      await svc.check({ path: '/partner-only', token: await corpToken(), context: { issuers: 'corp' } }),
+      await svc.check({
+        path: '/partner-only',
+        token: await partnerToken(),
+        context: { issuers: 'corp partner' },
+      }),
     );
   });
 
@@ -207,13 +217,12 @@ describe('context_extensions', () => {
     );
   });
 
-  it('rule combined with a scope override', async () => {
-    const d = await svc.check({
-      path: '/x',
-      token: await corpToken(),
-      context: { rule: 'named-admin', scopes_all: 'read' },
-    });
-    expectAllow(d);
+  it('rule combined with a scope that adds to it', async () => {
+    const context = { rule: 'named-admin', scopes_all: 'read' };
+    expectInsufficient(await svc.check({ path: '/x', token: await corpToken(), context }), 'superuser read');
+    expectAllow(
+      await svc.check({ path: '/x', token: await corpToken({ scope: 'read superuser' }), context }),
+    );
   });
 
   it('an unknown key is ignored', async () => {

@@ -42,9 +42,17 @@ describe('minted claims, header handling and reuse', () => {
           ttl_seconds: 300,
           copy_claims: ['scope', 'email', 'realm_access.roles', 'department', 'teams', 'not_present'],
           claims: { department: 'static-dept', env: 'prod', tier: { level: 2 } },
+          allowed_audiences: ['backend', 'orders-svc', 'reports'],
         }),
       ),
-      start(config({ signing, cache: false, audiences: ['backend', 'audit'] })),
+      start(
+        config({
+          signing,
+          cache: false,
+          audiences: ['backend', 'audit'],
+          allowed_audiences: ['backend', 'audit', 'svc-a', 'svc-b'],
+        }),
+      ),
       start(config({ signing, header: 'Authorization' })),
     ]);
     const keySet = createRemoteJWKSet(jwksUrl(svc));

@@ -126,7 +126,7 @@ describe('a blank context_extensions value fails closed', () => {
   });
 
   it('non-blank values still apply (the route is usable when the variable is set)', async () => {
-    const token = await sign({ sub: 'alice', scope: 'read' });
+    const token = await sign({ sub: 'alice', scope: 'admin read' });
     expectAllow(await svc.check({ path: '/admin/x', token, context: { scopes_all: 'read' } }));
   });
 });

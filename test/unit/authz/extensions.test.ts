@@ -11,6 +11,7 @@ describe('context_extensions', () => {
       claims: { department: ['eng'] },
     }),
     rule({ path_prefix: '/public' }, 'allow', 'public'),
+    rule({ path_prefix: '/any' }, 'authenticate', 'any', { scopes_any: ['r', 'w'] }),
   ];
   const { set } = compile(rules);
 
@@ -36,26 +37,55 @@ describe('context_extensions', () => {
     expect(set.resolve(req('/public'), { action: 'permit' }).action).toBe('deny');
   });
 
-  it('scopes_all / scopes_any: together replace the scope requirement', () => {
+  it('scopes_all / scopes_any: only add to the rule’s scope requirement', () => {
     const a = set.resolve(req('/admin'), { scopes_any: 'read  write' });
-    expect(a.requirement.scopesAll).toEqual([]);
+    expect(a.requirement.scopesAll).toEqual(['admin']);
     expect(a.requirement.scopesAny).toEqual(['read', 'write']);
     expect(a.requirement.issuers).toEqual(new Set(['corp-idp']));
     expect(a.requirement.claims).toHaveLength(1);
     const b = set.resolve(req('/admin'), { scopes_all: 'x y' });
-    expect(b.requirement.scopesAll).toEqual(['x', 'y']);
+    expect(b.requirement.scopesAll).toEqual(['admin', 'x', 'y']);
     expect(b.requirement.scopesAny).toEqual([]);
-    const c = set.resolve(req('/admin'), { scopes_all: 'x', scopes_any: 'p q' });
-    expect(c.requirement).toMatchObject({ scopesAll: ['x'], scopesAny: ['p', 'q'] });
+    // over a rule with its own scopes_any: one of each group
+    const c = set.resolve(req('/any'), { scopes_all: 'x', scopes_any: 'p q' });
+    expect(c.requirement).toMatchObject({
+      scopesAll: ['x'],
+      scopesAny: ['r', 'w'],
+      scopesAnyAlso: ['p', 'q'],
+    });
+    expect(evaluateRequirement(c.requirement, principal(['x', 'r']))).toMatchObject({
+      reason: 'insufficient_scope',
+      scope: 'x r w p q',
+    });
+    expect(evaluateRequirement(c.requirement, principal(['x', 'p']))?.reason).toBe('insufficient_scope');
+    expect(evaluateRequirement(c.requirement, principal(['x', 'w', 'q']))).toBeUndefined();
+    // the same group again adds nothing
+    expect(set.resolve(req('/any'), { scopes_any: 'w r' }).requirement.scopesAnyAlso).toBeUndefined();
   });
 
-  it('issuers: replaces the accepted issuers', () => {
+  it('issuers: only narrows the accepted issuers', () => {
     const r = set.resolve(req('/admin'), { issuers: 'self partner' });
-    expect(r.requirement.issuers).toEqual(new Set(['self', 'partner']));
+    expect(r.requirement.issuers).toEqual(new Set());
     expect(r.requirement.scopesAll).toEqual(['admin']);
     expect(
       evaluateRequirement(r.requirement, principal(['admin'], { department: 'eng' }, 'corp-idp'))?.reason,
     ).toBe('issuer_not_allowed');
+    const n = set.resolve(req('/admin'), { issuers: 'corp-idp partner' });
+    expect(n.requirement.issuers).toEqual(new Set(['corp-idp']));
+    expect(set.resolve(req('/nothing'), { issuers: 'a b' }).requirement.issuers).toEqual(new Set(['a', 'b']));
+  });
+
+  it('action: a configured rule is a floor (reported); default_action is replaced', () => {
+    const seen: unknown[][] = [];
+    const report = (...args: unknown[]) => seen.push(args);
+    expect(set.resolve(req('/admin'), { action: 'allow' }, report).action).toBe('authenticate');
+    expect(set.resolve(req('/admin'), { action: 'optional' }, report).action).toBe('authenticate');
+    expect(set.resolve(req('/public'), { action: 'optional' }, report).action).toBe('optional');
+    expect(set.resolve(req('/nothing'), { action: 'allow' }, report).action).toBe('allow');
+    expect(seen).toEqual([
+      ['action', 'loosening', 'admin', 'allow'],
+      ['action', 'loosening', 'admin', 'optional'],
+    ]);
   });
 
   it('audience: sets the downstream audience', () => {
