@@ -279,7 +279,6 @@ async function joseVerdict(token: string): Promise<{ ok: boolean; error?: string
 interface Built {
   readonly token: string;
   readonly recipe: string[];
-  readonly profile: Profile;
 }
 
 const b64u = (b: Buffer): string => b.toString('base64url');
@@ -819,7 +818,7 @@ function buildToken(n: number): Built {
   }
   const finished: Finished = { segs: [segs[0]!, segs[1]!, b64u(sig)], before: '', after: '' };
   for (const edit of m.postSign) edit(finished);
-  return { token: `${finished.before}${finished.segs.join('.')}${finished.after}`, recipe, profile: p };
+  return { token: `${finished.before}${finished.segs.join('.')}${finished.after}`, recipe };
 }
 
 // ------------------------------------------------------------------ stricter by design
