@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { constants, createHmac, timingSafeEqual, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import { deny, type Deny } from '../core/decision.js';
 import { isPlainObject } from '../core/objects.js';
@@ -24,6 +25,9 @@ function decodeSegment(seg: string): Buffer | undefined {
 }
 
 function parseJsonObject(bytes: Buffer): Record<string, unknown> | undefined {
+  // JSON text is UTF-8: invalid sequences are refused, not replaced with U+FFFD (which
+  // would let different signed bytes read as the same claims).
+  if (!isUtf8(bytes)) return undefined;
   let value: unknown;
   try {
     value = JSON.parse(bytes.toString('utf8'));
@@ -59,9 +63,9 @@ export function parseCompactJws(token: string, maxBytes: number): ParsedJws | De
     return deny('token_malformed', 'the token is not valid base64url (no padding or whitespace allowed)');
   }
   const header = parseJsonObject(h);
-  if (!header) return deny('token_malformed', 'the token header is not a JSON object');
+  if (!header) return deny('token_malformed', 'the token header is not a UTF-8 JSON object');
   const payload = parseJsonObject(p);
-  if (!payload) return deny('token_malformed', 'the token payload is not a JSON object');
+  if (!payload) return deny('token_malformed', 'the token payload is not a UTF-8 JSON object');
   return { header, payload, signingInput: token.slice(0, d2), signature: s };
 }
 

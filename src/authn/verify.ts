@@ -164,7 +164,8 @@ function selectCandidates(
   alg: string,
   nowMs: number,
 ): Candidates {
-  const kid = header.kid as string | undefined;
+  // A secret_file key has no kid: whatever kid the token names, the secret is the candidate.
+  const kid = set.ignoresKid ? undefined : (header.kid as string | undefined);
   let pool: readonly VerificationKey[] | undefined;
   if (kid !== undefined) pool = set.byKid.get(kid);
   if (!pool || pool.length === 0) {

@@ -38,6 +38,6 @@ export class SecretKeySource extends SingleFileKeySource {
     // createSecretKey copies the bytes into the KeyObject; wipe the buffer we read.
     const key = createSecretKey(secret);
     bytes.fill(0);
-    return makeKeySet([Object.freeze({ kty: 'oct' as const, key })]);
+    return Object.freeze({ ...makeKeySet([Object.freeze({ kty: 'oct' as const, key })]), ignoresKid: true });
   }
 }

@@ -32,6 +32,11 @@ export interface KeySet {
   readonly byX5t: ReadonlyMap<string, VerificationKey>;
   /** Truststore default_alias: used when a token has neither kid nor thumbprint. */
   readonly defaultKey?: VerificationKey;
+  /**
+   * secret_file: the one secret has no kid and checks every token of the issuer, so a kid
+   * in the token selects nothing (it cannot name another key).
+   */
+  readonly ignoresKid?: boolean;
 }
 
 /**

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { parseCompactJws, verifySignature } from '../../../src/authn/jws.js';
 import type { KeySet, KeySource, VerificationKey } from '../../../src/authn/keys/types.js';
 import { verifyJwt, type CompiledIssuer } from '../../../src/authn/verify.js';
+import { forgeToken } from '../../helpers/tokens.js';
 
 // Published vectors (RFC 7515 appendix A, RFC 8037): tokens we did not mint.
 const vectors = JSON.parse(
@@ -151,6 +152,50 @@ describe('strict compact syntax', () => {
     );
     const parsed = parseCompactJws(variant, 16384);
     expect('kind' in parsed ? parsed.reason : 'parsed').toBe('token_malformed');
+  });
+  describe('header and payload must be valid UTF-8 (jose refuses them too)', () => {
+    const secret = Buffer.alloc(32, 9);
+    const iss = issuer([{ kty: 'oct', key: createSecretKey(secret) }], ['HS256']);
+    const json = (o: object, insert: number[] = []): Buffer => {
+      const text = JSON.stringify(o);
+      const at = text.indexOf('XX') + 1;
+      return Buffer.concat([
+        Buffer.from(text.slice(0, at)),
+        Buffer.from(insert),
+        Buffer.from(text.slice(at)),
+      ]);
+    };
+    const claims = { iss: 'joe', exp: AT + 60, name: 'XX' };
+    const token = (header: Buffer, payload: Buffer) =>
+      forgeToken({ header: { raw: header }, payload: { raw: payload }, key: secret, signAlg: 'HS256' });
+    const header = json({ alg: 'HS256', typ: 'XX' });
+
+    it('accepts well-formed multi-byte UTF-8', async () => {
+      const ok = token(header, json(claims, [0xc3, 0xab, 0xf0, 0x9f, 0x9a, 0x80]));
+      const res = await verifyJwt(ok, lookup(iss), { now: AT });
+      expect(res.ok ? res.claims.name : res.deny.reason).toBe('Xë🚀X');
+    });
+
+    const invalid: [string, number[]][] = [
+      ['a lone 0xff byte', [0xff]],
+      ['an overlong "/" (c0 af)', [0xc0, 0xaf]],
+      ['an encoded surrogate (ed a0 80)', [0xed, 0xa0, 0x80]],
+      ['a truncated sequence (e2 82)', [0xe2, 0x82]],
+    ];
+    for (const [name, bytes] of invalid) {
+      it(`refuses ${name} in a signed payload string, and in the header`, async () => {
+        const inPayload = await verifyJwt(token(header, json(claims, bytes)), lookup(iss), { now: AT });
+        expect(inPayload.ok ? 'accepted' : inPayload.deny.reason).toBe('token_malformed');
+        const inHeader = await verifyJwt(
+          token(json({ alg: 'HS256', typ: 'XX' }, bytes), json(claims)),
+          lookup(iss),
+          {
+            now: AT,
+          },
+        );
+        expect(inHeader.ok ? 'accepted' : inHeader.deny.reason).toBe('token_malformed');
+      });
+    }
   });
   it('refuses tokens above max_token_bytes', () => {
     const parsed = parseCompactJws(vectors.rfc7515_A2_RS256.token, 100);

@@ -3,7 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SecretKeySource, stripOneTrailingNewline } from '../../../../src/authn/keys/secret.js';
+import { verifyJwt, type CompiledIssuer } from '../../../../src/authn/verify.js';
 import { captureLogger } from '../../../helpers/logger.js';
+import { forgeToken, standardClaims } from '../../../helpers/tokens.js';
 
 const SECRET = '0123456789abcdef0123456789abcdef'; // 32 bytes
 
@@ -132,5 +134,34 @@ describe('secret_file: removing the secret removes trust', () => {
       msg: 'key reload failed; keeping the previous keys',
     });
     expect(log.text()).not.toContain(SECRET.slice(0, 10));
+  });
+});
+
+describe('secret_file: verification', () => {
+  it('checks every HS* token of the issuer against the secret, whatever kid the token names', async () => {
+    const { src } = await load(SECRET);
+    const issuer: CompiledIssuer = {
+      name: 'hmac',
+      issuer: 'https://hmac.example',
+      audiences: 'any',
+      algorithms: new Set(['HS256', 'HS384']),
+      keySource: src,
+      clockSkewSeconds: 0,
+      requiredClaims: ['iss', 'exp'],
+      maxLifetimeSeconds: 3600,
+    };
+    const verdict = async (header: Record<string, unknown>, key: string = SECRET) => {
+      const token = forgeToken({ header, payload: standardClaims(issuer.issuer, 'api'), key });
+      const res = await verifyJwt(token, (iss) => (iss === issuer.issuer ? issuer : undefined));
+      return res.ok ? 'accepted' : res.deny.reason;
+    };
+    expect(await verdict({ alg: 'HS256' })).toBe('accepted');
+    // The secret has no kid, so a kid in the token cannot name another key.
+    expect(await verdict({ alg: 'HS256', kid: 'hs-2024' })).toBe('accepted');
+    expect(await verdict({ alg: 'HS256', kid: 'any-name' })).toBe('accepted');
+    // HS384 needs a 48-byte secret (this one has 32): no candidate, whatever the kid.
+    expect(await verdict({ alg: 'HS384', kid: 'hs-2024' })).toBe('key_not_found');
+    expect(await verdict({ alg: 'HS256', kid: 'hs-2024' }, `${SECRET}!`)).toBe('signature_invalid');
+    expect(await verdict({ alg: 'HS256', kid: 42 })).toBe('header_invalid');
   });
 });
