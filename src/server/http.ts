@@ -135,6 +135,8 @@ export function createHttpServer(deps: HttpServerDeps): FastifyInstance {
             ...(tls.ca ? { ca: tls.ca } : {}),
             requestCert: tls.requestCert,
             rejectUnauthorized: tls.rejectUnauthorized,
+            // The header deadline starts after the handshake; a trickled handshake gets the same bound.
+            handshakeTimeout: deps.headersTimeoutMs ?? HTTP_HEADERS_TIMEOUT_MS,
           },
         }
       : {}),

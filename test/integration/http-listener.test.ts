@@ -2,9 +2,12 @@
 // and bodies must be complete in time, connections are capped (per client too), health
 // probes keep a way in, and a discovery document built from the request's Host is never
 // cached for others.
+import { readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { connect, type Socket } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { connect as tlsConnect } from 'node:tls';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Service, type ServiceOptions } from '../../src/server/app.js';
 import { loadConfigObject } from '../../src/config/load.js';
 import { ConfigError } from '../../src/core/errors.js';
@@ -12,6 +15,7 @@ import { Metrics } from '../../src/observability/metrics.js';
 import { HTTP_PROBE_HEADROOM } from '../../src/server/http.js';
 import { startTestService, type TestService } from '../helpers/harness.js';
 import { captureLogger } from '../helpers/logger.js';
+import { createTestPki, type TestPki } from '../helpers/tls.js';
 
 const running: { close(): Promise<void> }[] = [];
 const sockets: Socket[] = [];
@@ -345,6 +349,83 @@ describe('HTTP listener limits', () => {
       expect(ok.config.server[key as 'http_max_connections']).toBe(5);
     });
   }
+});
+
+describe('HTTPS listener: the same limits', () => {
+  let pki: TestPki;
+  let tls: { cert_file: string; key_file: string };
+  beforeAll(() => {
+    pki = createTestPki();
+    const srv = pki.issue('srv-http');
+    tls = { cert_file: srv.cert, key_file: srv.key };
+  });
+  afterAll(() => pki.cleanup());
+
+  const get = (port: number, path: string) =>
+    new Promise<{ status: number; connection?: string }>((resolve, reject) => {
+      const req = httpsRequest(
+        {
+          host: '127.0.0.1',
+          servername: 'localhost',
+          port,
+          path,
+          agent: false,
+          ca: readFileSync(pki.caCert),
+        },
+        (res) => {
+          res.resume();
+          res.once('end', () => resolve({ status: res.statusCode ?? 0, connection: res.headers.connection }));
+        },
+      );
+      req.once('error', reject);
+      req.end();
+    });
+
+  it('the per-client cap and the probe headroom work on TLS connections', async () => {
+    const service = await start({
+      server: { http_tls: tls, http_max_connections: 2, http_max_connections_per_client: 2 },
+    });
+    const port = service.httpPort;
+    // TLS over a TCP connection from `from` (tls.connect takes no local address of its own)
+    const handshake = async (from: string) => {
+      const raw = await open(port, from);
+      return new Promise<Socket>((resolve, reject) => {
+        const s = tlsConnect({ socket: raw, servername: 'localhost', ca: readFileSync(pki.caCert) }, () =>
+          resolve(s),
+        );
+        sockets.push(s);
+        s.once('error', reject);
+      });
+    };
+    const held = [await handshake('127.0.0.2'), await handshake('127.0.0.2')];
+    await sleep(100); // real time: the listener must have counted both
+    // a third from the same client is refused (reset during the handshake, or closed just after)
+    const third = await handshake('127.0.0.2').then(
+      (s) => stillOpen(s, 300),
+      () => false,
+    );
+    expect(third).toBe(false);
+    for (const s of held) expect(await stillOpen(s)).toBe(true);
+    // every ordinary slot is taken: probes still answer, on a connection that then closes
+    expect(await get(port, '/healthz')).toEqual({ status: 200, connection: 'close' });
+    expect(await get(port, '/readyz')).toMatchObject({ status: 200, connection: 'close' });
+    expect(await get(port, '/metrics')).toMatchObject({ status: 503 });
+  });
+
+  it('a TLS handshake trickled byte by byte is dropped at the headers timeout', async () => {
+    const timeoutMs = 1_500;
+    const service = await start({ server: { http_tls: tls } }, { httpHeadersTimeoutMs: timeoutMs });
+    const s = await open(service.httpPort);
+    const t0 = Date.now();
+    s.write(Buffer.from([0x16, 0x03, 0x01, 0x40, 0x00])); // a handshake record of 16 KiB, announced
+    const trickle = setInterval(() => s.writable && s.write(Buffer.from([0x01])), 200);
+    try {
+      const ms = await closedAfter(s, t0, timeoutMs + 2_000);
+      expect(ms).toBeGreaterThanOrEqual(timeoutMs - 50);
+    } finally {
+      clearInterval(trickle);
+    }
+  });
 });
 
 describe('/.well-known/openid-configuration cache policy', () => {
