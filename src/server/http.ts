@@ -70,15 +70,22 @@ const connectionKey = (socket: Socket) => `${socket.remoteAddress ?? ''}|${socke
  * the global cap is kept for a probe only (see HTTP_PROBE_HEADROOM). Limits are read on
  * every connection, so a reload applies them at once.
  */
-function guardConnections(server: NetServer, limits: () => ConnectionLimits): (socket: Socket) => boolean {
+function guardConnections(
+  server: NetServer,
+  limits: () => ConnectionLimits,
+  refused: (reason: 'client_connections' | 'connections') => void,
+): (socket: Socket) => boolean {
   let open = 0;
   const byClient = new Map<string, number>();
   const probeOnly = new Set<string>();
+  // Node closed a connection beyond maxConnections before handing it over.
+  server.on('drop', () => refused('connections'));
   server.on('connection', (socket: Socket) => {
     const { max, perClient } = limits();
     const client = clientOf(socket);
     const mine = byClient.get(client) ?? 0;
     if (mine >= perClient || open >= httpConnectionCeiling(max)) {
+      refused(mine >= perClient ? 'client_connections' : 'connections');
       socket.destroy();
       return;
     }
@@ -108,7 +115,8 @@ const hasBody = (h: IncomingHttpHeaders) =>
   h['transfer-encoding'] !== undefined || (h['content-length'] !== undefined && h['content-length'] !== '0');
 
 /** The body did not arrive in time: 408 when no answer has started, and the connection is closed either way. */
-function bodyTimedOut(reply: FastifyReply): void {
+function bodyTimedOut(reply: FastifyReply, metrics: Metrics): void {
+  metrics.httpRefusedTotal.inc({ reason: 'body_timeout' });
   const socket = reply.request.raw.socket;
   const res = reply.raw;
   if (res.headersSent || reply.sent) {
@@ -156,10 +164,14 @@ export function createHttpServer(deps: HttpServerDeps): FastifyInstance {
   // Per process (each worker has its own counts). Beyond the cap plus the probe headroom,
   // Node closes connections as they arrive; the guard does the rest.
   app.server.maxConnections = httpConnectionCeiling(deps.runtime().config.server.http_max_connections);
-  const isProbeOnly = guardConnections(app.server, () => {
-    const server = deps.runtime().config.server;
-    return { max: server.http_max_connections, perClient: server.http_max_connections_per_client };
-  });
+  const isProbeOnly = guardConnections(
+    app.server,
+    () => {
+      const server = deps.runtime().config.server;
+      return { max: server.http_max_connections, perClient: server.http_max_connections_per_client };
+    },
+    (reason) => deps.metrics.httpRefusedTotal.inc({ reason }),
+  );
   const bodyTimeoutMs = deps.bodyTimeoutMs ?? HTTP_BODY_TIMEOUT_MS;
 
   app.addHook('onRequest', (req, reply, done) => {
@@ -169,12 +181,13 @@ export function createHttpServer(deps: HttpServerDeps): FastifyInstance {
       const q = raw.url?.indexOf('?') ?? -1;
       const path = q < 0 ? raw.url : raw.url?.slice(0, q);
       if (!((raw.method === 'GET' || raw.method === 'HEAD') && PROBE_PATHS.has(path ?? ''))) {
+        deps.metrics.httpRefusedTotal.inc({ reason: 'probe_only' });
         void reply.code(503).send({ error: 'temporarily_unavailable' });
         return;
       }
     }
     if (!raw.complete && hasBody(raw.headers)) {
-      const timer = setTimeout(bodyTimedOut, bodyTimeoutMs, reply);
+      const timer = setTimeout(bodyTimedOut, bodyTimeoutMs, reply, deps.metrics);
       const stop = () => clearTimeout(timer);
       raw.once('end', stop);
       raw.once('close', stop);

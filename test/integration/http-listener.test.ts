@@ -129,6 +129,12 @@ function closedAfter(s: Socket, since: number, limitMs: number): Promise<number>
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** authz_http_refused_total by reason. */
+async function refusals(metrics: Metrics): Promise<Record<string, number>> {
+  const text = await metrics.registry.getSingleMetricAsString('authz_http_refused_total');
+  return Object.fromEntries([...text.matchAll(/reason="(\w+)"\} (\d+)/g)].map((m) => [m[1]!, Number(m[2])]));
+}
+
 describe('HTTP listener limits', () => {
   it('by default: headers within 10 s, a body 10 s later, checked every second, 1024 connections plus probe headroom', async () => {
     const service = await start();
@@ -178,8 +184,9 @@ describe('HTTP listener limits', () => {
     expect(Buffer.concat(data).toString()).toMatch(/^HTTP\/1\.1 200 /);
   });
 
-  it('server.http_max_connections: 2 keeps a third concurrent connection for probes only; a freed slot is usable again', async () => {
-    const service = await start({ server: { http_max_connections: 2 } });
+  it('server.http_max_connections: 2 keeps a third connection for probes only, closes those beyond the headroom on arrival; a freed slot is usable again', async () => {
+    const metrics = new Metrics({ processMetrics: false });
+    const service = await start({ server: { http_max_connections: 2 } }, { metrics });
     const port = service.httpPort;
     const first = await open(port);
     await open(port);
@@ -191,6 +198,14 @@ describe('HTTP listener limits', () => {
     third.write('GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
     await closedAfter(third, Date.now(), 2_000);
     expect(Buffer.concat(got).toString()).toMatch(/^HTTP\/1\.1 503 .*\r\nconnection: close\r\n/is);
+    expect(await refusals(metrics)).toEqual({ probe_only: 1 });
+    // cap + headroom open: the next connection is not even handed over
+    const headroom = await Promise.all(Array.from({ length: HTTP_PROBE_HEADROOM }, () => open(port)));
+    await sleep(100); // real time: the listener must have accepted them
+    const beyond = await open(port);
+    expect(await stillOpen(beyond, 300)).toBe(false);
+    expect(await refusals(metrics)).toMatchObject({ connections: 1 });
+    for (const s of headroom) s.destroy();
 
     first.destroy();
     await sleep(200); // real time: the real listener must see the freed socket close
@@ -219,7 +234,8 @@ describe('HTTP listener limits', () => {
   });
 
   it('server.http_max_connections_per_client: 3 closes a fourth connection from that client, not from others', async () => {
-    const service = await start({ server: { http_max_connections_per_client: 3 } });
+    const metrics = new Metrics({ processMetrics: false });
+    const service = await start({ server: { http_max_connections_per_client: 3 } }, { metrics });
     const port = service.httpPort;
     const mine = await Promise.all([1, 2, 3].map(() => open(port, '127.0.0.2')));
     await sleep(100); // real time: the real listener must have accepted them
@@ -230,6 +246,7 @@ describe('HTTP listener limits', () => {
     await closedAfter(fourth, Date.now(), 2_000);
     expect(Buffer.concat(got).length).toBe(0);
     for (const s of mine) expect(await stillOpen(s)).toBe(true);
+    expect(await refusals(metrics)).toEqual({ client_connections: 1 });
     // another client (127.0.0.1) is not affected: an ordinary request is served
     await expectAnswer(port, '/metrics', 200, 3_000);
     // a slot the client frees is its own again
@@ -291,7 +308,8 @@ describe('HTTP listener limits', () => {
 
   it('a request body that does not arrive in full within the body timeout gets 408 and the connection is closed', async () => {
     const bodyMs = 1_500;
-    const service = await start(WITH_TOKEN_ENDPOINT, { httpBodyTimeoutMs: bodyMs });
+    const metrics = new Metrics({ processMetrics: false });
+    const service = await start(WITH_TOKEN_ENDPOINT, { httpBodyTimeoutMs: bodyMs, metrics });
     for (const [length, status] of [
       [1_000, 408], // a body the endpoint would read: no answer yet, so 408
       [100_000, 413], // too large: answered at once, but the trickle must not hold the connection
@@ -311,6 +329,7 @@ describe('HTTP listener limits', () => {
       }
       expect(Buffer.concat(got).toString()).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
     }
+    expect(await refusals(metrics)).toEqual({ body_timeout: 2 });
   });
 
   it('a body that arrives in time is read and answered as usual', async () => {
