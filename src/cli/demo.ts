@@ -9,6 +9,8 @@ import { ecCurveByAlg } from '../crypto/algorithms.js';
 
 export const DEMO_ISSUER = 'https://demo-idp.envoy-jwt-authz.local';
 export const DEMO_AUDIENCE = 'demo-api';
+export const DEMO_GRPC_ADDRESS = '127.0.0.1:9001';
+export const DEMO_HTTP_ADDRESS = '127.0.0.1:9002';
 
 /** Demo mode: an in-memory issuer with a fresh ES256 key, its config, and one ready token. */
 export async function demoSetup(): Promise<{ config: Record<string, unknown>; token: string }> {
@@ -31,6 +33,9 @@ export async function demoSetup(): Promise<{ config: Record<string, unknown>; to
     exp: now + 3600,
   });
   const config = {
+    // Loopback only: the demo trusts a key whose token it just printed for anyone to copy.
+    // AUTHZ_GRPC_ADDRESS / AUTHZ_HTTP_ADDRESS still override these, on purpose.
+    server: { grpc_address: DEMO_GRPC_ADDRESS, http_address: DEMO_HTTP_ADDRESS },
     issuers: [
       {
         name: 'demo',

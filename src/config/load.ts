@@ -65,6 +65,11 @@ function schema() {
         format: 'nat',
         default: 1024,
       },
+      http_max_connections_per_client: {
+        doc: 'concurrent HTTP connections one client address may hold (per process)',
+        format: 'nat',
+        default: 64,
+      },
       workers: { doc: 'processes serving checks (node:cluster); 1 = no cluster', format: 'int', default: 1 },
       grpc_max_message_bytes: {
         doc: 'largest CheckRequest accepted (bytes); larger ones get RESOURCE_EXHAUSTED',
@@ -201,11 +206,8 @@ function crossCheck(config: AppConfig, problems: Problems): void {
     problems.push(
       `server.grpc_max_message_bytes: must be at least 1024, got ${config.server.grpc_max_message_bytes}`,
     );
-  if (config.server.http_max_connections < 1) {
-    problems.push(
-      `server.http_max_connections: must be at least 1, got ${config.server.http_max_connections}`,
-    );
-  }
+  for (const key of ['http_max_connections', 'http_max_connections_per_client'] as const)
+    if (config.server[key] < 1) problems.push(`server.${key}: must be at least 1, got ${config.server[key]}`);
   const names = new Set<string>();
   const issuerUrls = new Set<string>();
   config.issuers.forEach((iss: IssuerConfig, i) => {

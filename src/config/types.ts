@@ -217,6 +217,8 @@ export interface AppConfig {
     shutdown_grace_seconds: number;
     /** Concurrent HTTP connections per process; more are closed on arrival. */
     http_max_connections: number;
+    /** Concurrent HTTP connections one client address may hold per process; more are closed on arrival. */
+    http_max_connections_per_client: number;
     workers: number;
     /** Largest CheckRequest message accepted (bytes). */
     grpc_max_message_bytes: number;

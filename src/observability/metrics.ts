@@ -66,6 +66,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly httpRefusedTotal = new Counter({
+    name: 'authz_http_refused_total',
+    help: 'HTTP listener refusals by reason (client_connections, connections, probe_only, body_timeout)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
   readonly logSuppressedTotal = new Counter({
     name: 'authz_log_suppressed_total',
     help: 'Per-decision log lines not written (beyond log.denials_per_second), by reason',

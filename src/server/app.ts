@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { LoadedConfig } from '../config/types.js';
 import { CheckService } from '../envoy/service.js';
 import { startGrpcServer, type GrpcServerHandle } from '../envoy/transport.js';
-import { createHttpServer, splitAddress } from './http.js';
+import { createHttpServer, httpConnectionCeiling, splitAddress } from './http.js';
 import type { Logger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
 import { Runtime } from './runtime.js';
@@ -30,6 +30,8 @@ export interface ServiceOptions {
   readonly httpAddress?: string;
   /** Time a client has to send its HTTP request headers (ms; default 10 s); tests shorten it. */
   readonly httpHeadersTimeoutMs?: number;
+  /** Time a client has, after its headers, to send its HTTP request body (ms; default 10 s); tests shorten it. */
+  readonly httpBodyTimeoutMs?: number;
 }
 
 /** A running service: gRPC Check + health, HTTP admin/OAuth, reload and drain. */
@@ -115,6 +117,7 @@ export class Service {
         logger,
         accepting: () => service?.accepting ?? true,
         ...(opts.httpHeadersTimeoutMs !== undefined ? { headersTimeoutMs: opts.httpHeadersTimeoutMs } : {}),
+        ...(opts.httpBodyTimeoutMs !== undefined ? { bodyTimeoutMs: opts.httpBodyTimeoutMs } : {}),
       });
       const { host, port } = splitAddress(opts.httpAddress ?? loaded.config.server.http_address);
       await http.listen({ host, port });
@@ -173,7 +176,8 @@ export class Service {
       await fresh.start();
       const old = this.runtime;
       this.runtime = fresh;
-      this.http.server.maxConnections = fresh.config.server.http_max_connections;
+      // The per-client cap is read on every connection; Node's ceiling is set here.
+      this.http.server.maxConnections = httpConnectionCeiling(fresh.config.server.http_max_connections);
       logger.info({ issuers: fresh.issuerStatus() }, 'configuration reloaded');
       // Checks already running on the old graph finish with it; close it once they are done
       // (what the new graph took over stays open).

@@ -9,7 +9,9 @@ import { join } from 'node:path';
 import YAML from 'yaml';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import {
+  ENVOY_DOCS,
   ENVOY_VERSION,
+  envoyFragments,
   findEnvoy,
   REPO_ROOT,
   envoyOrSkip,
@@ -49,30 +51,6 @@ async function expectValid(doc: unknown): Promise<void> {
 // The docs show pieces of envoy.yaml (a filter, routes, a cluster, access-log fields, an
 // Istio EnvoyFilter patch). Each is put into the shipped bootstrap where it belongs and
 // the result must validate, so a fragment Envoy would reject cannot stay in the docs.
-
-interface Fragment {
-  file: string;
-  line: number;
-  text: string;
-}
-
-function envoyFragments(file: string): Fragment[] {
-  const markdown = readFileSync(join(REPO_ROOT, file), 'utf8');
-  const out: Fragment[] = [];
-  // fenced blocks, also indented ones inside list items
-  const re = /^( *)```ya?ml\n([\s\S]*?)^\1```/gm;
-  for (let m = re.exec(markdown); m; m = re.exec(markdown)) {
-    const indent = m[1]!.length;
-    const text = m[2]!
-      .split('\n')
-      .map((l) => l.slice(indent))
-      .join('\n');
-    if (/type\.googleapis\.com\/envoy\.|%DYNAMIC_METADATA/.test(text)) {
-      out.push({ file, line: markdown.slice(0, m.index).split('\n').length, text });
-    }
-  }
-  return out;
-}
 
 function hcmOf(doc: any): any {
   return doc.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
@@ -198,9 +176,7 @@ describe.skipIf(!envoy)('Envoy accepts the configs in the repo', () => {
     expect(result.output).toMatch(/NOT_A_POLICY/);
   });
 
-  const fragments = ['README.md', 'docs/deploy.md', 'envoy/README.md', 'docs/token-endpoint.md'].flatMap(
-    envoyFragments,
-  );
+  const fragments = ENVOY_DOCS.flatMap(envoyFragments);
 
   it('the docs hold Envoy fragments to check (README route, deploy.md filter/routes/cluster/log/EnvoyFilter)', () => {
     expect(fragments.filter((f) => f.file === 'docs/deploy.md').length).toBeGreaterThanOrEqual(6);

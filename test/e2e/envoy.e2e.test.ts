@@ -552,19 +552,25 @@ describe.skipIf(!envoy)(`Envoy ${envoy?.version ?? ''} → ext_authz → service
     });
   });
 
+  /** Envoy's access-log entry for the request tagged with x-test-id (undefined if none appears within 2 s). */
+  const logEntry = async (id: string): Promise<any> => {
+    let entry: any;
+    for (let i = 0; i < 100 && !entry; i++) {
+      if (existsSync(accessLog))
+        entry = readFileSync(accessLog, 'utf8')
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l))
+          .find((e) => e.test_id === id);
+      if (!entry) await new Promise((r) => setTimeout(r, 20)); // real polling: Envoy writes its access log asynchronously
+    }
+    return entry;
+  };
+
   describe('dynamic_metadata in Envoy’s access log', () => {
     it('sub, scope and issuer from the CheckResponse are logged by Envoy', async () => {
       await get('/api/items', { ...bearer(token({ scope: 'read' }, { sub: 'dora' })), 'x-test-id': 'log-1' });
-      let entry: any;
-      for (let i = 0; i < 100 && !entry; i++) {
-        if (existsSync(accessLog))
-          entry = readFileSync(accessLog, 'utf8')
-            .split('\n')
-            .filter(Boolean)
-            .map((l) => JSON.parse(l))
-            .find((e) => e.test_id === 'log-1');
-        if (!entry) await new Promise((r) => setTimeout(r, 20)); // real polling: Envoy writes its access log asynchronously
-      }
+      const entry = await logEntry('log-1');
       expect(entry).toMatchObject({
         authz_sub: 'dora',
         authz_scope: 'read',
@@ -572,6 +578,38 @@ describe.skipIf(!envoy)(`Envoy ${envoy?.version ?? ''} → ext_authz → service
         status: 200,
       });
       expect(entry.authz).toMatchObject({ sub: 'dora' });
+    });
+  });
+
+  describe('no token in Envoy’s access log file', () => {
+    it('a token in ?access_token=… (allowed or denied), in Authorization or in a cookie never reaches the log', async () => {
+      const allowed = token({ scope: 'read' }, { sub: 'query-allowed' });
+      const denied = token({ scope: 'none' }, { sub: 'query-denied' }); // 403: Envoy forwards nothing, the path is untouched
+      const header = token({ scope: 'read' }, { sub: 'header' });
+      const cookie = token({ scope: 'read' }, { sub: 'cookie' });
+      const sent: Array<[string, string, Record<string, string>, number]> = [
+        ['q-allow', `/api/items?page=2&access_token=${allowed}`, {}, 200],
+        ['q-deny', `/api/items?access_token=${denied}&page=2`, {}, 403],
+        ['q-bad', '/api/items?access_token=not.a.valid-token', {}, 401],
+        ['h-allow', '/api/items?page=2', bearer(header), 200],
+        ['c-allow', '/api/items', { cookie: `access_token=${cookie}` }, 200],
+      ];
+      for (const [id, path, headers, status] of sent) {
+        const reply = await get(path, { ...headers, 'x-test-id': id });
+        expect(reply.status, id).toBe(status);
+      }
+      const entries: any[] = [];
+      for (const [id] of sent) entries.push(await logEntry(id));
+      const log = readFileSync(accessLog, 'utf8');
+      for (const jwt of [allowed, denied, header, cookie]) {
+        expect(log.includes(jwt.split('.')[2]!), 'a token (its signature) in the access log').toBe(false);
+      }
+      expect(log).not.toContain('not.a.valid-token');
+      expect(log).not.toMatch(/access_token/);
+      sent.forEach(([id], i) => {
+        expect(entries[i], id).toBeDefined();
+        expect(entries[i].path, id).toBe('/api/items'); // the path, never its query
+      });
     });
   });
 

@@ -470,3 +470,111 @@ export async function startEnvoy(
 
 /** The shipped front-proxy config, as users get it. */
 export const shippedEnvoyYaml = (): string => readFileSync(join(REPO_ROOT, 'envoy', 'envoy.yaml'), 'utf8');
+
+// --- Envoy configs in the docs, and what their access logs write -----------------
+
+/** The Markdown files that show Envoy configuration (configs.e2e validates each fragment). */
+export const ENVOY_DOCS = ['README.md', 'docs/deploy.md', 'envoy/README.md', 'docs/token-endpoint.md'];
+
+export interface Fragment {
+  file: string;
+  line: number;
+  text: string;
+}
+
+/** One command operator of an Envoy format string: `%NAME%`, `%NAME(ARG)%`, `%NAME(ARG):N%`. */
+const FORMAT_OPERATOR = /%([A-Z][A-Z0-9_]*)(?:\(([^)%\n]*)\))?(?::\d+)?%/g;
+
+/** The fenced YAML blocks of a Markdown file (relative to the repo) that hold Envoy configuration or format strings. */
+export function envoyFragments(file: string): Fragment[] {
+  const markdown = readFileSync(join(REPO_ROOT, file), 'utf8');
+  const out: Fragment[] = [];
+  // fenced blocks, also indented ones inside list items
+  const re = /^( *)```ya?ml\n([\s\S]*?)^\1```/gm;
+  for (let m = re.exec(markdown); m; m = re.exec(markdown)) {
+    const indent = m[1]!.length;
+    const text = m[2]!
+      .split('\n')
+      .map((l) => l.slice(indent))
+      .join('\n');
+    if (/type\.googleapis\.com\/envoy\./.test(text) || new RegExp(FORMAT_OPERATOR.source).test(text)) {
+      out.push({ file, line: markdown.slice(0, m.index).split('\n').length, text });
+    }
+  }
+  return out;
+}
+
+/** Request headers that carry credentials: an access log must never write them. */
+export const CREDENTIAL_HEADERS = [
+  'authorization',
+  'proxy-authorization',
+  'cookie',
+  'dpop',
+  'x-jwt-assertion', // the downstream token this service mints (upstream.token.header's default)
+];
+const RESPONSE_CREDENTIAL_HEADERS = ['set-cookie'];
+/** Headers whose value is the request path with its query string. */
+const PATH_WITH_QUERY = [':path', 'x-envoy-original-path'];
+
+/**
+ * What is wrong with one access-log format string: each operator that would write the
+ * query string (where tokens can travel, `?access_token=…`) or a credential header.
+ */
+export function accessLogFormatProblems(format: string): string[] {
+  const problems: string[] = [];
+  for (const m of format.matchAll(FORMAT_OPERATOR)) {
+    const [op, name, arg = ''] = m as unknown as [string, string, string | undefined];
+    const headers = arg
+      .split('?')
+      .map((h) => h.trim().toLowerCase())
+      .filter(Boolean);
+    const credential = (list: string[]) => headers.filter((h) => list.includes(h));
+    if (name === 'REQ' || name === 'REQ_WITHOUT_QUERY' || name === 'REQUEST_HEADER') {
+      if (name !== 'REQ_WITHOUT_QUERY' && headers.some((h) => PATH_WITH_QUERY.includes(h)))
+        problems.push(`${op} logs the query string (use %REQ_WITHOUT_QUERY(...)%)`);
+      for (const h of credential(CREDENTIAL_HEADERS)) problems.push(`${op} logs the credential header ${h}`);
+    } else if (name === 'RESP' || name === 'TRAILER' || name === 'RESPONSE_HEADER') {
+      for (const h of credential(RESPONSE_CREDENTIAL_HEADERS))
+        problems.push(`${op} logs the credential header ${h}`);
+    } else if (name === 'PATH') {
+      // PATH(X:Y): X is WQ (with query, the default) or NQ (no query)
+      if ((arg.split(':')[0]?.trim().toUpperCase() || 'WQ') !== 'NQ')
+        problems.push(`${op} logs the query string (use %PATH(NQ)%)`);
+    } else if (name === 'QUERY_PARAM') {
+      problems.push(`${op} logs a query parameter (tokens travel there)`);
+    } else if (name === 'CEL') {
+      if (/\brequest\.(path|query)\b/.test(arg)) problems.push(`${op} logs the query string`);
+      const named = [...arg.matchAll(/headers\s*\[\s*['"]([^'"]+)['"]\s*\]/g)].map((x) =>
+        x[1]!.toLowerCase(),
+      );
+      if (/\brequest\.headers\b(?!\s*\[)/.test(arg)) problems.push(`${op} logs every request header`);
+      for (const h of named.filter((x) => CREDENTIAL_HEADERS.includes(x)))
+        problems.push(`${op} logs the credential header ${h}`);
+    }
+  }
+  return problems;
+}
+
+/** Keys under which Envoy (`access_log`, `log_format`) and Istio (`accessLogFormat`, Telemetry `logFormat`) keep access-log formats. */
+const ACCESS_LOG_KEYS = new Set([
+  'access_log',
+  'log_format',
+  'accessLogFormat',
+  'logFormat',
+  'envoyFileAccessLog',
+]);
+
+/** Every string under an access-log key of a parsed config, with where it is. */
+export function accessLogStrings(
+  node: unknown,
+  at = '',
+  inLog = false,
+): Array<{ at: string; value: string }> {
+  if (typeof node === 'string') return inLog ? [{ at, value: node }] : [];
+  if (Array.isArray(node)) return node.flatMap((n, i) => accessLogStrings(n, `${at}[${i}]`, inLog));
+  if (node && typeof node === 'object')
+    return Object.entries(node).flatMap(([k, v]) =>
+      accessLogStrings(v, at ? `${at}.${k}` : k, inLog || ACCESS_LOG_KEYS.has(k)),
+    );
+  return [];
+}

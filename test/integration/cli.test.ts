@@ -9,7 +9,7 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { createServer, type Server } from 'node:net';
+import { connect, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -214,6 +214,29 @@ describe('serve', () => {
     const decision = JSON.parse(r.stdout);
     expect(decision.decision).toBe('allow');
     expect(decision.headers['x-user-id']).toBe('demo-user');
+    s.child.kill('SIGTERM');
+    expect(await s.exited()).toBe(0);
+  });
+
+  it('demo mode listens on 127.0.0.1 only, both ports (it trusts a key it just printed)', async () => {
+    // The demo's own addresses: no AUTHZ_*_ADDRESS override (so the fixed ports 9001/9002).
+    const { AUTHZ_GRPC_ADDRESS: _g, AUTHZ_HTTP_ADDRESS: _h, ...env } = ENV;
+    const s = serve([], env);
+    const m = await s.waitFor(/"grpc_address":"([^"]+)","grpc_port":(\d+),"http_port":(\d+)/);
+    expect(m[1]).toBe('127.0.0.1:9001');
+    const reach = (host: string, port: number) =>
+      new Promise<boolean>((resolve) => {
+        const c = connect({ host, port }, () => {
+          c.destroy();
+          resolve(true);
+        });
+        c.once('error', () => resolve(false));
+      });
+    for (const port of [Number(m[2]), Number(m[3])]) {
+      expect(await reach('127.0.0.1', port)).toBe(true);
+      // another address of this machine (Linux routes all of 127/8 to lo) finds nothing listening
+      expect(await reach('127.0.0.2', port)).toBe(false);
+    }
     s.child.kill('SIGTERM');
     expect(await s.exited()).toBe(0);
   });
