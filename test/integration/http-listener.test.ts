@@ -129,7 +129,7 @@ describe('HTTP listener limits', () => {
       expect(err).toBeInstanceOf(ConfigError);
       problems = (err as ConfigError).problems;
     }
-    expect(problems.some((p) => /^server\.http_max_connections: must be at least 1/.test(p))).toBe(true);
+    expect(problems.some((p) => /^server\.http_max_connections: must be >= 1, got 0/.test(p))).toBe(true);
     const ok = loadConfigObject({ server: { http_max_connections: 5 } }, process.cwd(), {});
     expect(ok.config.server.http_max_connections).toBe(5);
   });
