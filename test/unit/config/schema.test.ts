@@ -1,6 +1,7 @@
 import { describe, expect, expectTypeOf, it } from 'vitest';
 import { collectConfigProblems, environmentOverrides, validateConfig } from '../../../src/config/load.js';
 import { ConfigSchema } from '../../../src/config/schema.js';
+import { ConfigError } from '../../../src/core/errors.js';
 import type {
   AppConfig,
   RuleConfig,
@@ -115,5 +116,21 @@ describe('configuration schema', () => {
     expectTypeOf<RuleConfig['action']>().toEqualTypeOf<'allow' | 'deny' | 'authenticate' | 'optional'>();
     expectTypeOf<RuleConfig['token']>().toEqualTypeOf<false | TokenProfileConfig | undefined>();
     expect(Object.keys(ConfigSchema.properties)).toContain('expression_budget_ms');
+  });
+});
+
+describe('ConfigError', () => {
+  it('gives every problem as a {path, message} value', () => {
+    let error: ConfigError | undefined;
+    try {
+      validateConfig({ rules: [{ require: { scopes_any: [] } }], bogus: 1 }, {});
+    } catch (err) {
+      error = err as ConfigError;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error!.details).toEqual([
+      { path: 'bogus', message: expect.stringMatching(/^unknown key \(allowed: server, log, /) },
+      { path: 'rules[0].require.scopes_any', message: 'must not be empty' },
+    ]);
   });
 });
