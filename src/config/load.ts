@@ -12,7 +12,7 @@ import { checkRateLimits } from './sections/rate-limits.js';
 import { checkRules, checkTokenSources } from './sections/rules.js';
 import { checkServer } from './sections/server.js';
 import { checkStore } from './sections/store.js';
-import { checkGrantIssuers } from './sections/token-endpoint.js';
+import { checkTokenEndpoint } from './sections/token-endpoint.js';
 import { validateNode, type SchemaNode } from './validate.js';
 import type { AppConfig, LoadedConfig } from './types.js';
 
@@ -123,7 +123,7 @@ function crossCheck(config: AppConfig, problems: string[]): void {
   }
   checkRules(config.rules, config.upstream.token !== undefined, problems);
   checkTokenSources(config.token_sources, problems);
-  checkGrantIssuers(te, new Set(config.issuers.map((i) => i.name)), problems);
+  checkTokenEndpoint(te, new Set(config.issuers.map((i) => i.name)), problems);
 }
 
 /** Store credential files are read when the store is created, relative to the config's folder. */

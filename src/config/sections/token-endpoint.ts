@@ -141,12 +141,19 @@ export type TokenEndpointConfig = Static<typeof TokenEndpointSchema>;
 export type ClientConfig = Static<typeof ClientSchema>;
 export type GrantIssuerConfig = Static<typeof GrantIssuerSchema>;
 
-/** grant_issuers name configured issuers, once each, and copy no claim the service sets itself. */
-export function checkGrantIssuers(
+/**
+ * An enabled endpoint has an issuer and an audience; grant_issuers name configured issuers,
+ * once each, and copy no claim the service sets itself.
+ */
+export function checkTokenEndpoint(
   te: TokenEndpointConfig,
   issuerNames: ReadonlySet<string>,
   problems: string[],
 ): void {
+  if (te.enabled && te.issuer === undefined)
+    problems.push('token_endpoint.issuer: required when the token endpoint is enabled');
+  if (te.enabled && te.audience === undefined)
+    problems.push('token_endpoint.audience: required when the token endpoint is enabled');
   const granted = new Set<string>();
   for (const [j, g] of te.grant_issuers.entries()) {
     const p = `token_endpoint.grant_issuers[${j}]`;
