@@ -22,11 +22,18 @@ export { parseHostPort } from './sections/store.js';
 // environment overrides, validate the whole document against the schema (every problem
 // with its path), then run each section's cross-field rules.
 
+// An integer written as text (an environment value always is) becomes a number; any
+// other text is left for the schema validation to name.
+convict.addFormat({
+  name: 'config-integer',
+  validate: () => undefined,
+  coerce: (v: string) => (/^\s*[+-]?\d+\s*$/.test(v) ? Number(v) : v),
+});
+
 /**
  * convict's schema for the keys it loads, made from the configuration schema: each leaf's
- * default, description and environment variable. Integers keep convict's reading of
- * strings (an environment value is text); any other leaf is taken as it is, and the
- * schema validation that follows checks every value.
+ * default, description and environment variable. Integers are read from text; any other
+ * leaf is taken as it is, and the schema validation that follows checks every value.
  */
 function convictSchema(node: SchemaNode): unknown {
   if (node.type === 'object' && node.properties) {
@@ -37,7 +44,7 @@ function convictSchema(node: SchemaNode): unknown {
   }
   return {
     doc: node.description,
-    format: node.type === 'integer' ? 'int' : '*',
+    format: node.type === 'integer' ? 'config-integer' : '*',
     default: node.default ?? null,
     ...(node['x-env'] ? { env: node['x-env'] } : {}),
   };

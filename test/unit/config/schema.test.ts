@@ -109,6 +109,14 @@ describe('configuration schema', () => {
     ]);
   });
 
+  it('reads an integer that convict loads from text, and names any other text', () => {
+    expect(validateConfig({ server: { workers: '3' } }, {}).server.workers).toBe(3);
+    expect(problems({ server: { workers: '12abc', shutdown_grace_seconds: 'x' } })).toEqual([
+      'server.shutdown_grace_seconds: must be an integer, got string "x"',
+      'server.workers: must be an integer, got string "12abc"',
+    ]);
+  });
+
   it('derives the types from the schema', () => {
     expectTypeOf<AppConfig['expression_budget_ms']>().toEqualTypeOf<number>();
     expectTypeOf<AppConfig['upstream']['allow_method_override']>().toEqualTypeOf<boolean>();
