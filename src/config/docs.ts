@@ -86,7 +86,13 @@ export function typeText(node: SchemaNode): string {
       return 'null';
     case 'array': {
       const items = node.items as SchemaNode;
-      const what = items.type === 'object' || items.anyOf ? 'objects' : `${typeText(items)}s`;
+      const objects =
+        items.type === 'object' || (items.anyOf as SchemaNode[] | undefined)?.some((b) => b.properties);
+      const what = objects
+        ? 'objects'
+        : items.anyOf
+          ? `${typeText(items).replace(/ or /g, ', ')} values`
+          : `${typeText(items)}s`;
       return `${node.minItems ? 'non-empty ' : ''}list of ${what}`;
     }
     case 'object':
