@@ -1,6 +1,6 @@
 import { describe, expect, expectTypeOf, it } from 'vitest';
 import { collectConfigProblems, environmentOverrides, validateConfig } from '../../../src/config/load.js';
-import { ConfigSchema } from '../../../src/config/schema.js';
+import { ConfigSchema, CONVICT_KEYS } from '../../../src/config/schema.js';
 import { ConfigError } from '../../../src/core/errors.js';
 import type {
   AppConfig,
@@ -107,6 +107,11 @@ describe('configuration schema', () => {
     expect(problems({}, { AUTHZ_LOG_LEVEL: 'loud' })).toEqual([
       'log.level: must be one of fatal, error, warn, info, debug, trace, silent, got "loud"',
     ]);
+  });
+
+  it('declares environment variables only on keys convict loads', () => {
+    for (const { key } of environmentOverrides())
+      expect(CONVICT_KEYS as readonly string[], key).toContain(key.split('.')[0]);
   });
 
   it('reads an integer that convict loads from text, and names any other text', () => {
