@@ -100,12 +100,19 @@ export function collectConfigProblems(
   if (!isPlainObject(input)) return { problems: ['(root): the configuration must be a map of keys'] };
   const problems: string[] = [];
   // convict lays the file's values of its keys over their defaults, then the environment
-  // over both; a value of the wrong shape is left for the schema validation to name.
+  // over both. A section that is not a map stays as written (convict could not lay the
+  // environment into it) for the schema validation to name.
   const conf = convict(convictKeys() as convict.Schema<Record<string, unknown>>, { env, args: [] });
   const own: Record<string, unknown> = {};
-  for (const key of CONVICT_KEYS) if (input[key] !== undefined) own[key] = input[key];
+  const asWritten: Record<string, unknown> = {};
+  for (const key of CONVICT_KEYS) {
+    const value = input[key];
+    if (value === undefined || value === null) continue;
+    if (ConfigSchema.properties[key].type === 'object' && !isPlainObject(value)) asWritten[key] = value;
+    else own[key] = value;
+  }
   conf.load(own);
-  const merged = { ...input, ...conf.getProperties() };
+  const merged = { ...input, ...conf.getProperties(), ...asWritten };
   const doc = validateNode(merged, ConfigSchema, '', problems) as ConfigDocument | undefined;
   // What runs is the section merged with the OTEL_* environment (undefined: tracing off).
   const tracing = resolveTracingSettings(doc?.tracing, env, problems);

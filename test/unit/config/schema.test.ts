@@ -109,6 +109,12 @@ describe('configuration schema', () => {
     ]);
   });
 
+  it('names a section that is not a map, also when the environment overrides a key in it', () => {
+    expect(
+      problems({ server: 5, log: ['x'] }, { AUTHZ_GRPC_ADDRESS: '127.0.0.1:1', AUTHZ_LOG_LEVEL: 'info' }),
+    ).toEqual(['server: must be an object, got number', 'log: must be an object, got an array']);
+  });
+
   it('declares environment variables only on keys convict loads', () => {
     for (const { key } of environmentOverrides())
       expect(CONVICT_KEYS as readonly string[], key).toContain(key.split('.')[0]);
