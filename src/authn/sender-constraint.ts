@@ -56,7 +56,7 @@ export function isDpopSource(source: CompiledTokenSource): boolean {
 /** The token sources, plus the DPoP authorization scheme when an issuer accepts DPoP and none reads it yet. */
 export function withDpopTokenSource(
   sources: readonly CompiledTokenSource[],
-  issuers: readonly Pick<IssuerConfig, 'sender_constraint'>[],
+  issuers: readonly { sender_constraint?: Pick<CompiledSenderConstraint, 'mtls' | 'dpop'> | undefined }[],
 ): CompiledTokenSource[] {
   const wanted = issuers.some((i) => i.sender_constraint && i.sender_constraint.dpop !== 'off');
   if (!wanted || sources.some(isDpopSource)) return [...sources];

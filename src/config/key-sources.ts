@@ -1,37 +1,18 @@
-import type { IssuerConfig } from './types.js';
+import { ISSUER_KEY_SOURCES, type IssuerConfig, type IssuerKeySourceKind } from './sections/issuers.js';
+
+export {
+  defaultRequiredClaims,
+  ISSUER_KEY_SOURCES,
+  issuerKeySources,
+  type IssuerKeySourceKind,
+} from './sections/issuers.js';
 
 // The ways an issuer entry can name its verification keys. Validation, preflight,
 // check-config, the key-source factory and the startup summary all read this list, so
 // a new kind is added here once and the compiler points at every switch that misses it.
 
-/**
- * Issuer fields that name the keys; an issuer sets exactly one. `introspection` names
- * none: the issuer's tokens are opaque and its introspection endpoint vouches for them.
- */
-export const ISSUER_KEY_SOURCES = [
-  'jwks_uri',
-  'discovery_uri',
-  'jwks',
-  'jwks_file',
-  'truststore',
-  'secret_file',
-  'introspection',
-] as const;
-
-export type IssuerKeySourceKind = (typeof ISSUER_KEY_SOURCES)[number];
-
 /** Kinds fetched over the network (everything else is read locally). */
 export const REMOTE_KEY_SOURCES: ReadonlySet<IssuerKeySourceKind> = new Set(['jwks_uri', 'discovery_uri']);
-
-/** Required claims when an issuer entry lists none (an introspection answer need carry only `active`). */
-export function defaultRequiredClaims(iss: IssuerConfig): string[] {
-  return iss.introspection !== undefined ? [] : ['iss', 'sub', 'iat', 'exp'];
-}
-
-/** Every key-source field an issuer entry sets, in list order. */
-export function issuerKeySources(iss: IssuerConfig): IssuerKeySourceKind[] {
-  return ISSUER_KEY_SOURCES.filter((k) => iss[k] !== undefined);
-}
 
 /** The key source an issuer entry names (the first set, when validation let it through). */
 export function issuerKeySource(iss: IssuerConfig): IssuerKeySourceKind | undefined {

@@ -1,10 +1,12 @@
 import { readFileSync, readdirSync, statSync } from 'node:fs';
-import { isIP } from 'node:net';
 import { createServer } from 'node:net';
 import { extname, join, resolve } from 'node:path';
+import { addressProblem, LISTEN_ADDRESSES } from './sections/server.js';
 import { issuerKeySources, keySourceField, keySourcePath } from './key-sources.js';
 import type { AppConfig } from './types.js';
 import { loadTlsMaterial, tlsEnabled } from '../net/tls-files.js';
+
+export { addressProblem, LISTEN_ADDRESSES };
 
 // Checks that need the outside world: listen addresses and the files a config
 // names. Address syntax is part of config validation (load.ts); reading files
@@ -24,35 +26,6 @@ function errnoText(err: unknown): string {
   const code = (err as NodeJS.ErrnoException).code;
   return (code && ERRNO_TEXT[code]) ?? code ?? (err as Error).message;
 }
-
-/**
- * Why `value` cannot be listened on (undefined when it can): `host:port` with a port
- * in 0–65535 (IPv6 hosts in brackets), or, where the server supports it, `unix:/path`.
- */
-export function addressProblem(value: string, allowUnix: boolean): string | undefined {
-  if (value.startsWith('unix:')) {
-    if (!allowUnix) return `"${value}": a unix socket is not supported here; expected HOST:PORT`;
-    return value.length > 'unix:'.length ? undefined : `"${value}": unix: needs a socket path`;
-  }
-  const m = /^(?:\[([^\]]*)\]|([^:[\]]*)):([^:]*)$/.exec(value);
-  const expected = `expected HOST:PORT${allowUnix ? ' or unix:/path' : ''}`;
-  if (!m) return `"${value}": ${expected}`;
-  const host = m[1] ?? m[2]!;
-  const port = m[3]!;
-  if (host === '') return `"${value}": the host is missing (${expected}, e.g. 0.0.0.0:9001)`;
-  if (m[1] !== undefined && isIP(host) !== 6) return `"${value}": "${host}" is not an IPv6 address`;
-  if (m[2] !== undefined && isIP(host) === 0 && !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(host))
-    return `"${value}": "${host}" is not a host name or IP address`;
-  if (!/^\d{1,5}$/.test(port) || Number(port) > 65535)
-    return `"${value}": the port must be a number between 0 and 65535, got "${port}"`;
-  return undefined;
-}
-
-export const LISTEN_ADDRESSES = [
-  { field: 'server.grpc_address', key: 'grpc_address', allowUnix: true },
-  // The HTTP server listens on a host and a port only.
-  { field: 'server.http_address', key: 'http_address', allowUnix: false },
-] as const;
 
 /** One file a config names, with its config path. */
 interface NamedPath {

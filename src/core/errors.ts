@@ -1,11 +1,30 @@
+/** One configuration problem: the config path of the value at fault and what is wrong with it. */
+export interface ConfigProblem {
+  /** e.g. `rules[2].require.scopes_any`; `(root)` for the whole document, a file name or variable otherwise. */
+  readonly path: string;
+  readonly message: string;
+}
+
+/** A problem line `path: message` as a value (the path is everything before the first ": "). */
+export function configProblem(line: string): ConfigProblem {
+  const at = line.indexOf(': ');
+  return at < 0
+    ? { path: '(root)', message: line }
+    : { path: line.slice(0, at), message: line.slice(at + 2) };
+}
+
 /**
  * A configuration that cannot be served. Carries every problem found, each
  * prefixed with its config path (`issuers[1].audiences: required`), so one run
- * reports them all.
+ * reports them all; `details` has them as `{path, message}` values.
  */
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
     super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
     this.name = 'ConfigError';
+  }
+
+  get details(): ConfigProblem[] {
+    return this.problems.map(configProblem);
   }
 }

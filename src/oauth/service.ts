@@ -84,8 +84,8 @@ class OAuthTokenService implements TokenService {
 /**
  * Builds the token service from a loaded config (the loader has already checked what
  * config alone can tell: grant_issuers names, our issuer not reused by an issuers[]
- * entry). Throws ConfigError listing every remaining problem with its config path
- * (missing issuer/audience, clients without credentials, unreadable or expired
+ * entry, issuer and audience set). Throws ConfigError listing every remaining problem with
+ * its config path (clients without credentials, unreadable or expired
  * certificates, signing key problems).
  */
 export async function createTokenService(
@@ -94,8 +94,9 @@ export async function createTokenService(
 ): Promise<TokenService> {
   const problems: string[] = [];
   if (!cfg.enabled) problems.push('token_endpoint.enabled: the token endpoint is not enabled');
-  if (!cfg.issuer) problems.push('token_endpoint.issuer: required when the token endpoint is enabled');
-  if (!cfg.audience) problems.push('token_endpoint.audience: required when the token endpoint is enabled');
+  // The loader refuses an enabled endpoint without them (config/sections/token-endpoint.ts).
+  if (cfg.enabled && (!cfg.issuer || !cfg.audience))
+    throw new Error('token_endpoint: issuer and audience are required; load the config with config/load.ts');
   const clients = new Map<string, Client>();
   const seen = new Set<string>();
   cfg.clients.forEach((c, i) => {

@@ -73,6 +73,7 @@ export function tokenConfig(over: Partial<UpstreamTokenConfig> = {}): UpstreamTo
     jti: true,
     copy_claims: [],
     claims: {},
+    claims_expr: {},
     cache: true,
     cache_max_entries: 100,
     signing: { alg: 'ES256', previous_key_files: [] },

@@ -38,6 +38,7 @@ function issuer(extra: Partial<IssuerConfig>): IssuerConfig {
     required_claims: [],
     max_lifetime_seconds: 86400,
     claim_mappings: [],
+    sender_constraint: { mtls: 'off', dpop: 'off' },
     ...extra,
   };
 }

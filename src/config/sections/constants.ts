@@ -1,0 +1,61 @@
+// Fixed value lists of the configuration, shared by the schema and the code that uses them.
+
+export const JWS_ALGORITHMS = [
+  'HS256',
+  'HS384',
+  'HS512',
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+] as const;
+export const HMAC_ALGORITHMS = JWS_ALGORITHMS.filter((a) => a.startsWith('HS'));
+export const ASYMMETRIC_DEFAULT_ALGORITHMS = JWS_ALGORITHMS.filter((a) => !a.startsWith('HS'));
+
+export const JWE_KEY_MANAGEMENT = [
+  'RSA-OAEP',
+  'RSA-OAEP-256',
+  'ECDH-ES',
+  'ECDH-ES+A128KW',
+  'ECDH-ES+A192KW',
+  'ECDH-ES+A256KW',
+  'A128KW',
+  'A192KW',
+  'A256KW',
+  'dir',
+] as const;
+export const JWE_CONTENT_ENCRYPTION = [
+  'A128CBC-HS256',
+  'A192CBC-HS384',
+  'A256CBC-HS512',
+  'A128GCM',
+  'A192GCM',
+  'A256GCM',
+] as const;
+
+export const SENDER_CONSTRAINT_MODES = ['off', 'optional', 'required'] as const;
+export const ACTIONS = ['allow', 'deny', 'authenticate', 'optional'] as const;
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** Claims of issued access tokens that the service always sets itself (never copied nor configured). */
+export const TOKEN_ENDPOINT_RESERVED_CLAIMS: readonly string[] = [
+  'iss',
+  'sub',
+  'aud',
+  'exp',
+  'nbf',
+  'iat',
+  'jti',
+  'client_id',
+  'scope',
+  'cnf',
+  'act',
+];
+
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
