@@ -12,6 +12,7 @@ import {
   tracingFields,
   upstreamFields,
   verifiedTokenCacheFields,
+  expressionBudgetField,
   ASYMMETRIC_DEFAULT_ALGORITHMS,
   DEFAULT_REDIS_URL,
   HMAC_ALGORITHMS,
@@ -106,6 +107,7 @@ const sections: Record<string, FieldSpec> = {
   rate_limits: { type: 'array', default: [], items: rateLimitFields },
   rate_limits_fail: { type: 'string', default: 'closed', enum: ['closed', 'open'] },
   verified_token_cache: { type: 'object', fields: verifiedTokenCacheFields },
+  expression_budget_ms: expressionBudgetField,
   tracing: { type: 'object', optional: true, fields: tracingFields },
 };
 

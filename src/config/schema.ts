@@ -314,6 +314,9 @@ export const rateLimitFields: Record<string, FieldSpec> = {
   when: { type: 'string', nonEmpty: true },
 };
 
+/** Total time the CEL expressions of one check may take, in ms (past it: 403 expression_error). */
+export const expressionBudgetField: FieldSpec = { type: 'int', default: 10, min: 1, max: 1000 };
+
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
 
 export const verifiedTokenCacheFields: Record<string, FieldSpec> = {

@@ -248,6 +248,8 @@ export interface AppConfig {
   /** Store unreachable while counting: closed answers 503, open allows. */
   rate_limits_fail: 'closed' | 'open';
   verified_token_cache: { enabled: boolean; max_entries: number };
+  /** Total time the CEL expressions of one check may take (ms); past it the request is denied. */
+  expression_budget_ms: number;
   /** OpenTelemetry tracing, merged with the OTEL_* environment; undefined while off. */
   tracing?: TracingSettings;
 }
