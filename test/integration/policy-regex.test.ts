@@ -122,9 +122,11 @@ describe('expression_budget_ms', () => {
   });
 
   it('counts dynamic_metadata and rate-limit keys too', async () => {
+    // No require.expression: the heavy expression is the only one.
+    const plainRule = { name: 'orders', match: { path_prefix: '/api' } };
     const metadata = await checkWith({
       expression_budget_ms: 1,
-      rules: [rule("claims.org.id == 'o1'")],
+      rules: [plainRule],
       upstream: { dynamic_metadata: { ok: heavy } },
     });
     expect(metadata.r).toMatchObject({ http_status: 403, reason: 'expression_error' });
@@ -136,7 +138,7 @@ describe('expression_budget_ms', () => {
 
     const limited = await checkWith({
       expression_budget_ms: 1,
-      rules: [rule("claims.org.id == 'o1'")],
+      rules: [plainRule],
       rate_limits: [{ name: 'per-handle', limit: 100, window_seconds: 60, key: `${heavy} ? 'a' : 'b'` }],
     });
     expect(limited.r).toMatchObject({ http_status: 403, reason: 'expression_error' });

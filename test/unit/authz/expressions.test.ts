@@ -222,6 +222,48 @@ describe('evaluation budget', () => {
     expect(compile('true', 'bool').e!.evaluate(withList(1, 1))).toBe(true);
   });
 
+  /** An input whose claim `slow` takes `pauses[i]` ms to read on the i-th read (a pause mid-evaluation). */
+  function pausing(pauses: number[], budgetMs: number) {
+    let reads = 0;
+    const claims = Object.create(null) as Record<string, unknown>;
+    Object.defineProperty(claims, 'slow', {
+      enumerable: true,
+      get() {
+        const until = performance.now() + (pauses[reads++] ?? 0);
+        while (performance.now() < until);
+        return 'x';
+      },
+    });
+    const input = new ExpressionInput(
+      request,
+      '/a',
+      { ...principal, claims },
+      1_700_000_000,
+      undefined,
+      budgetMs,
+    );
+    return { input, reads: () => reads };
+  }
+
+  it('one pause during a cheap evaluation does not deny: it is timed once more first', () => {
+    const e = compile("claims.slow == 'x'", 'bool').e!;
+    const { input, reads } = pausing([120], 50);
+    expect(e.evaluate(input)).toBe(true);
+    expect(reads()).toBe(2);
+  });
+
+  it('an evaluation that is slow when timed again is denied', () => {
+    const e = compile("claims.slow == 'x'", 'bool').e!;
+    const { input, reads } = pausing([120, 120], 50);
+    expect(() => e.evaluate(input)).toThrow(ExpressionBudgetError);
+    expect(reads()).toBe(2);
+    // At most one second timing per request.
+    const twice = pausing([120, 120, 120, 120], 200);
+    expect(e.evaluate(twice.input)).toBe(true);
+    expect(() => e.evaluate(twice.input)).toThrow(ExpressionBudgetError);
+    expect(twice.reads()).toBe(3);
+  });
+
   it('a generous budget lets the same work through', () => {
     const e = compile(heavy, 'bool').e!;
     const input = withList(2000, 1000);
