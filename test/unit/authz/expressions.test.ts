@@ -183,6 +183,22 @@ describe('matches() (RE2)', () => {
     expect(problems[0]).toMatch(/ at position \d+$/);
   });
 
+  // Every matches() call must reach RE2, wherever it sits: a call the load-time walk
+  // missed would run the library's JS RegExp (and accept a lookahead).
+  it.each([
+    "claims.list.all(x, x.matches('(?=a)'))",
+    "claims.list.exists(x, x.matches('(?=a)'))",
+    "claims.list.exists_one(x, x.matches('(?=a)'))",
+    "claims.list.map(x, x.matches('(?=a)'))",
+    "claims.list.filter(x, x.matches('(?=a)')).size() > 0",
+    "has(claims.a) ? claims.a.matches('(?=a)') : false",
+    "{'k': claims.a.matches('(?=a)')}",
+    "[true, claims.a.matches('(?=a)')]",
+    "!(claims.a.matches('(?=a)') || false)",
+  ])('finds the matches() call in %s', (source) => {
+    expect(compile(source).problems).toEqual([expect.stringContaining("matches() pattern '(?=a)'")]);
+  });
+
   it('still refuses a pattern longer than 256 characters', () => {
     expect(compile(`claims.sub.matches('${'a'.repeat(257)}')`).problems).toEqual([
       expect.stringMatching(/longer than 256 characters/),
