@@ -121,7 +121,7 @@ describe('expression_budget_ms', () => {
     expect(r.decision).toBe('allow');
   });
 
-  it('counts dynamic_metadata and rate-limit keys too', async () => {
+  it('counts dynamic_metadata, claims_expr and rate-limit keys too', async () => {
     // No require.expression: the heavy expression is the only one.
     const plainRule = { name: 'orders', match: { path_prefix: '/api' } };
     const metadata = await checkWith({
@@ -135,6 +135,18 @@ describe('expression_budget_ms', () => {
     expect(String(mline?.detail)).toMatch(
       /^upstream\.dynamic_metadata\.ok: evaluation budget of 1 ms exceeded/,
     );
+
+    const minted = await checkWith({
+      expression_budget_ms: 1,
+      rules: [plainRule],
+      upstream: {
+        token: { issuer: 'https://authz.internal', audiences: ['backend'], claims_expr: { ok: heavy } },
+      },
+    });
+    expect(minted.r).toMatchObject({ http_status: 403, reason: 'expression_error' });
+    const tline = minted.svc.logs.lines.find((l) => l.reason === 'expression_error');
+    expect(tline).toMatchObject({ rule: 'orders' });
+    expect(String(tline?.detail)).toBe('claims_expr.ok: evaluation budget of 1 ms exceeded');
 
     const limited = await checkWith({
       expression_budget_ms: 1,
