@@ -30,6 +30,8 @@ export const MAX_EXPRESSION_LENGTH = 4096;
 const MAX_PATTERN_LENGTH = 256;
 /** expression_budget_ms when none is given. */
 export const DEFAULT_EXPRESSION_BUDGET_MS = 10;
+/** Longest pause (GC, descheduling, CPU throttling) an over-budget evaluation is timed again for. */
+const MAX_PAUSE_MS = 250;
 
 /**
  * Credentials an expression never sees: a policy must not be able to copy a token into
@@ -346,9 +348,13 @@ export class ExpressionInput {
     if (this.spentMs > this.budgetMs) throw new ExpressionBudgetError(this.budgetMs);
   }
 
-  /** True once per request, when an evaluation that took `ms` would pass the budget. */
+  /**
+   * True once per request, when an evaluation that took `ms` would pass the budget by no
+   * more than a pause could explain (a longer one is not run again: no doubled cost).
+   */
   shouldRemeasure(ms: number): boolean {
-    if (this.remeasured || this.spentMs + ms <= this.budgetMs) return false;
+    if (this.remeasured || this.spentMs + ms <= this.budgetMs || ms > this.budgetMs + MAX_PAUSE_MS)
+      return false;
     return (this.remeasured = true);
   }
 

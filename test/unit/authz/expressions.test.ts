@@ -268,18 +268,22 @@ describe('evaluation budget', () => {
 
   it('one pause during a cheap evaluation does not deny: it is timed once more first', () => {
     const e = compile("claims.slow == 'x'", 'bool').e!;
-    const { input, reads } = pausing([120], 50);
+    const { input, reads } = pausing([20], 5);
     expect(e.evaluate(input)).toBe(true);
     expect(reads()).toBe(2);
   });
 
   it('an evaluation that is slow when timed again is denied', () => {
     const e = compile("claims.slow == 'x'", 'bool').e!;
-    const { input, reads } = pausing([120, 120], 50);
+    const { input, reads } = pausing([20, 20], 5);
     expect(() => e.evaluate(input)).toThrow(ExpressionBudgetError);
     expect(reads()).toBe(2);
+    // Far past the budget: no second run (an expensive expression is not paid for twice).
+    const slow = pausing([400, 400], 50);
+    expect(() => e.evaluate(slow.input)).toThrow(ExpressionBudgetError);
+    expect(slow.reads()).toBe(1);
     // At most one second timing per request.
-    const twice = pausing([120, 120, 120, 120], 200);
+    const twice = pausing([25, 25, 25, 25], 40);
     expect(e.evaluate(twice.input)).toBe(true);
     expect(() => e.evaluate(twice.input)).toThrow(ExpressionBudgetError);
     expect(twice.reads()).toBe(3);
