@@ -8,21 +8,30 @@
 //   (context_extensions) and now (timestamp). Anything else is a load error.
 // - JSON numbers in claims are CEL doubles (as in Envoy, whose claims arrive as
 //   a protobuf Struct): `int(claims.iat)` or double literals for arithmetic.
-// - `matches()` runs JS regular expressions, which backtrack. Only string
-//   literal patterns are accepted, checked at load: valid, bounded length, no
-//   backreferences, and no quantified group while some group holds a quantifier or "|".
+// - `matches()` has RE2 semantics, as CEL defines it, and runs in time linear in its
+//   input (re2js, a pure-JS port of RE2; the library's own `matches` would use a
+//   backtracking JS RegExp). Only string literal patterns are accepted; each is
+//   compiled once at load, and a pattern RE2 refuses (backreferences, lookaround)
+//   or one longer than 256 characters is a config error.
 // - The library has no run-time cost budget: the source length and the AST are
-//   bounded at load, and inputs are bounded by Envoy's header limits.
+//   bounded at load, and every evaluation for one request adds its time to that
+//   request's budget (expression_budget_ms); past it, evaluation errors out (deny).
 // - An expression that reads `request`, `context` or `now` is request-dependent:
 //   its outcome can differ for the same token, so decisions built on it are not
 //   reused across requests.
 
+import { performance } from 'node:perf_hooks';
 import { Environment, EvaluationError, ParseError } from '@marcbachmann/cel-js';
+import { RE2JS } from 're2js';
 import type { AuthRequest, Principal } from '../core/request.js';
 
 /** Longest accepted expression source, in characters. */
 export const MAX_EXPRESSION_LENGTH = 4096;
 const MAX_PATTERN_LENGTH = 256;
+/** expression_budget_ms when none is given. */
+export const DEFAULT_EXPRESSION_BUDGET_MS = 10;
+/** Longest pause (GC, descheduling, CPU throttling) an over-budget evaluation is timed again for. */
+const MAX_PAUSE_MS = 250;
 
 /**
  * Credentials an expression never sees: a policy must not be able to copy a token into
@@ -79,6 +88,22 @@ class RequestView {
   }
 }
 
+/**
+ * A `matches()` pattern compiled with RE2 at load. The literal pattern of every
+ * `matches` call is replaced by one of these in the parsed expression, so the call
+ * resolves to the overload below instead of the library's JS RegExp one.
+ */
+class Re2Pattern {
+  constructor(private readonly re: RE2JS) {}
+
+  /** RE2's partial match (unanchored), as CEL's matches() is defined. */
+  test(value: string): boolean {
+    return this.re.test(value);
+  }
+}
+
+const PATTERN_TYPE = 'envoy_jwt_authz.Re2Pattern';
+
 const environment = new Environment({
   unlistedVariablesAreDyn: false,
   // Claim maps such as {'tenant': claims.org.id, 'n': 1} mix value types.
@@ -95,6 +120,9 @@ const environment = new Environment({
       query: 'map<string, string>',
     },
   })
+  // The compiled matches() patterns; CEL source has no literal of this type.
+  .registerType(PATTERN_TYPE, { ctor: Re2Pattern, fields: {} })
+  .registerFunction(`string.matches(${PATTERN_TYPE}): bool`, (value: string, p: Re2Pattern) => p.test(value))
   .registerVariable('claims', 'map<string, dyn>')
   .registerVariable('scopes', 'list<string>')
   .registerVariable('issuer', 'string')
@@ -129,67 +157,41 @@ export class ExpressionError extends Error {
   }
 }
 
+/**
+ * The request's expressions together took longer than expression_budget_ms (wall time).
+ * Checked after each evaluation (one in progress is not interrupted) and before the next.
+ */
+export class ExpressionBudgetError extends ExpressionError {
+  constructor(budgetMs: number) {
+    super(`evaluation budget of ${budgetMs} ms exceeded`);
+    this.name = 'ExpressionBudgetError';
+  }
+}
+
 type AstNode = { op: string; args: unknown; start?: number };
 
 function isNode(v: unknown): v is AstNode {
   return typeof v === 'object' && v !== null && typeof (v as { op?: unknown }).op === 'string';
 }
 
-/** Why a regular expression literal is refused, or undefined. */
-function patternProblem(pattern: string): string | undefined {
-  if (pattern.length > MAX_PATTERN_LENGTH) return `longer than ${MAX_PATTERN_LENGTH} characters`;
+/** The pattern compiled with RE2, or why it is refused. */
+function compilePattern(pattern: string): Re2Pattern | string {
+  const quoted = `'${pattern.length > MAX_PATTERN_LENGTH ? `${pattern.slice(0, 40)}…` : pattern}'`;
+  if (pattern.length > MAX_PATTERN_LENGTH)
+    return `matches() pattern ${quoted} is longer than ${MAX_PATTERN_LENGTH} characters`;
   try {
-    new RegExp(pattern, 'u');
+    return new Re2Pattern(RE2JS.compile(pattern));
   } catch (err) {
-    return `invalid regular expression: ${(err as Error).message.replace(/^Invalid regular expression: \/.*\/[a-z]*: /s, '')}`;
+    // "error parsing regexp: invalid or unsupported Perl syntax: `(?=`"
+    const why = (err as Error).message.replace(/^error parsing regexp: /, '');
+    return `matches() pattern ${quoted} is not accepted by RE2: ${why}`;
   }
-  if (/\\[1-9]|\\k</.test(pattern)) return 'backreferences are not allowed';
-  if (hasNestedRepetition(pattern))
-    return 'a quantified group may not contain a quantifier or an alternation (catastrophic backtracking)';
-  return undefined;
 }
 
 /**
- * Conservative ReDoS guard: true when some group is quantified and some group holds
- * a quantifier or `|` ((a+)+, ((a+))*, (a|aa)*). Escapes and character classes are skipped.
+ * Walks the AST: variables read, and problems with `matches` calls (position, text).
+ * Each literal `matches` pattern is compiled and put in place of the literal.
  */
-function hasNestedRepetition(pattern: string): boolean {
-  let depth = 0;
-  let repeatedInGroup = false;
-  let quantifiedGroup = false;
-  for (let i = 0; i < pattern.length; i++) {
-    const c = pattern[i]!;
-    if (c === '\\') {
-      i++;
-      continue;
-    }
-    if (c === '[') {
-      // Skip the class; `]` right after `[` or `[^` is literal.
-      let j = i + 1;
-      if (pattern[j] === '^') j++;
-      if (pattern[j] === ']') j++;
-      while (j < pattern.length && pattern[j] !== ']') j += pattern[j] === '\\' ? 2 : 1;
-      i = j;
-      continue;
-    }
-    if (c === '(') {
-      depth++;
-      // Group syntax, not a quantifier: (?: (?= (?! (?<= (?<! (?<name>
-      if (pattern[i + 1] === '?') i++;
-      continue;
-    }
-    if (c === ')') {
-      depth = Math.max(0, depth - 1);
-      const next = pattern[i + 1];
-      if (next === '*' || next === '+' || next === '?' || next === '{') quantifiedGroup = true;
-      continue;
-    }
-    if (depth > 0 && (c === '*' || c === '+' || c === '{' || c === '|' || c === '?')) repeatedInGroup = true;
-  }
-  return quantifiedGroup && repeatedInGroup;
-}
-
-/** Walks the AST: variables read, and problems with `matches` calls (position, text). */
 function inspect(root: unknown): { variables: Set<string>; problems: [number, string][] } {
   const variables = new Set<string>();
   const problems: [number, string][] = [];
@@ -208,8 +210,9 @@ function inspect(root: unknown): { variables: Set<string>; problems: [number, st
       if (!isNode(pattern) || pattern.op !== 'value' || typeof pattern.args !== 'string') {
         problems.push([v.start ?? 0, 'matches() needs a string literal pattern']);
       } else {
-        const problem = patternProblem(pattern.args);
-        if (problem) problems.push([pattern.start ?? 0, `matches() pattern: ${problem}`]);
+        const compiled = compilePattern(pattern.args);
+        if (typeof compiled === 'string') problems.push([pattern.start ?? 0, compiled]);
+        else pattern.args = compiled;
       }
     }
     stack.push(v.args);
@@ -249,18 +252,20 @@ export function compileExpression(
     if (err instanceof ParseError) return fail(err.range?.start, `syntax error: ${firstLine(err.message)}`);
     return fail(undefined, `syntax error: ${firstLine((err as Error).message)}`);
   }
-  const checked = fn.check();
-  if (!checked.valid || checked.type === undefined) {
-    const e = checked.error;
-    return fail(e?.range?.start, `type error: ${firstLine(e?.message ?? 'invalid expression')}`);
-  }
-  if (expect === 'bool' && checked.type !== 'bool' && checked.type !== 'dyn')
-    return fail(0, `must return a boolean, but returns ${checked.type}`);
+  // Before the type check: it binds each call to an overload by its argument types.
   const { variables, problems: found } = inspect(fn.ast);
   if (found.length > 0) {
     for (const [position, text] of found) fail(position, text);
     return undefined;
   }
+  const checked = fn.check();
+  if (!checked.valid || checked.type === undefined) {
+    const e = checked.error;
+    const text = firstLine(e?.message ?? 'invalid expression').replaceAll(PATTERN_TYPE, 'string');
+    return fail(e?.range?.start, `type error: ${text}`);
+  }
+  if (expect === 'bool' && checked.type !== 'bool' && checked.type !== 'dyn')
+    return fail(0, `must return a boolean, but returns ${checked.type}`);
   let requestDependent = false;
   for (const name of variables) if (REQUEST_VARIABLES.has(name)) requestDependent = true;
   const wantBool = expect === 'bool';
@@ -268,10 +273,27 @@ export function compileExpression(
     source,
     requestDependent,
     evaluate(input: ExpressionInput): unknown {
+      // One clock pair per evaluation (not per call inside it): the request's running total.
+      input.checkBudget();
+      let start = performance.now();
       let value: unknown;
+      let took: number;
       try {
         value = fn(input.activation());
+        took = performance.now() - start;
+        if (input.shouldRemeasure(took)) {
+          // Wall time counts the process being descheduled (or a GC pause) mid-evaluation.
+          // Before a denial the (deterministic) evaluation runs once more, timed in CPU
+          // time of the process: a pause does not deny a cheap expression, a slow one is
+          // slow twice. Only here: process.cpuUsage() costs a system call.
+          start = performance.now();
+          const cpu = process.cpuUsage();
+          value = fn(input.activation());
+          const used = process.cpuUsage(cpu);
+          took = Math.min(performance.now() - start, (used.user + used.system) / 1000);
+        }
       } catch (err) {
+        input.charge(performance.now() - start);
         if (err instanceof EvaluationError) {
           const at = err.range?.start;
           throw new ExpressionError(
@@ -280,6 +302,7 @@ export function compileExpression(
         }
         throw new ExpressionError(`evaluation failed: ${firstLine((err as Error).message)}`);
       }
+      input.charge(took);
       if (wantBool && typeof value !== 'boolean')
         throw new ExpressionError(`returned ${typeof value}, expected a boolean`);
       return value;
@@ -306,6 +329,9 @@ function firstQueryValues(rawPath: string, hidden: ReadonlySet<string>): Record<
  */
 export class ExpressionInput {
   private built?: Activation;
+  /** ms spent evaluating expressions for this request so far. */
+  private spentMs = 0;
+  private remeasured = false;
 
   constructor(
     private readonly req: AuthRequest,
@@ -313,7 +339,30 @@ export class ExpressionInput {
     private readonly principal: Principal | undefined,
     private readonly nowSeconds: number,
     private readonly hidden: HiddenCredentials = DEFAULT_HIDDEN,
+    /** expression_budget_ms: the total for every expression evaluated with this input. */
+    private readonly budgetMs: number = DEFAULT_EXPRESSION_BUDGET_MS,
   ) {}
+
+  /** Throws ExpressionBudgetError once the budget is spent. */
+  checkBudget(): void {
+    if (this.spentMs > this.budgetMs) throw new ExpressionBudgetError(this.budgetMs);
+  }
+
+  /**
+   * True once per request, when an evaluation that took `ms` would pass the budget by no
+   * more than a pause could explain (a longer one is not run again: no doubled cost).
+   */
+  shouldRemeasure(ms: number): boolean {
+    if (this.remeasured || this.spentMs + ms <= this.budgetMs || ms > this.budgetMs + MAX_PAUSE_MS)
+      return false;
+    return (this.remeasured = true);
+  }
+
+  /** Adds one evaluation's time; throws ExpressionBudgetError when that passes the budget. */
+  charge(ms: number): void {
+    this.spentMs += ms;
+    if (this.spentMs > this.budgetMs) throw new ExpressionBudgetError(this.budgetMs);
+  }
 
   activation(): Activation {
     if (this.built) return this.built;

@@ -22,6 +22,7 @@ import type { RuleSet } from '../authz/compile.js';
 import type { ExtensionProblemListener } from '../authz/extensions.js';
 import { evaluateExpression, evaluateRequirement, type EffectiveRule } from '../authz/requirement.js';
 import {
+  DEFAULT_EXPRESSION_BUDGET_MS,
   ExpressionError,
   ExpressionInput,
   hiddenCredentials,
@@ -57,6 +58,8 @@ export interface PipelineParts {
   readonly dynamicMetadata?: readonly { readonly name: string; readonly expression: CompiledExpression }[];
   /** rate_limits: counted on every authenticated allow, memoised or not. */
   readonly rateLimiter?: RateLimiter;
+  /** expression_budget_ms: the total time of one check's CEL evaluations. */
+  readonly expressionBudgetMs?: number;
   /** Max entries of the verified-token cache; 0 disables it. */
   readonly verifiedCacheMax: number;
   readonly logger: Logger;
@@ -138,10 +141,12 @@ export class CheckPipeline {
   private readonly hiddenCredentials: HiddenCredentials;
   /** Some dynamic_metadata field reads the request: allow decisions are not reused. */
   private readonly metadataRequestDependent: boolean;
+  private readonly expressionBudgetMs: number;
 
   constructor(private readonly parts: PipelineParts) {
     this.metadataRequestDependent =
       parts.dynamicMetadata?.some((m) => m.expression.requestDependent) === true;
+    this.expressionBudgetMs = parts.expressionBudgetMs ?? DEFAULT_EXPRESSION_BUDGET_MS;
     for (const issuer of parts.issuers) {
       this.issuersByIss.set(issuer.issuer, issuer);
       this.issuersByName.set(issuer.name, issuer);
@@ -256,8 +261,9 @@ export class CheckPipeline {
       (memo.source.kind !== 'query' || plainQuery(req.rawPath))
     ) {
       // The allow's content does not depend on the request, but whether it applies does.
+      let input: ExpressionInput | undefined;
       if (rule.requirement.expression?.requestDependent) {
-        const input = new ExpressionInput(req, path, entry.principal, this.now(), this.hiddenCredentials);
+        input = this.expressionInput(req, path, entry.principal);
         const problem = evaluateExpression(rule.requirement, input);
         if (problem) {
           problem.issuer = entry.principal.issuer;
@@ -265,23 +271,44 @@ export class CheckPipeline {
         }
       }
       if (this.parts.minter) this.parts.metrics.hits.mintedToken.inc();
-      return this.limited(memo.decision, req, path, rule, entry.principal);
+      return this.limited(memo.decision, req, path, rule, entry.principal, input);
     }
     return this.decide(req, path, rule, entry.principal, extracted, entry);
   }
 
-  /** An authenticated allow, counted against the rule's rate limits (if any). */
+  /** The variables of one request's expressions, with its share of the evaluation budget. */
+  private expressionInput(req: AuthRequest, path: string, principal: Principal): ExpressionInput {
+    return new ExpressionInput(
+      req,
+      path,
+      principal,
+      this.now(),
+      this.hiddenCredentials,
+      this.expressionBudgetMs,
+    );
+  }
+
+  /**
+   * An authenticated allow, counted against the rule's rate limits (if any). `input` is the
+   * request's expression input when one was made: rate-limit keys and filters share its budget.
+   */
   private limited(
     allow: Allow,
     req: AuthRequest,
     path: string,
     rule: EffectiveRule,
     principal: Principal,
+    input?: ExpressionInput,
   ): Decision | Promise<Decision> {
     const limiter = this.parts.rateLimiter;
     const limits = limiter?.forRule(rule.name);
     if (!limits) return allow;
-    return limiter!.apply(allow, limits, req, path, principal, this.now());
+    return limiter!.apply(
+      allow,
+      limits,
+      principal,
+      input ?? (() => this.expressionInput(req, path, principal)),
+    );
   }
 
   private senderBinding(
@@ -421,7 +448,7 @@ export class CheckPipeline {
       rule.requirement.expression !== undefined ||
       this.parts.dynamicMetadata !== undefined ||
       (profile !== undefined && profile.computed.length > 0)
-        ? new ExpressionInput(req, path, principal, this.now(), this.hiddenCredentials)
+        ? this.expressionInput(req, path, principal)
         : undefined;
     if (!problem && input && rule.requirement.expression)
       problem = evaluateExpression(rule.requirement, input);
@@ -446,6 +473,7 @@ export class CheckPipeline {
         path,
         rule,
         principal,
+        input,
       );
     return minter.mintEntry(principal, rule.audience, profile, input).then(
       (minted) =>
@@ -455,6 +483,7 @@ export class CheckPipeline {
           path,
           rule,
           principal,
+          input,
         ),
       (err: unknown) => {
         if (err instanceof ExpressionError) {

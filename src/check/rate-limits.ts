@@ -1,7 +1,12 @@
 import { createHash } from 'node:crypto';
-import { deny, type Allow, type Decision, type HeaderToSet } from '../core/decision.js';
-import type { AuthRequest, Principal } from '../core/request.js';
-import { compileExpression, ExpressionInput, type CompiledExpression } from '../authz/expressions.js';
+import { deny, type Allow, type Decision, type Deny, type HeaderToSet } from '../core/decision.js';
+import type { Principal } from '../core/request.js';
+import {
+  compileExpression,
+  ExpressionBudgetError,
+  type CompiledExpression,
+  type ExpressionInput,
+} from '../authz/expressions.js';
 import type { RateLimitResult, Store } from '../store/types.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -87,6 +92,15 @@ export function compileRateLimits(
   return out;
 }
 
+/** The check's expressions took too long: denied like any expression error (fail closed). */
+function overBudget(allow: Allow, where: string, err: ExpressionBudgetError): Deny {
+  return deny('expression_error', "the route's policy could not be evaluated", {
+    rule: allow.rule,
+    issuer: allow.issuer,
+    logDetail: `${where}: ${err.message}`,
+  });
+}
+
 const sha256 = (s: string) => createHash('sha256').update(s).digest('base64url');
 
 /** Counts allowed requests against the compiled limits, in the given store. */
@@ -124,26 +138,28 @@ export class RateLimiter {
 
   /**
    * Counts one allowed request against each applicable limit: the allow with RateLimit
-   * headers for the client, or a 429 when any limit is exhausted.
+   * headers for the client, or a 429 when any limit is exhausted. `expressions` is the
+   * request's expression input (or makes it on first use): keys and filters share the
+   * check's evaluation budget, and passing it denies the request.
    */
   apply(
     allow: Allow,
     limits: readonly BoundLimit[],
-    req: AuthRequest,
-    path: string,
     principal: Principal,
-    nowSeconds: number,
+    expressions: ExpressionInput | (() => ExpressionInput),
   ): Decision | Promise<Decision> {
-    let input: ExpressionInput | undefined;
+    let input = typeof expressions === 'function' ? undefined : expressions;
     const active: BoundLimit[] = [];
     const hits: Promise<RateLimitResult>[] = [];
     for (const l of limits) {
       if (l.when) {
-        input ??= new ExpressionInput(req, path, principal, nowSeconds);
+        input ??= (expressions as () => ExpressionInput)();
         let applies = true;
         try {
           applies = l.when.evaluate(input) === true;
         } catch (err) {
+          if (err instanceof ExpressionBudgetError)
+            return overBudget(allow, `rate_limits "${l.name}".when`, err);
           // Fail closed: a filter that cannot be evaluated does not exempt the request.
           this.warn(
             l,
@@ -155,7 +171,7 @@ export class RateLimiter {
       }
       let key: string | undefined;
       if (l.key) {
-        input ??= new ExpressionInput(req, path, principal, nowSeconds);
+        input ??= (expressions as () => ExpressionInput)();
         try {
           const v = l.key.evaluate(input);
           if (typeof v === 'string' && v !== '') key = v;
@@ -166,6 +182,8 @@ export class RateLimiter {
               'rate limit key is not a non-empty string; counting by issuer and sub',
             );
         } catch (err) {
+          if (err instanceof ExpressionBudgetError)
+            return overBudget(allow, `rate_limits "${l.name}".key`, err);
           this.warn(
             l,
             { error: (err as Error).message },

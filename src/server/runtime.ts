@@ -292,6 +292,7 @@ export class Runtime {
             }
           : {}),
         verifiedCacheMax: config.verified_token_cache.enabled ? config.verified_token_cache.max_entries : 0,
+        expressionBudgetMs: config.expression_budget_ms,
         logger: ctx.logger,
         metrics: ctx.metrics,
       });

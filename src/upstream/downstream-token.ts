@@ -4,6 +4,7 @@ import { LRUCache } from 'lru-cache';
 import { compileClaimReader, type ClaimReader } from '../authz/claims.js';
 import {
   compileExpression,
+  ExpressionError,
   toJsonValue,
   type CompiledExpression,
   type ExpressionInput,
@@ -320,13 +321,17 @@ class Minter implements DownstreamTokenMinter {
     let computed: Record<string, unknown> | undefined;
     if (profile.computed.length > 0) {
       if (!input) return Promise.reject(new MintError('claims_expr needs the request'));
+      let name = '';
       try {
         computed = Object.create(null) as Record<string, unknown>;
         for (const c of profile.computed) {
+          name = c.name;
           const value = toJsonValue(c.expression.evaluate(input));
           if (value !== null) computed[c.name] = value;
         }
       } catch (err) {
+        // The log names the claim (its class kept: a budget denial is still one).
+        if (err instanceof ExpressionError) err.message = `claims_expr.${name}: ${err.message}`;
         return Promise.reject(err);
       }
     }

@@ -1,6 +1,8 @@
 // Policies through the real Envoy: an optional route (anonymous and with a token),
-// a deny_response login redirect as the client sees it, and a configured
-// dynamic_metadata field in Envoy's access log.
+// a deny_response login redirect as the client sees it, a configured
+// dynamic_metadata field in Envoy's access log, and a regular expression that a
+// backtracking engine would take seconds on (the service must keep answering).
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { request } from 'node:http';
@@ -24,6 +26,8 @@ const envoy = await envoyOrSkip('Envoy policies end to end');
 const ISSUER = 'https://idp.policy-e2e.test';
 const AUDIENCE = 'api://policy-e2e';
 const LOGIN = 'https://login.example.com/?next=%2Fapp';
+/** An ordinary-looking handle check: cubic backtracking on `aaaa…!` in a JS RegExp. */
+const HANDLE_CHECK = "request.headers['x-handle'].matches('^[a-z0-9]+[a-z0-9._-]*[a-z0-9]+$')";
 const idpKey = generateEcKeyPair({ kid: 'policy-e2e-1' });
 
 function token(claims: Record<string, unknown>): string {
@@ -36,6 +40,9 @@ function token(claims: Record<string, unknown>): string {
 }
 
 const serviceConfig = {
+  // Above the 10 ms default: this machine is shared and a check can be descheduled for a
+  // few ms mid-evaluation; the attack below must be cheap in itself, not fit a tight budget.
+  expression_budget_ms: 100,
   issuers: [
     {
       name: 'corp-idp',
@@ -57,6 +64,7 @@ const serviceConfig = {
         body: 'login required ({error})',
       },
     },
+    { name: 'handle', match: { path_separated_prefix: '/handle' }, require: { expression: HANDLE_CHECK } },
   ],
   upstream: {
     claim_headers: { 'x-user-id': 'sub' },
@@ -88,6 +96,62 @@ function get(port: number, path: string, headers: Record<string, string> = {}): 
     req.on('error', reject);
     req.end();
   });
+}
+
+/**
+ * In a child process: 20 requests to /handle/me through Envoy, one every 40 ms (even ones
+ * with a valid handle, odd ones with an invalid one), and a /healthz probe with each,
+ * timed. Resolves with the statuses in order and the probe times in ms.
+ */
+function startTraffic(
+  port: number,
+  healthUrl: string,
+  bearer: string,
+): { ready: Promise<void>; result: Promise<{ statuses: number[]; healthMs: number[] }> } {
+  const script = `
+    const [port, healthUrl, bearer] = process.argv.slice(1);
+    process.stdout.write('ready\\n');
+    await new Promise((r) => setTimeout(r, 20));
+    const sent = [];
+    const healthMs = [];
+    for (let i = 0; i < 20; i++) {
+      const handle = i % 2 === 0 ? 'alice.smith' + i : 'Bad-' + i + '!';
+      sent.push(fetch('http://127.0.0.1:' + port + '/handle/me', {
+        headers: { authorization: bearer, 'x-handle': handle },
+        signal: AbortSignal.timeout(10000),
+      }).then(async (r) => (await r.arrayBuffer(), r.status), () => 0));
+      const t = performance.now();
+      healthMs.push(fetch(healthUrl, { signal: AbortSignal.timeout(10000) }).then(
+        async (r) => (await r.arrayBuffer(), performance.now() - t),
+        () => Infinity,
+      ));
+      await new Promise((r) => setTimeout(r, 40));
+    }
+    process.stdout.write(JSON.stringify({ statuses: await Promise.all(sent), healthMs: await Promise.all(healthMs) }) + '\\n');
+  `;
+  const child = spawn(
+    process.execPath,
+    ['--input-type=module', '-e', script, String(port), healthUrl, bearer],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  let out = '';
+  let markReady: () => void;
+  const ready = new Promise<void>((r) => (markReady = r));
+  child.stdout.on('data', (b: Buffer) => {
+    out += b.toString('utf8');
+    if (out.startsWith('ready\n')) markReady();
+  });
+  const result = new Promise<{ statuses: number[]; healthMs: number[] }>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      const last = out.trim().split('\n').pop() ?? '';
+      if (code === 0 && last.startsWith('{')) resolve(JSON.parse(last));
+      else reject(new Error(`traffic process exited ${code}: ${out}`));
+    });
+  });
+  return { ready, result };
 }
 
 describe.skipIf(!envoy)(`Envoy ${envoy?.version ?? ''} → policies`, () => {
@@ -168,6 +232,41 @@ describe.skipIf(!envoy)(`Envoy ${envoy?.version ?? ''} → policies`, () => {
     });
     expect(wrongOrg.status).toBe(302);
     expect(wrongOrg.body).toBe('login required (forbidden)');
+  });
+
+  it('a 2,000-character attack on a matches() check: concurrent requests all get their own answer, /healthz stays quick', async () => {
+    const authzStats = async () => {
+      const all = await proxy.stats('^http\\.ingress_http\\.ext_authz\\.(ok|error)$');
+      return {
+        ok: all['http.ingress_http.ext_authz.ok'] ?? 0,
+        error: all['http.ingress_http.ext_authz.error'] ?? 0,
+      };
+    };
+    const before = await authzStats();
+    const bearer = `Bearer ${token({})}`;
+    // The normal traffic and the /healthz probes come from another process, so what they
+    // see does not depend on this process's event loop (the service runs in this one).
+    const traffic = startTraffic(proxy.port, `${svc.httpUrl}/healthz`, bearer);
+    await traffic.ready;
+    const attack = 'a'.repeat(2000) + '!';
+    const attacks = await Promise.all(
+      Array.from({ length: 3 }, () =>
+        get(proxy.port, '/handle/me', { authorization: bearer, 'x-handle': attack }),
+      ),
+    );
+    const seen = await traffic.result;
+    expect(seen.statuses).toEqual(
+      Array.from({ length: seen.statuses.length }, (_, i) => (i % 2 === 0 ? 200 : 403)),
+    );
+    expect(seen.statuses.length).toBe(20);
+    // A blocked event loop answers /healthz after the attack (a second or more); a free one in milliseconds.
+    expect(Math.max(...seen.healthMs)).toBeLessThan(500);
+    // The attack itself is answered too: no match (the handle ends in "!").
+    expect(attacks.map((r) => r.status)).toEqual([403, 403, 403]);
+    // No Check failed or timed out (Envoy answers those 503).
+    const after = await authzStats();
+    expect(after.ok - before.ok).toBe(10);
+    expect(after.error).toBe(before.error);
   });
 
   it('a dynamic_metadata field is in Envoy’s access log', async () => {

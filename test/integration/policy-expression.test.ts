@@ -138,8 +138,7 @@ describe('require.expression config errors', () => {
     ["request.metod == 'GET'", /type error: .*metod/],
     ['issuer', /must return a boolean, but returns string/],
     ["claims.sub.matches(request.headers['x'])", /matches\(\) needs a string literal pattern/],
-    ["claims.sub.matches('(a+)+$')", /quantified group/],
-    ["claims.sub.matches('(')", /invalid regular expression/],
+    ["claims.sub.matches('(')", /matches\(\) pattern '\(' is not accepted by RE2/],
     [`claims.sub == 'long${'x'.repeat(5000)}'`.slice(0, 5000), /longer than 4096 characters/],
   ])('refuses expression %#', async (expression, message) => {
     const problems = await startupProblems(exprRule(expression));

@@ -151,6 +151,24 @@ describe('rate_limits through Check (memory store)', () => {
     expect(JSON.stringify(svc.logs.lines)).not.toContain(n1);
   });
 
+  it("a key expression does not see the token sources' own headers (as no expression does)", async () => {
+    const svc = await startPolicyService({
+      token_sources: [{ header: 'x-api-token', prefix: '' }],
+      rules: apiRules,
+      // Were the header visible, each token would be its own key and both requests allowed.
+      rate_limits: [
+        perClient({
+          limit: 1,
+          key: "'x-api-token' in request.headers ? request.headers['x-api-token'] : 'hidden'",
+        }),
+      ],
+    });
+    const u1 = await token({ sub: 'u1' });
+    const u2 = await token({ sub: 'u2' });
+    expect((await svc.check({ headers: { 'x-api-token': u1 } })).decision).toBe('allow');
+    expect((await svc.check({ headers: { 'x-api-token': u2 } })).reason).toBe('rate_limited');
+  });
+
   it('never counts denials, allow rules or anonymous optional requests', async () => {
     const svc = await startPolicyService({ rules: apiRules, rate_limits: [perClient({ limit: 2 })] });
     const t = await token();
