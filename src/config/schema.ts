@@ -197,6 +197,7 @@ export const upstreamTokenFields: Record<string, FieldSpec> = {
 
 export const upstreamFields: Record<string, FieldSpec> = {
   forward_original_token: { type: 'boolean', default: false },
+  allow_method_override: { type: 'boolean', default: false },
   claim_headers: { type: 'map', default: {}, values: 'string' },
   token: { type: 'object', optional: true, fields: upstreamTokenFields },
   dynamic_metadata: { type: 'map', default: {}, values: 'string' },

@@ -236,6 +236,8 @@ export interface AppConfig {
   reject_ambiguous_paths: boolean;
   upstream: {
     forward_original_token: boolean;
+    /** Keep X-HTTP-Method-Override, X-HTTP-Method and X-Method-Override on allowed requests. */
+    allow_method_override: boolean;
     claim_headers: Record<string, string>;
     token?: UpstreamTokenConfig;
     /** Field name → CEL expression, added to CheckResponse.dynamic_metadata. */
