@@ -130,7 +130,6 @@ export type CredentialProblem = typeof MULTIPLE_CREDENTIALS | typeof HIDDEN_QUER
 
 /** How many token values one header carries (Envoy joins repeated headers with ","). */
 function headerCredentials(value: string, sources: readonly HeaderSource[]): number {
-  if (value.indexOf(',') < 0) return sources.some((s) => fromHeader(value, s) !== undefined) ? 1 : 0;
   let n = 0;
   for (const part of value.split(',')) {
     let i = 0;
@@ -165,13 +164,19 @@ export function findCredential(
   for (const h of plan.headers) {
     const value = req.headers[h.name];
     if (typeof value !== 'string') continue;
-    const n = headerCredentials(value, h.sources);
-    if (n === 0) continue;
-    count += n;
-    if (count > 1) return MULTIPLE_CREDENTIALS;
+    // Repeated header lines arrive joined with ",": count the values in them.
+    const joined = value.indexOf(',') >= 0;
+    if (joined) {
+      const n = headerCredentials(value, h.sources);
+      if (n === 0) continue;
+      count += n;
+      if (count > 1) return MULTIPLE_CREDENTIALS;
+    }
     for (const s of h.sources) {
-      token = fromHeader(value, s);
-      if (token !== undefined) {
+      const t = fromHeader(value, s);
+      if (t !== undefined) {
+        if (!joined && ++count > 1) return MULTIPLE_CREDENTIALS;
+        token = t;
         source = s;
         break;
       }

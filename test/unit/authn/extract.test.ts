@@ -138,3 +138,27 @@ describe('tokenQueryKeys', () => {
     expect(tokenQueryKeys('/x?a=1;access_token=2', keys)).toBe(HIDDEN_QUERY_CREDENTIAL);
   });
 });
+
+describe('findCredential: header sources', () => {
+  const req = (headers: Record<string, string>): AuthRequest =>
+    ({ method: 'GET', rawPath: '/x', host: 'h', headers, contextExtensions: {} }) as AuthRequest;
+  const two = compileCredentialPlan(
+    compileTokenSources([
+      { header: 'authorization', prefix: 'DPoP ' },
+      { header: 'authorization', prefix: 'Bearer ' },
+      { header: 'x-token' },
+    ]),
+  );
+  it('two prefixes on one header count once; another header source is a second credential', () => {
+    expect(findCredential(req({ authorization: 'Bearer a' }), two)).toMatchObject({ token: 'a' });
+    expect(findCredential(req({ authorization: 'DPoP a' }), two)).toMatchObject({ token: 'a' });
+    expect(findCredential(req({ authorization: 'Bearer a', 'x-token': 'b' }), two)).toBe(
+      MULTIPLE_CREDENTIALS,
+    );
+    expect(findCredential(req({ authorization: 'Basic a, Bearer b' }), two)).toBeUndefined();
+    expect(findCredential(req({ authorization: 'Basic a, Bearer b', 'x-token': 'c' }), two)).toBe(
+      MULTIPLE_CREDENTIALS,
+    );
+    expect(findCredential(req({ authorization: 'Basic a' }), two)).toBeUndefined();
+  });
+});
