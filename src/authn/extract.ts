@@ -81,6 +81,8 @@ function decodeQueryValue(raw: string): string {
  * `access+token`, `access%5Ftoken` and `access_token[]` all read as `access_token`.
  */
 export function credentialKey(rawName: string): string {
+  // Most names are already in that form: no decoding, no new string.
+  if (PLAIN_NAME.test(rawName)) return rawName;
   let n = rawName;
   if (n.indexOf('%') >= 0 || n.indexOf('+') >= 0) n = percentDecode(n.replace(/\+/g, ' '));
   n = n.trim().toLowerCase();
@@ -91,6 +93,8 @@ export function credentialKey(rawName: string): string {
   return n.replace(/[. +]/g, '_');
 }
 
+const PLAIN_NAME = /^[a-z0-9_-]*$/;
+
 /** The token sources compiled for the one-credential scan and the removals of an allow. */
 export interface CredentialPlan {
   readonly sources: readonly CompiledTokenSource[];
@@ -99,6 +103,12 @@ export interface CredentialPlan {
   /** credentialKey of every query source name; empty without query sources. */
   readonly queryKeys: ReadonlySet<string>;
   readonly cookieKeys: ReadonlySet<string>;
+  /**
+   * Length of the shortest query / cookie key: credentialKey never makes a name longer,
+   * so a shorter raw name cannot be a token name and is skipped without decoding it.
+   */
+  readonly minQueryKey: number;
+  readonly minCookieKey: number;
 }
 
 type HeaderSource = Extract<CompiledTokenSource, { kind: 'header' }>;
@@ -115,7 +125,15 @@ export function compileCredentialPlan(sources: readonly CompiledTokenSource[]): 
     } else if (s.kind === 'query') queryKeys.add(credentialKey(s.name));
     else cookieKeys.add(credentialKey(s.name));
   }
-  return { sources, headers, queryKeys, cookieKeys };
+  const shortest = (keys: Set<string>) => Math.min(...[...keys].map((k) => k.length));
+  return {
+    sources,
+    headers,
+    queryKeys,
+    cookieKeys,
+    minQueryKey: shortest(queryKeys),
+    minCookieKey: shortest(cookieKeys),
+  };
 }
 
 /** More than one credential in the request (RFC 6750: a client uses one method only). */
@@ -199,7 +217,7 @@ export function findCredential(
           } else {
             const eq = part.indexOf('=');
             const name = eq < 0 ? part : part.slice(0, eq);
-            if (plan.queryKeys.has(credentialKey(name))) {
+            if (name.length >= plan.minQueryKey && plan.queryKeys.has(credentialKey(name))) {
               const value = eq < 0 ? '' : decodeQueryValue(part.slice(eq + 1));
               if (value.length === 0) strays = true;
               else if (++count > 1) return MULTIPLE_CREDENTIALS;
@@ -220,10 +238,15 @@ export function findCredential(
   const cookie = req.headers.cookie;
   if (plan.cookieKeys.size > 0 && typeof cookie === 'string') {
     // Crumbs end at ";" and also at ",": Envoy joins two HTTP/1.1 Cookie lines with ",".
-    for (const crumb of cookie.split(COOKIE_SEPARATORS)) {
+    const n = cookie.length;
+    for (let start = 0, end: number; start < n; start = end + 1) {
+      end = start;
+      while (end < n && cookie.charCodeAt(end) !== 59 /* ; */ && cookie.charCodeAt(end) !== 44 /* , */) end++;
+      if (end - start < plan.minCookieKey) continue;
+      const crumb = cookie.slice(start, end);
       const eq = crumb.indexOf('=');
       const name = (eq < 0 ? crumb : crumb.slice(0, eq)).trim();
-      if (name.length === 0 || !plan.cookieKeys.has(credentialKey(name))) continue;
+      if (name.length < plan.minCookieKey || !plan.cookieKeys.has(credentialKey(name))) continue;
       const value = eq < 0 ? '' : crumb.slice(eq + 1).trim();
       if (value.length === 0) strays = true;
       else if (++count > 1) return MULTIPLE_CREDENTIALS;
@@ -239,8 +262,6 @@ export function findCredential(
   if (token === undefined || source === undefined || token.length === 0) return undefined;
   return strays ? { token, source, strays } : { token, source };
 }
-
-const COOKIE_SEPARATORS = /[;,]/;
 
 /** A ";"-containing "&"-segment of the query in which some ";"-part names a token parameter. */
 function hidesQueryCredential(segment: string, keys: ReadonlySet<string>): boolean {
