@@ -7,7 +7,7 @@
 // allow removes every configured token source under every spelling.
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { closePolicyServices, startPolicyService, token } from '../helpers/policy.js';
+import { closePolicyServices, startPolicyService, startupProblems, token } from '../helpers/policy.js';
 import type { TestService } from '../helpers/harness.js';
 
 afterAll(closePolicyServices);
@@ -228,6 +228,12 @@ describe('method override headers', () => {
     }
     // the rule matches the real method: DELETE itself is refused
     expect((await svc.check({ path: '/orders/1', method: 'DELETE', token: jwt })).http_status).toBe(403);
+  });
+
+  it('upstream.allow_method_override must be a boolean (the problem names the field)', async () => {
+    expect(await startupProblems({ upstream: { allow_method_override: 'yes' } })).toEqual([
+      'upstream.allow_method_override: must be true or false, got string',
+    ]);
   });
 
   it('upstream.allow_method_override: true keeps them', async () => {
