@@ -303,8 +303,9 @@ export function tokenQueryKeys(
 /**
  * The cookie header without the token cookies (names compared by credentialKey, crumbs
  * separated by ";" or ","; `keep` is an exact name left in place): undefined when none
- * of them is in it, '' when nothing else is left. Kept crumbs keep their separator, so
- * a value with a "," in it arrives as it was sent.
+ * of them is in it, '' when nothing else is left. Cookies from joined Cookie lines are
+ * separated by "; " as in one Cookie header, while a value with a "," in it (not allowed
+ * by RFC 6265, but sent) arrives as it was.
  */
 export function cookieHeaderWithout(
   cookieHeader: string,
@@ -328,7 +329,9 @@ export function cookieHeaderWithout(
       const name = (eq < 0 ? crumb : crumb.slice(0, eq)).trim();
       if (name !== keep && keys.has(credentialKey(name))) removed = true;
       else if (out.length === 0) out = crumb;
-      else out += (cookieHeader.charCodeAt(start - 1) === 44 ? ',' : '; ') + crumb;
+      // After a "," a crumb with "=" is a cookie of its own (a joined line): "; " as one
+      // Cookie header separates cookies; without "=" it was part of the value before.
+      else out += (cookieHeader.charCodeAt(start - 1) === 44 && eq < 0 ? ',' : '; ') + crumb;
     }
     start = end + 1;
   }

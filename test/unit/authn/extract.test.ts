@@ -57,6 +57,7 @@ describe('cookieHeaderWithout: crumbs joined with "," and names as backends read
     expect(cookieHeaderWithout('a=1,access_token=x; b=2', keys)).toBe('a=1; b=2');
     expect(cookieHeaderWithout('access_token=x,access_token=y', keys)).toBe('');
     expect(cookieHeaderWithout('x=1,2; ACCESS.TOKEN=f', keys)).toBe('x=1,2');
+    expect(cookieHeaderWithout('a=1,b=2,access_token=x,c', keys)).toBe('a=1; b=2,c');
   });
   it('keeps the exact name it is told to keep (forward_original_token)', () => {
     expect(cookieHeaderWithout('access_token=v; Access_Token=', keys, 'access_token')).toBe('access_token=v');
