@@ -2,8 +2,8 @@ import { unescape as percentDecode } from 'node:querystring';
 import type { TokenSourceConfig } from '../config/types.js';
 import type { AuthRequest } from '../core/request.js';
 
-// Token sources (token_sources), tried in order; the first that yields a
-// token wins. Header prefixes match case-insensitively (RFC 7235 auth schemes).
+// Token sources (token_sources). A request carries at most one credential (see
+// findCredential). Header prefixes match case-insensitively (RFC 7235 auth schemes).
 
 export type CompiledTokenSource =
   | { readonly kind: 'header'; readonly name: string; readonly prefix: string; readonly prefixLower: string }
@@ -13,6 +13,8 @@ export type CompiledTokenSource =
 export interface ExtractedToken {
   readonly token: string;
   readonly source: CompiledTokenSource;
+  /** An empty token parameter or cookie is present too (see findCredential). */
+  readonly strays?: boolean;
 }
 
 export function compileTokenSources(sources: readonly TokenSourceConfig[]): CompiledTokenSource[] {
@@ -73,72 +75,265 @@ function decodeQueryValue(raw: string): string {
 }
 
 /**
- * Every spelling of `name` as a raw key in the query (`access_token`, `access%5Ftoken`, …).
- * Envoy's query_parameters_to_remove compares raw keys, while the token was read with
- * decoded ones: removing only the decoded name would forward an encoded one upstream.
+ * A parameter or cookie name as backends read it: percent- and form-decoded ("+" is a
+ * space), case-insensitive, outer spaces dropped, ".", "+" and space read as "_", and a
+ * trailing "[...]" (PHP-style arrays) dropped. `ACCESS_TOKEN`, `access.token`,
+ * `access+token`, `access%5Ftoken` and `access_token[]` all read as `access_token`.
  */
-export function queryParamRawNames(rawPath: string, name: string): string[] {
+export function credentialKey(rawName: string): string {
+  // Most names are already in that form: no decoding, no new string.
+  if (PLAIN_NAME.test(rawName)) return rawName;
+  let n = rawName;
+  if (n.indexOf('%') >= 0 || n.indexOf('+') >= 0) n = percentDecode(n.replace(/\+/g, ' '));
+  n = n.trim().toLowerCase();
+  if (n.endsWith(']')) {
+    const b = n.indexOf('[');
+    if (b > 0) n = n.slice(0, b);
+  }
+  return n.replace(/[. +]/g, '_');
+}
+
+const PLAIN_NAME = /^[a-z0-9_-]*$/;
+
+/** The token sources compiled for the one-credential scan and the removals of an allow. */
+export interface CredentialPlan {
+  readonly sources: readonly CompiledTokenSource[];
+  /** Header sources grouped by header name (two prefixes on one header count once). */
+  readonly headers: readonly { readonly name: string; readonly sources: readonly HeaderSource[] }[];
+  /** credentialKey of every query source name; empty without query sources. */
+  readonly queryKeys: ReadonlySet<string>;
+  readonly cookieKeys: ReadonlySet<string>;
+  /**
+   * Length of the shortest query / cookie key: credentialKey never makes a name longer,
+   * so a shorter raw name cannot be a token name and is skipped without decoding it.
+   */
+  readonly minQueryKey: number;
+  readonly minCookieKey: number;
+}
+
+type HeaderSource = Extract<CompiledTokenSource, { kind: 'header' }>;
+
+export function compileCredentialPlan(sources: readonly CompiledTokenSource[]): CredentialPlan {
+  const headers: { name: string; sources: HeaderSource[] }[] = [];
+  const queryKeys = new Set<string>();
+  const cookieKeys = new Set<string>();
+  for (const s of sources) {
+    if (s.kind === 'header') {
+      const group = headers.find((h) => h.name === s.name);
+      if (group) group.sources.push(s);
+      else headers.push({ name: s.name, sources: [s] });
+    } else if (s.kind === 'query') queryKeys.add(credentialKey(s.name));
+    else cookieKeys.add(credentialKey(s.name));
+  }
+  const shortest = (keys: Set<string>) => Math.min(...[...keys].map((k) => k.length));
+  return {
+    sources,
+    headers,
+    queryKeys,
+    cookieKeys,
+    minQueryKey: shortest(queryKeys),
+    minCookieKey: shortest(cookieKeys),
+  };
+}
+
+/** More than one credential in the request (RFC 6750: a client uses one method only). */
+export const MULTIPLE_CREDENTIALS = Object.freeze({ problem: 'multiple' as const });
+/**
+ * A token query parameter behind ";" (`a=1;access_token=…`): backends that split on ";"
+ * read it, but Envoy's query_parameters_to_remove compares raw "&"-separated keys and
+ * cannot remove it alone, so such a request is refused.
+ */
+export const HIDDEN_QUERY_CREDENTIAL = Object.freeze({ problem: 'hidden' as const });
+export type CredentialProblem = typeof MULTIPLE_CREDENTIALS | typeof HIDDEN_QUERY_CREDENTIAL;
+
+/** How many token values one header carries (Envoy joins repeated headers with ","). */
+function headerCredentials(value: string, sources: readonly HeaderSource[]): number {
+  let n = 0;
+  for (const part of value.split(',')) {
+    let i = 0;
+    while (part.charCodeAt(i) === 32 || part.charCodeAt(i) === 9) i++;
+    const element = i > 0 ? part.slice(i) : part;
+    if (sources.some((s) => fromHeader(element, s) !== undefined)) n++;
+  }
+  return n;
+}
+
+/**
+ * The request's one credential. Every configured source is looked at under every
+ * spelling a backend would accept: more than one non-empty credential is
+ * MULTIPLE_CREDENTIALS, a query credential behind ";" HIDDEN_QUERY_CREDENTIAL. The token
+ * is read only from the configured spelling (a header with its prefix, the exact raw
+ * query name, the exact cookie name); a lone credential under another spelling is not
+ * read (undefined) and is removed by the allow. `strays`: an empty token parameter or
+ * cookie is present too (the allow removes it, so its decision depends on the request).
+ *
+ * The common request (one Authorization header, no query, no cookie) costs one header
+ * lookup per header source: the query is scanned only when there is a "?", cookies only
+ * when there is a Cookie header.
+ */
+export function findCredential(
+  req: AuthRequest,
+  plan: CredentialPlan,
+): ExtractedToken | CredentialProblem | undefined {
+  let token: string | undefined;
+  let source: CompiledTokenSource | undefined;
+  let count = 0;
+  let strays = false;
+  for (const h of plan.headers) {
+    const value = req.headers[h.name];
+    if (typeof value !== 'string') continue;
+    // Repeated header lines arrive joined with ",": count the values in them.
+    const joined = value.indexOf(',') >= 0;
+    if (joined) {
+      const n = headerCredentials(value, h.sources);
+      if (n === 0) continue;
+      count += n;
+      if (count > 1) return MULTIPLE_CREDENTIALS;
+    }
+    for (const s of h.sources) {
+      const t = fromHeader(value, s);
+      if (t !== undefined) {
+        if (!joined && ++count > 1) return MULTIPLE_CREDENTIALS;
+        token = t;
+        source = s;
+        break;
+      }
+    }
+  }
+  if (plan.queryKeys.size > 0) {
+    const rawPath = req.rawPath;
+    const q = rawPath.indexOf('?');
+    if (q >= 0) {
+      let end = rawPath.indexOf('#', q);
+      if (end < 0) end = rawPath.length;
+      let start = q + 1;
+      while (start < end) {
+        let amp = rawPath.indexOf('&', start);
+        if (amp < 0 || amp > end) amp = end;
+        if (amp > start) {
+          const part = rawPath.slice(start, amp);
+          if (part.indexOf(';') >= 0) {
+            if (hidesQueryCredential(part, plan.queryKeys)) return HIDDEN_QUERY_CREDENTIAL;
+          } else {
+            const eq = part.indexOf('=');
+            const name = eq < 0 ? part : part.slice(0, eq);
+            if (name.length >= plan.minQueryKey && plan.queryKeys.has(credentialKey(name))) {
+              const value = eq < 0 ? '' : decodeQueryValue(part.slice(eq + 1));
+              if (value.length === 0) strays = true;
+              else if (++count > 1) return MULTIPLE_CREDENTIALS;
+              else {
+                const s = plan.sources.find((x) => x.kind === 'query' && x.name === name);
+                if (s) {
+                  token = value;
+                  source = s;
+                }
+              }
+            }
+          }
+        }
+        start = amp + 1;
+      }
+    }
+  }
+  const cookie = req.headers.cookie;
+  if (plan.cookieKeys.size > 0 && typeof cookie === 'string') {
+    // Crumbs end at ";" and also at ",": Envoy joins two HTTP/1.1 Cookie lines with ",".
+    const n = cookie.length;
+    for (let start = 0, end: number; start < n; start = end + 1) {
+      end = start;
+      while (end < n && cookie.charCodeAt(end) !== 59 /* ; */ && cookie.charCodeAt(end) !== 44 /* , */) end++;
+      if (end - start < plan.minCookieKey) continue;
+      const crumb = cookie.slice(start, end);
+      const eq = crumb.indexOf('=');
+      const name = (eq < 0 ? crumb : crumb.slice(0, eq)).trim();
+      if (name.length < plan.minCookieKey || !plan.cookieKeys.has(credentialKey(name))) continue;
+      const value = eq < 0 ? '' : crumb.slice(eq + 1).trim();
+      if (value.length === 0) strays = true;
+      else if (++count > 1) return MULTIPLE_CREDENTIALS;
+      else {
+        const s = plan.sources.find((x) => x.kind === 'cookie' && x.name === name);
+        if (s) {
+          token = value;
+          source = s;
+        }
+      }
+    }
+  }
+  if (token === undefined || source === undefined || token.length === 0) return undefined;
+  return strays ? { token, source, strays } : { token, source };
+}
+
+/** A ";"-containing "&"-segment of the query in which some ";"-part names a token parameter. */
+function hidesQueryCredential(segment: string, keys: ReadonlySet<string>): boolean {
+  for (const p of segment.split(';')) {
+    const eq = p.indexOf('=');
+    if (keys.has(credentialKey(eq < 0 ? p : p.slice(0, eq)))) return true;
+  }
+  return false;
+}
+
+/**
+ * The raw keys (as Envoy's query_parameters_to_remove compares them: up to the first
+ * "=" of each "&"-separated parameter, not decoded) of every token query parameter under
+ * any spelling; HIDDEN_QUERY_CREDENTIAL when one is behind ";"; undefined when none.
+ */
+export function tokenQueryKeys(
+  rawPath: string,
+  keys: ReadonlySet<string>,
+): string[] | typeof HIDDEN_QUERY_CREDENTIAL | undefined {
   const q = rawPath.indexOf('?');
-  if (q < 0) return [];
+  if (q < 0 || keys.size === 0) return undefined;
   const h = rawPath.indexOf('#', q);
-  const names: string[] = [];
+  let names: string[] | undefined;
   for (const part of rawPath.slice(q + 1, h < 0 ? undefined : h).split('&')) {
+    if (part.length === 0) continue;
+    if (part.indexOf(';') >= 0) {
+      if (hidesQueryCredential(part, keys)) return HIDDEN_QUERY_CREDENTIAL;
+      continue;
+    }
     const eq = part.indexOf('=');
     const raw = eq < 0 ? part : part.slice(0, eq);
-    if (names.includes(raw)) continue;
-    if (raw === name || new URLSearchParams(`${raw}=`).keys().next().value === name) names.push(raw);
+    if (!keys.has(credentialKey(raw))) continue;
+    names ??= [];
+    if (!names.includes(raw)) names.push(raw);
   }
   return names;
 }
 
-export function cookieValue(cookieHeader: string, name: string): string | undefined {
-  for (const part of cookieHeader.split(';')) {
-    const eq = part.indexOf('=');
-    if (eq < 0) continue;
-    if (part.slice(0, eq).trim() === name) {
-      const v = part.slice(eq + 1).trim();
-      return v.length > 0 ? v : undefined;
-    }
-  }
-  return undefined;
-}
-
 /**
- * The cookie header without the named cookies: undefined when none of them is
- * in it, '' when nothing else is left.
+ * The cookie header without the token cookies (names compared by credentialKey, crumbs
+ * separated by ";" or ","; `keep` is an exact name left in place): undefined when none
+ * of them is in it, '' when nothing else is left. Cookies from joined Cookie lines are
+ * separated by "; " as in one Cookie header, while a value with a "," in it (not allowed
+ * by RFC 6265, but sent) arrives as it was.
  */
-export function cookieHeaderWithout(cookieHeader: string, names: readonly string[]): string | undefined {
-  let present = false;
-  for (let i = 0; i < names.length && !present; i++) present = cookieHeader.includes(names[i]!);
-  if (!present) return undefined;
+export function cookieHeaderWithout(
+  cookieHeader: string,
+  keys: ReadonlySet<string>,
+  keep?: string,
+): string | undefined {
   let removed = false;
-  const kept: string[] = [];
-  for (const part of cookieHeader.split(';')) {
-    const p = part.trim();
-    if (p.length === 0) continue;
-    const eq = p.indexOf('=');
-    if (eq > 0 && names.includes(p.slice(0, eq).trim())) removed = true;
-    else kept.push(p);
-  }
-  return removed ? kept.join('; ') : undefined;
-}
-
-export function extractToken(
-  req: AuthRequest,
-  sources: readonly CompiledTokenSource[],
-): ExtractedToken | undefined {
-  for (const source of sources) {
-    let token: string | undefined;
-    if (source.kind === 'header') {
-      const value = req.headers[source.name];
-      if (typeof value === 'string') token = fromHeader(value, source);
-    } else if (source.kind === 'query') {
-      token = queryParam(req.rawPath, source.name);
-    } else {
-      const cookie = req.headers.cookie;
-      if (typeof cookie === 'string') token = cookieValue(cookie, source.name);
+  let out = '';
+  let start = 0;
+  const n = cookieHeader.length;
+  while (start <= n) {
+    let end = start;
+    while (end < n) {
+      const c = cookieHeader.charCodeAt(end);
+      if (c === 59 /* ; */ || c === 44 /* , */) break;
+      end++;
     }
-    if (token !== undefined && token.length > 0) return { token, source };
+    const crumb = cookieHeader.slice(start, end).trim();
+    if (crumb.length > 0) {
+      const eq = crumb.indexOf('=');
+      const name = (eq < 0 ? crumb : crumb.slice(0, eq)).trim();
+      if (name !== keep && keys.has(credentialKey(name))) removed = true;
+      else if (out.length === 0) out = crumb;
+      // After a "," a crumb with "=" is a cookie of its own (a joined line): "; " as one
+      // Cookie header separates cookies; without "=" it was part of the value before.
+      else out += (cookieHeader.charCodeAt(start - 1) === 44 && eq < 0 ? ',' : '; ') + crumb;
+    }
+    start = end + 1;
   }
-  return undefined;
+  return removed ? out : undefined;
 }

@@ -1,10 +1,14 @@
 import { LRUCache } from 'lru-cache';
 import { deny, type Allow, type Decision, type Deny, type HeaderToSet } from '../core/decision.js';
 import {
+  compileCredentialPlan,
   cookieHeaderWithout,
-  queryParamRawNames,
-  extractToken,
+  findCredential,
+  HIDDEN_QUERY_CREDENTIAL,
+  tokenQueryKeys,
   type CompiledTokenSource,
+  type CredentialPlan,
+  type CredentialProblem,
   type ExtractedToken,
 } from '../authn/extract.js';
 import { exceedsBytes } from '../authn/jws.js';
@@ -50,7 +54,10 @@ export interface PipelineParts {
   readonly scopeClaims: readonly string[];
   readonly rules: RuleSet;
   readonly claimHeaders: ClaimHeaders;
+  /** Keep a verified token for the upstream (an unverified credential is always removed). */
   readonly forwardOriginalToken: boolean;
+  /** Keep the method-override headers (METHOD_OVERRIDE_HEADERS); default false: removed from every allow. */
+  readonly allowMethodOverride?: boolean;
   readonly minter?: DownstreamTokenMinter;
   /** Where DPoP proof jtis are remembered (the token store when there is one); default per process. */
   readonly replay?: ReplayCache;
@@ -102,11 +109,21 @@ function withRule(d: Deny, rule: EffectiveRule, issuer?: string): Deny {
 }
 
 /**
- * No percent-escape and no '+' in the path: every query parameter's raw name is its
- * decoded name, so the query keys an allow removes do not depend on the request.
+ * Headers some frameworks read as the request method: rules match the real method, so an
+ * allowed request does not carry them upstream (unless upstream.allow_method_override).
  */
-function plainQuery(rawPath: string): boolean {
-  return rawPath.indexOf('%') < 0 && rawPath.indexOf('+') < 0;
+export const METHOD_OVERRIDE_HEADERS: readonly string[] = [
+  'x-http-method-override',
+  'x-http-method',
+  'x-method-override',
+];
+
+function credentialDeny(problem: CredentialProblem): Deny {
+  return problem === HIDDEN_QUERY_CREDENTIAL
+    ? deny('request_invalid', 'a token query parameter is separated by ";"', {
+        logDetail: 'a token query parameter behind ";" cannot be removed by Envoy',
+      })
+    : deny('multiple_credentials', 'the request carries more than one credential');
 }
 
 const OPAQUE_TOKEN = /^[A-Za-z0-9_-]{16,512}$/;
@@ -124,6 +141,7 @@ export class CheckPipeline {
   private readonly issuersByName = new Map<string, CompiledIssuer>();
   private readonly replay: ReplayCache;
   private readonly injectable: readonly string[];
+  private readonly credentials: CredentialPlan;
   /** What an allow rule removes (see allowUnverified); shared by every such decision. */
   private readonly unverifiedRemovals: {
     readonly headers: string[];
@@ -161,14 +179,16 @@ export class CheckPipeline {
     this.replay = parts.replay ?? new MemoryReplayCache();
     const names = [...parts.claimHeaders.headerNames];
     if (parts.minter && !names.includes(parts.minter.header)) names.push(parts.minter.header);
+    if (!parts.allowMethodOverride)
+      for (const h of METHOD_OVERRIDE_HEADERS) if (!names.includes(h)) names.push(h);
     this.injectable = names;
+    this.credentials = compileCredentialPlan(parts.tokenSources);
+    // Nothing was verified: every token source goes, forward_original_token or not.
     const removals = { headers: [...names], query: [] as string[], cookies: [] as string[] };
-    if (!parts.forwardOriginalToken) {
-      for (const src of parts.tokenSources) {
-        const list =
-          src.kind === 'header' ? removals.headers : src.kind === 'query' ? removals.query : removals.cookies;
-        if (!list.includes(src.name)) list.push(src.name);
-      }
+    for (const src of parts.tokenSources) {
+      const list =
+        src.kind === 'header' ? removals.headers : src.kind === 'query' ? removals.query : removals.cookies;
+      if (!list.includes(src.name)) list.push(src.name);
     }
     this.unverifiedRemovals = removals;
     this.hiddenCredentials = hiddenCredentials(
@@ -212,7 +232,9 @@ export class CheckPipeline {
       return this.ruleDeny(deny('rule_deny', 'access to this route is denied'), rule, req);
     if (rule.action === 'allow') return this.allowUnverified(req, rule);
 
-    const extracted = extractToken(req, this.parts.tokenSources);
+    const extracted = findCredential(req, this.credentials);
+    if (extracted !== undefined && 'problem' in extracted)
+      return this.ruleDeny(credentialDeny(extracted), rule, req);
     if (!extracted) {
       // optional: no token is an anonymous caller; a token that is present must verify.
       if (rule.action === 'optional') return this.allowUnverified(req, rule, true);
@@ -254,12 +276,9 @@ export class CheckPipeline {
     extracted: ExtractedToken,
   ): Decision | Promise<Decision> {
     const memo = entry.allows?.get(rule);
-    if (
-      memo &&
-      memo.source === extracted.source &&
-      Date.now() < memo.reuseUntil &&
-      (memo.source.kind !== 'query' || plainQuery(req.rawPath))
-    ) {
+    // One credential (checked before): a header or query token's removal is the same for
+    // every request, unless an empty token parameter or cookie is to be removed too.
+    if (memo && memo.source === extracted.source && !extracted.strays && Date.now() < memo.reuseUntil) {
       // The allow's content does not depend on the request, but whether it applies does.
       let input: ExpressionInput | undefined;
       if (rule.requirement.expression?.requestDependent) {
@@ -330,28 +349,31 @@ export class CheckPipeline {
   private readonly senderContext = (): SenderCheckContext => ({ replay: this.replay, now: this.now() });
 
   /**
-   * An allow that verified nothing: besides the injectable headers, every
-   * configured token source (header, query parameter, cookie) is removed unless
-   * forward_original_token, so the upstream never receives a credential that
-   * nobody checked (and cannot mistake it for one we did).
+   * An allow that verified nothing: besides the injectable (and method-override) headers,
+   * every configured token source is removed — its headers, its query parameter under
+   * every spelling a backend reads as the same name, its cookie out of every Cookie value
+   * — forward_original_token or not, so the upstream never receives a credential that
+   * nobody checked (and cannot mistake it for one we did). A token parameter behind ";"
+   * cannot be removed by Envoy: such a request is refused.
    */
-  private allowUnverified(req: AuthRequest, rule: EffectiveRule, anonymous = false): Allow {
+  private allowUnverified(req: AuthRequest, rule: EffectiveRule, anonymous = false): Allow | Deny {
     const r = this.unverifiedRemovals;
     let headers: HeaderToSet[] = [];
     let headersToRemove = r.headers;
     const cookie = req.headers.cookie;
     if (r.cookies.length > 0 && typeof cookie === 'string') {
-      const rest = cookieHeaderWithout(cookie, r.cookies);
+      const rest = cookieHeaderWithout(cookie, this.credentials.cookieKeys);
       if (rest === '') headersToRemove = [...r.headers, 'cookie'];
       else if (rest !== undefined) headers = [{ key: 'cookie', value: rest }];
     }
-    // Envoy strips query parameters by their raw keys: an encoded spelling of a token
-    // parameter (access%5Ftoken) must be listed too, or the backend would decode it.
+    // Envoy strips query parameters by their raw keys: every spelling a backend reads as
+    // the token parameter (access%5Ftoken, ACCESS_TOKEN, access.token, …) is listed.
     let queryParametersToRemove = r.query;
-    if (r.query.length > 0 && req.rawPath.indexOf('%') >= 0 && req.rawPath.indexOf('?') >= 0) {
-      const names = new Set(r.query);
-      for (const name of r.query) for (const raw of queryParamRawNames(req.rawPath, name)) names.add(raw);
-      queryParametersToRemove = [...names];
+    if (r.query.length > 0 && req.rawPath.indexOf('?') >= 0) {
+      const raw = tokenQueryKeys(req.rawPath, this.credentials.queryKeys);
+      if (raw === HIDDEN_QUERY_CREDENTIAL) return this.ruleDeny(credentialDeny(raw), rule, req);
+      if (Array.isArray(raw) && raw.some((k) => !r.query.includes(k)))
+        queryParametersToRemove = [...new Set([...r.query, ...raw])];
     }
     // Nothing request-specific to add or remove: one decision per rule, answered from
     // its cached response bytes (see envoy/response.ts).
@@ -534,16 +556,19 @@ export class CheckPipeline {
     requestDependent: boolean,
   ): Allow {
     const headers: HeaderToSet[] = [];
-    this.parts.claimHeaders.build(principal, headers, (header, claim, why) =>
-      this.parts.logger.warn({ request_id: req.requestId, header, claim, why }, 'claim header not set'),
-    );
+    this.parts.claimHeaders.build(principal, headers, (header, claim, why, quiet) => {
+      const fields = { request_id: req.requestId, header, claim, why };
+      if (quiet) this.parts.logger.debug(fields, 'claim header not set');
+      else this.parts.logger.warn(fields, 'claim header not set');
+    });
     const minter = this.parts.minter;
     if (minter && minted) headers.push({ key: minter.header, value: minted.value });
     const headersToRemove: string[] = [];
     for (const name of this.injectable) if (!headers.some((h) => h.key === name)) headersToRemove.push(name);
     const queryParametersToRemove: string[] = [];
     const source = extracted.source;
-    if (!this.parts.forwardOriginalToken) {
+    const forward = this.parts.forwardOriginalToken;
+    if (!forward) {
       if (source.kind === 'header') {
         // A minted token written to the same header already replaces it; Envoy applies
         // removals after sets, so listing it would drop our own value.
@@ -552,22 +577,37 @@ export class CheckPipeline {
         // The proof goes with the token it was made for.
         if (isDpopSource(source) && !headersToRemove.includes('dpop')) headersToRemove.push('dpop');
       } else if (source.kind === 'query') {
-        queryParametersToRemove.push(...queryParamRawNames(req.rawPath, source.name));
-      } else {
-        const rest = cookieHeaderWithout(req.headers.cookie ?? '', [source.name]);
-        if (rest === '') headersToRemove.push('cookie');
-        else if (rest !== undefined) headers.push({ key: 'cookie', value: rest });
+        // The only token parameter in the request (any other spelling would have been a
+        // second credential), under the exact name it was read from.
+        queryParametersToRemove.push(source.name);
       }
     }
+    // Empty token parameters and cookies beside the token go too.
+    if (extracted.strays && req.rawPath.indexOf('?') >= 0) {
+      const raw = tokenQueryKeys(req.rawPath, this.credentials.queryKeys);
+      if (Array.isArray(raw))
+        for (const k of raw)
+          if (
+            !(forward && source.kind === 'query' && k === source.name) &&
+            !queryParametersToRemove.includes(k)
+          )
+            queryParametersToRemove.push(k);
+    }
+    const cookie = req.headers.cookie;
+    if (typeof cookie === 'string' && ((source.kind === 'cookie' && !forward) || extracted.strays)) {
+      const keep = forward && source.kind === 'cookie' ? source.name : undefined;
+      const rest = cookieHeaderWithout(cookie, this.credentials.cookieKeys, keep);
+      if (rest === '') headersToRemove.push('cookie');
+      else if (rest !== undefined) headers.push({ key: 'cookie', value: rest });
+    }
     // The decision only depends on (token, rule, token source) — except a cookie rewrite
-    // or encoded query keys to remove, which depend on the request — so it is reused,
-    // response bytes included, until the minted token is due for renewal or the
+    // or stray empty credentials to remove, which depend on the request — so it is
+    // reused, response bytes included, until the minted token is due for renewal or the
     // verification expires.
-    // A query token's removal lists every raw spelling of its parameter name, which is
-    // the plain name alone when the query has nothing encoded (checked again on reuse).
     const reusable =
       entry !== undefined &&
-      (source.kind === 'header' || (source.kind === 'query' && plainQuery(req.rawPath))) &&
+      (source.kind === 'header' || source.kind === 'query') &&
+      !extracted.strays &&
       !requestDependent &&
       (minted === undefined || minted.reuseUntil > 0);
     const allow: Allow = {

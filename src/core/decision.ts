@@ -38,6 +38,7 @@ export type DenyReason =
   | 'mint_failed'
   | 'internal_error'
   | 'request_invalid'
+  | 'multiple_credentials'
   | 'rate_limited';
 
 export type ChallengeKind =
@@ -108,6 +109,8 @@ export const DENY_OUTCOMES: Readonly<Record<DenyReason, DenyOutcome>> = {
   internal_error: { grpcCode: GRPC_UNAVAILABLE, httpStatus: 500, kind: 'server_error' },
   // No HTTP attributes, or an ambiguous path refused before any rule.
   request_invalid: { grpcCode: GRPC_PERMISSION_DENIED, httpStatus: 400, kind: 'invalid_request' },
+  // The token in more than one place (RFC 6750: a client uses one method only).
+  multiple_credentials: { grpcCode: GRPC_PERMISSION_DENIED, httpStatus: 400, kind: 'invalid_request' },
   // Over a configured quota (rate_limits).
   rate_limited: { grpcCode: GRPC_RESOURCE_EXHAUSTED, httpStatus: 429, kind: 'rate_limited' },
 };

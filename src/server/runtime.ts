@@ -276,6 +276,7 @@ export class Runtime {
         rules,
         claimHeaders,
         forwardOriginalToken: config.upstream.forward_original_token,
+        allowMethodOverride: config.upstream.allow_method_override,
         minter,
         // DPoP proof jtis: in the shared store when there is one, else remembered per process.
         replay: heldStore?.value ?? processReplayCache(),

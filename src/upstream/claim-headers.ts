@@ -1,7 +1,10 @@
 // upstream.claim_headers: local claims copied into request headers for the
 // backend. Scalars as strings, arrays joined with ",", objects as JSON. A value
 // that could smuggle a header (control characters, CR/LF, NEL, U+2028/U+2029)
-// or is oversized is dropped, never truncated or escaped, and reported.
+// or is oversized is dropped, never truncated or escaped, and reported. So is a
+// value the backend would read as something else: leading or trailing whitespace
+// (HTTP parsers trim it, "  admin  " would become "admin") or a list element
+// with a "," or outer whitespace (it would read as two elements, or another one).
 
 import type { HeaderToSet } from '../core/decision.js';
 import type { Principal } from '../core/request.js';
@@ -15,6 +18,8 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
 // log pipelines treat U+0085, U+2028 and U+2029 as line breaks.
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+/** Whitespace an HTTP parser (or a list parser) trims; \s also covers Unicode spaces. */
+const EDGE_SPACE = /^\s|\s$/;
 const RESERVED: ReadonlySet<string> = new Set([
   'host',
   'content-length',
@@ -56,6 +61,16 @@ export function encodeClaimValue(v: unknown): string | undefined {
   }
   if (typeof v === 'object') return JSON.stringify(v);
   return undefined;
+}
+
+/** A list element that would not read back as itself from the ","-joined value. */
+function ambiguousElement(list: readonly unknown[]): boolean {
+  for (const e of list) {
+    if (e === null || e === undefined) continue;
+    const text = scalarText(e) ?? (typeof e === 'object' ? JSON.stringify(e) : undefined);
+    if (text !== undefined && (text.indexOf(',') >= 0 || EDGE_SPACE.test(text))) return true;
+  }
+  return false;
 }
 
 function tooLong(value: string): boolean {
@@ -118,20 +133,42 @@ export class ClaimHeaders {
 
   /**
    * Appends a header for each configured claim the principal has. Values with
-   * control characters or longer than MAX_CLAIM_HEADER_BYTES are not set;
-   * onDropped says which and why (never the value).
+   * control characters or longer than MAX_CLAIM_HEADER_BYTES are not set, nor values
+   * that would read as something else upstream (outer whitespace, a list element with
+   * a "," or outer whitespace); onDropped says which and why (never the value), `quiet`
+   * for the latter (a debug line: they come from the token's claims). The value is
+   * never trimmed: what is not set here is used unchanged everywhere else.
    */
   build(
     principal: Principal,
     out: HeaderToSet[],
-    onDropped: (header: string, claim: string, why: string) => void,
+    onDropped: (header: string, claim: string, why: string, quiet: boolean) => void,
   ): void {
     const claims = principal.claims;
     for (let i = 0; i < this.readers.length; i++) {
-      const value = encodeClaimValue(this.readers[i]!(claims));
+      const raw = this.readers[i]!(claims);
+      const value = encodeClaimValue(raw);
       if (value === undefined) continue;
       if (CONTROL.test(value)) {
-        onDropped(this.headerNames[i]!, this.claimNames[i]!, 'value contains a control character');
+        onDropped(this.headerNames[i]!, this.claimNames[i]!, 'value contains a control character', false);
+        continue;
+      }
+      if (EDGE_SPACE.test(value)) {
+        onDropped(
+          this.headerNames[i]!,
+          this.claimNames[i]!,
+          'value has leading or trailing whitespace',
+          true,
+        );
+        continue;
+      }
+      if (Array.isArray(raw) && ambiguousElement(raw)) {
+        onDropped(
+          this.headerNames[i]!,
+          this.claimNames[i]!,
+          'a list element contains "," or leading or trailing whitespace',
+          true,
+        );
         continue;
       }
       if (tooLong(value)) {
@@ -139,6 +176,7 @@ export class ClaimHeaders {
           this.headerNames[i]!,
           this.claimNames[i]!,
           `value longer than ${MAX_CLAIM_HEADER_BYTES} bytes`,
+          false,
         );
         continue;
       }

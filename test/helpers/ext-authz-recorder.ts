@@ -27,7 +27,12 @@ export type RecorderMode =
   /** Answer nothing for this long, then forward (beyond Envoy's timeout: Envoy gives up first). */
   | { kind: 'delay'; ms: number }
   /** Fail the call with this gRPC status, without asking the service. */
-  | { kind: 'error'; code: grpc.status };
+  | { kind: 'error'; code: grpc.status }
+  /**
+   * Answer with this CheckResponse (proto-loader keepCase object), without asking the
+   * service: to see what Envoy itself does with a given answer.
+   */
+  | { kind: 'answer'; response: Record<string, unknown> };
 
 export interface ExtAuthzRecorder {
   readonly address: string;
@@ -39,6 +44,7 @@ export interface ExtAuthzRecorder {
 
 export async function startRecorder(target: string): Promise<ExtAuthzRecorder> {
   const decode = authorizationService().Check!.requestDeserialize;
+  const encode = authorizationService().Check!.responseSerialize;
   const Client = grpc.makeGenericClientConstructor({ Check: CHECK, Health: HEALTH }, 'Recorder');
   const client = new Client(target, grpc.credentials.createInsecure()) as any;
   const server = new grpc.Server();
@@ -73,6 +79,7 @@ export async function startRecorder(target: string): Promise<ExtAuthzRecorder> {
         const mode = state.mode;
         if (mode.kind === 'error') callback({ code: mode.code, details: 'recorder: injected failure' });
         else if (mode.kind === 'delay') setTimeout(() => forwardCheck(call, callback), mode.ms);
+        else if (mode.kind === 'answer') callback(null, encode(mode.response));
         else forwardCheck(call, callback);
       },
     },

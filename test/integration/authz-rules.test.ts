@@ -162,7 +162,9 @@ describe('actions', () => {
 
   it('allow lists every injectable header and the token header in headers_to_remove', async () => {
     const d = await svc.check({ path: '/public/info' });
-    expect([...(d.headers_to_remove ?? [])].sort()).toEqual([...INJECTABLE, 'authorization'].sort());
+    expect([...(d.headers_to_remove ?? [])].sort()).toEqual(
+      [...INJECTABLE, 'authorization', 'x-http-method-override', 'x-http-method', 'x-method-override'].sort(),
+    );
   });
 
   it('deny answers 403 {"error":"forbidden"} without www-authenticate', async () => {

@@ -60,17 +60,23 @@ describe('upstream.dynamic_metadata', () => {
       upstream: { dynamic_metadata: { headers: 'request.headers', query: 'request.query' } },
     });
     const t = await token();
-    const r = await svc.check({
-      path: `/api/x?access_token=${t}&page=2`,
-      token: t,
-      headers: { cookie: `session=${t}`, 'x-api-token': t, dpop: 'proof', 'x-org': 'acme' },
-    });
-    expect(r.decision).toBe('allow');
-    const md = r.dynamic_metadata as { headers: Record<string, string>; query: Record<string, string> };
-    expect(md.headers['x-org']).toBe('acme');
-    expect(md.query).toEqual({ page: '2' });
-    for (const hidden of ['authorization', 'cookie', 'x-api-token', 'dpop', 'proxy-authorization', ':path'])
-      expect(md.headers).not.toHaveProperty(hidden);
-    expect(JSON.stringify(r.dynamic_metadata)).not.toContain(t.split('.')[2]!);
+    // One credential per request: the token in each source in turn.
+    for (const where of [
+      { path: `/api/x?access_token=${t}&page=2` },
+      { path: '/api/x?page=2', token: t },
+      { path: '/api/x?page=2', headers: { 'x-api-token': t } },
+    ]) {
+      const r = await svc.check({
+        ...where,
+        headers: { cookie: `session=${t}`, dpop: 'proof', 'x-org': 'acme', ...where.headers },
+      });
+      expect(r.decision).toBe('allow');
+      const md = r.dynamic_metadata as { headers: Record<string, string>; query: Record<string, string> };
+      expect(md.headers['x-org']).toBe('acme');
+      expect(md.query).toEqual({ page: '2' });
+      for (const hidden of ['authorization', 'cookie', 'x-api-token', 'dpop', 'proxy-authorization', ':path'])
+        expect(md.headers).not.toHaveProperty(hidden);
+      expect(JSON.stringify(r.dynamic_metadata)).not.toContain(t.split('.')[2]!);
+    }
   });
 });

@@ -1,7 +1,8 @@
 // A token read from a query parameter is removed by Envoy through
 // query_parameters_to_remove, which compares the raw (still percent-encoded) keys of
-// the query. The service reads keys decoded, so it must list every raw spelling of the
-// parameter, also when the same token was allowed before under the plain name.
+// the query. Backends read keys decoded (and often case-folded), so the service lists
+// every raw spelling of the parameter, also when the same token was allowed before under
+// the plain name; a second spelling with a value is a second credential.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestService, type TestService } from '../helpers/harness.js';
 import { generateEcKeyPair } from '../helpers/keys.js';
@@ -62,9 +63,17 @@ describe('query token removal names the raw parameter keys', () => {
     );
   });
 
-  it('several spellings in one query → all of them, once each', async () => {
+  it('several spellings with a value in one query → a second credential, refused', async () => {
     const d = await svc.check({
       path: `/x?access_token=${jwt}&%61ccess_token=1&access_token=2&access%5ftoken=3&other=4`,
+    });
+    expect(d.decision).toBe('deny');
+    expect(d.reason).toBe('multiple_credentials');
+  });
+
+  it('empty spellings beside the token → all of them, once each', async () => {
+    const d = await svc.check({
+      path: `/x?access_token=${jwt}&%61ccess_token=&access%5ftoken&other=4`,
     });
     expect(d.decision).toBe('allow');
     expect(d.query_parameters_to_remove).toEqual(['access_token', '%61ccess_token', 'access%5ftoken']);

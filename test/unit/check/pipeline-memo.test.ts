@@ -94,7 +94,13 @@ describe('reused allow decisions', () => {
     expect(a.reusable).toBe(true);
     expect(a.reason).toBe('rule_allow');
     expect(a.queryParametersToRemove).toEqual(['access_token']);
-    expect(a.headersToRemove).toEqual(['x-user', 'authorization']);
+    expect(a.headersToRemove).toEqual([
+      'x-user',
+      'x-http-method-override',
+      'x-http-method',
+      'x-method-override',
+      'authorization',
+    ]);
     // A cookie to rewrite or an encoded token parameter: decided for this request.
     const c = await allowOf(p.check(req('/open/c', { cookie: 'session=s; theme=dark' })));
     expect(c).not.toBe(a);
@@ -114,7 +120,7 @@ describe('reused allow decisions', () => {
     expect(await allowOf(p.check(req('/open/a')))).not.toBe(a);
   });
 
-  it('a cached query token’s allow is reused while the query is plain, and decided afresh when encoded', async () => {
+  it('a cached query token’s allow is reused, and decided afresh when an empty spelling is to be removed too', async () => {
     const p = pipeline();
     const t = token('q-user');
     const first = await allowOf(p.check(req(`/api?access_token=${t}`)));
@@ -124,11 +130,14 @@ describe('reused allow decisions', () => {
     // The second request is answered synchronously with the same decision.
     const again = p.check(req(`/api/other?a=b&access_token=${t}`));
     expect(again).toBe(first);
-    // An encoded spelling must be removed too: a decision for this request, not the memo.
-    const encoded = await allowOf(p.check(req(`/api?access%5Ftoken=${t}&access_token=${t}`)));
+    // An empty encoded spelling must be removed too: a decision for this request, not the memo.
+    const encoded = await allowOf(p.check(req(`/api?access%5Ftoken=&access_token=${t}`)));
     expect(encoded).not.toBe(first);
-    expect(encoded.queryParametersToRemove).toEqual(['access%5Ftoken', 'access_token']);
+    expect(encoded.queryParametersToRemove).toEqual(['access_token', 'access%5Ftoken']);
     expect(encoded.reusable).toBe(false);
+    // A second non-empty one is a second credential.
+    const two = await p.check(req(`/api?access%5Ftoken=${t}&access_token=${t}`));
+    expect(two).toMatchObject({ kind: 'deny', reason: 'multiple_credentials' });
     // And the same token in the header is its own decision (the header is removed instead).
     const header = await allowOf(p.check(req('/api', { authorization: `Bearer ${t}` })));
     expect(header).not.toBe(first);

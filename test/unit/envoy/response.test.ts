@@ -60,6 +60,7 @@ const EXPECTED: Record<DenyReason, [grpc: number, http: number]> = {
   mint_failed: [GRPC_UNAVAILABLE, 500],
   internal_error: [GRPC_UNAVAILABLE, 500],
   request_invalid: [GRPC_PERMISSION_DENIED, 400],
+  multiple_credentials: [GRPC_PERMISSION_DENIED, 400],
   cnf_missing: [GRPC_UNAUTHENTICATED, 401],
   cnf_mismatch: [GRPC_UNAUTHENTICATED, 401],
   dpop_invalid: [GRPC_UNAUTHENTICATED, 401],

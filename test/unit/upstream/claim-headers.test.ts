@@ -153,3 +153,28 @@ describe('ClaimHeaders.build', () => {
     ]);
   });
 });
+
+describe('ClaimHeaders.build: values that read differently upstream', () => {
+  it('outer whitespace (an HTTP parser trims it) is not set, never trimmed', () => {
+    for (const sub of ['  admin  ', 'admin ', ' admin', 'admin\u00a0', '\u3000admin']) {
+      const { out, dropped } = build({ 'x-user-id': 'sub' }, { sub });
+      expect(out, JSON.stringify(sub)).toEqual([]);
+      expect(dropped).toEqual([['x-user-id', 'sub', 'value has leading or trailing whitespace']]);
+    }
+    expect(build({ 'x-user-id': 'sub' }, { sub: 'ad min' }).out).toEqual([
+      { key: 'x-user-id', value: 'ad min' },
+    ]);
+  });
+
+  it('a list element with "," or outer whitespace is not set; a scalar with "," is one value', () => {
+    for (const roles of [['a@x,admin@x'], ['a', ' admin'], [{ a: 1, b: 2 }]]) {
+      const { out, dropped } = build({ 'x-roles': 'roles' }, { roles });
+      expect(out, JSON.stringify(roles)).toEqual([]);
+      expect(dropped[0]![2]).toBe('a list element contains "," or leading or trailing whitespace');
+    }
+    expect(build({ 'x-roles': 'roles' }, { roles: ['a', 'b'] }).out).toEqual([
+      { key: 'x-roles', value: 'a,b' },
+    ]);
+    expect(build({ 'x-roles': 'roles' }, { roles: 'a,b' }).out).toEqual([{ key: 'x-roles', value: 'a,b' }]);
+  });
+});
