@@ -31,8 +31,8 @@ export interface K8sTools {
   missing: Partial<Record<K8sTool, string>>;
 }
 
-function onPath(name: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+function onPath(name: string, env: NodeJS.ProcessEnv): string | undefined {
+  for (const dir of (env.PATH ?? '').split(delimiter)) {
     if (dir && existsSync(join(dir, name))) return join(dir, name);
   }
   return undefined;
@@ -62,15 +62,15 @@ export function findK8sTools(env: NodeJS.ProcessEnv = process.env): K8sTools {
   const missing: K8sTools['missing'] = {};
   const first = (...c: (string | undefined)[]) => c.find((p) => p && existsSync(p));
   const hint = 'run `npm run k8s:install`';
-  const helm = first(env.HELM_BIN, join(K8S_TOOLS_DIR, 'bin', 'helm'), onPath('helm'));
+  const helm = first(env.HELM_BIN, join(K8S_TOOLS_DIR, 'bin', 'helm'), onPath('helm', env));
   if (!helm) missing.helm = `no helm (HELM_BIN unset, no ${K8S_TOOLS_DIR}/bin/helm, none on PATH); ${hint}`;
   const kubernetesValidate = first(
     join(K8S_VENV, 'bin', 'kubernetes-validate'),
-    onPath('kubernetes-validate'),
+    onPath('kubernetes-validate', env),
   );
   if (!kubernetesValidate)
     missing['kubernetes-validate'] = `no kubernetes-validate (no ${K8S_VENV}, none on PATH); ${hint}`;
-  const promtool = first(env.PROMTOOL_BIN, onPath('promtool'));
+  const promtool = first(env.PROMTOOL_BIN, onPath('promtool', env));
   if (!promtool) missing.promtool = `no promtool (PROMTOOL_BIN unset, none on PATH); ${hint}`;
   const models = join(K8S_TOOLS_DIR, 'node_modules');
   const haveModels = existsSync(join(models, '@kubernetes-models', 'istio'));
