@@ -6,6 +6,8 @@
 #                        npm @kubernetes-models/* (compiled JSON-schema validators)
 #   kubernetes-validate  PyPI, the Kubernetes OpenAPI schemas for offline validation
 #   promtool             Debian's `prometheus` package
+#   strace               Debian's `strace` package (the read-only root filesystem check traces
+#                        the real service for file writes)
 # npm packages go to .k8s-tools/ (from scripts/k8s-tools/package-lock.json), helm to
 # .k8s-tools/bin/, kubernetes-validate to the venv .venv-k8s/ (both git-ignored).
 # Idempotent: what is already installed at the pinned version is only reported.
@@ -65,26 +67,30 @@ else
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
 fi
 
-# --- promtool (Debian's prometheus package) --------------------------------------
-if command -v promtool >/dev/null; then
-  say "promtool already installed: $(command -v promtool)"
+# --- promtool and strace (Debian packages prometheus, strace) -----------------------
+apt_missing=()
+command -v promtool >/dev/null || apt_missing+=(prometheus)
+command -v strace >/dev/null || apt_missing+=(strace)
+if [ ${#apt_missing[@]} -eq 0 ]; then
+  say "promtool and strace already installed"
 else
   as_root=()
   if [ "$(id -u)" != 0 ]; then
     if command -v sudo >/dev/null; then as_root=(sudo); else
-      say "ERROR: promtool missing and not root: apt-get install prometheus (Debian) provides it" >&2
+      say "ERROR: not root and no sudo: apt-get install ${apt_missing[*]} (Debian) provides promtool / strace" >&2
       exit 1
     fi
   fi
-  say "installing promtool (Debian package prometheus)"
-  if ! apt-cache policy prometheus 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+  say "installing Debian packages: ${apt_missing[*]}"
+  if ! apt-cache policy "${apt_missing[@]}" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
     "${as_root[@]}" apt-get update -qq
   fi
-  # The package's service is not started in a container (no init); only promtool is used.
-  DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  # The prometheus package's service is not started in a container (no init); only promtool is used.
+  DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null
 fi
 
 say "helm: $("$TOOLS/bin/helm" version --short)"
 say "kubernetes-validate: $("$VENV/bin/kubernetes-validate" --version)"
 say "promtool: $(promtool --version 2>&1 | head -n 1)"
+say "strace: $(strace -V 2>&1 | head -n 1)"
 say "CRD models: $(cd "$TOOLS" && node -e 'const l=require("./package-lock.json").packages;console.log(Object.keys(l).filter(k=>k.startsWith("node_modules/@kubernetes-models/")).map(k=>k.slice(13)+"@"+l[k].version).join(" "))')"
