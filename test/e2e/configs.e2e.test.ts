@@ -133,8 +133,9 @@ function embed(fragment: unknown): any {
 
 /** What istiod generates from an `envoyExtAuthzGrpc` provider, as a filter in the shipped bootstrap. */
 function istioBootstrap(): any {
-  const mesh = YAML.parse(readFileSync(join(REPO_ROOT, 'deploy', 'examples', 'istio', 'mesh-config.yaml'), 'utf8')).spec
-    .meshConfig;
+  const mesh = YAML.parse(
+    readFileSync(join(REPO_ROOT, 'deploy', 'examples', 'istio', 'mesh-config.yaml'), 'utf8'),
+  ).spec.meshConfig;
   const provider = mesh.extensionProviders.find((p: any) => p.envoyExtAuthzGrpc).envoyExtAuthzGrpc;
   const cluster = `outbound|${provider.port}||${provider.service}`;
   const doc = YAML.parse(shippedEnvoyYaml());
