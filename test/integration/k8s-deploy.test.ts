@@ -266,6 +266,24 @@ describe.skipIf(!tools)('Helm chart deploy/helm/envoy-jwt-authz', () => {
     expect(r.stderr).toContain('networkPolicy.grpc.from is empty');
   });
 
+  it('values.schema.json refuses a misspelt or mistyped value, and covers every value', async () => {
+    const render = (...args: string[]) => run(t.helm!, ['template', 'x', CHART_DIR, ...args]);
+    const typo = await render('--set', 'replicas=3');
+    expect(typo.code).not.toBe(0);
+    expect(typo.stderr).toContain("additional properties 'replicas' not allowed");
+    const port = await render('--set', 'ports.grpc=abc');
+    expect(port.code).not.toBe(0);
+    expect(port.stderr).toContain('/ports/grpc');
+    const nested = await render('--set', 'networkPolicy.grpcc.from=x');
+    expect(nested.code).not.toBe(0);
+    // A mount that would shadow the config or keys folder.
+    const shadow = await render('--set-json', 'extraMounts=[{"name":"keys","secretName":"s"}]');
+    expect(shadow.code).not.toBe(0);
+    const schema = JSON.parse(readFileSync(join(CHART_DIR, 'values.schema.json'), 'utf8'));
+    const values = YAML.parse(readFileSync(join(CHART_DIR, 'values.yaml'), 'utf8'));
+    expect(Object.keys(schema.properties).sort()).toEqual(Object.keys(values).sort());
+  });
+
   it('refuses listen addresses in config (the chart owns them, from ports.*)', async () => {
     const r = await run(t.helm!, [
       'template',
