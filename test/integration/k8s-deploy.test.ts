@@ -284,6 +284,43 @@ describe.skipIf(!tools)('Helm chart deploy/helm/envoy-jwt-authz', () => {
     expect(Object.keys(schema.properties).sort()).toEqual(Object.keys(values).sort());
   });
 
+  it('NOTES warn when downstream tokens would be signed with a per-pod ephemeral key', async () => {
+    const notes = async (...args: string[]) => {
+      const r = await run(t.helm!, [
+        'install',
+        'envoy-jwt-authz',
+        CHART_DIR,
+        '-n',
+        'authz',
+        '--dry-run=client',
+        ...args,
+      ]);
+      expect(r.code, r.stderr).toBe(0);
+      return r.stdout.slice(r.stdout.indexOf('NOTES:'));
+    };
+    const ephemeral = await notes(
+      '--set-json',
+      'config.upstream={"token":{"issuer":"https://a","audiences":["b"]}}',
+    );
+    expect(ephemeral).toContain('envoy-jwt-authz.authz.svc.cluster.local:9001');
+    expect(ephemeral).toContain('WARNING: upstream.token has no signing key file');
+    expect(await notes('-f', join(EXAMPLES, 'istio', 'values.yaml'))).not.toContain('WARNING');
+  });
+
+  it('a topology spread constraint with its own labelSelector keeps it', async () => {
+    const own = {
+      maxSkew: 2,
+      topologyKey: 'zone',
+      whenUnsatisfiable: 'DoNotSchedule',
+      labelSelector: { matchLabels: { a: 'b' } },
+    };
+    const objs = await helmTemplate(t.helm!, [
+      '--set-json',
+      `topologySpreadConstraints=${JSON.stringify([own])}`,
+    ]);
+    expect(one(objs, 'Deployment').spec.template.spec.topologySpreadConstraints).toEqual([own]);
+  });
+
   it('refuses listen addresses in config (the chart owns them, from ports.*)', async () => {
     const r = await run(t.helm!, [
       'template',
