@@ -12,6 +12,7 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import ts from 'typescript';
 import YAML from 'yaml';
 import { REPO_ROOT } from './envoy.js';
 
@@ -136,7 +137,9 @@ export function isCustomResource(obj: { apiVersion?: string }): boolean {
 
 /**
  * Validates a custom resource against its CRD's OpenAPI schema (the compiled validator
- * in @kubernetes-models/*). Returns the problems ([] when valid).
+ * in @kubernetes-models/*), and, since those schemas allow unknown fields, also looks
+ * every field up in the model's type declarations (a misspelt field is reported).
+ * Returns the problems ([] when valid).
  */
 export async function validateCustomResource(models: string, obj: any): Promise<string[]> {
   const [group, version] = String(obj.apiVersion).split('/');
@@ -146,10 +149,71 @@ export async function validateCustomResource(models: string, obj: any): Promise<
   if (!existsSync(file)) return [`${obj.apiVersion} ${obj.kind}: no model (${file})`];
   const mod = await import(pathToFileURL(file).href);
   const Model = mod[obj.kind] ?? mod.default;
+  const where = `${obj.apiVersion} ${obj.kind} ${obj.metadata?.name}`;
   try {
     new Model(obj).validate();
-    return [];
   } catch (err) {
-    return [`${obj.apiVersion} ${obj.kind} ${obj.metadata?.name}: ${(err as Error).message}`];
+    return [`${where}: ${(err as Error).message}`];
   }
+  return unknownFields(file.replace(/\.js$/, '.d.ts'), obj).map((p) => `${where}: ${p}`);
+}
+
+const checkers = new Map<string, { checker: ts.TypeChecker; root: ts.Type }>();
+
+/**
+ * The fields of `obj` that its model's declared type (interface I<Kind> in the .d.ts)
+ * does not have, as paths. A CRD whose spec is left open (x-kubernetes-preserve-unknown-fields:
+ * the model declares no `spec`) is not looked into.
+ */
+export function unknownFields(dts: string, obj: any): string[] {
+  let entry = checkers.get(dts);
+  if (!entry) {
+    const program = ts.createProgram([dts], { noEmit: true, skipLibCheck: true, types: [] });
+    const checker = program.getTypeChecker();
+    const iface = program
+      .getSourceFile(dts)!
+      .statements.find(
+        (s): s is ts.InterfaceDeclaration => ts.isInterfaceDeclaration(s) && s.name.text === `I${obj.kind}`,
+      );
+    if (!iface) return [`no interface I${obj.kind} in ${dts}`];
+    checkers.set(dts, (entry = { checker, root: checker.getTypeAtLocation(iface) }));
+  }
+  const { checker, root } = entry;
+  const open = !checker.getPropertyOfType(root, 'spec');
+  const out: string[] = [];
+  // A value checked against every type it may have (unions, intersections of unions):
+  // a field is unknown only when none of them declares it.
+  const walk = (value: unknown, types: ts.Type[], path: string): void => {
+    if (value === null || typeof value !== 'object') return;
+    const candidates = types
+      .map((t) => checker.getNonNullableType(t))
+      .flatMap((t) => (t.isUnion() ? t.types : [t]))
+      .filter((t) => !(t.flags & (ts.TypeFlags.Undefined | ts.TypeFlags.Null)));
+    if (candidates.some((t) => t.flags & (ts.TypeFlags.Any | ts.TypeFlags.Unknown))) return;
+    if (Array.isArray(value)) {
+      const elements = candidates
+        .flatMap((t) => (t.isIntersection() ? t.types : [t]))
+        .filter((t) => checker.isArrayType(t))
+        .map((t) => checker.getTypeArguments(t as ts.TypeReference)[0]!);
+      if (elements.length === 0) out.push(`${path}: a list where none is expected`);
+      else value.forEach((v, i) => walk(v, elements, `${path}[${i}]`));
+      return;
+    }
+    const objects = candidates.filter((t) => t.flags & ts.TypeFlags.Object || t.isIntersection());
+    if (objects.length === 0 || objects.some((t) => checker.getIndexInfosOfType(t).length > 0)) return;
+    for (const [key, v] of Object.entries(value)) {
+      const props = objects.map((t) => checker.getPropertyOfType(t, key)).filter((p) => p !== undefined);
+      if (props.length === 0) out.push(`${path}.${key}: unknown field`);
+      else
+        walk(
+          v,
+          props.map((p) => checker.getTypeOfSymbol(p)),
+          `${path}.${key}`,
+        );
+    }
+  };
+  const checked = { ...obj };
+  if (open) delete checked.spec;
+  walk(checked, [root], obj.kind);
+  return out;
 }

@@ -348,6 +348,31 @@ describe.skipIf(!tools)('Helm chart deploy/helm/envoy-jwt-authz', () => {
     )[0];
     policy.spec.action = 'CUSTUM';
     expect((await validateCustomResource(t.models!, policy)).join()).toContain('action');
+    // CRD schemas allow unknown fields; the model's declared types do not.
+    const custom = parseManifests(
+      readFileSync(join(EXAMPLES, 'istio', 'authorization-policy.yaml'), 'utf8'),
+    )[0];
+    custom.spec.providr = custom.spec.provider;
+    custom.spec.rules[0].to[0].operation.pathz = ['/x'];
+    expect(await validateCustomResource(t.models!, custom)).toEqual([
+      'security.istio.io/v1 AuthorizationPolicy orders-ext-authz: AuthorizationPolicy.spec.rules[0].to[0].operation.pathz: unknown field',
+      'security.istio.io/v1 AuthorizationPolicy orders-ext-authz: AuthorizationPolicy.spec.providr: unknown field',
+    ]);
+    const sp = parseManifests(
+      readFileSync(join(EXAMPLES, 'envoy-gateway', 'security-policy.yaml'), 'utf8'),
+    )[0];
+    sp.spec.extAuth.failOpn = sp.spec.extAuth.failOpen;
+    sp.spec.extAuth.grpc.backendRefs[0].prot = 9001;
+    expect(await validateCustomResource(t.models!, sp)).toEqual([
+      'gateway.envoyproxy.io/v1alpha1 SecurityPolicy orders-ext-authz: SecurityPolicy.spec.extAuth.grpc.backendRefs[0].prot: unknown field',
+      'gateway.envoyproxy.io/v1alpha1 SecurityPolicy orders-ext-authz: SecurityPolicy.spec.extAuth.failOpn: unknown field',
+    ]);
+    const full = await helmTemplate(t.helm!, ['-f', join(CHART_DIR, 'ci', 'full-values.yaml')]);
+    const monitor = one(full, 'ServiceMonitor');
+    monitor.spec.endpoints[0].scrapeInterval = '1m';
+    expect((await validateCustomResource(t.models!, monitor)).join()).toContain(
+      'endpoints[0].scrapeInterval: unknown field',
+    );
   });
 });
 
