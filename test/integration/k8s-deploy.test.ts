@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, posix } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import YAML from 'yaml';
 import { REPO_ROOT } from '../helpers/envoy.js';
 import { generateEcKeyPair, makeJwks } from '../helpers/keys.js';
@@ -22,6 +22,10 @@ import {
   validateCustomResource,
   type K8sTools,
 } from '../helpers/k8s-tools.js';
+
+// These suites start real processes (helm, the service, strace, promtool); a loaded CI
+// machine can make each of them take seconds.
+vi.setConfig({ testTimeout: 120_000, hookTimeout: 120_000 });
 
 const EXAMPLES = join(REPO_ROOT, 'deploy', 'examples');
 /** Every values file the chart is checked with: its ci/ folder and the examples' values. */

@@ -17,13 +17,17 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT } from 'jose';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import YAML from 'yaml';
 import { loadConfigObject } from '../../src/config/load.js';
 import { freePort, REPO_ROOT } from '../helpers/envoy.js';
 import { startJwksServer, type JwksServer } from '../helpers/jwks-server.js';
 import { generateEcKeyPair, makeJwks } from '../helpers/keys.js';
 import { helmTemplate, k8sToolsOrSkip } from '../helpers/k8s-tools.js';
+
+// These suites start real processes (helm, the service, strace, promtool); a loaded CI
+// machine can make each of them take seconds.
+vi.setConfig({ testTimeout: 120_000, hookTimeout: 120_000 });
 
 const DOCKERFILE = readFileSync(join(REPO_ROOT, 'Dockerfile'), 'utf8');
 const MAIN = join(REPO_ROOT, 'dist', 'main.js');
@@ -215,7 +219,9 @@ describe.skipIf(!strace)(
       // strace's exit status is the traced process's; signals go to the traced node itself.
       const exited = new Promise<number | null>((r) => child.once('exit', r));
       const base = `http://127.0.0.1:${http}`;
-      for (let i = 0; ; i++) {
+      // Generous: a loaded CI machine can take many seconds to start a Node process.
+      const deadline = Date.now() + 60_000;
+      for (;;) {
         if (
           (await fetch(`${base}/readyz`).then(
             (r) => r.status,
@@ -223,7 +229,8 @@ describe.skipIf(!strace)(
           )) === 200
         )
           break;
-        if (i > 300 || child.exitCode !== null) throw new Error('the service did not become ready');
+        if (Date.now() > deadline || child.exitCode !== null)
+          throw new Error('the service did not become ready');
         await new Promise((r) => setTimeout(r, 50)); // polling a real child process
       }
       const token = await new SignJWT({ sub: 'alice' })

@@ -5,10 +5,14 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import YAML from 'yaml';
 import { REPO_ROOT } from '../helpers/envoy.js';
 import { CHART_DIR, k8sToolsOrSkip, parseManifests } from '../helpers/k8s-tools.js';
+
+// These suites start real processes (helm, the service, strace, promtool); a loaded CI
+// machine can make each of them take seconds.
+vi.setConfig({ testTimeout: 120_000, hookTimeout: 120_000 });
 
 const DOC = readFileSync(join(REPO_ROOT, 'docs', 'kubernetes.md'), 'utf8');
 

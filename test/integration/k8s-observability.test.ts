@@ -15,6 +15,10 @@ import { startJwksServer, type JwksServer } from '../helpers/jwks-server.js';
 import { generateEcKeyPair, makeJwks } from '../helpers/keys.js';
 import { k8sToolsOrSkip, run } from '../helpers/k8s-tools.js';
 
+// These suites start real processes (helm, the service, strace, promtool); a loaded CI
+// machine can make each of them take seconds.
+vi.setConfig({ testTimeout: 120_000, hookTimeout: 120_000 });
+
 const DASHBOARD = join(REPO_ROOT, 'deploy', 'grafana', 'envoy-jwt-authz.json');
 const ALERTS = join(REPO_ROOT, 'deploy', 'prometheus', 'alerts.yaml');
 const ALERT_TESTS = join(REPO_ROOT, 'deploy', 'prometheus', 'alerts.test.yaml');
@@ -196,13 +200,16 @@ describe('the dashboard and the alerts name only what the running service export
       stdio: ['ignore', 'ignore', 'inherit'],
     });
     const base = `http://127.0.0.1:${http}`;
-    for (let i = 0; ; i++) {
+    // Generous: a loaded CI machine can take many seconds to start a Node process.
+    const deadline = Date.now() + 60_000;
+    for (;;) {
       const ok = await fetch(`${base}/readyz`).then(
         (r) => r.ok,
         () => false,
       );
       if (ok) break;
-      if (i > 200 || child.exitCode !== null) throw new Error('the service did not become ready');
+      if (Date.now() > deadline || child.exitCode !== null)
+        throw new Error('the service did not become ready');
       await new Promise((r) => setTimeout(r, 50)); // polling a real child process
     }
     const token = await new SignJWT({ sub: 'alice' })
