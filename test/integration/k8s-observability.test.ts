@@ -13,7 +13,7 @@ import YAML from 'yaml';
 import { freePort, REPO_ROOT } from '../helpers/envoy.js';
 import { startJwksServer, type JwksServer } from '../helpers/jwks-server.js';
 import { generateEcKeyPair, makeJwks } from '../helpers/keys.js';
-import { k8sToolsOrSkip, run } from '../helpers/k8s-tools.js';
+import { GRAFANA_DASHBOARD_DTS, k8sToolsOrSkip, run, unknownFields } from '../helpers/k8s-tools.js';
 
 // These suites start real processes (helm, the service, strace, promtool); a loaded CI
 // machine can make each of them take seconds.
@@ -336,6 +336,31 @@ describe('finding the k8s tools: skip and say why, fail under CI=true', () => {
     } finally {
       warn.mockRestore();
     }
+  });
+});
+
+const grafana = k8sToolsOrSkip('deploy/grafana (Grafana dashboard schema)', ['grafana-schema']);
+
+describe.skipIf(!grafana)('the dashboard against Grafana’s dashboard schema (@grafana/schema)', () => {
+  const check = (dash: unknown) =>
+    unknownFields(GRAFANA_DASHBOARD_DTS, dash, { type: 'Dashboard', path: 'dashboard', openSpec: false });
+
+  it('every field of the dashboard, its panels, targets and variables is one Grafana defines', () => {
+    expect(check(JSON.parse(readFileSync(DASHBOARD, 'utf8')))).toEqual([]);
+  });
+
+  it('a misspelt field is reported', () => {
+    const dash = JSON.parse(readFileSync(DASHBOARD, 'utf8'));
+    dash.panels[0].gridpos = dash.panels[0].gridPos;
+    dash.panels[1].fieldConfig.defaults.unitt = 's';
+    dash.templating.list[1].includAll = true;
+    dash.refreshh = '1m';
+    expect(check(dash).sort()).toEqual([
+      'dashboard.panels[0].gridpos: unknown field',
+      'dashboard.panels[1].fieldConfig.defaults.unitt: unknown field',
+      'dashboard.refreshh: unknown field',
+      'dashboard.templating.list[1].includAll: unknown field',
+    ]);
   });
 });
 
