@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'protos/**', 'coverage/**', 'bench/results/**', '.venv-envoy/**'] },
+  { ignores: ['dist/**', 'node_modules/**', 'protos/**', 'coverage/**', 'bench/results/**', '.venv-envoy/**', '.k8s-tools/**', '.venv-k8s/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -1,7 +1,7 @@
 // Every Envoy config the repo ships or documents, on the real Envoy:
 // envoy/envoy.yaml as shipped and rendered onto test ports (validate + start), each
 // Envoy fragment in README.md / docs/deploy.md put in its place in that bootstrap,
-// and the Envoy side of the Istio provider (envoy/istio/mesh-config.yaml) written as
+// and the Envoy side of the Istio provider (deploy/examples/istio/mesh-config.yaml) written as
 // the ext_authz filter istiod generates from it.
 import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -111,8 +111,9 @@ function embed(fragment: unknown): any {
 
 /** What istiod generates from an `envoyExtAuthzGrpc` provider, as a filter in the shipped bootstrap. */
 function istioBootstrap(): any {
-  const mesh = YAML.parse(readFileSync(join(REPO_ROOT, 'envoy', 'istio', 'mesh-config.yaml'), 'utf8')).spec
-    .meshConfig;
+  const mesh = YAML.parse(
+    readFileSync(join(REPO_ROOT, 'deploy', 'examples', 'istio', 'mesh-config.yaml'), 'utf8'),
+  ).spec.meshConfig;
   const provider = mesh.extensionProviders.find((p: any) => p.envoyExtAuthzGrpc).envoyExtAuthzGrpc;
   const cluster = `outbound|${provider.port}||${provider.service}`;
   const doc = YAML.parse(shippedEnvoyYaml());
@@ -190,7 +191,7 @@ describe.skipIf(!envoy)('Envoy accepts the configs in the repo', () => {
     });
   }
 
-  it('the Envoy side of the Istio provider (envoy/istio/mesh-config.yaml) validates', async () => {
+  it('the Envoy side of the Istio provider (deploy/examples/istio/mesh-config.yaml) validates', async () => {
     const doc = istioBootstrap();
     const filter = hcmOf(doc).http_filters[0].typed_config;
     expect(filter).toMatchObject({ failure_mode_allow: false, status_on_error: { code: 503 } });

@@ -1,6 +1,6 @@
 // One V8 heap setting for every way the service is started: NODE_OPTIONS, defaulting to
-// --max-old-space-size=256 in `npm start` and the Docker image, and set in the Kubernetes
-// manifest. No --max-old-space-size on a command line, which would silently win over it.
+// --max-old-space-size=256 in `npm start` and the Docker image, and set by the Helm
+// chart. No --max-old-space-size on a command line, which would silently win over it.
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
@@ -39,16 +39,10 @@ describe('V8 heap setting', () => {
     // The image's command line with the image default, then with the manifest's override.
     const command = `${entrypoint[0]} ${PROBE}`;
     expect(near(heapLimit(command, env), 256)).toBe(true);
-    const docs = readFileSync(`${ROOT}envoy/istio/deployment.yaml`, 'utf8')
-      .split(/^---$/m)
-      .map((d) => parse(d))
-      .filter(Boolean);
-    const container = docs
-      .filter((d) => d.kind === 'Deployment')
-      .flatMap((d) => d.spec.template.spec.containers)
-      .find((c) => c.name === 'envoy-jwt-authz');
-    const fromManifest = container.env.find((e: { name: string }) => e.name === 'NODE_OPTIONS')
-      .value as string;
+    // The Helm chart's value (the Deployment's NODE_OPTIONS; test/integration/k8s-deploy.test.ts
+    // checks that the rendered Deployment carries it).
+    const fromManifest = parse(readFileSync(`${ROOT}deploy/helm/envoy-jwt-authz/values.yaml`, 'utf8'))
+      .nodeOptions as string;
     const mb = Number(/--max-old-space-size=(\d+)/.exec(fromManifest)![1]);
     expect(near(heapLimit(command, fromManifest), mb)).toBe(true);
   });
