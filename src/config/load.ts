@@ -60,6 +60,11 @@ function schema() {
         env: 'AUTHZ_HTTP_ADDRESS',
       },
       shutdown_grace_seconds: { format: 'nat', default: 10 },
+      drain_delay_seconds: {
+        doc: 'SIGTERM: seconds to keep answering while NOT_SERVING, so health checkers take this replica out first',
+        format: 'nat',
+        default: 5,
+      },
       http_max_connections: {
         doc: 'concurrent connections the HTTP listener accepts (per process)',
         format: 'nat',

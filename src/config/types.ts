@@ -213,6 +213,8 @@ export interface AppConfig {
     grpc_address: string;
     http_address: string;
     shutdown_grace_seconds: number;
+    /** SIGTERM: keep answering this long after turning NOT_SERVING (when health is being probed). */
+    drain_delay_seconds: number;
     /** Concurrent HTTP connections per process; more are closed on arrival. */
     http_max_connections: number;
     workers: number;
