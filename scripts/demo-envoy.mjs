@@ -158,6 +158,8 @@ const children = [];
 
 /** Starts a long-running child in its own process group, its output prefixed on stderr. */
 function start(name, bin, args, env = {}) {
+  // a signal during start-up: start nothing more (stopAll only stops what exists)
+  if (stopping) throw new DemoError('stopping');
   const child = spawn(bin, args, {
     cwd: ROOT,
     env: { ...process.env, ...env },
