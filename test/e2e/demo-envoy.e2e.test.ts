@@ -7,10 +7,12 @@
 // examples/envoy-demo.yaml, so this is also the test that the two agree through the
 // real Envoy (the /reports route names the config's issuer and rule).
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
+import { join } from 'node:path';
+import YAML from 'yaml';
 import { afterAll, describe, expect, it } from 'vitest';
-import { envoyOrSkip, freePort, REPO_ROOT } from '../helpers/envoy.js';
+import { envoyOrSkip, freePort, REPO_ROOT, shippedEnvoyYaml } from '../helpers/envoy.js';
 
 const envoy = await envoyOrSkip('npm run demo:envoy');
 const hasCurl = spawnSync('curl', ['--version'], { stdio: 'ignore' }).status === 0;
@@ -207,4 +209,44 @@ describe.skipIf(!envoy?.bin)('npm run demo:envoy, as a newcomer runs it', () => 
       busy.close();
     }
   }, 60_000);
+});
+
+// Without Envoy too: every name envoy/envoy.yaml uses is defined by the shipped config.
+describe('envoy/envoy.yaml and examples/envoy-demo.yaml name the same things', () => {
+  const envoyDoc = YAML.parse(shippedEnvoyYaml());
+  const config = YAML.parse(readFileSync(join(REPO_ROOT, 'examples', 'envoy-demo.yaml'), 'utf8'));
+  const extensions: Record<string, string>[] = [];
+  const removed: string[] = [];
+  const walk = (node: unknown): void => {
+    if (Array.isArray(node)) node.forEach(walk);
+    else if (node && typeof node === 'object') {
+      const obj = node as Record<string, any>;
+      if (obj.context_extensions) extensions.push(obj.context_extensions);
+      if (Array.isArray(obj.request_headers_to_remove)) removed.push(...obj.request_headers_to_remove);
+      Object.values(obj).forEach(walk);
+    }
+  };
+  walk(envoyDoc);
+
+  it('issuers and rules named in context_extensions exist in the service config', () => {
+    const issuers = extensions.flatMap((e) => (e.issuers ? e.issuers.split(' ') : []));
+    const rules = extensions.flatMap((e) => (e.rule ? [e.rule] : []));
+    expect(issuers.length + rules.length).toBeGreaterThan(0);
+    const issuerNames = config.issuers.map((i: { name: string }) => i.name);
+    const ruleNames = config.rules.map((r: { name: string }) => r.name);
+    for (const name of issuers) expect(issuerNames).toContain(name);
+    for (const name of rules) expect(ruleNames).toContain(name);
+  });
+
+  it('the identity headers envoy.yaml strips are the ones the service injects', () => {
+    const injected = [...Object.keys(config.upstream.claim_headers), config.upstream.token.header];
+    expect([...removed].sort()).toEqual([...injected].sort());
+  });
+
+  it("the ext_authz cluster points at the service config's gRPC address", () => {
+    const cluster = envoyDoc.static_resources.clusters.find((c: { name: string }) => c.name === 'ext_authz');
+    const { address, port_value } =
+      cluster.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address;
+    expect(`${address}:${port_value}`).toBe(config.server.grpc_address);
+  });
 });
