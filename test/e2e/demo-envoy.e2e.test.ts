@@ -135,6 +135,27 @@ const bindable = (port: number): Promise<boolean> =>
     srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
   });
 
+/** The demo's processes and temporary folder are there; after `stop`, none is, and every port is free. */
+async function stopsEverything(demo: Demo, env: Record<string, string>, stop: (npmPid: number) => void) {
+  const stdout = demo.stdout();
+  const processes = /processes\s+upstream (\d+), authz (\d+), envoy (\d+); temporary files: (\S+)/.exec(
+    stdout,
+  );
+  expect(processes, stdout).not.toBeNull();
+  const pids = processes!.slice(1, 4).map(Number);
+  const dir = processes![4]!;
+  for (const pid of pids) expect(alive(pid)).toBe(true);
+  expect(existsSync(dir)).toBe(true);
+
+  stop(demo.child.pid!);
+  const exit = await demo.exited;
+  expect(exit, demo.stderr()).toEqual({ code: 0, signal: null });
+  for (const pid of pids) expect(alive(pid), `pid ${pid}`).toBe(false);
+  expect(existsSync(dir)).toBe(false);
+  for (const name of PORT_VARS) expect(await bindable(Number(env[name])), name).toBe(true);
+  expect(demo.stderr()).toMatch(/\[demo\] stopped \(upstream \d+, authz \d+, envoy \d+\); removed /);
+}
+
 describe.skipIf(!envoy?.bin)('npm run demo:envoy, as a newcomer runs it', () => {
   const started: Demo[] = [];
   afterAll(() => {
@@ -172,22 +193,16 @@ describe.skipIf(!envoy?.bin)('npm run demo:envoy, as a newcomer runs it', () => 
       for (const text of c.absent) expect(answer, c.title).not.toContain(text);
     }
 
-    const processes = /processes\s+upstream (\d+), authz (\d+), envoy (\d+); temporary files: (\S+)/.exec(
-      stdout,
-    );
-    expect(processes, stdout).not.toBeNull();
-    const pids = processes!.slice(1, 4).map(Number);
-    const dir = processes![4]!;
-    for (const pid of pids) expect(alive(pid)).toBe(true);
-    expect(existsSync(dir)).toBe(true);
+    await stopsEverything(demo, env, (pid) => process.kill(-pid, 'SIGINT'));
+  }, 150_000);
 
-    process.kill(-demo.child.pid!, 'SIGINT');
-    const exit = await demo.exited;
-    expect(exit, demo.stderr()).toEqual({ code: 0, signal: null });
-    for (const pid of pids) expect(alive(pid), `pid ${pid}`).toBe(false);
-    expect(existsSync(dir)).toBe(false);
-    for (const name of PORT_VARS) expect(await bindable(Number(env[name])), name).toBe(true);
-    expect(demo.stderr()).toMatch(/\[demo\] stopped \(upstream \d+, authz \d+, envoy \d+\); removed /);
+  it('SIGTERM to the npm process alone (a supervisor, `kill PID`) stops all three as well', async () => {
+    const env: Record<string, string> = {};
+    for (const name of PORT_VARS) env[name] = String(await freePort());
+    const demo = runDemo(env);
+    started.push(demo);
+    await until('printed commands', () => /Ctrl-C stops/.test(demo.stdout()), demo, 90_000);
+    await stopsEverything(demo, env, (pid) => process.kill(pid, 'SIGTERM'));
   }, 150_000);
 
   it('a busy port is refused by name before anything starts', async () => {
