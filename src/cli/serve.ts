@@ -33,7 +33,12 @@ export async function serveCommand(args: string[]): Promise<void> {
     if (busy.length > 0) throw new StartupError(busy);
   }
   if (workers > 1 && !isClusterWorker()) {
-    await runPrimary(workers, logger.child({ role: 'primary' }), loaded.config.server.shutdown_grace_seconds);
+    const { shutdown_grace_seconds, drain_delay_seconds } = loaded.config.server;
+    await runPrimary(
+      workers,
+      logger.child({ role: 'primary' }),
+      shutdown_grace_seconds + drain_delay_seconds,
+    );
     return;
   }
   const metrics = new Metrics();
@@ -55,7 +60,7 @@ export async function serveCommand(args: string[]): Promise<void> {
     stopping = true;
     logger.info({ signal }, 'shutting down: draining in-flight checks');
     service
-      .shutdown()
+      .shutdown(undefined, service.current.config.server.drain_delay_seconds, isClusterWorker())
       .then(() => {
         logger.info('stopped');
         logger.flush();

@@ -60,12 +60,21 @@ export class HealthState {
     [AUTHORIZATION_SERVICE, NOT_SERVING],
   ]);
   private readonly watchers = new Map<string, Set<ServerStreamCall>>();
+  /** Date.now() of the last health Check or Watch (0: never): is a health checker watching us? */
+  lastProbeAt = 0;
+
+  /** A Watch stream is open, or a Check came within the last `ms`. */
+  probedWithin(ms: number): boolean {
+    for (const set of this.watchers.values()) if (set.size > 0) return true;
+    return this.lastProbeAt > 0 && Date.now() - this.lastProbeAt <= ms;
+  }
 
   setServing(serving: boolean): void {
     for (const name of this.status.keys()) this.set(name, serving ? SERVING : NOT_SERVING);
   }
 
   check = (message: Buffer): Buffer => {
+    this.lastProbeAt = Date.now();
     const service = decodeHealthRequest(message);
     const status = this.status.get(service);
     if (status === undefined)
@@ -74,6 +83,7 @@ export class HealthState {
   };
 
   watch = (message: Buffer, call: ServerStreamCall): void => {
+    this.lastProbeAt = Date.now();
     let service: string;
     try {
       service = decodeHealthRequest(message);

@@ -34,6 +34,9 @@ export interface ServiceOptions {
   readonly httpBodyTimeoutMs?: number;
 }
 
+/** A health probe this recent means a health checker is watching (see Service.shutdown). */
+const PROBE_RECENT_MS = 60_000;
+
 /** A running service: gRPC Check + health, HTTP admin/OAuth, reload and drain. */
 export class Service {
   private runtime: Runtime;
@@ -45,6 +48,8 @@ export class Service {
   private readonly stopWatching: (() => void)[] = [];
   /** This service started the process's tracing (and stops it at shutdown). */
   private ownsTracing = false;
+  /** Date.now() of the last HTTP readiness probe (/readyz); 0: never. */
+  private readinessProbeAt = 0;
 
   private constructor(
     runtime: Runtime,
@@ -116,6 +121,9 @@ export class Service {
         metrics,
         logger,
         accepting: () => service?.accepting ?? true,
+        probed: () => {
+          if (service) service.readinessProbeAt = Date.now();
+        },
         ...(opts.httpHeadersTimeoutMs !== undefined ? { headersTimeoutMs: opts.httpHeadersTimeoutMs } : {}),
         ...(opts.httpBodyTimeoutMs !== undefined ? { bodyTimeoutMs: opts.httpBodyTimeoutMs } : {}),
       });
@@ -191,11 +199,35 @@ export class Service {
     return next;
   }
 
-  /** Health turns NOT_SERVING, in-flight checks drain (up to graceSeconds), servers close. */
-  async shutdown(graceSeconds = this.runtime.config.server.shutdown_grace_seconds): Promise<void> {
+  /**
+   * Health turns NOT_SERVING (gRPC health and /readyz); with a drain delay, checks are
+   * still answered for that long, so that health checkers (Envoy's, the kubelet's) take
+   * this replica out of rotation before its listeners close: closing at once would make
+   * the checks that keep arriving until then fail. The delay is skipped when nothing has
+   * probed health in the last minute (nobody would notice NOT_SERVING: a local Ctrl-C),
+   * unless `alwaysDelay` (a cluster worker: the probes may have reached another worker).
+   * Then the listeners close (GOAWAY), in-flight checks drain (up to graceSeconds), and
+   * the servers close.
+   */
+  async shutdown(
+    graceSeconds = this.runtime.config.server.shutdown_grace_seconds,
+    drainDelaySeconds = 0,
+    alwaysDelay = false,
+  ): Promise<void> {
     this.accepting = false;
     for (const stop of this.stopWatching.splice(0)) stop();
     this.grpc.health.setServing(false);
+    const probed =
+      alwaysDelay ||
+      this.grpc.health.probedWithin(PROBE_RECENT_MS) ||
+      (this.readinessProbeAt > 0 && Date.now() - this.readinessProbeAt <= PROBE_RECENT_MS);
+    if (drainDelaySeconds > 0 && probed) {
+      this.opts.logger.info(
+        { drain_delay_seconds: drainDelaySeconds },
+        'NOT_SERVING: still answering checks while health checkers take this process out of rotation',
+      );
+      await new Promise((r) => setTimeout(r, drainDelaySeconds * 1000));
+    }
     const graceMs = graceSeconds * 1000;
     const drained = this.checks.drained();
     await Promise.race([drained, new Promise((r) => setTimeout(r, graceMs).unref())]);

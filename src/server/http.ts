@@ -15,6 +15,8 @@ export interface HttpServerDeps {
   readonly logger: Logger;
   /** False while draining for shutdown: readiness fails first. */
   readonly accepting: () => boolean;
+  /** Called on every /readyz: a readiness prober (kubelet) is watching this process. */
+  readonly probed?: () => void;
   /** Time a client has to send its request headers (ms); tests shorten it. */
   readonly headersTimeoutMs?: number;
   /** Time a client has, once its headers are in, to send the whole body (ms); tests shorten it. */
@@ -198,6 +200,7 @@ export function createHttpServer(deps: HttpServerDeps): FastifyInstance {
   app.get('/healthz', async () => ({ status: 'ok' }));
 
   app.get('/readyz', async (_req, reply) => {
+    deps.probed?.();
     const rt = deps.runtime();
     const ready = deps.accepting() && rt.ready();
     const body = {

@@ -149,6 +149,10 @@ describe.skipIf(!envoy)('Envoy accepts the configs in the repo', () => {
     await expectValid(YAML.parse(shippedEnvoyYaml()));
   });
 
+  it('envoy/envoy-replicas.yaml validates as shipped', async () => {
+    await expectValid(YAML.parse(readFileSync(join(REPO_ROOT, 'envoy', 'envoy-replicas.yaml'), 'utf8')));
+  });
+
   it('envoy/envoy.yaml rendered onto test ports starts and becomes ready', async () => {
     const running = await startEnvoy(
       envoy!,

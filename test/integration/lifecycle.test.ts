@@ -72,4 +72,49 @@ describe('health and graceful shutdown', () => {
     await stopping;
     svc = undefined;
   });
+
+  describe('drain delay (server.drain_delay_seconds, passed by `serve` on SIGTERM)', () => {
+    const config = () => ({
+      issuers: [
+        {
+          name: 'corp',
+          issuer: ISS,
+          audiences: ['api'],
+          jwks: makeJwks(generateEcKeyPair({ kid: 'k1' })),
+        },
+      ],
+    });
+
+    it('after a health probe: NOT_SERVING at once, checks still answered during the delay, then closed', async () => {
+      svc = await startTestService(config());
+      expect(await healthOf(svc.grpcAddress)).toBe('SERVING'); // a health checker is watching
+      const started = Date.now();
+      const stopping = svc.service.shutdown(1, 2);
+      expect(await healthOf(svc.grpcAddress)).toBe('NOT_SERVING');
+      await new Promise((r) => setTimeout(r, 1000));
+      // a second into the drain, a new Check is still answered (a decision, not UNAVAILABLE)
+      expect(await svc.check({ path: '/x' })).toMatchObject({ decision: 'deny', http_status: 401 });
+      await stopping;
+      expect(Date.now() - started).toBeGreaterThanOrEqual(2000);
+      await expect(svc.check({ path: '/x', timeoutMs: 1000 })).rejects.toThrow();
+      svc = undefined;
+    });
+
+    it('a readiness probe (GET /readyz) counts as a health checker too', async () => {
+      svc = await startTestService(config());
+      expect((await fetch(`${svc.httpUrl}/readyz`)).status).toBe(200);
+      const started = Date.now();
+      await svc.service.shutdown(1, 1);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
+      svc = undefined;
+    });
+
+    it('never probed (nobody would see NOT_SERVING, e.g. Ctrl-C on a local run): no delay', async () => {
+      svc = await startTestService(config());
+      const started = Date.now();
+      await svc.service.shutdown(1, 30);
+      expect(Date.now() - started).toBeLessThan(10_000);
+      svc = undefined;
+    });
+  });
 });

@@ -45,6 +45,12 @@ export const ServerSchema = section(
       default: 10,
       minimum: 0,
     }),
+    drain_delay_seconds: int({
+      description:
+        'on SIGTERM: seconds to keep answering while NOT_SERVING, so health checkers take this replica out first (skipped when nothing probed health in the last minute)',
+      default: 5,
+      minimum: 0,
+    }),
     http_max_connections: int({
       description:
         'concurrent connections the HTTP listener accepts (per process); more are closed on arrival',

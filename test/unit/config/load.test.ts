@@ -167,6 +167,20 @@ describe('config validation', () => {
   });
 });
 
+describe('server.drain_delay_seconds', () => {
+  it('defaults to 5; 0 turns it off; anything but a whole number of seconds is refused by path', () => {
+    expect(validateConfig({ issuers: [issuer] }, {}).server.drain_delay_seconds).toBe(5);
+    expect(
+      validateConfig({ issuers: [issuer], server: { drain_delay_seconds: 0 } }, {}).server
+        .drain_delay_seconds,
+    ).toBe(0);
+    for (const bad of [-1, 1.5, 'soon'])
+      expect(problems({ issuers: [issuer], server: { drain_delay_seconds: bad } })).toEqual([
+        expect.stringMatching(/^server\.drain_delay_seconds: /),
+      ]);
+  });
+});
+
 describe('listen addresses', () => {
   const withServer = (server: Record<string, unknown>) => problems({ issuers: [issuer], server });
 
