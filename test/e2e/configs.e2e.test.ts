@@ -208,8 +208,9 @@ describe.skipIf(!envoy)('Envoy accepts the configs in the repo', () => {
     'docs/operations.md',
   ].flatMap(envoyFragments);
 
-  it('the docs hold Envoy fragments to check (deploy.md filter/routes/cluster/log/EnvoyFilter/TLS cluster, policies.md route, verification.md mTLS filter and EnvoyFilter, operations.md tracing)', () => {
+  it('the docs hold Envoy fragments to check (README route, deploy.md filter/routes/cluster/log/EnvoyFilter/TLS cluster, policies.md route, verification.md mTLS filter and EnvoyFilter, operations.md tracing)', () => {
     const count = (file: string) => fragments.filter((f) => f.file === file).length;
+    expect(count('README.md')).toBeGreaterThanOrEqual(1);
     expect(count('docs/deploy.md')).toBeGreaterThanOrEqual(7);
     expect(count('docs/policies.md')).toBeGreaterThanOrEqual(1);
     expect(count('docs/verification.md')).toBeGreaterThanOrEqual(2);
