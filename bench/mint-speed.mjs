@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Downstream-token minting speed (README "What upstream services receive"), in process, one core, sequential.
+// Downstream-token minting speed (docs/upstream.md "What upstream services receive"), in process, one core, sequential.
 //
 //   npm run build && node bench/mint-speed.mjs [--duration 1]
 //

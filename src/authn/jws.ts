@@ -5,7 +5,7 @@ import { isPlainObject } from '../core/objects.js';
 import { ecCurveByAlg, jwsHashBytes, jwsHashName } from '../crypto/algorithms.js';
 import type { VerificationKey } from './keys/types.js';
 
-// Strict compact JWS parsing and signature checks (README "Verification rules").
+// Strict compact JWS parsing and signature checks (docs/verification.md "Verification rules").
 // jose accepts padded or non-canonical base64url; we do not, because the token
 // string is used as a cache key and must not be malleable.
 

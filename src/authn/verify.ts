@@ -71,7 +71,7 @@ export async function verifyJwt(
   return verifyParsedJwt(parsed, issuer, opts);
 }
 
-/** Steps 3–6 of README "Verification rules" for an already parsed token and a chosen issuer. */
+/** Steps 3–6 of docs/verification.md "Verification rules" for an already parsed token and a chosen issuer. */
 export async function verifyParsedJwt(
   parsed: ParsedJws,
   issuer: CompiledIssuer,
@@ -157,7 +157,7 @@ interface Candidates {
   readonly unknownKid: boolean;
 }
 
-// README "Verification rules". The token's own jwk/jku/x5u/x5c headers are never read.
+// docs/verification.md "Verification rules". The token's own jwk/jku/x5u/x5c headers are never read.
 function selectCandidates(
   set: KeySet,
   header: Record<string, unknown>,
@@ -194,7 +194,7 @@ function selectCandidates(
 const isTime = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 
 /**
- * The claim rules of README "Verification rules" (times with the issuer's skew, required
+ * The claim rules of docs/verification.md "Verification rules" (times with the issuer's skew, required
  * claims, audience, lifetime): for a JWT's payload and for an introspection answer alike.
  */
 export function checkClaims(

@@ -11,7 +11,7 @@ import type { RateLimitResult, Store } from '../store/types.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 
-// Quotas on allowed requests (README "Quotas (rate limits)"). Counted only once a request
+// Quotas on allowed requests (docs/policies.md "Quotas (rate limits)"). Counted only once a request
 // has been verified and authorized, one store hit per applicable limit; the answer carries
 // the IETF RateLimit-Policy / RateLimit header fields (structured-field syntax).
 

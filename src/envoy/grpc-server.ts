@@ -1,6 +1,6 @@
 // A gRPC server directly on node:http2: unary methods and server-streaming health
 // Watch, which is all Envoy's ext_authz filter and its health checker use. It costs
-// a fraction of @grpc/grpc-js per call (README "Benchmarks").
+// a fraction of @grpc/grpc-js per call (docs/benchmarks.md).
 
 import { existsSync, lstatSync, unlinkSync } from 'node:fs';
 import * as http2 from 'node:http2';

@@ -16,7 +16,7 @@ function stripKeyHints(header: Record<string, unknown>): Record<string, unknown>
   return rest;
 }
 
-/** Signature and claims of an assertion (README "OAuth 2.0 token endpoint"). */
+/** Signature and claims of an assertion (docs/token-endpoint.md "Overview"). */
 export async function verifyAssertion(
   state: OAuthState,
   parsed: ParsedJws,

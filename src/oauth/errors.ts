@@ -24,7 +24,7 @@ const STATUS: Record<OAuthErrorCode, number> = {
   unsupported_token_type: 400,
   invalid_dpop_proof: 400,
   temporarily_unavailable: 503,
-  // Not an RFC 6749 code (it has none for this): see README "Quotas (rate limits)".
+  // Not an RFC 6749 code (it has none for this): see docs/policies.md "Quotas (rate limits)".
   rate_limited: 429,
   server_error: 500,
 };

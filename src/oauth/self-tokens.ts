@@ -17,7 +17,7 @@ import type { OAuthState, TokenServiceContext } from './state.js';
 
 /** Clock skew Check allows on this service's own access tokens; revocations outlive exp by it. */
 export const SELF_SKEW_SECONDS = 60;
-/** Longest store-answer cache entry (README "OAuth 2.0 token endpoint": a revocation may be delayed by at most 1 s). */
+/** Longest store-answer cache entry (docs/token-endpoint.md "Overview": a revocation may be delayed by at most 1 s). */
 export const MAX_STORE_CACHE_MS = 1000;
 /** The name of our own issuer in logs, metrics and require.issuers. */
 export const SELF_ISSUER_NAME = 'self';

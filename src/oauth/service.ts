@@ -12,7 +12,7 @@ import { SelfTokens, type SelfTokenSupport } from './self-tokens.js';
 import type { Client, GrantIssuer, OAuthRequest, OAuthState, TokenServiceContext } from './state.js';
 import { handleToken } from './token.js';
 
-// The OAuth 2.0 token endpoint for the JWT bearer grant (RFC 7523; README "OAuth 2.0 token endpoint"), refresh
+// The OAuth 2.0 token endpoint for the JWT bearer grant (RFC 7523; docs/token-endpoint.md "Overview"), refresh
 // tokens with rotation and reuse detection (RFC 9700 §4.14.2), revocation (RFC 7009)
 // and introspection (RFC 7662). Tokens, assertions and secrets are never logged.
 // This file builds the service from config; each endpoint lives in its own file.
@@ -118,7 +118,7 @@ export async function createTokenService(
         `token_endpoint.grant_issuers[${j}]: the issuer "${base.issuer}" is also a client_id; assertions would be ambiguous`,
       );
     }
-    // README "OAuth 2.0 token endpoint": the issuer entry's own audiences do not apply; assertions are
+    // docs/token-endpoint.md "Overview": the issuer entry's own audiences do not apply; assertions are
     // for the token endpoint (or this entry's own audience). iat and jti are optional in RFC 7523:
     // they are required only where this entry says so.
     const required = new Set(base.requiredClaims.filter((c) => c !== 'iat' && c !== 'jti'));

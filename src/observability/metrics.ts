@@ -1,7 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /**
- * Prometheus metrics (README "Operations"). Created once per process and shared across config
+ * Prometheus metrics (docs/operations.md "Operations"). Created once per process and shared across config
  * reloads, so counters keep counting when the runtime graph is rebuilt.
  */
 export class Metrics {

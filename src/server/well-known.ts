@@ -3,7 +3,7 @@ import type { JWK } from 'jose';
 import { DPOP_ALGORITHMS } from '../authn/dpop.js';
 import { ASYMMETRIC_DEFAULT_ALGORITHMS } from '../config/schema.js';
 
-// GET /.well-known/jwks.json and /.well-known/openid-configuration (README "Operations" / README "What upstream services receive").
+// GET /.well-known/jwks.json and /.well-known/openid-configuration (docs/operations.md "Operations" / docs/upstream.md "What upstream services receive").
 //
 // Cache-Control: public, max-age=300 (a discovery document built from the request's
 // Host is no-store instead). Verifiers and CDNs may cache the JWKS, but

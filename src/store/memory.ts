@@ -144,7 +144,7 @@ export class MemoryKv implements Kv {
 }
 
 export interface MemoryStoreOptions {
-  /** README "OAuth 2.0 token endpoint" purge_interval_seconds (default 60). */
+  /** docs/token-endpoint.md "Overview" purge_interval_seconds (default 60). */
   readonly purgeIntervalSeconds?: number;
   readonly clock?: () => number;
 }

@@ -1,4 +1,4 @@
-// The shared token store (README "OAuth 2.0 token endpoint"): exactly what the token endpoint and Check need.
+// The shared token store (docs/token-endpoint.md "Overview"): exactly what the token endpoint and Check need.
 // Every entry has a lifetime; the store forgets it afterwards. Tokens are never stored
 // in clear: callers pass SHA-256 hashes (see hashToken).
 

@@ -1,6 +1,6 @@
 // Every Envoy config the repo ships or documents, on the real Envoy:
 // envoy/envoy.yaml as shipped and rendered onto test ports (validate + start), each
-// Envoy fragment in README.md / docs/deploy.md put in its place in that bootstrap,
+// Envoy fragment in README.md and docs/*.md put in its place in that bootstrap,
 // and the Envoy side of the Istio provider (deploy/examples/istio/mesh-config.yaml) written as
 // the ext_authz filter istiod generates from it.
 import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -183,9 +183,13 @@ describe.skipIf(!envoy)('Envoy accepts the configs in the repo', () => {
 
   const fragments = ENVOY_DOCS.flatMap(envoyFragments);
 
-  it('the docs hold Envoy fragments to check (README route, deploy.md filter/routes/cluster/log/EnvoyFilter)', () => {
-    expect(fragments.filter((f) => f.file === 'docs/deploy.md').length).toBeGreaterThanOrEqual(6);
-    expect(fragments.filter((f) => f.file === 'README.md').length).toBeGreaterThanOrEqual(1);
+  it('the docs hold Envoy fragments to check (README route, deploy.md filter/routes/cluster/log/EnvoyFilter/TLS cluster, policies.md route, verification.md mTLS filter and EnvoyFilter, operations.md tracing)', () => {
+    const count = (file: string) => fragments.filter((f) => f.file === file).length;
+    expect(count('README.md')).toBeGreaterThanOrEqual(1);
+    expect(count('docs/deploy.md')).toBeGreaterThanOrEqual(7);
+    expect(count('docs/policies.md')).toBeGreaterThanOrEqual(1);
+    expect(count('docs/verification.md')).toBeGreaterThanOrEqual(2);
+    expect(count('docs/operations.md')).toBeGreaterThanOrEqual(1);
   });
 
   for (const f of fragments) {

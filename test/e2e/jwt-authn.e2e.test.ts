@@ -287,7 +287,7 @@ describe.skipIf(!envoy)('jwt_authn and a signing-key rotation', () => {
     expect(decodeProtectedHeader(before).kid).toBe('rot-1');
     expect(await viaJwtAuthn(proxy, '/x', before)).toBe(200);
 
-    // The README's rotation procedure: new key, old one kept as previous, then SIGHUP.
+    // The rotation procedure of docs/upstream.md: new key, old one kept as previous, then SIGHUP.
     writeKey('k2.json', 'rot-2');
     const file = join(dir, 'config.json');
     writeFileSync(
@@ -314,7 +314,7 @@ type Verdict = 'accept' | 'reject';
 
 /**
  * Cases where this service is deliberately stricter than jwt_authn (our verification
- * rules, README "Verification rules"); every other case must get the same verdict.
+ * rules, docs/verification.md "Verification rules"); every other case must get the same verdict.
  */
 const STRICTER: Record<string, string> = {
   'no exp': 'exp is in required_claims by default; jwt_authn treats a missing exp as "never expires"',

@@ -1,6 +1,6 @@
-// Tracing through the real Envoy (README "Tracing"): a client's W3C or B3 context crosses
+// Tracing through the real Envoy (docs/operations.md "Tracing"): a client's W3C or B3 context crosses
 // Envoy into the CheckRequest headers, and the service's Check span continues it; with
-// Envoy tracing itself (the README's HCM tracing fragment), the Check still joins the
+// Envoy tracing itself (the HCM tracing fragment of docs/operations.md), the Check still joins the
 // client's trace. Spans are exported over OTLP/HTTP to a receiver started here.
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { Server } from 'node:http';
@@ -55,7 +55,7 @@ function get(port: number, path: string, headers: Record<string, string>): Promi
   });
 }
 
-/** The README's Envoy tracing fragment, pointed at a collector on loopback. */
+/** The Envoy tracing fragment of docs/operations.md, pointed at a collector on loopback. */
 function envoyTracing(doc: any, collectorPort: number): void {
   const hcm = doc.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
   hcm.tracing = {

@@ -474,7 +474,15 @@ export const shippedEnvoyYaml = (): string => readFileSync(join(REPO_ROOT, 'envo
 // --- Envoy configs in the docs, and what their access logs write -----------------
 
 /** The Markdown files that show Envoy configuration (configs.e2e validates each fragment). */
-export const ENVOY_DOCS = ['README.md', 'docs/deploy.md', 'envoy/README.md', 'docs/token-endpoint.md'];
+export const ENVOY_DOCS = [
+  'README.md',
+  'envoy/README.md',
+  'docs/deploy.md',
+  'docs/token-endpoint.md',
+  'docs/verification.md',
+  'docs/policies.md',
+  'docs/operations.md',
+];
 
 export interface Fragment {
   file: string;

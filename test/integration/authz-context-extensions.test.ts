@@ -1,5 +1,5 @@
 // Per-route context_extensions set by Envoy override rules, tighten scopes, issuers and
-// actions, and set the minted audience (README "Rules, scopes and context_extensions");
+// actions, and set the minted audience (docs/policies.md "Rules, scopes and context_extensions");
 // that they never loosen the service config is authz-extensions-floor.test.ts.
 import { describe, expect, it } from 'vitest';
 import { decodeJwt } from 'jose';

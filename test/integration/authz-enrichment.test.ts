@@ -1,6 +1,6 @@
 // What an allowed request carries upstream: claim headers (spoofed ones removed and
 // encoded safely), the original token kept or removed, dynamic_metadata and claim
-// mappings (README "What upstream services receive").
+// mappings (docs/upstream.md "What upstream services receive").
 import { describe, expect, it } from 'vitest';
 import { decodeJwt } from 'jose';
 import {

@@ -1,6 +1,6 @@
 // Route rules through the real gRPC Check API: how a rule matches (path kinds, methods,
 // hosts, first match), the actions, path normalisation, and 401 versus 403
-// (README "Rules, scopes and context_extensions", "Decisions (what Envoy receives)").
+// (docs/policies.md "Rules, scopes and context_extensions", docs/upstream.md "Decisions (what Envoy receives)").
 import { describe, expect, it } from 'vitest';
 import { generateEcKeyPair } from '../helpers/keys.js';
 import { type Decision } from '../helpers/harness.js';

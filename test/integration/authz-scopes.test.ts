@@ -1,5 +1,5 @@
 // Scope and `require` checks of route rules through the real gRPC Check API
-// (README "Rules, scopes and context_extensions").
+// (docs/policies.md "Rules, scopes and context_extensions").
 import { describe, expect, it } from 'vitest';
 import {
   corpToken,

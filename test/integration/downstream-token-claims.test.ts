@@ -1,5 +1,5 @@
 // What the minted downstream token says (claims, header handling) and when it is reused
-// (README "Downstream tokens").
+// (docs/upstream.md "Downstream tokens").
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import { createRemoteJWKSet, decodeJwt, jwtVerify, type JWTPayload } from 'jose';
@@ -140,7 +140,7 @@ describe('minted claims, header handling and reuse', () => {
     expect(several.aud).toEqual(['svc-a', 'svc-b']);
   });
 
-  // README "What upstream services receive": `aud` is a string for one audience. The minter checks the list length before
+  // docs/upstream.md "What upstream services receive": `aud` is a string for one audience. The minter checks the list length before
   // de-duplicating it (src/upstream/downstream-token.ts, mintFresh), so "svc-a svc-a" yields ["svc-a"].
   it('aud: a context_extensions audience naming one audience twice is still one audience (a string)', async () => {
     const spaced = decodeJwt(await mintedVia(noCache, { context: { audience: '  svc-a \t svc-b  ' } }));
@@ -267,7 +267,7 @@ describe('reuse window (80% of the lifetime)', () => {
     expect(decodeJwt(b).jti).not.toBe(decodeJwt(a).jti);
   });
 
-  // README "What upstream services receive": reuse "until 80% of their lifetime". The minter sets refreshAt = mint time (ms)
+  // docs/upstream.md "What upstream services receive": reuse "until 80% of their lifetime". The minter sets refreshAt = mint time (ms)
   // + 80% of (exp - iat) where iat is floored to the second (src/upstream/downstream-token.ts, mint), so
   // a token minted late in a second is reused up to 1 s too long, past its exp with short ttls
   // or an incoming token near its exp.

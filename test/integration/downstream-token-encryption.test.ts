@@ -1,5 +1,5 @@
 // The nested (signed, then encrypted) downstream token end to end through the real service,
-// for every key management × content encryption pair (README "Downstream tokens").
+// for every key management × content encryption pair (docs/upstream.md "Downstream tokens").
 import { beforeAll, describe, expect, it } from 'vitest';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { compactDecrypt, createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';

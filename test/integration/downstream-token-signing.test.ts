@@ -1,6 +1,6 @@
 // The signed downstream token end to end through the real service: every JWS alg verified
 // against the running service's /.well-known/jwks.json, key rotation through reload, and
-// the published openid-configuration (README "Downstream tokens").
+// the published openid-configuration (docs/upstream.md "Downstream tokens").
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
   calculateJwkThumbprint,

@@ -1,4 +1,4 @@
-// README "Running it": the gRPC listener speaks gRPC as Envoy does — length-prefixed
+// docs/operations.md "Running it": the gRPC listener speaks gRPC as Envoy does — length-prefixed
 // messages, status in trailers (trailers-only for errors), grpc-timeout deadlines,
 // gzip/deflate request messages, a message size limit, UNIMPLEMENTED for unknown
 // methods, grpc.health.v1 Check and Watch, and GOAWAY drain on shutdown.

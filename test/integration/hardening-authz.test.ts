@@ -1,6 +1,6 @@
 // Hardening of route configuration, claims and what reaches the upstream, through the
-// real gRPC Check API (README "Rules, scopes and context_extensions" and "What upstream
-// services receive"): blank context_extensions fail closed, a claim mapping owns its
+// real gRPC Check API (docs/policies.md "Rules, scopes and context_extensions" and
+// docs/upstream.md "What upstream services receive"): blank context_extensions fail closed, a claim mapping owns its
 // target, one claim-path reader serves require.claims / claim_headers / copy_claims,
 // and credentials nobody verified are never forwarded.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

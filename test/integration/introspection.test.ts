@@ -1,5 +1,5 @@
 // Another identity provider's opaque access tokens, checked at its RFC 7662 introspection
-// endpoint (README "Introspection"), through gRPC Check on the real service: claims flow
+// endpoint (docs/configuration-guide.md "Introspection"), through gRPC Check on the real service: claims flow
 // into rules and claim headers, inactive / wrong audience / expired tokens get 401, an
 // unusable endpoint 503 unless a fresh cached answer exists, one request per new token.
 import { randomUUID } from 'node:crypto';

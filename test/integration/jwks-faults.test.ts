@@ -1,7 +1,7 @@
 // JWKS faults against the real service: unknown kids, cooldown, rotation, coalescing,
 // broken identity providers at startup (500, invalid JSON, redirect, 5 MB, slow,
 // hang), a provider that goes away after a good fetch, and unfit keys in a JWKS.
-// Outcomes per README "Decisions (what Envoy receives)" and "Verification rules" (503 temporarily_unavailable with gRPC 14 when no keys).
+// Outcomes per docs/upstream.md "Decisions (what Envoy receives)" and docs/verification.md "Verification rules" (503 temporarily_unavailable with gRPC 14 when no keys).
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startTestService, type Decision, type EnvoyCall, type TestService } from '../helpers/harness.js';
 import { startJwksServer, type JwksServer, type JwksServerMode } from '../helpers/jwks-server.js';
@@ -567,7 +567,7 @@ describe('unfit keys in a JWKS', () => {
       payload: standardClaims(ISS, AUD),
       key: octSecret,
     });
-    // HS* is not in an issuer's algorithms without secret_file (README "Configuration"), so the alg check fires first.
+    // HS* is not in an issuer's algorithms without secret_file (docs/configuration-guide.md "Configuration"), so the alg check fires first.
     expectInvalid(await svc.check({ token: hs }), 'alg_not_allowed');
     expectInvalid(await svc.check({ token: token(ISS, main, 'sym') }), 'key_not_found');
   });

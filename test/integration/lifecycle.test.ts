@@ -1,4 +1,4 @@
-// README "Running it" and "Operations": gRPC health follows key loading and shutdown; SIGTERM-style shutdown
+// docs/operations.md "Running it" and "Operations": gRPC health follows key loading and shutdown; SIGTERM-style shutdown
 // turns health NOT_SERVING first and still answers the checks already in flight.
 import * as grpc from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';

@@ -108,7 +108,7 @@ beforeAll(async () => {
   wso2is = {
     name: 'wso2is',
     issuer: IDP_ISS,
-    // The issuer entry's own audiences; they must NOT apply to assertions (README "OAuth 2.0 token endpoint").
+    // The issuer entry's own audiences; they must NOT apply to assertions (docs/token-endpoint.md "Overview").
     audiences: new Set(['api://orders']),
     algorithms: new Set(['ES256']),
     keySource: staticKeySource(buildKeySet({ keys: [idpPublicJwk] }, { issuer: 'wso2is' }), 'local-jwks'),

@@ -1,4 +1,4 @@
-// The service's own access tokens (README "OAuth 2.0 token endpoint" / README "OAuth 2.0 token endpoint") checked by the REAL service: tokens
+// The service's own access tokens (docs/token-endpoint.md) checked by the REAL service: tokens
 // from POST /oauth2/token go through gRPC Check like any other bearer token (issuer
 // "self", typ at+jwt, opaque tokens looked up in the store, revocation within 2 s),
 // on one instance, on two instances sharing Redis, and with Redis going away.
@@ -462,7 +462,7 @@ describe.skipIf(!dedicated)('Redis stopped mid-test (dedicated redis-server)', (
     const body = await waitReadyz(jwtSvc, 503);
     expect(body.store).toEqual({ type: 'redis', ready: false });
     await waitReadyz(opaqueSvc, 503);
-    // Store answers cached by Check live at most 1 s (README "OAuth 2.0 token endpoint"); past that, every
+    // Store answers cached by Check live at most 1 s (docs/token-endpoint.md "Overview"); past that, every
     // store-backed check must say "unavailable".
     await sleep(1100);
     for (const [svc, token] of [

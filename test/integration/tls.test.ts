@@ -1,4 +1,4 @@
-// README "TLS": TLS and mTLS on the gRPC listener (and TLS on the HTTP listener), with
+// docs/deploy.md "TLS and mTLS": TLS and mTLS on the gRPC listener (and TLS on the HTTP listener), with
 // certificates reloaded from disk without dropping live connections; certificate
 // problems are config errors naming the field; gRPC on a unix socket.
 import { execFile, execFileSync } from 'node:child_process';

@@ -1,4 +1,4 @@
-// OpenTelemetry tracing (README "Tracing") through the REAL service: gRPC Check and
+// OpenTelemetry tracing (docs/operations.md "Tracing") through the REAL service: gRPC Check and
 // the HTTP token endpoint, with spans exported over OTLP to receivers started here
 // (http/protobuf and gRPC) that decode every ExportTraceServiceRequest.
 import { spawn } from 'node:child_process';

@@ -11,7 +11,7 @@ import type { KeySet, VerificationKey } from './types.js';
 
 /** A JWKS document larger than this is refused as a whole (a truncated set could drop the signing key). */
 export const MAX_JWKS_KEYS = 100;
-/** Longest `kid` we accept (README "Verification rules" applies the same limit to token headers). */
+/** Longest `kid` we accept (docs/verification.md "Verification rules" applies the same limit to token headers). */
 export const MAX_KID_LENGTH = 256;
 
 /** The JWKS document itself is unusable (not an object, no `keys` list, too many keys). */

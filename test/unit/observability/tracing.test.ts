@@ -1,4 +1,4 @@
-// The `tracing` config section merged with the OTEL_* environment (README "Tracing"):
+// The `tracing` config section merged with the OTEL_* environment (docs/operations.md "Tracing"):
 // what wins, how endpoints are completed, and which problems name which key.
 import { describe, expect, it } from 'vitest';
 import { resolveTracingSettings, type TracingSection } from '../../../src/observability/tracing.js';
