@@ -63,7 +63,7 @@ export async function mintCommand(args: string[]): Promise<void> {
   const exp = now + ttl;
   // An expired token was issued DEFAULT_TTL seconds before it expired (iat before exp).
   const iat = ttl > 0 ? now : exp - DEFAULT_TTL;
-  if (ttl < 0)
+  if (ttl < 0 && claims.exp === undefined)
     process.stderr.write(
       `note: this token expired ${-ttl} s ago (exp ${new Date(exp * 1000).toISOString()}); ` +
         'a service refuses it once that is more than its clock skew (clock_skew_seconds, default 60)\n',

@@ -76,6 +76,7 @@ export async function serveCommand(args: string[]): Promise<void> {
     }
     let next: LoadedConfig;
     try {
+      requireConfigFile(file, values.config === undefined);
       next = loadConfigFile(file);
     } catch (err) {
       logger.error(

@@ -238,6 +238,18 @@ describe('keygen and mint', () => {
     expect(payload.exp).toBeGreaterThanOrEqual(now - 120 - 30);
     expect(payload.exp).toBeLessThanOrEqual(now - 120 + 1);
     expect(payload.iat).toBeLessThan(payload.exp); // issued before it expired
+    // An `exp` given in --claims wins, and then no note about the TTL is printed.
+    const given = run([
+      'mint',
+      '--key',
+      join(dir, 'key.json'),
+      '--claims',
+      '{"exp":2000000000}',
+      '--ttl',
+      '-120',
+    ]);
+    expect(given.status).toBe(0);
+    expect(given.stderr).toBe('');
     expect(mint('0').status).toBe(2);
     expect(mint('-1.5').status).toBe(2);
 
@@ -323,6 +335,26 @@ describe('serve', () => {
     s.child.kill('SIGHUP');
     await s.waitFor(/configuration reloaded/);
     expect(denyAll().http_status).toBe(403);
+    s.child.kill('SIGTERM');
+    expect(await s.exited()).toBe(0);
+  });
+
+  it('SIGHUP after the config file was deleted logs `config file not found` and keeps serving', async () => {
+    const dir = tmp();
+    const file = join(dir, 'config.yaml');
+    writeFileSync(
+      file,
+      JSON.stringify({ ...validConfig(makeJwks(generateEcKeyPair())), default_action: 'deny' }),
+    );
+    const s = serve(['serve', '--config', file]);
+    const port = (await s.waitFor(/"grpc_port":(\d+)/))[1]!;
+    await s.waitFor(/"msg":"ready"/);
+    rmSync(file);
+    s.child.kill('SIGHUP');
+    const line = (await s.waitFor(/^.*reload rejected.*$/m))[0];
+    expect(JSON.parse(line).problems).toEqual([`config file not found: ${file}`]);
+    const r = run(['check', '--address', `127.0.0.1:${port}`, '--path', '/x']);
+    expect(JSON.parse(r.stdout).http_status).toBe(403);
     s.child.kill('SIGTERM');
     expect(await s.exited()).toBe(0);
   });
@@ -466,6 +498,15 @@ describe('serve fails early on addresses', () => {
     const h = run(['serve'], { ...ENV, AUTHZ_HTTP_ADDRESS: 'localhost:abc' });
     expect(h.status).toBe(1);
     expect(h.stderr).toMatch(/AUTHZ_HTTP_ADDRESS \(server\.http_address\): "localhost:abc"/);
+    // check-config names it too.
+    const dir = tmp();
+    writeFileSync(join(dir, 'c.json'), JSON.stringify(validConfig(makeJwks(generateEcKeyPair()))));
+    const c = run(['check-config', '--config', join(dir, 'c.json')], {
+      ...ENV,
+      AUTHZ_GRPC_ADDRESS: '127.0.0.1:99999',
+    });
+    expect(c.status).toBe(1);
+    expect(c.stderr).toMatch(/- AUTHZ_GRPC_ADDRESS \(server\.grpc_address\): "127\.0\.0\.1:99999"/);
   });
 
   it('a port already in use is one line naming the environment variable that set it, exit 1', async () => {
