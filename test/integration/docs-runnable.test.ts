@@ -30,6 +30,12 @@ const isRunnable = (b: FencedBlock) => b.attributes.has('runnable');
 const onPath = (cmd: string) =>
   spawnSync('bash', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
 
+/** The commands a block's `needs=` names that are not on the PATH. */
+const missingTools = (b: FencedBlock) =>
+  String(b.attributes.get('needs') ?? '')
+    .split(',')
+    .filter((cmd) => cmd !== '' && !onPath(cmd));
+
 /** A folder holding `envoy-jwt-authz`, the built CLI, for the blocks' PATH. */
 function cliBinFolder(root: string): string {
   const bin = join(root, 'bin');
@@ -108,9 +114,12 @@ describe('runnable shell blocks of the docs', () => {
     for (const { page, blocks } of pages) {
       const shell = blocks.filter(isShell);
       if (shell.length === 0) continue;
+      const marked = shell.filter(isRunnable);
+      const skipped = marked.filter((b) => missingTools(b).length > 0).length;
       const unmarked = shell.filter((b) => !isRunnable(b)).map((b) => b.line);
       lines.push(
-        `  ${page}: ${shell.length - unmarked.length} runnable, ${unmarked.length} left unmarked` +
+        `  ${page}: ${marked.length - skipped} run, ${skipped} skipped (missing tools), ` +
+          `${unmarked.length} left unmarked` +
           (unmarked.length > 0 ? ` (lines ${unmarked.join(', ')})` : ''),
       );
     }
@@ -160,6 +169,37 @@ describe('runnable shell blocks of the docs', () => {
     expect(message).not.toContain('never reached');
   });
 
+  it('the runner stops a block at its timeout, and what a block left running', async () => {
+    const [slow, leaves] = fencedBlocks(
+      [
+        '```sh runnable timeout=1',
+        'sleep 30',
+        '```',
+        '```bash runnable',
+        'sleep 300 &',
+        'echo "pid=$!"',
+        '```',
+      ].join('\n'),
+      'docs/slow.md',
+    );
+    const r = await runBlock(slow!);
+    expect(r.timedOut).toBe(true);
+    expect(verdict(slow!, r)).toMatch(/^docs\/slow\.md:1: runnable block did not finish within 1 s\n/);
+    const left = await runBlock(leaves!);
+    expect(left.code).toBe(0);
+    const pid = Number(/pid=(\d+)/.exec(left.output)![1]);
+    const alive = () => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    for (let i = 0; i < 50 && alive(); i++) await new Promise((r) => setTimeout(r, 100)); // real process exit
+    expect(alive()).toBe(false);
+  });
+
   it('`npx envoy-jwt-authz` runs the built CLI in the repository (after npm ci)', () => {
     const version = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string })
       .version;
@@ -179,10 +219,7 @@ describe('runnable shell blocks of the docs', () => {
     if (runnable.length === 0) continue;
     describe(page, () => {
       for (const block of runnable) {
-        const needs = String(block.attributes.get('needs') ?? '')
-          .split(',')
-          .filter(Boolean);
-        const missing = needs.filter((cmd) => !onPath(cmd));
+        const missing = missingTools(block);
         if (missing.length > 0)
           console.warn(`[docs-runnable] SKIPPED ${block.file}:${block.line}: needs ${missing.join(', ')}`);
         const seconds = Number(block.attributes.get('timeout') ?? DEFAULT_TIMEOUT_SECONDS);
