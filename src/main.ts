@@ -7,7 +7,7 @@ import { checkConfigCommand } from './cli/check-config.js';
 import { keygenCommand } from './cli/keygen.js';
 import { mintCommand } from './cli/mint.js';
 import { serveCommand } from './cli/serve.js';
-import { StartupError } from './cli/startup.js';
+import { nameAddressSource, StartupError } from './cli/startup.js';
 import { COMMAND_HELP, commandUsage, helpCommand, USAGE } from './cli/usage.js';
 
 const VERSION = (
@@ -26,8 +26,27 @@ const COMMANDS: Record<string, (args: string[]) => Promise<void>> = {
   help: helpCommand,
 };
 
+/**
+ * A reader that goes away before the output is written (`keygen | head -c1`, `help | false`)
+ * ends the command quietly with exit 0, as the reader asked for no more; never a stack trace.
+ * Other write errors on the standard streams are one line, exit 1.
+ */
+function quietOnClosedOutput(debug: boolean): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') process.exit(0);
+      if (stream !== process.stderr)
+        process.stderr.write(
+          `error: cannot write the output: ${err.message}${debug && err.stack ? `\n${err.stack}` : ''}\n`,
+        );
+      process.exit(EXIT_CONFIG);
+    });
+  }
+}
+
 export async function main(argv: string[]): Promise<void> {
   const debug = argv.includes('--debug');
+  quietOnClosedOutput(debug);
   let [command, ...rest] = argv;
   if (command === '--version' || command === '-v') {
     process.stdout.write(`${VERSION}\n`);
@@ -55,12 +74,13 @@ export async function main(argv: string[]): Promise<void> {
       process.stderr.write(`error: ${err.message}\n\n${usage}`);
       process.exit(EXIT_USAGE);
     }
+    // A listen address set by AUTHZ_GRPC_ADDRESS / AUTHZ_HTTP_ADDRESS is blamed on that variable.
     if (err instanceof ConfigError) {
-      process.stderr.write(`${err.message}\n`);
+      process.stderr.write(`${new ConfigError(err.problems.map((p) => nameAddressSource(p))).message}\n`);
       process.exit(EXIT_CONFIG);
     }
     if (err instanceof StartupError) {
-      process.stderr.write(`${err.problems.map((p) => `error: ${p}`).join('\n')}\n`);
+      process.stderr.write(`${err.problems.map((p) => `error: ${nameAddressSource(p)}`).join('\n')}\n`);
       process.exit(EXIT_CONFIG);
     }
     const e = err as Error & { code?: string };

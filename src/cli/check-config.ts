@@ -7,6 +7,7 @@ import { Metrics } from '../observability/metrics.js';
 import { Runtime } from '../server/runtime.js';
 import { createKeySource, type KeySource } from '../authn/keys/index.js';
 import { parseOptions, UsageError } from './args.js';
+import { requireConfigFile } from './startup.js';
 import { IntrospectionCheck } from '../authn/introspection.js';
 import { readSecretFile } from '../crypto/key-files.js';
 import type { Logger } from '../observability/logger.js';
@@ -146,6 +147,7 @@ export async function checkConfigCommand(args: string[]): Promise<void> {
   });
   const file = (values.config as string | undefined) ?? process.env.AUTHZ_CONFIG;
   if (!file) throw new UsageError('check-config needs --config FILE');
+  requireConfigFile(file, values.config === undefined);
   const { loaded, rt, problems } = await inspectConfig(file, { fetch: values.fetch === true });
   if (problems.length > 0 || !loaded || !rt) {
     await rt?.close();

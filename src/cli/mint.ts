@@ -7,6 +7,8 @@ import { createLogger } from '../observability/logger.js';
 import { parseOptions, UsageError } from './args.js';
 import { nowSeconds, wholeSeconds } from '../core/time.js';
 
+const DEFAULT_TTL = 300;
+
 /** The `mint` command: sign a token with a key file (for testing). */
 export async function mintCommand(args: string[]): Promise<void> {
   const { values } = parseOptions(args, {
@@ -28,9 +30,12 @@ export async function mintCommand(args: string[]): Promise<void> {
     if (typeof claims !== 'object' || claims === null || Array.isArray(claims))
       throw new UsageError('--claims must be a JSON object');
   }
-  const ttl = values.ttl === undefined ? 300 : Number(values.ttl);
-  if (!Number.isInteger(ttl) || ttl <= 0)
-    throw new UsageError('--ttl must be a positive whole number of seconds');
+  // A negative TTL makes a token that has already expired (for testing a service's refusal).
+  const ttl = values.ttl === undefined ? DEFAULT_TTL : Number(values.ttl);
+  if (!Number.isInteger(ttl) || ttl === 0)
+    throw new UsageError(
+      '--ttl must be a whole number of seconds other than 0 (negative: a token that has already expired)',
+    );
   let alg = values.alg as string | undefined;
   if (!alg) {
     try {
@@ -55,5 +60,13 @@ export async function mintCommand(args: string[]): Promise<void> {
     kid: keys.current.kid,
     typ: values.typ ?? 'JWT',
   };
-  process.stdout.write(`${signJws(keys.current, header, { iat: now, exp: now + ttl, ...claims })}\n`);
+  const exp = now + ttl;
+  // An expired token was issued DEFAULT_TTL seconds before it expired (iat before exp).
+  const iat = ttl > 0 ? now : exp - DEFAULT_TTL;
+  if (ttl < 0 && claims.exp === undefined)
+    process.stderr.write(
+      `note: this token expired ${-ttl} s ago (exp ${new Date(exp * 1000).toISOString()}); ` +
+        'a service refuses it once that is more than its clock skew (clock_skew_seconds, default 60)\n',
+    );
+  process.stdout.write(`${signJws(keys.current, header, { iat, exp, ...claims })}\n`);
 }

@@ -8,7 +8,7 @@ import { Service } from '../server/app.js';
 import { isClusterWorker, runPrimary, shareRegistryWithPrimary } from '../server/cluster.js';
 import { parseOptions } from './args.js';
 import { demoSetup, printDemoInstructions } from './demo.js';
-import { listenError, StartupError } from './startup.js';
+import { listenError, requireConfigFile, StartupError } from './startup.js';
 
 /** The `serve` command: run the service until SIGTERM/SIGINT; SIGHUP reloads the config file. */
 export async function serveCommand(args: string[]): Promise<void> {
@@ -17,6 +17,7 @@ export async function serveCommand(args: string[]): Promise<void> {
   let loaded: LoadedConfig;
   let demoToken: string | undefined;
   if (file) {
+    requireConfigFile(file, values.config === undefined);
     loaded = loadConfigFile(file);
   } else {
     const demo = await demoSetup();
@@ -80,6 +81,7 @@ export async function serveCommand(args: string[]): Promise<void> {
     }
     let next: LoadedConfig;
     try {
+      requireConfigFile(file, values.config === undefined);
       next = loadConfigFile(file);
     } catch (err) {
       logger.error(

@@ -1,3 +1,4 @@
+import { statSync, type Stats } from 'node:fs';
 import type { LoadedConfig } from '../config/types.js';
 import { bindErrorText } from '../config/preflight.js';
 
@@ -30,4 +31,41 @@ export function listenError(loaded: LoadedConfig, err: unknown): StartupError | 
   if (code && /^(EADDRINUSE|EACCES|EADDRNOTAVAIL|ENOTFOUND|EAI_AGAIN)$/.test(code))
     return new StartupError([`server.http_address: ${bindErrorText(http, err)}`]);
   return undefined;
+}
+
+/** The environment variables that override a listen address (they win over the config file). */
+const ADDRESS_ENV: ReadonlyArray<readonly [field: string, variable: string]> = [
+  ['server.grpc_address', 'AUTHZ_GRPC_ADDRESS'],
+  ['server.http_address', 'AUTHZ_HTTP_ADDRESS'],
+];
+
+/**
+ * A problem about a listen address whose value came from its environment variable names
+ * that variable first (`AUTHZ_GRPC_ADDRESS (server.grpc_address): cannot listen on …`), so
+ * nobody searches the config file for a value it does not hold.
+ */
+export function nameAddressSource(problem: string, env: NodeJS.ProcessEnv = process.env): string {
+  for (const [field, variable] of ADDRESS_ENV) {
+    if (env[variable] !== undefined && problem.startsWith(`${field}:`))
+      return `${variable} (${field})${problem.slice(field.length)}`;
+  }
+  return problem;
+}
+
+/**
+ * The config file a command was given, checked before it is read: a missing file is one
+ * clear line (`config file not found: <path>`, exit 1), not an errno code.
+ */
+export function requireConfigFile(file: string, fromEnv: boolean): void {
+  const origin = fromEnv ? ' (from AUTHZ_CONFIG)' : '';
+  let stats: Stats;
+  try {
+    stats = statSync(file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR')
+      throw new StartupError([`config file not found: ${file}${origin}`]);
+    return; // other errors (permissions) are reported by the loader with their path
+  }
+  if (stats.isDirectory()) throw new StartupError([`config file is a folder, not a file: ${file}${origin}`]);
 }

@@ -27,7 +27,8 @@ export const COMMAND_HELP: Record<string, { summary: string; usage: string; opti
     usage: 'mint --key FILE [--claims JSON] [--ttl SECONDS] [--alg ALG] [--typ TYP]',
     options: `  --key FILE               private key: a JWK (JSON) or PKCS#8 PEM file
   --claims JSON            claims as a JSON object (iat and exp are added)
-  --ttl SECONDS            lifetime in seconds (default 300)
+  --ttl SECONDS            lifetime in seconds (default 300); negative: already expired
+                           that long ago (--ttl -120 for a token a service refuses)
   --alg ALG                signature algorithm (default: the JWK's "alg"; required for PEM)
   --typ TYP                "typ" header (default JWT)`,
   },

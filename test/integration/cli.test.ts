@@ -150,6 +150,25 @@ describe('check-config', () => {
     expect(r.stderr).toMatch(/rules\[0\]\.match\.path_regex/);
   });
 
+  it('a missing config file is one line, `config file not found: <path>`, exit 1 (serve too)', () => {
+    const dir = tmp();
+    const missing = join(dir, 'nope.yaml');
+    for (const args of [
+      ['check-config', '--config', missing],
+      ['serve', '--config', missing],
+    ]) {
+      const r = run(args);
+      expect(r.status, args.join(' ')).toBe(1);
+      expect(r.stderr).toBe(`error: config file not found: ${missing}\n`);
+    }
+    const viaEnv = run(['serve'], { ...ENV, AUTHZ_CONFIG: missing });
+    expect(viaEnv.status).toBe(1);
+    expect(viaEnv.stderr).toBe(`error: config file not found: ${missing} (from AUTHZ_CONFIG)\n`);
+    const folder = run(['check-config', '--config', dir]);
+    expect(folder.status).toBe(1);
+    expect(folder.stderr).toBe(`error: config file is a folder, not a file: ${dir}\n`);
+  });
+
   it('exits 2 on a usage error', () => {
     expect(run(['check-config']).status).toBe(2);
     expect(run(['frobnicate']).status).toBe(2);
@@ -202,6 +221,70 @@ describe('keygen and mint', () => {
   it('keygen refuses an unknown alg with exit 2', () => {
     expect(run(['keygen', '--alg', 'none']).status).toBe(2);
   });
+
+  it('mint --ttl -120 makes a token that expired 120 s ago, and the service refuses it', async () => {
+    const keys = JSON.parse(run(['keygen', '--alg', 'ES256', '--kid', 'k1']).stdout);
+    const dir = tmp();
+    writeFileSync(join(dir, 'key.json'), JSON.stringify(keys.private));
+    const claims = '{"iss":"https://idp.example.com","sub":"bob","aud":"api"}';
+    const mint = (ttl: string) =>
+      run(['mint', '--key', join(dir, 'key.json'), '--claims', claims, '--ttl', ttl]);
+    const expired = mint('-120');
+    expect(expired.status, expired.stderr).toBe(0);
+    expect(expired.stderr).toMatch(/expired 120 s ago/);
+    const [, body] = expired.stdout.trim().split('.');
+    const payload = JSON.parse(Buffer.from(body!, 'base64url').toString()) as { iat: number; exp: number };
+    const now = Math.floor(Date.now() / 1000);
+    expect(payload.exp).toBeGreaterThanOrEqual(now - 120 - 30);
+    expect(payload.exp).toBeLessThanOrEqual(now - 120 + 1);
+    expect(payload.iat).toBeLessThan(payload.exp); // issued before it expired
+    // An `exp` given in --claims wins, and then no note about the TTL is printed.
+    const given = run([
+      'mint',
+      '--key',
+      join(dir, 'key.json'),
+      '--claims',
+      '{"exp":2000000000}',
+      '--ttl',
+      '-120',
+    ]);
+    expect(given.status).toBe(0);
+    expect(given.stderr).toBe('');
+    expect(mint('0').status).toBe(2);
+    expect(mint('-1.5').status).toBe(2);
+
+    // The real service: a fresh token from the same key is allowed, the expired one is not.
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(validConfig({ keys: [keys.public] })));
+    const s = serve(['serve', '--config', join(dir, 'config.json')]);
+    const port = (await s.waitFor(/"grpc_port":(\d+)/))[1]!;
+    await s.waitFor(/"msg":"ready"/);
+    const check = (token: string) =>
+      JSON.parse(run(['check', '--address', `127.0.0.1:${port}`, '--path', '/x', '--token', token]).stdout);
+    expect(check(mint('300').stdout.trim()).decision).toBe('allow');
+    const denied = check(expired.stdout.trim());
+    expect(denied.decision).toBe('deny');
+    expect(denied.http_status).toBe(401);
+    expect(JSON.stringify(denied)).toContain('expired');
+    s.child.kill('SIGTERM');
+    expect(await s.exited()).toBe(0);
+  });
+});
+
+describe('a closed stdout', () => {
+  // `cmd | false`: the reader is gone before the command writes (node takes far longer to
+  // start than `false`), so every write meets EPIPE. PIPESTATUS[0] is the command's own status.
+  it.each([['keygen'], ['help'], ['keygen --alg RS256'], ['--version']])(
+    '`%s | false` ends quietly with exit 0 (no EPIPE, no stack trace)',
+    (command) => {
+      const r = spawnSync(
+        'bash',
+        ['-c', `"${process.execPath}" "${MAIN}" ${command} | false; echo "status=\${PIPESTATUS[0]}"`],
+        { env: ENV, encoding: 'utf8', timeout: 20000 },
+      );
+      expect(r.stdout.trim()).toBe('status=0');
+      expect(r.stderr).toBe('');
+    },
+  );
 });
 
 describe('serve', () => {
@@ -275,6 +358,26 @@ describe('serve', () => {
     s.child.kill('SIGHUP');
     await s.waitFor(/configuration reloaded/);
     expect(denyAll().http_status).toBe(403);
+    s.child.kill('SIGTERM');
+    expect(await s.exited()).toBe(0);
+  });
+
+  it('SIGHUP after the config file was deleted logs `config file not found` and keeps serving', async () => {
+    const dir = tmp();
+    const file = join(dir, 'config.yaml');
+    writeFileSync(
+      file,
+      JSON.stringify({ ...validConfig(makeJwks(generateEcKeyPair())), default_action: 'deny' }),
+    );
+    const s = serve(['serve', '--config', file]);
+    const port = (await s.waitFor(/"grpc_port":(\d+)/))[1]!;
+    await s.waitFor(/"msg":"ready"/);
+    rmSync(file);
+    s.child.kill('SIGHUP');
+    const line = (await s.waitFor(/^.*reload rejected.*$/m))[0];
+    expect(JSON.parse(line).problems).toEqual([`config file not found: ${file}`]);
+    const r = run(['check', '--address', `127.0.0.1:${port}`, '--path', '/x']);
+    expect(JSON.parse(r.stdout).http_status).toBe(403);
     s.child.kill('SIGTERM');
     expect(await s.exited()).toBe(0);
   });
@@ -409,30 +512,62 @@ describe('check-config reads what the config names', () => {
 });
 
 describe('serve fails early on addresses', () => {
-  it('a bad address names the field, exit 1, no stack', () => {
+  it('a bad address names the environment variable it came from (and the field), exit 1, no stack', () => {
     const r = run(['serve'], { ...ENV, AUTHZ_GRPC_ADDRESS: '127.0.0.1:99999' });
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/server\.grpc_address: "127\.0\.0\.1:99999"/);
+    expect(r.stderr).toMatch(/AUTHZ_GRPC_ADDRESS \(server\.grpc_address\): "127\.0\.0\.1:99999"/);
     expect(r.stderr).not.toMatch(/\n\s+at /);
     expect(r.stderr).not.toMatch(/No address added/);
     const h = run(['serve'], { ...ENV, AUTHZ_HTTP_ADDRESS: 'localhost:abc' });
     expect(h.status).toBe(1);
-    expect(h.stderr).toMatch(/server\.http_address: "localhost:abc"/);
+    expect(h.stderr).toMatch(/AUTHZ_HTTP_ADDRESS \(server\.http_address\): "localhost:abc"/);
+    // check-config names it too.
+    const dir = tmp();
+    writeFileSync(join(dir, 'c.json'), JSON.stringify(validConfig(makeJwks(generateEcKeyPair()))));
+    const c = run(['check-config', '--config', join(dir, 'c.json')], {
+      ...ENV,
+      AUTHZ_GRPC_ADDRESS: '127.0.0.1:99999',
+    });
+    expect(c.status).toBe(1);
+    expect(c.stderr).toMatch(/- AUTHZ_GRPC_ADDRESS \(server\.grpc_address\): "127\.0\.0\.1:99999"/);
   });
 
-  it('a port already in use is one line naming the field, exit 1', async () => {
+  it('a port already in use is one line naming the environment variable that set it, exit 1', async () => {
     const busy = await occupy();
     try {
-      for (const [field, env] of [
-        ['server.grpc_address', { AUTHZ_GRPC_ADDRESS: `127.0.0.1:${busy.port}` }],
-        ['server.http_address', { AUTHZ_HTTP_ADDRESS: `127.0.0.1:${busy.port}` }],
+      for (const [variable, field] of [
+        ['AUTHZ_GRPC_ADDRESS', 'server.grpc_address'],
+        ['AUTHZ_HTTP_ADDRESS', 'server.http_address'],
       ] as const) {
-        const r = run(['serve'], { ...ENV, ...env });
+        const r = run(['serve'], { ...ENV, [variable]: `127.0.0.1:${busy.port}` });
         expect(r.status).toBe(1);
         expect(r.stderr.trim().split('\n')).toEqual([
-          `error: ${field}: cannot listen on 127.0.0.1:${busy.port} (address already in use)`,
+          `error: ${variable} (${field}): cannot listen on 127.0.0.1:${busy.port} (address already in use)`,
         ]);
       }
+    } finally {
+      busy.server.close();
+    }
+  });
+
+  it('a busy port set in the config file is blamed on the config field', async () => {
+    const busy = await occupy();
+    const { AUTHZ_GRPC_ADDRESS: _g, AUTHZ_HTTP_ADDRESS: _h, ...env } = ENV;
+    try {
+      const dir = tmp();
+      const file = join(dir, 'config.json');
+      writeFileSync(
+        file,
+        JSON.stringify({
+          ...validConfig(makeJwks(generateEcKeyPair())),
+          server: { grpc_address: `127.0.0.1:${busy.port}`, http_address: '127.0.0.1:0' },
+        }),
+      );
+      const r = run(['serve', '--config', file], env);
+      expect(r.status).toBe(1);
+      expect(r.stderr.trim().split('\n')).toEqual([
+        `error: server.grpc_address: cannot listen on 127.0.0.1:${busy.port} (address already in use)`,
+      ]);
     } finally {
       busy.server.close();
     }

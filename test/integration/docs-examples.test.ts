@@ -4,6 +4,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { fencedBlocks } from '../helpers/markdown.js';
 import { freePort } from '../helpers/redis.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
@@ -31,9 +32,8 @@ if (missing.length > 0) {
 /** The lines of every ```bash block of the page (the commands the script must run). */
 function docCommandLines(markdown: string): string[] {
   const lines: string[] = [];
-  const blocks = markdown.matchAll(/^```bash\n([\s\S]*?)^```$/gm);
-  for (const block of blocks) {
-    for (const raw of block[1]!.split('\n')) {
+  for (const block of fencedBlocks(markdown, DOC).filter((b) => b.lang === 'bash')) {
+    for (const raw of block.body.split('\n')) {
       const line = raw.trimEnd();
       if (line.trim() === '' || line.trim().startsWith('#')) continue;
       lines.push(line);
