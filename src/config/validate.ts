@@ -1,3 +1,4 @@
+import { closest, distance } from 'fastest-levenshtein';
 import { isPlainObject } from '../core/objects.js';
 
 // Validates a parsed config against the JSON Schema of schema.ts, fills defaults, and
@@ -198,7 +199,9 @@ function object(value: unknown, node: SchemaNode, path: string, problems: string
   if (node.additionalProperties === false) {
     for (const key of Object.keys(value))
       if (!Object.prototype.hasOwnProperty.call(props, key))
-        problems.push(`${join(path, key)}: unknown key (allowed: ${Object.keys(props).join(', ')})`);
+        problems.push(
+          `${join(path, key)}: unknown key${didYouMean(key, Object.keys(props))} (allowed: ${Object.keys(props).join(', ')})`,
+        );
   }
   const required = new Set<string>(node.required ?? []);
   const out: Record<string, unknown> = {};
@@ -213,4 +216,14 @@ function object(value: unknown, node: SchemaNode, path: string, problems: string
     if (checked !== undefined) out[key] = checked;
   }
   return out;
+}
+
+/** ` (did you mean "x"?)` when one allowed key is a likely misspelling of `key`, else ''. */
+export function didYouMean(key: string, allowed: readonly string[]): string {
+  if (allowed.length === 0) return '';
+  const lower = key.toLowerCase();
+  const best = closest(lower, allowed as string[]);
+  // A close edit (a third of the key, at least 1 and at most 3) or the same letters in another case.
+  const limit = Math.min(3, Math.max(1, Math.floor(key.length / 3)));
+  return distance(lower, best) <= limit ? ` (did you mean "${best}"?)` : '';
 }
