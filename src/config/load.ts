@@ -3,6 +3,8 @@ import { dirname, resolve } from 'node:path';
 import convict from 'convict';
 import YAML from 'yaml';
 import {
+  DEFAULT_CLIENT_GRANT_TYPES,
+  GRANT_TYPE_TOKEN_EXCHANGE,
   issuerFields,
   ruleFields,
   storeFields,
@@ -26,7 +28,7 @@ import { defaultRequiredClaims, ISSUER_KEY_SOURCES, issuerKeySources } from './k
 import { validateField, validateObject, type FieldSpec, type Problems } from './shape.js';
 import { addressProblem, checkConfigFiles, LISTEN_ADDRESSES } from './preflight.js';
 import { tlsEnabled } from '../net/tls-files.js';
-import type { AppConfig, IssuerConfig, LoadedConfig } from './types.js';
+import type { AppConfig, IssuerConfig, LoadedConfig, TokenEndpointConfig } from './types.js';
 import { resolveTracingSettings, type TracingSection } from '../observability/tracing.js';
 
 function tlsSchema(listener: string) {
@@ -341,6 +343,58 @@ function crossCheck(config: AppConfig, problems: Problems): void {
         problems.push(`${p}.copy_claims[${k}]: "${claim}" is set by the service itself and cannot be copied`);
     });
   }
+  checkTokenEndpointGrants(config.token_endpoint, names, problems);
+}
+
+/** A path of the token endpoint: absolute, plain segments, no query, fragment or percent-encoding. */
+const TOKEN_PATH_SHAPE = /^(?:\/[A-Za-z0-9\-._~!$&'()*+,;=:@]+)+$/;
+const OTHER_OAUTH_PATHS = ['/oauth2/revoke', '/oauth2/introspect'];
+
+/** Token exchange, client authentication methods and grant types, and the token path. */
+function checkTokenEndpointGrants(te: TokenEndpointConfig, names: Set<string>, problems: Problems): void {
+  if (
+    !TOKEN_PATH_SHAPE.test(te.path) ||
+    te.path.split('/').some((seg) => seg === '.' || seg === '..') ||
+    OTHER_OAUTH_PATHS.includes(te.path)
+  ) {
+    problems.push(
+      `token_endpoint.path: "${te.path}" must be an absolute path such as /oauth2/token (plain segments, ` +
+        `no query, fragment, percent-encoding or trailing slash, not /oauth2/revoke or /oauth2/introspect)`,
+    );
+  }
+  const ex = te.exchange;
+  if (ex) {
+    for (const key of ['subject_issuers', 'actor_issuers'] as const) {
+      (ex[key] ?? []).forEach((name, k) => {
+        if (!names.has(name))
+          problems.push(`token_endpoint.exchange.${key}[${k}]: no issuer named "${name}"`);
+      });
+    }
+  }
+  // Exchanged tokens must pass our own Check: their audience must be one it accepts.
+  const accepted = te.access_token.audiences.length > 0 ? te.access_token.audiences : [te.issuer ?? ''];
+  te.clients.forEach((c, i) => {
+    const p = `token_endpoint.clients[${i}]`;
+    const grants = c.grant_types ?? DEFAULT_CLIENT_GRANT_TYPES;
+    if (c.grant_types?.includes(GRANT_TYPE_TOKEN_EXCHANGE) && !ex)
+      problems.push(`${p}.grant_types: token exchange needs token_endpoint.exchange (subject_issuers)`);
+    if (c.exchange_audiences.length > 0 && !grants.includes(GRANT_TYPE_TOKEN_EXCHANGE))
+      problems.push(`${p}.exchange_audiences: the client may not use token exchange (add it to grant_types)`);
+    c.exchange_audiences.forEach((aud, k) => {
+      if (!accepted.includes(aud))
+        problems.push(
+          `${p}.exchange_audiences[${k}]: "${aud}" is not an audience of this service's tokens ` +
+            `(token_endpoint.access_token.audiences, default token_endpoint.issuer)`,
+        );
+    });
+    const method = c.token_endpoint_auth_method;
+    if (method === undefined) return;
+    const hasKeys = c.certificate_file !== undefined || c.jwks_file !== undefined;
+    if (method === 'private_key_jwt' ? !hasKeys : c.client_secret_file === undefined)
+      problems.push(
+        `${p}.token_endpoint_auth_method: ${method} needs ${method === 'private_key_jwt' ? 'a certificate_file or jwks_file' : 'a client_secret_file'}`,
+      );
+  });
 }
 
 /** "host:port" (IPv6 as "[::1]:6379"); undefined when malformed. */

@@ -210,8 +210,27 @@ export const upstreamFields: Record<string, FieldSpec> = {
   dynamic_metadata: { type: 'map', default: {}, values: 'string' },
 };
 
+export const GRANT_TYPE_JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+export const GRANT_TYPE_TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+/** Grant types a token endpoint client may be allowed (clients[].grant_types). */
+export const TOKEN_ENDPOINT_GRANT_TYPES = [
+  GRANT_TYPE_JWT_BEARER,
+  'refresh_token',
+  'client_credentials',
+  GRANT_TYPE_TOKEN_EXCHANGE,
+] as const;
+/** A client's grant types when clients[].grant_types is not set: those that existed before the list did. */
+export const DEFAULT_CLIENT_GRANT_TYPES: readonly string[] = [GRANT_TYPE_JWT_BEARER, 'refresh_token'];
+export const TOKEN_ENDPOINT_AUTH_METHODS = [
+  'client_secret_basic',
+  'client_secret_post',
+  'private_key_jwt',
+] as const;
+export const DEFAULT_TOKEN_PATH = '/oauth2/token';
+
 export const tokenEndpointFields: Record<string, FieldSpec> = {
   enabled: { type: 'boolean', default: false },
+  path: { type: 'string', default: DEFAULT_TOKEN_PATH, nonEmpty: true },
   issuer: { type: 'string', nonEmpty: true },
   audience: { type: 'string[]', nonEmpty: true, splitCommas: true },
   max_assertion_lifetime_seconds: { type: 'int', default: 300, min: 1 },
@@ -251,6 +270,17 @@ export const tokenEndpointFields: Record<string, FieldSpec> = {
       scopes: { type: 'string[]', default: [] },
       token_claims: { type: 'map', default: {}, values: 'any' },
       require_jti: { type: 'boolean', default: true },
+      token_endpoint_auth_method: { type: 'string', enum: TOKEN_ENDPOINT_AUTH_METHODS },
+      grant_types: { type: 'string[]', nonEmpty: true, enum: TOKEN_ENDPOINT_GRANT_TYPES },
+      exchange_audiences: { type: 'string[]', default: [] },
+    },
+  },
+  exchange: {
+    type: 'object',
+    optional: true,
+    fields: {
+      subject_issuers: { type: 'string[]', required: true, nonEmpty: true },
+      actor_issuers: { type: 'string[]', nonEmpty: true },
     },
   },
   rate_limit: {

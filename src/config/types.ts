@@ -137,10 +137,18 @@ export interface ClientConfig {
   scopes: string[];
   token_claims: Record<string, unknown>;
   require_jti: boolean;
+  /** Default: what its credentials allow (client_secret_basic and/or private_key_jwt). */
+  token_endpoint_auth_method?: 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt';
+  /** Default: the JWT bearer and refresh-token grants. */
+  grant_types?: string[];
+  /** Audiences / resources it may ask for in a token exchange. */
+  exchange_audiences: string[];
 }
 
 export interface TokenEndpointConfig {
   enabled: boolean;
+  /** Path of the token endpoint (default /oauth2/token). */
+  path: string;
   issuer?: string;
   /** Accepted `aud` of assertions (a comma-separated string is split at load). */
   audience?: string[];
@@ -160,6 +168,8 @@ export interface TokenEndpointConfig {
   grant_issuers: GrantIssuerConfig[];
   /** Token requests per client per window; unset = unlimited. */
   rate_limit?: { limit: number; window_seconds: number };
+  /** Token exchange: names of `issuers[]` whose tokens may be exchanged (and act as actors). */
+  exchange?: { subject_issuers: string[]; actor_issuers?: string[] };
 }
 
 /** One `token_endpoint.grant_issuers` entry (a plain name means `{ issuer: name }`). */

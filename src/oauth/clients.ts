@@ -1,12 +1,16 @@
 import type { CompiledIssuer } from '../authn/verify.js';
 import { ConfigError } from '../core/errors.js';
-import { ASYMMETRIC_DEFAULT_ALGORITHMS, TOKEN_ENDPOINT_RESERVED_CLAIMS } from '../config/schema.js';
+import {
+  ASYMMETRIC_DEFAULT_ALGORITHMS,
+  DEFAULT_CLIENT_GRANT_TYPES,
+  TOKEN_ENDPOINT_RESERVED_CLAIMS,
+} from '../config/schema.js';
 import type { ClientConfig } from '../config/types.js';
 import { readSecretFile } from '../crypto/key-files.js';
 import { CLIENT_ASSERTION_SKEW_SECONDS } from './assertions.js';
 import { loadClientCertificate, loadClientJwks, staticKeySource } from './client-keys.js';
 import { sha256 } from './requests.js';
-import type { Client, TokenServiceContext } from './state.js';
+import type { Client, ClientAuthMethod, TokenServiceContext } from './state.js';
 
 /** One `token_endpoint.clients[i]` entry, with its secret digest and assertion verifier; problems name their field. */
 export function compileClient(
@@ -77,6 +81,13 @@ export function compileClient(
     }
   }
   if (problems.length > before) return undefined;
+  // Without a configured method: what its credentials allow (client_secret_post only when chosen).
+  const authMethods = new Set<ClientAuthMethod>();
+  if (c.token_endpoint_auth_method !== undefined) authMethods.add(c.token_endpoint_auth_method);
+  else {
+    if (secretDigest) authMethods.add('client_secret_basic');
+    if (assertionIssuer) authMethods.add('private_key_jwt');
+  }
   return Object.freeze({
     id: c.client_id,
     scopes: Object.freeze([...new Set(c.scopes)]),
@@ -86,5 +97,8 @@ export function compileClient(
     ...(assertionIssuer ? { assertionIssuer } : {}),
     singleKey,
     requireJti: c.require_jti,
+    authMethods,
+    grantTypes: new Set(c.grant_types ?? DEFAULT_CLIENT_GRANT_TYPES),
+    exchangeAudiences: new Set(c.exchange_audiences),
   });
 }

@@ -253,6 +253,7 @@ export class Runtime {
           issuersByName: new Map(issuers.map((i) => [i.name, i])),
           ...(tokenKey ? { ephemeralKey: tokenKey } : {}),
           ...(config.public_base_url ? { publicBaseUrl: config.public_base_url } : {}),
+          scopeClaims: config.scope_claims,
         });
         // Our own issuer: its status check (revocations, opaque tokens) comes with it.
         issuers.push(tokenService.self.issuer);
