@@ -704,7 +704,7 @@ describe('configuration errors name their field', () => {
     [
       'an unknown grant type',
       (te: Record<string, any>) => (te.clients[1].grant_types = ['password']),
-      /token_endpoint\.clients\[1\]\.grant_types/,
+      /token_endpoint\.clients\[1\]\.grant_types(\[0\])?: must be one of .*client_credentials.*got "password"/,
     ],
     [
       'private_key_jwt for a client with only a secret',
@@ -714,20 +714,28 @@ describe('configuration errors name their field', () => {
     [
       'an unknown authentication method',
       (te: Record<string, any>) => (te.clients[2].token_endpoint_auth_method = 'tls_client_auth'),
-      /token_endpoint\.clients\[2\]\.token_endpoint_auth_method/,
+      /token_endpoint\.clients\[2\]\.token_endpoint_auth_method: must be one of client_secret_basic, client_secret_post, private_key_jwt, got "tls_client_auth"/,
     ],
     [
       'a relative path',
       (te: Record<string, any>) => (te.path = 'oauth/token'),
-      /token_endpoint\.path: "oauth\/token"/,
+      /token_endpoint\.path: "oauth\/token" must be an absolute path/,
     ],
-    ['a path with a query', (te: Record<string, any>) => (te.path = '/token?x=1'), /token_endpoint\.path: /],
+    [
+      'a path with a query',
+      (te: Record<string, any>) => (te.path = '/token?x=1'),
+      /token_endpoint\.path: "\/token\?x=1" must be an absolute path/,
+    ],
     [
       'a path with dot segments',
       (te: Record<string, any>) => (te.path = '/a/../token'),
-      /token_endpoint\.path: /,
+      /token_endpoint\.path: "\/a\/\.\.\/token" must be an absolute path/,
     ],
-    ['the revoke path', (te: Record<string, any>) => (te.path = '/oauth2/revoke'), /token_endpoint\.path: /],
+    [
+      'the revoke path',
+      (te: Record<string, any>) => (te.path = '/oauth2/revoke'),
+      /token_endpoint\.path: "\/oauth2\/revoke" must be an absolute path/,
+    ],
   ])('%s', (_what, over, message) => {
     expect(load(over)).toThrow(message);
   });
