@@ -188,7 +188,7 @@ export async function createTokenService(
   const grants = enabledGrants({ cfg, exchange });
   const state: OAuthState = {
     exchange,
-    scopeClaims: ctx.scopeClaims ?? ['scope', 'scp'],
+    scopesOf: ctx.scopesOf ?? scopeClaimOnly,
     grants,
     tokenPath: cfg.path,
     cfg,
@@ -208,6 +208,11 @@ export async function createTokenService(
     now,
   };
   return new OAuthTokenService(state, self);
+}
+
+/** The space-separated `scope` claim (what this service's own tokens carry). */
+function scopeClaimOnly(claims: Readonly<Record<string, unknown>>): readonly string[] {
+  return typeof claims.scope === 'string' ? claims.scope.split(' ').filter((s) => s !== '') : [];
 }
 
 /** token_endpoint.exchange: the named issuers (checked by the config loader), by their exact `iss`. */

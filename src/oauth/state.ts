@@ -34,8 +34,11 @@ export interface TokenServiceContext {
   readonly ephemeralKey?: SigningKey;
   /** `public_base_url`: when set, the URL DPoP proofs of token requests must name is built from it. */
   readonly publicBaseUrl?: string;
-  /** `scope_claims` (default scope, scp): where subject tokens of a token exchange hold their scopes. */
-  readonly scopeClaims?: readonly string[];
+  /**
+   * The scopes of a token's claims as Check reads them (scope_claims); used for the
+   * subject tokens of a token exchange. Default: the space-separated `scope` claim.
+   */
+  readonly scopesOf?: (claims: Readonly<Record<string, unknown>>, issuerName: string) => readonly string[];
 }
 
 export interface Client {
@@ -117,8 +120,8 @@ export interface OAuthState {
   readonly tokenUrl: string | undefined;
   /** Token exchange; undefined when token_endpoint.exchange is not configured. */
   readonly exchange: ExchangePolicy | undefined;
-  /** Claims holding a token's scopes (scope_claims), as Check reads them. */
-  readonly scopeClaims: readonly string[];
+  /** The scopes of a token's claims, as Check reads them (scope_claims). */
+  readonly scopesOf: (claims: Readonly<Record<string, unknown>>, issuerName: string) => readonly string[];
   /** The grant types this endpoint serves, by grant_type. */
   readonly grants: ReadonlyMap<string, Grant>;
   /** The token endpoint's path (token_endpoint.path). */

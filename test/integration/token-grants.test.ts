@@ -398,6 +398,18 @@ describe('token exchange', () => {
     expect(up.json.error_description).toMatch(/subject token/);
   });
 
+  it('subject scopes are read as Check reads them (scope_claims: an scp array counts too)', async () => {
+    const svc = await start();
+    const res = await exchange(svc, await corpToken({ scope: undefined, scp: ['write', 'read'] }));
+    expectOk(res);
+    expect(res.json.scope).toBe('write read');
+    expectError(
+      await exchange(svc, await corpToken({ scope: undefined, scp: ['read'] }), { scope: 'write' }),
+      400,
+      'invalid_scope',
+    );
+  });
+
   it('requested_token_type jwt is answered with issued_token_type jwt', async () => {
     const svc = await start();
     const res = await exchange(svc, await corpToken(), { requested_token_type: JWT });

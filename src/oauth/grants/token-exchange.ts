@@ -1,6 +1,5 @@
 import { parseCompactJws } from '../../authn/jws.js';
 import { verifyParsedJwt, type CompiledIssuer } from '../../authn/verify.js';
-import { extractScopes } from '../../authz/claims.js';
 import { isPlainObject } from '../../core/objects.js';
 import { authenticateClient } from '../client-auth.js';
 import { OAuthError } from '../errors.js';
@@ -23,6 +22,8 @@ export const MAX_ACT_DEPTH = 8;
 
 interface ExchangedToken {
   readonly claims: Record<string, unknown>;
+  /** The issuer's configured name ("self" for our own tokens). */
+  readonly issuerName: string;
 }
 
 export async function tokenExchangeGrant(
@@ -97,7 +98,7 @@ export async function tokenExchangeGrant(
   }
 
   // Down-scoping only: never more than the subject token had, nor than the client may have.
-  const subjectScopes = extractScopes(subject.claims, state.scopeClaims);
+  const subjectScopes = state.scopesOf(subject.claims, subject.issuerName);
   const held = new Set(subjectScopes);
   const asked = parseScope(param(req, 'scope'));
   let scope: string;
@@ -165,6 +166,7 @@ async function verifyToken(
   const self = state.selfIssuer;
   const parsed = parseCompactJws(token, state.maxBodyBytes);
   let claims: Record<string, unknown>;
+  let issuerName: string;
   if ('kind' in parsed) {
     // Not a JWT: only an opaque access token of ours.
     if (token.includes('.') || type === TOKEN_TYPE_JWT || !self.status?.issuesOpaqueTokens)
@@ -175,6 +177,7 @@ async function verifyToken(
     }
     if (found.status !== 'active') throw invalid('is invalid, expired or revoked');
     claims = found.claims;
+    issuerName = self.name;
   } else {
     const iss = parsed.payload.iss;
     const issuer = iss === self.issuer ? self : typeof iss === 'string' ? issuers.get(iss) : undefined;
@@ -193,6 +196,7 @@ async function verifyToken(
       throw invalid('is invalid', result.deny.reason);
     }
     claims = result.claims;
+    issuerName = issuer.name;
     if (issuer.status) {
       const revoked = await issuer.status.isRevoked(claims);
       if (revoked === 'unavailable') {
@@ -209,5 +213,5 @@ async function verifyToken(
       throw invalid('is sender-constrained: send a DPoP proof signed with its key');
     }
   }
-  return { claims };
+  return { claims, issuerName };
 }
