@@ -105,8 +105,18 @@ function tokenEndpoint(opts: Opts = {}): Record<string, unknown> {
   };
 }
 
+/** /orders-api accepts only tokens for the orders audience (the docs' advice for exchanged tokens). */
+const RULES = [
+  { name: 'orders-api', match: { path_prefix: '/orders-api' }, require: { claims: { aud: [ORDERS] } } },
+];
+
 function config(opts: Opts = {}): Record<string, unknown> {
-  return { issuers: ISSUERS, default_action: 'authenticate', token_endpoint: tokenEndpoint(opts) };
+  return {
+    issuers: ISSUERS,
+    rules: RULES,
+    default_action: 'authenticate',
+    token_endpoint: tokenEndpoint(opts),
+  };
 }
 
 async function start(opts: Opts = {}): Promise<TestService> {
@@ -426,6 +436,13 @@ describe('token exchange', () => {
     const resource = await exchange(svc, await corpToken(), { resource: BILLING });
     expectOk(resource);
     expect(decodeJwt(resource.json.access_token as string).aud).toBe(BILLING);
+    // A route can require the audience: the billing token does not reach the orders API.
+    const ordersOnly = await exchange(svc, await corpToken(), { audience: ORDERS });
+    const onOrders = (token: string) => svc.check({ host: 'api.example.com', path: '/orders-api/1', token });
+    expect((await onOrders(ordersOnly.json.access_token as string)).decision).toBe('allow');
+    const refused = await onOrders(resource.json.access_token as string);
+    expect(refused.decision).toBe('deny');
+    expect(refused.http_status).toBe(403);
     expectError(
       await exchange(svc, await corpToken(), { audience: 'https://evil.example.com' }),
       400,
@@ -651,6 +668,18 @@ describe('token_endpoint.path (Axway: /api/oauth/token) and discovery metadata',
     );
     expectOk(bound);
     expect(bound.json.token_type).toBe('DPoP');
+  });
+
+  it('a reload moves the token endpoint (the path is read per request)', async () => {
+    const svc = await start();
+    const cc = { grant_type: 'client_credentials' };
+    expectOk(await post(svc, cc, { auth: basic('gateway') }));
+    await svc.service.reload(loadConfigObject(config({ path: AXWAY_PATH }), dir, {}));
+    expectOk(await post(svc, cc, { auth: basic('gateway'), path: AXWAY_PATH }));
+    expect((await post(svc, cc, { auth: basic('gateway') })).status).toBe(404);
+    await svc.service.reload(loadConfigObject(config(), dir, {}));
+    expectOk(await post(svc, cc, { auth: basic('gateway') }));
+    expect((await post(svc, cc, { auth: basic('gateway'), path: AXWAY_PATH })).status).toBe(404);
   });
 
   it('discovery lists the configured token path, the enabled grants and the methods clients use', async () => {
