@@ -11,6 +11,7 @@ import { CORP_ISS, ISSUERS, PARTNER_ISS, corpKey, corpToken, partnerToken, sign 
 import { dpopProof, jktOf } from '../helpers/dpop.js';
 import { startTestService, type Decision, type TestService } from '../helpers/harness.js';
 import { generateEcKeyPair, type TestKeyPair } from '../helpers/keys.js';
+import { startJwksServer } from '../helpers/jwks-server.js';
 
 const ISSUER = 'https://authz.example.com';
 const AUD = 'https://authz.example.com/oauth2/token';
@@ -513,6 +514,44 @@ describe('token exchange', () => {
       const res = await post(svc, { grant_type: EXCHANGE, ...form }, { auth: basic('gateway') });
       expect(res.status, `${JSON.stringify(Object.keys(form))}: ${JSON.stringify(res.json)}`).toBe(400);
       expect(res.json.error).toBe('invalid_request');
+    }
+  });
+
+  it("temporarily_unavailable (503, Retry-After) while the subject issuer's keys cannot be fetched", async () => {
+    const jwks = await startJwksServer({ mode: 'status500' });
+    try {
+      const FLAKY_ISS = 'https://flaky.example.com';
+      const svc = await startTestService(
+        {
+          ...config({ exchange: { subject_issuers: ['corp', 'flaky'] } }),
+          issuers: [
+            ...ISSUERS,
+            {
+              name: 'flaky',
+              issuer: FLAKY_ISS,
+              audiences: ['api://orders'],
+              algorithms: ['ES256'],
+              jwks_uri: jwks.url,
+            },
+          ],
+        },
+        { baseDir: dir, logLevel: 'info' },
+      );
+      services.push(svc);
+      const key = generateEcKeyPair({ kid: 'flaky-1' });
+      const now = Math.floor(Date.now() / 1000);
+      const subject = await new SignJWT({ sub: 'alice', scope: 'read' })
+        .setProtectedHeader({ alg: 'ES256', kid: 'flaky-1' })
+        .setIssuer(FLAKY_ISS)
+        .setAudience('api://orders')
+        .setIssuedAt(now)
+        .setExpirationTime(now + 300)
+        .sign(key.privateKey);
+      const res = await exchange(svc, subject);
+      expectError(res, 503, 'temporarily_unavailable');
+      expect(res.headers.get('retry-after')).toBe('1');
+    } finally {
+      await jwks.close();
     }
   });
 
