@@ -1,7 +1,8 @@
 // Token exchange (RFC 8693), the client credentials grant, client_secret_post and a
 // configured token path, over the real HTTP listener of the real service; every token
 // issued is then presented to the real gRPC Check.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeJwt, SignJWT } from 'jose';
@@ -818,6 +819,31 @@ describe('configuration errors name their field', () => {
     ],
   ])('%s', (_what, over, message) => {
     expect(load(over)).toThrow(message);
+  });
+
+  it('check-config and serve (exit 1) report them with their field', () => {
+    const main = new URL('../../dist/main.js', import.meta.url).pathname;
+    expect(existsSync(main), 'dist/main.js is missing: run npm run build').toBe(true);
+    const te = tokenEndpoint() as Record<string, any>;
+    te.exchange = { subject_issuers: ['nope'] };
+    te.clients[1].token_endpoint_auth_method = 'private_key_jwt';
+    te.path = '/token?x';
+    const file = join(dir, 'bad-config.json');
+    writeFileSync(file, JSON.stringify({ issuers: ISSUERS, token_endpoint: te }));
+    const env = { ...process.env, AUTHZ_GRPC_ADDRESS: '127.0.0.1:0', AUTHZ_HTTP_ADDRESS: '127.0.0.1:0' };
+    for (const command of ['check-config', 'serve']) {
+      const r = spawnSync(process.execPath, [main, command, '--config', file], {
+        encoding: 'utf8',
+        timeout: 30_000,
+        env,
+      });
+      expect(r.status, `${command}: ${r.stderr}`).toBe(1);
+      expect(r.stderr).toContain('token_endpoint.exchange.subject_issuers[0]: no issuer named "nope"');
+      expect(r.stderr).toContain(
+        'token_endpoint.clients[1].token_endpoint_auth_method: private_key_jwt needs a certificate_file or jwks_file',
+      );
+      expect(r.stderr).toContain('token_endpoint.path: "/token?x" must be an absolute path');
+    }
   });
 
   it('the test configuration itself is valid (so each case above fails for its own reason)', () => {
