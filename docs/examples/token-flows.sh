@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The three token-endpoint flows of docs/token-endpoint.md, run for real:
+# The four token-endpoint flows of docs/token-endpoint.md, run for real:
 #   (a) Axway JWT flow          — a certificate client signs its own assertion
 #   (b) WSO2 JWT grant          — an external identity provider's JWT, client with HTTP Basic
 #   (c) Axway access token (JWT) — opaque tokens, refresh grant, introspect, revoke
+#   (d) agent / MCP gateways    — client credentials, client_secret_post, token exchange, /api/oauth/token
 # Every command below also appears, literally, in docs/token-endpoint.md (the test
 # test/integration/docs-examples.test.ts runs this script and checks that the two agree).
 #
@@ -61,6 +62,9 @@ node -e 'const fs = require("fs"); const k = JSON.parse(fs.readFileSync(process.
 # The secret of the HTTP Basic client "portal".
 openssl rand -hex 24 > "$WORK/portal.secret"
 PORTAL_SECRET=$(cat "$WORK/portal.secret")
+# The secret of the client_secret_post client "mcp-gateway" (flow d).
+openssl rand -hex 24 > "$WORK/gateway.secret"
+GATEWAY_SECRET=$(cat "$WORK/gateway.secret")
 
 # A fresh, signed client assertion: iss = sub = client_id, aud = the token endpoint, a new jti, 2 minutes.
 assertion() {
@@ -225,6 +229,80 @@ expect "$RESPONSE" '"error":"invalid_grant"' "(c) refresh token reuse"
 sleep 2
 OUT=$(node dist/main.js check --address "$AUTHZ_GRPC_ADDRESS" --path /api/orders --token="$ACCESS_TOKEN")
 expect "$OUT" '"reason": "token_inactive"' "(c) first access token after refresh reuse"
+
+stop_server
+
+# ---------------------------------------------------------------- (d) gateways: client credentials, client_secret_post, token exchange, the Axway path
+cat > "$WORK/config-gateway.yaml" <<'EOF'
+log:
+  level: info
+issuers:
+  - name: wso2is
+    issuer: https://localhost:9444/oauth2/token
+    audiences: [orders-api]
+    algorithms: [ES256]
+    jwks_file: wso2is-jwks.json
+rules:
+  - name: orders
+    match: { path_prefix: /api/orders }
+    require: { issuers: [self], scopes_any: [read] }
+default_action: deny
+token_endpoint:
+  enabled: true
+  issuer: https://authz.example.com
+  audience: https://authz.example.com/oauth2/token
+  path: /api/oauth/token
+  access_token:
+    format: jwt
+    audiences: [https://authz.example.com, https://orders.example.com]
+    signing: { alg: ES256, key_file: signing.pem }
+  exchange:
+    subject_issuers: [wso2is]
+  clients:
+    - client_id: mcp-gateway
+      client_secret_file: gateway.secret
+      token_endpoint_auth_method: client_secret_post
+      grant_types: [client_credentials, urn:ietf:params:oauth:grant-type:token-exchange]
+      exchange_audiences: [https://orders.example.com]
+      scopes: [read, write]
+    - client_id: portal
+      client_secret_file: portal.secret
+      scopes: [read]
+store:
+  type: memory
+EOF
+start_server "$WORK/config-gateway.yaml" || fail "the service (token exchange) did not start"
+AXWAY_TOKEN_URL=http://$AUTHZ_HTTP_ADDRESS/api/oauth/token
+
+RESPONSE=$(curl -s -X POST "$AXWAY_TOKEN_URL" -d grant_type=client_credentials -d client_id=mcp-gateway -d client_secret="$GATEWAY_SECRET")
+GATEWAY_TOKEN=$(printf '%s' "$RESPONSE" | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+OUT=$(node dist/main.js check --address "$AUTHZ_GRPC_ADDRESS" --path /api/orders --token="$GATEWAY_TOKEN")
+expect "$RESPONSE" '"token_type":"Bearer","expires_in":3600,"scope":"read write"' "(d) client credentials with client_secret_post"
+expect "$OUT" '"decision": "allow"' "(d) check with the client credentials token"
+expect "$OUT" '"sub": "mcp-gateway"' "(d) client credentials: sub is the client_id"
+STATUS=$(curl -s -o /dev/null -w '%{http_code}\n' -X POST "$TOKEN_URL/token" -d grant_type=client_credentials -d client_id=mcp-gateway -d client_secret="$GATEWAY_SECRET")
+expect "$STATUS" '^404$' "(d) the default path once token_endpoint.path is set"
+RESPONSE=$(curl -s -X POST "$AXWAY_TOKEN_URL" -d grant_type=client_credentials -d client_id=portal -d client_secret="$PORTAL_SECRET")
+expect "$RESPONSE" '"error":"invalid_client"' "(d) client_secret_post for a client not configured for it"
+RESPONSE=$(curl -s -X POST -u "portal:$PORTAL_SECRET" "$AXWAY_TOKEN_URL" -d grant_type=client_credentials)
+expect "$RESPONSE" '"error":"unauthorized_client"' "(d) client credentials for a client without the grant"
+USER_JWT=$(node dist/main.js mint --key "$WORK/wso2is.jwk.json" --ttl 600 --claims '{"iss":"https://localhost:9444/oauth2/token","sub":"alice","aud":"orders-api","scope":"read write"}')
+RESPONSE=$(curl -s -X POST "$AXWAY_TOKEN_URL" -d grant_type=urn:ietf:params:oauth:grant-type:token-exchange -d client_id=mcp-gateway -d client_secret="$GATEWAY_SECRET" -d subject_token="$USER_JWT" -d subject_token_type=urn:ietf:params:oauth:token-type:jwt -d actor_token="$GATEWAY_TOKEN" -d actor_token_type=urn:ietf:params:oauth:token-type:access_token -d audience=https://orders.example.com -d scope=read)
+EXCHANGED_TOKEN=$(printf '%s' "$RESPONSE" | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+OUT=$(node dist/main.js check --address "$AUTHZ_GRPC_ADDRESS" --path /api/orders --token="$EXCHANGED_TOKEN")
+expect "$RESPONSE" '"issued_token_type":"urn:ietf:params:oauth:token-type:access_token"' "(d) token exchange"
+expect "$RESPONSE" '"scope":"read"' "(d) token exchange: down-scoped"
+expect "$OUT" '"decision": "allow"' "(d) check with the exchanged token"
+expect "$OUT" '"sub": "alice"' "(d) the exchanged token keeps the subject"
+expect "$(tr -d ' \n' <<<"$OUT")" '"act":\{"sub":"mcp-gateway","iss":"https://authz.example.com"\}' "(d) act names the gateway"
+RESPONSE=$(curl -s -X POST "$AXWAY_TOKEN_URL" -d grant_type=urn:ietf:params:oauth:grant-type:token-exchange -d client_id=mcp-gateway -d client_secret="$GATEWAY_SECRET" -d subject_token="$EXCHANGED_TOKEN" -d subject_token_type=urn:ietf:params:oauth:token-type:access_token -d scope=write)
+expect "$RESPONSE" '"error":"invalid_scope"' "(d) token exchange cannot widen the scope"
+RESPONSE=$(curl -s -X POST "$AXWAY_TOKEN_URL" -d grant_type=urn:ietf:params:oauth:grant-type:token-exchange -d client_id=mcp-gateway -d client_secret="$GATEWAY_SECRET" -d subject_token="$USER_JWT" -d subject_token_type=urn:ietf:params:oauth:token-type:jwt -d audience=https://billing.example.com)
+expect "$RESPONSE" '"error":"invalid_target"' "(d) token exchange for an audience the client may not ask for"
+RESPONSE=$(curl -s "http://$AUTHZ_HTTP_ADDRESS/.well-known/oauth-authorization-server")
+expect "$RESPONSE" '"token_endpoint":"http://[^"]*/api/oauth/token"' "(d) discovery: token path"
+expect "$RESPONSE" '"urn:ietf:params:oauth:grant-type:token-exchange"' "(d) discovery: token exchange"
+expect "$RESPONSE" '"token_endpoint_auth_methods_supported":\["client_secret_basic","client_secret_post"\]' "(d) discovery: auth methods"
 
 stop_server
 echo "token-flows: all flows passed"

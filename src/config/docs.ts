@@ -92,7 +92,9 @@ export function typeText(node: SchemaNode): string {
         ? 'objects'
         : items.anyOf
           ? `${typeText(items).replace(/ or /g, ', ')} values`
-          : `${typeText(items)}s`;
+          : items.enum
+            ? `values from ${(items.enum as string[]).join(', ')}`
+            : `${typeText(items)}s`;
       return `${node.minItems ? 'non-empty ' : ''}list of ${what}`;
     }
     case 'object':

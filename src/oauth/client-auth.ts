@@ -3,10 +3,11 @@ import { parseCompactJws } from '../authn/jws.js';
 import { CLIENT_ASSERTION_SKEW_SECONDS, rememberAssertion, verifyAssertion } from './assertions.js';
 import { OAuthError } from './errors.js';
 import { param, sha256 } from './requests.js';
-import type { Client, OAuthRequest, OAuthState } from './state.js';
+import type { Client, ClientAuthMethod, OAuthRequest, OAuthState } from './state.js';
 
-// Client authentication (RFC 6749 §2.3): HTTP Basic for clients with a secret, or a
-// client assertion (RFC 7523 §2.2) for clients with a certificate / JWKS.
+// Client authentication (RFC 6749 §2.3): HTTP Basic or the form body (client_secret_post)
+// for clients with a secret, or a client assertion (RFC 7523 §2.2) for clients with a
+// certificate / JWKS. A client may use only its configured method.
 
 export const CLIENT_ASSERTION_TYPE_JWT = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 
@@ -26,16 +27,17 @@ export async function authenticateClient(
   const basic = auth !== undefined && /^basic\s/i.test(auth) ? auth.slice(6).trim() : undefined;
   const assertionType = param(req, 'client_assertion_type');
   const assertion = param(req, 'client_assertion');
-  if (param(req, 'client_secret') !== undefined) {
-    throw new OAuthError(
-      'invalid_request',
-      'client_secret in the request body is not supported; use HTTP Basic',
-    );
+  const postSecret = param(req, 'client_secret');
+  const used = [basic, postSecret, assertion ?? assertionType].filter((m) => m !== undefined).length;
+  if (used > 1) throw new OAuthError('invalid_request', 'use exactly one client authentication method');
+  if (basic !== undefined) {
+    return allowMethod(authenticateBasic(state, basic, param(req, 'client_id'), log), 'client_secret_basic');
   }
-  if (basic !== undefined && (assertion !== undefined || assertionType !== undefined)) {
-    throw new OAuthError('invalid_request', 'use exactly one client authentication method');
+  if (postSecret !== undefined) {
+    const id = param(req, 'client_id');
+    if (id === undefined) throw new OAuthError('invalid_request', 'client_id is required with client_secret');
+    return allowMethod(checkSecret(state, id, postSecret, log), 'client_secret_post');
   }
-  if (basic !== undefined) return authenticateBasic(state, basic, param(req, 'client_id'), log);
   if (assertion !== undefined || assertionType !== undefined) {
     if (assertionType !== CLIENT_ASSERTION_TYPE_JWT) {
       throw new OAuthError('invalid_request', `client_assertion_type must be ${CLIENT_ASSERTION_TYPE_JWT}`);
@@ -45,6 +47,16 @@ export async function authenticateClient(
   }
   if (required) throw new OAuthError('invalid_client', 'client authentication is required');
   return undefined;
+}
+
+/** A client may authenticate only with its configured method (clients[].token_endpoint_auth_method). */
+function allowMethod(client: Client, method: ClientAuthMethod): Client {
+  if (!client.authMethods.has(method)) {
+    throw new OAuthError('invalid_client', `the client is not registered for ${method} authentication`, {
+      logDetail: `authentication method ${method} not allowed for the client`,
+    });
+  }
+  return client;
 }
 
 /**
@@ -75,6 +87,15 @@ function authenticateBasic(
   } catch {
     throw bad();
   }
+  const client = checkSecret(state, id, secret, log);
+  if (bodyClientId !== undefined && bodyClientId !== client.id) {
+    throw new OAuthError('invalid_request', 'client_id does not match the authenticated client');
+  }
+  return client;
+}
+
+/** The client whose secret this is (compared in constant time), else invalid_client. */
+function checkSecret(state: OAuthState, id: string, secret: string, log: Record<string, unknown>): Client {
   const client = state.clients.get(id);
   log.client_id = client ? client.id : 'unknown';
   const expected = client?.secretDigest ?? DUMMY_DIGEST;
@@ -87,9 +108,6 @@ function authenticateBasic(
           ? 'wrong client secret'
           : 'the client has no client secret',
     });
-  if (bodyClientId !== undefined && bodyClientId !== client.id) {
-    throw new OAuthError('invalid_request', 'client_id does not match the authenticated client');
-  }
   return client;
 }
 
@@ -103,6 +121,8 @@ async function authenticateClientAssertion(
   const iss = parsed.payload.iss;
   const client = typeof iss === 'string' ? state.clients.get(iss) : undefined;
   if (!client?.assertionIssuer) throw new OAuthError('invalid_client', 'client authentication failed');
+  // Before the assertion is verified and its jti spent.
+  allowMethod(client, 'private_key_jwt');
   if (parsed.payload.sub !== client.id) {
     throw new OAuthError('invalid_client', 'the client assertion sub must be the client_id');
   }

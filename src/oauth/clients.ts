@@ -6,7 +6,7 @@ import { readSecretFile } from '../crypto/key-files.js';
 import { CLIENT_ASSERTION_SKEW_SECONDS } from './assertions.js';
 import { loadClientCertificate, loadClientJwks, staticKeySource } from './client-keys.js';
 import { sha256 } from './requests.js';
-import type { Client, TokenServiceContext } from './state.js';
+import type { Client, ClientAuthMethod, TokenServiceContext } from './state.js';
 
 /** One `token_endpoint.clients[i]` entry, with its secret digest and assertion verifier; problems name their field. */
 export function compileClient(
@@ -77,6 +77,13 @@ export function compileClient(
     }
   }
   if (problems.length > before) return undefined;
+  // Without a configured method: what its credentials allow (client_secret_post only when chosen).
+  const authMethods = new Set<ClientAuthMethod>();
+  if (c.token_endpoint_auth_method !== undefined) authMethods.add(c.token_endpoint_auth_method);
+  else {
+    if (secretDigest) authMethods.add('client_secret_basic');
+    if (assertionIssuer) authMethods.add('private_key_jwt');
+  }
   return Object.freeze({
     id: c.client_id,
     scopes: Object.freeze([...new Set(c.scopes)]),
@@ -86,5 +93,8 @@ export function compileClient(
     ...(assertionIssuer ? { assertionIssuer } : {}),
     singleKey,
     requireJti: c.require_jti,
+    authMethods,
+    grantTypes: new Set<string>(c.grant_types),
+    exchangeAudiences: new Set(c.exchange_audiences),
   });
 }

@@ -7,13 +7,11 @@ import type { OAuthRequest, OAuthState } from './state.js';
 // to the proof's key. The proof is checked exactly as Check checks one, except that it
 // accompanies no access token, so it carries no ath.
 
-export const TOKEN_PATH = '/oauth2/token';
-
 /** Proofs are made by clients, like their assertions: the same clock skew applies. */
 const PROOF_SKEW_SECONDS = CLIENT_ASSERTION_SKEW_SECONDS;
 
 /** The token endpoint URL proofs must name (htu), from public_base_url; undefined when it is not set or not an http(s) base URL. */
-export function configuredTokenUrl(publicBaseUrl: string | undefined): string | undefined {
+export function configuredTokenUrl(publicBaseUrl: string | undefined, tokenPath: string): string | undefined {
   if (publicBaseUrl === undefined || publicBaseUrl === '') return undefined;
   let base: URL;
   try {
@@ -24,7 +22,7 @@ export function configuredTokenUrl(publicBaseUrl: string | undefined): string | 
   if (base.protocol !== 'http:' && base.protocol !== 'https:') return undefined;
   // The path is appended to it: a query or fragment would swallow it.
   if (base.hostname === '' || base.search !== '' || base.hash !== '') return undefined;
-  return normalizeHtu(`${publicBaseUrl.replace(/\/+$/, '')}${TOKEN_PATH}`);
+  return normalizeHtu(`${publicBaseUrl.replace(/\/+$/, '')}${tokenPath}`);
 }
 
 /**

@@ -8,6 +8,7 @@ export type OAuthErrorCode =
   | 'unauthorized_client'
   | 'unsupported_grant_type'
   | 'invalid_scope'
+  | 'invalid_target'
   | 'unsupported_token_type'
   | 'invalid_dpop_proof'
   | 'temporarily_unavailable'
@@ -21,6 +22,8 @@ const STATUS: Record<OAuthErrorCode, number> = {
   unauthorized_client: 400,
   unsupported_grant_type: 400,
   invalid_scope: 400,
+  // Token exchange: an audience or resource the client may not ask for.
+  invalid_target: 400,
   unsupported_token_type: 400,
   invalid_dpop_proof: 400,
   temporarily_unavailable: 503,

@@ -9,5 +9,5 @@ export {
   type TokenService,
   type TokenServiceContext,
 } from './service.js';
-export { registerOAuthRoutes } from './routes.js';
+export { registerOAuthRoutes, rewriteTokenPath } from './routes.js';
 export { OAuthError, type HttpAnswer } from './errors.js';

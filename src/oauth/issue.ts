@@ -17,6 +17,12 @@ export interface IssueOptions {
    * bound to it too.
    */
   readonly jkt?: string | undefined;
+  /** `aud` of the access token instead of the default (token exchange: audience / resource). */
+  readonly audience?: string | string[] | undefined;
+  /** Latest `exp` (epoch seconds): a token exchange never outlives its subject token. */
+  readonly notAfter?: number | undefined;
+  /** The `act` claim (token exchange: who acts for the subject). */
+  readonly act?: Readonly<Record<string, unknown>> | undefined;
 }
 
 export async function issue(
@@ -25,24 +31,26 @@ export async function issue(
   sub: string,
   scope: string,
   family: Family | undefined,
-  { copied, jkt }: IssueOptions = {},
+  { copied, jkt, audience, notAfter, act }: IssueOptions = {},
 ): Promise<Record<string, unknown>> {
   const { cfg, ctx } = state;
   const now = nowSec(state);
-  const ttl = cfg.access_token.ttl_seconds;
+  const ttl = Math.min(cfg.access_token.ttl_seconds, notAfter === undefined ? Infinity : notAfter - now);
+  if (ttl < 1) throw new OAuthError('invalid_grant', 'the grant expires too soon to issue a token');
   const jti = randomUUID();
   const claims: Record<string, unknown> = {
     ...copied,
     ...client.tokenClaims,
     iss: state.issuer,
     sub,
-    aud: state.accessAudience,
+    aud: audience ?? state.accessAudience,
     client_id: client.id,
     scope,
     iat: now,
     exp: now + ttl,
     jti,
   };
+  if (act !== undefined) claims.act = act;
   if (jkt !== undefined) claims.cnf = { jkt };
   let accessToken: string;
   let member: FamilyMember;

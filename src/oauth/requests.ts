@@ -1,13 +1,23 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { StoreUnavailableError } from '../store/index.js';
 import { errorAnswer, OAuthError, type HttpAnswer, type ResponseFormat } from './errors.js';
-import type { OAuthRequest, OAuthState } from './state.js';
+import { GRANT_TYPE_JWT_BEARER, GRANT_TYPE_TOKEN_EXCHANGE } from '../config/schema.js';
+import type { Client, OAuthRequest, OAuthState } from './state.js';
 
 // Request plumbing shared by the three endpoints: form parameters, scopes, random
 // tokens, and turning any failure into an OAuth error answer.
 
-export const GRANT_JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+export const GRANT_JWT_BEARER = GRANT_TYPE_JWT_BEARER;
 export const GRANT_REFRESH_TOKEN = 'refresh_token';
+export const GRANT_CLIENT_CREDENTIALS = 'client_credentials';
+export const GRANT_TOKEN_EXCHANGE = GRANT_TYPE_TOKEN_EXCHANGE;
+
+const GRANT_LABELS: Readonly<Record<string, string>> = {
+  [GRANT_JWT_BEARER]: 'jwt_bearer',
+  [GRANT_REFRESH_TOKEN]: 'refresh_token',
+  [GRANT_CLIENT_CREDENTIALS]: 'client_credentials',
+  [GRANT_TOKEN_EXCHANGE]: 'token_exchange',
+};
 
 // RFC 6749 §3.3 scope-token
 const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
@@ -28,11 +38,15 @@ export const isRandomTokenShape = (token: string): boolean =>
   token.length <= MAX_RANDOM_TOKEN && BASE64URL.test(token);
 
 export const grantLabel = (grantType: string | undefined): string =>
-  grantType === GRANT_JWT_BEARER
-    ? 'jwt_bearer'
-    : grantType === GRANT_REFRESH_TOKEN
-      ? 'refresh_token'
-      : 'unsupported';
+  (grantType !== undefined && Object.hasOwn(GRANT_LABELS, grantType) ? GRANT_LABELS[grantType] : undefined) ??
+  'unsupported';
+
+/** A client may use only the grant types it is registered for (clients[].grant_types). */
+export function allowGrant(client: Client, grantType: string): void {
+  if (!client.grantTypes.has(grantType)) {
+    throw new OAuthError('unauthorized_client', 'the client is not allowed to use this grant type');
+  }
+}
 
 /** A single-valued form parameter; empty means absent (RFC 6749 §3.1); repeated is invalid_request. */
 export function param(req: OAuthRequest, name: string): string | undefined {
@@ -43,7 +57,17 @@ export function param(req: OAuthRequest, name: string): string | undefined {
   return v;
 }
 
-function parseScope(raw: string | undefined): string[] | undefined {
+/** A form parameter that may be repeated (token exchange audience / resource): every non-empty value. */
+export function params(req: OAuthRequest, name: string): string[] {
+  const v = req.params[name];
+  if (v === undefined || v === null || v === '') return [];
+  const all = Array.isArray(v) ? v : [v];
+  if (!all.every((x): x is string => typeof x === 'string'))
+    throw new OAuthError('invalid_request', `the ${name} parameter is malformed`);
+  return all.filter((x) => x !== '');
+}
+
+export function parseScope(raw: string | undefined): string[] | undefined {
   if (raw === undefined) return undefined;
   const parts = raw.split(' ').filter((s) => s !== '');
   if (parts.length === 0) return undefined;

@@ -5,6 +5,7 @@ import { NO_STORE } from './errors.js';
 import type { OAuthRequest, TokenService } from './service.js';
 import type { HttpAnswer } from './errors.js';
 import { tracer } from '../observability/tracing.js';
+import { DEFAULT_TOKEN_PATH } from '../config/schema.js';
 
 /** Upper bound of token_endpoint.max_body_bytes (the schema's max); the live limit is the service's. */
 const ABSOLUTE_BODY_LIMIT = 1_048_576;
@@ -48,19 +49,43 @@ type Handler = (svc: TokenService, req: OAuthRequest) => Promise<HttpAnswer>;
  * public_base_url says what clients use.
  */
 function receivedUrl(request: FastifyRequest): string {
-  const q = request.url.indexOf('?');
-  const path = q >= 0 ? request.url.slice(0, q) : request.url;
-  return `${request.protocol}://${request.host}${path}`;
+  return `${request.protocol}://${request.host}${pathOf(request.originalUrl)}`;
+}
+
+function pathOf(url: string): string {
+  const q = url.indexOf('?');
+  return q >= 0 ? url.slice(0, q) : url;
+}
+
+/** The route the token endpoint is registered at; token_endpoint.path is mapped onto it. */
+export const TOKEN_ROUTE = DEFAULT_TOKEN_PATH;
+
+/**
+ * For the HTTP server's rewriteUrl: a POST to the configured token path (when it is
+ * not the default) is routed to the token endpoint's route. The route itself then
+ * refuses requests that did not come in at the configured path, so the default path
+ * answers 404 once another is configured. Read per request: a reload may change it.
+ */
+export function rewriteTokenPath(
+  method: string | undefined,
+  url: string | undefined,
+  tokenPath: string | undefined,
+): string {
+  const u = url ?? '/';
+  if (method !== 'POST' || tokenPath === undefined || tokenPath === TOKEN_ROUTE) return u;
+  const q = u.indexOf('?');
+  const path = q >= 0 ? u.slice(0, q) : u;
+  return path === tokenPath ? `${TOKEN_ROUTE}${q >= 0 ? u.slice(q) : ''}` : u;
 }
 
 const ROUTES: [string, Handler][] = [
-  ['/oauth2/token', (svc, req) => svc.handleToken(req)],
+  [TOKEN_ROUTE, (svc, req) => svc.handleToken(req)],
   ['/oauth2/revoke', (svc, req) => svc.handleRevoke(req)],
   ['/oauth2/introspect', (svc, req) => svc.handleIntrospect(req)],
 ];
 
 /**
- * POST /oauth2/token, /oauth2/revoke and /oauth2/introspect. Form bodies only
+ * POST /oauth2/token (or token_endpoint.path), /oauth2/revoke and /oauth2/introspect. Form bodies only
  * (application/x-www-form-urlencoded; anything else is 415), capped at the service's
  * max_body_bytes. Every route answers 404 while getService() is undefined (endpoint
  * disabled), so a config reload can switch the endpoint on and off.
@@ -104,6 +129,9 @@ export function registerOAuthRoutes(app: FastifyInstance, getService: () => Toke
       scope.post(path, { bodyLimit: ABSOLUTE_BODY_LIMIT }, async (request, reply) => {
         const svc = getService();
         if (!svc) return oauthError(reply, 404, 'not_found', 'the token endpoint is not enabled');
+        // Served at token_endpoint.path only (rewriteTokenPath brings that path here).
+        if (path === TOKEN_ROUTE && pathOf(request.originalUrl) !== svc.tokenPath)
+          return oauthError(reply, 404, 'not_found', 'the token endpoint is not served at this path');
         const body = request.body;
         if (typeof body !== 'object' || body === null || Array.isArray(body)) {
           return oauthError(
@@ -122,8 +150,9 @@ export function registerOAuthRoutes(app: FastifyInstance, getService: () => Toke
           ...(request.host !== '' ? { url: receivedUrl(request) } : {}),
         };
         const t = tracer;
+        const route = path === TOKEN_ROUTE ? svc.tokenPath : path;
         const answer = await (t
-          ? t.traceHttp('POST', path, request.headers, () => handle(svc, oauthRequest))
+          ? t.traceHttp('POST', route, request.headers, () => handle(svc, oauthRequest))
           : handle(svc, oauthRequest));
         return reply.code(answer.status).headers(answer.headers).send(answer.body);
       });

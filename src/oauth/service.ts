@@ -9,8 +9,16 @@ import type { HttpAnswer } from './errors.js';
 import { handleIntrospect } from './introspect.js';
 import { handleRevoke } from './revoke.js';
 import { SelfTokens, type SelfTokenSupport } from './self-tokens.js';
-import type { Client, GrantIssuer, OAuthRequest, OAuthState, TokenServiceContext } from './state.js';
-import { handleToken } from './token.js';
+import type {
+  Client,
+  ClientAuthMethod,
+  ExchangePolicy,
+  GrantIssuer,
+  OAuthRequest,
+  OAuthState,
+  TokenServiceContext,
+} from './state.js';
+import { enabledGrants, handleToken } from './token.js';
 
 // The OAuth 2.0 token endpoint for the JWT bearer grant (RFC 7523; docs/token-endpoint.md "Overview"), refresh
 // tokens with rotation and reuse detection (RFC 9700 §4.14.2), revocation (RFC 7009)
@@ -40,6 +48,11 @@ export interface TokenService {
   handleIntrospect(req: OAuthRequest): Promise<HttpAnswer>;
   /** Max request body (token_endpoint.max_body_bytes). */
   readonly maxBodyBytes: number;
+  /** Where the token endpoint is served (token_endpoint.path). */
+  readonly tokenPath: string;
+  /** What discovery metadata says about the endpoint: grant types and client authentication methods in use. */
+  readonly grantTypesSupported: readonly string[];
+  readonly authMethodsSupported: readonly string[];
   readonly realm: string;
   close(): Promise<void>;
 }
@@ -49,12 +62,25 @@ class OAuthTokenService implements TokenService {
   readonly maxBodyBytes: number;
   readonly realm: string;
   readonly ephemeralKey: SigningKey | undefined;
+  readonly tokenPath: string;
+  readonly grantTypesSupported: readonly string[];
+  readonly authMethodsSupported: readonly string[];
 
   constructor(
     private readonly state: OAuthState,
     readonly self: SelfTokens,
   ) {
     this.issuer = state.issuer;
+    this.tokenPath = state.tokenPath;
+    // Only what some client may actually use.
+    const clients = [...state.clients.values()];
+    this.grantTypesSupported = Object.freeze(
+      [...state.grants.keys()].filter((g) => clients.some((c) => c.grantTypes.has(g))),
+    );
+    const methods: ClientAuthMethod[] = ['client_secret_basic', 'client_secret_post', 'private_key_jwt'];
+    this.authMethodsSupported = Object.freeze(
+      methods.filter((m) => clients.some((c) => c.authMethods.has(m))),
+    );
     this.maxBodyBytes = state.maxBodyBytes;
     this.realm = state.realm;
     this.ephemeralKey = state.keys?.ephemeral ? state.keys.current : undefined;
@@ -149,7 +175,8 @@ export async function createTokenService(
       else throw err;
     }
   }
-  const tokenUrl = configuredTokenUrl(ctx.publicBaseUrl);
+  const exchange = cfg.exchange ? compileExchange(cfg.exchange, ctx) : undefined;
+  const tokenUrl = configuredTokenUrl(ctx.publicBaseUrl, cfg.path);
   if (ctx.publicBaseUrl && tokenUrl === undefined) {
     // DPoP proofs of token requests name this URL: a typo would refuse every one of them.
     problems.push('public_base_url: must be an http:// or https:// URL without query or fragment');
@@ -159,7 +186,12 @@ export async function createTokenService(
   const now = ctx.now ?? Date.now;
   const self = new SelfTokens(cfg, issuer, keys, ctx, now);
   const auds = cfg.access_token.audiences.length > 0 ? cfg.access_token.audiences : [issuer];
+  const grants = enabledGrants({ cfg, exchange });
   const state: OAuthState = {
+    exchange,
+    scopesOf: ctx.scopesOf ?? scopeClaimOnly,
+    grants,
+    tokenPath: cfg.path,
     cfg,
     ctx,
     clients,
@@ -177,4 +209,33 @@ export async function createTokenService(
     now,
   };
   return new OAuthTokenService(state, self);
+}
+
+/** The space-separated `scope` claim (what this service's own tokens carry). */
+function scopeClaimOnly(claims: Readonly<Record<string, unknown>>): readonly string[] {
+  return typeof claims.scope === 'string' ? claims.scope.split(' ').filter((s) => s !== '') : [];
+}
+
+/** token_endpoint.exchange: the named issuers (checked by the config loader), by their exact `iss`. */
+function compileExchange(
+  ex: NonNullable<TokenEndpointConfig['exchange']>,
+  ctx: TokenServiceContext,
+): ExchangePolicy {
+  const byIss = (names: readonly string[], key: string) =>
+    new Map(
+      names.map((name, k) => {
+        const issuer = ctx.issuersByName.get(name);
+        // The config loader refuses unknown names; this is a caller passing other issuers.
+        if (!issuer)
+          throw new Error(`token_endpoint.exchange.${key}[${k}]: issuer "${name}" was not compiled`);
+        return [issuer.issuer, issuer] as const;
+      }),
+    );
+  return Object.freeze({
+    subjectIssuers: byIss(ex.subject_issuers, 'subject_issuers'),
+    actorIssuers: byIss(
+      ex.actor_issuers ?? ex.subject_issuers,
+      ex.actor_issuers ? 'actor_issuers' : 'subject_issuers',
+    ),
+  });
 }

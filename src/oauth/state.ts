@@ -34,6 +34,11 @@ export interface TokenServiceContext {
   readonly ephemeralKey?: SigningKey;
   /** `public_base_url`: when set, the URL DPoP proofs of token requests must name is built from it. */
   readonly publicBaseUrl?: string;
+  /**
+   * The scopes of a token's claims as Check reads them (scope_claims); used for the
+   * subject tokens of a token exchange. Default: the space-separated `scope` claim.
+   */
+  readonly scopesOf?: (claims: Readonly<Record<string, unknown>>, issuerName: string) => readonly string[];
 }
 
 export interface Client {
@@ -49,6 +54,22 @@ export interface Client {
   readonly singleKey: boolean;
   /** Its assertions must carry a jti (clients[].require_jti). */
   readonly requireJti: boolean;
+  /** How it may authenticate (clients[].token_endpoint_auth_method, else what its credentials allow). */
+  readonly authMethods: ReadonlySet<ClientAuthMethod>;
+  /** Grant types it may use (clients[].grant_types). */
+  readonly grantTypes: ReadonlySet<string>;
+  /** Audiences / resources it may ask for in a token exchange. */
+  readonly exchangeAudiences: ReadonlySet<string>;
+}
+
+export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt';
+
+/** Token exchange (token_endpoint.exchange): whose tokens may be exchanged, and who may act. */
+export interface ExchangePolicy {
+  /** Subject token issuers by exact `iss`. */
+  readonly subjectIssuers: ReadonlyMap<string, CompiledIssuer>;
+  /** Actor token issuers by exact `iss`. */
+  readonly actorIssuers: ReadonlyMap<string, CompiledIssuer>;
 }
 
 /** What an assertion must satisfy beyond its verifier's checks. */
@@ -97,8 +118,25 @@ export interface OAuthState {
   readonly realm: string;
   /** The token endpoint URL (normalised) from public_base_url; undefined: taken from each request. */
   readonly tokenUrl: string | undefined;
+  /** Token exchange; undefined when token_endpoint.exchange is not configured. */
+  readonly exchange: ExchangePolicy | undefined;
+  /** The scopes of a token's claims, as Check reads them (scope_claims). */
+  readonly scopesOf: (claims: Readonly<Record<string, unknown>>, issuerName: string) => readonly string[];
+  /** The grant types this endpoint serves, by grant_type. */
+  readonly grants: ReadonlyMap<string, Grant>;
+  /** The token endpoint's path (token_endpoint.path). */
+  readonly tokenPath: string;
   /** epoch milliseconds */
   readonly now: () => number;
 }
+
+/** One grant: issues tokens for a request, or throws an OAuthError. */
+export type Grant = (
+  state: OAuthState,
+  req: OAuthRequest,
+  log: Record<string, unknown>,
+  /** Thumbprint of the request's DPoP proof key: issued tokens are bound to it. */
+  jkt: string | undefined,
+) => Promise<Record<string, unknown>>;
 
 export const nowSec = (state: OAuthState): number => Math.floor(state.now() / 1000);

@@ -1,11 +1,32 @@
 import { tokenRequestProofKey } from './dpop.js';
 import { OAuthError, tokenAnswer, type HttpAnswer, type ResponseFormat } from './errors.js';
 import { jwtBearerGrant } from './grants/jwt-bearer.js';
+import { clientCredentialsGrant } from './grants/client-credentials.js';
 import { refreshGrant } from './grants/refresh.js';
-import { fail, grantLabel, GRANT_JWT_BEARER, GRANT_REFRESH_TOKEN, param } from './requests.js';
-import type { OAuthRequest, OAuthState } from './state.js';
+import { tokenExchangeGrant } from './grants/token-exchange.js';
+import {
+  fail,
+  grantLabel,
+  GRANT_CLIENT_CREDENTIALS,
+  GRANT_JWT_BEARER,
+  GRANT_REFRESH_TOKEN,
+  GRANT_TOKEN_EXCHANGE,
+  param,
+} from './requests.js';
+import type { Grant, OAuthRequest, OAuthState } from './state.js';
 
-/** POST /oauth2/token: picks the grant, answers in the requested format, counts and logs the outcome. */
+/** The grant types this endpoint serves with its configuration (a client may be allowed fewer). */
+export function enabledGrants(state: Pick<OAuthState, 'cfg' | 'exchange'>): Map<string, Grant> {
+  const grants = new Map<string, Grant>([
+    [GRANT_JWT_BEARER, jwtBearerGrant],
+    [GRANT_CLIENT_CREDENTIALS, clientCredentialsGrant],
+  ]);
+  if (state.cfg.refresh_token.enabled) grants.set(GRANT_REFRESH_TOKEN, refreshGrant);
+  if (state.exchange) grants.set(GRANT_TOKEN_EXCHANGE, tokenExchangeGrant);
+  return grants;
+}
+
+/** POST to the token path (token_endpoint.path, default /oauth2/token): picks the grant, answers in the requested format, counts and logs the outcome. */
 export async function handleToken(state: OAuthState, req: OAuthRequest): Promise<HttpAnswer> {
   const t0 = performance.now();
   let format: ResponseFormat = 'json';
@@ -24,12 +45,7 @@ export async function handleToken(state: OAuthState, req: OAuthRequest): Promise
     label = grantLabel(grantType);
     log.grant_type = label;
     if (grantType === undefined) throw new OAuthError('invalid_request', 'grant_type is missing');
-    const grant =
-      grantType === GRANT_JWT_BEARER
-        ? jwtBearerGrant
-        : grantType === GRANT_REFRESH_TOKEN && state.cfg.refresh_token.enabled
-          ? refreshGrant
-          : undefined;
+    const grant = state.grants.get(grantType);
     if (!grant) throw new OAuthError('unsupported_grant_type', 'the grant type is not supported');
     // Before the grant: a bad or replayed proof must not use up the assertion or refresh token.
     const jkt = await tokenRequestProofKey(state, req);

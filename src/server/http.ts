@@ -4,7 +4,7 @@ import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { TlsMaterial } from '../net/tls-files.js';
-import { registerOAuthRoutes } from '../oauth/index.js';
+import { registerOAuthRoutes, rewriteTokenPath } from '../oauth/index.js';
 import { clusterMetricsFromPrimary } from './cluster.js';
 import type { Runtime } from './runtime.js';
 import { registerWellKnownRoutes } from './well-known.js';
@@ -162,6 +162,8 @@ export function createHttpServer(deps: HttpServerDeps): FastifyInstance {
       connectionsCheckingInterval: HTTP_CONNECTIONS_CHECK_INTERVAL_MS,
     },
     routerOptions: { maxParamLength: 200 },
+    // token_endpoint.path (read per request: a reload may change it).
+    rewriteUrl: (req) => rewriteTokenPath(req.method, req.url, deps.runtime().tokenService?.tokenPath),
   }) as unknown as FastifyInstance;
   // Per process (each worker has its own counts). Beyond the cap plus the probe headroom,
   // Node closes connections as they arrive; the guard does the rest.
@@ -223,6 +225,12 @@ export function createHttpServer(deps: HttpServerDeps): FastifyInstance {
       publicJwks: () => rt.publicJwks(),
       issuer: () => rt.tokenService?.issuer ?? rt.config.upstream.token?.issuer,
       tokenEndpointEnabled: () => rt.tokenService !== undefined,
+      tokenEndpoint: () =>
+        rt.tokenService && {
+          path: rt.tokenService.tokenPath,
+          grantTypes: rt.tokenService.grantTypesSupported,
+          authMethods: rt.tokenService.authMethodsSupported,
+        },
       publicBaseUrl: () => rt.config.public_base_url || undefined,
     };
   });

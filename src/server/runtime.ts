@@ -7,7 +7,7 @@ import { compileTokenSources } from '../authn/extract.js';
 import { MemoryReplayCache } from '../authn/dpop.js';
 import { compileSenderConstraint, withDpopTokenSource } from '../authn/sender-constraint.js';
 import type { CompiledIssuer } from '../authn/verify.js';
-import { compileClaimMappings, type ClaimMapper } from '../authz/claims.js';
+import { compileClaimMappings, extractScopes, type ClaimMapper } from '../authz/claims.js';
 import { RuleSet } from '../authz/compile.js';
 import { compileExpression, type CompiledExpression } from '../authz/expressions.js';
 import { ConfigError } from '../core/errors.js';
@@ -253,6 +253,11 @@ export class Runtime {
           issuersByName: new Map(issuers.map((i) => [i.name, i])),
           ...(tokenKey ? { ephemeralKey: tokenKey } : {}),
           ...(config.public_base_url ? { publicBaseUrl: config.public_base_url } : {}),
+          // As Check reads them: after the issuer's claim mappings.
+          scopesOf: (claims, issuerName) => {
+            const mapper = claimMappers.get(issuerName);
+            return extractScopes(mapper ? mapper(claims) : claims, config.scope_claims);
+          },
         });
         // Our own issuer: its status check (revocations, opaque tokens) comes with it.
         issuers.push(tokenService.self.issuer);

@@ -1,9 +1,13 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { JWK } from 'jose';
 import { DPOP_ALGORITHMS } from '../authn/dpop.js';
-import { ASYMMETRIC_DEFAULT_ALGORITHMS } from '../config/schema.js';
+import {
+  ASYMMETRIC_DEFAULT_ALGORITHMS,
+  DEFAULT_CLIENT_GRANT_TYPES,
+  DEFAULT_TOKEN_PATH,
+} from '../config/schema.js';
 
-// GET /.well-known/jwks.json and /.well-known/openid-configuration (docs/operations.md "Operations" / docs/upstream.md "What upstream services receive").
+// GET /.well-known/jwks.json, /.well-known/openid-configuration and /.well-known/oauth-authorization-server (docs/operations.md "Operations" / docs/upstream.md "What upstream services receive").
 //
 // Cache-Control: public, max-age=300 (a discovery document built from the request's
 // Host is no-store instead). Verifiers and CDNs may cache the JWKS, but
@@ -14,6 +18,18 @@ import { ASYMMETRIC_DEFAULT_ALGORITHMS } from '../config/schema.js';
 
 export const JWKS_PATH = '/.well-known/jwks.json';
 export const OPENID_CONFIGURATION_PATH = '/.well-known/openid-configuration';
+/** RFC 8414 authorization server metadata: the same document. */
+export const OAUTH_AUTHORIZATION_SERVER_PATH = '/.well-known/oauth-authorization-server';
+
+/** What the token endpoint serves with its configuration. */
+export interface TokenEndpointMetadata {
+  /** token_endpoint.path */
+  readonly path: string;
+  /** Grant types some client may use. */
+  readonly grantTypes: readonly string[];
+  /** Client authentication methods some client may use. */
+  readonly authMethods: readonly string[];
+}
 export const WELL_KNOWN_CACHE_CONTROL = 'public, max-age=300';
 
 export interface WellKnownProvider {
@@ -22,6 +38,8 @@ export interface WellKnownProvider {
   /** Token endpoint issuer when enabled, else upstream.token.issuer; undefined when neither exists. */
   issuer(): string | undefined;
   tokenEndpointEnabled(): boolean;
+  /** Path, grant types and authentication methods of the token endpoint (defaults when absent). */
+  tokenEndpoint?(): TokenEndpointMetadata | undefined;
   /** `public_base_url` from the config, if set. */
   publicBaseUrl(): string | undefined;
 }
@@ -51,7 +69,7 @@ export function registerWellKnownRoutes(app: FastifyInstance, provider: () => We
       .send({ keys });
   });
 
-  app.get(OPENID_CONFIGURATION_PATH, async (request, reply) => {
+  const metadata = async (request: FastifyRequest, reply: FastifyReply) => {
     const p = provider();
     const issuer = p.issuer();
     if (issuer === undefined) {
@@ -67,14 +85,17 @@ export function registerWellKnownRoutes(app: FastifyInstance, provider: () => We
     const signingAlgs = signingAlgorithms(p.publicJwks());
     if (signingAlgs.length > 0) doc.id_token_signing_alg_values_supported = signingAlgs;
     if (p.tokenEndpointEnabled()) {
-      const authMethods = ['client_secret_basic', 'private_key_jwt'];
+      const te = p.tokenEndpoint?.() ?? DEFAULT_TOKEN_ENDPOINT;
+      const authMethods = [...te.authMethods];
       Object.assign(doc, {
-        token_endpoint: `${base}/oauth2/token`,
+        token_endpoint: `${base}${te.path}`,
         revocation_endpoint: `${base}/oauth2/revoke`,
         introspection_endpoint: `${base}/oauth2/introspect`,
-        grant_types_supported: ['urn:ietf:params:oauth:grant-type:jwt-bearer', 'refresh_token'],
+        grant_types_supported: [...te.grantTypes],
         token_endpoint_auth_methods_supported: authMethods,
-        token_endpoint_auth_signing_alg_values_supported: [...ASYMMETRIC_DEFAULT_ALGORITHMS],
+        ...(authMethods.includes('private_key_jwt')
+          ? { token_endpoint_auth_signing_alg_values_supported: [...ASYMMETRIC_DEFAULT_ALGORITHMS] }
+          : {}),
         revocation_endpoint_auth_methods_supported: authMethods,
         introspection_endpoint_auth_methods_supported: authMethods,
         dpop_signing_alg_values_supported: [...DPOP_ALGORITHMS],
@@ -85,5 +106,13 @@ export function registerWellKnownRoutes(app: FastifyInstance, provider: () => We
     if (fromHost) reply.header('cache-control', 'no-store').header('vary', 'Host');
     else reply.header('cache-control', WELL_KNOWN_CACHE_CONTROL);
     return reply.type('application/json; charset=utf-8').send(doc);
-  });
+  };
+  app.get(OPENID_CONFIGURATION_PATH, metadata);
+  app.get(OAUTH_AUTHORIZATION_SERVER_PATH, metadata);
 }
+
+const DEFAULT_TOKEN_ENDPOINT: TokenEndpointMetadata = {
+  path: DEFAULT_TOKEN_PATH,
+  grantTypes: [...DEFAULT_CLIENT_GRANT_TYPES],
+  authMethods: ['client_secret_basic', 'private_key_jwt'],
+};

@@ -338,7 +338,7 @@ describe('HTTP listener limits', () => {
     const got: Buffer[] = [];
     s.on('data', (d: Buffer) => got.push(d));
     const closed = closedAfter(s, Date.now(), 4_000);
-    const body = 'grant_type=client_credentials&client_id=nobody';
+    const body = 'grant_type=password&client_id=nobody';
     s.write(
       'POST /oauth2/token HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n' +
         `Content-Type: application/x-www-form-urlencoded\r\nContent-Length: ${body.length}\r\n\r\n`,

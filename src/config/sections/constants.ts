@@ -59,3 +59,21 @@ export const TOKEN_ENDPOINT_RESERVED_CLAIMS: readonly string[] = [
 ];
 
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+
+export const GRANT_TYPE_JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+export const GRANT_TYPE_TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+/** Grant types a token endpoint client may be allowed (clients[].grant_types). */
+export const TOKEN_ENDPOINT_GRANT_TYPES = [
+  GRANT_TYPE_JWT_BEARER,
+  'refresh_token',
+  'client_credentials',
+  GRANT_TYPE_TOKEN_EXCHANGE,
+] as const;
+/** A client's grant types when clients[].grant_types is not set: those that existed before the list did. */
+export const DEFAULT_CLIENT_GRANT_TYPES: readonly string[] = [GRANT_TYPE_JWT_BEARER, 'refresh_token'];
+export const TOKEN_ENDPOINT_AUTH_METHODS = [
+  'client_secret_basic',
+  'client_secret_post',
+  'private_key_jwt',
+] as const;
+export const DEFAULT_TOKEN_PATH = '/oauth2/token';

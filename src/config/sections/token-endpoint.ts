@@ -1,4 +1,11 @@
-import { TOKEN_ENDPOINT_RESERVED_CLAIMS } from './constants.js';
+import {
+  DEFAULT_CLIENT_GRANT_TYPES,
+  DEFAULT_TOKEN_PATH,
+  GRANT_TYPE_TOKEN_EXCHANGE,
+  TOKEN_ENDPOINT_AUTH_METHODS,
+  TOKEN_ENDPOINT_GRANT_TYPES,
+  TOKEN_ENDPOINT_RESERVED_CLAIMS,
+} from './constants.js';
 import { signingSchema } from './upstream.js';
 import {
   bool,
@@ -14,7 +21,8 @@ import {
   type Static,
 } from './kit.js';
 
-// token_endpoint: the OAuth 2.0 token endpoint (JWT bearer grant, refresh, revoke, introspect).
+// token_endpoint: the OAuth 2.0 token endpoint (JWT bearer, refresh, client credentials and
+// token exchange grants; revoke, introspect).
 
 export const ClientSchema = section(
   {
@@ -27,6 +35,29 @@ export const ClientSchema = section(
     scopes: strings({ description: 'scopes it may be granted', default: [], allowEmpty: true }),
     token_claims: mapOf(Type.Unknown(), { description: 'claims added to its access tokens', default: {} }),
     require_jti: bool({ description: 'its assertions must carry a jti (used once)', default: true }),
+    token_endpoint_auth_method: Type.Optional(
+      oneOf(TOKEN_ENDPOINT_AUTH_METHODS, {
+        description:
+          'the only client authentication method it may use (must fit its credentials); client_secret_post sends the secret in the form body',
+        'x-default-text':
+          'what its credentials allow: client_secret_basic with a client_secret_file, private_key_jwt with a certificate_file or jwks_file',
+      }),
+    ),
+    grant_types: Type.Array(
+      oneOf(TOKEN_ENDPOINT_GRANT_TYPES, { description: 'a grant type (grant_type form value)' }),
+      {
+        description:
+          'grant types it may use; any other is unauthorized_client (token exchange needs token_endpoint.exchange)',
+        default: [...DEFAULT_CLIENT_GRANT_TYPES],
+        minItems: 1,
+      },
+    ),
+    exchange_audiences: strings({
+      description:
+        'token exchange: audience / resource values it may ask for (each one an aud of our access tokens)',
+      default: [],
+      allowEmpty: true,
+    }),
   },
   { description: 'one registered client' },
 );
@@ -60,6 +91,11 @@ export const TokenEndpointSchema = section(
     enabled: bool({
       description: 'serve /oauth2/token, /oauth2/revoke and /oauth2/introspect',
       default: false,
+    }),
+    path: text({
+      description:
+        'where the token endpoint is served (Axway: /api/oauth/token); the default path answers 404 when another is set',
+      default: DEFAULT_TOKEN_PATH,
     }),
     issuer: Type.Optional(
       text({ description: 'iss of issued tokens; shown as issuer "self" (required when enabled)' }),
@@ -133,17 +169,42 @@ export const TokenEndpointSchema = section(
       description: 'identity providers (issuers[] names) whose JWTs may be exchanged for our tokens',
       default: [],
     }),
+    exchange: Type.Optional(
+      section(
+        {
+          subject_issuers: strings({
+            description: 'names of issuers[] whose JWTs may be exchanged (our own tokens always may)',
+          }),
+          actor_issuers: Type.Optional(
+            strings({
+              description: 'names of issuers[] whose JWTs may be actor tokens (our own tokens always may)',
+              'x-default-text': 'subject_issuers',
+            }),
+          ),
+        },
+        {
+          description:
+            'token exchange (RFC 8693); off unless set. Clients need it in grant_types and exchange_audiences',
+        },
+      ),
+    ),
   },
-  { description: 'OAuth 2.0 token endpoint (RFC 7523 JWT bearer grant) at POST /oauth2/token.', default: {} },
+  {
+    description:
+      'OAuth 2.0 token endpoint (RFC 7523 JWT bearer grant, RFC 8693 token exchange, client credentials) at POST /oauth2/token.',
+    default: {},
+  },
 );
 
 export type TokenEndpointConfig = Static<typeof TokenEndpointSchema>;
 export type ClientConfig = Static<typeof ClientSchema>;
 export type GrantIssuerConfig = Static<typeof GrantIssuerSchema>;
+export type TokenExchangeConfig = NonNullable<TokenEndpointConfig['exchange']>;
 
 /**
  * An enabled endpoint has an issuer and an audience; grant_issuers name configured issuers,
- * once each, and copy no claim the service sets itself.
+ * once each, and copy no claim the service sets itself; then the path, token exchange and
+ * the clients' methods and grants (checkTokenEndpointGrants).
  */
 export function checkTokenEndpoint(
   te: TokenEndpointConfig,
@@ -165,4 +226,65 @@ export function checkTokenEndpoint(
         problems.push(`${p}.copy_claims[${k}]: "${claim}" is set by the service itself and cannot be copied`);
     });
   }
+  checkTokenEndpointGrants(te, issuerNames, problems);
+}
+
+/** A path of the token endpoint: absolute, plain segments, no query, fragment or percent-encoding. */
+const TOKEN_PATH_SHAPE = /^(?:\/[A-Za-z0-9\-._~!$&'()*+,;=:@]+)+$/;
+/** The other token endpoint routes, whose paths token_endpoint.path may not take. */
+const OTHER_OAUTH_PATHS: readonly string[] = ['/oauth2/revoke', '/oauth2/introspect'];
+
+/**
+ * The token path has a plain shape; token exchange names configured issuers; a client's
+ * exchange audiences are ones our tokens carry, token exchange is allowed only when it is
+ * configured, and its authentication method fits its credentials.
+ */
+function checkTokenEndpointGrants(
+  te: TokenEndpointConfig,
+  issuerNames: ReadonlySet<string>,
+  problems: string[],
+): void {
+  if (
+    !TOKEN_PATH_SHAPE.test(te.path) ||
+    te.path.split('/').some((seg) => seg === '.' || seg === '..') ||
+    OTHER_OAUTH_PATHS.includes(te.path)
+  ) {
+    problems.push(
+      `token_endpoint.path: "${te.path}" must be an absolute path such as /oauth2/token (plain segments, ` +
+        `no query, fragment, percent-encoding or trailing slash, not /oauth2/revoke or /oauth2/introspect)`,
+    );
+  }
+  const ex = te.exchange;
+  if (ex) {
+    for (const key of ['subject_issuers', 'actor_issuers'] as const) {
+      (ex[key] ?? []).forEach((name, k) => {
+        if (!issuerNames.has(name))
+          problems.push(`token_endpoint.exchange.${key}[${k}]: no issuer named "${name}"`);
+      });
+    }
+  }
+  // Exchanged tokens must pass our own Check: their audience must be one it accepts.
+  const accepted = te.access_token.audiences.length > 0 ? te.access_token.audiences : [te.issuer ?? ''];
+  te.clients.forEach((c, i) => {
+    const p = `token_endpoint.clients[${i}]`;
+    const exchanges = c.grant_types.includes(GRANT_TYPE_TOKEN_EXCHANGE);
+    if (exchanges && !ex)
+      problems.push(`${p}.grant_types: token exchange needs token_endpoint.exchange (subject_issuers)`);
+    if (c.exchange_audiences.length > 0 && !exchanges)
+      problems.push(`${p}.exchange_audiences: the client may not use token exchange (add it to grant_types)`);
+    c.exchange_audiences.forEach((aud, k) => {
+      if (!accepted.includes(aud))
+        problems.push(
+          `${p}.exchange_audiences[${k}]: "${aud}" is not an audience of this service's tokens ` +
+            `(token_endpoint.access_token.audiences, default token_endpoint.issuer)`,
+        );
+    });
+    const method = c.token_endpoint_auth_method;
+    if (method === undefined) return;
+    const hasKeys = c.certificate_file !== undefined || c.jwks_file !== undefined;
+    if (method === 'private_key_jwt' ? !hasKeys : c.client_secret_file === undefined)
+      problems.push(
+        `${p}.token_endpoint_auth_method: ${method} needs ${method === 'private_key_jwt' ? 'a certificate_file or jwks_file' : 'a client_secret_file'}`,
+      );
+  });
 }

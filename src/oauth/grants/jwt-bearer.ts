@@ -5,7 +5,7 @@ import { authenticateClient } from '../client-auth.js';
 import { limitClient } from '../rate-limit.js';
 import { OAuthError } from '../errors.js';
 import { issue } from '../issue.js';
-import { param, resolveScope } from '../requests.js';
+import { allowGrant, GRANT_JWT_BEARER, param, resolveScope } from '../requests.js';
 import { nowSec, type Client, type Family, type OAuthRequest, type OAuthState } from '../state.js';
 
 /**
@@ -88,6 +88,7 @@ export async function jwtBearerGrant(
     skew = idp.verifier.clockSkewSeconds;
     copied = copyClaims(claims, idp.copyClaims);
   }
+  allowGrant(client, GRANT_JWT_BEARER);
   // Before the jti too: a refused request must not burn the assertion.
   await limitClient(state, client.id);
   // Scope before the jti: a scope error must not burn the assertion.

@@ -3,7 +3,7 @@ import { authenticateClient } from '../client-auth.js';
 import { limitClient } from '../rate-limit.js';
 import { OAuthError } from '../errors.js';
 import { issue, revokeFamilyTokens } from '../issue.js';
-import { isRandomTokenShape, param, resolveScope } from '../requests.js';
+import { allowGrant, GRANT_REFRESH_TOKEN, isRandomTokenShape, param, resolveScope } from '../requests.js';
 import { nowSec, type OAuthRequest, type OAuthState } from '../state.js';
 
 /** The refresh-token grant with rotation; a reused refresh token revokes its whole family (RFC 9700 §4.14.2). */
@@ -18,6 +18,7 @@ export async function refreshGrant(
   const client = await authenticateClient(state, req, true, log);
   if (!client) throw new OAuthError('invalid_client', 'client authentication is required');
   log.client_id = client.id;
+  allowGrant(client, GRANT_REFRESH_TOKEN);
   await limitClient(state, client.id);
   const token = param(req, 'refresh_token');
   if (token === undefined) throw new OAuthError('invalid_request', 'refresh_token is missing');
