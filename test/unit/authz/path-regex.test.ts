@@ -200,4 +200,58 @@ describe('path_regex semantics', () => {
       }
     }
   });
+
+  it('turns no path away that RE2 would accept (seeded random patterns and paths)', () => {
+    let seed = 20261204;
+    const rand = (n: number) => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return (seed >> 8) % n;
+    };
+    const pick = <T>(xs: readonly T[]): T => xs[rand(xs.length)]!;
+    const atoms = [
+      '/',
+      'a',
+      'us',
+      'K',
+      'k',
+      's',
+      'S',
+      '\u212A',
+      '\u017F',
+      '[a-z]',
+      '[0-9]',
+      '.',
+      '\\.',
+      '(?i:k)',
+    ];
+    const quantifiers = ['', '', '', '?', '*', '+', '{2}'];
+    const piece = (): string => pick(atoms) + pick(quantifiers);
+    const branch = (): string => Array.from({ length: 1 + rand(5) }, piece).join('');
+    const alphabet = ['/', 'a', 'u', 's', 'S', 'k', 'K', '\u212A', '\u017F', '0', '.', 'A'];
+    let checked = 0;
+    let turnedAway = 0;
+    for (let i = 0; i < 400; i++) {
+      let pattern = branch();
+      if (rand(4) === 0) pattern += `|${branch()}`;
+      if (rand(3) === 0) pattern = `(${pattern})${pick(quantifiers)}`;
+      if (rand(3) === 0) pattern = `^${pattern}`;
+      for (const ci of [false, true]) {
+        const ours = PathRegex.compile(pattern, ci);
+        if (typeof ours === 'string') continue;
+        const plain = RE2JS.compile(pattern, ci ? RE2JS.CASE_INSENSITIVE : 0);
+        for (let j = 0; j < 30; j++) {
+          const path = Array.from({ length: rand(8) }, () => pick(alphabet)).join('');
+          const want = plain.testExact(path);
+          expect(
+            ours.matches(path),
+            `${JSON.stringify(pattern)} ${ci ? 'i' : ''} on ${JSON.stringify(path)}`,
+          ).toBe(want);
+          checked++;
+          if (!want && ours.requiredPrefix !== '') turnedAway++;
+        }
+      }
+    }
+    expect(checked).toBeGreaterThan(10_000);
+    expect(turnedAway).toBeGreaterThan(1000);
+  });
 });
