@@ -11,8 +11,9 @@
 // - `matches()` has RE2 semantics, as CEL defines it, and runs in time linear in its
 //   input (re2js, a pure-JS port of RE2; the library's own `matches` would use a
 //   backtracking JS RegExp). Only string literal patterns are accepted; each is
-//   compiled once at load, and a pattern RE2 refuses (backreferences, lookaround)
-//   or one longer than 256 characters is a config error.
+//   compiled once at load, and a pattern RE2 refuses (backreferences, lookaround),
+//   one longer than 256 characters or one whose RE2 program has more than 1000
+//   instructions is a config error.
 // - The library has no run-time cost budget: the source length and the AST are
 //   bounded at load, and every evaluation for one request adds its time to that
 //   request's budget (expression_budget_ms); past it, evaluation errors out (deny).
@@ -24,6 +25,7 @@ import { performance } from 'node:perf_hooks';
 import { Environment, EvaluationError, ParseError } from '@marcbachmann/cel-js';
 import { RE2JS } from 're2js';
 import type { AuthRequest, Principal } from '../core/request.js';
+import { MAX_PROGRAM_SIZE } from './path-regex.js';
 
 /** Longest accepted expression source, in characters. */
 export const MAX_EXPRESSION_LENGTH = 4096;
@@ -179,13 +181,20 @@ function compilePattern(pattern: string): Re2Pattern | string {
   const quoted = `'${pattern.length > MAX_PATTERN_LENGTH ? `${pattern.slice(0, 40)}…` : pattern}'`;
   if (pattern.length > MAX_PATTERN_LENGTH)
     return `matches() pattern ${quoted} is longer than ${MAX_PATTERN_LENGTH} characters`;
+  let re: RE2JS;
   try {
-    return new Re2Pattern(RE2JS.compile(pattern));
+    re = RE2JS.compile(pattern);
   } catch (err) {
     // "error parsing regexp: invalid or unsupported Perl syntax: `(?=`"
     const why = (err as Error).message.replace(/^error parsing regexp: /, '');
     return `matches() pattern ${quoted} is not accepted by RE2: ${why}`;
   }
+  // As for path_regex: a huge program makes even linear matching slow on a long value.
+  const size = re.programSize();
+  if (size > MAX_PROGRAM_SIZE) {
+    return `matches() pattern ${quoted} is too large: its RE2 program has ${size} instructions, at most ${MAX_PROGRAM_SIZE} are accepted`;
+  }
+  return new Re2Pattern(re);
 }
 
 /**

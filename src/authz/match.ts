@@ -7,7 +7,8 @@
 //   encoded form too.
 // - `match.case_sensitive: false` compares path, path_prefix and
 //   path_separated_prefix ASCII-case-insensitively (like Envoy's RouteMatch)
-//   and gives path_regex the `i` flag.
+//   and compiles path_regex case-insensitively.
+// - path_regex is RE2 (see path-regex.ts): whole-path match, linear time.
 // - Hosts compare case-insensitively, with one trailing dot dropped; the
 //   request's `:port` is ignored unless the configured entry has a port. Like
 //   Envoy virtual hosts, "*" matches any host, "*.example.com" / "*-api.example.com"
@@ -15,6 +16,7 @@
 
 import type { RuleConfig } from '../config/types.js';
 import { encodeRulePath, normalizePath } from './path.js';
+import { PathRegex } from './path-regex.js';
 
 export interface MatchInput {
   readonly method: string;
@@ -81,13 +83,6 @@ function asciiLower(s: string): string {
   return s;
 }
 
-function regexErrorText(err: unknown): string {
-  const msg = err instanceof Error ? err.message : String(err);
-  // V8: "Invalid regular expression: /^(?:…)$/u: Unterminated group" → keep the cause.
-  const m = /^Invalid regular expression: \/.*\/[a-z]*: (.*)$/s.exec(msg);
-  return m ? m[1]! : msg;
-}
-
 /** Why a configured path never equals a normalised request path, or undefined. */
 function pathProblem(value: string, exact: boolean): string | undefined {
   if (!value.startsWith('/')) return 'must start with "/"';
@@ -121,7 +116,7 @@ export interface CompiledMatch {
   readonly exact?: string;
   readonly prefix?: string;
   readonly separatedPrefix?: string;
-  readonly regex?: RegExp;
+  readonly regex?: PathRegex;
   /** `match.case_sensitive: false`: exact/prefix values are stored ASCII-lower-cased. */
   readonly caseInsensitive: boolean;
   readonly methods?: ReadonlySet<string>;
@@ -141,7 +136,7 @@ export function compileMatch(
   const parts: string[] = [];
   const caseInsensitive = m.case_sensitive === false;
   const paths: { path?: string; path_prefix?: string; path_separated_prefix?: string } = {};
-  let regex: RegExp | undefined;
+  let regex: PathRegex | undefined;
   for (const key of ['path', 'path_prefix', 'path_separated_prefix'] as const) {
     const raw = m[key];
     if (raw === undefined) continue;
@@ -161,11 +156,9 @@ export function compileMatch(
   }
   if (m.path_regex !== undefined) {
     parts.push(`path_regex=${m.path_regex}`);
-    try {
-      regex = new RegExp(`^(?:${m.path_regex})$`, caseInsensitive ? 'iu' : 'u');
-    } catch (err) {
-      problems.push(`${at}.match.path_regex: invalid regular expression: ${regexErrorText(err)}${named}`);
-    }
+    const compiled = PathRegex.compile(m.path_regex, caseInsensitive);
+    if (typeof compiled === 'string') problems.push(`${at}.match.path_regex: ${compiled}${named}`);
+    else regex = compiled;
   }
   if (caseInsensitive) {
     if (parts.length === 0) {
@@ -232,7 +225,7 @@ export function firstMatch<T extends { readonly match: CompiledMatch }>(
     const entry = entries[i]!;
     if (skip !== undefined && skip(entry)) continue;
     const r = entry.match;
-    // Exact and prefix values of a case-insensitive rule are stored lower-cased; its regex has the `i` flag.
+    // Exact and prefix values of a case-insensitive rule are stored lower-cased; its regex ignores case.
     const path = r.caseInsensitive ? (lowerPath ??= asciiLower(input.path)) : input.path;
     if (r.exact !== undefined && path !== r.exact) continue;
     if (r.prefix !== undefined && !path.startsWith(r.prefix)) continue;
@@ -255,7 +248,7 @@ export function firstMatch<T extends { readonly match: CompiledMatch }>(
       for (let j = 0; j < r.hosts.length && !ok; j++) ok = r.hosts[j]!(hostNoPort, hostFull);
       if (!ok) continue;
     }
-    if (r.regex !== undefined && !r.regex.test(input.path)) continue;
+    if (r.regex !== undefined && !r.regex.matches(input.path)) continue;
     return entry;
   }
   return undefined;

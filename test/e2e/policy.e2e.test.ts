@@ -1,7 +1,8 @@
 // Policies through the real Envoy: an optional route (anonymous and with a token),
 // a deny_response login redirect as the client sees it, a configured
-// dynamic_metadata field in Envoy's access log, and a regular expression that a
-// backtracking engine would take seconds on (the service must keep answering).
+// dynamic_metadata field in Envoy's access log, and regular expressions (a matches() check
+// and a path_regex route) that a backtracking engine would take seconds on (the service
+// must keep answering).
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { Server } from 'node:http';
@@ -28,6 +29,8 @@ const AUDIENCE = 'api://policy-e2e';
 const LOGIN = 'https://login.example.com/?next=%2Fapp';
 /** An ordinary-looking handle check: cubic backtracking on `aaaa…!` in a JS RegExp. */
 const HANDLE_CHECK = "request.headers['x-handle'].matches('^[a-z0-9]+[a-z0-9._-]*[a-z0-9]+$')";
+/** The same shape as a route: public profile pages. */
+const PROFILE_ROUTE = '/users/[a-z0-9]+[a-z0-9._-]*[a-z0-9]+';
 const idpKey = generateEcKeyPair({ kid: 'policy-e2e-1' });
 
 function token(claims: Record<string, unknown>): string {
@@ -65,6 +68,7 @@ const serviceConfig = {
       },
     },
     { name: 'handle', match: { path_separated_prefix: '/handle' }, require: { expression: HANDLE_CHECK } },
+    { name: 'profiles', match: { path_regex: PROFILE_ROUTE }, action: 'allow' },
   ],
   upstream: {
     claim_headers: { 'x-user-id': 'sub' },
@@ -98,26 +102,37 @@ function get(port: number, path: string, headers: Record<string, string> = {}): 
   });
 }
 
+interface TrafficRequest {
+  path: string;
+  headers: Record<string, string>;
+}
+
+/** 20 requests to /handle/me: even ones with a valid handle, odd ones with an invalid one. */
+function handleTraffic(bearer: string): TrafficRequest[] {
+  return Array.from({ length: 20 }, (_, i) => ({
+    path: '/handle/me',
+    headers: { authorization: bearer, 'x-handle': i % 2 === 0 ? `alice.smith${i}` : `Bad-${i}!` },
+  }));
+}
+
 /**
- * In a child process: 20 requests to /handle/me through Envoy, one every 40 ms (even ones
- * with a valid handle, odd ones with an invalid one), and a /healthz probe with each,
- * timed. Resolves with the statuses in order and the probe times in ms.
+ * In a child process: the requests through Envoy, one every 40 ms, and a /healthz probe
+ * with each, timed. Resolves with the statuses in order and the probe times in ms.
  */
 function startTraffic(
   port: number,
   healthUrl: string,
-  bearer: string,
+  requests: TrafficRequest[],
 ): { ready: Promise<void>; result: Promise<{ statuses: number[]; healthMs: number[] }> } {
   const script = `
-    const [port, healthUrl, bearer] = process.argv.slice(1);
+    const [port, healthUrl, requests] = process.argv.slice(1);
     process.stdout.write('ready\\n');
     await new Promise((r) => setTimeout(r, 20));
     const sent = [];
     const healthMs = [];
-    for (let i = 0; i < 20; i++) {
-      const handle = i % 2 === 0 ? 'alice.smith' + i : 'Bad-' + i + '!';
-      sent.push(fetch('http://127.0.0.1:' + port + '/handle/me', {
-        headers: { authorization: bearer, 'x-handle': handle },
+    for (const { path, headers } of JSON.parse(requests)) {
+      sent.push(fetch('http://127.0.0.1:' + port + path, {
+        headers,
         signal: AbortSignal.timeout(10000),
       }).then(async (r) => (await r.arrayBuffer(), r.status), () => 0));
       const t = performance.now();
@@ -131,7 +146,7 @@ function startTraffic(
   `;
   const child = spawn(
     process.execPath,
-    ['--input-type=module', '-e', script, String(port), healthUrl, bearer],
+    ['--input-type=module', '-e', script, String(port), healthUrl, JSON.stringify(requests)],
     {
       stdio: ['ignore', 'pipe', 'inherit'],
     },
@@ -203,6 +218,15 @@ describe.skipIf(!envoy)(`Envoy ${envoy?.version ?? ''} → policies`, () => {
     return entry;
   }
 
+  /** Envoy's count of Check calls answered, and of those that failed or timed out (503). */
+  async function authzStats(): Promise<{ ok: number; error: number }> {
+    const all = await proxy.stats('^http\\.ingress_http\\.ext_authz\\.(ok|error)$');
+    return {
+      ok: all['http.ingress_http.ext_authz.ok'] ?? 0,
+      error: all['http.ingress_http.ext_authz.error'] ?? 0,
+    };
+  }
+
   it('optional route: no token reaches the upstream anonymously, without injected identity', async () => {
     const reply = await get(proxy.port, '/catalog/items', { 'x-user-id': 'mallory', 'x-test-id': 'anon-1' });
     expect(reply.status, reply.body).toBe(200);
@@ -235,18 +259,11 @@ describe.skipIf(!envoy)(`Envoy ${envoy?.version ?? ''} → policies`, () => {
   });
 
   it('a 2,000-character attack on a matches() check: concurrent requests all get their own answer, /healthz stays quick', async () => {
-    const authzStats = async () => {
-      const all = await proxy.stats('^http\\.ingress_http\\.ext_authz\\.(ok|error)$');
-      return {
-        ok: all['http.ingress_http.ext_authz.ok'] ?? 0,
-        error: all['http.ingress_http.ext_authz.error'] ?? 0,
-      };
-    };
     const before = await authzStats();
     const bearer = `Bearer ${token({})}`;
     // The normal traffic and the /healthz probes come from another process, so what they
     // see does not depend on this process's event loop (the service runs in this one).
-    const traffic = startTraffic(proxy.port, `${svc.httpUrl}/healthz`, bearer);
+    const traffic = startTraffic(proxy.port, `${svc.httpUrl}/healthz`, handleTraffic(bearer));
     await traffic.ready;
     const attack = 'a'.repeat(2000) + '!';
     const attacks = await Promise.all(
@@ -267,6 +284,32 @@ describe.skipIf(!envoy)(`Envoy ${envoy?.version ?? ''} → policies`, () => {
     const after = await authzStats();
     expect(after.ok - before.ok).toBe(10);
     expect(after.error).toBe(before.error);
+  });
+
+  it('a 3,000-character attack path on a path_regex route: concurrent requests all get their own answer, /healthz stays quick', async () => {
+    const before = await authzStats();
+    // Public profiles (the regex route, allowed without a token) and invalid handles (no
+    // rule matches: the default, authenticate, answers 401 without a token).
+    const requests = Array.from({ length: 20 }, (_, i) => ({
+      path: i % 2 === 0 ? `/users/alice.smith${i}` : `/users/Bad-${i}!`,
+      headers: {},
+    }));
+    const traffic = startTraffic(proxy.port, `${svc.httpUrl}/healthz`, requests);
+    await traffic.ready;
+    // A JS RegExp takes about 10 s on each of these (cubic backtracking before the "!").
+    const attackPath = `/users/${'a'.repeat(3000)}!`;
+    const attacks = await Promise.all(Array.from({ length: 3 }, () => get(proxy.port, attackPath)));
+    const seen = await traffic.result;
+    expect(seen.statuses).toEqual(Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? 200 : 401)));
+    expect(Math.max(...seen.healthMs)).toBeLessThan(500);
+    // The attack is answered too: no match, so authentication is required.
+    expect(attacks.map((r) => r.status)).toEqual([401, 401, 401]);
+    // Every Check was answered in time: none failed or timed out (Envoy answers those 503).
+    const after = await authzStats();
+    expect(after.error).toBe(before.error);
+    // A token still reaches a path no rule matches: the long path itself is not refused.
+    const withToken = await get(proxy.port, attackPath, { authorization: `Bearer ${token({})}` });
+    expect(withToken.status).toBe(200);
   });
 
   it('a dynamic_metadata field is in Envoy’s access log', async () => {

@@ -70,7 +70,9 @@ export const RuleSchema = section(
         path_separated_prefix: Type.Optional(
           str({ description: 'the path itself and everything below it (/docs and /docs/…)' }),
         ),
-        path_regex: Type.Optional(str({ description: 'full-path regular expression' })),
+        path_regex: Type.Optional(
+          str({ description: 'regular expression (RE2 syntax) the whole path must match' }),
+        ),
         case_sensitive: Type.Optional(
           bool({
             description: 'false compares the path matchers ignoring ASCII case',

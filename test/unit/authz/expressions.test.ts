@@ -295,3 +295,17 @@ describe('evaluation budget', () => {
     for (let i = 0; i < 5; i++) expect(e.evaluate(input)).toBe(true);
   });
 });
+
+describe('matches() program size', () => {
+  // '^(.*/){0,600}[xy]$' is 20 characters: about 2 s on a 3,000-character value with re2js.
+  it('refuses a pattern whose RE2 program has more than 1000 instructions, naming it', () => {
+    const { e, problems } = compile("request.headers['x-p'].matches('^(.*/){0,600}[xy]$')");
+    expect(e).toBeUndefined();
+    expect(problems).toEqual([
+      expect.stringMatching(
+        /^x: matches\(\) pattern '\^\(\.\*\/\)\{0,600\}\[xy\]\$' is too large: its RE2 program has \d+ instructions, at most 1000 are accepted at position \d+$/,
+      ),
+    ]);
+    expect(compile("request.headers['x-p'].matches('^(.*/){0,100}[xy]$')").problems).toEqual([]);
+  });
+});
