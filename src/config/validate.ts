@@ -222,7 +222,7 @@ function object(value: unknown, node: SchemaNode, path: string, problems: string
 export function didYouMean(key: string, allowed: readonly string[]): string {
   if (allowed.length === 0) return '';
   const lower = key.toLowerCase();
-  const best = closest(lower, allowed as string[]);
+  const best = closest(lower, allowed);
   // A close edit (a third of the key, at least 1 and at most 3) or the same letters in another case.
   const limit = Math.min(3, Math.max(1, Math.floor(key.length / 3)));
   return distance(lower, best) <= limit ? ` (did you mean "${best}"?)` : '';
