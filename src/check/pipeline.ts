@@ -11,6 +11,7 @@ import {
   type CredentialProblem,
   type ExtractedToken,
 } from '../authn/extract.js';
+import type { ApiKeyLookup } from '../authn/api-keys.js';
 import { exceedsBytes } from '../authn/jws.js';
 import { verifyJwt, type CompiledIssuer } from '../authn/verify.js';
 import { MemoryReplayCache, type ReplayCache } from '../authn/dpop.js';
@@ -240,6 +241,8 @@ export class CheckPipeline {
       if (rule.action === 'optional') return this.allowUnverified(req, rule, true);
       return this.ruleDeny(deny('token_missing'), rule, req);
     }
+    const apiKeys = extracted.source.apiKeys;
+    if (apiKeys !== undefined) return this.apiKeyDecide(req, np.path, rule, extracted, apiKeys);
     const entry = this.cachedVerification(extracted.token);
     // Revocable tokens always go the async way: they need a revocation lookup.
     if (entry && !entry.issuer.status) {
@@ -255,6 +258,19 @@ export class CheckPipeline {
       );
     }
     return this.authenticateThenDecide(req, np.path, rule, extracted, deadline, entry ?? null);
+  }
+
+  /** An API key: its entry's principal (nothing to verify, no sender binding), then the decision a token gets. */
+  private apiKeyDecide(
+    req: AuthRequest,
+    path: string,
+    rule: EffectiveRule,
+    extracted: ExtractedToken,
+    apiKeys: ApiKeyLookup,
+  ): Decision | Promise<Decision> {
+    const found = apiKeys.check(extracted.token, this.now());
+    if ('deny' in found) return this.ruleDeny(found.deny, rule, req);
+    return this.decide(req, path, rule, found.principal, extracted, undefined);
   }
 
   /** Names the rule on a denial and hands it the rule's own answer (deny_response), if any. */
@@ -567,7 +583,8 @@ export class CheckPipeline {
     for (const name of this.injectable) if (!headers.some((h) => h.key === name)) headersToRemove.push(name);
     const queryParametersToRemove: string[] = [];
     const source = extracted.source;
-    const forward = this.parts.forwardOriginalToken;
+    // An API key never goes upstream.
+    const forward = this.parts.forwardOriginalToken && source.apiKeys === undefined;
     if (!forward) {
       if (source.kind === 'header') {
         // A minted token written to the same header already replaces it; Envoy applies
