@@ -138,7 +138,16 @@ function crossCheck(config: AppConfig, problems: string[]): void {
   }
   checkRules(config.rules, config.upstream.token !== undefined, problems);
   checkTokenSources(config.token_sources, problems);
-  checkApiKeys(config.api_keys, new Set(config.issuers.map((i) => i.name)), config.token_sources, problems);
+  checkApiKeys(
+    config.api_keys,
+    new Set(config.issuers.map((i) => i.name)),
+    config.token_sources,
+    [
+      ...Object.keys(config.upstream.claim_headers),
+      ...(config.upstream.token ? [config.upstream.token.header] : []),
+    ],
+    problems,
+  );
   checkTokenEndpoint(te, new Set(config.issuers.map((i) => i.name)), problems);
 }
 

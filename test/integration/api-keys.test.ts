@@ -339,7 +339,9 @@ describe('api_keys: configuration errors', () => {
         { name: 'a', header: 'x-b', query: 'k', keys_file: partnersFile },
         { name: 'c', header: 'authorization', keys_file: partnersFile },
         { name: 'd', query: 'access%5Ftoken', keys_file: partnersFile },
+        { name: 'e', header: 'X-User-Id', keys_file: partnersFile },
       ],
+      upstream: { claim_headers: { 'x-user-id': 'sub' } },
       rules: [{ name: 'r', match: { path_prefix: '/' }, require: { issuers: ['nobody'] } }],
     });
     expect(problems).toEqual(
@@ -351,6 +353,7 @@ describe('api_keys: configuration errors', () => {
         'api_keys[3]: exactly one of header, query is required',
         'api_keys[4].header: "authorization" is already read by token_sources[0]',
         expect.stringMatching(/^api_keys\[5\]\.query: "access%5Ftoken" must be a plain parameter name/),
+        'api_keys[6].header: "X-User-Id" is a header the service sets upstream (upstream.claim_headers or upstream.token.header)',
       ]),
     );
   });

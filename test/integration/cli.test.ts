@@ -228,6 +228,20 @@ describe('keygen and mint', () => {
     );
     const c = run(['check-config', '--config', join(dir, 'config.json')]);
     expect(c.status, c.stdout + c.stderr).toBe(0);
+    expect(c.stdout).toContain('"keys": 2');
+    // A malformed entry: serve and check-config exit 1 naming the field, the file and the entry.
+    writeFileSync(
+      join(dir, 'keys.json'),
+      JSON.stringify({ keys: [out.entry, { ...other.entry, hash: 'x' }] }),
+    );
+    for (const args of [['check-config'], ['serve']]) {
+      const bad = run([...args, '--config', join(dir, 'config.json')]);
+      expect(bad.status, args[0]).toBe(1);
+      expect(bad.stderr).toContain(
+        `api_keys[0].keys_file: keys.json: keys[1] (id "${String(other.entry.id)}").hash: must be`,
+      );
+      expect(bad.stdout + bad.stderr).not.toContain(out.api_key);
+    }
   });
 
   it('keygen --id without --api-key, or --api-key with --alg, is a usage error (exit 2)', () => {

@@ -40,6 +40,8 @@ export function checkApiKeys(
   sources: ApiKeySourceConfig[],
   issuerNames: ReadonlySet<string>,
   tokenSources: readonly TokenSourceConfig[],
+  /** Headers the service sets on an allowed request (claim headers, the minted token's). */
+  injected: readonly string[],
   problems: string[],
 ): void {
   const names = new Map<string, number>();
@@ -65,6 +67,10 @@ export function checkApiKeys(
       const h = src.header.toLowerCase();
       if (!/^[a-z0-9!#$%&'*+\-.^_`|~]+$/.test(h) || h === 'cookie' || h === 'dpop')
         problems.push(`${p}.header: "${src.header}" is not a header a key can be read from`);
+      if (injected.some((name) => name.toLowerCase() === h))
+        problems.push(
+          `${p}.header: "${src.header}" is a header the service sets upstream (upstream.claim_headers or upstream.token.header)`,
+        );
       const other = headers.get(h);
       if (other !== undefined) problems.push(`${p}.header: "${src.header}" is already read by ${other}`);
       headers.set(h, p);
