@@ -76,7 +76,16 @@ export interface PipelineParts {
   readonly now?: () => number;
 }
 
-interface CachedPrincipal {
+/** A principal whose allow decisions are memoised: a cached token's, or an API key's. */
+interface MemoHolder {
+  readonly principal: Principal;
+  /** epoch seconds after which the entry is useless (exp + skew). */
+  readonly expiresAt: number;
+  /** Allow decisions already made for this principal, by effective rule (identity). */
+  allows?: Map<EffectiveRule, MemoisedAllow>;
+}
+
+interface CachedPrincipal extends MemoHolder {
   readonly principal: Principal;
   readonly issuer: CompiledIssuer;
   /** Key-set generation the token was verified against; a key change invalidates. */
@@ -270,8 +279,19 @@ export class CheckPipeline {
   ): Decision | Promise<Decision> {
     const found = apiKeys.check(extracted.token, this.now());
     if ('deny' in found) return this.ruleDeny(found.deny, rule, req);
-    return this.decide(req, path, rule, found.principal, extracted, undefined);
+    // One principal object per key entry and keys-file version: its allows are memoised
+    // like a cached token's (the key's expiry and state were checked just now).
+    const p = found.principal;
+    let holder = this.apiKeyMemos.get(p);
+    if (!holder) {
+      holder = { principal: p, expiresAt: p.exp ?? Infinity };
+      this.apiKeyMemos.set(p, holder);
+    }
+    return this.reuseOrDecide(req, path, rule, holder, extracted);
   }
+
+  /** Memoised allows of API key principals (they live as long as their keys-file version). */
+  private readonly apiKeyMemos = new WeakMap<Principal, MemoHolder>();
 
   /** Names the rule on a denial and hands it the rule's own answer (deny_response), if any. */
   private ruleDeny(d: Deny, rule: EffectiveRule, req: AuthRequest): Deny {
@@ -288,7 +308,7 @@ export class CheckPipeline {
     req: AuthRequest,
     path: string,
     rule: EffectiveRule,
-    entry: CachedPrincipal,
+    entry: MemoHolder,
     extracted: ExtractedToken,
   ): Decision | Promise<Decision> {
     const memo = entry.allows?.get(rule);
@@ -474,7 +494,7 @@ export class CheckPipeline {
     rule: EffectiveRule,
     principal: Principal,
     extracted: ExtractedToken,
-    entry: CachedPrincipal | undefined,
+    entry: MemoHolder | undefined,
   ): Decision | Promise<Decision> {
     const span = tracer?.startSpan('authz.require');
     let problem = evaluateRequirement(rule.requirement, principal);
@@ -566,7 +586,7 @@ export class CheckPipeline {
     rule: EffectiveRule,
     principal: Principal,
     extracted: ExtractedToken,
-    entry: CachedPrincipal | undefined,
+    entry: MemoHolder | undefined,
     minted: MintedToken | undefined,
     extra: Record<string, unknown> | undefined,
     requestDependent: boolean,

@@ -254,6 +254,28 @@ describe('api_keys through Check', () => {
   });
 });
 
+describe('api_keys: a memoised allow does not outlive the key', () => {
+  it('a key allowed (and its allow reused) until expires_at is refused from then on', async () => {
+    const soon = generateApiKey();
+    const file = join(dir, 'soon.json');
+    writeKeys(file, [entry('soon', soon, { expires_at: Date.now() / 1000 + 2 })]);
+    const svc = await startPolicyService({
+      api_keys: [{ name: 'partners', header: 'x-api-key', keys_file: file }],
+      upstream: UPSTREAM,
+    });
+    const call = () => svc.check({ path: '/orders/1', headers: { 'x-api-key': soon.key } });
+    const first = await call();
+    expect(first.decision).toBe('allow');
+    // The minted token never outlives the key.
+    expect(minted(first).exp as number).toBeLessThanOrEqual(Math.ceil(Date.now() / 1000) + 2);
+    expect((await call()).headers['x-jwt-assertion']).toBe(first.headers['x-jwt-assertion']);
+    await new Promise((r) => setTimeout(r, 2100));
+    const late = await call();
+    expect(late.http_status).toBe(401);
+    expect(late.reason).toBe('token_expired');
+  });
+});
+
 describe('api_keys with upstream.forward_original_token', () => {
   it('a bearer token is forwarded, an API key never is', async () => {
     const svc = await startPolicyService({
