@@ -82,6 +82,7 @@ const RULES = [
     require: { expression: "issuer == 'partners' && claims.tenant == 't1' && 'orders:read' in scopes" },
   },
   { name: 'limited', match: { path_prefix: '/limited' } },
+  { name: 'maybe', match: { path_prefix: '/maybe' }, action: 'optional' },
 ];
 const UPSTREAM = {
   claim_headers: { 'x-user-id': 'sub', 'x-tenant': 'tenant', 'x-scope': 'scope' },
@@ -163,6 +164,16 @@ describe('api_keys through Check', () => {
     expect(d.decision).toBe('allow');
     expect(d.headers_to_remove).toContain('x-api-key');
     expect(d.query_parameters_to_remove).toContain('api_key');
+  });
+
+  it('optional rule: no key is anonymous, a present key must be valid', async () => {
+    const anon = await svc.check({ path: '/maybe/x' });
+    expect(anon.decision).toBe('allow');
+    expect(anon.headers['x-user-id']).toBeUndefined();
+    const withKey = await svc.check({ path: '/maybe/x', headers: { 'x-api-key': good.key } });
+    expect(withKey.headers['x-user-id']).toBe('svc-good');
+    expect(withKey.headers_to_remove).toContain('x-api-key');
+    expect401(await svc.check({ path: '/maybe/x', headers: { 'x-api-key': 'nope' } }));
   });
 
   it('unknown, expired and disabled keys → 401 invalid_token with the bearer challenge', async () => {
