@@ -1,14 +1,23 @@
 import { unescape as percentDecode } from 'node:querystring';
 import type { TokenSourceConfig } from '../config/types.js';
 import type { AuthRequest } from '../core/request.js';
+import type { ApiKeyLookup } from './api-keys.js';
 
-// Token sources (token_sources). A request carries at most one credential (see
-// findCredential). Header prefixes match case-insensitively (RFC 7235 auth schemes).
+// Token sources (token_sources) and API key sources (api_keys). A request carries at most
+// one credential (see findCredential). Header prefixes match case-insensitively (RFC 7235
+// auth schemes).
 
 export type CompiledTokenSource =
-  | { readonly kind: 'header'; readonly name: string; readonly prefix: string; readonly prefixLower: string }
-  | { readonly kind: 'query'; readonly name: string }
-  | { readonly kind: 'cookie'; readonly name: string };
+  | {
+      readonly kind: 'header';
+      readonly name: string;
+      readonly prefix: string;
+      readonly prefixLower: string;
+      /** An API key source: the value is a key to look up, not a token to verify. */
+      readonly apiKeys?: ApiKeyLookup;
+    }
+  | { readonly kind: 'query'; readonly name: string; readonly apiKeys?: ApiKeyLookup }
+  | { readonly kind: 'cookie'; readonly name: string; readonly apiKeys?: undefined };
 
 export interface ExtractedToken {
   readonly token: string;
@@ -26,6 +35,16 @@ export function compileTokenSources(sources: readonly TokenSourceConfig[]): Comp
     if (s.query !== undefined) return { kind: 'query', name: s.query };
     return { kind: 'cookie', name: s.cookie! };
   });
+}
+
+/** An API key source as a credential source: the whole header value, or the exact query parameter. */
+export function compileApiKeySource(
+  src: { readonly header?: string; readonly query?: string },
+  apiKeys: ApiKeyLookup,
+): CompiledTokenSource {
+  return src.header !== undefined
+    ? { kind: 'header', name: src.header.toLowerCase(), prefix: '', prefixLower: '', apiKeys }
+    : { kind: 'query', name: src.query!, apiKeys };
 }
 
 function fromHeader(value: string, src: { prefixLower: string }): string | undefined {

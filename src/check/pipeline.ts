@@ -11,6 +11,7 @@ import {
   type CredentialProblem,
   type ExtractedToken,
 } from '../authn/extract.js';
+import type { ApiKeyLookup } from '../authn/api-keys.js';
 import { exceedsBytes } from '../authn/jws.js';
 import { verifyJwt, type CompiledIssuer } from '../authn/verify.js';
 import { MemoryReplayCache, type ReplayCache } from '../authn/dpop.js';
@@ -75,7 +76,16 @@ export interface PipelineParts {
   readonly now?: () => number;
 }
 
-interface CachedPrincipal {
+/** A principal whose allow decisions are memoised: a cached token's, or an API key's. */
+interface MemoHolder {
+  readonly principal: Principal;
+  /** epoch seconds after which the entry is useless (exp + skew). */
+  readonly expiresAt: number;
+  /** Allow decisions already made for this principal, by effective rule (identity). */
+  allows?: Map<EffectiveRule, MemoisedAllow>;
+}
+
+interface CachedPrincipal extends MemoHolder {
   readonly principal: Principal;
   readonly issuer: CompiledIssuer;
   /** Key-set generation the token was verified against; a key change invalidates. */
@@ -240,6 +250,8 @@ export class CheckPipeline {
       if (rule.action === 'optional') return this.allowUnverified(req, rule, true);
       return this.ruleDeny(deny('token_missing'), rule, req);
     }
+    const apiKeys = extracted.source.apiKeys;
+    if (apiKeys !== undefined) return this.apiKeyDecide(req, np.path, rule, extracted, apiKeys);
     const entry = this.cachedVerification(extracted.token);
     // Revocable tokens always go the async way: they need a revocation lookup.
     if (entry && !entry.issuer.status) {
@@ -257,6 +269,30 @@ export class CheckPipeline {
     return this.authenticateThenDecide(req, np.path, rule, extracted, deadline, entry ?? null);
   }
 
+  /** An API key: its entry's principal (nothing to verify, no sender binding), then the decision a token gets. */
+  private apiKeyDecide(
+    req: AuthRequest,
+    path: string,
+    rule: EffectiveRule,
+    extracted: ExtractedToken,
+    apiKeys: ApiKeyLookup,
+  ): Decision | Promise<Decision> {
+    const found = apiKeys.check(extracted.token, this.now());
+    if ('deny' in found) return this.ruleDeny(found.deny, rule, req);
+    // One principal object per key entry and keys-file version: its allows are memoised
+    // like a cached token's (the key's expiry and state were checked just now).
+    const p = found.principal;
+    let holder = this.apiKeyMemos.get(p);
+    if (!holder) {
+      holder = { principal: p, expiresAt: p.exp ?? Infinity };
+      this.apiKeyMemos.set(p, holder);
+    }
+    return this.reuseOrDecide(req, path, rule, holder, extracted);
+  }
+
+  /** Memoised allows of API key principals (they live as long as their keys-file version). */
+  private readonly apiKeyMemos = new WeakMap<Principal, MemoHolder>();
+
   /** Names the rule on a denial and hands it the rule's own answer (deny_response), if any. */
   private ruleDeny(d: Deny, rule: EffectiveRule, req: AuthRequest): Deny {
     d.rule = rule.name;
@@ -272,7 +308,7 @@ export class CheckPipeline {
     req: AuthRequest,
     path: string,
     rule: EffectiveRule,
-    entry: CachedPrincipal,
+    entry: MemoHolder,
     extracted: ExtractedToken,
   ): Decision | Promise<Decision> {
     const memo = entry.allows?.get(rule);
@@ -458,7 +494,7 @@ export class CheckPipeline {
     rule: EffectiveRule,
     principal: Principal,
     extracted: ExtractedToken,
-    entry: CachedPrincipal | undefined,
+    entry: MemoHolder | undefined,
   ): Decision | Promise<Decision> {
     const span = tracer?.startSpan('authz.require');
     let problem = evaluateRequirement(rule.requirement, principal);
@@ -550,7 +586,7 @@ export class CheckPipeline {
     rule: EffectiveRule,
     principal: Principal,
     extracted: ExtractedToken,
-    entry: CachedPrincipal | undefined,
+    entry: MemoHolder | undefined,
     minted: MintedToken | undefined,
     extra: Record<string, unknown> | undefined,
     requestDependent: boolean,
@@ -567,7 +603,8 @@ export class CheckPipeline {
     for (const name of this.injectable) if (!headers.some((h) => h.key === name)) headersToRemove.push(name);
     const queryParametersToRemove: string[] = [];
     const source = extracted.source;
-    const forward = this.parts.forwardOriginalToken;
+    // An API key never goes upstream.
+    const forward = this.parts.forwardOriginalToken && source.apiKeys === undefined;
     if (!forward) {
       if (source.kind === 'header') {
         // A minted token written to the same header already replaces it; Envoy applies

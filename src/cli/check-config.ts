@@ -163,6 +163,16 @@ export async function checkConfigCommand(args: string[]): Promise<void> {
       algorithms: i.algorithms,
       keys: keysSummary(i),
     })),
+    ...(c.api_keys.length > 0
+      ? {
+          api_keys: c.api_keys.map((k, i) => ({
+            name: k.name,
+            ...(k.header !== undefined ? { header: k.header } : { query: k.query }),
+            keys_file: k.keys_file,
+            keys: rt.apiKeyFiles[i]?.size ?? 0,
+          })),
+        }
+      : {}),
     rules: rt.rules.summary,
     default_action: c.default_action,
     upstream: {

@@ -17,10 +17,12 @@ export const COMMAND_HELP: Record<string, { summary: string; usage: string; opti
   --fetch                  also fetch every jwks_uri / discovery_uri once and report failures`,
   },
   keygen: {
-    summary: 'print a private JWK and its public JWK',
-    usage: 'keygen [--alg ALG] [--kid KID]',
+    summary: 'print a private JWK and its public JWK, or a new API key and its keys_file entry',
+    usage: 'keygen [--alg ALG] [--kid KID] | keygen --api-key [--id ID]',
     options: `  --alg ALG                signature algorithm (default ES256; one of ${JWS_ALGORITHMS.join(', ')})
-  --kid KID                key id (default: the JWK thumbprint)`,
+  --kid KID                key id (default: the JWK thumbprint)
+  --api-key                print a new API key (shown once) and the entry (id, hash) for a keys_file
+  --id ID                  the API key's id in the keys_file (default: key-<random>)`,
   },
   mint: {
     summary: 'sign a token (for testing)',

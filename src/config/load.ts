@@ -7,6 +7,7 @@ import { isPlainObject } from '../core/objects.js';
 import { resolveTracingSettings } from '../observability/tracing.js';
 import { checkConfigFiles } from './preflight.js';
 import { ConfigSchema, CONVICT_KEYS, type ConfigDocument } from './schema.js';
+import { checkApiKeys } from './sections/api-keys.js';
 import { checkIssuers } from './sections/issuers.js';
 import { checkRateLimits } from './sections/rate-limits.js';
 import { checkRules, checkTokenSources } from './sections/rules.js';
@@ -137,6 +138,16 @@ function crossCheck(config: AppConfig, problems: string[]): void {
   }
   checkRules(config.rules, config.upstream.token !== undefined, problems);
   checkTokenSources(config.token_sources, problems);
+  checkApiKeys(
+    config.api_keys,
+    new Set(config.issuers.map((i) => i.name)),
+    config.token_sources,
+    [
+      ...Object.keys(config.upstream.claim_headers),
+      ...(config.upstream.token ? [config.upstream.token.header] : []),
+    ],
+    problems,
+  );
   checkTokenEndpoint(te, new Set(config.issuers.map((i) => i.name)), problems);
 }
 

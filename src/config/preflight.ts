@@ -58,6 +58,7 @@ export function namedPaths(config: AppConfig): NamedPath[] {
       if (path) out.push({ field: `${p}.${keySourceField(kind)}`, ...path });
     }
   });
+  config.api_keys.forEach((k, i) => out.push({ field: `api_keys[${i}].keys_file`, file: k.keys_file }));
   const up = config.upstream.token;
   if (up) {
     out.push(...signingFiles('upstream.token.signing', up.signing));

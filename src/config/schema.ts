@@ -1,5 +1,6 @@
 import { ACTIONS } from './sections/constants.js';
 import { int, oneOf, section, str, strings, Type, bool, type Static } from './sections/kit.js';
+import { ApiKeysSchema } from './sections/api-keys.js';
 import { IssuerSchema } from './sections/issuers.js';
 import { RateLimitsFailSchema, RateLimitsSchema, VerifiedTokenCacheSchema } from './sections/rate-limits.js';
 import { RulesSchema, TokenSourcesSchema } from './sections/rules.js';
@@ -27,6 +28,7 @@ export const ConfigSchema = section(
         'Trusted token issuers. A token is verified against the entry whose issuer equals its (unverified) iss; any other iss is rejected.',
       default: [],
     }),
+    api_keys: ApiKeysSchema,
     realm: str({ description: 'realm="…" in WWW-Authenticate challenges', default: 'envoy-jwt-authz' }),
     public_base_url: str({
       description: "base of URLs in discovery documents (set it in production); '' = from the request's Host",

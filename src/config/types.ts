@@ -8,6 +8,7 @@ import type { JwksCacheSchema, IntrospectionSchema } from './sections/issuers.js
 import type { SENDER_CONSTRAINT_MODES, ACTIONS } from './sections/constants.js';
 
 export type { IssuerConfig } from './sections/issuers.js';
+export type { ApiKeySourceConfig } from './sections/api-keys.js';
 export type {
   RuleConfig,
   TokenSourceConfig,

@@ -3,7 +3,8 @@ import type { JWK } from 'jose';
 import { createKeySource, keySourceSettings } from '../authn/keys/index.js';
 import { LocalKeySource } from '../authn/keys/local-source.js';
 import type { KeySource, KeySourceStatus } from '../authn/keys/types.js';
-import { compileTokenSources } from '../authn/extract.js';
+import { ApiKeyFile } from '../authn/api-keys.js';
+import { compileApiKeySource, compileTokenSources } from '../authn/extract.js';
 import { MemoryReplayCache } from '../authn/dpop.js';
 import { compileSenderConstraint, withDpopTokenSource } from '../authn/sender-constraint.js';
 import type { CompiledIssuer } from '../authn/verify.js';
@@ -137,6 +138,8 @@ export class Runtime {
     private readonly keySources: ReadonlyMap<string, HeldKeySource>,
     /** Carried-over file-based key sources, re-read at start (a reload is how operators say "files changed"). */
     private readonly reread: readonly LocalKeySource[],
+    /** api_keys, in config order; each watches its keys_file once started. */
+    readonly apiKeyFiles: readonly ApiKeyFile[],
   ) {}
 
   get store(): Store | undefined {
@@ -165,6 +168,21 @@ export class Runtime {
     const problems: string[] = [];
     const knownIssuers = new Set(config.issuers.map((i) => i.name));
     if (config.token_endpoint.enabled) knownIssuers.add('self');
+    // API key sources are named like issuers; their files are read now (a bad one is a config error).
+    const apiKeyFiles: ApiKeyFile[] = [];
+    config.api_keys.forEach((src, i) => {
+      knownIssuers.add(src.name);
+      try {
+        apiKeyFiles.push(
+          new ApiKeyFile(src.name, `api_keys[${i}].keys_file`, src.keys_file, baseDir, {
+            logger: ctx.logger,
+          }),
+        );
+      } catch (err) {
+        if (err instanceof ConfigError) problems.push(...err.problems);
+        else throw err;
+      }
+    });
     const upstreamToken = config.upstream.token;
     const rules = RuleSet.compile(
       config.rules,
@@ -271,10 +289,13 @@ export class Runtime {
         issuers,
         claimMappers,
         // Compiled issuers, not config.issuers: our own ("self") accepts DPoP-bound tokens too.
-        tokenSources: withDpopTokenSource(
-          compileTokenSources(config.token_sources),
-          issuers.map((i) => ({ sender_constraint: i.senderConstraint })),
-        ),
+        tokenSources: [
+          ...withDpopTokenSource(
+            compileTokenSources(config.token_sources),
+            issuers.map((i) => ({ sender_constraint: i.senderConstraint })),
+          ),
+          ...config.api_keys.map((src, i) => compileApiKeySource(src, apiKeyFiles[i]!)),
+        ],
         maxTokenBytes: config.max_token_bytes,
         rejectAmbiguousPaths: config.reject_ambiguous_paths,
         scopeClaims: config.scope_claims,
@@ -318,6 +339,7 @@ export class Runtime {
         rules,
         keySources,
         reread,
+        apiKeyFiles,
       );
     } catch (err) {
       for (const close of closers) void close();
@@ -355,6 +377,7 @@ export class Runtime {
 
   /** Starts every issuer's key source; resolves when each first load has finished. */
   async start(): Promise<void> {
+    for (const f of this.apiKeyFiles) f.start();
     await Promise.all([
       ...this.issuers.map((i) => startOnce(i.keySource)),
       ...this.reread.map((s) => s.reload()),
@@ -382,6 +405,7 @@ export class Runtime {
     if (this.closed) return;
     this.closed = true;
     this.minter?.close();
+    for (const f of this.apiKeyFiles) f.close();
     await this.tokenService?.close();
     await Promise.all([
       ...[...this.keySources.values()].map((k) => k.shared.release()),

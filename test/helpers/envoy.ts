@@ -519,6 +519,7 @@ export const CREDENTIAL_HEADERS = [
   'cookie',
   'dpop',
   'x-jwt-assertion', // the downstream token this service mints (upstream.token.header's default)
+  'x-api-key', // the API key header the docs use (api_keys)
 ];
 const RESPONSE_CREDENTIAL_HEADERS = ['set-cookie'];
 /** Headers whose value is the request path with its query string. */

@@ -1,5 +1,6 @@
 // The CLI as users run it: `node dist/main.js …` (npm test builds first).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import {
   existsSync,
   mkdirSync,
@@ -220,6 +221,51 @@ describe('keygen and mint', () => {
 
   it('keygen refuses an unknown alg with exit 2', () => {
     expect(run(['keygen', '--alg', 'none']).status).toBe(2);
+  });
+
+  it('keygen --api-key prints a new key once and the keys_file entry that accepts it', () => {
+    const r = run(['keygen', '--api-key', '--id', 'partner-1']);
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { api_key: string; entry: Record<string, unknown> };
+    // 32 random bytes, base64url, behind a recognisable prefix.
+    expect(out.api_key).toMatch(/^ejak_[A-Za-z0-9_-]{43}$/);
+    expect(Buffer.from(out.api_key.slice(5), 'base64url')).toHaveLength(32);
+    const hash = `sha256:${createHash('sha256').update(out.api_key).digest('base64url')}`;
+    expect(out.entry).toEqual({ id: 'partner-1', hash, sub: 'partner-1', scopes: [] });
+    // The key is on stdout once, and nowhere else.
+    expect(r.stdout.split(out.api_key)).toHaveLength(2);
+    expect(r.stderr).not.toContain(out.api_key);
+    const other = JSON.parse(run(['keygen', '--api-key']).stdout) as typeof out;
+    expect(other.api_key).not.toBe(out.api_key);
+    expect(other.entry.id).toMatch(/^key-[0-9a-f]{8}$/);
+    // The printed entry is what a keys_file takes.
+    const dir = tmp();
+    writeFileSync(join(dir, 'keys.json'), JSON.stringify({ keys: [out.entry, other.entry] }));
+    writeFileSync(
+      join(dir, 'config.json'),
+      JSON.stringify({ api_keys: [{ name: 'partners', header: 'x-api-key', keys_file: 'keys.json' }] }),
+    );
+    const c = run(['check-config', '--config', join(dir, 'config.json')]);
+    expect(c.status, c.stdout + c.stderr).toBe(0);
+    expect(c.stdout).toContain('"keys": 2');
+    // A malformed entry: serve and check-config exit 1 naming the field, the file and the entry.
+    writeFileSync(
+      join(dir, 'keys.json'),
+      JSON.stringify({ keys: [out.entry, { ...other.entry, hash: 'x' }] }),
+    );
+    for (const args of [['check-config'], ['serve']]) {
+      const bad = run([...args, '--config', join(dir, 'config.json')]);
+      expect(bad.status, args[0]).toBe(1);
+      expect(bad.stderr).toContain(
+        `api_keys[0].keys_file: keys.json: keys[1] (id "${String(other.entry.id)}").hash: must be`,
+      );
+      expect(bad.stdout + bad.stderr).not.toContain(out.api_key);
+    }
+  });
+
+  it('keygen --id without --api-key, or --api-key with --alg, is a usage error (exit 2)', () => {
+    expect(run(['keygen', '--id', 'x']).status).toBe(2);
+    expect(run(['keygen', '--api-key', '--alg', 'ES256']).status).toBe(2);
   });
 
   it('mint --ttl -120 makes a token that expired 120 s ago, and the service refuses it', async () => {
@@ -587,7 +633,7 @@ describe('--version and help', () => {
     check: ['--address', '--token', '--method', '--path', '--host', '--header', '--context', '--timeout'],
     mint: ['--key', '--claims', '--ttl', '--alg', '--typ'],
     'check-config': ['--config', '--fetch'],
-    keygen: ['--alg', '--kid'],
+    keygen: ['--alg', '--kid', '--api-key', '--id'],
     serve: ['--config'],
   };
   for (const [command, options] of Object.entries(OPTIONS)) {
