@@ -21,6 +21,7 @@ import {
 } from './extensions.js';
 import { compileMatch, firstMatch, type CompiledMatch, type MatchInput } from './match.js';
 import {
+  auditVariant,
   compileRequirement,
   effective,
   guardedVariant,
@@ -109,7 +110,8 @@ export class RuleSet {
         rule.deny_response !== undefined
           ? compileDenyResponse(rule.deny_response, `${at}.deny_response`, named, problems)
           : undefined;
-      const plain = effective(name, rule.action, requirement, denyResponse ? { denyResponse } : {});
+      const enforced = effective(name, rule.action, requirement, denyResponse ? { denyResponse } : {});
+      const plain = rule.mode === 'audit' ? auditVariant(enforced, rule.audit_action ?? 'allow') : enforced;
       compiled.push({
         index: i,
         name,

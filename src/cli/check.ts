@@ -124,6 +124,7 @@ export function describeCheckResponse(res: any): Record<string, unknown> {
     http_status: denied.status?.code,
     headers: Object.fromEntries((denied.headers ?? []).map((h: any) => [h.header.key, h.header.value])),
     body,
+    ...(res.dynamic_metadata ? { dynamic_metadata: fromStruct(res.dynamic_metadata) } : {}),
   };
 }
 
