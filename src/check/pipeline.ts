@@ -167,7 +167,7 @@ export class CheckPipeline {
   private readonly metadataRequestDependent: boolean;
   private readonly expressionBudgetMs: number;
 
-  constructor(private readonly parts: PipelineParts) {
+  constructor(readonly parts: PipelineParts) {
     this.metadataRequestDependent =
       parts.dynamicMetadata?.some((m) => m.expression.requestDependent) === true;
     this.expressionBudgetMs = parts.expressionBudgetMs ?? DEFAULT_EXPRESSION_BUDGET_MS;
@@ -381,7 +381,7 @@ export class CheckPipeline {
   }
 
   /** The variables of one request's expressions, with its share of the evaluation budget. */
-  private expressionInput(req: AuthRequest, path: string, principal: Principal): ExpressionInput {
+  protected expressionInput(req: AuthRequest, path: string, principal: Principal): ExpressionInput {
     return new ExpressionInput(
       req,
       path,

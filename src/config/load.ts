@@ -9,6 +9,7 @@ import { checkConfigFiles } from './preflight.js';
 import { ConfigSchema, CONVICT_KEYS, type ConfigDocument } from './schema.js';
 import { checkIssuers } from './sections/issuers.js';
 import { checkRateLimits } from './sections/rate-limits.js';
+import { checkDebug } from './sections/debug.js';
 import { checkRules, checkTokenSources } from './sections/rules.js';
 import { checkServer } from './sections/server.js';
 import { checkStore } from './sections/store.js';
@@ -138,6 +139,7 @@ function crossCheck(config: AppConfig, problems: string[]): void {
   checkRules(config.rules, config.upstream.token !== undefined, problems);
   checkTokenSources(config.token_sources, problems);
   checkTokenEndpoint(te, new Set(config.issuers.map((i) => i.name)), problems);
+  checkDebug(config.debug, config.server.http_address, problems);
 }
 
 /** Store credential files are read when the store is created, relative to the config's folder. */

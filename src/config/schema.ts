@@ -1,5 +1,6 @@
 import { ACTIONS } from './sections/constants.js';
 import { int, oneOf, section, str, strings, Type, bool, type Static } from './sections/kit.js';
+import { DebugSchema } from './sections/debug.js';
 import { IssuerSchema } from './sections/issuers.js';
 import { RateLimitsFailSchema, RateLimitsSchema, VerifiedTokenCacheSchema } from './sections/rate-limits.js';
 import { RulesSchema, TokenSourcesSchema } from './sections/rules.js';
@@ -65,6 +66,7 @@ export const ConfigSchema = section(
     rate_limits_fail: RateLimitsFailSchema,
     verified_token_cache: VerifiedTokenCacheSchema,
     tracing: Type.Optional(TracingSchema),
+    debug: DebugSchema,
   },
   { description: 'envoy-jwt-authz configuration' },
 );
