@@ -155,6 +155,25 @@ describe('mode: audit, audit_action: deny', () => {
     expect(await dryRunCount(svc, 'reports', 'allow')).toBe(1);
     expect(await dryRunCount(svc, 'reports', 'deny')).toBe(1);
   });
+
+  it('an allow rule in audit mode with audit_action deny answers with its deny_response', async () => {
+    const svc = await startPolicyService({
+      rules: [
+        {
+          name: 'soon',
+          match: { path_prefix: '/soon' },
+          action: 'allow',
+          mode: 'audit',
+          audit_action: 'deny',
+          deny_response: { status: 404, body: 'not yet' },
+        },
+      ],
+    });
+    const r = await svc.checkRaw({ path: '/soon/x' });
+    expect(r.denied_response.status.code).toBe(404);
+    expect(r.denied_response.body).toBe('not yet');
+    expect(dryRunLines(svc)).toMatchObject([{ would_decision: 'allow', would_reason: 'rule_allow' }]);
+  });
 });
 
 describe('context_extensions mode', () => {

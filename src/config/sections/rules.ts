@@ -166,7 +166,8 @@ export function checkRules(rules: RuleConfig[], hasUpstreamToken: boolean, probl
         `rules[${i}].token: only applies to action "authenticate" or "optional" (this rule's action "${rule.action}" mints no token)`,
       );
     }
-    if (rule.deny_response !== undefined && rule.action === 'allow') {
+    const auditDenies = rule.mode === 'audit' && rule.audit_action === 'deny';
+    if (rule.deny_response !== undefined && rule.action === 'allow' && !auditDenies) {
       problems.push(`rules[${i}].deny_response: an "allow" rule never denies`);
     }
     if (rule.audit_action !== undefined && rule.mode !== 'audit')
