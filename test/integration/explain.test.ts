@@ -124,6 +124,22 @@ describe('check --explain --config FILE', () => {
     expect(get.trail.rule).toMatchObject({ name: 'default', matched: 'no rule: default_action' });
   });
 
+  it('a rule in audit mode: the answer, what it would have decided, and its mode', async () => {
+    const config = policyConfig({
+      rules: [
+        { name: 'beta', match: { path_prefix: '/beta' }, require: { scopes_all: ['beta'] }, mode: 'audit' },
+      ],
+    });
+    const { out } = explain(['--path', '/beta/x', '--token', await token()], config);
+    expect(out).toMatchObject({
+      decision: 'allow',
+      rule: 'beta',
+      dry_run: { decision: 'deny', reason: 'insufficient_scope' },
+    });
+    expect(out.trail.rule).toMatchObject({ name: 'beta', mode: 'audit', audit_action: 'allow' });
+    expect(out.trail.requirements.scopes_all).toMatchObject({ missing: ['beta'], ok: false });
+  });
+
   it('needs --config', () => {
     const r = spawnSync(process.execPath, [MAIN, 'check', '--explain'], { encoding: 'utf8' });
     expect(r.status).not.toBe(0);
@@ -169,6 +185,24 @@ describe('POST /debug/explain', () => {
     expect(text).not.toContain('alice@example.com');
     // A malformed body is refused.
     expect((await post(svc.httpUrl, { headers: { a: 1 } })).status).toBe(400);
+  });
+
+  it('uses up no quota: after explanations the one allowed request is still there', async () => {
+    const svc = await startPolicyService({
+      ...extra,
+      rate_limits: [{ name: 'one', limit: 1, window_seconds: 60 }],
+      server: { http_address: '127.0.0.1:0' },
+      debug: { explain: true },
+    });
+    const t = await token({ scope: 'reports:read', department: 'eng' });
+    const body = { path: '/reports/q1', headers: { authorization: `Bearer ${t}` } };
+    for (let i = 0; i < 3; i++) {
+      const out = (await (await post(svc.httpUrl, body)).json()) as Record<string, any>;
+      expect(out.decision).toBe('allow');
+      expect(out.trail.rate_limits).toMatchObject({ limits: ['one'], counted: false });
+    }
+    expect((await svc.check({ path: '/reports/q1', token: t })).decision).toBe('allow');
+    expect((await svc.check({ path: '/reports/q1', token: t })).reason).toBe('rate_limited');
   });
 
   it('is a config error on an address that is not loopback unless debug.explain_public', () => {
