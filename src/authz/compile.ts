@@ -19,8 +19,9 @@ import {
   type ExtensionProblemListener,
   type ResolvableRule,
 } from './extensions.js';
-import { compileMatch, firstMatch, type CompiledMatch, type MatchInput } from './match.js';
+import { compileMatch, firstMatch, mismatch, type CompiledMatch, type MatchInput } from './match.js';
 import {
+  auditVariant,
   compileRequirement,
   effective,
   guardedVariant,
@@ -109,7 +110,8 @@ export class RuleSet {
         rule.deny_response !== undefined
           ? compileDenyResponse(rule.deny_response, `${at}.deny_response`, named, problems)
           : undefined;
-      const plain = effective(name, rule.action, requirement, denyResponse ? { denyResponse } : {});
+      const enforced = effective(name, rule.action, requirement, denyResponse ? { denyResponse } : {});
+      const plain = rule.mode === 'audit' ? auditVariant(enforced, rule.audit_action ?? 'allow') : enforced;
       compiled.push({
         index: i,
         name,
@@ -141,6 +143,29 @@ export class RuleSet {
       return input.encodedSeparator ? rule.guarded : rule.plain;
     }
     return this.extensions.resolve(input, contextExtensions, onExtensionProblem);
+  }
+
+  /**
+   * The rules in first-match order up to the one that matches, each with why it did not
+   * (path, method, host, or an allow rule skipped on an encoded path). For explanations.
+   */
+  considered(input: MatchInput): { name: string; action: Action; matched: boolean; why?: string }[] {
+    const out: { name: string; action: Action; matched: boolean; why?: string }[] = [];
+    for (const r of this.rules) {
+      if (input.encodedSeparator && skipOnEncodedPath(r)) {
+        out.push({ name: r.name, action: r.action, matched: false, why: 'allow rule skipped: encoded path' });
+        continue;
+      }
+      const why = mismatch(r.match, input);
+      out.push({
+        name: r.name,
+        action: r.action,
+        matched: why === undefined,
+        ...(why ? { why: `${why} mismatch` } : {}),
+      });
+      if (why === undefined) return out;
+    }
+    return out;
   }
 
   private match(input: MatchInput): CompiledRule | undefined {

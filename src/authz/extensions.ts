@@ -16,6 +16,10 @@
 //   * `scopes_all` adds to the rule's scopes_all, `scopes_any` adds a second
 //     group of which one scope must be held too, `issuers` narrows the rule's
 //     issuers (their intersection);
+//   * `mode: enforce` makes an audit rule enforce; `mode: audit` (a dry run, answered
+//     as an allow) applies over default_action only: over a configured rule in
+//     enforce mode it would loosen it (reported as 'loosening'). Any other value
+//     fails closed (deny);
 //   * `audience` must name audiences of upstream.token.allowed_audiences, else
 //     the request is denied (reported as 'audience'), so a caller that reaches
 //     the gRPC port cannot have a token minted for any audience it likes.
@@ -24,7 +28,13 @@
 
 import type { Action } from '../config/types.js';
 import type { MatchInput } from './match.js';
-import { effective, makeRequirement, EMPTY_REQUIREMENT, type EffectiveRule } from './requirement.js';
+import {
+  auditVariant,
+  effective,
+  makeRequirement,
+  EMPTY_REQUIREMENT,
+  type EffectiveRule,
+} from './requirement.js';
 
 /**
  * What resolve() reports about a context_extensions key: 'ignored' (unknown key),
@@ -62,6 +72,7 @@ const RULE_EXTENSION_KEYS: ReadonlySet<string> = new Set([
   'scopes_any',
   'issuers',
   'audience',
+  'mode',
 ]);
 const ACTIONS: ReadonlySet<string> = new Set<Action>(['allow', 'deny', 'authenticate', 'optional']);
 
@@ -78,6 +89,7 @@ export const SYNTHETIC_RULE_NAMES: readonly string[] = [
   'invalid-action',
   'blank-extension',
   'audience-not-allowed',
+  'invalid-mode',
 ];
 
 /** How strict an action is: a route's `action` may raise a configured rule's, never lower it. */
@@ -111,6 +123,7 @@ export class ExtensionResolver {
   private readonly invalidAction = effective('invalid-action', 'deny', EMPTY_REQUIREMENT);
   private readonly blankExtension = effective('blank-extension', 'deny', EMPTY_REQUIREMENT);
   private readonly audienceNotAllowed = effective('audience-not-allowed', 'deny', EMPTY_REQUIREMENT);
+  private readonly invalidMode = effective('invalid-mode', 'deny', EMPTY_REQUIREMENT);
   private readonly cache = new Map<string, EffectiveRule>();
   /** Raw `audience` values already checked against allowedAudiences. */
   private readonly audienceMemo = new Map<string, boolean>();
@@ -172,6 +185,13 @@ export class ExtensionResolver {
         if (base.plain.action === 'deny') return base.plain;
       }
     }
+    const rawMode = Object.hasOwn(ext, 'mode') ? ext.mode : undefined;
+    if (rawMode !== undefined) {
+      if (rawMode !== 'enforce' && rawMode !== 'audit') return this.invalidMode;
+      // A dry run answers with an allow: over a configured rule that enforces, it would loosen it.
+      if (rawMode === 'audit' && base !== this.rules.defaultRule && !base.plain.dryRun)
+        onProblem?.('mode', 'loosening', base.plain.name, rawMode);
+    }
     const rawAudience = Object.hasOwn(ext, 'audience') ? ext.audience : undefined;
     if (rawAudience !== undefined && !this.audienceAllowed(rawAudience)) {
       onProblem?.('audience', 'audience', base.plain.name, rawAudience);
@@ -214,6 +234,23 @@ function union(a: readonly string[], b: readonly string[]): readonly string[] {
  * Requirements only tighten, whatever the base.
  */
 function applyExtensions(
+  rule: EffectiveRule,
+  floor: boolean,
+  ext: Readonly<Record<string, string>>,
+  action: Action | undefined,
+  encodedSeparator: boolean,
+): EffectiveRule {
+  const derived = applyToEnforced(rule.dryRun?.enforced ?? rule, floor, ext, action, encodedSeparator);
+  // mode: enforce always applies; mode: audit only where the route sets the policy (over
+  // default_action) or the rule is in audit mode already.
+  const mode = Object.hasOwn(ext, 'mode') ? ext.mode : undefined;
+  if (mode === 'enforce') return derived;
+  if (rule.dryRun) return auditVariant(derived, rule.dryRun.auditAction);
+  if (mode === 'audit' && !floor) return auditVariant(derived, 'allow');
+  return derived;
+}
+
+function applyToEnforced(
   base: EffectiveRule,
   floor: boolean,
   ext: Readonly<Record<string, string>>,

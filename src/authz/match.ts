@@ -253,3 +253,17 @@ export function firstMatch<T extends { readonly match: CompiledMatch }>(
   }
   return undefined;
 }
+
+/**
+ * Why one rule's match does not accept the request (first failing matcher), or undefined
+ * when it does. For explanations only: firstMatch is the matcher of the Check path.
+ */
+export function mismatch(r: CompiledMatch, input: MatchInput): 'path' | 'method' | 'host' | undefined {
+  return firstMatch([{ match: { ...r, methods: undefined, hosts: undefined } }], input) === undefined
+    ? 'path'
+    : r.methods !== undefined && firstMatch([{ match: { ...r, hosts: undefined } }], input) === undefined
+      ? 'method'
+      : firstMatch([{ match: r }], input) === undefined
+        ? 'host'
+        : undefined;
+}

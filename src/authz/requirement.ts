@@ -51,6 +51,24 @@ export interface EffectiveRule {
   readonly requirement: CompiledRequirement;
   readonly audience?: readonly string[];
   readonly denyResponse?: DenyResponse;
+  /**
+   * mode: audit (a dry run): `enforced` is the same rule in enforce mode, whose decision is
+   * logged and counted; the request is then answered as `auditAction` says.
+   */
+  readonly dryRun?: DryRun;
+}
+
+export type AuditAction = 'allow' | 'deny';
+
+export interface DryRun {
+  readonly auditAction: AuditAction;
+  readonly enforced: EffectiveRule;
+}
+
+/** The rule in audit mode: evaluated as `rule`, answered as `auditAction` says. */
+export function auditVariant(rule: EffectiveRule, auditAction: AuditAction): EffectiveRule {
+  const enforced = rule.dryRun?.enforced ?? rule;
+  return Object.freeze({ ...enforced, dryRun: Object.freeze({ auditAction, enforced }) });
 }
 
 export interface RuleExtras {
@@ -115,6 +133,10 @@ export function effective(
  * optional rule skips authentication there.
  */
 export function guardedVariant(rule: EffectiveRule): EffectiveRule {
+  if (rule.dryRun) {
+    const guarded = guardedVariant(rule.dryRun.enforced);
+    return guarded === rule.dryRun.enforced ? rule : auditVariant(guarded, rule.dryRun.auditAction);
+  }
   return rule.action === 'allow' || rule.action === 'optional'
     ? effective(rule.name, 'authenticate', rule.requirement, rule)
     : rule;

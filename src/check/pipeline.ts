@@ -22,10 +22,15 @@ import {
   type SenderCheckContext,
 } from '../authn/sender-constraint.js';
 import { extractScopes, type ClaimMapper } from '../authz/claims.js';
-import { isAmbiguousPath, normalizePath } from '../authz/path.js';
+import { isAmbiguousPath, normalizePath, type NormalizedPath } from '../authz/path.js';
 import type { RuleSet } from '../authz/compile.js';
 import type { ExtensionProblemListener } from '../authz/extensions.js';
-import { evaluateExpression, evaluateRequirement, type EffectiveRule } from '../authz/requirement.js';
+import {
+  evaluateExpression,
+  evaluateRequirement,
+  type DryRun,
+  type EffectiveRule,
+} from '../authz/requirement.js';
 import {
   DEFAULT_EXPRESSION_BUDGET_MS,
   ExpressionError,
@@ -39,6 +44,7 @@ import type { AuthRequest, Principal } from '../core/request.js';
 import type { ClaimHeaders } from '../upstream/claim-headers.js';
 import type { DownstreamTokenMinter, MintedToken } from '../upstream/downstream-token.js';
 import type { RateLimiter } from './rate-limits.js';
+import { recordDryRun, VERIFIED_TOKEN_DENIALS, withDryRun } from './dry-run.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { ATTR, tracer } from '../observability/tracing.js';
@@ -171,7 +177,7 @@ export class CheckPipeline {
   private readonly metadataRequestDependent: boolean;
   private readonly expressionBudgetMs: number;
 
-  constructor(private readonly parts: PipelineParts) {
+  constructor(readonly parts: PipelineParts) {
     this.metadataRequestDependent =
       parts.dynamicMetadata?.some((m) => m.expression.requestDependent) === true;
     this.expressionBudgetMs = parts.expressionBudgetMs ?? DEFAULT_EXPRESSION_BUDGET_MS;
@@ -238,6 +244,17 @@ export class CheckPipeline {
       req.contextExtensions,
       this.onIgnoredExtension,
     );
+    if (rule.dryRun !== undefined) return this.auditCheck(req, np, rule, rule.dryRun, deadline);
+    return this.decideRule(req, np, rule, deadline);
+  }
+
+  /** The decision of the resolved rule (in enforce mode). */
+  private decideRule(
+    req: AuthRequest,
+    np: NormalizedPath,
+    rule: EffectiveRule,
+    deadline: number | undefined,
+  ): Decision | Promise<Decision> {
     if (rule.action === 'deny')
       return this.ruleDeny(deny('rule_deny', 'access to this route is denied'), rule, req);
     if (rule.action === 'allow') return this.allowUnverified(req, rule);
@@ -293,6 +310,74 @@ export class CheckPipeline {
   /** Memoised allows of API key principals (they live as long as their keys-file version). */
   private readonly apiKeyMemos = new WeakMap<Principal, MemoHolder>();
 
+  /**
+   * A rule in audit mode: its enforce-mode decision is logged and counted, then the request
+   * is answered as audit_action says (see dry-run.ts).
+   */
+  private auditCheck(
+    req: AuthRequest,
+    np: NormalizedPath,
+    rule: EffectiveRule,
+    dryRun: DryRun,
+    deadline: number | undefined,
+  ): Decision | Promise<Decision> {
+    const settle = (would: Decision): Decision | Promise<Decision> => {
+      const outcome = recordDryRun(
+        this.parts.logger,
+        this.parts.metrics,
+        req,
+        rule,
+        would,
+        dryRun.auditAction,
+      );
+      let answer: Decision | Promise<Decision>;
+      if (dryRun.auditAction === 'deny')
+        answer =
+          would.kind === 'deny'
+            ? would
+            : this.ruleDeny(deny('rule_deny', 'access to this route is denied'), rule, req);
+      else answer = would.kind === 'allow' ? would : this.auditAllow(req, np.path, rule, would, deadline);
+      return answer instanceof Promise
+        ? answer.then((a) => withDryRun(a, outcome))
+        : withDryRun(answer, outcome);
+    };
+    const would = this.decideRule(req, np, dryRun.enforced, deadline);
+    return would instanceof Promise ? would.then(settle) : settle(would);
+  }
+
+  /**
+   * audit_action allow of a would-be deny: enriched like an authenticated allow when the
+   * token verified (and only the policy refused it), else like an anonymous allow.
+   */
+  private async auditAllow(
+    req: AuthRequest,
+    path: string,
+    rule: EffectiveRule,
+    would: Deny,
+    deadline: number | undefined,
+  ): Promise<Decision> {
+    const extracted = VERIFIED_TOKEN_DENIALS.has(would.reason)
+      ? findCredential(req, this.credentials)
+      : undefined;
+    if (extracted === undefined || 'problem' in extracted) return this.allowUnverified(req, rule, true);
+    const principal = await this.authenticate(extracted.token, deadline);
+    if ('kind' in principal) return this.allowUnverified(req, rule, true);
+    const minter = this.parts.minter;
+    const profile = minter?.profile(rule.name);
+    let minted: MintedToken | undefined;
+    if (minter && profile?.enabled !== false) {
+      try {
+        const input =
+          profile && profile.computed.length > 0 ? this.expressionInput(req, path, principal) : undefined;
+        minted = await minter.mintEntry(principal, rule.audience, profile, input);
+      } catch {
+        return this.allowUnverified(req, rule, true);
+      }
+    }
+    // No cache entry: never memoised.
+    return this.allow(req, rule, principal, extracted, undefined, minted, undefined, true);
+  }
+
   /** Names the rule on a denial and hands it the rule's own answer (deny_response), if any. */
   private ruleDeny(d: Deny, rule: EffectiveRule, req: AuthRequest): Deny {
     d.rule = rule.name;
@@ -332,7 +417,7 @@ export class CheckPipeline {
   }
 
   /** The variables of one request's expressions, with its share of the evaluation budget. */
-  private expressionInput(req: AuthRequest, path: string, principal: Principal): ExpressionInput {
+  protected expressionInput(req: AuthRequest, path: string, principal: Principal): ExpressionInput {
     return new ExpressionInput(
       req,
       path,

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { authorizationClientConstructor } from '../envoy/protos.js';
+import { buildCheckRequest } from '../envoy/check-request.js';
 import { UsageError } from './args.js';
 
 // Kept for callers that import UsageError from here.
@@ -54,39 +55,14 @@ function fromValue(v: any): unknown {
 
 /** Builds a CheckRequest exactly as Envoy does (lower-case keys, pseudo-headers, repeated headers joined with ','). */
 export function envoyCheckRequest(opts: Omit<CheckCommandOptions, 'address' | 'timeoutMs'>): any {
-  const headers: Record<string, string> = {
-    ':authority': opts.host,
-    ':path': opts.path,
-    ':method': opts.method.toUpperCase(),
-    ':scheme': 'http',
-  };
-  // Envoy sets one x-request-id at the edge; a caller's own value takes its place.
-  if (!pairs(opts.headers, 'header').some(([k]) => k.toLowerCase() === 'x-request-id'))
-    headers['x-request-id'] = `check-cli-${Date.now()}`;
-  if (opts.token !== undefined) headers.authorization = `Bearer ${opts.token}`;
-  for (const [k, v] of pairs(opts.headers, 'header')) {
-    const key = k.toLowerCase();
-    // Envoy joins repeated headers with ',', but cookies with '; ' (as HTTP/2 crumbs).
-    headers[key] =
-      key in headers && !key.startsWith(':') ? `${headers[key]}${key === 'cookie' ? '; ' : ','}${v}` : v;
-  }
-  const q = opts.path.indexOf('?');
-  return {
-    attributes: {
-      request: {
-        http: {
-          method: opts.method.toUpperCase(),
-          path: opts.path,
-          host: opts.host,
-          scheme: 'http',
-          protocol: 'HTTP/1.1',
-          headers,
-          query: q >= 0 ? opts.path.slice(q + 1) : '',
-        },
-      },
-      context_extensions: Object.fromEntries(pairs(opts.context, 'context')),
-    },
-  };
+  return buildCheckRequest({
+    method: opts.method,
+    path: opts.path,
+    host: opts.host,
+    token: opts.token,
+    headers: pairs(opts.headers, 'header'),
+    context: pairs(opts.context, 'context'),
+  });
 }
 
 /** CheckResponse → plain JSON decision (what the `check` command prints). */
@@ -124,6 +100,7 @@ export function describeCheckResponse(res: any): Record<string, unknown> {
     http_status: denied.status?.code,
     headers: Object.fromEntries((denied.headers ?? []).map((h: any) => [h.header.key, h.header.value])),
     body,
+    ...(res.dynamic_metadata ? { dynamic_metadata: fromStruct(res.dynamic_metadata) } : {}),
   };
 }
 

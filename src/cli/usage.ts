@@ -37,7 +37,7 @@ export const COMMAND_HELP: Record<string, { summary: string; usage: string; opti
   check: {
     summary: 'send one Envoy-shaped CheckRequest, print the decision as JSON',
     usage:
-      'check [--address HOST:PORT] [--token T] [--method M] [--path P] [--host H] [--header k=v]... [--context k=v]... [--timeout MS] [--tls-ca FILE [--tls-cert FILE --tls-key FILE]]',
+      'check [--address HOST:PORT] [--token T] [--method M] [--path P] [--host H] [--header k=v]... [--context k=v]... [--timeout MS] [--tls-ca FILE [--tls-cert FILE --tls-key FILE]] [--explain --config FILE]',
     options: `  --address HOST:PORT      the server's gRPC address, or unix:/path (default 127.0.0.1:9001)
   --token T                bearer token, sent as "authorization: Bearer T"
   --method M               HTTP method (default GET)
@@ -46,6 +46,8 @@ export const COMMAND_HELP: Record<string, { summary: string; usage: string; opti
   --header k=v             a request header; repeat for more
   --context k=v            a context extension; repeat for more
   --timeout MS             deadline in milliseconds (default 5000)
+  --explain --config FILE  no server: the decision with its trail (credential, key, claims, rules
+                           considered, requirements, rate limits, upstream headers) from FILE
   --tls-ca FILE            connect with TLS, trusting this CA bundle (PEM) for the server certificate
   --tls-cert FILE          client certificate (PEM) for mTLS; needs --tls-key and --tls-ca
   --tls-key FILE           client private key (PEM)`,

@@ -10,6 +10,7 @@ import { ConfigSchema, CONVICT_KEYS, type ConfigDocument } from './schema.js';
 import { checkApiKeys } from './sections/api-keys.js';
 import { checkIssuers } from './sections/issuers.js';
 import { checkRateLimits } from './sections/rate-limits.js';
+import { checkDebug } from './sections/debug.js';
 import { checkRules, checkTokenSources } from './sections/rules.js';
 import { checkServer } from './sections/server.js';
 import { checkStore } from './sections/store.js';
@@ -149,6 +150,7 @@ function crossCheck(config: AppConfig, problems: string[]): void {
     problems,
   );
   checkTokenEndpoint(te, new Set(config.issuers.map((i) => i.name)), problems);
+  checkDebug(config.debug, config.server.http_address, problems);
 }
 
 /** Store credential files are read when the store is created, relative to the config's folder. */

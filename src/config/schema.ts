@@ -1,6 +1,7 @@
 import { ACTIONS } from './sections/constants.js';
 import { int, oneOf, section, str, strings, Type, bool, type Static } from './sections/kit.js';
 import { ApiKeysSchema } from './sections/api-keys.js';
+import { DebugSchema } from './sections/debug.js';
 import { IssuerSchema } from './sections/issuers.js';
 import { RateLimitsFailSchema, RateLimitsSchema, VerifiedTokenCacheSchema } from './sections/rate-limits.js';
 import { RulesSchema, TokenSourcesSchema } from './sections/rules.js';
@@ -67,6 +68,7 @@ export const ConfigSchema = section(
     rate_limits_fail: RateLimitsFailSchema,
     verified_token_cache: VerifiedTokenCacheSchema,
     tracing: Type.Optional(TracingSchema),
+    debug: DebugSchema,
   },
   { description: 'envoy-jwt-authz configuration' },
 );

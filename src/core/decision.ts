@@ -134,6 +134,14 @@ export interface Deny {
   requestId?: string;
   /** Further headers of the denied response (rate limits: Retry-After, RateLimit-Policy, RateLimit). */
   headers?: readonly HeaderToSet[];
+  /** A rule in audit mode answered: what it would have decided (dynamic metadata `dry_run`). */
+  readonly dryRun?: DryRunOutcome;
+}
+
+/** What a rule in audit mode would have decided. */
+export interface DryRunOutcome {
+  readonly decision: 'allow' | 'deny';
+  readonly reason: string;
 }
 
 /** A rule's deny_response, compiled: unset parts keep the defaults. */
@@ -172,6 +180,8 @@ export interface Allow {
   readonly responseHeaders?: readonly HeaderToSet[];
   /** The reusable decision this one extends with responseHeaders (its serialized bytes are reused). */
   readonly base?: Allow;
+  /** A rule in audit mode answered: what it would have decided (dynamic metadata `dry_run`). */
+  readonly dryRun?: DryRunOutcome;
   issuer?: string;
   rule?: string;
 }

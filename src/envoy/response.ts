@@ -208,7 +208,13 @@ function buildCheckResponse(decision: Decision, realm: string): any {
         claims: m.claims,
       };
       if (m.sub !== undefined) meta.sub = m.sub;
+      if (decision.dryRun) meta.dry_run = decision.dryRun;
       response.dynamic_metadata = toStruct(meta);
+    } else if (decision.dryRun) {
+      response.dynamic_metadata = toStruct({
+        ...(decision.anonymous ? { anonymous: true } : {}),
+        dry_run: decision.dryRun,
+      });
     } else if (decision.anonymous) {
       response.dynamic_metadata = ANONYMOUS_METADATA;
     }
@@ -226,6 +232,7 @@ function buildCheckResponse(decision: Decision, realm: string): any {
   return {
     status: { code: outcome.grpcCode, message: decision.reason },
     denied_response: { status: { code: outcome.httpStatus }, headers, body: denyBody(decision) },
+    ...(decision.dryRun ? { dynamic_metadata: toStruct({ dry_run: decision.dryRun }) } : {}),
   };
 }
 
@@ -273,5 +280,6 @@ function customDenial(d: Deny, custom: DenyResponse, realm: string): any {
   return {
     status: { code: outcome.grpcCode, message: d.reason },
     denied_response: { status: { code: custom.status ?? outcome.httpStatus }, headers, body },
+    ...(d.dryRun ? { dynamic_metadata: toStruct({ dry_run: d.dryRun }) } : {}),
   };
 }

@@ -73,6 +73,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly dryRunTotal = new Counter({
+    name: 'authz_dry_run_total',
+    help: 'Decisions of rules in audit mode (dry run), by rule and what they would have decided',
+    labelNames: ['rule', 'would'] as const,
+    registers: [this.registry],
+  });
+
   readonly logSuppressedTotal = new Counter({
     name: 'authz_log_suppressed_total',
     help: 'Per-decision log lines not written (beyond log.denials_per_second), by reason',

@@ -8,6 +8,7 @@ import { registerOAuthRoutes, rewriteTokenPath } from '../oauth/index.js';
 import { clusterMetricsFromPrimary } from './cluster.js';
 import type { Runtime } from './runtime.js';
 import { registerWellKnownRoutes } from './well-known.js';
+import { registerExplainRoute } from './explain-route.js';
 
 export interface HttpServerDeps {
   readonly runtime: () => Runtime;
@@ -235,6 +236,7 @@ export function createHttpServer(deps: HttpServerDeps): FastifyInstance {
     };
   });
   registerOAuthRoutes(app, () => deps.runtime().tokenService);
+  registerExplainRoute(app, deps.runtime);
 
   app.setErrorHandler((err: { statusCode?: number; message?: string }, _req, reply) => {
     const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;

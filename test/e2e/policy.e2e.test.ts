@@ -1,7 +1,8 @@
 // Policies through the real Envoy: an optional route (anonymous and with a token),
 // a deny_response login redirect as the client sees it, a configured
-// dynamic_metadata field in Envoy's access log, and regular expressions (a matches() check
-// and a path_regex route) that a backtracking engine would take seconds on (the service
+// dynamic_metadata field in Envoy's access log, a rule in audit mode (dry run) whose
+// would-be denial is allowed and shown in the access log, and regular expressions (a matches()
+// check and a path_regex route) that a backtracking engine would take seconds on (the service
 // must keep answering).
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -69,6 +70,18 @@ const serviceConfig = {
     },
     { name: 'handle', match: { path_separated_prefix: '/handle' }, require: { expression: HANDLE_CHECK } },
     { name: 'profiles', match: { path_regex: PROFILE_ROUTE }, action: 'allow' },
+    {
+      name: 'beta',
+      match: { path_separated_prefix: '/beta' },
+      require: { scopes_all: ['beta'] },
+      mode: 'audit',
+    },
+    {
+      name: 'closed',
+      match: { path_separated_prefix: '/closed' },
+      mode: 'audit',
+      audit_action: 'deny',
+    },
   ],
   upstream: {
     claim_headers: { 'x-user-id': 'sub' },
@@ -190,6 +203,7 @@ describe.skipIf(!envoy)(`Envoy ${envoy?.version ?? ''} → policies`, () => {
         Object.assign(hcm.access_log[0].typed_config.log_format.json_format, {
           authz_tenant: '%DYNAMIC_METADATA(envoy.filters.http.ext_authz:tenant)%',
           authz_anonymous: '%DYNAMIC_METADATA(envoy.filters.http.ext_authz:anonymous)%',
+          authz_dry_run: '%DYNAMIC_METADATA(envoy.filters.http.ext_authz:dry_run)%',
           test_id: '%REQ(X-TEST-ID)%',
         });
       },
@@ -319,5 +333,41 @@ describe.skipIf(!envoy)(`Envoy ${envoy?.version ?? ''} → policies`, () => {
     });
     expect(reply.status, reply.body).toBe(200);
     expect(await logEntry('tenant-1')).toMatchObject({ authz_tenant: 'o1', status: 200 });
+  });
+
+  it('mode audit: a request the rule would deny is allowed, enriched, with dry_run in the access log', async () => {
+    const reply = await get(proxy.port, '/beta/feature', {
+      authorization: `Bearer ${token({ scope: 'read' })}`,
+      'x-test-id': 'dry-run-1',
+    });
+    expect(reply.status, reply.body).toBe(200);
+    const seen = JSON.parse(reply.body);
+    expect(seen.headers['x-user-id']).toBe('alice');
+    expect(seen.headers.authorization).toBeUndefined();
+    expect(await logEntry('dry-run-1')).toMatchObject({
+      status: 200,
+      authz_dry_run: { decision: 'deny', reason: 'insufficient_scope' },
+    });
+    // Without a token: allowed unenriched, the would-be 401 in the log.
+    const anon = await get(proxy.port, '/beta/feature', { 'x-user-id': 'mallory', 'x-test-id': 'dry-run-2' });
+    expect(anon.status, anon.body).toBe(200);
+    expect(JSON.parse(anon.body).headers['x-user-id']).toBeUndefined();
+    expect(await logEntry('dry-run-2')).toMatchObject({
+      status: 200,
+      authz_anonymous: true,
+      authz_dry_run: { decision: 'deny', reason: 'token_missing' },
+    });
+  });
+
+  it('mode audit, audit_action deny: a request the rule would allow is refused, dry_run in the access log', async () => {
+    const reply = await get(proxy.port, '/closed/x', {
+      authorization: `Bearer ${token({})}`,
+      'x-test-id': 'dry-run-3',
+    });
+    expect(reply.status).toBe(403);
+    expect(await logEntry('dry-run-3')).toMatchObject({
+      status: 403,
+      authz_dry_run: { decision: 'allow', reason: 'authenticated' },
+    });
   });
 });

@@ -92,6 +92,17 @@ export const RuleSchema = section(
         'allow: no token read; deny: 403; authenticate: a valid token is required; optional: no token = anonymous, a present token must verify',
       default: 'authenticate',
     }),
+    mode: Type.Optional(
+      oneOf(['enforce', 'audit'] as const, {
+        description:
+          'enforce (default): the decision is the answer; audit: a dry run, the decision is logged and counted and the request answered as audit_action says',
+      }),
+    ),
+    audit_action: Type.Optional(
+      oneOf(['allow', 'deny'] as const, {
+        description: 'mode audit: how every request the rule decides is answered (default allow)',
+      }),
+    ),
     require: Type.Optional(
       section(
         {
@@ -157,9 +168,12 @@ export function checkRules(rules: RuleConfig[], hasUpstreamToken: boolean, probl
         `rules[${i}].token: only applies to action "authenticate" or "optional" (this rule's action "${rule.action}" mints no token)`,
       );
     }
-    if (rule.deny_response !== undefined && rule.action === 'allow') {
+    const auditDenies = rule.mode === 'audit' && rule.audit_action === 'deny';
+    if (rule.deny_response !== undefined && rule.action === 'allow' && !auditDenies) {
       problems.push(`rules[${i}].deny_response: an "allow" rule never denies`);
     }
+    if (rule.audit_action !== undefined && rule.mode !== 'audit')
+      problems.push(`rules[${i}].audit_action: only applies with mode "audit"`);
     if (rule.token !== undefined && rule.token !== false && !hasUpstreamToken)
       problems.push(`rules[${i}].token: needs upstream.token (the profile overrides its fields)`);
   });
