@@ -165,7 +165,7 @@ export interface Allow {
   };
   /** An optional rule let a request without a token through. */
   readonly anonymous?: boolean;
-  readonly reason: 'authenticated' | 'rule_allow' | 'default_allow' | 'anonymous';
+  readonly reason: 'authenticated' | 'rule_allow' | 'default_allow' | 'anonymous' | 'cors_preflight';
   /** The same decision object is returned again for the same token and rule (its response may be cached). */
   readonly reusable?: boolean;
   /** Headers Envoy adds to the response sent to the client (ok_response.response_headers_to_add). */
