@@ -29,6 +29,7 @@ import {
   EMPTY_REQUIREMENT,
   evaluateExpression,
   evaluateRequirement,
+  principalAllowed,
   type EffectiveRule,
 } from '../authz/requirement.js';
 import {
@@ -254,6 +255,14 @@ export class CheckPipeline {
     if (rule.action === 'deny')
       return this.ruleDeny(deny('rule_deny', 'access to this route is denied'), rule, req);
     if (rule.action === 'allow') return this.allowUnverified(req, rule);
+    // The connection's peer, before any token: it says who is calling, whatever the token.
+    const peers = rule.requirement.sourcePrincipals;
+    if (peers !== undefined && !principalAllowed(peers, req.source?.principal))
+      return this.ruleDeny(
+        deny('peer_not_allowed', 'the calling workload is not accepted on this route'),
+        rule,
+        req,
+      );
 
     const extracted = findCredential(req, this.credentials);
     if (extracted !== undefined && 'problem' in extracted)
