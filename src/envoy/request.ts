@@ -74,7 +74,7 @@ export function toAuthRequest(checkRequest: any): AuthRequest | undefined {
     requestId: loggableRequestId(headers['x-request-id']),
     scheme,
     clientCertificate: typeof cert === 'string' && cert.length > 0 ? cert : undefined,
-    ...(source ? { source } : {}),
-    ...(destination ? { destination } : {}),
+    source,
+    destination,
   };
 }
