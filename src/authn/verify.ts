@@ -164,11 +164,15 @@ function selectCandidates(
   alg: string,
   nowMs: number,
 ): Candidates {
-  // A secret_file key has no kid: whatever kid the token names, the secret is the candidate.
-  const kid = set.ignoresKid ? undefined : (header.kid as string | undefined);
+  // A secret_file key has no kid and no certificate: whatever kid or thumbprint the token
+  // names, the secret is the candidate.
+  if (set.ignoresKid) return usable(set.keys, alg, nowMs);
+  const kid = header.kid as string | undefined;
   let pool: readonly VerificationKey[] | undefined;
   if (kid !== undefined) pool = set.byKid.get(kid);
   if (!pool || pool.length === 0) {
+    // A truststore also finds a certificate under WSO2's spellings of its thumbprints
+    // (see wso2Thumbprints), indexed when it was loaded: still one map lookup here.
     const byThumb =
       (typeof header['x5t#S256'] === 'string' ? set.byX5tS256.get(header['x5t#S256']) : undefined) ??
       (typeof header.x5t === 'string' ? set.byX5t.get(header.x5t) : undefined);
@@ -178,6 +182,11 @@ function selectCandidates(
       return { keys: [], unknownKid: false };
     else pool = set.defaultKey ? [set.defaultKey] : set.keys;
   }
+  return usable(pool, alg, nowMs);
+}
+
+/** The keys of `pool` that may verify `alg` now (at most MAX_CANDIDATE_KEYS). */
+function usable(pool: readonly VerificationKey[], alg: string, nowMs: number): Candidates {
   const keys: VerificationKey[] = [];
   for (const key of pool) {
     // Certificates are checked at use, not only when the truststore was loaded.

@@ -17,14 +17,21 @@
 // - The library has no run-time cost budget: the source length and the AST are
 //   bounded at load, and every evaluation for one request adds its time to that
 //   request's budget (expression_budget_ms); past it, evaluation errors out (deny).
-// - An expression that reads `request`, `context` or `now` is request-dependent:
+// - `source` and `destination` are the two sides of the connection as Envoy reports them
+//   (address, port, principal: the peer certificate's URI SAN / SPIFFE ID). Client-IP
+//   lists use Kubernetes' CEL network functions: ip(), cidr(), isIP(), isCIDR(),
+//   cidr.containsIP(ip or string), ip.family(); addresses are parsed and matched by
+//   node:net (isIP, BlockList). A literal given to ip() or cidr() is checked at load (a
+//   bad one is a config error) and a literal CIDR is built once.
+// - An expression that reads `request`, `context`, `now`, `source` or `destination` is request-dependent:
 //   its outcome can differ for the same token, so decisions built on it are not
 //   reused across requests.
 
+import { BlockList, isIP } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { Environment, EvaluationError, ParseError } from '@marcbachmann/cel-js';
 import { RE2JS } from 're2js';
-import type { AuthRequest, Principal } from '../core/request.js';
+import type { AuthRequest, Peer, Principal } from '../core/request.js';
 import { MAX_PROGRAM_SIZE } from './path-regex.js';
 
 /** Longest accepted expression source, in characters. */
@@ -90,6 +97,85 @@ class RequestView {
   }
 }
 
+/** `source` / `destination`: a registered type, so `source.adress` is a load error. */
+class PeerView {
+  constructor(
+    private readonly peer: Peer | undefined,
+    /** Envoy sent the client certificate (source only: destination's is never sent). */
+    readonly certificate_present: boolean,
+  ) {}
+
+  get address(): string {
+    return this.peer?.address ?? '';
+  }
+
+  get port(): bigint {
+    return BigInt(this.peer?.port ?? 0);
+  }
+
+  get principal(): string {
+    return this.peer?.principal ?? '';
+  }
+}
+
+const NO_PEER = new PeerView(undefined, false);
+
+/** A `net.IP` value (Kubernetes' CEL network library): a valid IPv4 or IPv6 address. */
+class NetIP {
+  constructor(
+    readonly address: string,
+    readonly family: 4 | 6,
+  ) {}
+}
+
+/** A `net.CIDR` value: an address block, matched by node:net's BlockList. */
+class NetCIDR {
+  constructor(private readonly block: BlockList) {}
+
+  contains(ip: NetIP): boolean {
+    return this.block.check(ip.address, ip.family === 4 ? 'ipv4' : 'ipv6');
+  }
+}
+
+/** An IP address as ip() takes it, or why not (the message never repeats the input). */
+function parseIP(text: string): NetIP | string {
+  // A zone (fe80::1%eth0) names an interface of one host: not an address to allow-list.
+  const family = text.includes('%') ? 0 : isIP(text);
+  if (family === 0) return 'not an IP address';
+  return new NetIP(text, family as 4 | 6);
+}
+
+/** "address/prefix" as cidr() takes it, or why not. */
+function parseCIDR(text: string): NetCIDR | string {
+  const slash = text.indexOf('/');
+  const prefix = text.slice(slash + 1);
+  if (slash < 0 || !/^(0|[1-9][0-9]{0,2})$/.test(prefix)) return 'not a CIDR (address/prefix length)';
+  const ip = parseIP(text.slice(0, slash));
+  if (typeof ip === 'string') return 'not a CIDR (address/prefix length)';
+  const bits = Number(prefix);
+  if (bits > (ip.family === 4 ? 32 : 128)) return `prefix length ${bits} is too long`;
+  const block = new BlockList();
+  block.addSubnet(ip.address, bits, ip.family === 4 ? 'ipv4' : 'ipv6');
+  return new NetCIDR(block);
+}
+
+/** CIDR literals of loaded expressions, built once (bounded by the configuration's size). */
+const cidrLiterals = new Map<string, NetCIDR>();
+
+function toIP(text: string): NetIP {
+  const ip = parseIP(text);
+  if (typeof ip === 'string') throw new Error(`ip(): ${ip}`);
+  return ip;
+}
+
+function toCIDR(text: string): NetCIDR {
+  const known = cidrLiterals.get(text);
+  if (known) return known;
+  const cidr = parseCIDR(text);
+  if (typeof cidr === 'string') throw new Error(`cidr(): ${cidr}`);
+  return cidr;
+}
+
 /**
  * A `matches()` pattern compiled with RE2 at load. The literal pattern of every
  * `matches` call is replaced by one of these in the parsed expression, so the call
@@ -122,6 +208,19 @@ const environment = new Environment({
       query: 'map<string, string>',
     },
   })
+  .registerType('envoy_jwt_authz.Peer', {
+    ctor: PeerView,
+    fields: { address: 'string', port: 'int', principal: 'string', certificate_present: 'bool' },
+  })
+  .registerType('net.IP', { ctor: NetIP, fields: {} })
+  .registerType('net.CIDR', { ctor: NetCIDR, fields: {} })
+  .registerFunction('ip(string): net.IP', toIP)
+  .registerFunction('cidr(string): net.CIDR', toCIDR)
+  .registerFunction('isIP(string): bool', (s: string) => typeof parseIP(s) !== 'string')
+  .registerFunction('isCIDR(string): bool', (s: string) => typeof parseCIDR(s) !== 'string')
+  .registerFunction('net.IP.family(): int', (ip: NetIP) => BigInt(ip.family))
+  .registerFunction('net.CIDR.containsIP(net.IP): bool', (c: NetCIDR, ip: NetIP) => c.contains(ip))
+  .registerFunction('net.CIDR.containsIP(string): bool', (c: NetCIDR, s: string) => c.contains(toIP(s)))
   // The compiled matches() patterns; CEL source has no literal of this type.
   .registerType(PATTERN_TYPE, { ctor: Re2Pattern, fields: {} })
   .registerFunction(`string.matches(${PATTERN_TYPE}): bool`, (value: string, p: Re2Pattern) => p.test(value))
@@ -130,9 +229,17 @@ const environment = new Environment({
   .registerVariable('issuer', 'string')
   .registerVariable('request', 'envoy_jwt_authz.Request')
   .registerVariable('context', 'map<string, string>')
-  .registerVariable('now', 'google.protobuf.Timestamp');
+  .registerVariable('now', 'google.protobuf.Timestamp')
+  .registerVariable('source', 'envoy_jwt_authz.Peer')
+  .registerVariable('destination', 'envoy_jwt_authz.Peer');
 
-const REQUEST_VARIABLES: ReadonlySet<string> = new Set(['request', 'context', 'now']);
+const REQUEST_VARIABLES: ReadonlySet<string> = new Set([
+  'request',
+  'context',
+  'now',
+  'source',
+  'destination',
+]);
 
 export interface Activation {
   readonly claims: Readonly<Record<string, unknown>>;
@@ -141,6 +248,8 @@ export interface Activation {
   readonly request: RequestView;
   readonly context: Readonly<Record<string, string>>;
   readonly now: Date;
+  readonly source: PeerView;
+  readonly destination: PeerView;
 }
 
 export interface CompiledExpression {
@@ -222,6 +331,15 @@ function inspect(root: unknown): { variables: Set<string>; problems: [number, st
         const compiled = compilePattern(pattern.args);
         if (typeof compiled === 'string') problems.push([pattern.start ?? 0, compiled]);
         else pattern.args = compiled;
+      }
+    }
+    if (v.op === 'call' && Array.isArray(v.args) && (v.args[0] === 'ip' || v.args[0] === 'cidr')) {
+      const arg = (v.args[1] as unknown[] | undefined)?.[0];
+      if (isNode(arg) && arg.op === 'value' && typeof arg.args === 'string') {
+        const text = arg.args;
+        const parsed = v.args[0] === 'ip' ? parseIP(text) : parseCIDR(text);
+        if (typeof parsed === 'string') problems.push([arg.start ?? 0, `${v.args[0]}('${text}'): ${parsed}`]);
+        else if (parsed instanceof NetCIDR && !cidrLiterals.has(text)) cidrLiterals.set(text, parsed);
       }
     }
     stack.push(v.args);
@@ -396,6 +514,11 @@ export class ExpressionInput {
       ),
       context: req.contextExtensions,
       now: new Date(this.nowSeconds * 1000),
+      source:
+        req.source || req.clientCertificate
+          ? new PeerView(req.source, req.clientCertificate !== undefined)
+          : NO_PEER,
+      destination: req.destination ? new PeerView(req.destination, false) : NO_PEER,
     };
     return this.built;
   }

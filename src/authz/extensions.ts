@@ -285,7 +285,15 @@ function applyToEnforced(
     scopesAnyAlso === req.scopesAnyAlso &&
     issuers === req.issuers
       ? req
-      : makeRequirement(scopesAll, scopesAny, issuers, req.claims, req.expression, scopesAnyAlso);
+      : makeRequirement(
+          scopesAll,
+          scopesAny,
+          issuers,
+          req.claims,
+          req.expression,
+          scopesAnyAlso,
+          req.sourcePrincipals,
+        );
   return effective(base.name, finalAction, requirement, {
     ...(audience ? { audience } : {}),
     ...(base.denyResponse ? { denyResponse: base.denyResponse } : {}),

@@ -42,6 +42,41 @@ export interface CompiledRequirement extends Requirement {
   readonly scopeText: string;
   /** require.expression, run after scopes and claims hold. */
   readonly expression?: CompiledExpression;
+  /** require.source_principals: checked for every request, before the token. */
+  readonly sourcePrincipals?: PrincipalMatcher;
+}
+
+/** require.source_principals, compiled: exact names and trailing-* prefixes. */
+export interface PrincipalMatcher {
+  readonly exact: ReadonlySet<string>;
+  readonly prefixes: readonly string[];
+}
+
+/** Whether the peer principal (absent without a client certificate) is one the list allows. */
+export function principalAllowed(m: PrincipalMatcher, principal: string | undefined): boolean {
+  if (principal === undefined || principal === '') return false;
+  if (m.exact.has(principal)) return true;
+  for (let i = 0; i < m.prefixes.length; i++) if (principal.startsWith(m.prefixes[i]!)) return true;
+  return false;
+}
+
+function compilePrincipals(list: readonly string[], at: string, named: string, problems: string[]) {
+  if (list.length === 0) {
+    problems.push(`${at}: must not be empty (omit it to accept every peer)${named}`);
+    return undefined;
+  }
+  const exact = new Set<string>();
+  const prefixes: string[] = [];
+  list.forEach((p, j) => {
+    const star = p.indexOf('*');
+    if (p === '' || p === '*') {
+      problems.push(`${at}[${j}]: "${p}" names no principal (omit the list to accept every peer)${named}`);
+    } else if (star >= 0 && star !== p.length - 1) {
+      problems.push(`${at}[${j}]: "${p}": "*" is only allowed at the end (a prefix)${named}`);
+    } else if (star >= 0) prefixes.push(p.slice(0, -1));
+    else exact.add(p);
+  });
+  return Object.freeze({ exact, prefixes: Object.freeze(prefixes) });
 }
 
 /** The rule that applies to one request, after matching and context_extensions. */
@@ -92,6 +127,7 @@ export function makeRequirement(
   claims: CompiledRequirement['claims'],
   expression?: CompiledExpression,
   scopesAnyAlso?: readonly string[],
+  sourcePrincipals?: PrincipalMatcher,
 ): CompiledRequirement {
   const req: CompiledRequirement = {
     scopesAll,
@@ -101,6 +137,7 @@ export function makeRequirement(
     ...(scopesAnyAlso && scopesAnyAlso.length > 0 ? { scopesAnyAlso } : {}),
     ...(issuers ? { issuers } : {}),
     ...(expression ? { expression } : {}),
+    ...(sourcePrincipals ? { sourcePrincipals } : {}),
   };
   return Object.freeze(req);
 }
@@ -188,16 +225,29 @@ export function compileRequirement(
   if (r.expression !== undefined) {
     expression = compileExpression(r.expression, `${at}.require.expression${named}`, 'bool', problems);
   }
+  const sourcePrincipals =
+    r.source_principals === undefined
+      ? undefined
+      : compilePrincipals(r.source_principals, `${at}.require.source_principals`, named, problems);
   if (
     scopesAll.length === 0 &&
     scopesAny.length === 0 &&
     issuers === undefined &&
     claims.length === 0 &&
-    expression === undefined
+    expression === undefined &&
+    sourcePrincipals === undefined
   ) {
     return EMPTY_REQUIREMENT;
   }
-  return makeRequirement(scopesAll, scopesAny, issuers, Object.freeze(claims), expression);
+  return makeRequirement(
+    scopesAll,
+    scopesAny,
+    issuers,
+    Object.freeze(claims),
+    expression,
+    undefined,
+    sourcePrincipals,
+  );
 }
 
 function conditionHolds(claim: unknown, values: readonly ClaimValue[]): boolean {

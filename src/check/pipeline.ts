@@ -26,8 +26,11 @@ import { isAmbiguousPath, normalizePath, type NormalizedPath } from '../authz/pa
 import type { RuleSet } from '../authz/compile.js';
 import type { ExtensionProblemListener } from '../authz/extensions.js';
 import {
+  effective,
+  EMPTY_REQUIREMENT,
   evaluateExpression,
   evaluateRequirement,
+  principalAllowed,
   type DryRun,
   type EffectiveRule,
 } from '../authz/requirement.js';
@@ -58,6 +61,8 @@ export interface PipelineParts {
   readonly maxTokenBytes: number;
   /** Refuse ambiguous paths before any rule (see authz/path.ts); default true. */
   readonly rejectAmbiguousPaths?: boolean;
+  /** cors_preflight: 'allow' lets CORS preflights through without a token; default 'authenticate'. */
+  readonly corsPreflight?: 'allow' | 'authenticate';
   readonly scopeClaims: readonly string[];
   readonly rules: RuleSet;
   readonly claimHeaders: ClaimHeaders;
@@ -145,6 +150,19 @@ function credentialDeny(problem: CredentialProblem): Deny {
 const OPAQUE_TOKEN = /^[A-Za-z0-9_-]{16,512}$/;
 /** Three base64url parts: what is verified as a JWT; anything else an introspection endpoint may vouch for. */
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
+/**
+ * A CORS preflight, as Envoy's jwt_authn tells one: OPTIONS with a non-empty Origin and
+ * Access-Control-Request-Method. A plain OPTIONS is not one.
+ */
+function isCorsPreflight(req: AuthRequest): boolean {
+  if (req.method !== 'OPTIONS') return false;
+  const h = req.headers;
+  return !!h.origin && !!h['access-control-request-method'];
+}
+
+/** What a preflight let through under cors_preflight: allow is decided by (never a configured rule). */
+const CORS_PREFLIGHT_RULE: EffectiveRule = effective('cors_preflight', 'allow', EMPTY_REQUIREMENT);
 
 function withIssuer(d: Deny, issuer: string): Deny {
   d.issuer = issuer;
@@ -238,6 +256,8 @@ export class CheckPipeline {
     // Before any rule: no rule decision about a path backends read differently can be trusted.
     if (this.parts.rejectAmbiguousPaths !== false && isAmbiguousPath(req.rawPath))
       return deny('request_invalid', 'the request path is ambiguous');
+    if (this.parts.corsPreflight === 'allow' && isCorsPreflight(req))
+      return this.allowUnverified(req, CORS_PREFLIGHT_RULE, 'cors_preflight');
     const np = normalizePath(req.rawPath);
     const rule = this.parts.rules.resolve(
       { method: req.method, path: np.path, encodedSeparator: np.encodedSeparator, host: req.host },
@@ -258,13 +278,21 @@ export class CheckPipeline {
     if (rule.action === 'deny')
       return this.ruleDeny(deny('rule_deny', 'access to this route is denied'), rule, req);
     if (rule.action === 'allow') return this.allowUnverified(req, rule);
+    // The connection's peer, before any token: it says who is calling, whatever the token.
+    const peers = rule.requirement.sourcePrincipals;
+    if (peers !== undefined && !principalAllowed(peers, req.source?.principal))
+      return this.ruleDeny(
+        deny('peer_not_allowed', 'the calling workload is not accepted on this route'),
+        rule,
+        req,
+      );
 
     const extracted = findCredential(req, this.credentials);
     if (extracted !== undefined && 'problem' in extracted)
       return this.ruleDeny(credentialDeny(extracted), rule, req);
     if (!extracted) {
       // optional: no token is an anonymous caller; a token that is present must verify.
-      if (rule.action === 'optional') return this.allowUnverified(req, rule, true);
+      if (rule.action === 'optional') return this.allowUnverified(req, rule, 'anonymous');
       return this.ruleDeny(deny('token_missing'), rule, req);
     }
     const apiKeys = extracted.source.apiKeys;
@@ -359,9 +387,10 @@ export class CheckPipeline {
     const extracted = VERIFIED_TOKEN_DENIALS.has(would.reason)
       ? findCredential(req, this.credentials)
       : undefined;
-    if (extracted === undefined || 'problem' in extracted) return this.allowUnverified(req, rule, true);
+    if (extracted === undefined || 'problem' in extracted)
+      return this.allowUnverified(req, rule, 'anonymous');
     const principal = await this.authenticate(extracted.token, deadline);
-    if ('kind' in principal) return this.allowUnverified(req, rule, true);
+    if ('kind' in principal) return this.allowUnverified(req, rule, 'anonymous');
     const minter = this.parts.minter;
     const profile = minter?.profile(rule.name);
     let minted: MintedToken | undefined;
@@ -371,7 +400,7 @@ export class CheckPipeline {
           profile && profile.computed.length > 0 ? this.expressionInput(req, path, principal) : undefined;
         minted = await minter.mintEntry(principal, rule.audience, profile, input);
       } catch {
-        return this.allowUnverified(req, rule, true);
+        return this.allowUnverified(req, rule, 'anonymous');
       }
     }
     // No cache entry: never memoised.
@@ -477,7 +506,12 @@ export class CheckPipeline {
    * nobody checked (and cannot mistake it for one we did). A token parameter behind ";"
    * cannot be removed by Envoy: such a request is refused.
    */
-  private allowUnverified(req: AuthRequest, rule: EffectiveRule, anonymous = false): Allow | Deny {
+  private allowUnverified(
+    req: AuthRequest,
+    rule: EffectiveRule,
+    why?: 'anonymous' | 'cors_preflight',
+  ): Allow | Deny {
+    const anonymous = why === 'anonymous';
     const r = this.unverifiedRemovals;
     let headers: HeaderToSet[] = [];
     let headersToRemove = r.headers;
@@ -510,7 +544,7 @@ export class CheckPipeline {
       headers,
       headersToRemove,
       queryParametersToRemove,
-      reason: anonymous ? 'anonymous' : rule.name === 'default' ? 'default_allow' : 'rule_allow',
+      reason: why ?? (rule.name === 'default' ? 'default_allow' : 'rule_allow'),
       ...(anonymous ? { anonymous } : {}),
       rule: rule.name,
       ...(constant ? { reusable: true } : {}),

@@ -55,6 +55,11 @@ export const ConfigSchema = section(
         'refuse (400) paths backends read differently (";", "%25", control characters, backslash, invalid UTF-8) before any rule',
       default: true,
     }),
+    cors_preflight: oneOf(['allow', 'authenticate'] as const, {
+      description:
+        'allow: an OPTIONS request with Origin and Access-Control-Request-Method passes without a token, before any rule',
+      default: 'authenticate',
+    }),
     expression_budget_ms: int({
       description: 'per-request CEL evaluation budget in milliseconds',
       default: 10,

@@ -30,6 +30,7 @@ export type DenyReason =
   | 'rule_deny'
   | 'claims_condition'
   | 'issuer_not_allowed'
+  | 'peer_not_allowed'
   | 'expression_false'
   | 'expression_error'
   | 'keys_unavailable'
@@ -98,6 +99,8 @@ export const DENY_OUTCOMES: Readonly<Record<DenyReason, DenyOutcome>> = {
   rule_deny: forbidden,
   claims_condition: forbidden,
   issuer_not_allowed: forbidden,
+  // require.source_principals: the connection's peer (mTLS principal) is not one the rule accepts.
+  peer_not_allowed: forbidden,
   expression_false: forbidden,
   expression_error: forbidden,
   keys_unavailable: unavailable,
@@ -173,7 +176,7 @@ export interface Allow {
   };
   /** An optional rule let a request without a token through. */
   readonly anonymous?: boolean;
-  readonly reason: 'authenticated' | 'rule_allow' | 'default_allow' | 'anonymous';
+  readonly reason: 'authenticated' | 'rule_allow' | 'default_allow' | 'anonymous' | 'cors_preflight';
   /** The same decision object is returned again for the same token and rule (its response may be cached). */
   readonly reusable?: boolean;
   /** Headers Envoy adds to the response sent to the client (ok_response.response_headers_to_add). */

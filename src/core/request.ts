@@ -14,8 +14,21 @@ export interface AuthRequest {
   readonly scheme?: string;
   /** The client certificate Envoy saw, URL-encoded PEM as sent (include_peer_certificate); absent without mTLS. */
   readonly clientCertificate?: string;
+  /** The downstream peer as Envoy reports it (attributes.source), when it says anything. */
+  readonly source?: Peer;
+  /** The local side of the connection (attributes.destination), when Envoy says anything. */
+  readonly destination?: Peer;
   /** x-request-id for logs: as sent when short and plain, else "invalid" (see envoy/request.ts). */
   readonly requestId?: string;
+}
+
+/** One side of the connection, as Envoy reports it. */
+export interface Peer {
+  /** IP address (socket_address.address), as sent. */
+  readonly address?: string;
+  readonly port?: number;
+  /** The peer certificate's URI SAN (a SPIFFE ID), else its subject, as Envoy reports it. */
+  readonly principal?: string;
 }
 
 /** The verified caller: local claims after claim_mappings. */

@@ -1,5 +1,5 @@
 // A CheckRequest decoder that reads only the fields a check uses and skips the rest
-// (metadata, timestamps, bodies, addresses) without building objects for them.
+// (metadata, timestamps, bodies, peer labels and services) without building objects for them.
 // Its output has the shape proto-loader gives (keepCase, defaults off) for those
 // fields, so request.ts reads either; test/unit/check-decode.test.ts holds it to
 // proto-loader's full decoder on a generated corpus.
@@ -28,7 +28,14 @@ export interface DecodedHttpRequest {
   header_map?: { headers: DecodedHeaderValue[] };
 }
 
+export interface DecodedSocketAddress {
+  address?: string;
+  port_value?: number;
+}
+
 export interface DecodedPeer {
+  /** Only the socket address of Address (a pipe or internal address is skipped). */
+  address?: { socket_address?: DecodedSocketAddress };
   principal?: string;
   certificate?: string;
 }
@@ -36,6 +43,7 @@ export interface DecodedPeer {
 export interface DecodedCheckRequest {
   attributes?: {
     source?: DecodedPeer;
+    destination?: DecodedPeer;
     request?: { http?: DecodedHttpRequest };
     context_extensions?: Record<string, string>;
   };
@@ -217,6 +225,32 @@ function httpRequest(r: Reader): DecodedHttpRequest {
   return out;
 }
 
+/** envoy.config.core.v3.Address: its socket_address (address, port_value) only. */
+function address(r: Reader): { socket_address?: DecodedSocketAddress } {
+  const m = sub(r);
+  const out: { socket_address?: DecodedSocketAddress } = {};
+  while (m.pos < m.end) {
+    const tag = m.varint();
+    if (tag >>> 3 !== 1 || (tag & 7) !== LEN) {
+      m.skip(tag & 7);
+      continue;
+    }
+    const s = sub(m);
+    const sa: DecodedSocketAddress = {};
+    out.socket_address = sa;
+    while (s.pos < s.end) {
+      const t = s.varint();
+      const field = t >>> 3;
+      const wt = t & 7;
+      if (field === 2 && wt === LEN) sa.address = s.string();
+      // uint32: the low 32 bits, as protobufjs reads it.
+      else if (field === 3 && wt === VARINT) sa.port_value = s.varint() >>> 0;
+      else s.skip(wt);
+    }
+  }
+  return out;
+}
+
 function peer(r: Reader): DecodedPeer {
   const m = sub(r);
   const out: DecodedPeer = {};
@@ -224,7 +258,8 @@ function peer(r: Reader): DecodedPeer {
     const tag = m.varint();
     const field = tag >>> 3;
     const wt = tag & 7;
-    if (field === 4 && wt === LEN) out.principal = m.string();
+    if (field === 1 && wt === LEN) out.address = address(m);
+    else if (field === 4 && wt === LEN) out.principal = m.string();
     else if (field === 5 && wt === LEN) out.certificate = m.string();
     else m.skip(wt);
   }
@@ -250,6 +285,7 @@ export function decodeCheckRequest(buf: Buffer): DecodedCheckRequest {
       const wt = t & 7;
       if (wt !== LEN) a.skip(wt);
       else if (field === 1) attrs.source = peer(a);
+      else if (field === 2) attrs.destination = peer(a);
       else if (field === 4) {
         const req = sub(a);
         const request: { http?: DecodedHttpRequest } = {};

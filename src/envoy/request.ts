@@ -1,4 +1,4 @@
-import type { AuthRequest } from '../core/request.js';
+import type { AuthRequest, Peer } from '../core/request.js';
 
 const EMPTY: Readonly<Record<string, string>> = Object.freeze(Object.create(null));
 
@@ -33,6 +33,17 @@ function headerMapToRecord(headerMap: any): Record<string, string> {
   return out;
 }
 
+/** attributes.source / destination → Peer; undefined when Envoy said nothing of it. */
+function toPeer(p: any): Peer | undefined {
+  if (!p || typeof p !== 'object') return undefined;
+  const sa = p.address?.socket_address;
+  const address = typeof sa?.address === 'string' && sa.address.length > 0 ? sa.address : undefined;
+  const port = typeof sa?.port_value === 'number' && sa.port_value > 0 ? sa.port_value : undefined;
+  const principal = typeof p.principal === 'string' && p.principal.length > 0 ? p.principal : undefined;
+  if (address === undefined && principal === undefined) return undefined;
+  return { address, port, principal };
+}
+
 /**
  * CheckRequest (decoded by proto-loader with keepCase) → AuthRequest.
  * Returns undefined when the request carries no HTTP attributes at all.
@@ -50,7 +61,10 @@ export function toAuthRequest(checkRequest: any): AuthRequest | undefined {
     typeof http.host === 'string' && http.host.length > 0 ? http.host : (headers[':authority'] ?? '');
   const ext = checkRequest.attributes.context_extensions;
   const scheme = typeof http.scheme === 'string' && http.scheme.length > 0 ? http.scheme : headers[':scheme'];
-  const cert = checkRequest.attributes.source?.certificate;
+  const attrs = checkRequest.attributes;
+  const cert = attrs.source?.certificate;
+  const source = toPeer(attrs.source);
+  const destination = toPeer(attrs.destination);
   return {
     method: method.toUpperCase(),
     rawPath: path,
@@ -60,5 +74,7 @@ export function toAuthRequest(checkRequest: any): AuthRequest | undefined {
     requestId: loggableRequestId(headers['x-request-id']),
     scheme,
     clientCertificate: typeof cert === 'string' && cert.length > 0 ? cert : undefined,
+    source,
+    destination,
   };
 }

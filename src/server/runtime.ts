@@ -298,6 +298,7 @@ export class Runtime {
         ],
         maxTokenBytes: config.max_token_bytes,
         rejectAmbiguousPaths: config.reject_ambiguous_paths,
+        corsPreflight: config.cors_preflight,
         scopeClaims: config.scope_claims,
         rules,
         claimHeaders,

@@ -5,7 +5,6 @@
 // Certificates are made in the test (test/helpers/keys.ts).
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
-import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT } from 'jose';
@@ -21,6 +20,7 @@ import { startTestService, type TestService } from '../helpers/harness.js';
 import { createSelfSignedCertificate, generateEcKeyPair, type TestKeyPair } from '../helpers/keys.js';
 import { dpopProof, jktOf } from '../helpers/dpop.js';
 import { startEcho } from '../helpers/echo-upstream.mjs';
+import { httpsGet } from '../helpers/tls.js';
 
 const envoy = await envoyOrSkip('Envoy mTLS / DPoP binding end to end');
 
@@ -45,50 +45,6 @@ function token(iss: string, cnf: Record<string, unknown>): Promise<string> {
     .setIssuedAt(now)
     .setExpirationTime(now + 300)
     .sign(idpKey.privateKey);
-}
-
-interface Reply {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}
-
-function httpsGet(
-  port: number,
-  path: string,
-  client: { key: TestKeyPair; pem: string },
-  headers: Record<string, string> = {},
-): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: '127.0.0.1',
-        port,
-        path,
-        method: 'GET',
-        headers,
-        key: client.key.privateKey.export({ type: 'pkcs8', format: 'pem' }),
-        cert: client.pem,
-        rejectUnauthorized: false,
-        agent: false,
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () =>
-          resolve({
-            status: res.statusCode ?? 0,
-            headers: res.headers,
-            body: Buffer.concat(chunks).toString(),
-          }),
-        );
-        res.on('error', reject);
-      },
-    );
-    req.setTimeout(10_000, () => req.destroy(new Error(`timeout on ${path}`)));
-    req.on('error', reject);
-    req.end();
-  });
 }
 
 describe.skipIf(!envoy)('sender-constrained tokens through the real Envoy (downstream TLS)', () => {
@@ -161,8 +117,9 @@ describe.skipIf(!envoy)('sender-constrained tokens through the real Envoy (downs
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  const a = { key: clientA, pem: certA.pem };
-  const b = { key: clientB, pem: certB.pem };
+  const pkcs8 = (k: TestKeyPair) => k.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+  const a = { key: pkcs8(clientA), cert: certA.pem };
+  const b = { key: pkcs8(clientB), cert: certB.pem };
 
   it('a certificate-bound token passes with its certificate and is refused with another', async () => {
     const tok = await token(MTLS_ISSUER, { 'x5t#S256': certA.x5tS256 });

@@ -1,6 +1,7 @@
 // A test PKI made with the openssl CLI: a CA, server certificates for localhost /
 // 127.0.0.1 and client certificates, all signed by the CA, in a temp folder.
 import { execFileSync } from 'node:child_process';
+import { request } from 'node:https';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -98,4 +99,49 @@ export function createTestPki(): TestPki {
     },
     cleanup: () => rmSync(dir, { recursive: true, force: true }),
   };
+}
+
+export interface HttpsReply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+/** GET over TLS to 127.0.0.1 with a client certificate (PEM key and certificate); the server is not verified. */
+export function httpsGet(
+  port: number,
+  path: string,
+  client: { key: string; cert: string },
+  headers: Record<string, string> = {},
+): Promise<HttpsReply> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port,
+        path,
+        method: 'GET',
+        headers,
+        key: client.key,
+        cert: client.cert,
+        rejectUnauthorized: false,
+        agent: false,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            body: Buffer.concat(chunks).toString(),
+          }),
+        );
+        res.on('error', reject);
+      },
+    );
+    req.setTimeout(10_000, () => req.destroy(new Error(`timeout on ${path}`)));
+    req.on('error', reject);
+    req.end();
+  });
 }

@@ -401,6 +401,7 @@ const HEADER_MUTATIONS: Mutation[] = [
   (m) => ((m.header.zip = 'DEF'), 'header: zip DEF'),
   (m) => ((m.header.x5t = pick(['abc', 12])), 'header: x5t'),
   (m) => ((m.header['x5t#S256'] = pick(['abc', ['x']])), 'header: x5t#S256'),
+  (m) => (delete m.header.kid, (m.header[pick(['x5t', 'x5t#S256'])] = 'abc'), 'header: thumbprint, no kid'),
   (m) => ((m.header.alg = pick([1, null, ['RS256'], ''])), 'header: alg wrong type'),
   (m) => (
     (m.signAlg ??= m.alg),
@@ -917,11 +918,22 @@ const STRICTER: readonly {
       (typeof t.header.kid !== 'string' || t.header.kid.length > 256),
   },
   {
-    name: 'x5t / x5t#S256 header',
-    why: 'a certificate thumbprint must be a string and name a trusted key (jose ignores both)',
-    reasons: ['header_invalid', 'key_not_found'],
+    name: 'x5t / x5t#S256 not a string',
+    why: 'a certificate thumbprint header must be a string (jose ignores both)',
+    reasons: ['header_invalid'],
     holds: (t) =>
-      t.header !== undefined && (t.header.x5t !== undefined || t.header['x5t#S256'] !== undefined),
+      t.header !== undefined &&
+      ((t.header.x5t !== undefined && typeof t.header.x5t !== 'string') ||
+        (t.header['x5t#S256'] !== undefined && typeof t.header['x5t#S256'] !== 'string')),
+  },
+  {
+    name: 'x5t / x5t#S256 naming no trusted key, without a kid',
+    why: 'without a kid, a thumbprint selects the key and must name a trusted one (jose ignores it); no key here declares one',
+    reasons: ['key_not_found'],
+    holds: (t) =>
+      t.header !== undefined &&
+      t.header.kid === undefined &&
+      (typeof t.header.x5t === 'string' || typeof t.header['x5t#S256'] === 'string'),
   },
   {
     name: 'time claim not finite',

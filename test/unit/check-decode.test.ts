@@ -140,9 +140,23 @@ describe('decodeCheckRequest', () => {
     return out;
   }
 
+  /** envoy.config.core.v3.Address: a socket address (protocol, address, port) or a pipe. */
+  function address(): number[] {
+    if (r() < 0.2) return [...maybeUnknown(), ...lenField(2, strField(1, `/tmp/${text()}`))];
+    const socket = [
+      ...maybeUnknown(),
+      ...(r() < 0.3 ? [...tag(1, 0), ...varint(Math.floor(r() * 2))] : []),
+      ...(r() < 0.9 ? strField(2, pick(['10.1.2.3', '::1', '::ffff:10.0.0.1', text()])) : []),
+      ...(r() < 0.8 ? [...tag(3, 0), ...varint(Math.floor(r() * 70000))] : []),
+      ...(r() < 0.2 ? strField(5, text()) : []),
+    ];
+    return [...maybeUnknown(), ...lenField(1, socket)];
+  }
+
   function peer(): number[] {
     return [
       ...maybeUnknown(),
+      ...(r() < 0.5 ? lenField(1, address()) : []),
       ...(r() < 0.5 ? strField(4, `spiffe://${text()}`) : []),
       ...(r() < 0.5 ? strField(5, `-----BEGIN CERTIFICATE-----${text()}`) : []),
       ...(r() < 0.3 ? mapEntry(3, text(), text()) : []),
@@ -187,6 +201,12 @@ describe('decodeCheckRequest', () => {
       hasAttributes: a !== undefined && a !== null,
       hasHttp: http !== undefined && http !== null,
       source: { principal: a?.source?.principal ?? '', certificate: a?.source?.certificate ?? '' },
+      peers: [a?.source, a?.destination].map((p: any) => ({
+        present: p !== undefined && p !== null,
+        principal: p?.principal ?? '',
+        address: p?.address?.socket_address?.address ?? '',
+        port: p?.address?.socket_address?.port_value ?? 0,
+      })),
       context: entries(a?.context_extensions),
       http: http && {
         id: http.id ?? '',

@@ -188,6 +188,8 @@ export function makeKeySet(keys: readonly VerificationKey[], defaultKey?: Verifi
     }
     if (k.x5tS256 !== undefined && !byX5tS256.has(k.x5tS256)) byX5tS256.set(k.x5tS256, k);
     if (k.x5t !== undefined && !byX5t.has(k.x5t)) byX5t.set(k.x5t, k);
+    for (const t of k.x5tS256Also ?? []) if (!byX5tS256.has(t)) byX5tS256.set(t, k);
+    for (const t of k.x5tAlso ?? []) if (!byX5t.has(t)) byX5t.set(t, k);
   }
   for (const list of byKid.values()) Object.freeze(list);
   const set: KeySet = {

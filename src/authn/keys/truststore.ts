@@ -29,6 +29,18 @@ export function certificateThumbprints(der: Buffer): { x5tS256: string; x5t: str
 }
 
 /**
+ * The thumbprints as WSO2 writes them: base64url of the lower-case hex digest, the SHA-256
+ * one in `x5t#S256` and (WSO2 Identity Server) in `x5t` as well. Their lengths (86 and 54
+ * characters) differ from the standard forms' (43 and 27), so no spelling can be another's.
+ */
+export function wso2Thumbprints(der: Buffer): { x5tS256Also: string[]; x5tAlso: string[] } {
+  const hex = (alg: string) =>
+    Buffer.from(createHash(alg).update(der).digest('hex'), 'latin1').toString('base64url');
+  const s256 = hex('sha256');
+  return { x5tS256Also: [s256], x5tAlso: [hex('sha1'), s256] };
+}
+
+/**
  * Turns one certificate into a verification key (kid = alias), or says why not.
  * Expired / not yet valid certificates, RSA < 2048 bits and unsupported key types are refused.
  */
@@ -47,7 +59,12 @@ export function certificateKey(
   const details = key.asymmetricKeyDetails ?? {};
   // Validity travels with the key: the verifier refuses it once expired, whatever
   // the outcome of the next reload of the folder.
-  const thumbprints = { ...certificateThumbprints(cert.raw), notBefore, notAfter };
+  const thumbprints = {
+    ...certificateThumbprints(cert.raw),
+    ...wso2Thumbprints(cert.raw),
+    notBefore,
+    notAfter,
+  };
   switch (key.asymmetricKeyType) {
     case 'rsa': {
       const bits = details.modulusLength ?? 0;

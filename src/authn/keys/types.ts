@@ -15,6 +15,12 @@ export interface VerificationKey {
   /** base64url SHA-256 / SHA-1 certificate thumbprints (truststore, or JWK x5t#S256 / x5t). */
   readonly x5tS256?: string;
   readonly x5t?: string;
+  /**
+   * Further spellings a truststore certificate is found under: WSO2 writes a thumbprint as
+   * base64url of its lower-case hex string, and puts the SHA-256 one in `x5t` too.
+   */
+  readonly x5tAlso?: readonly string[];
+  readonly x5tS256Also?: readonly string[];
   /** Certificate validity, for truststore keys: checked at every use. */
   readonly notBefore?: EpochMs;
   readonly notAfter?: EpochMs;

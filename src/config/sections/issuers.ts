@@ -97,6 +97,9 @@ export const IssuerSchema = section(
           default_alias: Type.Optional(
             text({ description: 'certificate used when a token names neither kid nor thumbprint' }),
           ),
+          gateway_certificate_alias: Type.Optional(
+            text({ description: "default_alias under WSO2's name for it (give one or the other)" }),
+          ),
         },
         { description: 'key source: a folder of certificates picked by kid or x5t#S256/x5t thumbprint' },
       ),
@@ -228,6 +231,14 @@ export function checkIssuers(
         problems.push(`${p}.algorithms[${j}]: ${alg} cannot be used with secret_file (only HS256/384/512)`);
       }
     });
+    const ts = iss.truststore;
+    if (ts?.gateway_certificate_alias !== undefined) {
+      if (ts.default_alias !== undefined)
+        problems.push(
+          `${p}.truststore.gateway_certificate_alias: is default_alias under WSO2's name; give one or the other`,
+        );
+      else ts.default_alias = ts.gateway_certificate_alias;
+    }
     checkUrls(iss, p, problems);
     if (iss.jwks !== undefined && !(isPlainObject(iss.jwks) && Array.isArray(iss.jwks.keys))) {
       problems.push(`${p}.jwks: must be a JWKS object with a "keys" list`);

@@ -125,6 +125,12 @@ export const RuleSchema = section(
           expression: Type.Optional(
             text({ description: 'CEL; must return a boolean; runs after scopes and claims' }),
           ),
+          source_principals: Type.Optional(
+            strings({
+              description:
+                "the peer's certificate principal (SPIFFE ID) must be one of these; exact, or a trailing * for a prefix",
+            }),
+          ),
         },
         {
           description: 'what an authenticated token must satisfy (authenticate and optional rules)',

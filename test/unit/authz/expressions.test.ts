@@ -309,3 +309,55 @@ describe('matches() program size', () => {
     expect(compile("request.headers['x-p'].matches('^(.*/){0,100}[xy]$')").problems).toEqual([]);
   });
 });
+
+describe('source / destination and the network functions', () => {
+  const peerRequest = (address: string | undefined, certificate = false): AuthRequest => ({
+    ...request,
+    source: { address, port: 51234, principal: 'spiffe://cluster.local/ns/a/sa/b' },
+    destination: { address: '10.0.0.7', port: 8443 },
+    ...(certificate ? { clientCertificate: 'PEM' } : {}),
+  });
+  const run = (source: string, req: AuthRequest) =>
+    compile(source).e!.evaluate(new ExpressionInput(req, '/a', principal, 1_700_000_000));
+
+  it('reading source or destination makes an expression request-dependent', () => {
+    expect(compile("source.principal == 'x'").e?.requestDependent).toBe(true);
+    expect(compile("destination.address == 'x'").e?.requestDependent).toBe(true);
+  });
+
+  it('reads the peers; an absent peer reads as empty values', () => {
+    const req = peerRequest('10.1.2.3', true);
+    expect(run('source.port', req)).toBe(51234n);
+    expect(run('source.certificate_present', req)).toBe(true);
+    expect(run('source.certificate_present', peerRequest('10.1.2.3'))).toBe(false);
+    expect(run('destination.port == 8443 && destination.principal == ""', req)).toBe(true);
+    expect(run("source.address == '' && source.port == 0 && !source.certificate_present", request)).toBe(
+      true,
+    );
+  });
+
+  it('ip(), cidr(), containsIP, family(), isIP(), isCIDR()', () => {
+    const req = peerRequest('10.1.2.3');
+    expect(run("cidr('10.0.0.0/8').containsIP(ip(source.address))", req)).toBe(true);
+    expect(run("cidr('10.0.0.0/16').containsIP(source.address)", req)).toBe(false);
+    // An IPv4-mapped IPv6 address is matched as its IPv4 address.
+    expect(run("cidr('10.0.0.0/8').containsIP(source.address)", peerRequest('::ffff:10.1.2.3'))).toBe(true);
+    expect(run("ip('::1').family() == 6 && ip('127.0.0.1').family() == 4", req)).toBe(true);
+    expect(run("isIP('10.0.0.1') && !isIP('10.0.0.256') && isCIDR('::/0') && !isCIDR('10.0.0.0')", req)).toBe(
+      true,
+    );
+  });
+
+  it('a value that is not an address at run time is an evaluation error that names no value', () => {
+    expect(() => run('ip(source.address)', peerRequest('not-an-ip'))).toThrow(ExpressionError);
+    expect(() => run('ip(source.address)', peerRequest('not-an-ip'))).not.toThrow(/not-an-ip/);
+    expect(() => run("cidr(request.host).containsIP('10.0.0.1')", request)).toThrow(ExpressionError);
+  });
+
+  it('a bad literal is a load problem naming it', () => {
+    expect(compile("cidr('10.0.0.0/33')").problems).toEqual([
+      expect.stringMatching(/cidr\('10\.0\.0\.0\/33'\): prefix length 33 is too long at position 5/),
+    ]);
+    expect(compile("ip('1.2.3')").problems).toEqual([expect.stringMatching(/not an IP address/)]);
+  });
+});

@@ -54,6 +54,7 @@ const EXPECTED: Record<DenyReason, [grpc: number, http: number]> = {
   rule_deny: [GRPC_PERMISSION_DENIED, 403],
   claims_condition: [GRPC_PERMISSION_DENIED, 403],
   issuer_not_allowed: [GRPC_PERMISSION_DENIED, 403],
+  peer_not_allowed: [GRPC_PERMISSION_DENIED, 403],
   keys_unavailable: [GRPC_UNAVAILABLE, 503],
   introspection_unavailable: [GRPC_UNAVAILABLE, 503],
   store_unavailable: [GRPC_UNAVAILABLE, 503],
