@@ -8,48 +8,22 @@
 // (the transport answers INTERNAL, as grpc-js does for an undecodable request),
 // and maps are null-prototype objects so a "__proto__" key is only a key.
 
+import type { DecodedCheckRequest, DecodedHeaderValue, DecodedHttpRequest, DecodedPeer } from './messages.js';
+
 export class DecodeError extends Error {}
 
-export interface DecodedHeaderValue {
-  key?: string;
-  value?: string;
-  raw_value?: Buffer;
-}
-
-export interface DecodedHttpRequest {
-  id?: string;
-  method?: string;
-  headers?: Record<string, string>;
-  path?: string;
-  host?: string;
-  scheme?: string;
-  query?: string;
-  protocol?: string;
-  header_map?: { headers: DecodedHeaderValue[] };
-}
-
-export interface DecodedPeer {
-  principal?: string;
-  certificate?: string;
-}
-
-export interface DecodedCheckRequest {
-  attributes?: {
-    source?: DecodedPeer;
-    request?: { http?: DecodedHttpRequest };
-    context_extensions?: Record<string, string>;
-  };
-}
+export type { DecodedCheckRequest, DecodedHeaderValue, DecodedHttpRequest, DecodedPeer };
 
 // Wire types.
-const VARINT = 0;
-const I64 = 1;
-const LEN = 2;
-const SGROUP = 3;
-const EGROUP = 4;
-const I32 = 5;
+export const VARINT = 0;
+export const I64 = 1;
+export const LEN = 2;
+export const SGROUP = 3;
+export const EGROUP = 4;
+export const I32 = 5;
 
-class Reader {
+/** The one protobuf wire reader (CheckRequest here, HealthCheckRequest in transport.ts). */
+export class Reader {
   pos: number;
   constructor(
     readonly buf: Buffer,

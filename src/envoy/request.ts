@@ -1,4 +1,5 @@
 import type { AuthRequest } from '../core/request.js';
+import type { DecodedCheckRequest, DecodedHeaderValue } from './messages.js';
 
 const EMPTY: Readonly<Record<string, string>> = Object.freeze(Object.create(null));
 
@@ -14,11 +15,13 @@ export function loggableRequestId(raw: string | undefined): string | undefined {
   return raw.length <= MAX_REQUEST_ID_LENGTH && REQUEST_ID.test(raw) ? raw : INVALID_REQUEST_ID;
 }
 
-function headerMapToRecord(headerMap: any): Record<string, string> {
+function headerMapToRecord(headerMap: { headers?: DecodedHeaderValue[] }): Record<string, string> {
   // HeaderMap (encode_raw_headers: true): repeated entries, raw_value bytes. Join
   // repeated headers with ',' as Envoy does for the plain `headers` map.
   const out: Record<string, string> = Object.create(null);
-  const list = Array.isArray(headerMap?.headers) ? headerMap.headers : [];
+  const list: readonly (DecodedHeaderValue | undefined)[] = Array.isArray(headerMap.headers)
+    ? headerMap.headers
+    : [];
   for (const h of list) {
     if (typeof h?.key !== 'string') continue;
     const key = h.key.toLowerCase();
@@ -34,11 +37,13 @@ function headerMapToRecord(headerMap: any): Record<string, string> {
 }
 
 /**
- * CheckRequest (decoded by proto-loader with keepCase) → AuthRequest.
- * Returns undefined when the request carries no HTTP attributes at all.
+ * The decoded CheckRequest (check-decode.ts; proto-loader's keepCase objects have the
+ * same shape) → AuthRequest. Returns undefined when it carries no HTTP attributes at all.
  */
-export function toAuthRequest(checkRequest: any): AuthRequest | undefined {
-  const http = checkRequest?.attributes?.request?.http;
+export function toAuthRequest(checkRequest: DecodedCheckRequest): AuthRequest | undefined {
+  // Typed, yet still checked at run time: a decoder's output is data from the network.
+  const attributes = (checkRequest as DecodedCheckRequest | undefined)?.attributes;
+  const http = attributes?.request?.http;
   if (!http || typeof http !== 'object') return undefined;
   let headers: Record<string, string> =
     http.headers && typeof http.headers === 'object' ? http.headers : EMPTY;
@@ -48,9 +53,9 @@ export function toAuthRequest(checkRequest: any): AuthRequest | undefined {
     typeof http.method === 'string' && http.method.length > 0 ? http.method : (headers[':method'] ?? 'GET');
   const host =
     typeof http.host === 'string' && http.host.length > 0 ? http.host : (headers[':authority'] ?? '');
-  const ext = checkRequest.attributes.context_extensions;
+  const ext = attributes.context_extensions;
   const scheme = typeof http.scheme === 'string' && http.scheme.length > 0 ? http.scheme : headers[':scheme'];
-  const cert = checkRequest.attributes.source?.certificate;
+  const cert = attributes.source?.certificate;
   return {
     method: method.toUpperCase(),
     rawPath: path,

@@ -2,7 +2,7 @@
 // (Check and Watch) on the node:http2 server of grpc-server.ts.
 
 import type { SecureContextOptions } from 'node:tls';
-import { decodeCheckRequest, DecodeError } from './check-decode.js';
+import { decodeCheckRequest, DecodeError, LEN, Reader, SGROUP } from './check-decode.js';
 import { GrpcServer, type GrpcServerOptions, type ServerStreamCall } from './grpc-server.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, GrpcStatus, WireError } from './grpc-wire.js';
 import type { CheckService } from './service.js';
@@ -24,31 +24,20 @@ function healthResponse(status: number): Buffer {
 
 /** HealthCheckRequest { string service = 1 } → the service name ('' when absent). */
 export function decodeHealthRequest(buf: Buffer): string {
+  const r = new Reader(buf, 0, buf.length);
   let service = '';
-  let pos = 0;
-  const varint = (): number => {
-    let v = 0;
-    for (let shift = 0; shift < 35; shift += 7) {
-      if (pos >= buf.length) throw new WireError(GrpcStatus.INTERNAL, 'malformed health request');
-      const b = buf[pos++]!;
-      v += (b & 0x7f) * 2 ** shift;
-      if (!(b & 0x80)) return v;
+  try {
+    while (r.pos < r.end) {
+      const tag = r.varint();
+      const wt = tag & 7;
+      if (tag >>> 3 === 1 && wt === LEN) service = r.string();
+      // Groups are refused here, as they always were for this message.
+      else if (wt === SGROUP) throw new DecodeError('group');
+      else r.skip(wt);
     }
-    throw new WireError(GrpcStatus.INTERNAL, 'malformed health request');
-  };
-  while (pos < buf.length) {
-    const tag = varint();
-    const wt = tag % 8;
-    if (wt === 2) {
-      const n = varint();
-      if (n > buf.length - pos) throw new WireError(GrpcStatus.INTERNAL, 'malformed health request');
-      if (Math.floor(tag / 8) === 1) service = buf.toString('utf8', pos, pos + n);
-      pos += n;
-    } else if (wt === 0) varint();
-    else if (wt === 1) pos += 8;
-    else if (wt === 5) pos += 4;
-    else throw new WireError(GrpcStatus.INTERNAL, 'malformed health request');
-    if (pos > buf.length) throw new WireError(GrpcStatus.INTERNAL, 'malformed health request');
+  } catch (err) {
+    if (err instanceof DecodeError) throw new WireError(GrpcStatus.INTERNAL, 'malformed health request');
+    throw err;
   }
   return service;
 }
