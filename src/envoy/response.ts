@@ -13,6 +13,7 @@ import type {
   CheckResponseSerializer,
   DeniedHttpResponse,
   HeaderValueOption,
+  OkHttpResponse,
   ProtoStruct,
   ProtoValue,
 } from './messages.js';
@@ -201,7 +202,7 @@ const OK_RESPONSE_TAG = Buffer.from([0x1a]);
 
 function buildCheckResponse(decision: Decision, realm: string): CheckResponse {
   if (decision.kind === 'allow') {
-    const ok: NonNullable<CheckResponse['ok_response']> = {
+    const ok: OkHttpResponse = {
       headers: decision.headers.map((h) => ({
         header: { key: h.key, value: h.value },
         append: { value: false },
