@@ -3,6 +3,7 @@ import { createServer } from 'node:net';
 import { extname, join, resolve } from 'node:path';
 import { addressProblem, LISTEN_ADDRESSES } from './sections/server.js';
 import { issuerKeySources, keySourceField, keySourcePath } from './key-sources.js';
+import { CERTIFICATE_EXTENSIONS } from './sections/constants.js';
 import type { AppConfig } from './types.js';
 import { loadTlsMaterial, tlsEnabled } from '../net/tls-files.js';
 import { listenHostPort, splitHostPort } from '../core/address.js';
@@ -77,7 +78,7 @@ export function namedPaths(config: AppConfig): NamedPath[] {
   return out;
 }
 
-const CERT_EXTENSIONS = new Set(['.pem', '.crt', '.cer']);
+const CERT_EXTENSIONS: ReadonlySet<string> = new Set(CERTIFICATE_EXTENSIONS);
 
 /**
  * Reads every file and folder the config names (relative paths against baseDir) and

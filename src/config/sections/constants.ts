@@ -53,6 +53,9 @@ export const JWE_CONTENT_ENCRYPTION = [
   'A256GCM',
 ] as const;
 
+/** The certificate files of a truststore folder (checked by the preflight, loaded by authn). */
+export const CERTIFICATE_EXTENSIONS = ['.pem', '.crt', '.cer'] as const;
+
 export const SENDER_CONSTRAINT_MODES = ['off', 'optional', 'required'] as const;
 export const ACTIONS = ['allow', 'deny', 'authenticate', 'optional'] as const;
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
