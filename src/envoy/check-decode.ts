@@ -15,15 +15,16 @@ export class DecodeError extends Error {}
 export type { DecodedCheckRequest, DecodedHeaderValue, DecodedHttpRequest, DecodedPeer };
 
 // Wire types.
-export const VARINT = 0;
-export const I64 = 1;
-export const LEN = 2;
-export const SGROUP = 3;
-export const EGROUP = 4;
-export const I32 = 5;
+const VARINT = 0;
+const I64 = 1;
+const LEN = 2;
+const SGROUP = 3;
+const EGROUP = 4;
+const I32 = 5;
 
-/** The one protobuf wire reader (CheckRequest here, HealthCheckRequest in transport.ts). */
-export class Reader {
+// The one protobuf wire reader of the service (CheckRequest and HealthCheckRequest).
+// Kept module-local: the decoder's hot loop reads it and the wire types above.
+class Reader {
   pos: number;
   constructor(
     readonly buf: Buffer,
@@ -203,6 +204,23 @@ function peer(r: Reader): DecodedPeer {
     else m.skip(wt);
   }
   return out;
+}
+
+/**
+ * HealthCheckRequest { string service = 1 } bytes → the service name ('' when absent).
+ * Throws DecodeError on malformed input; groups are refused in this message.
+ */
+export function decodeHealthService(buf: Buffer): string {
+  const r = new Reader(buf, 0, buf.length);
+  let service = '';
+  while (r.pos < r.end) {
+    const tag = r.varint();
+    const wt = tag & 7;
+    if (tag >>> 3 === 1 && wt === LEN) service = r.string();
+    else if (wt === SGROUP) throw new DecodeError('group in a health request');
+    else r.skip(wt);
+  }
+  return service;
 }
 
 /** CheckRequest bytes → the fields a check reads. Throws DecodeError on malformed input. */

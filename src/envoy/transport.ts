@@ -2,7 +2,7 @@
 // (Check and Watch) on the node:http2 server of grpc-server.ts.
 
 import type { SecureContextOptions } from 'node:tls';
-import { decodeCheckRequest, DecodeError, LEN, Reader, SGROUP } from './check-decode.js';
+import { decodeCheckRequest, decodeHealthService, DecodeError } from './check-decode.js';
 import { GrpcServer, type GrpcServerOptions, type ServerStreamCall } from './grpc-server.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, GrpcStatus, WireError } from './grpc-wire.js';
 import type { CheckService } from './service.js';
@@ -24,22 +24,12 @@ function healthResponse(status: number): Buffer {
 
 /** HealthCheckRequest { string service = 1 } → the service name ('' when absent). */
 export function decodeHealthRequest(buf: Buffer): string {
-  const r = new Reader(buf, 0, buf.length);
-  let service = '';
   try {
-    while (r.pos < r.end) {
-      const tag = r.varint();
-      const wt = tag & 7;
-      if (tag >>> 3 === 1 && wt === LEN) service = r.string();
-      // Groups are refused here, as they always were for this message.
-      else if (wt === SGROUP) throw new DecodeError('group');
-      else r.skip(wt);
-    }
+    return decodeHealthService(buf);
   } catch (err) {
     if (err instanceof DecodeError) throw new WireError(GrpcStatus.INTERNAL, 'malformed health request');
     throw err;
   }
-  return service;
 }
 
 /** grpc.health.v1 state: '' and the Authorization service, NOT_SERVING until ready. */
