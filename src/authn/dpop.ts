@@ -7,6 +7,7 @@ import {
   errors as joseErrors,
   jwtVerify,
 } from 'jose';
+import { DPOP_ALGORITHMS } from '../config/sections/constants.js';
 import { deny, type Deny } from '../core/decision.js';
 import type { AuthRequest } from '../core/request.js';
 
@@ -14,19 +15,7 @@ import type { AuthRequest } from '../core/request.js';
 // token is bound to. Everything about the proof is client-controlled, so it is
 // size-checked before parsing and every claim is compared to what Envoy saw.
 
-/** Asymmetric algorithms only: a proof must be verifiable with the public key it carries. */
-export const DPOP_ALGORITHMS = [
-  'ES256',
-  'ES384',
-  'ES512',
-  'PS256',
-  'PS384',
-  'PS512',
-  'RS256',
-  'RS384',
-  'RS512',
-  'EdDSA',
-] as const;
+export { DPOP_ALGORITHMS };
 
 /** Proofs longer than this are refused unread. */
 export const MAX_DPOP_PROOF_BYTES = 8192;
@@ -37,7 +26,7 @@ export const DPOP_PROOF_MAX_AGE_SECONDS = 60;
 // Members that only a private or symmetric JWK has (RFC 7518 §6.2.2, §6.3.2, §6.4).
 const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'] as const;
 
-const ALGORITHMS: readonly string[] = DPOP_ALGORITHMS;
+const ALGORITHMS = DPOP_ALGORITHMS;
 
 export interface DpopProofInput {
   /** The DPoP header as received. */

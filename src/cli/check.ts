@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { authorizationClientConstructor } from '../envoy/protos.js';
-import { buildCheckRequest } from '../envoy/check-request.js';
+import { buildCheckRequest, type CheckRequestMessage } from '../envoy/check-request.js';
+export type { CheckRequestMessage } from '../envoy/check-request.js';
 import { UsageError } from './args.js';
 
 // Kept for callers that import UsageError from here.
@@ -30,13 +31,57 @@ function pairs(list: readonly string[], what: string): [string, string][] {
   });
 }
 
+// A CheckResponse as the grpc-js client decodes it (keepCase, oneofs: `kind` names the
+// member of a oneof that is set). Every field may be absent: it comes off the network.
+
+/** google.protobuf.Value, decoded. */
+interface DecodedValue {
+  kind?: string;
+  stringValue?: string;
+  numberValue?: number;
+  boolValue?: boolean;
+  structValue?: DecodedStruct;
+  listValue?: { values?: DecodedValue[] };
+}
+
+/** google.protobuf.Struct, decoded. */
+interface DecodedStruct {
+  fields?: Record<string, DecodedValue>;
+}
+
+interface DecodedHeaderOption {
+  header: { key: string; value: string };
+}
+
+/** service.auth.v3.CheckResponse, decoded. */
+export interface DecodedCheckResponse {
+  status?: { code?: number; message?: string };
+  ok_response?: {
+    headers?: DecodedHeaderOption[];
+    headers_to_remove?: string[];
+    query_parameters_to_remove?: string[];
+    response_headers_to_add?: DecodedHeaderOption[];
+  };
+  denied_response?: { status?: { code?: number }; headers?: DecodedHeaderOption[]; body?: string };
+  dynamic_metadata?: DecodedStruct;
+}
+
+/** The Authorization client's one method. */
+interface AuthorizationClient extends grpc.Client {
+  Check(
+    request: CheckRequestMessage,
+    options: grpc.CallOptions,
+    callback: (err: grpc.ServiceError | null, response?: DecodedCheckResponse) => void,
+  ): void;
+}
+
 /** google.protobuf.Struct (keepCase, oneofs) → plain JSON. */
-export function fromStruct(s: any): Record<string, unknown> {
+export function fromStruct(s: DecodedStruct | undefined): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries<any>(s?.fields ?? {})) out[k] = fromValue(v);
+  for (const [k, v] of Object.entries(s?.fields ?? {})) out[k] = fromValue(v);
   return out;
 }
-function fromValue(v: any): unknown {
+function fromValue(v: DecodedValue | undefined): unknown {
   switch (v?.kind) {
     case 'stringValue':
       return v.stringValue;
@@ -54,7 +99,9 @@ function fromValue(v: any): unknown {
 }
 
 /** Builds a CheckRequest exactly as Envoy does (lower-case keys, pseudo-headers, repeated headers joined with ','). */
-export function envoyCheckRequest(opts: Omit<CheckCommandOptions, 'address' | 'timeoutMs'>): any {
+export function envoyCheckRequest(
+  opts: Omit<CheckCommandOptions, 'address' | 'timeoutMs'>,
+): CheckRequestMessage {
   return buildCheckRequest({
     method: opts.method,
     path: opts.path,
@@ -66,41 +113,41 @@ export function envoyCheckRequest(opts: Omit<CheckCommandOptions, 'address' | 't
 }
 
 /** CheckResponse → plain JSON decision (what the `check` command prints). */
-export function describeCheckResponse(res: any): Record<string, unknown> {
+export function describeCheckResponse(res: DecodedCheckResponse | undefined): Record<string, unknown> {
   const code = res?.status?.code ?? 0;
   if (code === 0) {
-    const ok = res.ok_response ?? {};
+    const ok = res?.ok_response ?? {};
     return {
       decision: 'allow',
       grpc_status: 0,
-      headers: Object.fromEntries((ok.headers ?? []).map((h: any) => [h.header.key, h.header.value])),
+      headers: Object.fromEntries((ok.headers ?? []).map((h) => [h.header.key, h.header.value])),
       headers_to_remove: ok.headers_to_remove ?? [],
       query_parameters_to_remove: ok.query_parameters_to_remove ?? [],
-      dynamic_metadata: res.dynamic_metadata ? fromStruct(res.dynamic_metadata) : undefined,
+      dynamic_metadata: res?.dynamic_metadata ? fromStruct(res.dynamic_metadata) : undefined,
       ...(ok.response_headers_to_add?.length
         ? {
             response_headers: Object.fromEntries(
-              ok.response_headers_to_add.map((h: any) => [h.header.key, h.header.value]),
+              ok.response_headers_to_add.map((h) => [h.header.key, h.header.value]),
             ),
           }
         : {}),
     };
   }
-  const denied = res.denied_response ?? {};
+  const denied = res?.denied_response ?? {};
   let body: unknown = denied.body;
   try {
-    body = JSON.parse(denied.body);
+    body = JSON.parse(denied.body as string);
   } catch {
     /* keep the text */
   }
   return {
     decision: 'deny',
     grpc_status: code,
-    reason: res.status?.message,
+    reason: res?.status?.message,
     http_status: denied.status?.code,
-    headers: Object.fromEntries((denied.headers ?? []).map((h: any) => [h.header.key, h.header.value])),
+    headers: Object.fromEntries((denied.headers ?? []).map((h) => [h.header.key, h.header.value])),
     body,
-    ...(res.dynamic_metadata ? { dynamic_metadata: fromStruct(res.dynamic_metadata) } : {}),
+    ...(res?.dynamic_metadata ? { dynamic_metadata: fromStruct(res.dynamic_metadata) } : {}),
   };
 }
 
@@ -135,11 +182,11 @@ export function channelCredentials(
 /** Sends one CheckRequest and returns the decision as plain JSON. */
 export async function runCheck(opts: CheckCommandOptions): Promise<Record<string, unknown>> {
   const Client = authorizationClientConstructor();
-  const client = new Client(opts.address, channelCredentials(opts)) as any;
+  const client = new Client(opts.address, channelCredentials(opts)) as unknown as AuthorizationClient;
   const request = envoyCheckRequest(opts);
   try {
-    const res = await new Promise((resolve, reject) =>
-      client.Check(request, { deadline: Date.now() + opts.timeoutMs }, (err: Error | null, r: unknown) =>
+    const res = await new Promise<DecodedCheckResponse | undefined>((resolve, reject) =>
+      client.Check(request, { deadline: Date.now() + opts.timeoutMs }, (err, r) =>
         err ? reject(err) : resolve(r),
       ),
     );

@@ -3,8 +3,10 @@ import { createServer } from 'node:net';
 import { extname, join, resolve } from 'node:path';
 import { addressProblem, LISTEN_ADDRESSES } from './sections/server.js';
 import { issuerKeySources, keySourceField, keySourcePath } from './key-sources.js';
+import { CERTIFICATE_EXTENSIONS } from './sections/constants.js';
 import type { AppConfig } from './types.js';
 import { loadTlsMaterial, tlsEnabled } from '../net/tls-files.js';
+import { listenHostPort, splitHostPort } from '../core/address.js';
 
 export { addressProblem, LISTEN_ADDRESSES };
 
@@ -77,7 +79,7 @@ export function namedPaths(config: AppConfig): NamedPath[] {
   return out;
 }
 
-const CERT_EXTENSIONS = new Set(['.pem', '.crt', '.cer']);
+const CERT_EXTENSIONS: ReadonlySet<string> = new Set(CERTIFICATE_EXTENSIONS);
 
 /**
  * Reads every file and folder the config names (relative paths against baseDir) and
@@ -141,13 +143,13 @@ export async function probeListenAddresses(config: AppConfig): Promise<string[]>
   const problems: string[] = [];
   for (const { field, key } of LISTEN_ADDRESSES) {
     const address = config.server[key];
-    const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(address);
-    if (!m || Number(m[3]) === 0) continue;
-    const host = m[1] ?? m[2]!;
+    // Unix sockets and an empty host (never valid here) do not split into a host and a port.
+    const hostPort = splitHostPort(address)?.host ? listenHostPort(address) : undefined;
+    if (!hostPort || hostPort.port === 0) continue;
     const error = await new Promise<unknown>((done) => {
       const server = createServer();
       server.once('error', done);
-      server.listen({ host, port: Number(m[3]), exclusive: true }, () => server.close(() => done(undefined)));
+      server.listen({ ...hostPort, exclusive: true }, () => server.close(() => done(undefined)));
     });
     if (error) problems.push(`${field}: ${bindErrorText(address, error)}`);
   }

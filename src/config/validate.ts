@@ -9,6 +9,7 @@ import { isPlainObject } from '../core/objects.js';
 // but reports failing keywords rather than one plain sentence per field.
 
 /** A JSON Schema node as the builders make it. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- read by keyword all over config/, which is being reworked
 export type SchemaNode = Readonly<Record<string, any>>;
 
 const describe = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v);

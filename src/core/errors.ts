@@ -28,3 +28,19 @@ export class ConfigError extends Error {
     return this.problems.map(configProblem);
   }
 }
+
+/**
+ * Runs `load`; a ConfigError it throws adds its problems to `problems` and gives
+ * undefined, so one run reports every problem. Any other error is thrown on.
+ */
+export async function collectProblems<T>(problems: string[], load: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await load();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      problems.push(...err.problems);
+      return undefined;
+    }
+    throw err;
+  }
+}

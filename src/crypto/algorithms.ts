@@ -1,3 +1,5 @@
+import { RSA_ALGORITHMS } from '../config/sections/constants.js';
+
 // What the service knows about JOSE algorithms and the keys that fit them, in one
 // place: verification (authn), signing, encryption and client keys all read these
 // tables, so a curve or a minimum key size cannot drift between them.
@@ -47,14 +49,7 @@ export function ecCurveByAlg(alg: string): EcCurve | undefined {
 }
 
 /** RSA signature algs (PKCS#1 v1.5 and PSS). */
-export const RSA_SIGNATURE_ALGS: ReadonlySet<string> = new Set([
-  'RS256',
-  'RS384',
-  'RS512',
-  'PS256',
-  'PS384',
-  'PS512',
-]);
+export const RSA_SIGNATURE_ALGS: ReadonlySet<string> = new Set(RSA_ALGORITHMS);
 
 /** Algs an Ed25519 (OKP) JWK may declare. */
 export const OKP_SIGNATURE_ALGS: ReadonlySet<string> = new Set(['EdDSA', 'Ed25519']);

@@ -1,6 +1,6 @@
 import { createSecretKey } from 'node:crypto';
 import type { JWK } from 'jose';
-import { ConfigError } from '../core/errors.js';
+import { collectProblems, ConfigError } from '../core/errors.js';
 import { JWS_ALGORITHMS } from '../config/schema.js';
 import type { SigningConfig } from '../config/types.js';
 import type { Logger } from '../observability/logger.js';
@@ -105,17 +105,7 @@ export async function loadSigningKeys(
     throw new ConfigError([`${configPath}.secret_file: give either key_file or secret_file, not both`]);
   }
   const problems: string[] = [];
-  const collect = async (load: () => Promise<SigningKey>): Promise<SigningKey | undefined> => {
-    try {
-      return await load();
-    } catch (err) {
-      if (err instanceof ConfigError) {
-        problems.push(...err.problems);
-        return undefined;
-      }
-      throw err;
-    }
-  };
+  const collect = (load: () => Promise<SigningKey>) => collectProblems(problems, load);
 
   let current: SigningKey | undefined;
   let ephemeral = false;

@@ -8,46 +8,23 @@
 // (the transport answers INTERNAL, as grpc-js does for an undecodable request),
 // and maps are null-prototype objects so a "__proto__" key is only a key.
 
+import type {
+  DecodedCheckRequest,
+  DecodedHeaderValue,
+  DecodedHttpRequest,
+  DecodedPeer,
+  DecodedSocketAddress,
+} from './messages.js';
+
 export class DecodeError extends Error {}
 
-export interface DecodedHeaderValue {
-  key?: string;
-  value?: string;
-  raw_value?: Buffer;
-}
-
-export interface DecodedHttpRequest {
-  id?: string;
-  method?: string;
-  headers?: Record<string, string>;
-  path?: string;
-  host?: string;
-  scheme?: string;
-  query?: string;
-  protocol?: string;
-  header_map?: { headers: DecodedHeaderValue[] };
-}
-
-export interface DecodedSocketAddress {
-  address?: string;
-  port_value?: number;
-}
-
-export interface DecodedPeer {
-  /** Only the socket address of Address (a pipe or internal address is skipped). */
-  address?: { socket_address?: DecodedSocketAddress };
-  principal?: string;
-  certificate?: string;
-}
-
-export interface DecodedCheckRequest {
-  attributes?: {
-    source?: DecodedPeer;
-    destination?: DecodedPeer;
-    request?: { http?: DecodedHttpRequest };
-    context_extensions?: Record<string, string>;
-  };
-}
+export type {
+  DecodedCheckRequest,
+  DecodedHeaderValue,
+  DecodedHttpRequest,
+  DecodedPeer,
+  DecodedSocketAddress,
+};
 
 // Wire types.
 const VARINT = 0;
@@ -57,6 +34,8 @@ const SGROUP = 3;
 const EGROUP = 4;
 const I32 = 5;
 
+// The one protobuf wire reader of the service (CheckRequest and HealthCheckRequest).
+// Kept module-local: the decoder's hot loop reads it and the wire types above.
 class Reader {
   pos: number;
   constructor(
@@ -264,6 +243,23 @@ function peer(r: Reader): DecodedPeer {
     else m.skip(wt);
   }
   return out;
+}
+
+/**
+ * HealthCheckRequest { string service = 1 } bytes → the service name ('' when absent).
+ * Throws DecodeError on malformed input; groups are refused in this message.
+ */
+export function decodeHealthService(buf: Buffer): string {
+  const r = new Reader(buf, 0, buf.length);
+  let service = '';
+  while (r.pos < r.end) {
+    const tag = r.varint();
+    const wt = tag & 7;
+    if (tag >>> 3 === 1 && wt === LEN) service = r.string();
+    else if (wt === SGROUP) throw new DecodeError('group in a health request');
+    else r.skip(wt);
+  }
+  return service;
 }
 
 /** CheckRequest bytes → the fields a check reads. Throws DecodeError on malformed input. */

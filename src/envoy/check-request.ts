@@ -1,6 +1,8 @@
 // A CheckRequest built as Envoy builds one (lower-case keys, pseudo-headers, repeated
 // headers joined with ','): used by the `check` command and the explain endpoint.
 
+import type { DecodedPeer } from './messages.js';
+
 export interface CheckRequestParts {
   readonly method: string;
   readonly path: string;
@@ -12,7 +14,27 @@ export interface CheckRequestParts {
   readonly requestId?: string;
 }
 
-export function buildCheckRequest(opts: CheckRequestParts): any {
+/** The CheckRequest the `check` command and the explain endpoint send. */
+export interface CheckRequestMessage {
+  attributes: {
+    source?: DecodedPeer;
+    destination?: DecodedPeer;
+    request: {
+      http: {
+        method: string;
+        path: string;
+        host: string;
+        scheme: string;
+        protocol: string;
+        headers: Record<string, string>;
+        query: string;
+      };
+    };
+    context_extensions: Record<string, string>;
+  };
+}
+
+export function buildCheckRequest(opts: CheckRequestParts): CheckRequestMessage {
   const headers: Record<string, string> = Object.create(null);
   headers[':authority'] = opts.host;
   headers[':path'] = opts.path;

@@ -16,6 +16,7 @@ import {
   parseGrpcTimeout,
   WireError,
 } from './grpc-wire.js';
+import { listenHostPort } from '../core/address.js';
 
 const {
   HTTP2_HEADER_STATUS,
@@ -142,12 +143,12 @@ export class GrpcServer {
         removeStaleSocket(path).then(() => this.server.listen(path, done), onError);
         return;
       }
-      const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(address);
-      if (!m) {
+      const hostPort = listenHostPort(address);
+      if (!hostPort) {
         reject(Object.assign(new Error(`invalid address "${address}"`), { listener: 'grpc' }));
         return;
       }
-      this.server.listen({ host: m[1] ?? (m[2] || '0.0.0.0'), port: Number(m[3]) }, done);
+      this.server.listen(hostPort, done);
     });
   }
 

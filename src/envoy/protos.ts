@@ -1,7 +1,8 @@
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { WIRE } from './response.js';
+import type { CheckResponse, CheckResponseSerializer } from './messages.js';
+import { WIRE, type WireHandle } from './response.js';
 
 /** The vendored Envoy API protos (scripts/vendor-protos.mjs). Same path from src/ and dist/. */
 export const PROTOS_DIR = fileURLToPath(new URL('../../protos', import.meta.url));
@@ -16,30 +17,29 @@ export const PROTO_LOADER_OPTIONS: protoLoader.Options = {
 };
 
 let cached: grpc.ServiceDefinition | undefined;
+let plainSerialize: CheckResponseSerializer | undefined;
 
 /** The CheckResponse serializer (proto-loader's, without the handle shortcut). */
-export function checkResponseSerializer(): (response: any) => Buffer {
+export function checkResponseSerializer(): CheckResponseSerializer {
   authorizationService();
   return plainSerialize!;
 }
-let plainSerialize: ((response: any) => Buffer) | undefined;
 
 /** envoy.service.auth.v3.Authorization, loaded once per process. */
 export function authorizationService(): grpc.ServiceDefinition {
   if (!cached) {
-    const def = protoLoader.loadSync('envoy/service/auth/v3/external_auth.proto', PROTO_LOADER_OPTIONS);
-    const pkg = grpc.loadPackageDefinition(def) as any;
-    const service = pkg.envoy.service.auth.v3.Authorization.service as grpc.ServiceDefinition;
+    const service = authorizationClientConstructor().service;
     // Reusable responses (see response.ts) arrive as handles of their serialized
     // bytes; grpc-js copies them into its own frame, so sharing them is safe.
     const check = service.Check!;
-    const serialize = check.responseSerialize;
+    const serialize = check.responseSerialize as CheckResponseSerializer;
     plainSerialize = serialize;
     cached = {
       ...service,
       Check: {
         ...check,
-        responseSerialize: (value: any): Buffer => (value[WIRE] as Buffer | undefined) ?? serialize(value),
+        responseSerialize: (value: CheckResponse | WireHandle): Buffer =>
+          (value as Partial<WireHandle>)[WIRE] ?? serialize(value as CheckResponse),
       },
     };
   }
@@ -49,6 +49,14 @@ export function authorizationService(): grpc.ServiceDefinition {
 /** A client constructor for envoy.service.auth.v3.Authorization (the `check` CLI and tests). */
 export function authorizationClientConstructor(): grpc.ServiceClientConstructor {
   const def = protoLoader.loadSync('envoy/service/auth/v3/external_auth.proto', PROTO_LOADER_OPTIONS);
-  const pkg = grpc.loadPackageDefinition(def) as any;
-  return pkg.envoy.service.auth.v3.Authorization as grpc.ServiceClientConstructor;
+  return lookupService(grpc.loadPackageDefinition(def), 'envoy.service.auth.v3.Authorization');
+}
+
+/** A service constructor of a loaded package by its full name; throws when it is not one. */
+function lookupService(pkg: grpc.GrpcObject, name: string): grpc.ServiceClientConstructor {
+  let node: grpc.GrpcObject[string] | undefined = pkg;
+  for (const part of name.split('.')) node = (node as grpc.GrpcObject | undefined)?.[part];
+  if (typeof node !== 'function' || !('service' in node))
+    throw new Error(`${name} is not a service of the loaded protos`);
+  return node;
 }

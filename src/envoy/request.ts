@@ -1,4 +1,5 @@
 import type { AuthRequest, Peer } from '../core/request.js';
+import type { DecodedCheckRequest, DecodedHeaderValue, DecodedPeer } from './messages.js';
 
 const EMPTY: Readonly<Record<string, string>> = Object.freeze(Object.create(null));
 
@@ -14,11 +15,13 @@ export function loggableRequestId(raw: string | undefined): string | undefined {
   return raw.length <= MAX_REQUEST_ID_LENGTH && REQUEST_ID.test(raw) ? raw : INVALID_REQUEST_ID;
 }
 
-function headerMapToRecord(headerMap: any): Record<string, string> {
+function headerMapToRecord(headerMap: { headers?: DecodedHeaderValue[] }): Record<string, string> {
   // HeaderMap (encode_raw_headers: true): repeated entries, raw_value bytes. Join
   // repeated headers with ',' as Envoy does for the plain `headers` map.
   const out: Record<string, string> = Object.create(null);
-  const list = Array.isArray(headerMap?.headers) ? headerMap.headers : [];
+  const list: readonly (DecodedHeaderValue | undefined)[] = Array.isArray(headerMap.headers)
+    ? headerMap.headers
+    : [];
   for (const h of list) {
     if (typeof h?.key !== 'string') continue;
     const key = h.key.toLowerCase();
@@ -34,7 +37,7 @@ function headerMapToRecord(headerMap: any): Record<string, string> {
 }
 
 /** attributes.source / destination → Peer; undefined when Envoy said nothing of it. */
-function toPeer(p: any): Peer | undefined {
+function toPeer(p: DecodedPeer | undefined): Peer | undefined {
   if (!p || typeof p !== 'object') return undefined;
   const sa = p.address?.socket_address;
   const address = typeof sa?.address === 'string' && sa.address.length > 0 ? sa.address : undefined;
@@ -45,11 +48,13 @@ function toPeer(p: any): Peer | undefined {
 }
 
 /**
- * CheckRequest (decoded by proto-loader with keepCase) → AuthRequest.
- * Returns undefined when the request carries no HTTP attributes at all.
+ * The decoded CheckRequest (check-decode.ts; proto-loader's keepCase objects have the
+ * same shape) → AuthRequest. Returns undefined when it carries no HTTP attributes at all.
  */
-export function toAuthRequest(checkRequest: any): AuthRequest | undefined {
-  const http = checkRequest?.attributes?.request?.http;
+export function toAuthRequest(checkRequest: DecodedCheckRequest): AuthRequest | undefined {
+  // Typed, yet still checked at run time: a decoder's output is data from the network.
+  const attributes = (checkRequest as DecodedCheckRequest | undefined)?.attributes;
+  const http = attributes?.request?.http;
   if (!http || typeof http !== 'object') return undefined;
   let headers: Record<string, string> =
     http.headers && typeof http.headers === 'object' ? http.headers : EMPTY;
@@ -59,12 +64,11 @@ export function toAuthRequest(checkRequest: any): AuthRequest | undefined {
     typeof http.method === 'string' && http.method.length > 0 ? http.method : (headers[':method'] ?? 'GET');
   const host =
     typeof http.host === 'string' && http.host.length > 0 ? http.host : (headers[':authority'] ?? '');
-  const ext = checkRequest.attributes.context_extensions;
+  const ext = attributes.context_extensions;
   const scheme = typeof http.scheme === 'string' && http.scheme.length > 0 ? http.scheme : headers[':scheme'];
-  const attrs = checkRequest.attributes;
-  const cert = attrs.source?.certificate;
-  const source = toPeer(attrs.source);
-  const destination = toPeer(attrs.destination);
+  const cert = attributes.source?.certificate;
+  const source = toPeer(attributes.source);
+  const destination = toPeer(attributes.destination);
   return {
     method: method.toUpperCase(),
     rawPath: path,

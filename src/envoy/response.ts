@@ -8,15 +8,24 @@ import {
   type DenyResponse,
   type HeaderToSet,
 } from '../core/decision.js';
+import type {
+  CheckResponse,
+  CheckResponseSerializer,
+  DeniedHttpResponse,
+  HeaderValueOption,
+  OkHttpResponse,
+  ProtoStruct,
+  ProtoValue,
+} from './messages.js';
 
 // Decision → envoy.service.auth.v3.CheckResponse (proto-loader keepCase objects).
 // Always a CheckResponse, never a gRPC error, so Envoy uses our status and headers.
 
-const JSON_CONTENT_TYPE = {
+const JSON_CONTENT_TYPE: HeaderValueOption = {
   header: { key: 'content-type', value: 'application/json' },
   append: { value: false },
 };
-const TEXT_CONTENT_TYPE = {
+const TEXT_CONTENT_TYPE: HeaderValueOption = {
   header: { key: 'content-type', value: 'text/plain; charset=utf-8' },
   append: { value: false },
 };
@@ -75,7 +84,7 @@ export function denyBody(d: Deny): string {
 }
 
 /** google.protobuf.Value from plain JSON data (proto-loader's bundled well-known types use camelCase names). */
-export function toValue(v: unknown, depth = 0): any {
+export function toValue(v: unknown, depth = 0): ProtoValue {
   if (v === null || v === undefined) return { nullValue: 0 };
   switch (typeof v) {
     case 'string':
@@ -93,8 +102,8 @@ export function toValue(v: unknown, depth = 0): any {
   }
 }
 
-export function toStruct(obj: Record<string, unknown>, depth = 0): any {
-  const fields: Record<string, any> = {};
+export function toStruct(obj: Record<string, unknown>, depth = 0): ProtoStruct {
+  const fields: Record<string, ProtoValue> = {};
   for (const key of Object.keys(obj)) fields[key] = toValue(obj[key], depth);
   return { fields };
 }
@@ -108,11 +117,19 @@ export interface WireHandle {
 }
 const reusedResponses = new WeakMap<Decision, WireHandle>();
 
+/** The CheckResponse of a decision. */
+export function toCheckResponse(decision: Decision, realm: string): CheckResponse;
+/** With a serializer, a reusable allow may come back as a handle of its wire bytes. */
 export function toCheckResponse(
   decision: Decision,
   realm: string,
-  serialize?: (response: any) => Buffer,
-): any {
+  serialize: CheckResponseSerializer,
+): CheckResponse | WireHandle;
+export function toCheckResponse(
+  decision: Decision,
+  realm: string,
+  serialize?: CheckResponseSerializer,
+): CheckResponse | WireHandle {
   if (serialize && decision.kind === 'allow' && decision.base?.reusable && decision.responseHeaders)
     return withResponseHeaders(decision.base, decision.responseHeaders, realm, serialize);
   if (serialize && decision.kind === 'allow' && decision.reusable) {
@@ -131,7 +148,7 @@ export function toCheckResponse(
   return buildCheckResponse(decision, realm);
 }
 
-const headerOptions = (headers: readonly HeaderToSet[]) =>
+const headerOptions = (headers: readonly HeaderToSet[]): HeaderValueOption[] =>
   headers.map((h) => ({ header: { key: h.key, value: h.value }, append: { value: false } }));
 
 // A reusable allow plus per-request response headers (rate limits): the allow's bytes are
@@ -167,7 +184,7 @@ function withResponseHeaders(
   base: Allow,
   headers: readonly HeaderToSet[],
   realm: string,
-  serialize: (response: any) => Buffer,
+  serialize: CheckResponseSerializer,
 ): WireHandle {
   let parts = splitResponses.get(base);
   if (!parts) {
@@ -183,21 +200,18 @@ function withResponseHeaders(
 }
 const OK_RESPONSE_TAG = Buffer.from([0x1a]);
 
-function buildCheckResponse(decision: Decision, realm: string): any {
+function buildCheckResponse(decision: Decision, realm: string): CheckResponse {
   if (decision.kind === 'allow') {
-    const response: any = {
-      status: { code: GRPC_OK },
-      ok_response: {
-        headers: decision.headers.map((h) => ({
-          header: { key: h.key, value: h.value },
-          append: { value: false },
-        })),
-        headers_to_remove: decision.headersToRemove,
-        query_parameters_to_remove: decision.queryParametersToRemove,
-      },
+    const ok: OkHttpResponse = {
+      headers: decision.headers.map((h) => ({
+        header: { key: h.key, value: h.value },
+        append: { value: false },
+      })),
+      headers_to_remove: decision.headersToRemove,
+      query_parameters_to_remove: decision.queryParametersToRemove,
     };
-    if (decision.responseHeaders)
-      response.ok_response.response_headers_to_add = headerOptions(decision.responseHeaders);
+    const response: CheckResponse = { status: { code: GRPC_OK }, ok_response: ok };
+    if (decision.responseHeaders) ok.response_headers_to_add = headerOptions(decision.responseHeaders);
     if (decision.metadata) {
       const m = decision.metadata;
       // Configured fields first: the service's own fields always win.
@@ -224,7 +238,7 @@ function buildCheckResponse(decision: Decision, realm: string): any {
   const custom = decision.response;
   if (custom && (outcome.httpStatus === 401 || outcome.httpStatus === 403))
     return customDenial(decision, custom, realm);
-  const headers: any[] = [JSON_CONTENT_TYPE];
+  const headers: HeaderValueOption[] = [JSON_CONTENT_TYPE];
   const wwwAuthenticate = challenge(decision, realm);
   if (wwwAuthenticate)
     headers.push({ header: { key: 'www-authenticate', value: wwwAuthenticate }, append: { value: false } });
@@ -248,9 +262,9 @@ function errorCode(d: Deny): string {
  * A rule's deny_response: its status, headers and body replace the defaults
  * where set. The challenge stays unless the rule sets www-authenticate itself.
  */
-function customDenial(d: Deny, custom: DenyResponse, realm: string): any {
+function customDenial(d: Deny, custom: DenyResponse, realm: string): CheckResponse {
   const outcome = DENY_OUTCOMES[d.reason];
-  const headers: any[] = [];
+  const headers: DeniedHttpResponse['headers'] = [];
   let hasContentType = false;
   let hasChallenge = false;
   for (const h of custom.headers) {

@@ -4,7 +4,7 @@ import type { Metrics } from '../observability/metrics.js';
 import { LogSampler } from '../observability/log-sampler.js';
 import type { CheckPipeline } from '../check/pipeline.js';
 import { checkResponseSerializer } from './protos.js';
-import type { DecodedCheckRequest } from './check-decode.js';
+import type { CheckResponse, DecodedCheckRequest } from './messages.js';
 import { toAuthRequest } from './request.js';
 import { toCheckResponse, WIRE, type WireHandle } from './response.js';
 import { DenyWireCache } from './precomputed.js';
@@ -102,8 +102,8 @@ export class CheckService {
   private readonly encodeDeny = (d: Deny): Buffer =>
     this.serialize(toCheckResponse(d, this.denyCache!.realm));
 
-  private encode(response: any): Buffer {
-    return (response as Partial<WireHandle>)[WIRE] ?? this.serialize(response);
+  private encode(response: CheckResponse | WireHandle): Buffer {
+    return (response as Partial<WireHandle>)[WIRE] ?? this.serialize(response as CheckResponse);
   }
 
   /** Fail closed: any unexpected error is a deny, never an allow and never a gRPC error. */

@@ -2,7 +2,7 @@
 // (Check and Watch) on the node:http2 server of grpc-server.ts.
 
 import type { SecureContextOptions } from 'node:tls';
-import { decodeCheckRequest, DecodeError } from './check-decode.js';
+import { decodeCheckRequest, decodeHealthService, DecodeError } from './check-decode.js';
 import { GrpcServer, type GrpcServerOptions, type ServerStreamCall } from './grpc-server.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, GrpcStatus, WireError } from './grpc-wire.js';
 import type { CheckService } from './service.js';
@@ -24,33 +24,12 @@ function healthResponse(status: number): Buffer {
 
 /** HealthCheckRequest { string service = 1 } → the service name ('' when absent). */
 export function decodeHealthRequest(buf: Buffer): string {
-  let service = '';
-  let pos = 0;
-  const varint = (): number => {
-    let v = 0;
-    for (let shift = 0; shift < 35; shift += 7) {
-      if (pos >= buf.length) throw new WireError(GrpcStatus.INTERNAL, 'malformed health request');
-      const b = buf[pos++]!;
-      v += (b & 0x7f) * 2 ** shift;
-      if (!(b & 0x80)) return v;
-    }
-    throw new WireError(GrpcStatus.INTERNAL, 'malformed health request');
-  };
-  while (pos < buf.length) {
-    const tag = varint();
-    const wt = tag % 8;
-    if (wt === 2) {
-      const n = varint();
-      if (n > buf.length - pos) throw new WireError(GrpcStatus.INTERNAL, 'malformed health request');
-      if (Math.floor(tag / 8) === 1) service = buf.toString('utf8', pos, pos + n);
-      pos += n;
-    } else if (wt === 0) varint();
-    else if (wt === 1) pos += 8;
-    else if (wt === 5) pos += 4;
-    else throw new WireError(GrpcStatus.INTERNAL, 'malformed health request');
-    if (pos > buf.length) throw new WireError(GrpcStatus.INTERNAL, 'malformed health request');
+  try {
+    return decodeHealthService(buf);
+  } catch (err) {
+    if (err instanceof DecodeError) throw new WireError(GrpcStatus.INTERNAL, 'malformed health request');
+    throw err;
   }
-  return service;
 }
 
 /** grpc.health.v1 state: '' and the Authorization service, NOT_SERVING until ready. */

@@ -6,7 +6,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
  */
 export class Metrics {
   /** Counts per counter not yet added to it (see `hits`). Declared first: later fields use it. */
-  private readonly pendingCounts = new Map<Counter<any>, PendingCount[]>();
+  private readonly pendingCounts = new Map<Counter<string>, PendingCount[]>();
   readonly registry = new Registry();
   readonly checkTotal: Counter<'decision' | 'reason' | 'issuer'> = new Counter({
     name: 'authz_check_total',
@@ -118,7 +118,7 @@ export class Metrics {
     count.n++;
   }
 
-  private pending(counter: Counter<any>, labels: Record<string, string>): PendingCount {
+  private pending(counter: Counter<string>, labels: Record<string, string>): PendingCount {
     const count = new PendingCount(labels);
     // The labelled series exists (at 0) from the start, as with a pre-bound child.
     counter.inc(labels, 0);
@@ -129,7 +129,7 @@ export class Metrics {
   }
 
   /** Moves the pending counts of one counter into it (its collect hook, run on every read). */
-  private flush(counter: Counter<any>): void {
+  private flush(counter: Counter<string>): void {
     for (const c of this.pendingCounts.get(counter) ?? []) {
       if (c.n === 0) continue;
       counter.inc(c.labels, c.n);

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { explainCheck } from '../check/explain.js';
 import { buildCheckRequest } from '../envoy/check-request.js';
+import type { DecodedCheckRequest } from '../envoy/messages.js';
 import { toAuthRequest } from '../envoy/request.js';
 import { isLoopbackHost } from '../net/safe-fetch.js';
 import type { Runtime } from './runtime.js';
@@ -39,7 +40,7 @@ interface ExplainBody {
 /** A CheckRequest (as Envoy sends it) → its decision with the trail, under this runtime's config. */
 export async function explainCheckRequest(
   rt: Runtime,
-  checkRequest: unknown,
+  checkRequest: DecodedCheckRequest,
 ): Promise<Record<string, unknown>> {
   const req = toAuthRequest(checkRequest);
   if (!req) return { decision: 'deny', reason: 'request_invalid', description: 'no HTTP attributes' };

@@ -8,6 +8,7 @@ import { registerOAuthRoutes, rewriteTokenPath } from '../oauth/index.js';
 import { clusterMetricsFromPrimary } from './cluster.js';
 import type { Runtime } from './runtime.js';
 import { registerWellKnownRoutes } from './well-known.js';
+import { listenHostPort } from '../core/address.js';
 import { registerExplainRoute } from './explain-route.js';
 
 export interface HttpServerDeps {
@@ -247,7 +248,7 @@ export function createHttpServer(deps: HttpServerDeps): FastifyInstance {
 }
 
 export function splitAddress(address: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(address);
-  if (!m) throw new Error(`invalid address "${address}" (expected HOST:PORT)`);
-  return { host: m[1] ?? (m[2] || '0.0.0.0'), port: Number(m[3]) };
+  const a = listenHostPort(address);
+  if (!a) throw new Error(`invalid address "${address}" (expected HOST:PORT)`);
+  return a;
 }

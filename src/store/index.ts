@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { parseHostPort } from '../config/load.js';
+import { parseHostPort } from '../core/address.js';
 import { ConfigError } from '../core/errors.js';
 import type { StoreConfig } from '../config/types.js';
 import type { Logger } from '../observability/logger.js';

@@ -10,7 +10,7 @@ import {
   type ExpressionInput,
 } from '../authz/expressions.js';
 import type { Principal } from '../core/request.js';
-import { ConfigError } from '../core/errors.js';
+import { collectProblems, ConfigError } from '../core/errors.js';
 import type { TokenProfileConfig, UpstreamTokenConfig } from '../config/types.js';
 import { loadEncryptionKey, type EncryptionKey } from '../crypto/encryption.js';
 import {
@@ -258,18 +258,6 @@ const DISABLED_PROFILE: TokenProfile = Object.freeze({
   statics: Object.freeze({}),
   computed: Object.freeze([]),
 });
-
-async function collectProblems<T>(problems: string[], load: () => Promise<T>): Promise<T | undefined> {
-  try {
-    return await load();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      problems.push(...err.problems);
-      return undefined;
-    }
-    throw err;
-  }
-}
 
 class Minter implements DownstreamTokenMinter {
   readonly header: string;

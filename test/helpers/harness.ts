@@ -6,7 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import { Service } from '../../src/server/app.js';
 import { loadConfigFile, loadConfigObject } from '../../src/config/load.js';
 import { authorizationClientConstructor } from '../../src/envoy/protos.js';
-import { describeCheckResponse, envoyCheckRequest } from '../../src/cli/check.js';
+import { describeCheckResponse, envoyCheckRequest, type CheckRequestMessage } from '../../src/cli/check.js';
 import { Metrics } from '../../src/observability/metrics.js';
 import { captureLogger } from './logger.js';
 
@@ -45,7 +45,7 @@ export interface TestService {
   readonly httpUrl: string;
   readonly logs: ReturnType<typeof captureLogger>;
   /** Raw CheckResponse. */
-  checkRaw(call: EnvoyCall | Record<string, unknown>): Promise<any>;
+  checkRaw(call: EnvoyCall | CheckRequestMessage | Record<string, unknown>): Promise<any>;
   check(call: EnvoyCall): Promise<Decision>;
   close(): Promise<void>;
 }
@@ -69,7 +69,7 @@ export async function startTestService(
   const grpcAddress = `127.0.0.1:${service.grpcPort}`;
   const Client = authorizationClientConstructor();
   const client = new Client(grpcAddress, grpc.credentials.createInsecure()) as any;
-  const checkRaw = (call: EnvoyCall | Record<string, unknown>): Promise<any> => {
+  const checkRaw = (call: EnvoyCall | CheckRequestMessage | Record<string, unknown>): Promise<any> => {
     const c = call as EnvoyCall;
     const isEnvoyCall = !('attributes' in call);
     const request = isEnvoyCall
@@ -81,7 +81,7 @@ export async function startTestService(
           headers: Object.entries(c.headers ?? {}).map(([k, v]) => `${k}=${v}`),
           context: Object.entries(c.context ?? {}).map(([k, v]) => `${k}=${v}`),
         })
-      : call;
+      : (call as CheckRequestMessage);
     if (isEnvoyCall && c.scheme !== undefined) {
       request.attributes.request.http.scheme = c.scheme;
       request.attributes.request.http.headers[':scheme'] = c.scheme;

@@ -4,7 +4,7 @@ import type { Logger } from '../../observability/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
 import { errorReason } from '../../net/safe-fetch.js';
 import { keySetFingerprint } from './jwk.js';
-import { keySourceState, type KeySet, type KeySource, type KeySourceStatus } from './types.js';
+import { keySourceStatus, type KeySet, type KeySource, type KeySourceStatus } from './types.js';
 import type { EpochMs } from '../../core/time.js';
 
 /** A key-loading failure with a short reason that is safe to log and report. */
@@ -99,13 +99,7 @@ export abstract class LocalKeySource implements KeySource {
   }
 
   status(): KeySourceStatus {
-    return {
-      state: keySourceState(this.loaded, this.keySet, this.lastError),
-      keys: this.keySet?.keys.length ?? 0,
-      loaded: this.loaded,
-      ...(this.lastError !== undefined ? { lastError: this.lastError } : {}),
-      ...(this.lastSuccessAt !== undefined ? { lastSuccessAt: this.lastSuccessAt } : {}),
-    };
+    return keySourceStatus(this.loaded, this.keySet, this.lastError, this.lastSuccessAt);
   }
 
   close(): void {

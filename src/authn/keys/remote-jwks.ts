@@ -4,7 +4,7 @@ import type { Metrics } from '../../observability/metrics.js';
 import { ATTR, tracer } from '../../observability/tracing.js';
 import { errorReason, fetchJson, urlForLog } from '../../net/safe-fetch.js';
 import { buildKeySet, keySetFingerprint } from './jwk.js';
-import { keySourceState, type KeySet, type KeySource, type KeySourceStatus } from './types.js';
+import { keySourceStatus, type KeySet, type KeySource, type KeySourceStatus } from './types.js';
 import { secondsToMs, type EpochMs } from '../../core/time.js';
 
 /** Why a fetch happens; a locator (discovery) may re-resolve on some of them. */
@@ -89,14 +89,7 @@ export class RemoteJwksKeySource implements KeySource {
   }
 
   status(): KeySourceStatus {
-    const set = this.current();
-    return {
-      state: keySourceState(this.loaded, set, this.lastError),
-      keys: set?.keys.length ?? 0,
-      loaded: this.loaded,
-      ...(this.lastError !== undefined ? { lastError: this.lastError } : {}),
-      ...(this.lastSuccessAt !== undefined ? { lastSuccessAt: this.lastSuccessAt } : {}),
-    };
+    return keySourceStatus(this.loaded, this.current(), this.lastError, this.lastSuccessAt);
   }
 
   close(): void {

@@ -1,6 +1,7 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import { extname, join, resolve } from 'node:path';
+import { CERTIFICATE_EXTENSIONS } from '../../config/sections/constants.js';
 import { ecCurveByNode, MIN_RSA_BITS } from '../../crypto/algorithms.js';
 import { EMPTY_KEY_SET, makeKeySet } from './jwk.js';
 import {
@@ -13,7 +14,7 @@ import {
 import type { KeySet, VerificationKey } from './types.js';
 import type { EpochMs } from '../../core/time.js';
 
-export const TRUSTSTORE_EXTENSIONS = ['.pem', '.crt', '.cer'] as const;
+export const TRUSTSTORE_EXTENSIONS = CERTIFICATE_EXTENSIONS;
 
 export interface TruststoreOptions extends LocalSourceOptions {
   /** For tests: the clock used to check certificate validity. */

@@ -109,3 +109,19 @@ export function keySourceState(
   if (set.keys.length === 0) return 'no_keys';
   return lastError === undefined ? 'ready' : 'stale';
 }
+
+/** A source's status from what it knows: whether it has loaded, its current keys, its last error and success. */
+export function keySourceStatus(
+  loaded: boolean,
+  set: KeySet | undefined,
+  lastError: string | undefined,
+  lastSuccessAt: EpochMs | undefined,
+): KeySourceStatus {
+  return {
+    state: keySourceState(loaded, set, lastError),
+    keys: set?.keys.length ?? 0,
+    loaded,
+    ...(lastError !== undefined ? { lastError } : {}),
+    ...(lastSuccessAt !== undefined ? { lastSuccessAt } : {}),
+  };
+}

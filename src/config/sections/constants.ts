@@ -17,6 +17,20 @@ export const JWS_ALGORITHMS = [
 ] as const;
 export const HMAC_ALGORITHMS = JWS_ALGORITHMS.filter((a) => a.startsWith('HS'));
 export const ASYMMETRIC_DEFAULT_ALGORITHMS = JWS_ALGORITHMS.filter((a) => !a.startsWith('HS'));
+/** The algorithms of one family (HS, RS, PS, ES), in the order above. */
+const family = (prefix: 'RS' | 'PS' | 'ES') => JWS_ALGORITHMS.filter((a) => a.startsWith(prefix));
+/** RSA signature algorithms: PKCS#1 v1.5 and PSS. */
+export const RSA_ALGORITHMS: readonly string[] = [...family('RS'), ...family('PS')];
+/**
+ * What a DPoP proof may be signed with: asymmetric only, as a proof must be verifiable
+ * with the public key it carries. In the order the challenge and the metadata list them.
+ */
+export const DPOP_ALGORITHMS: readonly string[] = [
+  ...family('ES'),
+  ...family('PS'),
+  ...family('RS'),
+  'EdDSA',
+];
 
 export const JWE_KEY_MANAGEMENT = [
   'RSA-OAEP',
@@ -38,6 +52,9 @@ export const JWE_CONTENT_ENCRYPTION = [
   'A192GCM',
   'A256GCM',
 ] as const;
+
+/** The certificate files of a truststore folder (checked by the preflight, loaded by authn). */
+export const CERTIFICATE_EXTENSIONS = ['.pem', '.crt', '.cer'] as const;
 
 export const SENDER_CONSTRAINT_MODES = ['off', 'optional', 'required'] as const;
 export const ACTIONS = ['allow', 'deny', 'authenticate', 'optional'] as const;

@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import { tlsEnabled } from '../../net/tls-files.js';
 import { LOG_LEVELS } from './constants.js';
 import { int, oneOf, section, str, Type, type Static } from './kit.js';
+import { splitHostPort } from '../../core/address.js';
 
 // server and log: the listeners, processes and logging.
 
@@ -105,14 +106,13 @@ export function addressProblem(value: string, allowUnix: boolean): string | unde
     if (!allowUnix) return `"${value}": a unix socket is not supported here; expected HOST:PORT`;
     return value.length > 'unix:'.length ? undefined : `"${value}": unix: needs a socket path`;
   }
-  const m = /^(?:\[([^\]]*)\]|([^:[\]]*)):([^:]*)$/.exec(value);
+  const a = splitHostPort(value);
   const expected = `expected HOST:PORT${allowUnix ? ' or unix:/path' : ''}`;
-  if (!m) return `"${value}": ${expected}`;
-  const host = m[1] ?? m[2]!;
-  const port = m[3]!;
+  if (!a) return `"${value}": ${expected}`;
+  const { host, port } = a;
   if (host === '') return `"${value}": the host is missing (${expected}, e.g. 0.0.0.0:9001)`;
-  if (m[1] !== undefined && isIP(host) !== 6) return `"${value}": "${host}" is not an IPv6 address`;
-  if (m[2] !== undefined && isIP(host) === 0 && !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(host))
+  if (a.bracketed && isIP(host) !== 6) return `"${value}": "${host}" is not an IPv6 address`;
+  if (!a.bracketed && isIP(host) === 0 && !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(host))
     return `"${value}": "${host}" is not a host name or IP address`;
   if (!/^\d{1,5}$/.test(port) || Number(port) > 65535)
     return `"${value}": the port must be a number between 0 and 65535, got "${port}"`;

@@ -1,5 +1,6 @@
 import { DEFAULT_REDIS_URL } from './constants.js';
 import { int, oneOf, section, str, strings, text, Type, type Static } from './kit.js';
+import { parseHostPort } from '../../core/address.js';
 
 // store: opaque access tokens, refresh tokens, revocations, used assertion jtis, rate-limit counters.
 
@@ -40,14 +41,8 @@ export const StoreSchema = section(
 export type StoreConfig = Static<typeof StoreSchema>;
 export type RedisTopologyConfig = Static<typeof RedisTopologySchema>;
 
-/** "host:port" (IPv6 as "[::1]:6379"); undefined when malformed. */
-export function parseHostPort(s: string): { host: string; port: number } | undefined {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^\s:[\]/]+)):(\d{1,5})$/.exec(s);
-  if (!m) return undefined;
-  const port = Number(m[3]);
-  if (port < 1 || port > 65535) return undefined;
-  return { host: (m[1] ?? m[2])!, port };
-}
+// "host:port" (IPv6 as "[::1]:6379"); undefined when malformed.
+export { parseHostPort };
 
 /** One Redis topology, well-formed nodes, options that fit it; fills the default redis_url. */
 export function checkStore(store: StoreConfig, problems: string[]): void {

@@ -48,3 +48,26 @@ describe('JWE key sizes', () => {
     expect(jweSymmetricKeyBytes('A192KW', 'A256GCM')).toBe(24);
   });
 });
+
+describe('algorithm lists derived from the one JWS list', () => {
+  it('DPoP proofs: the asymmetric algorithms, ES then PS then RS then EdDSA (the order the challenge lists)', async () => {
+    const { DPOP_ALGORITHMS } = await import('../../../src/authn/dpop.js');
+    expect(DPOP_ALGORITHMS).toEqual([
+      'ES256',
+      'ES384',
+      'ES512',
+      'PS256',
+      'PS384',
+      'PS512',
+      'RS256',
+      'RS384',
+      'RS512',
+      'EdDSA',
+    ]);
+  });
+
+  it('RSA signature algorithms: RS* and PS*, nothing else', async () => {
+    const { RSA_SIGNATURE_ALGS } = await import('../../../src/crypto/algorithms.js');
+    expect([...RSA_SIGNATURE_ALGS].sort()).toEqual(['PS256', 'PS384', 'PS512', 'RS256', 'RS384', 'RS512']);
+  });
+});

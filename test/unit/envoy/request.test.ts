@@ -1,8 +1,14 @@
 import { describe, expect, it } from 'vitest';
+import type { DecodedCheckRequest } from '../../../src/envoy/messages.js';
 import { INVALID_REQUEST_ID, loggableRequestId, toAuthRequest } from '../../../src/envoy/request.js';
 
-function check(http: unknown, contextExtensions?: unknown): unknown {
-  return { attributes: { request: { http }, context_extensions: contextExtensions } };
+/** A request of any shape: the mapping must cope with whatever a decoder hands it. */
+function hostile(request: unknown): DecodedCheckRequest {
+  return request as DecodedCheckRequest;
+}
+
+function check(http: unknown, contextExtensions?: unknown): DecodedCheckRequest {
+  return hostile({ attributes: { request: { http }, context_extensions: contextExtensions } });
 }
 
 function rawEntry(key: string, value: string): { key: string; raw_value: Uint8Array } {
@@ -138,12 +144,12 @@ describe('toAuthRequest', () => {
   });
 
   it('returns undefined when the request carries no http attributes', () => {
-    expect(toAuthRequest(undefined)).toBeUndefined();
+    expect(toAuthRequest(hostile(undefined))).toBeUndefined();
     expect(toAuthRequest({})).toBeUndefined();
     expect(toAuthRequest({ attributes: {} })).toBeUndefined();
     expect(toAuthRequest({ attributes: { request: {} } })).toBeUndefined();
-    expect(toAuthRequest({ attributes: { request: { http: 'GET /' } } })).toBeUndefined();
-    expect(toAuthRequest({ attributes: { request: { http: null } } })).toBeUndefined();
+    expect(toAuthRequest(hostile({ attributes: { request: { http: 'GET /' } } }))).toBeUndefined();
+    expect(toAuthRequest(hostile({ attributes: { request: { http: null } } }))).toBeUndefined();
   });
 
   it('ignores context_extensions that are not an object', () => {

@@ -80,14 +80,14 @@ describe('toCheckResponse: denials', () => {
     it(`${reason} → gRPC ${grpc}, HTTP ${http}, JSON body, reason as status message`, () => {
       const r = toCheckResponse(deny(reason), REALM);
       expect(r.status).toEqual({ code: grpc, message: reason });
-      expect(r.denied_response.status).toEqual({ code: http });
+      expect(r.denied_response!.status).toEqual({ code: http });
       expect(r.ok_response).toBeUndefined();
-      expect(r.denied_response.headers[0]).toEqual({
+      expect(r.denied_response!.headers[0]).toEqual({
         header: { key: 'content-type', value: 'application/json' },
         append: { value: false },
       });
-      for (const h of r.denied_response.headers) expect(h.append).toEqual({ value: false });
-      expect(() => JSON.parse(r.denied_response.body)).not.toThrow();
+      for (const h of r.denied_response!.headers) expect(h.append).toEqual({ value: false });
+      expect(() => JSON.parse(r.denied_response!.body)).not.toThrow();
       const hasChallenge = http === 401 || reason === 'insufficient_scope';
       expect(headerOf(r, 'www-authenticate') !== undefined).toBe(hasChallenge);
     });
@@ -96,7 +96,7 @@ describe('toCheckResponse: denials', () => {
   it('a missing token: bare Bearer challenge and "unauthorized" body', () => {
     const r = toCheckResponse(deny('token_missing'), REALM);
     expect(headerOf(r, 'www-authenticate')).toBe('Bearer realm="api"');
-    expect(JSON.parse(r.denied_response.body)).toEqual({ error: 'unauthorized' });
+    expect(JSON.parse(r.denied_response!.body)).toEqual({ error: 'unauthorized' });
   });
 
   it('an invalid token: error="invalid_token" with the description in challenge and body', () => {
@@ -104,7 +104,7 @@ describe('toCheckResponse: denials', () => {
     expect(headerOf(r, 'www-authenticate')).toBe(
       'Bearer realm="api", error="invalid_token", error_description="the token has expired"',
     );
-    expect(JSON.parse(r.denied_response.body)).toEqual({
+    expect(JSON.parse(r.denied_response!.body)).toEqual({
       error: 'invalid_token',
       error_description: 'the token has expired',
     });
@@ -113,7 +113,7 @@ describe('toCheckResponse: denials', () => {
   it('an invalid token without a description gets a generic one', () => {
     const r = toCheckResponse(deny('signature_invalid'), REALM);
     expect(headerOf(r, 'www-authenticate')).toContain('error_description="the token is invalid"');
-    expect(JSON.parse(r.denied_response.body).error_description).toBe('the token is invalid');
+    expect(JSON.parse(r.denied_response!.body).error_description).toBe('the token is invalid');
   });
 
   it('insufficient scope: 403 challenge naming the scopes needed', () => {
@@ -121,7 +121,7 @@ describe('toCheckResponse: denials', () => {
     expect(headerOf(r, 'www-authenticate')).toBe(
       'Bearer realm="api", error="insufficient_scope", error_description="the token lacks the required scope", scope="read write"',
     );
-    expect(JSON.parse(r.denied_response.body)).toEqual({
+    expect(JSON.parse(r.denied_response!.body)).toEqual({
       error: 'insufficient_scope',
       error_description: 'the token lacks the required scope',
       scope: 'read write',
@@ -133,12 +133,12 @@ describe('toCheckResponse: denials', () => {
     expect(headerOf(r, 'www-authenticate')).toBe(
       'Bearer realm="my \\"realm\\"", error="invalid_token", error_description="claim \\"x\\\\y\\" is wrong"',
     );
-    expect(JSON.parse(r.denied_response.body).error_description).toBe('claim "x\\y" is wrong');
+    expect(JSON.parse(r.denied_response!.body).error_description).toBe('claim "x\\y" is wrong');
   });
 
   it('the fixed bodies of forbidden, bad request, unavailable and server errors', () => {
     const body = (reason: DenyReason) =>
-      JSON.parse(toCheckResponse(deny(reason), REALM).denied_response.body);
+      JSON.parse(toCheckResponse(deny(reason), REALM).denied_response!.body);
     expect(body('rule_deny')).toEqual({ error: 'forbidden' });
     expect(body('request_invalid')).toEqual({ error: 'invalid_request' });
     expect(body('keys_unavailable')).toEqual({ error: 'temporarily_unavailable' });
@@ -220,7 +220,7 @@ describe('toCheckResponse: allows', () => {
 
   it('leaves sub out of the metadata when the token has none', () => {
     const r = toCheckResponse(allow({ metadata: { issuer: 'i', scope: '', claims: {} } }), REALM);
-    expect(Object.keys(r.dynamic_metadata.fields).sort()).toEqual(['claims', 'issuer', 'scope']);
+    expect(Object.keys(r.dynamic_metadata!.fields).sort()).toEqual(['claims', 'issuer', 'scope']);
   });
 });
 
