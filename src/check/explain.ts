@@ -6,8 +6,8 @@
 // explanation over the same compiled parts, that records what authenticate() found.
 // The normal Check path is untouched (it allocates nothing for explanations). Side
 // effects are kept out: its verified-token cache is off, DPoP proof jtis go to a
-// throwaway replay cache, and rate limits are not counted (the store has no read-only
-// look-up, so the state is not read either; the explanation says so).
+// throwaway replay cache, and rate limits are not counted: their state is read with the
+// store's read-only peek, which records nothing.
 
 import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { DENY_OUTCOMES, type Decision, type Deny } from '../core/decision.js';
@@ -181,14 +181,27 @@ export async function explainCheck(
   }
 
   const limits = (opts.rateLimits ?? []).filter((l) => !l.rules || l.rules.includes(enforced.name));
-  trail.rate_limits = {
-    limits: limits.map((l) => l.name),
-    counted: false,
-    note:
-      limits.length === 0
-        ? 'no rate limit applies to this rule'
-        : 'not consulted: the store has no read-only look-up, and reading the count would use up a request',
-  };
+  const limiter = parts.rateLimiter;
+  const bound = limiter?.forRule(enforced.name);
+  if (limits.length === 0 || !bound)
+    trail.rate_limits = { limits: [], counted: false, note: 'no rate limit applies to this rule' };
+  else if (decision.kind !== 'allow' || !principal)
+    trail.rate_limits = {
+      limits: limits.map((l) => l.name),
+      counted: false,
+      note: 'not counted: rate limits count only authenticated requests that are allowed',
+    };
+  else {
+    // As a Check would count them, read only: the explanation uses up no request.
+    const state = await limiter!.peek(bound, principal, explaining.input(req, np.path, principal));
+    const refused = state.some((s) => s.would_refuse === true);
+    trail.rate_limits = {
+      limits: limits.map((l) => l.name),
+      counted: false,
+      state,
+      ...(refused ? { would_refuse: true, note: 'a Check now would be refused: 429 rate_limited' } : {}),
+    };
+  }
 
   if (decision.kind === 'allow') {
     const minterHeader = parts.minter?.header;

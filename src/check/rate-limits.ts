@@ -7,7 +7,7 @@ import {
   type CompiledExpression,
   type ExpressionInput,
 } from '../authz/expressions.js';
-import type { RateLimitResult, Store } from '../store/types.js';
+import type { RateLimitPeek, RateLimitResult, Store } from '../store/types.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 
@@ -193,13 +193,7 @@ export class RateLimiter {
       }
       key ??= defaultKey(principal);
       active.push(l);
-      hits.push(
-        this.store.hit(
-          l.prefix + (key.length > MAX_RAW_KEY ? `#${sha256(key)}` : key),
-          l.limit,
-          l.windowSeconds,
-        ),
-      );
+      hits.push(this.store.hit(storeKey(l, key), l.limit, l.windowSeconds));
     }
     if (active.length === 0) return allow;
     // One limit (the common case): no Promise.all.
@@ -207,6 +201,78 @@ export class RateLimiter {
     return all.then(
       (results) => this.outcome(allow, active, results),
       (err: unknown) => this.storeFailed(allow, active, err),
+    );
+  }
+
+  /**
+   * Each limit's state for one request, as `apply` would count it, counting nothing
+   * (explanations): whether it applies (the rule filter chose `limits`; `when` decides
+   * here), the key, the requests in the window, what remains, and whether this request
+   * would be refused. A store that cannot answer is said for that limit, not thrown.
+   */
+  async peek(
+    limits: readonly BoundLimit[],
+    principal: Principal,
+    input: ExpressionInput,
+  ): Promise<Record<string, unknown>[]> {
+    return Promise.all(
+      limits.map(async (l): Promise<Record<string, unknown>> => {
+        const base = { name: l.name, limit: l.limit, window_seconds: l.windowSeconds };
+        const notes: string[] = [];
+        if (l.when) {
+          let applies = true;
+          try {
+            applies = l.when.evaluate(input) === true;
+          } catch (err) {
+            if (err instanceof ExpressionBudgetError)
+              return {
+                ...base,
+                error: `"when" is over the evaluation budget: a Check would deny the request`,
+              };
+            notes.push('"when" could not be evaluated: the limit applies');
+          }
+          if (!applies) return { ...base, applies: false, why: '"when" is false' };
+        }
+        let key: string | undefined;
+        if (l.key) {
+          try {
+            const v = l.key.evaluate(input);
+            if (typeof v === 'string' && v !== '') key = v;
+            else notes.push('the key is not a non-empty string: counting by issuer and sub');
+          } catch (err) {
+            if (err instanceof ExpressionBudgetError)
+              return {
+                ...base,
+                error: `"key" is over the evaluation budget: a Check would deny the request`,
+              };
+            notes.push('the key could not be evaluated: counting by issuer and sub');
+          }
+        }
+        // The default key without a sub is a hash of the token: not shown.
+        const shown =
+          key ?? (principal.sub !== undefined ? defaultKey(principal) : `${principal.issuer} #(token hash)`);
+        key ??= defaultKey(principal);
+        const head = { ...base, applies: true, key: shown, ...(notes.length > 0 ? { notes } : {}) };
+        let p: RateLimitPeek;
+        try {
+          p = await this.store.peek(storeKey(l, key), l.limit, l.windowSeconds);
+        } catch (err) {
+          return {
+            ...head,
+            store: 'unavailable',
+            error: (err as Error).message,
+            if_unavailable: this.failOpen ? 'allowed (rate_limits_fail: open)' : 'denied (503)',
+          };
+        }
+        return {
+          ...head,
+          counted: p.count,
+          remaining: p.remaining,
+          would_refuse: p.wouldRefuse,
+          reset_seconds: p.resetSeconds,
+          ...(p.retryAfterSeconds !== undefined ? { retry_after_seconds: p.retryAfterSeconds } : {}),
+        };
+      }),
     );
   }
 
@@ -273,6 +339,11 @@ export class RateLimiter {
     l.lastWarn = now;
     this.logger.warn({ rate_limit: l.name, ...fields }, message);
   }
+}
+
+/** The limit's store key: its namespace and the key, hashed when long. */
+function storeKey(l: CompiledLimit, key: string): string {
+  return l.prefix + (key.length > MAX_RAW_KEY ? `#${sha256(key)}` : key);
 }
 
 /** issuer + sub; without a sub, a hash of the token (never the token itself). */

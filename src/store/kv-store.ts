@@ -1,6 +1,7 @@
 import type {
   FamilyMember,
   OpaqueTokenRecord,
+  RateLimitPeek,
   RateLimitResult,
   RefreshTokenRecord,
   RefreshTokenState,
@@ -27,6 +28,11 @@ export interface Kv {
    * this one when fewer than `limit` remain. nowMs undefined: the backend's own clock.
    */
   windowHit(key: string, limit: number, windowMs: number, nowMs: number | undefined): Promise<WindowHit>;
+  /**
+   * The same window read without changing it: the hits after nowMs - windowMs (allowed
+   * is always false: nothing is recorded). nowMs undefined: the backend's own clock.
+   */
+  windowPeek(key: string, windowMs: number, nowMs: number | undefined): Promise<WindowHit>;
 }
 
 /** What a sliding-window step saw, after recording the hit if it was allowed (epoch ms). */
@@ -166,11 +172,7 @@ export abstract class KvStore implements Store {
   }
 
   async hit(key: string, limit: number, windowSeconds: number, nowMs?: number): Promise<RateLimitResult> {
-    if (!Number.isSafeInteger(limit) || limit < 1)
-      throw new RangeError(`rate limit: limit must be a positive integer, got ${limit}`);
-    const windowMs = Math.round(windowSeconds * 1000);
-    if (!Number.isFinite(windowSeconds) || windowMs < 1)
-      throw new RangeError(`rate limit: windowSeconds must be > 0, got ${windowSeconds}`);
+    const windowMs = windowArgs(limit, windowSeconds);
     const h = await this.kv.windowHit(this.keys.rateLimit(key), limit, windowMs, nowMs);
     const resetSeconds = h.count > 0 ? Math.max(1, Math.ceil((h.newest + windowMs - h.now) / 1000)) : 0;
     const remaining = Math.max(0, limit - h.count);
@@ -182,4 +184,29 @@ export abstract class KvStore implements Store {
       retryAfterSeconds: Math.max(1, Math.ceil((h.oldest + windowMs - h.now) / 1000)),
     };
   }
+
+  async peek(key: string, limit: number, windowSeconds: number, nowMs?: number): Promise<RateLimitPeek> {
+    const windowMs = windowArgs(limit, windowSeconds);
+    const h = await this.kv.windowPeek(this.keys.rateLimit(key), windowMs, nowMs);
+    const resetSeconds = h.count > 0 ? Math.max(1, Math.ceil((h.newest + windowMs - h.now) / 1000)) : 0;
+    const remaining = Math.max(0, limit - h.count);
+    if (h.count < limit) return { count: h.count, remaining, wouldRefuse: false, resetSeconds };
+    return {
+      count: h.count,
+      remaining,
+      wouldRefuse: true,
+      resetSeconds,
+      retryAfterSeconds: Math.max(1, Math.ceil((h.oldest + windowMs - h.now) / 1000)),
+    };
+  }
+}
+
+/** The window in ms, after checking the arguments hit and peek share. */
+function windowArgs(limit: number, windowSeconds: number): number {
+  if (!Number.isSafeInteger(limit) || limit < 1)
+    throw new RangeError(`rate limit: limit must be a positive integer, got ${limit}`);
+  const windowMs = Math.round(windowSeconds * 1000);
+  if (!Number.isFinite(windowSeconds) || windowMs < 1)
+    throw new RangeError(`rate limit: windowSeconds must be > 0, got ${windowSeconds}`);
+  return windowMs;
 }

@@ -141,6 +141,23 @@ export class MemoryKv implements Kv {
       now,
     };
   }
+
+  async windowPeek(key: string, windowMs: number, nowMs: number | undefined): Promise<WindowHit> {
+    // Reads only: stale hits are skipped, not dropped (hit and the purge timer drop them).
+    const now = nowMs ?? this.clock();
+    const hits = this.windows.get(key)?.hits ?? [];
+    const floor = now - windowMs;
+    let first = 0;
+    while (first < hits.length && hits[first]! <= floor) first++;
+    const count = hits.length - first;
+    return {
+      allowed: false,
+      count,
+      oldest: count > 0 ? hits[first]! : now,
+      newest: count > 0 ? hits[hits.length - 1]! : now,
+      now,
+    };
+  }
 }
 
 export interface MemoryStoreOptions {

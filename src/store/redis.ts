@@ -73,6 +73,29 @@ end
 return {allowed, count, oldest, newest, now}
 `;
 
+// The same window read only (explanations): the hits after now - window, counted with the
+// same clock and arithmetic as WINDOW_HIT_LUA, on the same key; nothing is written, not
+// even the expiry. KEYS[1]: the sorted set. ARGV: window ms, now ms ('' = server clock).
+const WINDOW_PEEK_LUA = `
+local window = tonumber(ARGV[1])
+local now
+if ARGV[2] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+else
+  now = tonumber(ARGV[2])
+end
+local floor = '(' .. (now - window)
+local count = redis.call('ZCOUNT', KEYS[1], floor, '+inf')
+local oldest = now
+local newest = now
+if count > 0 then
+  oldest = tonumber(redis.call('ZRANGEBYSCORE', KEYS[1], floor, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)[2])
+  newest = tonumber(redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', floor, 'WITHSCORES', 'LIMIT', 0, 1)[2])
+end
+return {0, count, oldest, newest, now}
+`;
+
 type Client = Redis | Cluster;
 type WindowHitCommand = (
   key: string,
@@ -86,8 +109,15 @@ type WindowHitCommand = (
 const HIT_ID_PREFIX = randomBytes(9).toString('base64url');
 let hitSeq = 0;
 
+type WindowPeekCommand = (
+  key: string,
+  windowMs: number,
+  now: string,
+) => Promise<[number, number, number, number, number]>;
+
 class RedisKv implements Kv {
   private readonly windowHitCmd: WindowHitCommand;
+  private readonly windowPeekCmd: WindowPeekCommand;
 
   constructor(
     private readonly client: Client,
@@ -97,6 +127,9 @@ class RedisKv implements Kv {
     client.defineCommand('authzWindowHit', { numberOfKeys: 1, lua: WINDOW_HIT_LUA });
     const cmd = (client as unknown as { authzWindowHit: WindowHitCommand }).authzWindowHit;
     this.windowHitCmd = cmd.bind(client);
+    client.defineCommand('authzWindowPeek', { numberOfKeys: 1, lua: WINDOW_PEEK_LUA });
+    const peek = (client as unknown as { authzWindowPeek: WindowPeekCommand }).authzWindowPeek;
+    this.windowPeekCmd = peek.bind(client);
   }
 
   // Every command fails fast while disconnected (no offline queue) and the whole call,
@@ -182,6 +215,14 @@ class RedisKv implements Kv {
         member,
       );
       return { allowed: allowed === 1, count, oldest, newest, now: at };
+    });
+  }
+
+  windowPeek(key: string, windowMs: number, nowMs: number | undefined): Promise<WindowHit> {
+    return this.run(async () => {
+      const now = nowMs === undefined ? '' : String(Math.floor(nowMs));
+      const [, count, oldest, newest, at] = await this.windowPeekCmd(this.k(key), windowMs, now);
+      return { allowed: false, count, oldest, newest, now: at };
     });
   }
 }

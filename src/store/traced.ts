@@ -2,6 +2,7 @@ import type { Tracer } from '../observability/tracing.js';
 import type {
   FamilyMember,
   OpaqueTokenRecord,
+  RateLimitPeek,
   RateLimitResult,
   RefreshTokenRecord,
   RefreshTokenState,
@@ -82,6 +83,9 @@ export class TracedStore implements Store {
   }
   hit(key: string, limit: number, windowSeconds: number, nowMs?: number): Promise<RateLimitResult> {
     return this.traced('hit', () => this.inner.hit(key, limit, windowSeconds, nowMs));
+  }
+  peek(key: string, limit: number, windowSeconds: number, nowMs?: number): Promise<RateLimitPeek> {
+    return this.traced('peek', () => this.inner.peek(key, limit, windowSeconds, nowMs));
   }
   close(): Promise<void> {
     return this.inner.close();

@@ -56,6 +56,20 @@ export interface RateLimitResult {
   readonly retryAfterSeconds?: number;
 }
 
+/** The answer of Store.peek: a rate-limit window as it stands, nothing counted. */
+export interface RateLimitPeek {
+  /** Requests counted in the window (now - windowSeconds, now]. */
+  readonly count: number;
+  /** Further requests allowed right now (limit minus count, at least 0). */
+  readonly remaining: number;
+  /** A request counted now would be refused (the window already holds `limit`). */
+  readonly wouldRefuse: boolean;
+  /** Whole seconds until every request counted now has left the window (0 when none is). */
+  readonly resetSeconds: number;
+  /** When a request would be refused: whole seconds (at least 1) until one can be allowed again. */
+  readonly retryAfterSeconds?: number;
+}
+
 /**
  * All durations are relative TTLs in whole seconds (at least 1), so the store's own clock
  * never has to agree with the caller's. Every method rejects with StoreUnavailableError
@@ -107,6 +121,13 @@ export interface Store {
    * `nowMs` is given). `limit` is a positive integer, `windowSeconds` > 0 (ms precision).
    */
   hit(key: string, limit: number, windowSeconds: number, nowMs?: number): Promise<RateLimitResult>;
+
+  /**
+   * Reads the window `hit` would count against, with the same key, limit and window
+   * arithmetic, and records nothing: peeking any number of times leaves the allowance
+   * of the next hit unchanged (explanations use it).
+   */
+  peek(key: string, limit: number, windowSeconds: number, nowMs?: number): Promise<RateLimitPeek>;
 
   close(): Promise<void>;
 }

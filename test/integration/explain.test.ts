@@ -9,6 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfigObject } from '../../src/config/load.js';
 import { generateEcKeyPair } from '../helpers/keys.js';
 import { closePolicyServices, policyConfig, startPolicyService, token } from '../helpers/policy.js';
+import { getRedisUrl, RedisServerProcess, redisServerOnPath, uniquePrefix } from '../helpers/redis.js';
 
 const MAIN = new URL('../../dist/main.js', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'authz-explain-'));
@@ -72,8 +73,24 @@ describe('check --explain --config FILE', () => {
       scopes_all: { required: ['reports:read'], missing: [], ok: true },
       claims: [{ claim: 'department', accepted: ['eng'], ok: true }],
     });
-    expect(out.trail.rate_limits).toMatchObject({ limits: ['per-user'], counted: false });
-    expect(out.trail.rate_limits.note).toMatch(/not consulted/);
+    // The rate-limit state, read without counting (a fresh process: nothing counted yet).
+    expect(out.trail.rate_limits).toEqual({
+      limits: ['per-user'],
+      counted: false,
+      state: [
+        {
+          name: 'per-user',
+          limit: 100,
+          window_seconds: 60,
+          applies: true,
+          key: 'corp alice',
+          counted: 0,
+          remaining: 100,
+          would_refuse: false,
+          reset_seconds: 0,
+        },
+      ],
+    });
     expect(out.trail.upstream.headers['x-user-id']).toBe('alice');
     expect(out.trail.upstream.headers['x-email']).toBe('[redacted]');
     expect(out.trail.upstream.headers['x-jwt-assertion'].minted_token_claims).toMatchObject({
@@ -200,8 +217,18 @@ describe('POST /debug/explain', () => {
       const out = (await (await post(svc.httpUrl, body)).json()) as Record<string, any>;
       expect(out.decision).toBe('allow');
       expect(out.trail.rate_limits).toMatchObject({ limits: ['one'], counted: false });
+      expect(out.trail.rate_limits.state).toEqual([
+        expect.objectContaining({ name: 'one', counted: 0, remaining: 1, would_refuse: false }),
+      ]);
     }
     expect((await svc.check({ path: '/reports/q1', token: t })).decision).toBe('allow');
+    // Now the window is full: the explanation says the next request would be refused.
+    const full = (await (await post(svc.httpUrl, body)).json()) as Record<string, any>;
+    expect(full.trail.rate_limits).toMatchObject({ would_refuse: true, note: /429 rate_limited/ });
+    expect(full.trail.rate_limits.state).toEqual([
+      expect.objectContaining({ name: 'one', counted: 1, remaining: 0, would_refuse: true }),
+    ]);
+    expect(full.trail.rate_limits.state[0].retry_after_seconds).toBeGreaterThanOrEqual(1);
     expect((await svc.check({ path: '/reports/q1', token: t })).reason).toBe('rate_limited');
   });
 
@@ -216,4 +243,103 @@ describe('POST /debug/explain', () => {
     expect(() => at({ explain: true }, '[::1]:9002')).not.toThrow();
     expect(() => at({ explain: false }, '0.0.0.0:9002')).not.toThrow();
   });
+});
+
+describe('POST /debug/explain: rate-limit state in a real Redis, read without counting', () => {
+  const post = (url: string, body: unknown) =>
+    fetch(`${url}/debug/explain`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    }).then(async (r) => {
+      expect(r.status).toBe(200);
+      return (await r.json()) as Record<string, any>;
+    });
+  const limits = [
+    { name: 'per-dept', limit: 5, window_seconds: 60, key: 'claims.department' },
+    { name: 'not-now', limit: 1, window_seconds: 60, when: "'never' in scopes" },
+    { name: 'admin-only', limit: 1, window_seconds: 60, rules: ['admin'] },
+  ];
+
+  it('N checks: N counted, limit - N remaining; explaining changes nothing', async (ctx) => {
+    const handle = await getRedisUrl();
+    if (!handle) {
+      console.warn('[redis] SKIPPED: explain with a Redis store — no Redis');
+      return ctx.skip();
+    }
+    try {
+      const svc = await startPolicyService({
+        ...extra,
+        store: { type: 'redis', redis_url: handle.url, key_prefix: uniquePrefix('explain-rl') },
+        rate_limits: limits,
+        server: { http_address: '127.0.0.1:0' },
+        debug: { explain: true },
+      });
+      const t = await token({ scope: 'reports:read', department: 'eng' });
+      const body = { path: '/reports/q1', headers: { authorization: `Bearer ${t}` } };
+      for (let i = 0; i < 3; i++)
+        expect((await svc.check({ path: '/reports/q1', token: t })).decision).toBe('allow');
+      for (let i = 0; i < 3; i++) {
+        const out = await post(svc.httpUrl, body);
+        expect(out.decision).toBe('allow');
+        // The rule filter leaves out admin-only; "when" decides not-now does not apply.
+        expect(out.trail.rate_limits.limits).toEqual(['per-dept', 'not-now']);
+        expect(out.trail.rate_limits.state).toEqual([
+          {
+            name: 'per-dept',
+            limit: 5,
+            window_seconds: 60,
+            applies: true,
+            key: 'eng',
+            counted: 3,
+            remaining: 2,
+            would_refuse: false,
+            reset_seconds: expect.any(Number),
+          },
+          { name: 'not-now', limit: 1, window_seconds: 60, applies: false, why: '"when" is false' },
+        ]);
+      }
+      // Exactly the remaining allowance is left for real requests.
+      expect((await svc.check({ path: '/reports/q1', token: t })).decision).toBe('allow');
+      expect((await svc.check({ path: '/reports/q1', token: t })).decision).toBe('allow');
+      expect((await svc.check({ path: '/reports/q1', token: t })).reason).toBe('rate_limited');
+    } finally {
+      await handle.stop();
+    }
+  }, 30_000);
+
+  it.skipIf(!redisServerOnPath())(
+    'a store that cannot answer is said for that limit, not an error',
+    async () => {
+      const redis = await RedisServerProcess.start();
+      try {
+        const svc = await startPolicyService({
+          ...extra,
+          store: { type: 'redis', redis_url: redis.url, key_prefix: uniquePrefix('explain-down') },
+          rate_limits: limits,
+          server: { http_address: '127.0.0.1:0' },
+          debug: { explain: true },
+        });
+        await redis.stop();
+        const t = await token({ scope: 'reports:read', department: 'eng' });
+        const out = await post(svc.httpUrl, {
+          path: '/reports/q1',
+          headers: { authorization: `Bearer ${t}` },
+        });
+        expect(out.decision).toBe('allow');
+        expect(out.trail.rate_limits.state[0]).toMatchObject({
+          name: 'per-dept',
+          applies: true,
+          key: 'eng',
+          store: 'unavailable',
+          if_unavailable: 'denied (503)',
+        });
+        expect(out.trail.rate_limits.state[0].counted).toBeUndefined();
+        expect(out.trail.rate_limits.state[1]).toMatchObject({ name: 'not-now', applies: false });
+      } finally {
+        await redis.stop();
+      }
+    },
+    30_000,
+  );
 });

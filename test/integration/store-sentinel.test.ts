@@ -26,6 +26,8 @@ describe.skipIf(!local)('RedisStore through Redis Sentinel', () => {
       await s.revokeJti('victim', 300);
       expect(await s.isJtiRevoked('victim')).toBe(true);
       expect((await s.hit('tenant', 2, 60)).allowed).toBe(true);
+      // A read-only peek through the sentinel-found master: the hit, nothing added.
+      expect(await s.peek('tenant', 2, 60)).toMatchObject({ count: 1, remaining: 1, wouldRefuse: false });
       // Replication is asynchronous: a write the replica has not received yet is lost in
       // a failover. WAIT (on the connection that wrote) holds until the replica has it.
       expect(await s.client.call('WAIT', '1', '5000')).toBe(1);
@@ -56,7 +58,9 @@ describe.skipIf(!local)('RedisStore through Redis Sentinel', () => {
       expect(await local!.currentMasterPort()).toBe(local!.replicaPort);
       // The same store object writes to the new master.
       expect(await s.rememberOnce('after-failover', 60)).toBe(true);
+      expect(await s.peek('tenant', 2, 60)).toMatchObject({ count: 1, remaining: 1 });
       expect((await s.hit('tenant', 2, 60)).allowed).toBe(true);
+      expect(await s.peek('tenant', 2, 60)).toMatchObject({ count: 2, remaining: 0, wouldRefuse: true });
       expect((await s.hit('tenant', 2, 60)).allowed).toBe(false);
     } finally {
       await s.close();

@@ -123,6 +123,64 @@ export function storeBehaviour(name: string, factory: () => Promise<Store>): voi
       });
     });
 
+    it('peek: N hits show N counted and limit - N remaining; the same window arithmetic as hit', async () => {
+      const t0 = 1_700_000_000_000;
+      const key = `rl-peek-${Math.random()}`;
+      expect(await store.peek(key, 5, 10, t0)).toEqual({
+        count: 0,
+        remaining: 5,
+        wouldRefuse: false,
+        resetSeconds: 0,
+      });
+      for (let i = 0; i < 3; i++) expect((await store.hit(key, 5, 10, t0 + i * 1000)).allowed).toBe(true);
+      expect(await store.peek(key, 5, 10, t0 + 2500)).toEqual({
+        count: 3,
+        remaining: 2,
+        wouldRefuse: false,
+        resetSeconds: 10,
+      });
+      await store.hit(key, 5, 10, t0 + 3000);
+      await store.hit(key, 5, 10, t0 + 4000);
+      // Full: a hit now would be refused; the oldest (t0) leaves at t0 + 10 s.
+      expect(await store.peek(key, 5, 10, t0 + 5500)).toEqual({
+        count: 5,
+        remaining: 0,
+        wouldRefuse: true,
+        resetSeconds: 9,
+        retryAfterSeconds: 5,
+      });
+      // The window is (now - 10 s, now], as for hit: at exactly t0 + 10 s the first hit is out.
+      expect(await store.peek(key, 5, 10, t0 + 10_000)).toMatchObject({
+        count: 4,
+        remaining: 1,
+        wouldRefuse: false,
+      });
+      // A limit lower than the count: remaining is never negative.
+      expect(await store.peek(key, 2, 10, t0 + 5500)).toMatchObject({
+        count: 5,
+        remaining: 0,
+        wouldRefuse: true,
+      });
+      await expect(store.peek(key, 0, 10)).rejects.toBeInstanceOf(RangeError);
+      await expect(store.peek(key, 1, 0)).rejects.toBeInstanceOf(RangeError);
+    });
+
+    it('peek records nothing: after peeking, the next hits get exactly the remaining allowance', async () => {
+      const key = `rl-peek-only-${Math.random()}`;
+      for (let i = 0; i < 3; i++) expect((await store.hit(key, 5, 60)).allowed).toBe(true);
+      for (let i = 0; i < 10; i++)
+        expect(await store.peek(key, 5, 60)).toMatchObject({ count: 3, remaining: 2, wouldRefuse: false });
+      expect(await store.hit(key, 5, 60)).toMatchObject({ allowed: true, remaining: 1 });
+      expect(await store.hit(key, 5, 60)).toMatchObject({ allowed: true, remaining: 0 });
+      expect((await store.hit(key, 5, 60)).allowed).toBe(false);
+      expect(await store.peek(key, 5, 60)).toMatchObject({ count: 5, remaining: 0, wouldRefuse: true });
+      // Peeking a key never hit creates nothing either: the whole limit is there.
+      const fresh = `rl-peek-fresh-${Math.random()}`;
+      await store.peek(fresh, 2, 60);
+      await store.peek(fresh, 2, 60);
+      expect(await store.hit(fresh, 2, 60)).toMatchObject({ allowed: true, remaining: 1 });
+    });
+
     it('hit: refuses a limit or window that cannot mean anything', async () => {
       await expect(store.hit('k', 0, 10)).rejects.toBeInstanceOf(RangeError);
       await expect(store.hit('k', 1.5, 10)).rejects.toBeInstanceOf(RangeError);
