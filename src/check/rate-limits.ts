@@ -150,7 +150,9 @@ export class RateLimiter {
   ): Decision | Promise<Decision> {
     let input = typeof expressions === 'function' ? undefined : expressions;
     const active: BoundLimit[] = [];
-    const hits: Promise<RateLimitResult>[] = [];
+    const storeKeys: string[] = [];
+    // Every filter and key first, then the store: a budget denial half-way must neither
+    // count the request against the limits before it nor leave their hits unawaited.
     for (const l of limits) {
       if (l.when) {
         input ??= (expressions as () => ExpressionInput)();
@@ -193,11 +195,14 @@ export class RateLimiter {
       }
       key ??= defaultKey(principal);
       active.push(l);
-      hits.push(this.store.hit(storeKey(l, key), l.limit, l.windowSeconds));
+      storeKeys.push(storeKey(l, key));
     }
     if (active.length === 0) return allow;
     // One limit (the common case): no Promise.all.
-    const all = hits.length === 1 ? hits[0]!.then((r) => [r]) : Promise.all(hits);
+    const all =
+      active.length === 1
+        ? this.store.hit(storeKeys[0]!, active[0]!.limit, active[0]!.windowSeconds).then((r) => [r])
+        : Promise.all(active.map((l, i) => this.store.hit(storeKeys[i]!, l.limit, l.windowSeconds)));
     return all.then(
       (results) => this.outcome(allow, active, results),
       (err: unknown) => this.storeFailed(allow, active, err),

@@ -158,4 +158,24 @@ describe('expression_budget_ms', () => {
     expect(lline).toMatchObject({ rule: 'orders' });
     expect(String(lline?.detail)).toBe('rate_limits "per-handle".key: evaluation budget of 1 ms exceeded');
   });
+
+  it('a budget denial in a later limit counts the request against no limit', async () => {
+    // `first` (limit 1) comes before the limit whose key runs out of budget: the denied
+    // request must not use up `first`, so the next (cheap) request is still allowed.
+    const svc = await startPolicyService({
+      expression_budget_ms: 1,
+      rules: [{ name: 'orders', match: { path_prefix: '/api' } }],
+      rate_limits: [
+        { name: 'first', limit: 1, window_seconds: 60 },
+        { name: 'per-handle', limit: 100, window_seconds: 60, key: `${heavy} ? 'a' : 'b'` },
+      ],
+    });
+    const t = await token({ org: { id: 'o1' } });
+    const denied = await svc.check({ token: t, headers: { 'x-handles': values } });
+    expect(denied).toMatchObject({ http_status: 403, reason: 'expression_error' });
+    const next = await svc.check({ token: t, headers: { 'x-handles': 'bob' } });
+    expect(next.decision).toBe('allow');
+    const third = await svc.check({ token: t, headers: { 'x-handles': 'bob' } });
+    expect(third).toMatchObject({ http_status: 429, reason: 'rate_limited' });
+  });
 });
