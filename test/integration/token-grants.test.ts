@@ -556,6 +556,28 @@ describe('token exchange', () => {
     }
   });
 
+  it("applies the subject issuer's sender_constraint: an unbound token of an issuer that requires binding is refused", async () => {
+    for (const [constraint, detail] of [
+      [{ dpop: 'required' }, 'not DPoP-bound'],
+      [{ mtls: 'required' }, 'bound to a client certificate'],
+    ] as const) {
+      const svc = await startTestService(
+        {
+          ...config(),
+          issuers: ISSUERS.map((i) => (i.name === 'corp' ? { ...i, sender_constraint: constraint } : i)),
+        },
+        { baseDir: dir, logLevel: 'info' },
+      );
+      services.push(svc);
+      const subject = await corpToken({ scope: 'read' });
+      // Check refuses this token from that issuer (cnf_missing): so does the exchange.
+      expect((await checkBearer(svc, subject)).decision).toBe('deny');
+      const res = await exchange(svc, subject);
+      expectError(res, 400, 'invalid_request');
+      expect(String(res.json.error_description)).toContain(detail);
+    }
+  });
+
   it('needs an authenticated client allowed to exchange: invalid_client, unauthorized_client', async () => {
     const svc = await start();
     const subject = await corpToken();

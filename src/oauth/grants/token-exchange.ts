@@ -167,6 +167,8 @@ async function verifyToken(
   const parsed = parseCompactJws(token, state.maxBodyBytes);
   let claims: Record<string, unknown>;
   let issuerName: string;
+  // The issuer's binding policy, as Check applies it (our own tokens carry theirs in cnf).
+  let constraint: CompiledIssuer['senderConstraint'];
   if ('kind' in parsed) {
     // Not a JWT: only an opaque access token of ours.
     if (token.includes('.') || type === TOKEN_TYPE_JWT || !self.status?.issuesOpaqueTokens)
@@ -197,6 +199,7 @@ async function verifyToken(
     }
     claims = result.claims;
     issuerName = issuer.name;
+    constraint = issuer.senderConstraint;
     if (issuer.status) {
       const revoked = await issuer.status.isRevoked(claims);
       if (revoked === 'unavailable') {
@@ -205,6 +208,12 @@ async function verifyToken(
       if (revoked) throw invalid('has been revoked');
     }
   }
+  // An issuer that requires bound tokens: an unbound one is refused here as Check refuses
+  // it (cnf_missing), and a certificate binding cannot be checked at the token endpoint.
+  if (constraint?.mtls === 'required')
+    throw invalid('is from an issuer whose tokens are bound to a client certificate', 'mtls_required');
+  if (constraint?.dpop === 'required' && !(isPlainObject(claims.cnf) && typeof claims.cnf.jkt === 'string'))
+    throw invalid('is not DPoP-bound (cnf.jkt), which its issuer requires', 'cnf_missing');
   // A sender-constrained token is exchanged only by its holder: a DPoP proof with its key.
   const cnf = claims.cnf;
   if (cnf !== undefined) {
