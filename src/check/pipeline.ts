@@ -389,8 +389,19 @@ export class CheckPipeline {
       : undefined;
     if (extracted === undefined || 'problem' in extracted)
       return this.allowUnverified(req, rule, 'anonymous');
-    const principal = await this.authenticate(extracted.token, deadline);
-    if ('kind' in principal) return this.allowUnverified(req, rule, 'anonymous');
+    // An API key is looked up in its keys file, never sent to a token verifier or an
+    // introspection endpoint.
+    const apiKeys = extracted.source.apiKeys;
+    let principal: Principal;
+    if (apiKeys !== undefined) {
+      const found = apiKeys.check(extracted.token, this.now());
+      if ('deny' in found) return this.allowUnverified(req, rule, 'anonymous');
+      principal = found.principal;
+    } else {
+      const verified = await this.authenticate(extracted.token, deadline);
+      if ('kind' in verified) return this.allowUnverified(req, rule, 'anonymous');
+      principal = verified;
+    }
     const minter = this.parts.minter;
     const profile = minter?.profile(rule.name);
     let minted: MintedToken | undefined;

@@ -404,3 +404,27 @@ describe('api_keys: configuration errors', () => {
     expect(problems.join('\n')).toMatch(/rules\[0\]\.require\.issuers.*partners/);
   });
 });
+
+describe('api keys under an audit (dry-run) rule', () => {
+  it('a would-be denial is allowed as the key principal, enriched, and the key is never sent to a token verifier', async () => {
+    const svc = await startPolicyService({
+      api_keys: API_KEYS,
+      rules: [
+        {
+          name: 'beta',
+          match: { path_prefix: '/beta' },
+          require: { scopes_all: ['beta'] },
+          mode: 'audit',
+        },
+      ],
+      upstream: UPSTREAM,
+    });
+    const d = await svc.check({ path: '/beta/x', headers: { 'x-api-key': reader.key } });
+    expect(d.decision).toBe('allow');
+    expect(d.dynamic_metadata?.dry_run).toMatchObject({ decision: 'deny', reason: 'insufficient_scope' });
+    // Enriched as the key's principal, not as an anonymous caller.
+    expect(d.headers['x-user-id']).toBe('svc-reader');
+    expect(d.dynamic_metadata?.anonymous).toBeUndefined();
+    expect(JSON.stringify(svc.logs.lines)).not.toContain(reader.key);
+  });
+});
