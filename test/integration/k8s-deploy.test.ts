@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, posix } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import YAML from 'yaml';
-import { REPO_ROOT } from '../helpers/envoy.js';
+import { findEnvoy, REPO_ROOT, validate as envoyValidate } from '../helpers/envoy.js';
 import { generateEcKeyPair, makeJwks } from '../helpers/keys.js';
 import {
   CHART_DIR,
@@ -46,6 +46,13 @@ const one = (objs: any[], kind: string, name?: string) => {
   expect(found, `${kind}${name ? `/${name}` : ''}`).toHaveLength(1);
   return found[0];
 };
+
+/** The ConfigMap with the service's config.yaml (the Envoy one, envoyConfig, is another). */
+const serviceConfigMap = (objs: any[]) =>
+  one(
+    objs.filter((o) => o.data?.['config.yaml'] !== undefined),
+    'ConfigMap',
+  );
 
 /** kubernetes-validate --strict on core objects; the output of failures ('' when all pass). */
 async function validateCore(t: K8sTools, objs: any[], dir: string): Promise<string> {
@@ -140,7 +147,7 @@ describe.skipIf(!tools)('Helm chart deploy/helm/envoy-jwt-authz', () => {
         expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'http' });
         expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'http' });
         expect(c.args).toEqual(['serve', '--config', `${CONFIG_DIR}/config.yaml`]);
-        const config = YAML.parse(one(objs, 'ConfigMap').data['config.yaml']);
+        const config = YAML.parse(serviceConfigMap(objs).data['config.yaml']);
         expect(config.server.grpc_address).toBe(`0.0.0.0:${port('grpc')}`);
         expect(config.server.http_address).toBe(`0.0.0.0:${port('http')}`);
         const service = one(objs, 'Service', deployment.metadata.name);
@@ -165,7 +172,7 @@ describe.skipIf(!tools)('Helm chart deploy/helm/envoy-jwt-authz', () => {
       it('every file the config names lies in a mounted volume', () => {
         const pod = one(objs, 'Deployment').spec.template.spec;
         const mounts = pod.containers[0].volumeMounts.map((m: any) => m.mountPath as string);
-        const config = YAML.parse(one(objs, 'ConfigMap').data['config.yaml']);
+        const config = YAML.parse(serviceConfigMap(objs).data['config.yaml']);
         for (const { field, value } of filePaths(config)) {
           const abs = posix.resolve(CONFIG_DIR, value);
           expect(
@@ -176,7 +183,7 @@ describe.skipIf(!tools)('Helm chart deploy/helm/envoy-jwt-authz', () => {
       });
 
       it('the rendered config passes the service’s check-config (with key files where the mounts put them)', () => {
-        const config = YAML.parse(one(objs, 'ConfigMap').data['config.yaml']);
+        const config = YAML.parse(serviceConfigMap(objs).data['config.yaml']);
         // /etc/envoy-jwt-authz/* → <tmp>/*: config/, keys/, jwks/, … as the pod sees them.
         const root = mkdtempSync(join(dir, 'etc-'));
         mkdirSync(join(root, 'config'));
@@ -228,6 +235,7 @@ describe.skipIf(!tools)('Helm chart deploy/helm/envoy-jwt-authz', () => {
     const full = await helmTemplate(t.helm!, ['-f', join(CHART_DIR, 'ci', 'full-values.yaml')]);
     expect(kinds(full)).toEqual([
       'ConfigMap/envoy-jwt-authz',
+      'ConfigMap/envoy-jwt-authz-envoy',
       'Deployment/envoy-jwt-authz',
       'HorizontalPodAutoscaler/envoy-jwt-authz',
       'NetworkPolicy/envoy-jwt-authz',
@@ -239,6 +247,165 @@ describe.skipIf(!tools)('Helm chart deploy/helm/envoy-jwt-authz', () => {
     ]);
     // With the HPA, the Deployment leaves replicas to it.
     expect(one(full, 'Deployment').spec.replicas).toBeUndefined();
+  });
+
+  describe('envoyConfig: the ext_authz filter and cluster of envoy/envoy-replicas.yaml, for your own Envoy', () => {
+    const replicas = YAML.parse(readFileSync(join(REPO_ROOT, 'envoy', 'envoy-replicas.yaml'), 'utf8'));
+    const shippedCluster = replicas.static_resources.clusters.find((c: any) => c.name === 'ext_authz');
+    const shippedFilter =
+      replicas.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters.find(
+        (f: any) => f.name === 'envoy.filters.http.ext_authz',
+      );
+    /** The chart's ConfigMap <fullname>-envoy, parsed: its filter and cluster. */
+    const rendered = async (...args: string[]) => {
+      const cm = one(
+        await helmTemplate(t.helm!, ['--set', 'envoyConfig.enabled=true', ...args]),
+        'ConfigMap',
+        'envoy-jwt-authz-envoy',
+      );
+      expect(Object.keys(cm.data).sort()).toEqual(['ext_authz_cluster.yaml', 'ext_authz_filter.yaml']);
+      return {
+        cm,
+        filter: YAML.parse(cm.data['ext_authz_filter.yaml']),
+        cluster: YAML.parse(cm.data['ext_authz_cluster.yaml']),
+      };
+    };
+
+    it('is rendered only when enabled, and validates', async () => {
+      expect(kinds(await helmTemplate(t.helm!, []))).not.toContain('ConfigMap/envoy-jwt-authz-envoy');
+      const { cm } = await rendered();
+      expect(await validateCore(t, [cm], dir)).toBe('');
+      // It points at the headless Service: without one it refuses to render.
+      const r = await run(t.helm!, [
+        'template',
+        'x',
+        CHART_DIR,
+        '--set',
+        'envoyConfig.enabled=true',
+        '--set',
+        'service.headless=false',
+      ]);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain('envoyConfig.enabled needs service.headless');
+      // The timeouts are durations.
+      const bad = await run(t.helm!, ['template', 'x', CHART_DIR, '--set', 'envoyConfig.checkTimeout=500ms']);
+      expect(bad.code).not.toBe(0);
+      expect(bad.stderr).toContain('/envoyConfig/checkTimeout');
+    });
+
+    it('filter and cluster equal envoy/envoy-replicas.yaml (retries, health check, outlier detection, timeouts), endpoint = headless Service', async () => {
+      const { filter, cluster } = await rendered('--set', 'ports.grpc=19001');
+      expect(filter).toEqual(shippedFilter);
+      const { load_assignment: endpoints, ...rest } = cluster;
+      const { load_assignment: _shippedEndpoints, ...shippedRest } = shippedCluster;
+      expect(rest).toEqual(shippedRest);
+      expect(endpoints).toEqual({
+        cluster_name: 'ext_authz',
+        endpoints: [
+          {
+            lb_endpoints: [
+              {
+                endpoint: {
+                  address: {
+                    socket_address: {
+                      address: 'envoy-jwt-authz-headless.authz.svc.cluster.local',
+                      port_value: 19001,
+                    },
+                  },
+                },
+              },
+            ],
+          },
+        ],
+      });
+    });
+
+    it('the timeouts are values', async () => {
+      const { filter, cluster } = await rendered(
+        '--set',
+        'envoyConfig.checkTimeout=2s',
+        '--set',
+        'envoyConfig.connectTimeout=1s',
+        '--set',
+        'envoyConfig.healthCheck.interval=3s',
+        '--set',
+        'envoyConfig.healthCheck.timeout=1.5s',
+      );
+      const grpc = filter.typed_config.grpc_service;
+      expect(grpc.timeout).toBe('2s');
+      expect(grpc.retry_policy.retry_back_off.max_interval).toBe('2s');
+      expect(cluster.connect_timeout).toBe('1s');
+      expect(cluster.health_checks[0]).toMatchObject({ interval: '3s', timeout: '1.5s' });
+    });
+
+    it('the rendered filter and cluster in a minimal bootstrap pass the real `envoy --mode validate`', async (ctx) => {
+      const envoy = await findEnvoy();
+      if ('reason' in envoy) {
+        console.warn(`[envoy] SKIPPED: chart envoyConfig validate: ${envoy.reason}`);
+        ctx.skip();
+        return;
+      }
+      const { filter, cluster } = await rendered();
+      const bootstrap = {
+        static_resources: {
+          listeners: [
+            {
+              name: 'ingress_http',
+              address: { socket_address: { address: '127.0.0.1', port_value: 8080 } },
+              filter_chains: [
+                {
+                  filters: [
+                    {
+                      name: 'envoy.filters.network.http_connection_manager',
+                      typed_config: {
+                        '@type':
+                          'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+                        stat_prefix: 'ingress_http',
+                        route_config: {
+                          virtual_hosts: [
+                            {
+                              name: 'all',
+                              domains: ['*'],
+                              routes: [{ match: { prefix: '/' }, direct_response: { status: 200 } }],
+                            },
+                          ],
+                        },
+                        http_filters: [
+                          filter,
+                          {
+                            name: 'envoy.filters.http.router',
+                            typed_config: {
+                              '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router',
+                            },
+                          },
+                        ],
+                      },
+                    },
+                  ],
+                },
+              ],
+            },
+          ],
+          clusters: [cluster],
+        },
+      };
+      const file = join(dir, 'envoy-bootstrap.yaml');
+      writeFileSync(file, YAML.stringify(bootstrap));
+      const ok = await envoyValidate(envoy, file);
+      expect(ok.ok, ok.output).toBe(true);
+      // The check can fail: a misspelt field in the cluster is refused.
+      writeFileSync(
+        file,
+        YAML.stringify({
+          ...bootstrap,
+          static_resources: {
+            ...bootstrap.static_resources,
+            clusters: [{ ...cluster, conect_timeout: '1s' }],
+          },
+        }),
+      );
+      expect((await envoyValidate(envoy, file)).ok).toBe(false);
+    });
   });
 
   it('NetworkPolicy: the gRPC port only from the configured gateway / mesh selectors, HTTP separately', async () => {
