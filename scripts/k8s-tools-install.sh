@@ -87,7 +87,9 @@ else
     "${as_root[@]}" apt-get update -qq
   fi
   # The prometheus package's service is not started in a container (no init); only promtool is used.
-  DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null
+  apt_install() { DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null; }
+  # A package list older than the mirror can name versions that are gone: refresh it once and retry.
+  apt_install || { "${as_root[@]}" apt-get update -qq && apt_install; }
 fi
 
 say "helm: $("$TOOLS/bin/helm" version --short)"
