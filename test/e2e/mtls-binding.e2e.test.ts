@@ -20,7 +20,7 @@ import { startTestService, type TestService } from '../helpers/harness.js';
 import { createSelfSignedCertificate, generateEcKeyPair, type TestKeyPair } from '../helpers/keys.js';
 import { dpopProof, jktOf } from '../helpers/dpop.js';
 import { startEcho } from '../helpers/echo-upstream.mjs';
-import { httpsGet } from '../helpers/tls.js';
+import { httpsGet, mtlsTransportSocket } from '../helpers/tls.js';
 
 const envoy = await envoyOrSkip('Envoy mTLS / DPoP binding end to end');
 
@@ -86,22 +86,11 @@ describe.skipIf(!envoy)('sender-constrained tokens through the real Envoy (downs
       },
       mutate: (d) => {
         const chain = d.static_resources.listeners[0].filter_chains[0];
-        chain.transport_socket = {
-          name: 'envoy.transport_sockets.tls',
-          typed_config: {
-            '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext',
-            require_client_certificate: true,
-            common_tls_context: {
-              tls_certificates: [
-                {
-                  certificate_chain: { filename: join(dir, 'server.crt') },
-                  private_key: { filename: join(dir, 'server.key') },
-                },
-              ],
-              validation_context: { trusted_ca: { filename: join(dir, 'clients.pem') } },
-            },
-          },
-        };
+        chain.transport_socket = mtlsTransportSocket(
+          join(dir, 'server.crt'),
+          join(dir, 'server.key'),
+          join(dir, 'clients.pem'),
+        );
         const hcm = chain.filters[0].typed_config;
         const extAuthz = hcm.http_filters.find((f: any) => f.name === 'envoy.filters.http.ext_authz');
         extAuthz.typed_config.include_peer_certificate = true;

@@ -17,7 +17,7 @@ import {
 import { startTestService, type TestService } from '../helpers/harness.js';
 import { generateEcKeyPair } from '../helpers/keys.js';
 import { startEcho } from '../helpers/echo-upstream.mjs';
-import { createTestPki, httpsGet, type TestPki } from '../helpers/tls.js';
+import { createTestPki, httpsGet, type TestPki, mtlsTransportSocket } from '../helpers/tls.js';
 
 const envoy = await envoyOrSkip('Envoy peer identity (SPIFFE, CIDR) end to end');
 
@@ -86,22 +86,7 @@ describe.skipIf(!envoy)('peer identity through the real Envoy (downstream mTLS)'
       },
       mutate: (d) => {
         const chain = d.static_resources.listeners[0].filter_chains[0];
-        chain.transport_socket = {
-          name: 'envoy.transport_sockets.tls',
-          typed_config: {
-            '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext',
-            require_client_certificate: true,
-            common_tls_context: {
-              tls_certificates: [
-                {
-                  certificate_chain: { filename: server.cert },
-                  private_key: { filename: server.key },
-                },
-              ],
-              validation_context: { trusted_ca: { filename: pki.caCert } },
-            },
-          },
-        };
+        chain.transport_socket = mtlsTransportSocket(server.cert, server.key, pki.caCert);
       },
     });
     proxy = await startEnvoy(envoy!, doc, { dir: pki.dir });

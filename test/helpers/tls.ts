@@ -145,3 +145,18 @@ export function httpsGet(
     req.end();
   });
 }
+
+/** Envoy's downstream TLS transport socket that requires a client certificate from `caFile`. */
+export function mtlsTransportSocket(certFile: string, keyFile: string, caFile: string) {
+  return {
+    name: 'envoy.transport_sockets.tls',
+    typed_config: {
+      '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext',
+      require_client_certificate: true,
+      common_tls_context: {
+        tls_certificates: [{ certificate_chain: { filename: certFile }, private_key: { filename: keyFile } }],
+        validation_context: { trusted_ca: { filename: caFile } },
+      },
+    },
+  };
+}
