@@ -32,3 +32,38 @@ export function secondsToMs(s: Seconds | EpochSeconds): Milliseconds | EpochMs {
 export function msToSeconds(ms: Milliseconds | EpochMs): Seconds | EpochSeconds {
   return ms / MS_PER_SECOND;
 }
+
+/**
+ * The one source of the current time. Components take a Clock (defaulting to
+ * `systemClock`) instead of calling Date.now(), so tests can move time without waiting.
+ */
+export interface Clock {
+  /** Milliseconds since the Unix epoch. */
+  nowMs(): EpochMs;
+  /** Seconds since the Unix epoch, with the fraction. */
+  nowSeconds(): EpochSeconds;
+}
+
+/** The wall clock. */
+export const systemClock: Clock = {
+  nowMs: () => Date.now(),
+  nowSeconds: () => Date.now() / MS_PER_SECOND,
+};
+
+/** A clock that stands still until moved: for tests. */
+export class ManualClock implements Clock {
+  constructor(private ms: EpochMs = Date.now()) {}
+  nowMs(): EpochMs {
+    return this.ms;
+  }
+  nowSeconds(): EpochSeconds {
+    return this.ms / MS_PER_SECOND;
+  }
+  /** Moves the clock forward by `ms` milliseconds. */
+  advanceMs(ms: Milliseconds): void {
+    this.ms += ms;
+  }
+  set(ms: EpochMs): void {
+    this.ms = ms;
+  }
+}
