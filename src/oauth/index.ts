@@ -10,4 +10,4 @@ export {
   type TokenServiceContext,
 } from './token-service.js';
 export { registerOAuthRoutes, rewriteTokenPath } from './routes.js';
-export { OAuthError, type HttpAnswer } from './errors.js';
+export { OAuthError, type HttpAnswer } from './answers.js';
