@@ -2,7 +2,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { JWK } from 'jose';
 import { createKeySource, keySourceSettings } from '../authn/keys/index.js';
 import { LocalKeySource } from '../authn/keys/local-source.js';
-import type { KeySource, KeySourceStatus } from '../authn/keys/types.js';
+import type { KeySource, KeySourceStatus } from '../authn/keys/key-source.js';
 import { ApiKeyFile } from '../authn/api-keys.js';
 import { compileApiKeySource, compileTokenSources } from '../authn/extract.js';
 import { MemoryReplayCache } from '../authn/dpop.js';
