@@ -24,10 +24,7 @@ afterEach(async () => {
   for (const r of running.splice(0)) await r.close();
 });
 
-async function start(
-  config: Record<string, unknown> = {},
-  opts: Partial<AppOptions> = {},
-): Promise<App> {
+async function start(config: Record<string, unknown> = {}, opts: Partial<AppOptions> = {}): Promise<App> {
   const service = await App.start(loadConfigObject(config, process.cwd(), {}), {
     logger: captureLogger('warn').logger,
     metrics: new Metrics({ processMetrics: false }),

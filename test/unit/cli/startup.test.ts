@@ -6,7 +6,8 @@ const loaded = {
   config: { server: { grpc_address: '0.0.0.0:9001', http_address: '0.0.0.0:9002' } },
 } as unknown as LoadedConfig;
 
-const errno = (code: string, extra: object = {}) => Object.assign(new Error(`listen ${code}`), { code }, extra);
+const errno = (code: string, extra: object = {}) =>
+  Object.assign(new Error(`listen ${code}`), { code }, extra);
 
 describe('listenError', () => {
   it('a tagged gRPC listener error names server.grpc_address', () => {
