@@ -636,6 +636,7 @@ export async function runEnvoyBench(opts) {
         // Only the answers with the row's status count (the driver's rate counts every answer).
         rps: answered ? (res.rps * requests) / answered : res.rps,
         driver_rps: res.rps,
+        dropped: res.dropped,
         latency: res.latency,
         seconds: res.seconds,
         envoy_us_per_rq: envoyStats.rq_total
@@ -757,7 +758,9 @@ export async function runEnvoyBench(opts) {
       r.rss_mb !== undefined ? String(r.rss_mb) : '',
       r.verified ? 'yes' : 'NO',
       [
-        r.target_rate ? `open loop ${Math.round(r.target_rate)}/s, load ${r.loadavg_before?.join(' ')}` : '',
+        r.target_rate
+          ? `open loop ${Math.round(r.target_rate)}/s${r.dropped ? ` (${r.dropped} not sent: ${r.streams} streams busy)` : ''}, load ${r.loadavg_before?.join(' ')}`
+          : '',
         r.streams !== STREAMS
           ? `${r.streams} streams: rq_5xx ${r.envoy?.rq_5xx}, ext_authz.error ${r.envoy?.ext_authz_error}`
           : '',
