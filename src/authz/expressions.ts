@@ -31,6 +31,7 @@ import { BlockList, isIP } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { Environment, EvaluationError, ParseError } from '@marcbachmann/cel-js';
 import { RE2JS } from 're2js';
+import { credentialKey, decodeQueryComponent, forEachQueryParam } from '../core/query.js';
 import type { AuthRequest, Peer, Principal } from '../core/request.js';
 import { MAX_PROGRAM_SIZE } from './path-regex.js';
 
@@ -49,6 +50,7 @@ const MAX_PAUSE_MS = 250;
  */
 export interface HiddenCredentials {
   readonly headers: ReadonlySet<string>;
+  /** credentialKey of each token parameter name: hidden under every spelling a backend reads. */
   readonly query: ReadonlySet<string>;
 }
 
@@ -62,7 +64,7 @@ export function hiddenCredentials(
 ): HiddenCredentials {
   return {
     headers: new Set([...ALWAYS_HIDDEN_HEADERS, ...[...tokenHeaders].map((h) => h.toLowerCase())]),
-    query: new Set(tokenQuery),
+    query: new Set([...tokenQuery].map(credentialKey)),
   };
 }
 
@@ -440,14 +442,22 @@ export function compileExpression(
 const scopeLists = new WeakMap<Principal, readonly string[]>();
 const NO_CLAIMS: Readonly<Record<string, unknown>> = Object.freeze(Object.create(null));
 
+/** request.query: the first value of each decoded name, without the token parameters. */
 function firstQueryValues(rawPath: string, hidden: ReadonlySet<string>): Record<string, string> {
-  const out: Record<string, string> = Object.create(null);
-  const q = rawPath.indexOf('?');
-  if (q < 0) return out;
-  const hash = rawPath.indexOf('#', q);
-  const params = new URLSearchParams(rawPath.slice(q + 1, hash < 0 ? undefined : hash));
-  for (const [name, value] of params) if (!(name in out) && !hidden.has(name)) out[name] = value;
-  return out;
+  const visible: VisibleQuery = { out: Object.create(null), hidden };
+  forEachQueryParam(rawPath, visible, addVisibleParam);
+  return visible.out;
+}
+
+interface VisibleQuery {
+  readonly out: Record<string, string>;
+  /** credentialKey of each token parameter name: hidden under every spelling. */
+  readonly hidden: ReadonlySet<string>;
+}
+
+function addVisibleParam(q: VisibleQuery, rawName: string, rawValue: string): void {
+  const name = decodeQueryComponent(rawName);
+  if (!(name in q.out) && !q.hidden.has(credentialKey(rawName))) q.out[name] = decodeQueryComponent(rawValue);
 }
 
 /**
