@@ -32,6 +32,7 @@ import { performance } from 'node:perf_hooks';
 import { Environment, EvaluationError, ParseError } from '@marcbachmann/cel-js';
 import { RE2JS } from 're2js';
 import type { AuthRequest, Peer, Principal } from '../core/request.js';
+import { secondsToMs } from '../core/time.js';
 import { MAX_PROGRAM_SIZE } from './path-regex.js';
 
 /** Longest accepted expression source, in characters. */
@@ -513,7 +514,7 @@ export class ExpressionInput {
         this.hidden,
       ),
       context: req.contextExtensions,
-      now: new Date(this.nowSeconds * 1000),
+      now: new Date(secondsToMs(this.nowSeconds)),
       source:
         req.source || req.clientCertificate
           ? new PeerView(req.source, req.clientCertificate !== undefined)
