@@ -1,17 +1,20 @@
 // Authentication: a bearer token → the verified caller (Principal), or the reason it is
 // refused. The one entry the Check pipeline calls. It owns the verified-token cache,
 // routes opaque tokens to the issuers that vouch for them (our own store, then
-// introspection endpoints), verifies JWTs, checks revocation, and maps the claims.
+// introspection endpoints), verifies JWTs, checks revocation, maps the claims, and checks
+// that the request presents the token as its holder (certificate or DPoP binding).
 // API keys are looked up by their own source (api-keys.ts): nothing here sees them.
 
 import { deny, denyWith, type Deny } from '../core/decision.js';
-import type { Principal } from '../core/request.js';
+import type { AuthRequest, Principal } from '../core/request.js';
 import type { Clock } from '../core/time.js';
 import type { Metrics } from '../observability/metrics.js';
 import { ATTR, tracer } from '../observability/tracing.js';
+import { MemoryReplayCache, type ReplayCache } from './dpop.js';
+import type { ExtractedToken } from './extract.js';
 import { exceedsBytes } from './jws.js';
 import { PrincipalCache, type CachedPrincipal } from './principal-cache.js';
-import { confirmationOf } from './sender-constraint.js';
+import { checkSenderConstraint, confirmationOf, type SenderCheckContext } from './sender-constraint.js';
 import { verifyJwt, type CompiledIssuer } from './verify.js';
 
 export interface AuthenticatorParts {
@@ -23,6 +26,8 @@ export interface AuthenticatorParts {
   readonly maxTokenBytes: number;
   /** Max entries of the verified-token cache; 0 disables it. */
   readonly verifiedCacheMax: number;
+  /** Where DPoP proof jtis are remembered (the token store when there is one); default per process. */
+  readonly replay?: ReplayCache;
   readonly clock: Clock;
   readonly metrics: Metrics;
 }
@@ -44,6 +49,11 @@ export class Authenticator {
   private readonly introspects: boolean;
   /** The verified-token cache; absent when disabled. */
   readonly cache?: PrincipalCache;
+  private readonly replay: ReplayCache;
+  private readonly senderContext = (): SenderCheckContext => ({
+    replay: this.replay,
+    now: this.parts.clock.nowSeconds(),
+  });
 
   constructor(private readonly parts: AuthenticatorParts) {
     for (const issuer of parts.issuers) {
@@ -57,6 +67,7 @@ export class Authenticator {
       ...opaque.filter((i) => i.status?.introspects),
     ];
     this.introspects = opaque.some((i) => i.status?.introspects);
+    this.replay = parts.replay ?? new MemoryReplayCache();
     if (parts.verifiedCacheMax > 0)
       this.cache = new PrincipalCache(parts.verifiedCacheMax, parts.clock, parts.metrics);
   }
@@ -64,6 +75,27 @@ export class Authenticator {
   /** The configured issuer of that name (a principal's issuer). */
   issuerNamed(name: string): CompiledIssuer | undefined {
     return this.issuersByName.get(name);
+  }
+
+  /**
+   * Whether this request may present the principal's token (its certificate, its DPoP
+   * proof): undefined when it may, else the denial. Checked on every request, cached
+   * verification or not. Synchronous unless a DPoP proof has to be verified.
+   */
+  senderBinding(
+    req: AuthRequest,
+    issuer: CompiledIssuer | undefined,
+    principal: Principal,
+    extracted: ExtractedToken,
+  ): Deny | undefined | Promise<Deny | undefined> {
+    return checkSenderConstraint(
+      issuer?.senderConstraint,
+      principal.confirmation,
+      req,
+      extracted.token,
+      extracted.source,
+      this.senderContext,
+    );
   }
 
   /** A still-valid cached verification of exactly this token string, if any. */

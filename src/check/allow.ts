@@ -30,7 +30,6 @@ export interface AuthenticatedAllow {
   readonly extracted: ExtractedToken;
   /** Where the decision is memoised when reusable (a cached token's or an API key's entry). */
   readonly entry: MemoHolder | undefined;
-  readonly minted: MintedToken | undefined;
   /** upstream.dynamic_metadata fields. */
   readonly extra: Record<string, unknown> | undefined;
   /** Something in the decision varies between requests of the same token: never reused. */
@@ -48,6 +47,8 @@ export class Allows {
   /** The constant allow of each allow rule and each optional rule's anonymous allow. */
   private readonly ruleAllows = new WeakMap<EffectiveRule, Allow>();
   private readonly anonymousAllows = new WeakMap<EffectiveRule, Allow>();
+  /** Memo holders of API key principals (they live as long as their keys-file version). */
+  private readonly apiKeyHolders = new WeakMap<Principal, MemoHolder>();
 
   constructor(
     private readonly parts: AllowParts,
@@ -55,8 +56,8 @@ export class Allows {
   ) {}
 
   /** An authenticated allow; memoised on `entry` when it can be answered again as it is. */
-  authenticated(o: AuthenticatedAllow): Allow {
-    const { req, principal, extracted, minted, entry } = o;
+  authenticated(o: AuthenticatedAllow, minted: MintedToken | undefined): Allow {
+    const { req, principal, extracted, entry } = o;
     const logger = this.parts.logger;
     const headers: HeaderToSet[] = [];
     this.parts.claimHeaders.build(principal, headers, (header, claim, why, quiet) => {
@@ -117,6 +118,19 @@ export class Allows {
       });
     }
     return allow;
+  }
+
+  /**
+   * Where an API key's allows are memoised: one principal object per key entry and
+   * keys-file version, so its allows are memoised like a cached token's.
+   */
+  apiKeyHolder(p: Principal): MemoHolder {
+    let holder = this.apiKeyHolders.get(p);
+    if (!holder) {
+      holder = { principal: p, expiresAt: p.exp ?? Infinity };
+      this.apiKeyHolders.set(p, holder);
+    }
+    return holder;
   }
 
   /**

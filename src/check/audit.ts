@@ -79,16 +79,8 @@ async function auditAllow(
     }
   }
   // No cache entry: never memoised.
-  return host.allows.authenticated({
-    req,
-    rule,
-    principal,
-    extracted,
-    entry: undefined,
-    minted,
-    extra: undefined,
-    requestDependent: true,
-  });
+  const o = { req, rule, principal, extracted, entry: undefined, extra: undefined, requestDependent: true };
+  return host.allows.authenticated(o, minted);
 }
 
 /**

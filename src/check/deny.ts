@@ -3,6 +3,7 @@
 // elsewhere (authentication, sender binding, a requirement) is never changed.
 
 import { HIDDEN_QUERY_CREDENTIAL, type CredentialProblem } from '../authn/extract.js';
+import { ExpressionError } from '../authz/expressions.js';
 import type { EffectiveRule } from '../authz/requirement.js';
 import { deny, type Deny } from '../core/decision.js';
 import type { AuthRequest } from '../core/request.js';
@@ -40,4 +41,22 @@ export function credentialDeny(problem: CredentialProblem): Deny {
         logDetail: 'a token query parameter behind ";" cannot be removed by Envoy',
       })
     : deny('multiple_credentials', 'the request carries more than one credential');
+}
+
+/**
+ * A downstream token could not be minted: a claims_expr that failed is the policy's error
+ * (the rule's denial); anything else is ours (500, the detail only logged).
+ */
+export function mintFailure(err: unknown, rule: EffectiveRule, req: AuthRequest, issuer: string): Deny {
+  if (err instanceof ExpressionError) {
+    return ruleDeny(
+      deny('expression_error', "the route's policy could not be evaluated", {
+        issuer,
+        logDetail: err.message,
+      }),
+      rule,
+      req,
+    );
+  }
+  return deny('mint_failed', undefined, { rule: rule.name, issuer, logDetail: (err as Error).message });
 }

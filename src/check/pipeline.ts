@@ -5,20 +5,11 @@
 
 import type { ApiKeyLookup } from '../authn/api-keys.js';
 import { Authenticator } from '../authn/authenticate.js';
-import { MemoryReplayCache, type ReplayCache } from '../authn/dpop.js';
-import { findCredential, type CompiledTokenSource, type ExtractedToken } from '../authn/extract.js';
+import { findCredential, type ExtractedToken } from '../authn/extract.js';
 import type { CachedPrincipal, MemoHolder } from '../authn/principal-cache.js';
-import { checkSenderConstraint, type SenderCheckContext } from '../authn/sender-constraint.js';
-import type { CompiledIssuer } from '../authn/verify.js';
-import { extractScopes, type ClaimMapper } from '../authz/claims.js';
-import type { RuleSet } from '../authz/compile.js';
+import { extractScopes } from '../authz/claims.js';
 import type { ExtensionProblemListener } from '../authz/extensions.js';
-import {
-  DEFAULT_EXPRESSION_BUDGET_MS,
-  ExpressionError,
-  ExpressionInput,
-  type CompiledExpression,
-} from '../authz/expressions.js';
+import { DEFAULT_EXPRESSION_BUDGET_MS, ExpressionInput } from '../authz/expressions.js';
 import { isAmbiguousPath, normalizePath, type NormalizedPath } from '../authz/path.js';
 import {
   evaluateExpression,
@@ -30,61 +21,22 @@ import {
 import { deny, type Allow, type Decision, type Deny } from '../core/decision.js';
 import type { AuthRequest, Principal } from '../core/request.js';
 import { systemClock, type Clock } from '../core/time.js';
-import type { Logger } from '../observability/logger.js';
-import type { Metrics } from '../observability/metrics.js';
 import { tracer } from '../observability/tracing.js';
-import type { ClaimHeaders } from '../upstream/claim-headers.js';
-import type { DownstreamTokenMinter } from '../upstream/downstream-token.js';
-import { Allows, dynamicMetadataFields } from './allow.js';
+import { Allows, dynamicMetadataFields, type AuthenticatedAllow } from './allow.js';
 import { auditAnswer, type AuditHost } from './audit.js';
 import { CORS_PREFLIGHT_RULE, isCorsPreflight } from './cors.js';
 import { Credentials } from './credentials.js';
-import { credentialDeny, denyByRule, ruleDeny } from './deny.js';
+import { credentialDeny, denyByRule, mintFailure, ruleDeny } from './deny.js';
 import { extensionProblemLogger } from './extension-problems.js';
-import type { RateLimiter } from './rate-limits.js';
+import type { PipelineParts } from './parts.js';
 
 export { METHOD_OVERRIDE_HEADERS } from './credentials.js';
-
-/** Everything a check needs, compiled once from config (see runtime.ts). */
-export interface PipelineParts {
-  readonly issuers: readonly CompiledIssuer[];
-  /** Claim mapping per issuer name. */
-  readonly claimMappers: ReadonlyMap<string, ClaimMapper>;
-  readonly tokenSources: readonly CompiledTokenSource[];
-  readonly maxTokenBytes: number;
-  /** Refuse ambiguous paths before any rule (see authz/path.ts); default true. */
-  readonly rejectAmbiguousPaths?: boolean;
-  /** cors_preflight: 'allow' lets CORS preflights through without a token; default 'authenticate'. */
-  readonly corsPreflight?: 'allow' | 'authenticate';
-  readonly scopeClaims: readonly string[];
-  readonly rules: RuleSet;
-  readonly claimHeaders: ClaimHeaders;
-  /** Keep a verified token for the upstream (an unverified credential is always removed). */
-  readonly forwardOriginalToken: boolean;
-  /** Keep the method-override headers (METHOD_OVERRIDE_HEADERS); default false: removed from every allow. */
-  readonly allowMethodOverride?: boolean;
-  readonly minter?: DownstreamTokenMinter;
-  /** Where DPoP proof jtis are remembered (the token store when there is one); default per process. */
-  readonly replay?: ReplayCache;
-  /** upstream.dynamic_metadata, compiled. */
-  readonly dynamicMetadata?: readonly { readonly name: string; readonly expression: CompiledExpression }[];
-  /** rate_limits: counted on every authenticated allow, memoised or not. */
-  readonly rateLimiter?: RateLimiter;
-  /** expression_budget_ms: the total time of one check's CEL evaluations. */
-  readonly expressionBudgetMs?: number;
-  /** Max entries of the verified-token cache; 0 disables it. */
-  readonly verifiedCacheMax: number;
-  readonly logger: Logger;
-  readonly metrics: Metrics;
-  /** The current time; default the system clock (tests pass a ManualClock). */
-  readonly clock?: Clock;
-}
+export type { PipelineParts } from './parts.js';
 
 /** The Check pipeline: request → rule → token → verify → require → enrich → decision. */
 export class CheckPipeline {
   private readonly clock: Clock;
   private readonly authn: Authenticator;
-  private readonly replay: ReplayCache;
   private readonly credentials: Credentials;
   private readonly allows: Allows;
   private readonly audit: AuditHost;
@@ -92,12 +44,6 @@ export class CheckPipeline {
   private readonly metadataRequestDependent: boolean;
   private readonly expressionBudgetMs: number;
   private readonly onExtensionProblem: ExtensionProblemListener;
-  /** Memoised allows of API key principals (they live as long as their keys-file version). */
-  private readonly apiKeyMemos = new WeakMap<Principal, MemoHolder>();
-  private readonly senderContext = (): SenderCheckContext => ({
-    replay: this.replay,
-    now: this.clock.nowSeconds(),
-  });
 
   constructor(readonly parts: PipelineParts) {
     const clock = (this.clock = parts.clock ?? systemClock);
@@ -111,10 +57,10 @@ export class CheckPipeline {
       scopesOf: (claims) => extractScopes(claims, scopeClaims),
       maxTokenBytes: parts.maxTokenBytes,
       verifiedCacheMax: parts.verifiedCacheMax,
+      replay: parts.replay,
       clock,
       metrics: parts.metrics,
     });
-    this.replay = parts.replay ?? new MemoryReplayCache();
     const set = [...parts.claimHeaders.headerNames];
     if (parts.minter && !set.includes(parts.minter.header)) set.push(parts.minter.header);
     this.credentials = new Credentials(parts.tokenSources, set, parts.allowMethodOverride === true);
@@ -205,7 +151,7 @@ export class CheckPipeline {
     // Revocable tokens always go the async way: they need a revocation lookup.
     if (entry && !entry.issuer.status) {
       // A cached verification says nothing about this request's certificate or DPoP proof.
-      const bound = this.senderBinding(req, entry.issuer, entry.principal, extracted);
+      const bound = this.authn.senderBinding(req, entry.issuer, entry.principal, extracted);
       if (bound === undefined) return this.reuseOrDecide(req, np.path, rule, entry, extracted);
       if (!(bound instanceof Promise)) return ruleDeny(bound, rule, req, entry.issuer.name);
       return bound.then((d) =>
@@ -227,15 +173,8 @@ export class CheckPipeline {
   ): Decision | Promise<Decision> {
     const found = apiKeys.check(extracted.token, this.clock.nowSeconds());
     if ('deny' in found) return ruleDeny(found.deny, rule, req);
-    // One principal object per key entry and keys-file version: its allows are memoised
-    // like a cached token's (the key's expiry and state were checked just now).
-    const p = found.principal;
-    let holder = this.apiKeyMemos.get(p);
-    if (!holder) {
-      holder = { principal: p, expiresAt: p.exp ?? Infinity };
-      this.apiKeyMemos.set(p, holder);
-    }
-    return this.reuseOrDecide(req, path, rule, holder, extracted);
+    // The key's expiry and state were checked just now.
+    return this.reuseOrDecide(req, path, rule, this.allows.apiKeyHolder(found.principal), extracted);
   }
 
   private async authenticateThenDecide(
@@ -249,7 +188,7 @@ export class CheckPipeline {
     const principal = await this.authenticate(extracted.token, deadline, cached);
     if ('kind' in principal) return ruleDeny(principal, rule, req);
     const issuer = this.authn.issuerNamed(principal.issuer);
-    const unbound = await this.senderBinding(req, issuer, principal, extracted);
+    const unbound = await this.authn.senderBinding(req, issuer, principal, extracted);
     if (unbound) return ruleDeny(unbound, rule, req, principal.issuer);
     return this.decide(req, path, rule, principal, extracted, this.authn.cache?.peek(extracted.token));
   }
@@ -318,48 +257,12 @@ export class CheckPipeline {
     // A decision reused for the same token must not carry anything that varies between its
     // requests. (A request-dependent require.expression is evaluated again before each reuse.)
     const requestDependent = this.metadataRequestDependent || profile?.requestDependent === true;
-    if (!minter || profile?.enabled === false) {
-      const allow = this.allows.authenticated({
-        req,
-        rule,
-        principal,
-        extracted,
-        entry,
-        minted: undefined,
-        extra,
-        requestDependent,
-      });
-      return this.limited(allow, req, path, rule, principal, input);
-    }
+    const o: AuthenticatedAllow = { req, rule, principal, extracted, entry, extra, requestDependent };
+    if (!minter || profile?.enabled === false)
+      return this.limited(this.allows.authenticated(o, undefined), req, path, rule, principal, input);
     return minter.mintEntry(principal, rule.audience, profile, input).then(
-      (minted) => {
-        const allow = this.allows.authenticated({
-          req,
-          rule,
-          principal,
-          extracted,
-          entry,
-          minted,
-          extra,
-          requestDependent,
-        });
-        return this.limited(allow, req, path, rule, principal, input);
-      },
-      (err: unknown) =>
-        err instanceof ExpressionError
-          ? ruleDeny(
-              deny('expression_error', "the route's policy could not be evaluated", {
-                issuer: principal.issuer,
-                logDetail: err.message,
-              }),
-              rule,
-              req,
-            )
-          : deny('mint_failed', undefined, {
-              rule: rule.name,
-              issuer: principal.issuer,
-              logDetail: (err as Error).message,
-            }),
+      (minted) => this.limited(this.allows.authenticated(o, minted), req, path, rule, principal, input),
+      (err: unknown) => mintFailure(err, rule, req, principal.issuer),
     );
   }
 
@@ -395,22 +298,6 @@ export class CheckPipeline {
       limits,
       principal,
       input ?? (() => this.expressionInput(req, path, principal)),
-    );
-  }
-
-  private senderBinding(
-    req: AuthRequest,
-    issuer: CompiledIssuer | undefined,
-    principal: Principal,
-    extracted: ExtractedToken,
-  ): Deny | undefined | Promise<Deny | undefined> {
-    return checkSenderConstraint(
-      issuer?.senderConstraint,
-      principal.confirmation,
-      req,
-      extracted.token,
-      extracted.source,
-      this.senderContext,
     );
   }
 }
