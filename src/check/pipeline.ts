@@ -10,7 +10,7 @@ import type { CachedPrincipal, MemoHolder } from '../authn/principal-cache.js';
 import { extractScopes } from '../authz/claims.js';
 import type { ExtensionProblemListener } from '../authz/extensions.js';
 import { DEFAULT_EXPRESSION_BUDGET_MS, ExpressionInput } from '../authz/expressions.js';
-import { isAmbiguousPath, normalizePath, type NormalizedPath } from '../authz/path.js';
+import { isAmbiguousPath, normalizePath } from '../authz/path.js';
 import {
   evaluateExpression,
   evaluateRequirement,
@@ -33,7 +33,7 @@ import type { PipelineParts } from './parts.js';
 export { METHOD_OVERRIDE_HEADERS } from './credentials.js';
 export type { PipelineParts } from './parts.js';
 
-/** The Check pipeline: request → rule → token → verify → require → enrich → decision. */
+/** Decides each Check request (see the top of this file). */
 export class CheckPipeline {
   private readonly clock: Clock;
   private readonly authn: Authenticator;
@@ -105,28 +105,28 @@ export class CheckPipeline {
       req.contextExtensions,
       this.onExtensionProblem,
     );
-    if (rule.dryRun !== undefined) return this.auditCheck(req, np, rule, rule.dryRun, deadline);
-    return this.decideRule(req, np, rule, deadline);
+    if (rule.dryRun !== undefined) return this.auditCheck(req, np.path, rule, rule.dryRun, deadline);
+    return this.decideRule(req, np.path, rule, deadline);
   }
 
   /** A rule in audit mode: its enforce-mode decision is logged and counted, then answered as audit_action says. */
   private auditCheck(
     req: AuthRequest,
-    np: NormalizedPath,
+    path: string,
     rule: EffectiveRule,
     dryRun: DryRun,
     deadline: number | undefined,
   ): Decision | Promise<Decision> {
-    const would = this.decideRule(req, np, dryRun.enforced, deadline);
+    const would = this.decideRule(req, path, dryRun.enforced, deadline);
     return would instanceof Promise
-      ? would.then((w) => auditAnswer(this.audit, req, np.path, rule, dryRun, w, deadline))
-      : auditAnswer(this.audit, req, np.path, rule, dryRun, would, deadline);
+      ? would.then((w) => auditAnswer(this.audit, req, path, rule, dryRun, w, deadline))
+      : auditAnswer(this.audit, req, path, rule, dryRun, would, deadline);
   }
 
   /** The decision of the resolved rule (in enforce mode). */
   private decideRule(
     req: AuthRequest,
-    np: NormalizedPath,
+    path: string,
     rule: EffectiveRule,
     deadline: number | undefined,
   ): Decision | Promise<Decision> {
@@ -146,21 +146,19 @@ export class CheckPipeline {
       return denyByRule('token_missing', undefined, rule, req);
     }
     const apiKeys = extracted.source.apiKeys;
-    if (apiKeys !== undefined) return this.apiKeyDecide(req, np.path, rule, extracted, apiKeys);
+    if (apiKeys !== undefined) return this.apiKeyDecide(req, path, rule, extracted, apiKeys);
     const entry = this.authn.cached(extracted.token);
     // Revocable tokens always go the async way: they need a revocation lookup.
     if (entry && !entry.issuer.status) {
       // A cached verification says nothing about this request's certificate or DPoP proof.
       const bound = this.authn.senderBinding(req, entry.issuer, entry.principal, extracted);
-      if (bound === undefined) return this.reuseOrDecide(req, np.path, rule, entry, extracted);
+      if (bound === undefined) return this.reuseOrDecide(req, path, rule, entry, extracted);
       if (!(bound instanceof Promise)) return ruleDeny(bound, rule, req, entry.issuer.name);
       return bound.then((d) =>
-        d
-          ? ruleDeny(d, rule, req, entry.issuer.name)
-          : this.reuseOrDecide(req, np.path, rule, entry, extracted),
+        d ? ruleDeny(d, rule, req, entry.issuer.name) : this.reuseOrDecide(req, path, rule, entry, extracted),
       );
     }
-    return this.authenticateThenDecide(req, np.path, rule, extracted, deadline, entry ?? null);
+    return this.authenticateThenDecide(req, path, rule, extracted, deadline, entry ?? null);
   }
 
   /** An API key: its entry's principal (nothing to verify, no sender binding), then the decision a token gets. */
