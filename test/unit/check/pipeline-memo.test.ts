@@ -148,9 +148,10 @@ describe('reused allow decisions', () => {
   });
 
   it('reads the time from its clock: a reused allow and its cached verification end when the token expires', async () => {
+    const t = token('c-user');
+    // Started after the token was made: never before its iat.
     const clock = new ManualClock();
     const p = pipeline(clock);
-    const t = token('c-user');
     const first = await allowOf(p.check(req(`/api?access_token=${t}`)));
     clock.advanceMs(3_500_000);
     expect(p.check(req(`/api?access_token=${t}`))).toBe(first);
