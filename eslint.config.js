@@ -37,9 +37,4 @@ export default tseslint.config(
       ],
     },
   },
-  {
-    // converted by the pipeline refactor
-    files: ['src/check/pipeline.ts', 'src/authn/**/*.ts'],
-    rules: { 'no-restricted-properties': 'off' },
-  },
 );
