@@ -57,6 +57,8 @@ interface AnyValue {
 /** Strings shorter than this are measured and written in JS (as protobufjs does); longer ones by Buffer. */
 const SHORT_STRING = 40;
 
+const hasOwn = Object.hasOwn;
+
 // ---------------------------------------------------------------- slots
 
 let slots = new Int32Array(256);
@@ -192,7 +194,8 @@ function sizeStruct(st: ProtoStruct): number {
   const fields = st.fields;
   if (fields == null) return 0;
   let size = 0;
-  for (const key of Object.keys(fields)) {
+  for (const key in fields) {
+    if (!hasOwn(fields, key)) continue;
     const entry = reserve();
     const keySize = 1 + stringSize(key);
     const i = reserve();
@@ -231,11 +234,14 @@ let out: RawWriter;
 let pos = 0;
 
 function writeVarint(n: number): void {
+  const b = out;
+  let p = pos;
   while (n > 0x7f) {
-    out[pos++] = (n & 0x7f) | 0x80;
+    b[p++] = (n & 0x7f) | 0x80;
     n >>>= 7;
   }
-  out[pos++] = n;
+  b[p++] = n;
+  pos = p;
 }
 
 function writeInt32(n: number): void {
@@ -259,32 +265,40 @@ function writeLength(): void {
 function writeString(s: string): void {
   const len = slots[next++]!;
   writeVarint(len);
+  const b = out;
+  let p = pos;
   const n = s.length;
   if (n >= SHORT_STRING) {
-    if (len === n) out.latin1Write(s, pos, len);
-    else out.utf8Write(s, pos, len);
-    pos += len;
+    if (len === n) b.latin1Write(s, p, len);
+    else b.utf8Write(s, p, len);
+    pos = p + len;
+    return;
+  }
+  if (len === n) {
+    for (let i = 0; i < n; i++) b[p++] = s.charCodeAt(i);
+    pos = p;
     return;
   }
   // protobufjs's UTF-8 writer for short strings, so lone surrogates come out alike.
   for (let i = 0; i < n; i++) {
     let c = s.charCodeAt(i);
-    if (c < 0x80) out[pos++] = c;
+    if (c < 0x80) b[p++] = c;
     else if (c < 0x800) {
-      out[pos++] = (c >> 6) | 0xc0;
-      out[pos++] = (c & 0x3f) | 0x80;
+      b[p++] = (c >> 6) | 0xc0;
+      b[p++] = (c & 0x3f) | 0x80;
     } else {
       const c2 = s.charCodeAt(i + 1);
       if ((c & 0xfc00) === 0xd800 && (c2 & 0xfc00) === 0xdc00) {
         c = 0x10000 + ((c & 0x03ff) << 10) + (c2 & 0x03ff);
         i++;
-        out[pos++] = (c >> 18) | 0xf0;
-        out[pos++] = ((c >> 12) & 0x3f) | 0x80;
-      } else out[pos++] = (c >> 12) | 0xe0;
-      out[pos++] = ((c >> 6) & 0x3f) | 0x80;
-      out[pos++] = (c & 0x3f) | 0x80;
+        b[p++] = (c >> 18) | 0xf0;
+        b[p++] = ((c >> 12) & 0x3f) | 0x80;
+      } else b[p++] = (c >> 12) | 0xe0;
+      b[p++] = ((c >> 6) & 0x3f) | 0x80;
+      b[p++] = (c & 0x3f) | 0x80;
     }
   }
+  pos = p;
 }
 
 const f64 = new Float64Array(1);
@@ -293,8 +307,11 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 function writeDouble(x: number): void {
   f64[0] = x;
-  if (LITTLE_ENDIAN) for (let k = 0; k < 8; k++) out[pos++] = f64Bytes[k]!;
-  else for (let k = 7; k >= 0; k--) out[pos++] = f64Bytes[k]!;
+  const b = out;
+  const p = pos;
+  if (LITTLE_ENDIAN) for (let k = 0; k < 8; k++) b[p + k] = f64Bytes[k]!;
+  else for (let k = 0; k < 8; k++) b[p + k] = f64Bytes[7 - k]!;
+  pos = p + 8;
 }
 
 function writeResponse(r: CheckResponse): void {
@@ -392,7 +409,8 @@ function writeOptions(tag: number, list: readonly HeaderValueOption[]): void {
 function writeStruct(st: ProtoStruct): void {
   const fields = st.fields;
   if (fields == null) return;
-  for (const key of Object.keys(fields)) {
+  for (const key in fields) {
+    if (!hasOwn(fields, key)) continue;
     out[pos++] = T1_LEN;
     writeLength();
     out[pos++] = T1_LEN;
