@@ -24,6 +24,8 @@ import {
   checkResponseSerializer,
 } from '../../../src/envoy/protos.js';
 import { toCheckResponse, WIRE, type WireHandle } from '../../../src/envoy/response.js';
+import { allowDecision } from '../../helpers/decisions.js';
+import { mulberry32 } from '../../helpers/prng.js';
 
 const protoLoaderCheck = authorizationClientConstructor().service.Check!;
 const reference = protoLoaderCheck.responseSerialize as CheckResponseSerializer;
@@ -38,16 +40,7 @@ function expectSameBytes(response: CheckResponse, label = ''): void {
 
 const REALM = 'api';
 
-function allow(extra: Partial<Allow> = {}): Allow {
-  return {
-    kind: 'allow',
-    headers: [],
-    headersToRemove: [],
-    queryParametersToRemove: [],
-    reason: 'authenticated',
-    ...extra,
-  };
-}
+const allow = allowDecision;
 
 const CLAIMS = {
   sub: 'alice',
@@ -221,18 +214,6 @@ describe('encodeCheckResponse: the responses the service builds', () => {
 
 // ---------------------------------------------------------------- generated corpus
 
-/** mulberry32: a small seeded PRNG, so a failure reproduces. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 class Gen {
   constructor(readonly rand: () => number) {}
 
@@ -400,7 +381,7 @@ class Gen {
 
 describe('encodeCheckResponse: a generated corpus', () => {
   it("2,500 generated responses: the bytes of proto-loader's serializer", () => {
-    const gen = new Gen(prng(0x5eed));
+    const gen = new Gen(mulberry32(0x5eed));
     const seen = new Set<string>();
     // What the corpus covers: every field and Value kind, lone surrogates in short strings.
     const visit = (x: unknown, key: string): void => {
