@@ -7,7 +7,8 @@
 // field whenever it is set (not null/undefined), zero values included; a repeated
 // field only when non-empty; negative int32 as 10-byte varints; doubles as 64-bit
 // little-endian; map<string, Value> entries as (key = 1, value = 2) in Object.keys
-// order; strings of fewer than 40 UTF-16 units written by protobufjs's own UTF-8
+// order (read by a for-in over own keys: the same order, without an array per
+// Struct); strings of fewer than 40 UTF-16 units written by protobufjs's own UTF-8
 // loop (lone surrogates as 3 raw bytes), longer ones by Buffer (lone surrogates as
 // U+FFFD), both 3 bytes per lone surrogate as Buffer.byteLength counts them.
 //

@@ -150,6 +150,10 @@ function decisions(): [string, Decision][] {
       metadata: { issuer: 'https://idp', sub: 'alice', scope: 'read', claims: CLAIMS },
     }),
   ]);
+  out.push([
+    'claims with a "__proto__" key',
+    allow({ metadata: { issuer: 'i', scope: '', claims: JSON.parse('{"__proto__":{"x":1},"a":[2]}') } }),
+  ]);
   out.push(['metadata without sub', allow({ metadata: { issuer: 'i', scope: '', claims: {} } })]);
   out.push([
     'metadata with extra and dry run',
