@@ -7,6 +7,7 @@ import { startTestService, type Decision, type EnvoyCall, type TestService } fro
 import { startJwksServer, type JwksServer, type JwksServerMode } from '../helpers/jwks-server.js';
 import { generateRsaKeyPair, makeJwks, type Jwk, type TestKeyPair } from '../helpers/keys.js';
 import { forgeToken, standardClaims } from '../helpers/tokens.js';
+import { sleep } from '../helpers/wait.js';
 
 const AUD = 'api://orders';
 const REALM = 'envoy-jwt-authz';
@@ -15,8 +16,6 @@ const COOLDOWN_MS = 1000;
 const CACHE = { max_age_seconds: 60, cooldown_seconds: 1, timeout_ms: TIMEOUT_MS, max_stale_seconds: 3600 };
 /** Scheduling / gRPC round trip margin on top of the fetch timeout. */
 const MARGIN_MS = 400;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // Cooldowns and staleness are measured on the key sources' clock (Date): faked for the
 // whole file, so a test passes a cooldown by moving it instead of sleeping. Timers stay

@@ -18,6 +18,7 @@ import {
   type TestKeyPair,
 } from '../helpers/keys.js';
 import { forgeToken, standardClaims, type SigningKey } from '../helpers/tokens.js';
+import { sleep } from '../helpers/wait.js';
 
 const AUD = 'api://orders';
 /** Scheduled refresh of the remote JWKS (the smallest max_age the config accepts). */
@@ -26,7 +27,6 @@ const CACHE = { max_age_seconds: 1, cooldown_seconds: 1, timeout_ms: 500, max_st
 const WITHIN_MS = 5000;
 
 // Real waits below: files on disk and JWKS servers on real sockets are watched by the real service.
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const fileKey = generateRsaKeyPair({ kid: 'file-key' });
 const certKey = generateRsaKeyPair({ kid: 'partner' });

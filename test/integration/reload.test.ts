@@ -23,6 +23,7 @@ import {
   type TestKeyPair,
 } from '../helpers/keys.js';
 import { getRedisUrl, redisSkipReason, uniquePrefix, type RedisHandle } from '../helpers/redis.js';
+import { sleep } from '../helpers/wait.js';
 
 const ISSUER = 'https://authz.example.com';
 const AUD = 'https://authz.example.com/oauth2/token';
@@ -181,8 +182,6 @@ async function grant(svc: Pick<TestService, 'httpUrl'>, assertionJwt?: string) {
   expect(res.status, JSON.stringify(res.json)).toBe(200);
   return res.json as { access_token: string; refresh_token: string };
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls Check until it answers as `until` says (at most limitMs). */
 async function pollCheck(

@@ -24,6 +24,7 @@ import {
   RedisServerProcess,
   uniquePrefix,
 } from '../helpers/redis.js';
+import { sleep } from '../helpers/wait.js';
 
 const ISSUER = 'https://authz.example.com';
 const AUD = 'https://authz.example.com/oauth2/token';
@@ -159,8 +160,6 @@ async function revoke(svc: TestService, token: string): Promise<void> {
   });
   expect(res.status, JSON.stringify(res.json)).toBe(200);
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Polls Check every 100 ms until `until` holds; returns the decision and the time it took.

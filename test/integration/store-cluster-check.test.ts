@@ -11,6 +11,7 @@ import { startTestService, type Decision } from '../helpers/harness.js';
 import { createSelfSignedCertificate, generateEcKeyPair, generateRsaKeyPair } from '../helpers/keys.js';
 import { startRedisCluster, redisClusterSkipReason } from '../helpers/redis-cluster.js';
 import { uniquePrefix } from '../helpers/redis.js';
+import { sleep } from '../helpers/wait.js';
 
 const ISSUER = 'https://authz.example.com';
 const AUD = 'https://authz.example.com/oauth2/token';
@@ -26,8 +27,6 @@ afterAll(async () => {
   await cluster?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe.skipIf(!cluster)('Check with the token store on a Redis Cluster', () => {
   it('a revoked JWT is never allowed while the master holding its revocation is down, and is refused again after the failover', async () => {

@@ -1,9 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { hashToken, type Store } from '../../../src/store/index.js';
+import { sleep } from '../../helpers/wait.js';
 
 // The behaviour every Store backend shares (memory, Redis single node, Redis Cluster).
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export function storeBehaviour(name: string, factory: () => Promise<Store>): void {
   describe(`Store behaviour (${name})`, () => {
