@@ -5,23 +5,14 @@
 // check and a path_regex route) that a backtracking engine would take seconds on (the service
 // must keep answering).
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import type { Server } from 'node:http';
-import { request } from 'node:http';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  envoyOrSkip,
-  renderEnvoyConfig,
-  shippedEnvoyYaml,
-  startEnvoy,
-  type RunningEnvoy,
-} from '../helpers/envoy.js';
-import { startTestService, type TestService } from '../helpers/harness.js';
+import { envoyOrSkip, type RunningEnvoy } from '../helpers/envoy.js';
+import type { TestService } from '../helpers/harness.js';
 import { generateEcKeyPair } from '../helpers/keys.js';
-import { forgeToken } from '../helpers/tokens.js';
-import { startEcho } from '../helpers/echo-upstream.mjs';
+import { httpGet as get, startStack, type Stack } from '../helpers/stack.js';
+import { jwtMinter } from '../helpers/tokens.js';
 
 const envoy = await envoyOrSkip('Envoy policies end to end');
 
@@ -34,14 +25,7 @@ const HANDLE_CHECK = "request.headers['x-handle'].matches('^[a-z0-9]+[a-z0-9._-]
 const PROFILE_ROUTE = '/users/[a-z0-9]+[a-z0-9._-]*[a-z0-9]+';
 const idpKey = generateEcKeyPair({ kid: 'policy-e2e-1' });
 
-function token(claims: Record<string, unknown>): string {
-  const now = Math.floor(Date.now() / 1000);
-  return forgeToken({
-    header: { alg: 'ES256', kid: idpKey.kid, typ: 'JWT' },
-    payload: { iss: ISSUER, aud: AUDIENCE, sub: 'alice', iat: now, exp: now + 300, ...claims },
-    key: idpKey.privateKey,
-  });
-}
+const token = jwtMinter(idpKey, { iss: ISSUER, aud: AUDIENCE, sub: 'alice' });
 
 const serviceConfig = {
   // Above the 10 ms default: this machine is shared and a check can be descheduled for a
@@ -88,32 +72,6 @@ const serviceConfig = {
     dynamic_metadata: { tenant: "has(claims.org) ? claims.org.id : 'none'" },
   },
 };
-
-interface Reply {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}
-
-function get(port: number, path: string, headers: Record<string, string> = {}): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, method: 'GET', headers }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () =>
-        resolve({
-          status: res.statusCode ?? 0,
-          headers: res.headers,
-          body: Buffer.concat(chunks).toString('utf8'),
-        }),
-      );
-      res.on('error', reject);
-    });
-    req.setTimeout(10_000, () => req.destroy(new Error(`timeout on ${path}`)));
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 interface TrafficRequest {
   path: string;
@@ -183,40 +141,34 @@ function startTraffic(
 }
 
 describe.skipIf(!envoy)(`Envoy ${envoy?.version ?? ''} → policies`, () => {
+  let stack: Stack;
   let svc: TestService;
-  let echo: Server;
   let proxy: RunningEnvoy;
-  let dir: string;
   let accessLog: string;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'envoy-policy-e2e-'));
-    accessLog = join(dir, 'access.log');
-    svc = await startTestService(serviceConfig);
-    echo = await startEcho(0);
-    const echoPort = (echo.address() as { port: number }).port;
-    const doc = renderEnvoyConfig(shippedEnvoyYaml(), {
-      clusters: { ext_authz: svc.grpcAddress, backend: `127.0.0.1:${echoPort}` },
-      accessLogPath: accessLog,
-      mutate: (d) => {
-        const hcm = d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
-        Object.assign(hcm.access_log[0].typed_config.log_format.json_format, {
-          authz_tenant: '%DYNAMIC_METADATA(envoy.filters.http.ext_authz:tenant)%',
-          authz_anonymous: '%DYNAMIC_METADATA(envoy.filters.http.ext_authz:anonymous)%',
-          authz_dry_run: '%DYNAMIC_METADATA(envoy.filters.http.ext_authz:dry_run)%',
-          test_id: '%REQ(X-TEST-ID)%',
-        });
+    stack = await startStack(envoy!, {
+      config: serviceConfig,
+      dirPrefix: 'envoy-policy-e2e-',
+      envoy: {
+        accessLogPath: 'access.log',
+        mutate: (d) => {
+          const hcm = d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+          Object.assign(hcm.access_log[0].typed_config.log_format.json_format, {
+            authz_tenant: '%DYNAMIC_METADATA(envoy.filters.http.ext_authz:tenant)%',
+            authz_anonymous: '%DYNAMIC_METADATA(envoy.filters.http.ext_authz:anonymous)%',
+            authz_dry_run: '%DYNAMIC_METADATA(envoy.filters.http.ext_authz:dry_run)%',
+            test_id: '%REQ(X-TEST-ID)%',
+          });
+        },
+        extraArgs: ['--file-flush-interval-msec', '20'],
       },
     });
-    proxy = await startEnvoy(envoy!, doc, { dir, extraArgs: ['--file-flush-interval-msec', '20'] });
+    ({ service: svc, envoy: proxy } = stack);
+    accessLog = join(stack.dir, 'access.log');
   }, 60_000);
 
-  afterAll(async () => {
-    await proxy?.stop();
-    await svc?.close();
-    await new Promise((r) => echo?.close(r));
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => stack?.stop());
 
   async function logEntry(id: string): Promise<any> {
     let entry: any;

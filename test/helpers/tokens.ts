@@ -146,3 +146,48 @@ export function nonCanonicalSignature(token: string): string {
   if (!b64urlDecode(altered).equals(b64urlDecode(sig))) throw new Error('not the same bytes');
   return `${token.slice(0, dot)}.${altered}`;
 }
+
+/** A key to mint with: a TestKeyPair (test/helpers/keys.ts) or any private key with its kid and alg. */
+export interface MintKey {
+  readonly privateKey: KeyObject;
+  readonly kid?: string;
+  readonly alg?: string;
+}
+
+export interface MintOptions {
+  /** exp is iat + this (default 300); a claim `exp` wins. */
+  readonly ttlSeconds?: number;
+  /** Header members over `{alg, kid, typ: 'JWT'}` (undefined drops one). */
+  readonly header?: Record<string, unknown>;
+}
+
+function defined(o: Record<string, unknown>): Record<string, unknown> {
+  for (const k of Object.keys(o)) if (o[k] === undefined) delete o[k];
+  return o;
+}
+
+/**
+ * A well-formed signed JWT for the ordinary cases: header `{alg, kid, typ: 'JWT'}` from the
+ * key, payload `{iat: now, exp: now + ttl, ...claims}` (a claim set to undefined is left out).
+ */
+export function mintJwt(key: MintKey, claims: Record<string, unknown> = {}, opts: MintOptions = {}): string {
+  const now = Math.floor(Date.now() / 1000);
+  return forgeToken({
+    header: defined({ alg: key.alg, kid: key.kid, typ: 'JWT', ...opts.header }),
+    payload: defined({ iat: now, exp: now + (opts.ttlSeconds ?? 300), ...claims }),
+    key: key.privateKey,
+  });
+}
+
+/**
+ * A test file's token(): mintJwt with the file's key and default claims (iss, aud, sub, …) bound;
+ * each call's claims and header members go over them.
+ */
+export function jwtMinter(
+  key: MintKey,
+  defaults: Record<string, unknown> = {},
+  opts: MintOptions = {},
+): (claims?: Record<string, unknown>, header?: Record<string, unknown>) => string {
+  return (claims = {}, header = {}) =>
+    mintJwt(key, { ...defaults, ...claims }, { ...opts, header: { ...opts.header, ...header } });
+}

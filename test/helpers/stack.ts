@@ -1,0 +1,174 @@
+// The e2e stack in one call: this service in-process (harness.ts), the echo upstream as
+// Envoy's `backend` cluster, optionally the CheckRequest recorder between Envoy and the
+// service (ext-authz-recorder.ts), and the real Envoy (envoy.ts) on a rendered bootstrap
+// (the shipped envoy/envoy.yaml unless told otherwise), all on loopback ports, sharing one
+// temp dir, with one stop() for the whole. Plus the HTTP/1.1 client the e2e files use.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { expect } from 'vitest';
+import {
+  renderEnvoyConfig,
+  shippedEnvoyYaml,
+  startEnvoy,
+  type EnvoyInstall,
+  type RenderOptions,
+  type RunningEnvoy,
+} from './envoy.js';
+import { startRecorder, type ExtAuthzRecorder } from './ext-authz-recorder.js';
+import { startTestService, type TestService } from './harness.js';
+import { startEcho } from './echo-upstream.mjs';
+
+export interface StackEnvoyOptions extends Omit<RenderOptions, 'mutate'> {
+  /** The bootstrap, YAML text or parsed (default: the shipped envoy/envoy.yaml). */
+  yaml?: string | Record<string, any>;
+  /** Access logs to this file (see RenderOptions); a relative path is in the stack's dir. */
+  accessLogPath?: string;
+  /** Last word on the parsed bootstrap; `dir` is the stack's temp dir. */
+  mutate?: (doc: any, dir: string) => void;
+  logLevel?: string;
+  extraArgs?: string[];
+}
+
+export interface StackOptions {
+  /** The service's config; without one no service starts (point `ext_authz` elsewhere). */
+  config?: Record<string, unknown>;
+  /** startTestService's options; relative paths in the config resolve against the stack's dir. */
+  service?: { logLevel?: string; configFile?: string; baseDir?: string };
+  /** Put the CheckRequest recorder between Envoy and the service. */
+  recorder?: boolean;
+  /** The echo upstream as cluster `backend` (default true). */
+  upstream?: boolean;
+  /** Prefix of the temp dir's name, or a dir of the caller's (which stop() leaves in place). */
+  dirPrefix?: string;
+  dir?: string;
+  /** Written into the dir before anything starts: file name → content. */
+  files?: Record<string, string | Buffer>;
+  envoy?: StackEnvoyOptions;
+}
+
+export interface Stack {
+  readonly dir: string;
+  /** The in-process service (absent without `config`). */
+  readonly service: TestService;
+  /** The recorder (absent without `recorder: true`). */
+  readonly recorder: ExtAuthzRecorder;
+  /** The echo upstream (absent with `upstream: false`) and its host:port. */
+  readonly upstream: Server;
+  readonly upstreamAddress: string;
+  readonly envoy: RunningEnvoy;
+  /** http://127.0.0.1:<Envoy's first listener port> */
+  readonly url: string;
+  /** Another Envoy in front of the same service and upstream (default clusters as the first); stop() stops it too. */
+  startEnvoy(opts?: StackEnvoyOptions): Promise<RunningEnvoy>;
+  stop(): Promise<void>;
+}
+
+/** Starts the stack (see the top of this file); on a failure, stops what it started and throws. */
+export async function startStack(envoy: EnvoyInstall, opts: StackOptions = {}): Promise<Stack> {
+  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), opts.dirPrefix ?? 'envoy-stack-'));
+  for (const [name, content] of Object.entries(opts.files ?? {})) writeFileSync(join(dir, name), content);
+  let service: TestService | undefined;
+  let recorder: ExtAuthzRecorder | undefined;
+  let upstream: Server | undefined;
+  let upstreamAddress = '';
+  const proxies: RunningEnvoy[] = [];
+
+  const stop = async () => {
+    for (const p of proxies) await p.stop();
+    await recorder?.close();
+    await service?.close();
+    await new Promise((r) => (upstream ? upstream.close(r) : r(undefined)));
+    if (!opts.dir) rmSync(dir, { recursive: true, force: true });
+  };
+  const addEnvoy = async (o: StackEnvoyOptions = {}): Promise<RunningEnvoy> => {
+    const { yaml, mutate, logLevel, extraArgs, clusters, accessLogPath, ...render } = o;
+    const doc = renderEnvoyConfig(yaml ?? shippedEnvoyYaml(), {
+      ...render,
+      accessLogPath: accessLogPath && resolve(dir, accessLogPath),
+      clusters: {
+        ...(service || recorder ? { ext_authz: recorder?.address ?? service!.grpcAddress } : {}),
+        ...(upstream ? { backend: upstreamAddress } : {}),
+        ...clusters,
+      },
+      mutate: mutate && ((d) => mutate(d, dir)),
+    });
+    const proxy = await startEnvoy(envoy, doc, { dir, logLevel, extraArgs });
+    proxies.push(proxy);
+    return proxy;
+  };
+
+  try {
+    if (opts.config)
+      service = await startTestService(opts.config, { baseDir: dir, ...opts.service });
+    if (opts.recorder && service) recorder = await startRecorder(service.grpcAddress);
+    if (opts.upstream !== false) {
+      upstream = await startEcho(0);
+      upstreamAddress = `127.0.0.1:${(upstream.address() as { port: number }).port}`;
+    }
+    const first = await addEnvoy(opts.envoy);
+    return {
+      dir,
+      service: service!,
+      recorder: recorder!,
+      upstream: upstream!,
+      upstreamAddress,
+      envoy: first,
+      url: `http://127.0.0.1:${first.port}`,
+      startEnvoy: addEnvoy,
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+// --- the client ------------------------------------------------------------------
+
+export interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+/** A GET over HTTP/1.1 with node:http (the path goes as given: no dot-segment resolution). */
+export function httpGet(
+  port: number,
+  path: string,
+  headers: Record<string, string | string[]> = {},
+): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, method: 'GET', headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          body: Buffer.concat(chunks).toString('utf8'),
+        }),
+      );
+      res.on('error', reject);
+    });
+    req.setTimeout(10_000, () => req.destroy(new Error(`timeout on ${path}`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** What the echo upstream received (its reply body). */
+export interface Echo {
+  method: string;
+  path: string;
+  httpVersion: string;
+  headers: Record<string, string | undefined>;
+  rawHeaders: string[];
+}
+
+/** The echo of a request that passed (expects 200). */
+export function echoOf(reply: Reply): Echo {
+  expect(reply.status, reply.body).toBe(200);
+  return JSON.parse(reply.body) as Echo;
+}
