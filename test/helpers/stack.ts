@@ -100,8 +100,7 @@ export async function startStack(envoy: EnvoyInstall, opts: StackOptions = {}): 
   };
 
   try {
-    if (opts.config)
-      service = await startTestService(opts.config, { baseDir: dir, ...opts.service });
+    if (opts.config) service = await startTestService(opts.config, { baseDir: dir, ...opts.service });
     if (opts.recorder && service) recorder = await startRecorder(service.grpcAddress);
     if (opts.upstream !== false) {
       upstream = await startEcho(0);

@@ -149,7 +149,7 @@ export function nonCanonicalSignature(token: string): string {
 
 /** A key to mint with: a TestKeyPair (test/helpers/keys.ts) or any private key with its kid and alg. */
 export interface MintKey {
-  readonly privateKey: KeyObject;
+  readonly privateKey: SigningKey;
   readonly kid?: string;
   readonly alg?: string;
 }

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startTestService, type Decision, type EnvoyCall, type TestService } from '../helpers/harness.js';
 import { startJwksServer, type JwksServer, type JwksServerMode } from '../helpers/jwks-server.js';
 import { generateRsaKeyPair, makeJwks, type Jwk, type TestKeyPair } from '../helpers/keys.js';
-import { forgeToken, standardClaims } from '../helpers/tokens.js';
+import { forgeToken, mintJwt, standardClaims } from '../helpers/tokens.js';
 import { sleep } from '../helpers/wait.js';
 
 const AUD = 'api://orders';
@@ -40,11 +40,8 @@ function serviceConfig(issuers: Record<string, unknown>[]): Record<string, unkno
   return { issuers, rules: [], default_action: 'authenticate' };
 }
 
-function token(iss: string, key: TestKeyPair, kid: string | undefined = key.kid, alg = 'RS256'): string {
-  const header: Record<string, unknown> = { alg, typ: 'JWT' };
-  if (kid !== undefined) header.kid = kid;
-  return forgeToken({ header, payload: standardClaims(iss, AUD), key: key.privateKey });
-}
+const token = (iss: string, key: TestKeyPair, kid: string | undefined = key.kid, alg = 'RS256'): string =>
+  mintJwt({ privateKey: key.privateKey, kid, alg }, standardClaims(iss, AUD));
 
 async function timedCheck(svc: TestService, call: EnvoyCall): Promise<{ d: Decision; ms: number }> {
   const started = performance.now();

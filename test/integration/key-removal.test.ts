@@ -17,7 +17,7 @@ import {
   makeJwks,
   type TestKeyPair,
 } from '../helpers/keys.js';
-import { forgeToken, standardClaims, type SigningKey } from '../helpers/tokens.js';
+import { mintJwt, standardClaims, type SigningKey } from '../helpers/tokens.js';
 import { sleep } from '../helpers/wait.js';
 
 const AUD = 'api://orders';
@@ -39,11 +39,8 @@ let svc: TestService;
 const servers: Record<string, JwksServer> = {};
 const REMOTE = ['idp-empty', 'idp-unusable', 'idp-500', 'idp-invalid-json'] as const;
 
-function token(iss: string, key: SigningKey, kid: string | undefined, alg = 'RS256'): string {
-  const header: Record<string, unknown> = { alg, typ: 'JWT' };
-  if (kid !== undefined) header.kid = kid;
-  return forgeToken({ header, payload: standardClaims(`https://${iss}.example.com`, AUD), key });
-}
+const token = (iss: string, key: SigningKey, kid: string | undefined, alg = 'RS256'): string =>
+  mintJwt({ privateKey: key, kid, alg }, standardClaims(`https://${iss}.example.com`, AUD));
 const rsaToken = (iss: string, key: TestKeyPair) => token(iss, key.privateKey, key.kid);
 
 async function readyz(): Promise<{ status: number; body: any }> {
