@@ -2,14 +2,13 @@
 // the proof is signed for the URL the client sends to Envoy, Envoy hands the DPoP header
 // to the ext_authz check, and the check (issuer "self", no sender_constraint configured)
 // enforces the token's cnf.jkt.
-import { randomUUID } from 'node:crypto';
-import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { envoyOrSkip, type RunningEnvoy } from '../helpers/envoy.js';
 import type { TestService } from '../helpers/harness.js';
 import { createSelfSignedCertificate, generateEcKeyPair, generateRsaKeyPair } from '../helpers/keys.js';
 import { dpopProof } from '../helpers/dpop.js';
 import { startStack, type Stack } from '../helpers/stack.js';
+import { clientAssertion } from '../helpers/tokens.js';
 
 const envoy = await envoyOrSkip('DPoP-bound tokens of the token endpoint through Envoy');
 
@@ -21,17 +20,7 @@ const signing = generateEcKeyPair({ kid: 'e2e-at-1' });
 const dpopKey = generateEcKeyPair();
 const otherKey = generateEcKeyPair();
 
-function assertion(): Promise<string> {
-  const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({ jti: randomUUID() })
-    .setProtectedHeader({ alg: 'RS256' })
-    .setIssuer(CLIENT)
-    .setSubject(CLIENT)
-    .setAudience(AUD)
-    .setIssuedAt(now)
-    .setExpirationTime(now + 120)
-    .sign(clientKey.privateKey);
-}
+const assertion = (): string => clientAssertion(clientKey, CLIENT, AUD);
 
 describe.skipIf(!envoy)('DPoP-bound tokens of the token endpoint through the real Envoy', () => {
   let stack: Stack;

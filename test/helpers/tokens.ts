@@ -2,7 +2,7 @@
 // bytes, wrong keys, HMAC with arbitrary secrets such as a public key's PEM bytes),
 // build raw compact strings from segments, and base64url helpers. jose's SignJWT is
 // re-exported through `joseSign` for the ordinary cases.
-import { constants, createHmac, sign as cryptoSign, type KeyObject } from 'node:crypto';
+import { constants, createHmac, randomUUID, sign as cryptoSign, type KeyObject } from 'node:crypto';
 import { SignJWT, type JWTPayload } from 'jose';
 
 /** base64url (no padding) of a string (UTF-8), bytes, or any JSON value. */
@@ -190,4 +190,13 @@ export function jwtMinter(
 ): (claims?: Record<string, unknown>, header?: Record<string, unknown>) => string {
   return (claims = {}, header = {}) =>
     mintJwt(key, { ...defaults, ...claims }, { ...opts, header: { ...opts.header, ...header } });
+}
+
+/** A client's assertion for the token endpoint (RFC 7523: iss = sub = the client id), valid 120 s, a fresh jti. */
+export function clientAssertion(key: MintKey, clientId: string, aud: string): string {
+  return mintJwt(
+    key,
+    { iss: clientId, sub: clientId, aud, jti: randomUUID() },
+    { ttlSeconds: 120, header: { kid: undefined, typ: undefined } },
+  );
 }
