@@ -8,7 +8,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { envoyOrSkip, type RunningEnvoy } from '../helpers/envoy.js';
 import type { ExtAuthzRecorder } from '../helpers/ext-authz-recorder.js';
 import { generateEcKeyPair } from '../helpers/keys.js';
-import { echoOf, httpGet as http1, startStack, type Echo, type Reply, type Stack } from '../helpers/stack.js';
+import {
+  echoOf,
+  httpGet as http1,
+  inlineIssuer,
+  startStack,
+  type Echo,
+  type Reply,
+  type Stack,
+} from '../helpers/stack.js';
 import { jwtMinter } from '../helpers/tokens.js';
 
 const envoy = await envoyOrSkip('Envoy credentials end to end');
@@ -21,15 +29,7 @@ const OVERRIDES = ['x-http-method-override', 'x-http-method', 'x-method-override
 const token = jwtMinter(idpKey, { iss: ISSUER, aud: AUDIENCE, sub: 'alice', scope: 'read' });
 
 const serviceConfig = {
-  issuers: [
-    {
-      name: 'corp-idp',
-      issuer: ISSUER,
-      audiences: [AUDIENCE],
-      algorithms: ['ES256'],
-      jwks: { keys: [idpKey.publicJwk] },
-    },
-  ],
+  issuers: [inlineIssuer(ISSUER, AUDIENCE, idpKey)],
   token_sources: [
     { header: 'authorization', prefix: 'Bearer ' },
     { query: 'access_token' },

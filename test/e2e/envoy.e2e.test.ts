@@ -16,7 +16,14 @@ import type { ExtAuthzRecorder } from '../helpers/ext-authz-recorder.js';
 import type { TestService } from '../helpers/harness.js';
 import { envoyCheckRequest } from '../../src/cli/check.js';
 import { generateEcKeyPair } from '../helpers/keys.js';
-import { echoOf, httpGet as http1, startStack, type Reply, type Stack } from '../helpers/stack.js';
+import {
+  echoOf,
+  httpGet as http1,
+  inlineIssuer,
+  startStack,
+  type Reply,
+  type Stack,
+} from '../helpers/stack.js';
 import { jwtMinter } from '../helpers/tokens.js';
 
 const envoy = await envoyOrSkip('Envoy ext_authz end to end');
@@ -33,14 +40,8 @@ function serviceConfig(downJwksUrl: string): Record<string, unknown> {
   return {
     realm: REALM,
     issuers: [
-      {
-        // named like the issuer that envoy/envoy.yaml's /reports route restricts to
-        name: 'corp-idp',
-        issuer: ISSUER,
-        audiences: [AUDIENCE],
-        algorithms: ['ES256'],
-        jwks: { keys: [idpKey.publicJwk] },
-      },
+      // named like the issuer that envoy/envoy.yaml's /reports route restricts to
+      inlineIssuer(ISSUER, AUDIENCE, idpKey),
       {
         name: 'down-idp',
         issuer: DOWN_ISSUER,

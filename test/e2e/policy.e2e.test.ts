@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { envoyOrSkip, type RunningEnvoy } from '../helpers/envoy.js';
 import type { TestService } from '../helpers/harness.js';
 import { generateEcKeyPair } from '../helpers/keys.js';
-import { httpGet as get, startStack, type Stack } from '../helpers/stack.js';
+import { httpGet as get, inlineIssuer, startStack, type Stack } from '../helpers/stack.js';
 import { jwtMinter } from '../helpers/tokens.js';
 
 const envoy = await envoyOrSkip('Envoy policies end to end');
@@ -31,15 +31,7 @@ const serviceConfig = {
   // Above the 10 ms default: this machine is shared and a check can be descheduled for a
   // few ms mid-evaluation; the attack below must be cheap in itself, not fit a tight budget.
   expression_budget_ms: 100,
-  issuers: [
-    {
-      name: 'corp-idp',
-      issuer: ISSUER,
-      audiences: [AUDIENCE],
-      algorithms: ['ES256'],
-      jwks: { keys: [idpKey.publicJwk] },
-    },
-  ],
+  issuers: [inlineIssuer(ISSUER, AUDIENCE, idpKey)],
   rules: [
     { name: 'catalog', match: { path_separated_prefix: '/catalog' }, action: 'optional' },
     {

@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { envoyOrSkip, type RunningEnvoy } from '../helpers/envoy.js';
 import { generateEcKeyPair } from '../helpers/keys.js';
-import { httpGet as get, startStack, type Reply, type Stack } from '../helpers/stack.js';
+import { httpGet as get, inlineIssuer, startStack, type Reply, type Stack } from '../helpers/stack.js';
 import { jwtMinter } from '../helpers/tokens.js';
 
 const envoy = await envoyOrSkip('Envoy rate limits end to end');
@@ -15,15 +15,7 @@ const idpKey = generateEcKeyPair({ kid: 'rl-e2e-1' });
 const token = jwtMinter(idpKey, { iss: ISSUER, aud: AUDIENCE, sub: 'alice' });
 
 const serviceConfig = {
-  issuers: [
-    {
-      name: 'corp-idp',
-      issuer: ISSUER,
-      audiences: [AUDIENCE],
-      algorithms: ['ES256'],
-      jwks: { keys: [idpKey.publicJwk] },
-    },
-  ],
+  issuers: [inlineIssuer(ISSUER, AUDIENCE, idpKey)],
   rules: [{ name: 'api', match: { path_separated_prefix: '/api' } }],
   rate_limits: [{ name: 'per-client', limit: 3, window_seconds: 60 }],
 };

@@ -18,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { envoyOrSkip, freePort, REPO_ROOT, type RunningEnvoy } from '../helpers/envoy.js';
 import { getRedisUrl, redisSkipReason, type RedisHandle } from '../helpers/redis.js';
 import { generateEcKeyPair } from '../helpers/keys.js';
-import { startStack, type Stack } from '../helpers/stack.js';
+import { inlineIssuer, startStack, type Stack } from '../helpers/stack.js';
 import { jwtMinter, mintJwt } from '../helpers/tokens.js';
 
 const envoy = await envoyOrSkip('replicas under failure through Envoy');
@@ -41,15 +41,7 @@ function serviceConfig(redisUrl: string): Record<string, unknown> {
   return {
     server: { drain_delay_seconds: DRAIN_DELAY_SECONDS, shutdown_grace_seconds: 5 },
     log: { level: 'warn' },
-    issuers: [
-      {
-        name: 'corp-idp',
-        issuer: ISSUER,
-        audiences: [AUDIENCE],
-        algorithms: ['ES256'],
-        jwks: { keys: [idpKey.publicJwk] },
-      },
-    ],
+    issuers: [inlineIssuer(ISSUER, AUDIENCE, idpKey)],
     rules: [{ name: 'api', match: { path_separated_prefix: '/api' }, require: { scopes_any: ['read'] } }],
     default_action: 'deny',
     // Shared state on the Check path: every allow is counted in Redis (a limit never reached).

@@ -18,6 +18,7 @@ import {
 } from './envoy.js';
 import { startRecorder, type ExtAuthzRecorder } from './ext-authz-recorder.js';
 import { startTestService, type TestService } from './harness.js';
+import type { TestKeyPair } from './keys.js';
 import { startEcho } from './echo-upstream.mjs';
 
 export interface StackEnvoyOptions extends Omit<RenderOptions, 'mutate'> {
@@ -122,6 +123,16 @@ export async function startStack(envoy: EnvoyInstall, opts: StackOptions = {}): 
     await stop();
     throw err;
   }
+}
+
+/** An issuer of the service config with the key's public JWK inline, accepting only the key's alg. */
+export function inlineIssuer(
+  issuer: string,
+  audience: string,
+  key: TestKeyPair,
+  name = 'corp-idp',
+): Record<string, unknown> {
+  return { name, issuer, audiences: [audience], algorithms: [key.alg], jwks: { keys: [key.publicJwk] } };
 }
 
 // --- the client ------------------------------------------------------------------
