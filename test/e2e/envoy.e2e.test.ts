@@ -5,7 +5,7 @@
 // Every test asserts what the client received and, when the request passed, what the
 // upstream saw. A transparent gRPC hop (test/helpers/ext-authz-recorder.ts) between
 // Envoy and the service keeps the CheckRequests Envoy really sent.
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { connect, constants as h2 } from 'node:http2';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -17,6 +17,7 @@ import type { TestService } from '../helpers/harness.js';
 import { envoyCheckRequest } from '../../src/cli/check.js';
 import { generateEcKeyPair } from '../helpers/keys.js';
 import {
+  accessLogEntry,
   echoOf,
   httpGet as http1,
   inlineIssuer,
@@ -479,20 +480,7 @@ describe.skipIf(!envoy)(`Envoy ${envoy?.version ?? ''} → ext_authz → service
     });
   });
 
-  /** Envoy's access-log entry for the request tagged with x-test-id (undefined if none appears within 2 s). */
-  const logEntry = async (id: string): Promise<any> => {
-    let entry: any;
-    for (let i = 0; i < 100 && !entry; i++) {
-      if (existsSync(accessLog))
-        entry = readFileSync(accessLog, 'utf8')
-          .split('\n')
-          .filter(Boolean)
-          .map((l) => JSON.parse(l))
-          .find((e) => e.test_id === id);
-      if (!entry) await new Promise((r) => setTimeout(r, 20)); // real polling: Envoy writes its access log asynchronously
-    }
-    return entry;
-  };
+  const logEntry = (id: string) => accessLogEntry(accessLog, id);
 
   describe('dynamic_metadata in Envoy’s access log', () => {
     it('sub, scope and issuer from the CheckResponse are logged by Envoy', async () => {

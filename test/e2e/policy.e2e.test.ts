@@ -5,13 +5,12 @@
 // check and a path_regex route) that a backtracking engine would take seconds on (the service
 // must keep answering).
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { envoyOrSkip, type RunningEnvoy } from '../helpers/envoy.js';
 import type { TestService } from '../helpers/harness.js';
 import { generateEcKeyPair } from '../helpers/keys.js';
-import { httpGet as get, inlineIssuer, startStack, type Stack } from '../helpers/stack.js';
+import { accessLogEntry, httpGet as get, inlineIssuer, startStack, type Stack } from '../helpers/stack.js';
 import { jwtMinter } from '../helpers/tokens.js';
 
 const envoy = await envoyOrSkip('Envoy policies end to end');
@@ -162,19 +161,7 @@ describe.skipIf(!envoy)(`Envoy ${envoy?.version ?? ''} → policies`, () => {
 
   afterAll(() => stack?.stop());
 
-  async function logEntry(id: string): Promise<any> {
-    let entry: any;
-    for (let i = 0; i < 100 && !entry; i++) {
-      if (existsSync(accessLog))
-        entry = readFileSync(accessLog, 'utf8')
-          .split('\n')
-          .filter(Boolean)
-          .map((l) => JSON.parse(l))
-          .find((e) => e.test_id === id);
-      if (!entry) await new Promise((r) => setTimeout(r, 20));
-    }
-    return entry;
-  }
+  const logEntry = (id: string) => accessLogEntry(accessLog, id);
 
   /** Envoy's count of Check calls answered, and of those that failed or timed out (503). */
   async function authzStats(): Promise<{ ok: number; error: number }> {

@@ -3,7 +3,7 @@
 // service (ext-authz-recorder.ts), and the real Envoy (envoy.ts) on a rendered bootstrap
 // (the shipped envoy/envoy.yaml unless told otherwise), all on loopback ports, sharing one
 // temp dir, with one stop() for the whole. Plus the HTTP/1.1 client the e2e files use.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -20,6 +20,7 @@ import { startRecorder, type ExtAuthzRecorder } from './ext-authz-recorder.js';
 import { startTestService, type TestService } from './harness.js';
 import type { TestKeyPair } from './keys.js';
 import { startEcho } from './echo-upstream.mjs';
+import { sleep } from './wait.js';
 
 export interface StackEnvoyOptions extends Omit<RenderOptions, 'mutate'> {
   /** The bootstrap, YAML text or parsed (default: the shipped envoy/envoy.yaml). */
@@ -133,6 +134,24 @@ export function inlineIssuer(
   name = 'corp-idp',
 ): Record<string, unknown> {
   return { name, issuer, audiences: [audience], algorithms: [key.alg], jwks: { keys: [key.publicJwk] } };
+}
+
+/**
+ * The entry of a JSON access log (one object a line) whose `test_id` is `id`, once Envoy has
+ * written it (undefined if none appears within 2 s: Envoy writes its access log asynchronously).
+ */
+export async function accessLogEntry(file: string, id: string): Promise<any> {
+  let entry: any;
+  for (let i = 0; i < 100 && !entry; i++) {
+    if (existsSync(file))
+      entry = readFileSync(file, 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l))
+        .find((e) => e.test_id === id);
+    if (!entry) await sleep(20);
+  }
+  return entry;
 }
 
 // --- the client ------------------------------------------------------------------
