@@ -8,13 +8,19 @@ import type { Logger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
 import { Runtime } from './runtime.js';
 import { ConfigError } from '../core/errors.js';
+import { secondsToMs, systemClock, type Clock, type EpochMs } from '../core/time.js';
 import { loadTlsMaterial, tlsEnabled, type TlsMaterial, type TlsSettings } from '../net/tls-files.js';
 import { watchTlsFiles } from './tls-reload.js';
 
 /** The TLS material of one listener at start; a problem with it is a config error naming the field. */
-function listenerTls(field: string, settings: TlsSettings, baseDir: string): TlsMaterial | undefined {
+function listenerTls(
+  field: string,
+  settings: TlsSettings,
+  baseDir: string,
+  clock: Clock,
+): TlsMaterial | undefined {
   if (!tlsEnabled(settings)) return undefined;
-  const { material, problems } = loadTlsMaterial(field, settings, baseDir);
+  const { material, problems } = loadTlsMaterial(field, settings, baseDir, clock);
   if (!material) throw new ConfigError(problems);
   return material;
 }
@@ -22,7 +28,7 @@ function listenerTls(field: string, settings: TlsSettings, baseDir: string): Tls
 const secureContextOf = (m: TlsMaterial) => ({ cert: m.cert, key: m.key, ...(m.ca ? { ca: m.ca } : {}) });
 import { startTracing, stopTracing } from '../observability/tracing.js';
 
-export interface ServiceOptions {
+export interface AppOptions {
   readonly logger: Logger;
   readonly metrics?: Metrics;
   /** Override server.grpc_address / server.http_address (tests use 127.0.0.1:0). */
@@ -32,13 +38,15 @@ export interface ServiceOptions {
   readonly httpHeadersTimeoutMs?: number;
   /** Time a client has, after its headers, to send its HTTP request body (ms; default 10 s); tests shorten it. */
   readonly httpBodyTimeoutMs?: number;
+  /** The system clock by default; tests pin it. */
+  readonly clock?: Clock;
 }
 
-/** A health probe this recent means a health checker is watching (see Service.shutdown). */
+/** A health probe this recent means a health checker is watching (see App.shutdown). */
 const PROBE_RECENT_MS = 60_000;
 
-/** A running service: gRPC Check + health, HTTP admin/OAuth, reload and drain. */
-export class Service {
+/** The running service: gRPC Check + health, HTTP admin/OAuth, reload and drain. */
+export class App {
   private runtime: Runtime;
   private accepting = true;
   private reloading: Promise<void> = Promise.resolve();
@@ -46,10 +54,10 @@ export class Service {
   private readonly draining = new Set<Runtime>();
   /** Stops the certificate file polling of the TLS listeners. */
   private readonly stopWatching: (() => void)[] = [];
-  /** This service started the process's tracing (and stops it at shutdown). */
+  /** This app started the process's tracing (and stops it at shutdown). */
   private ownsTracing = false;
-  /** Date.now() of the last HTTP readiness probe (/readyz); 0: never. */
-  private readinessProbeAt = 0;
+  /** When the last HTTP readiness probe (/readyz) came; 0: never. */
+  private readinessProbeAt: EpochMs = 0;
 
   private constructor(
     runtime: Runtime,
@@ -57,7 +65,7 @@ export class Service {
     readonly http: FastifyInstance,
     readonly httpPort: number,
     private readonly checks: CheckService,
-    private readonly opts: ServiceOptions & { metrics: Metrics },
+    private readonly opts: AppOptions & { metrics: Metrics; clock: Clock },
   ) {
     this.runtime = runtime;
   }
@@ -70,9 +78,13 @@ export class Service {
     return this.runtime;
   }
 
-  static async start(loaded: LoadedConfig, options: ServiceOptions): Promise<Service> {
-    const opts = { ...options, metrics: options.metrics ?? new Metrics() };
-    const { logger, metrics } = opts;
+  static async start(loaded: LoadedConfig, options: AppOptions): Promise<App> {
+    const opts = {
+      ...options,
+      metrics: options.metrics ?? new Metrics(),
+      clock: options.clock ?? systemClock,
+    };
+    const { logger, metrics, clock } = opts;
     // Before the runtime, so the store and key sources it builds are traced too.
     const tracingSettings = loaded.config.tracing;
     const ownsTracing = tracingSettings ? await startTracing(tracingSettings, logger) : false;
@@ -83,17 +95,18 @@ export class Service {
       if (ownsTracing) await stopTracing();
       throw err;
     }
-    let service: Service | undefined;
-    const checks = new CheckService(() => service?.runtime ?? runtime, logger, metrics);
+    let app: App | undefined;
+    const checks = new CheckService(() => app?.runtime ?? runtime, logger, metrics);
     let grpc: GrpcServerHandle | undefined;
     let http: FastifyInstance | undefined;
     const server = loaded.config.server;
     const watchers: (() => void)[] = [];
     try {
-      const grpcTls = listenerTls('server.grpc_tls', server.grpc_tls, loaded.baseDir);
-      const httpTls = listenerTls('server.http_tls', server.http_tls, loaded.baseDir);
+      const grpcTls = listenerTls('server.grpc_tls', server.grpc_tls, loaded.baseDir, clock);
+      const httpTls = listenerTls('server.http_tls', server.http_tls, loaded.baseDir, clock);
       grpc = await startGrpcServer(opts.grpcAddress ?? server.grpc_address, checks, {
         maxMessageBytes: server.grpc_max_message_bytes,
+        clock,
         ...(grpcTls
           ? {
               tls: {
@@ -117,12 +130,12 @@ export class Service {
         );
       http = createHttpServer({
         ...(httpTls ? { tls: httpTls } : {}),
-        runtime: () => service?.runtime ?? runtime,
+        runtime: () => app?.runtime ?? runtime,
         metrics,
         logger,
-        accepting: () => service?.accepting ?? true,
+        accepting: () => app?.accepting ?? true,
         probed: () => {
-          if (service) service.readinessProbeAt = Date.now();
+          if (app) app.readinessProbeAt = clock.nowMs();
         },
         ...(opts.httpHeadersTimeoutMs !== undefined ? { headersTimeoutMs: opts.httpHeadersTimeoutMs } : {}),
         ...(opts.httpBodyTimeoutMs !== undefined ? { bodyTimeoutMs: opts.httpBodyTimeoutMs } : {}),
@@ -142,9 +155,9 @@ export class Service {
             logger,
           ),
         );
-      service = new Service(runtime, grpc, http, httpPort, checks, opts);
-      service.stopWatching.push(...watchers);
-      service.ownsTracing = ownsTracing;
+      app = new App(runtime, grpc, http, httpPort, checks, opts);
+      app.stopWatching.push(...watchers);
+      app.ownsTracing = ownsTracing;
     } catch (err) {
       for (const stop of watchers) stop();
       await http?.close();
@@ -157,7 +170,7 @@ export class Service {
       {
         grpc_address: opts.grpcAddress ?? server.grpc_address,
         grpc_port: grpc.port,
-        http_port: service.httpPort,
+        http_port: app.httpPort,
         grpc_tls: !!server.grpc_tls.cert_file,
         http_tls: !!server.http_tls.cert_file,
       },
@@ -166,7 +179,7 @@ export class Service {
     await runtime.start();
     grpc.health.setServing(true);
     logger.info({ issuers: runtime.issuerStatus() }, 'ready');
-    return service;
+    return app;
   }
 
   /**
@@ -220,15 +233,15 @@ export class Service {
     const probed =
       alwaysDelay ||
       this.grpc.health.probedWithin(PROBE_RECENT_MS) ||
-      (this.readinessProbeAt > 0 && Date.now() - this.readinessProbeAt <= PROBE_RECENT_MS);
+      (this.readinessProbeAt > 0 && this.opts.clock.nowMs() - this.readinessProbeAt <= PROBE_RECENT_MS);
     if (drainDelaySeconds > 0 && probed) {
       this.opts.logger.info(
         { drain_delay_seconds: drainDelaySeconds },
         'NOT_SERVING: still answering checks while health checkers take this process out of rotation',
       );
-      await new Promise((r) => setTimeout(r, drainDelaySeconds * 1000));
+      await new Promise((r) => setTimeout(r, secondsToMs(drainDelaySeconds)));
     }
-    const graceMs = graceSeconds * 1000;
+    const graceMs = secondsToMs(graceSeconds);
     const drained = this.checks.drained();
     await Promise.race([drained, new Promise((r) => setTimeout(r, graceMs).unref())]);
     await this.grpc.close(Math.min(graceMs, 2000));

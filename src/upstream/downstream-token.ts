@@ -11,6 +11,7 @@ import {
 } from '../authz/expressions.js';
 import type { Principal } from '../core/request.js';
 import { collectProblems, ConfigError } from '../core/errors.js';
+import { systemClock } from '../core/time.js';
 import type { TokenProfileConfig, UpstreamTokenConfig } from '../config/types.js';
 import { loadEncryptionKey, type EncryptionKey } from '../crypto/encryption.js';
 import {
@@ -71,7 +72,7 @@ export interface DownstreamTokenMinterContext {
   readonly metrics: Metrics;
   /** The previous minter's ephemeral key, reused when `signing` still names no key file and the same alg. */
   readonly ephemeralKey?: SigningKey;
-  /** Clock in epoch milliseconds (tests); default Date.now. */
+  /** Clock in epoch milliseconds (tests); default the system clock. */
   readonly now?: () => number;
 }
 
@@ -285,7 +286,7 @@ class Minter implements DownstreamTokenMinter {
     this.ephemeralKey = keys.ephemeral ? keys.current : undefined;
     this.jwsHeader = jwtHeader(keys.current);
     this.cache = cfg.cache ? new LRUCache({ max: cfg.cache_max_entries }) : undefined;
-    this.now = now ?? Date.now;
+    this.now = now ?? systemClock.nowMs;
   }
 
   mint(principal: Principal, audienceOverride: readonly string[] | undefined): Promise<string> {

@@ -1,6 +1,6 @@
 import { normalizeHtu, replayKey, replayTtlSeconds, verifyDpopProof } from '../authn/dpop.js';
 import { CLIENT_ASSERTION_SKEW_SECONDS } from './assertions.js';
-import { OAuthError } from './errors.js';
+import { OAuthError } from './answers.js';
 import type { OAuthRequest, OAuthState } from './state.js';
 
 // DPoP at the token endpoint (RFC 9449): a token request with a proof gets tokens bound
@@ -43,7 +43,7 @@ export async function tokenRequestProofKey(
   const url = state.tokenUrl ?? (req.url === undefined ? undefined : normalizeHtu(req.url));
   if (url === undefined)
     throw new OAuthError('invalid_dpop_proof', 'the request URL is unknown, so no DPoP proof can match it');
-  const now = state.now() / 1000;
+  const now = state.clock.nowSeconds();
   const verified = await verifyDpopProof({
     proof,
     method: 'POST',
