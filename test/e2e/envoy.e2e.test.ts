@@ -169,13 +169,11 @@ describe.skipIf(!envoy)(`Envoy ${envoy?.version ?? ''} → ext_authz → service
       recorder: true,
       dirPrefix: 'envoy-e2e-',
       envoy: {
-        accessLogPath: 'access.log',
+        accessLogFields: ACCESS_LOG_FIELDS,
         mutate: (d) => {
           const hcm = d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
-          Object.assign(hcm.access_log[0].typed_config.log_format.json_format, ACCESS_LOG_FIELDS);
           hcm.route_config.virtual_hosts[0].routes.unshift(...testRoutes());
         },
-        extraArgs: ['--file-flush-interval-msec', '20'],
       },
     });
     ({ service: svc, recorder, envoy: proxy } = stack);

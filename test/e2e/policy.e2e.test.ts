@@ -142,17 +142,12 @@ describe.skipIf(!envoy)(`Envoy ${envoy?.version ?? ''} → policies`, () => {
       config: serviceConfig,
       dirPrefix: 'envoy-policy-e2e-',
       envoy: {
-        accessLogPath: 'access.log',
-        mutate: (d) => {
-          const hcm = d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
-          Object.assign(hcm.access_log[0].typed_config.log_format.json_format, {
-            authz_tenant: '%DYNAMIC_METADATA(envoy.filters.http.ext_authz:tenant)%',
-            authz_anonymous: '%DYNAMIC_METADATA(envoy.filters.http.ext_authz:anonymous)%',
-            authz_dry_run: '%DYNAMIC_METADATA(envoy.filters.http.ext_authz:dry_run)%',
-            test_id: '%REQ(X-TEST-ID)%',
-          });
+        accessLogFields: {
+          authz_tenant: '%DYNAMIC_METADATA(envoy.filters.http.ext_authz:tenant)%',
+          authz_anonymous: '%DYNAMIC_METADATA(envoy.filters.http.ext_authz:anonymous)%',
+          authz_dry_run: '%DYNAMIC_METADATA(envoy.filters.http.ext_authz:dry_run)%',
+          test_id: '%REQ(X-TEST-ID)%',
         },
-        extraArgs: ['--file-flush-interval-msec', '20'],
       },
     });
     ({ service: svc, envoy: proxy } = stack);

@@ -27,6 +27,11 @@ export interface StackEnvoyOptions extends Omit<RenderOptions, 'mutate'> {
   yaml?: string | Record<string, any>;
   /** Access logs to this file (see RenderOptions); a relative path is in the stack's dir. */
   accessLogPath?: string;
+  /**
+   * Fields added to the first access log's JSON format (it then goes to `access.log` in the
+   * stack's dir unless accessLogPath says otherwise, flushed every 20 ms): see accessLogEntry.
+   */
+  accessLogFields?: Record<string, string>;
   /** Last word on the parsed bootstrap; `dir` is the stack's temp dir. */
   mutate?: (doc: any, dir: string) => void;
   logLevel?: string;
@@ -85,18 +90,30 @@ export async function startStack(envoy: EnvoyInstall, opts: StackOptions = {}): 
     if (!opts.dir) rmSync(dir, { recursive: true, force: true });
   };
   const addEnvoy = async (o: StackEnvoyOptions = {}): Promise<RunningEnvoy> => {
-    const { yaml, mutate, logLevel, extraArgs, clusters, accessLogPath, ...render } = o;
+    const { yaml, mutate, logLevel, extraArgs, clusters, accessLogPath, accessLogFields, ...render } = o;
+    const logPath = accessLogPath ?? (accessLogFields ? 'access.log' : undefined);
     const doc = renderEnvoyConfig(yaml ?? shippedEnvoyYaml(), {
       ...render,
-      accessLogPath: accessLogPath && resolve(dir, accessLogPath),
+      accessLogPath: logPath && resolve(dir, logPath),
       clusters: {
         ...(service || recorder ? { ext_authz: recorder?.address ?? service!.grpcAddress } : {}),
         ...(upstream ? { backend: upstreamAddress } : {}),
         ...clusters,
       },
-      mutate: mutate && ((d) => mutate(d, dir)),
+      mutate: (d) => {
+        if (accessLogFields) {
+          const hcm = d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+          Object.assign(hcm.access_log[0].typed_config.log_format.json_format, accessLogFields);
+        }
+        mutate?.(d, dir);
+      },
     });
-    const proxy = await startEnvoy(envoy, doc, { dir, logLevel, extraArgs });
+    const flush = accessLogFields ? ['--file-flush-interval-msec', '20'] : [];
+    const proxy = await startEnvoy(envoy, doc, {
+      dir,
+      logLevel,
+      extraArgs: [...flush, ...(extraArgs ?? [])],
+    });
     proxies.push(proxy);
     return proxy;
   };
