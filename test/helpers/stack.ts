@@ -20,6 +20,7 @@ import { startRecorder, type ExtAuthzRecorder } from './ext-authz-recorder.js';
 import { startTestService, type TestService } from './harness.js';
 import type { TestKeyPair } from './keys.js';
 import { startEcho } from './echo-upstream.mjs';
+import { collectReply, type HttpsReply } from './tls.js';
 import { sleep } from './wait.js';
 
 export interface StackEnvoyOptions extends Omit<RenderOptions, 'mutate'> {
@@ -173,11 +174,7 @@ export async function accessLogEntry(file: string, id: string): Promise<any> {
 
 // --- the client ------------------------------------------------------------------
 
-export interface Reply {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}
+export type Reply = HttpsReply;
 
 /** A GET over HTTP/1.1 with node:http (the path goes as given: no dot-segment resolution). */
 export function httpGet(
@@ -185,23 +182,9 @@ export function httpGet(
   path: string,
   headers: Record<string, string | string[]> = {},
 ): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, method: 'GET', headers }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () =>
-        resolve({
-          status: res.statusCode ?? 0,
-          headers: res.headers,
-          body: Buffer.concat(chunks).toString('utf8'),
-        }),
-      );
-      res.on('error', reject);
-    });
-    req.setTimeout(10_000, () => req.destroy(new Error(`timeout on ${path}`)));
-    req.on('error', reject);
-    req.end();
-  });
+  return collectReply(path, (onResponse) =>
+    request({ host: '127.0.0.1', port, path, method: 'GET', headers }, onResponse),
+  );
 }
 
 /** What the echo upstream received (its reply body). */
