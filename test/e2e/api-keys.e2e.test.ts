@@ -3,24 +3,13 @@
 // upstream with the claim headers and a minted token and without the key; a bad key is
 // 401 invalid_token and never reaches the upstream; a key beside a bearer token is 400;
 // the per-route `issuers` context extension treats the key source like an issuer.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import type { Server } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateApiKey } from '../../src/authn/api-keys.js';
-import {
-  envoyOrSkip,
-  renderEnvoyConfig,
-  shippedEnvoyYaml,
-  startEnvoy,
-  type RunningEnvoy,
-} from '../helpers/envoy.js';
-import { startTestService, type TestService } from '../helpers/harness.js';
+import { envoyOrSkip, type RunningEnvoy } from '../helpers/envoy.js';
 import { generateEcKeyPair } from '../helpers/keys.js';
-import { forgeToken } from '../helpers/tokens.js';
-import { startEcho } from '../helpers/echo-upstream.mjs';
+import { startStack, type Echo, type Stack } from '../helpers/stack.js';
+import { jwtMinter } from '../helpers/tokens.js';
 
 const envoy = await envoyOrSkip('Envoy API keys end to end');
 
@@ -30,82 +19,59 @@ const idpKey = generateEcKeyPair({ kid: 'apikeys-1' });
 const partner = generateApiKey();
 const revoked = generateApiKey();
 
-function token(): string {
-  const now = Math.floor(Date.now() / 1000);
-  return forgeToken({
-    header: { alg: 'ES256', kid: idpKey.kid, typ: 'JWT' },
-    payload: { iss: ISSUER, aud: AUDIENCE, sub: 'alice', scope: 'read', iat: now, exp: now + 300 },
-    key: idpKey.privateKey,
-  });
-}
-
-interface Echo {
-  path: string;
-  headers: Record<string, string | undefined>;
-  rawHeaders: string[];
-}
+const token = jwtMinter(idpKey, { iss: ISSUER, aud: AUDIENCE, sub: 'alice', scope: 'read' });
 
 describe.skipIf(!envoy)(`Envoy ${envoy?.version ?? ''}: API keys`, () => {
-  let svc: TestService;
-  let echo: Server;
+  let stack: Stack;
   let proxy: RunningEnvoy;
-  let dir: string;
   let echoed = 0;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'envoy-apikeys-'));
-    const keysFile = join(dir, 'partners.json');
-    writeFileSync(
-      keysFile,
-      JSON.stringify({
-        keys: [
-          {
-            id: 'p1',
-            hash: partner.hash,
-            sub: 'partner-1',
-            scopes: ['orders:read'],
-            claims: { tenant: 'acme' },
-          },
-          { id: 'gone', hash: revoked.hash, sub: 'partner-2', disabled: true },
+    stack = await startStack(envoy!, {
+      dirPrefix: 'envoy-apikeys-',
+      files: {
+        'partners.json': JSON.stringify({
+          keys: [
+            {
+              id: 'p1',
+              hash: partner.hash,
+              sub: 'partner-1',
+              scopes: ['orders:read'],
+              claims: { tenant: 'acme' },
+            },
+            { id: 'gone', hash: revoked.hash, sub: 'partner-2', disabled: true },
+          ],
+        }),
+      },
+      config: {
+        issuers: [
+          { name: 'corp-idp', issuer: ISSUER, audiences: [AUDIENCE], jwks: { keys: [idpKey.publicJwk] } },
         ],
-      }),
-    );
-    svc = await startTestService({
-      issuers: [
-        { name: 'corp-idp', issuer: ISSUER, audiences: [AUDIENCE], jwks: { keys: [idpKey.publicJwk] } },
-      ],
-      api_keys: [
-        { name: 'partners', header: 'x-api-key', keys_file: keysFile },
-        { name: 'partners-q', query: 'api_key', keys_file: keysFile },
-      ],
-      rules: [{ name: 'api', match: { path_prefix: '/api' } }],
-      upstream: {
-        claim_headers: { 'x-user-id': 'sub', 'x-tenant': 'tenant' },
-        token: {
-          issuer: 'https://authz.internal',
-          audiences: ['backend'],
-          allowed_audiences: ['orders-service'],
+        api_keys: [
+          { name: 'partners', header: 'x-api-key', keys_file: 'partners.json' },
+          { name: 'partners-q', query: 'api_key', keys_file: 'partners.json' },
+        ],
+        rules: [{ name: 'api', match: { path_prefix: '/api' } }],
+        upstream: {
+          claim_headers: { 'x-user-id': 'sub', 'x-tenant': 'tenant' },
+          token: {
+            issuer: 'https://authz.internal',
+            audiences: ['backend'],
+            allowed_audiences: ['orders-service'],
+          },
+        },
+      },
+      envoy: {
+        mutate: (d) => {
+          delete d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.access_log;
         },
       },
     });
-    echo = await startEcho(0);
-    echo.on('request', () => echoed++);
-    const echoPort = (echo.address() as { port: number }).port;
-    const doc = renderEnvoyConfig(shippedEnvoyYaml(), {
-      clusters: { ext_authz: svc.grpcAddress, backend: `127.0.0.1:${echoPort}` },
-      mutate: (d) => {
-        delete d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.access_log;
-      },
-    });
-    proxy = await startEnvoy(envoy!, doc, { dir });
+    stack.upstream.on('request', () => echoed++);
+    proxy = stack.envoy;
   }, 60_000);
 
-  afterAll(async () => {
-    await proxy?.stop();
-    await svc?.close();
-    await new Promise((r) => echo?.close(r));
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => stack?.stop());
 
   const get = (path: string, headers: Record<string, string> = {}) =>
     fetch(`http://127.0.0.1:${proxy.port}${path}`, { headers });

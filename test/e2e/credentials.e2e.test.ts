@@ -3,25 +3,21 @@
 // does with two HTTP/1.1 Cookie lines, which query spellings survive to the upstream,
 // what query_parameters_to_remove can and cannot remove, and the method-override headers
 // as the echo upstream receives them.
-import { mkdtempSync, rmSync } from 'node:fs';
-import type { Server } from 'node:http';
-import { request } from 'node:http';
 import { connect as tcpConnect } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  envoyOrSkip,
-  renderEnvoyConfig,
-  shippedEnvoyYaml,
-  startEnvoy,
-  type RunningEnvoy,
-} from '../helpers/envoy.js';
-import { startRecorder, type ExtAuthzRecorder } from '../helpers/ext-authz-recorder.js';
-import { startTestService, type TestService } from '../helpers/harness.js';
+import { envoyOrSkip, type RunningEnvoy } from '../helpers/envoy.js';
+import type { ExtAuthzRecorder } from '../helpers/ext-authz-recorder.js';
 import { generateEcKeyPair } from '../helpers/keys.js';
-import { forgeToken } from '../helpers/tokens.js';
-import { startEcho } from '../helpers/echo-upstream.mjs';
+import {
+  echoOf,
+  httpGet as http1,
+  inlineIssuer,
+  startStack,
+  type Echo,
+  type Reply,
+  type Stack,
+} from '../helpers/stack.js';
+import { jwtMinter } from '../helpers/tokens.js';
 
 const envoy = await envoyOrSkip('Envoy credentials end to end');
 
@@ -30,25 +26,10 @@ const AUDIENCE = 'api://creds';
 const idpKey = generateEcKeyPair({ kid: 'creds-1' });
 const OVERRIDES = ['x-http-method-override', 'x-http-method', 'x-method-override'];
 
-function token(sub = 'alice'): string {
-  const now = Math.floor(Date.now() / 1000);
-  return forgeToken({
-    header: { alg: 'ES256', kid: idpKey.kid, typ: 'JWT' },
-    payload: { iss: ISSUER, aud: AUDIENCE, sub, scope: 'read', iat: now, exp: now + 300 },
-    key: idpKey.privateKey,
-  });
-}
+const token = jwtMinter(idpKey, { iss: ISSUER, aud: AUDIENCE, sub: 'alice', scope: 'read' });
 
 const serviceConfig = {
-  issuers: [
-    {
-      name: 'corp-idp',
-      issuer: ISSUER,
-      audiences: [AUDIENCE],
-      algorithms: ['ES256'],
-      jwks: { keys: [idpKey.publicJwk] },
-    },
-  ],
+  issuers: [inlineIssuer(ISSUER, AUDIENCE, idpKey)],
   token_sources: [
     { header: 'authorization', prefix: 'Bearer ' },
     { query: 'access_token' },
@@ -61,38 +42,6 @@ const serviceConfig = {
   default_action: 'authenticate',
   upstream: { claim_headers: { 'x-user-id': 'sub' } },
 };
-
-interface Reply {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}
-interface Echo {
-  method: string;
-  path: string;
-  headers: Record<string, string | undefined>;
-  rawHeaders: string[];
-}
-
-function http1(port: number, path: string, headers: Record<string, string> = {}): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, method: 'GET', headers }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () =>
-        resolve({
-          status: res.statusCode ?? 0,
-          headers: res.headers,
-          body: Buffer.concat(chunks).toString(),
-        }),
-      );
-      res.on('error', reject);
-    });
-    req.setTimeout(10_000, () => req.destroy(new Error(`timeout on ${path}`)));
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 /**
  * HTTP/1.1 written byte for byte on a socket: node:http's client joins a cookie array
@@ -122,11 +71,6 @@ function rawHttp1(port: number, path: string, headerLines: string[]): Promise<Re
   });
 }
 
-const echoOf = (reply: Reply): Echo => {
-  expect(reply.status, reply.body).toBe(200);
-  return JSON.parse(reply.body) as Echo;
-};
-
 /** The Cookie lines the upstream received, as sent on the wire. */
 const cookieLines = (seen: Echo): string[] =>
   seen.rawHeaders.filter((_, i) => i % 2 === 1 && seen.rawHeaders[i - 1]!.toLowerCase() === 'cookie');
@@ -139,48 +83,39 @@ function expectRefused(reply: Reply) {
 describe.skipIf(!envoy)(
   `Envoy ${envoy?.version ?? ''}: one credential per request, nothing unverified upstream`,
   () => {
-    let svc: TestService;
+    let stack: Stack;
     let recorder: ExtAuthzRecorder;
-    let echo: Server;
     let proxy: RunningEnvoy;
-    let dir: string;
     let echoed = 0;
 
     beforeAll(async () => {
-      dir = mkdtempSync(join(tmpdir(), 'envoy-creds-'));
-      svc = await startTestService(serviceConfig);
-      recorder = await startRecorder(svc.grpcAddress);
-      echo = await startEcho(0);
-      echo.on('request', () => echoed++);
-      const echoPort = (echo.address() as { port: number }).port;
-      const doc = renderEnvoyConfig(shippedEnvoyYaml(), {
-        clusters: { ext_authz: recorder.address, backend: `127.0.0.1:${echoPort}` },
-        mutate: (d) => {
-          const hcm = d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
-          delete hcm.access_log;
-          hcm.route_config.virtual_hosts[0].routes.unshift({
-            name: 'maybe',
-            match: { path_separated_prefix: '/maybe' },
-            route: { cluster: 'backend' },
-            typed_per_filter_config: {
-              'envoy.filters.http.ext_authz': {
-                '@type': 'type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute',
-                check_settings: { context_extensions: { action: 'optional' } },
+      stack = await startStack(envoy!, {
+        config: serviceConfig,
+        recorder: true,
+        dirPrefix: 'envoy-creds-',
+        envoy: {
+          mutate: (d) => {
+            const hcm = d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+            delete hcm.access_log;
+            hcm.route_config.virtual_hosts[0].routes.unshift({
+              name: 'maybe',
+              match: { path_separated_prefix: '/maybe' },
+              route: { cluster: 'backend' },
+              typed_per_filter_config: {
+                'envoy.filters.http.ext_authz': {
+                  '@type': 'type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute',
+                  check_settings: { context_extensions: { action: 'optional' } },
+                },
               },
-            },
-          });
+            });
+          },
         },
       });
-      proxy = await startEnvoy(envoy!, doc, { dir });
+      ({ recorder, envoy: proxy } = stack);
+      stack.upstream.on('request', () => echoed++);
     }, 60_000);
 
-    afterAll(async () => {
-      await proxy?.stop();
-      await recorder?.close();
-      await svc?.close();
-      await new Promise((r) => echo?.close(r));
-      if (dir) rmSync(dir, { recursive: true, force: true });
-    });
+    afterAll(() => stack?.stop());
 
     const checkRequestFor = (id: string): any => {
       const found = recorder.requests.find((r) => r.attributes.request.http.headers['x-test-id'] === id);

@@ -5,29 +5,27 @@
 // Every test asserts what the client received and, when the request passed, what the
 // upstream saw. A transparent gRPC hop (test/helpers/ext-authz-recorder.ts) between
 // Envoy and the service keeps the CheckRequests Envoy really sent.
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import type { Server } from 'node:http';
-import { request } from 'node:http';
+import { readFileSync } from 'node:fs';
 import { connect, constants as h2 } from 'node:http2';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  envoyOrSkip,
-  freePort,
-  renderEnvoyConfig,
-  shippedEnvoyYaml,
-  startEnvoy,
-  type RunningEnvoy,
-} from '../helpers/envoy.js';
-import { startRecorder, type ExtAuthzRecorder } from '../helpers/ext-authz-recorder.js';
-import { startTestService, type TestService } from '../helpers/harness.js';
+import { envoyOrSkip, freePort, type RunningEnvoy } from '../helpers/envoy.js';
+import type { ExtAuthzRecorder } from '../helpers/ext-authz-recorder.js';
+import type { TestService } from '../helpers/harness.js';
 import { envoyCheckRequest } from '../../src/cli/check.js';
 import { generateEcKeyPair } from '../helpers/keys.js';
-import { forgeToken } from '../helpers/tokens.js';
-import { startEcho } from '../helpers/echo-upstream.mjs';
+import {
+  accessLogEntry,
+  echoOf,
+  httpGet as http1,
+  inlineIssuer,
+  startStack,
+  type Reply,
+  type Stack,
+} from '../helpers/stack.js';
+import { jwtMinter } from '../helpers/tokens.js';
 
 const envoy = await envoyOrSkip('Envoy ext_authz end to end');
 
@@ -43,14 +41,8 @@ function serviceConfig(downJwksUrl: string): Record<string, unknown> {
   return {
     realm: REALM,
     issuers: [
-      {
-        // named like the issuer that envoy/envoy.yaml's /reports route restricts to
-        name: 'corp-idp',
-        issuer: ISSUER,
-        audiences: [AUDIENCE],
-        algorithms: ['ES256'],
-        jwks: { keys: [idpKey.publicJwk] },
-      },
+      // named like the issuer that envoy/envoy.yaml's /reports route restricts to
+      inlineIssuer(ISSUER, AUDIENCE, idpKey),
       {
         name: 'down-idp',
         issuer: DOWN_ISSUER,
@@ -86,59 +78,7 @@ function serviceConfig(downJwksUrl: string): Record<string, unknown> {
   };
 }
 
-function token(
-  claims: Record<string, unknown>,
-  opts: { iss?: string; sub?: string; exp?: number } = {},
-): string {
-  const now = Math.floor(Date.now() / 1000);
-  return forgeToken({
-    header: { alg: 'ES256', kid: idpKey.kid, typ: 'JWT' },
-    payload: {
-      iss: opts.iss ?? ISSUER,
-      aud: AUDIENCE,
-      sub: opts.sub ?? 'alice',
-      iat: now,
-      exp: opts.exp ?? now + 300,
-      ...claims,
-    },
-    key: idpKey.privateKey,
-  });
-}
-
-interface Reply {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}
-
-interface Echo {
-  method: string;
-  path: string;
-  httpVersion: string;
-  headers: Record<string, string | undefined>;
-  rawHeaders: string[];
-}
-
-/** HTTP/1.1 with node:http (it sends the path as given: no dot-segment resolution). */
-function http1(port: number, path: string, headers: Record<string, string | string[]> = {}): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, method: 'GET', headers }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () =>
-        resolve({
-          status: res.statusCode ?? 0,
-          headers: res.headers,
-          body: Buffer.concat(chunks).toString('utf8'),
-        }),
-      );
-      res.on('error', reject);
-    });
-    req.setTimeout(10_000, () => req.destroy(new Error(`timeout on ${path}`)));
-    req.on('error', reject);
-    req.end();
-  });
-}
+const token = jwtMinter(idpKey, { iss: ISSUER, aud: AUDIENCE, sub: 'alice' });
 
 /** HTTP/2 over cleartext with prior knowledge (Envoy's codec_type AUTO detects the preface). */
 function http2(port: number, path: string, headers: Record<string, string | string[]> = {}): Promise<Reply> {
@@ -169,11 +109,6 @@ function http2(port: number, path: string, headers: Record<string, string | stri
     stream.end();
   });
 }
-
-const echoOf = (reply: Reply): Echo => {
-  expect(reply.status, reply.body).toBe(200);
-  return JSON.parse(reply.body) as Echo;
-};
 
 /** Test routes put in front of the shipped routes (per-route context_extensions). */
 function testRoutes(): any[] {
@@ -221,40 +156,31 @@ const ACCESS_LOG_FIELDS = {
 };
 
 describe.skipIf(!envoy)(`Envoy ${envoy?.version ?? ''} → ext_authz → service → echo upstream`, () => {
+  let stack: Stack;
   let svc: TestService;
   let recorder: ExtAuthzRecorder;
-  let echo: Server;
   let proxy: RunningEnvoy;
-  let dir: string;
   let accessLog: string;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'envoy-e2e-'));
-    accessLog = join(dir, 'access.log');
     const closedPort = await freePort();
-    svc = await startTestService(serviceConfig(`http://127.0.0.1:${closedPort}/jwks.json`));
-    recorder = await startRecorder(svc.grpcAddress);
-    echo = await startEcho(0);
-    const echoPort = (echo.address() as { port: number }).port;
-    const doc = renderEnvoyConfig(shippedEnvoyYaml(), {
-      clusters: { ext_authz: recorder.address, backend: `127.0.0.1:${echoPort}` },
-      accessLogPath: accessLog,
-      mutate: (d) => {
-        const hcm = d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
-        Object.assign(hcm.access_log[0].typed_config.log_format.json_format, ACCESS_LOG_FIELDS);
-        hcm.route_config.virtual_hosts[0].routes.unshift(...testRoutes());
+    stack = await startStack(envoy!, {
+      config: serviceConfig(`http://127.0.0.1:${closedPort}/jwks.json`),
+      recorder: true,
+      dirPrefix: 'envoy-e2e-',
+      envoy: {
+        accessLogFields: ACCESS_LOG_FIELDS,
+        mutate: (d) => {
+          const hcm = d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+          hcm.route_config.virtual_hosts[0].routes.unshift(...testRoutes());
+        },
       },
     });
-    proxy = await startEnvoy(envoy!, doc, { dir, extraArgs: ['--file-flush-interval-msec', '20'] });
+    ({ service: svc, recorder, envoy: proxy } = stack);
+    accessLog = join(stack.dir, 'access.log');
   }, 60_000);
 
-  afterAll(async () => {
-    await proxy?.stop();
-    await recorder?.close();
-    await svc?.close();
-    await new Promise((r) => echo?.close(r));
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => stack?.stop());
 
   const get = (path: string, headers: Record<string, string | string[]> = {}) =>
     http1(proxy.port, path, headers);
@@ -330,7 +256,7 @@ describe.skipIf(!envoy)(`Envoy ${envoy?.version ?? ''} → ext_authz → service
       });
 
       it(`${name}: issuer keys unavailable → 503 temporarily_unavailable`, async () => {
-        const reply = await send('/api/items', bearer(token({ scope: 'read' }, { iss: DOWN_ISSUER })));
+        const reply = await send('/api/items', bearer(token({ scope: 'read', iss: DOWN_ISSUER })));
         expect(reply.status).toBe(503);
         expect(reply.headers['www-authenticate']).toBeUndefined();
         expect(reply.headers['content-type']).toBe('application/json');
@@ -552,24 +478,11 @@ describe.skipIf(!envoy)(`Envoy ${envoy?.version ?? ''} → ext_authz → service
     });
   });
 
-  /** Envoy's access-log entry for the request tagged with x-test-id (undefined if none appears within 2 s). */
-  const logEntry = async (id: string): Promise<any> => {
-    let entry: any;
-    for (let i = 0; i < 100 && !entry; i++) {
-      if (existsSync(accessLog))
-        entry = readFileSync(accessLog, 'utf8')
-          .split('\n')
-          .filter(Boolean)
-          .map((l) => JSON.parse(l))
-          .find((e) => e.test_id === id);
-      if (!entry) await new Promise((r) => setTimeout(r, 20)); // real polling: Envoy writes its access log asynchronously
-    }
-    return entry;
-  };
+  const logEntry = (id: string) => accessLogEntry(accessLog, id);
 
   describe('dynamic_metadata in Envoy’s access log', () => {
     it('sub, scope and issuer from the CheckResponse are logged by Envoy', async () => {
-      await get('/api/items', { ...bearer(token({ scope: 'read' }, { sub: 'dora' })), 'x-test-id': 'log-1' });
+      await get('/api/items', { ...bearer(token({ scope: 'read', sub: 'dora' })), 'x-test-id': 'log-1' });
       const entry = await logEntry('log-1');
       expect(entry).toMatchObject({
         authz_sub: 'dora',
@@ -583,10 +496,10 @@ describe.skipIf(!envoy)(`Envoy ${envoy?.version ?? ''} → ext_authz → service
 
   describe('no token in Envoy’s access log file', () => {
     it('a token in ?access_token=… (allowed or denied), in Authorization or in a cookie never reaches the log', async () => {
-      const allowed = token({ scope: 'read' }, { sub: 'query-allowed' });
-      const denied = token({ scope: 'none' }, { sub: 'query-denied' }); // 403: Envoy forwards nothing, the path is untouched
-      const header = token({ scope: 'read' }, { sub: 'header' });
-      const cookie = token({ scope: 'read' }, { sub: 'cookie' });
+      const allowed = token({ scope: 'read', sub: 'query-allowed' });
+      const denied = token({ scope: 'none', sub: 'query-denied' }); // 403: Envoy forwards nothing, the path is untouched
+      const header = token({ scope: 'read', sub: 'header' });
+      const cookie = token({ scope: 'read', sub: 'cookie' });
       const sent: Array<[string, string, Record<string, string>, number]> = [
         ['q-allow', `/api/items?page=2&access_token=${allowed}`, {}, 200],
         ['q-deny', `/api/items?access_token=${denied}&page=2`, {}, 403],
@@ -713,21 +626,15 @@ describe.skipIf(!envoy)(`Envoy ${envoy?.version ?? ''} → ext_authz → service
   describe('the same config without normalize_path / merge_slashes (escaped slashes kept)', () => {
     let raw: RunningEnvoy;
     beforeAll(async () => {
-      const echoPort = (echo.address() as { port: number }).port;
-      raw = await startEnvoy(
-        envoy!,
-        renderEnvoyConfig(shippedEnvoyYaml(), {
-          clusters: { ext_authz: recorder.address, backend: `127.0.0.1:${echoPort}` },
-          mutate: (d) => {
-            const hcm = d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
-            hcm.normalize_path = false;
-            hcm.merge_slashes = false;
-            hcm.path_with_escaped_slashes_action = 'KEEP_UNCHANGED';
-            delete hcm.access_log;
-          },
-        }),
-        { dir },
-      );
+      raw = await stack.startEnvoy({
+        mutate: (d) => {
+          const hcm = d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+          hcm.normalize_path = false;
+          hcm.merge_slashes = false;
+          hcm.path_with_escaped_slashes_action = 'KEEP_UNCHANGED';
+          delete hcm.access_log;
+        },
+      });
     }, 30_000);
     afterAll(() => raw?.stop());
 
@@ -767,18 +674,13 @@ describe.skipIf(!envoy)(`Envoy ${envoy?.version ?? ''} → ext_authz → service
   });
 
   it('the service unreachable (nothing listens on the ext_authz endpoint) → 503, nothing forwarded', async () => {
-    const echoPort = (echo.address() as { port: number }).port;
     const nobody = await freePort();
-    const down = await startEnvoy(
-      envoy!,
-      renderEnvoyConfig(shippedEnvoyYaml(), {
-        clusters: { ext_authz: `127.0.0.1:${nobody}`, backend: `127.0.0.1:${echoPort}` },
-        mutate: (d) => {
-          delete d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.access_log;
-        },
-      }),
-      { dir },
-    );
+    const down = await stack.startEnvoy({
+      clusters: { ext_authz: `127.0.0.1:${nobody}` },
+      mutate: (d) => {
+        delete d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.access_log;
+      },
+    });
     try {
       for (const path of ['/public/x', '/api/items']) {
         const reply = await http1(down.port, path, {

@@ -2,21 +2,10 @@
 // opaque bearer token, the service introspects it at a local RFC 7662 endpoint, and the
 // upstream receives the claim headers (never the token); inactive tokens reach the client
 // as 401 with the challenge, an unusable endpoint as 503.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import type { Server } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  envoyOrSkip,
-  renderEnvoyConfig,
-  shippedEnvoyYaml,
-  startEnvoy,
-  type RunningEnvoy,
-} from '../helpers/envoy.js';
-import { startTestService, type TestService } from '../helpers/harness.js';
+import { envoyOrSkip, type RunningEnvoy } from '../helpers/envoy.js';
 import { startIntrospectionServer, type IntrospectionServer } from '../helpers/introspection-server.js';
-import { startEcho } from '../helpers/echo-upstream.mjs';
+import { startStack, type Stack } from '../helpers/stack.js';
 
 const envoy = await envoyOrSkip('Envoy introspection end to end');
 
@@ -24,18 +13,16 @@ const CLIENT_ID = 'envoy-authz';
 const SECRET = 'introspection-secret';
 
 describe.skipIf(!envoy)('opaque tokens introspected, through the real Envoy', () => {
-  let dir: string;
   let idp: IntrospectionServer;
-  let svc: TestService;
-  let echo: Server;
+  let stack: Stack;
   let proxy: RunningEnvoy;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'envoy-introspection-'));
-    writeFileSync(join(dir, 'idp.secret'), `${SECRET}\n`);
     idp = await startIntrospectionServer({ clientId: CLIENT_ID, clientSecret: SECRET });
-    svc = await startTestService(
-      {
+    stack = await startStack(envoy!, {
+      dirPrefix: 'envoy-introspection-',
+      files: { 'idp.secret': `${SECRET}\n` },
+      config: {
         issuers: [
           {
             name: 'legacy',
@@ -47,24 +34,13 @@ describe.skipIf(!envoy)('opaque tokens introspected, through the real Envoy', ()
         rules: [{ name: 'writers', match: { path_prefix: '/write' }, require: { scopes_all: ['write'] } }],
         upstream: { claim_headers: { 'x-user-id': 'sub', 'x-client-id': 'client_id' } },
       },
-      { baseDir: dir },
-    );
-    echo = await startEcho(0);
-    const doc = renderEnvoyConfig(shippedEnvoyYaml(), {
-      clusters: {
-        ext_authz: svc.grpcAddress,
-        backend: `127.0.0.1:${(echo.address() as { port: number }).port}`,
-      },
     });
-    proxy = await startEnvoy(envoy!, doc, { dir });
+    proxy = stack.envoy;
   }, 60_000);
 
   afterAll(async () => {
-    await proxy?.stop();
-    await svc?.close();
+    await stack?.stop();
     await idp?.close();
-    await new Promise((r) => echo?.close(r));
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   const get = (path: string, token: string) =>

@@ -3,24 +3,14 @@
 // filter with include_peer_certificate, so the CheckRequest carries the certificate the
 // client really presented; and DPoP proofs signed for the URL as Envoy received it.
 // Certificates are made in the test (test/helpers/keys.ts).
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import type { Server } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  envoyOrSkip,
-  renderEnvoyConfig,
-  shippedEnvoyYaml,
-  startEnvoy,
-  type RunningEnvoy,
-} from '../helpers/envoy.js';
-import { startTestService, type TestService } from '../helpers/harness.js';
+import { envoyOrSkip, type RunningEnvoy } from '../helpers/envoy.js';
 import { createSelfSignedCertificate, generateEcKeyPair, type TestKeyPair } from '../helpers/keys.js';
 import { dpopProof, jktOf } from '../helpers/dpop.js';
-import { startEcho } from '../helpers/echo-upstream.mjs';
+import { startStack, type Stack } from '../helpers/stack.js';
 import { httpsGet, mtlsTransportSocket } from '../helpers/tls.js';
+import { jwtMinter } from '../helpers/tokens.js';
 
 const envoy = await envoyOrSkip('Envoy mTLS / DPoP binding end to end');
 
@@ -36,82 +26,66 @@ const clientB = generateEcKeyPair();
 const certB = createSelfSignedCertificate(clientB, { subject: 'client-b' });
 const dpopKey = generateEcKeyPair();
 
-function token(iss: string, cnf: Record<string, unknown>): Promise<string> {
-  const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({ sub: 'alice', scope: 'read', cnf })
-    .setProtectedHeader({ alg: 'ES256', kid: idpKey.kid })
-    .setIssuer(iss)
-    .setAudience(AUDIENCE)
-    .setIssuedAt(now)
-    .setExpirationTime(now + 300)
-    .sign(idpKey.privateKey);
-}
+const mint = jwtMinter(idpKey, { sub: 'alice', scope: 'read', aud: AUDIENCE });
+const token = (iss: string, cnf: Record<string, unknown>): string => mint({ iss, cnf });
 
 describe.skipIf(!envoy)('sender-constrained tokens through the real Envoy (downstream TLS)', () => {
-  let dir: string;
-  let svc: TestService;
-  let echo: Server;
+  let stack: Stack;
   let proxy: RunningEnvoy;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'envoy-mtls-'));
-    writeFileSync(join(dir, 'server.crt'), serverCert.pem);
-    writeFileSync(join(dir, 'server.key'), serverKey.privateKey.export({ type: 'pkcs8', format: 'pem' }));
-    // Both clients are trusted by the TLS layer: which certificate a token accepts is the check's business.
-    writeFileSync(join(dir, 'clients.pem'), certA.pem + certB.pem);
-    svc = await startTestService({
-      issuers: [
-        {
-          name: 'mtls-idp',
-          issuer: MTLS_ISSUER,
-          audiences: [AUDIENCE],
-          jwks: { keys: [idpKey.publicJwk] },
-          sender_constraint: { mtls: 'required' },
-        },
-        {
-          name: 'dpop-idp',
-          issuer: DPOP_ISSUER,
-          audiences: [AUDIENCE],
-          jwks: { keys: [idpKey.publicJwk] },
-          sender_constraint: { dpop: 'required' },
-        },
-      ],
-      upstream: { claim_headers: { 'x-user-id': 'sub' } },
-    });
-    echo = await startEcho(0);
-    const doc = renderEnvoyConfig(shippedEnvoyYaml(), {
-      clusters: {
-        ext_authz: svc.grpcAddress,
-        backend: `127.0.0.1:${(echo.address() as { port: number }).port}`,
+    stack = await startStack(envoy!, {
+      dirPrefix: 'envoy-mtls-',
+      files: {
+        'server.crt': serverCert.pem,
+        'server.key': serverKey.privateKey.export({ type: 'pkcs8', format: 'pem' }),
+        // Both clients are trusted by the TLS layer: which certificate a token accepts is the check's business.
+        'clients.pem': certA.pem + certB.pem,
       },
-      mutate: (d) => {
-        const chain = d.static_resources.listeners[0].filter_chains[0];
-        chain.transport_socket = mtlsTransportSocket(
-          join(dir, 'server.crt'),
-          join(dir, 'server.key'),
-          join(dir, 'clients.pem'),
-        );
-        const hcm = chain.filters[0].typed_config;
-        const extAuthz = hcm.http_filters.find((f: any) => f.name === 'envoy.filters.http.ext_authz');
-        extAuthz.typed_config.include_peer_certificate = true;
+      config: {
+        issuers: [
+          {
+            name: 'mtls-idp',
+            issuer: MTLS_ISSUER,
+            audiences: [AUDIENCE],
+            jwks: { keys: [idpKey.publicJwk] },
+            sender_constraint: { mtls: 'required' },
+          },
+          {
+            name: 'dpop-idp',
+            issuer: DPOP_ISSUER,
+            audiences: [AUDIENCE],
+            jwks: { keys: [idpKey.publicJwk] },
+            sender_constraint: { dpop: 'required' },
+          },
+        ],
+        upstream: { claim_headers: { 'x-user-id': 'sub' } },
+      },
+      envoy: {
+        mutate: (d, dir) => {
+          const chain = d.static_resources.listeners[0].filter_chains[0];
+          chain.transport_socket = mtlsTransportSocket(
+            join(dir, 'server.crt'),
+            join(dir, 'server.key'),
+            join(dir, 'clients.pem'),
+          );
+          const hcm = chain.filters[0].typed_config;
+          const extAuthz = hcm.http_filters.find((f: any) => f.name === 'envoy.filters.http.ext_authz');
+          extAuthz.typed_config.include_peer_certificate = true;
+        },
       },
     });
-    proxy = await startEnvoy(envoy!, doc, { dir });
+    proxy = stack.envoy;
   }, 60_000);
 
-  afterAll(async () => {
-    await proxy?.stop();
-    await svc?.close();
-    await new Promise((r) => echo?.close(r));
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => stack?.stop());
 
   const pkcs8 = (k: TestKeyPair) => k.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
   const a = { key: pkcs8(clientA), cert: certA.pem };
   const b = { key: pkcs8(clientB), cert: certB.pem };
 
   it('a certificate-bound token passes with its certificate and is refused with another', async () => {
-    const tok = await token(MTLS_ISSUER, { 'x5t#S256': certA.x5tS256 });
+    const tok = token(MTLS_ISSUER, { 'x5t#S256': certA.x5tS256 });
     for (let i = 0; i < 2; i++) {
       const ok = await httpsGet(proxy.port, '/api/orders', a, { authorization: `Bearer ${tok}` });
       expect(ok.status, ok.body).toBe(200);
@@ -126,7 +100,7 @@ describe.skipIf(!envoy)('sender-constrained tokens through the real Envoy (downs
   });
 
   it('a DPoP proof signed for the URL the client used passes once; a replay is refused', async () => {
-    const tok = await token(DPOP_ISSUER, { jkt: await jktOf(dpopKey) });
+    const tok = token(DPOP_ISSUER, { jkt: await jktOf(dpopKey) });
     const proof = await dpopProof(dpopKey, {
       token: tok,
       htm: 'GET',

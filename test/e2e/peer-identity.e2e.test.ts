@@ -4,20 +4,13 @@
 // require.source_principals lets one workload in and refuses another; CIDR expressions
 // on source.address allow the loopback client and refuse it from another block.
 import { readFileSync } from 'node:fs';
-import type { Server } from 'node:http';
-import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  envoyOrSkip,
-  renderEnvoyConfig,
-  shippedEnvoyYaml,
-  startEnvoy,
-  type RunningEnvoy,
-} from '../helpers/envoy.js';
-import { startTestService, type TestService } from '../helpers/harness.js';
+import { envoyOrSkip, type RunningEnvoy } from '../helpers/envoy.js';
+import type { TestService } from '../helpers/harness.js';
 import { generateEcKeyPair } from '../helpers/keys.js';
-import { startEcho } from '../helpers/echo-upstream.mjs';
+import { startStack, type Stack } from '../helpers/stack.js';
 import { createTestPki, httpsGet, type TestPki, mtlsTransportSocket } from '../helpers/tls.js';
+import { jwtMinter } from '../helpers/tokens.js';
 
 const envoy = await envoyOrSkip('Envoy peer identity (SPIFFE, CIDR) end to end');
 
@@ -25,21 +18,12 @@ const ISSUER = 'https://idp.peer-e2e.test';
 const AUDIENCE = 'api://e2e';
 const idpKey = generateEcKeyPair({ kid: 'e2e-peer-1' });
 
-function token(): Promise<string> {
-  const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({ sub: 'alice', scope: 'read' })
-    .setProtectedHeader({ alg: 'ES256', kid: idpKey.kid })
-    .setIssuer(ISSUER)
-    .setAudience(AUDIENCE)
-    .setIssuedAt(now)
-    .setExpirationTime(now + 300)
-    .sign(idpKey.privateKey);
-}
+const token = jwtMinter(idpKey, { iss: ISSUER, aud: AUDIENCE, sub: 'alice', scope: 'read' });
 
 describe.skipIf(!envoy)('peer identity through the real Envoy (downstream mTLS)', () => {
   let pki: TestPki;
+  let stack: Stack;
   let svc: TestService;
-  let echo: Server;
   let proxy: RunningEnvoy;
   // The test CA issues client certificates with URI SAN spiffe://test/<name>.
   let web: { key: string; cert: string };
@@ -54,53 +38,49 @@ describe.skipIf(!envoy)('peer identity through the real Envoy (downstream mTLS)'
     });
     web = read(pki.issue('shop-web', { server: false }));
     intruder = read(pki.issue('intruder', { server: false }));
-    svc = await startTestService({
-      issuers: [{ name: 'idp', issuer: ISSUER, audiences: [AUDIENCE], jwks: { keys: [idpKey.publicJwk] } }],
-      rules: [
-        {
-          name: 'shop',
-          match: { path_prefix: '/shop' },
-          require: { source_principals: ['spiffe://test/shop-*', 'spiffe://test/ops'] },
-        },
-        {
-          name: 'loopback-only',
-          match: { path_prefix: '/loopback' },
-          require: {
-            expression:
-              "cidr('127.0.0.0/8').containsIP(ip(source.address)) && source.port > 0 && source.principal == 'spiffe://test/shop-web'",
+    stack = await startStack(envoy!, {
+      dir: pki.dir,
+      config: {
+        issuers: [{ name: 'idp', issuer: ISSUER, audiences: [AUDIENCE], jwks: { keys: [idpKey.publicJwk] } }],
+        rules: [
+          {
+            name: 'shop',
+            match: { path_prefix: '/shop' },
+            require: { source_principals: ['spiffe://test/shop-*', 'spiffe://test/ops'] },
           },
-        },
-        {
-          name: 'office-only',
-          match: { path_prefix: '/office' },
-          require: { expression: "cidr('10.0.0.0/8').containsIP(source.address)" },
-        },
-      ],
-      upstream: { claim_headers: { 'x-user-id': 'sub' } },
-    });
-    echo = await startEcho(0);
-    const doc = renderEnvoyConfig(shippedEnvoyYaml(), {
-      clusters: {
-        ext_authz: svc.grpcAddress,
-        backend: `127.0.0.1:${(echo.address() as { port: number }).port}`,
+          {
+            name: 'loopback-only',
+            match: { path_prefix: '/loopback' },
+            require: {
+              expression:
+                "cidr('127.0.0.0/8').containsIP(ip(source.address)) && source.port > 0 && source.principal == 'spiffe://test/shop-web'",
+            },
+          },
+          {
+            name: 'office-only',
+            match: { path_prefix: '/office' },
+            require: { expression: "cidr('10.0.0.0/8').containsIP(source.address)" },
+          },
+        ],
+        upstream: { claim_headers: { 'x-user-id': 'sub' } },
       },
-      mutate: (d) => {
-        const chain = d.static_resources.listeners[0].filter_chains[0];
-        chain.transport_socket = mtlsTransportSocket(server.cert, server.key, pki.caCert);
+      envoy: {
+        mutate: (d) => {
+          const chain = d.static_resources.listeners[0].filter_chains[0];
+          chain.transport_socket = mtlsTransportSocket(server.cert, server.key, pki.caCert);
+        },
       },
     });
-    proxy = await startEnvoy(envoy!, doc, { dir: pki.dir });
+    ({ service: svc, envoy: proxy } = stack);
   }, 60_000);
 
   afterAll(async () => {
-    await proxy?.stop();
-    await svc?.close();
-    await new Promise((r) => echo?.close(r));
+    await stack?.stop();
     pki?.cleanup();
   });
 
   it('source_principals lets the SPIFFE ID it names in and refuses another workload', async () => {
-    const headers = { authorization: `Bearer ${await token()}` };
+    const headers = { authorization: `Bearer ${token()}` };
     const ok = await httpsGet(proxy.port, '/shop/cart', web, headers);
     expect(ok.status, ok.body).toBe(200);
     expect(JSON.parse(ok.body).headers['x-user-id']).toBe('alice');
@@ -114,7 +94,7 @@ describe.skipIf(!envoy)('peer identity through the real Envoy (downstream mTLS)'
   });
 
   it('a CIDR expression on source.address: the loopback client is in 127.0.0.0/8, not in 10.0.0.0/8', async () => {
-    const headers = { authorization: `Bearer ${await token()}` };
+    const headers = { authorization: `Bearer ${token()}` };
     const inside = await httpsGet(proxy.port, '/loopback', web, headers);
     expect(inside.status, inside.body).toBe(200);
     // The same address, another principal: the expression reads both.

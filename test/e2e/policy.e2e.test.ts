@@ -5,23 +5,13 @@
 // check and a path_regex route) that a backtracking engine would take seconds on (the service
 // must keep answering).
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import type { Server } from 'node:http';
-import { request } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  envoyOrSkip,
-  renderEnvoyConfig,
-  shippedEnvoyYaml,
-  startEnvoy,
-  type RunningEnvoy,
-} from '../helpers/envoy.js';
-import { startTestService, type TestService } from '../helpers/harness.js';
+import { envoyOrSkip, type RunningEnvoy } from '../helpers/envoy.js';
+import type { TestService } from '../helpers/harness.js';
 import { generateEcKeyPair } from '../helpers/keys.js';
-import { forgeToken } from '../helpers/tokens.js';
-import { startEcho } from '../helpers/echo-upstream.mjs';
+import { accessLogEntry, httpGet as get, inlineIssuer, startStack, type Stack } from '../helpers/stack.js';
+import { jwtMinter } from '../helpers/tokens.js';
 
 const envoy = await envoyOrSkip('Envoy policies end to end');
 
@@ -34,28 +24,13 @@ const HANDLE_CHECK = "request.headers['x-handle'].matches('^[a-z0-9]+[a-z0-9._-]
 const PROFILE_ROUTE = '/users/[a-z0-9]+[a-z0-9._-]*[a-z0-9]+';
 const idpKey = generateEcKeyPair({ kid: 'policy-e2e-1' });
 
-function token(claims: Record<string, unknown>): string {
-  const now = Math.floor(Date.now() / 1000);
-  return forgeToken({
-    header: { alg: 'ES256', kid: idpKey.kid, typ: 'JWT' },
-    payload: { iss: ISSUER, aud: AUDIENCE, sub: 'alice', iat: now, exp: now + 300, ...claims },
-    key: idpKey.privateKey,
-  });
-}
+const token = jwtMinter(idpKey, { iss: ISSUER, aud: AUDIENCE, sub: 'alice' });
 
 const serviceConfig = {
   // Above the 10 ms default: this machine is shared and a check can be descheduled for a
   // few ms mid-evaluation; the attack below must be cheap in itself, not fit a tight budget.
   expression_budget_ms: 100,
-  issuers: [
-    {
-      name: 'corp-idp',
-      issuer: ISSUER,
-      audiences: [AUDIENCE],
-      algorithms: ['ES256'],
-      jwks: { keys: [idpKey.publicJwk] },
-    },
-  ],
+  issuers: [inlineIssuer(ISSUER, AUDIENCE, idpKey)],
   rules: [
     { name: 'catalog', match: { path_separated_prefix: '/catalog' }, action: 'optional' },
     {
@@ -88,32 +63,6 @@ const serviceConfig = {
     dynamic_metadata: { tenant: "has(claims.org) ? claims.org.id : 'none'" },
   },
 };
-
-interface Reply {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}
-
-function get(port: number, path: string, headers: Record<string, string> = {}): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, method: 'GET', headers }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () =>
-        resolve({
-          status: res.statusCode ?? 0,
-          headers: res.headers,
-          body: Buffer.concat(chunks).toString('utf8'),
-        }),
-      );
-      res.on('error', reject);
-    });
-    req.setTimeout(10_000, () => req.destroy(new Error(`timeout on ${path}`)));
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 interface TrafficRequest {
   path: string;
@@ -183,54 +132,31 @@ function startTraffic(
 }
 
 describe.skipIf(!envoy)(`Envoy ${envoy?.version ?? ''} → policies`, () => {
+  let stack: Stack;
   let svc: TestService;
-  let echo: Server;
   let proxy: RunningEnvoy;
-  let dir: string;
   let accessLog: string;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'envoy-policy-e2e-'));
-    accessLog = join(dir, 'access.log');
-    svc = await startTestService(serviceConfig);
-    echo = await startEcho(0);
-    const echoPort = (echo.address() as { port: number }).port;
-    const doc = renderEnvoyConfig(shippedEnvoyYaml(), {
-      clusters: { ext_authz: svc.grpcAddress, backend: `127.0.0.1:${echoPort}` },
-      accessLogPath: accessLog,
-      mutate: (d) => {
-        const hcm = d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
-        Object.assign(hcm.access_log[0].typed_config.log_format.json_format, {
+    stack = await startStack(envoy!, {
+      config: serviceConfig,
+      dirPrefix: 'envoy-policy-e2e-',
+      envoy: {
+        accessLogFields: {
           authz_tenant: '%DYNAMIC_METADATA(envoy.filters.http.ext_authz:tenant)%',
           authz_anonymous: '%DYNAMIC_METADATA(envoy.filters.http.ext_authz:anonymous)%',
           authz_dry_run: '%DYNAMIC_METADATA(envoy.filters.http.ext_authz:dry_run)%',
           test_id: '%REQ(X-TEST-ID)%',
-        });
+        },
       },
     });
-    proxy = await startEnvoy(envoy!, doc, { dir, extraArgs: ['--file-flush-interval-msec', '20'] });
+    ({ service: svc, envoy: proxy } = stack);
+    accessLog = join(stack.dir, 'access.log');
   }, 60_000);
 
-  afterAll(async () => {
-    await proxy?.stop();
-    await svc?.close();
-    await new Promise((r) => echo?.close(r));
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => stack?.stop());
 
-  async function logEntry(id: string): Promise<any> {
-    let entry: any;
-    for (let i = 0; i < 100 && !entry; i++) {
-      if (existsSync(accessLog))
-        entry = readFileSync(accessLog, 'utf8')
-          .split('\n')
-          .filter(Boolean)
-          .map((l) => JSON.parse(l))
-          .find((e) => e.test_id === id);
-      if (!entry) await new Promise((r) => setTimeout(r, 20));
-    }
-    return entry;
-  }
+  const logEntry = (id: string) => accessLogEntry(accessLog, id);
 
   /** Envoy's count of Check calls answered, and of those that failed or timed out (503). */
   async function authzStats(): Promise<{ ok: number; error: number }> {

@@ -11,22 +11,15 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { Agent, request, type Server } from 'node:http';
+import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  envoyOrSkip,
-  freePort,
-  renderEnvoyConfig,
-  REPO_ROOT,
-  startEnvoy,
-  type RunningEnvoy,
-} from '../helpers/envoy.js';
+import { envoyOrSkip, freePort, REPO_ROOT, type RunningEnvoy } from '../helpers/envoy.js';
 import { getRedisUrl, redisSkipReason, type RedisHandle } from '../helpers/redis.js';
 import { generateEcKeyPair } from '../helpers/keys.js';
-import { forgeToken } from '../helpers/tokens.js';
-import { startEcho } from '../helpers/echo-upstream.mjs';
+import { inlineIssuer, startStack, type Stack } from '../helpers/stack.js';
+import { jwtMinter, mintJwt } from '../helpers/tokens.js';
 
 const envoy = await envoyOrSkip('replicas under failure through Envoy');
 const redis: RedisHandle | undefined = envoy ? await getRedisUrl() : undefined;
@@ -42,28 +35,13 @@ const otherKey = generateEcKeyPair({ kid: 'replicas-1' }); // same kid, wrong ke
 /** Rolling restarts: how long a replica keeps answering after SIGTERM (Envoy checks health every 1 s). */
 const DRAIN_DELAY_SECONDS = 4;
 
-function token(claims: Record<string, unknown>, opts: { key?: typeof idpKey; exp?: number } = {}): string {
-  const now = Math.floor(Date.now() / 1000);
-  return forgeToken({
-    header: { alg: 'ES256', kid: 'replicas-1', typ: 'JWT' },
-    payload: { iss: ISSUER, aud: AUDIENCE, iat: now, exp: opts.exp ?? now + 600, ...claims },
-    key: (opts.key ?? idpKey).privateKey,
-  });
-}
+const token = jwtMinter(idpKey, { iss: ISSUER, aud: AUDIENCE }, { ttlSeconds: 600 });
 
 function serviceConfig(redisUrl: string): Record<string, unknown> {
   return {
     server: { drain_delay_seconds: DRAIN_DELAY_SECONDS, shutdown_grace_seconds: 5 },
     log: { level: 'warn' },
-    issuers: [
-      {
-        name: 'corp-idp',
-        issuer: ISSUER,
-        audiences: [AUDIENCE],
-        algorithms: ['ES256'],
-        jwks: { keys: [idpKey.publicJwk] },
-      },
-    ],
+    issuers: [inlineIssuer(ISSUER, AUDIENCE, idpKey)],
     rules: [{ name: 'api', match: { path_separated_prefix: '/api' }, require: { scopes_any: ['read'] } }],
     default_action: 'deny',
     // Shared state on the Check path: every allow is counted in Redis (a limit never reached).
@@ -179,13 +157,15 @@ function kinds(): Kind[] {
     {
       name: 'bad-signature',
       path: '/api/items',
-      headers: bearer(token({ sub: `mallory-${RUN}`, scope: 'read' }, { key: otherKey })),
+      headers: bearer(
+        mintJwt(otherKey, { iss: ISSUER, aud: AUDIENCE, sub: `mallory-${RUN}`, scope: 'read' }),
+      ),
       expect: 401,
     },
     {
       name: 'expired',
       path: '/api/items',
-      headers: bearer(token({ sub: `late-${RUN}`, scope: 'read' }, { exp: now - 120 })),
+      headers: bearer(token({ sub: `late-${RUN}`, scope: 'read', exp: now - 120 })),
       expect: 401,
     },
     {
@@ -312,7 +292,7 @@ describe.skipIf(!envoy || !redis)(
   'three replicas on a shared Redis behind one Envoy (envoy/envoy-replicas.yaml)',
   () => {
     let dir: string;
-    let echo: Server;
+    let stack: Stack;
     let proxy: RunningEnvoy;
     const replicas: Replica[] = [];
 
@@ -322,39 +302,39 @@ describe.skipIf(!envoy || !redis)(
       writeFileSync(configFile, JSON.stringify(serviceConfig(redis!.url)));
       for (let i = 0; i < 3; i++) replicas.push(new Replica(await freePort(), await freePort(), configFile));
       await Promise.all(replicas.map((r) => r.start()));
-      echo = await startEcho(0);
-      const shipped = readFileSync(join(REPO_ROOT, 'envoy', 'envoy-replicas.yaml'), 'utf8');
-      const doc = renderEnvoyConfig(shipped, {
-        clusters: { backend: `127.0.0.1:${(echo.address() as { port: number }).port}` },
-        mutate: (d) => {
-          // The one change to the shipped file besides addresses: this machine is shared
-          // with other builds, and a Check that CPU contention delays past the shipped 0.5 s
-          // (Envoy's upstream_rq_timeout; about once a run with other suites in parallel)
-          // says nothing about failover. A Check sent to a replica that is gone or closing
-          // fails at once whatever the timeout, and the counters below see it.
-          const hcm = d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
-          const filter = hcm.http_filters.find((f: any) => f.name === 'envoy.filters.http.ext_authz');
-          const grpcService = filter.typed_config.grpc_service;
-          expect(grpcService.timeout).toBe('0.5s');
-          grpcService.timeout = '2s';
-          // the per-try timeout stays the whole timeout, as shipped
-          grpcService.retry_policy.retry_back_off.max_interval = '2s';
-          const authz = d.static_resources.clusters.find((c: any) => c.name === 'ext_authz');
-          const endpoints = authz.load_assignment.endpoints[0].lb_endpoints;
-          expect(endpoints).toHaveLength(3);
-          replicas.forEach((r, i) => {
-            endpoints[i].endpoint.address.socket_address = { address: '127.0.0.1', port_value: r.grpcPort };
-          });
+      stack = await startStack(envoy!, {
+        dir,
+        envoy: {
+          yaml: readFileSync(join(REPO_ROOT, 'envoy', 'envoy-replicas.yaml'), 'utf8'),
+          mutate: (d) => {
+            // The one change to the shipped file besides addresses: this machine is shared
+            // with other builds, and a Check that CPU contention delays past the shipped 0.5 s
+            // (Envoy's upstream_rq_timeout; about once a run with other suites in parallel)
+            // says nothing about failover. A Check sent to a replica that is gone or closing
+            // fails at once whatever the timeout, and the counters below see it.
+            const hcm = d.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+            const filter = hcm.http_filters.find((f: any) => f.name === 'envoy.filters.http.ext_authz');
+            const grpcService = filter.typed_config.grpc_service;
+            expect(grpcService.timeout).toBe('0.5s');
+            grpcService.timeout = '2s';
+            // the per-try timeout stays the whole timeout, as shipped
+            grpcService.retry_policy.retry_back_off.max_interval = '2s';
+            const authz = d.static_resources.clusters.find((c: any) => c.name === 'ext_authz');
+            const endpoints = authz.load_assignment.endpoints[0].lb_endpoints;
+            expect(endpoints).toHaveLength(3);
+            replicas.forEach((r, i) => {
+              endpoints[i].endpoint.address.socket_address = { address: '127.0.0.1', port_value: r.grpcPort };
+            });
+          },
         },
       });
-      proxy = await startEnvoy(envoy!, doc, { dir });
+      proxy = stack.envoy;
       for (const r of replicas) await waitHealthy(proxy, r.address);
     }, 60_000);
 
     afterAll(async () => {
-      await proxy?.stop();
+      await stack?.stop();
       await Promise.all(replicas.map((r) => r.child && r.stop('SIGKILL')));
-      await new Promise((r) => echo?.close(r));
       await redis?.stop();
       if (dir) rmSync(dir, { recursive: true, force: true });
     });

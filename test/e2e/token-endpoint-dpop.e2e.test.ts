@@ -2,24 +2,13 @@
 // the proof is signed for the URL the client sends to Envoy, Envoy hands the DPoP header
 // to the ext_authz check, and the check (issuer "self", no sender_constraint configured)
 // enforces the token's cnf.jkt.
-import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import type { Server } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  envoyOrSkip,
-  renderEnvoyConfig,
-  shippedEnvoyYaml,
-  startEnvoy,
-  type RunningEnvoy,
-} from '../helpers/envoy.js';
-import { startTestService, type TestService } from '../helpers/harness.js';
+import { envoyOrSkip, type RunningEnvoy } from '../helpers/envoy.js';
+import type { TestService } from '../helpers/harness.js';
 import { createSelfSignedCertificate, generateEcKeyPair, generateRsaKeyPair } from '../helpers/keys.js';
 import { dpopProof } from '../helpers/dpop.js';
-import { startEcho } from '../helpers/echo-upstream.mjs';
+import { startStack, type Stack } from '../helpers/stack.js';
+import { clientAssertion } from '../helpers/tokens.js';
 
 const envoy = await envoyOrSkip('DPoP-bound tokens of the token endpoint through Envoy');
 
@@ -31,30 +20,21 @@ const signing = generateEcKeyPair({ kid: 'e2e-at-1' });
 const dpopKey = generateEcKeyPair();
 const otherKey = generateEcKeyPair();
 
-function assertion(): Promise<string> {
-  const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({ jti: randomUUID() })
-    .setProtectedHeader({ alg: 'RS256' })
-    .setIssuer(CLIENT)
-    .setSubject(CLIENT)
-    .setAudience(AUD)
-    .setIssuedAt(now)
-    .setExpirationTime(now + 120)
-    .sign(clientKey.privateKey);
-}
+const assertion = (): string => clientAssertion(clientKey, CLIENT, AUD);
 
 describe.skipIf(!envoy)('DPoP-bound tokens of the token endpoint through the real Envoy', () => {
-  let dir: string;
+  let stack: Stack;
   let svc: TestService;
-  let echo: Server;
   let proxy: RunningEnvoy;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'envoy-dpop-'));
-    writeFileSync(join(dir, 'client.crt'), createSelfSignedCertificate(clientKey, { subject: CLIENT }).pem);
-    writeFileSync(join(dir, 'signing.jwk.json'), JSON.stringify(signing.privateJwk));
-    svc = await startTestService(
-      {
+    stack = await startStack(envoy!, {
+      dirPrefix: 'envoy-dpop-',
+      files: {
+        'client.crt': createSelfSignedCertificate(clientKey, { subject: CLIENT }).pem,
+        'signing.jwk.json': JSON.stringify(signing.privateJwk),
+      },
+      config: {
         upstream: { claim_headers: { 'x-user-id': 'sub' } },
         token_endpoint: {
           enabled: true,
@@ -64,24 +44,12 @@ describe.skipIf(!envoy)('DPoP-bound tokens of the token endpoint through the rea
           clients: [{ client_id: CLIENT, certificate_file: 'client.crt', scopes: ['read'] }],
         },
       },
-      { baseDir: dir, logLevel: 'info' },
-    );
-    echo = await startEcho(0);
-    const doc = renderEnvoyConfig(shippedEnvoyYaml(), {
-      clusters: {
-        ext_authz: svc.grpcAddress,
-        backend: `127.0.0.1:${(echo.address() as { port: number }).port}`,
-      },
+      service: { logLevel: 'info' },
     });
-    proxy = await startEnvoy(envoy!, doc, { dir });
+    ({ service: svc, envoy: proxy } = stack);
   }, 60_000);
 
-  afterAll(async () => {
-    await proxy?.stop();
-    await svc?.close();
-    await new Promise((r) => echo?.close(r));
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => stack?.stop());
 
   it('the bound token passes Envoy with a proof by its key, and is refused as Bearer or with another key', async () => {
     const tokenProof = await dpopProof(dpopKey, { htm: 'POST', htu: `${svc.httpUrl}/oauth2/token` });

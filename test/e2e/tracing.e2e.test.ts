@@ -2,30 +2,18 @@
 // Envoy into the CheckRequest headers, and the service's Check span continues it; with
 // Envoy tracing itself (the HCM tracing fragment of docs/operations.md), the Check still joins the
 // client's trace. Spans are exported over OTLP/HTTP to a receiver started here.
-import { mkdtempSync, rmSync } from 'node:fs';
-import type { Server } from 'node:http';
-import { request } from 'node:http';
 import { randomBytes } from 'node:crypto';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  envoyOrSkip,
-  renderEnvoyConfig,
-  shippedEnvoyYaml,
-  startEnvoy,
-  type RunningEnvoy,
-} from '../helpers/envoy.js';
-import { startTestService, type TestService } from '../helpers/harness.js';
+import { envoyOrSkip, type RunningEnvoy } from '../helpers/envoy.js';
 import { generateEcKeyPair } from '../helpers/keys.js';
-import { forgeToken } from '../helpers/tokens.js';
+import { httpGet, startStack, type Stack } from '../helpers/stack.js';
+import { jwtMinter } from '../helpers/tokens.js';
 import {
   startGrpcOtlpReceiver,
   startHttpOtlpReceiver,
   type OtlpReceiver,
   type ReceivedSpan,
 } from '../helpers/otlp-receiver.js';
-import { startEcho } from '../helpers/echo-upstream.mjs';
 
 const envoy = await envoyOrSkip('Envoy tracing end to end');
 
@@ -34,26 +22,10 @@ const AUDIENCE = 'api://e2e';
 const idpKey = generateEcKeyPair({ kid: 'e2e-tracing-1' });
 const hex = (n: number): string => randomBytes(n).toString('hex');
 
-function token(): string {
-  const now = Math.floor(Date.now() / 1000);
-  return forgeToken({
-    header: { alg: 'ES256', kid: idpKey.kid, typ: 'JWT' },
-    payload: { iss: ISSUER, aud: AUDIENCE, sub: 'alice', scope: 'read', iat: now, exp: now + 300 },
-    key: idpKey.privateKey,
-  });
-}
+const token = jwtMinter(idpKey, { iss: ISSUER, aud: AUDIENCE, sub: 'alice', scope: 'read' });
 
-function get(port: number, path: string, headers: Record<string, string>): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, method: 'GET', headers }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
-    req.setTimeout(10_000, () => req.destroy(new Error(`timeout on ${path}`)));
-    req.on('error', reject);
-    req.end();
-  });
-}
+const get = async (port: number, path: string, headers: Record<string, string>): Promise<number> =>
+  (await httpGet(port, path, headers)).status;
 
 /** The Envoy tracing fragment of docs/operations.md, pointed at a collector on loopback. */
 function envoyTracing(doc: any, collectorPort: number): void {
@@ -94,47 +66,34 @@ function envoyTracing(doc: any, collectorPort: number): void {
 }
 
 describe.skipIf(!envoy)('tracing through Envoy', () => {
-  let dir: string;
   let receiver: OtlpReceiver;
   let envoySpans: OtlpReceiver;
-  let svc: TestService;
-  let echo: Server;
+  let stack: Stack;
   let plain: RunningEnvoy;
   let traced: RunningEnvoy;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'envoy-tracing-'));
     receiver = await startHttpOtlpReceiver();
     envoySpans = await startGrpcOtlpReceiver();
-    svc = await startTestService({
-      issuers: [
-        { name: 'corp-idp', issuer: ISSUER, audiences: [AUDIENCE], jwks: { keys: [idpKey.publicJwk] } },
-      ],
-      rules: [{ name: 'api', match: { path_separated_prefix: '/api' }, require: { scopes_any: ['read'] } }],
-      tracing: { otlp_endpoint: receiver.endpoint },
+    stack = await startStack(envoy!, {
+      dirPrefix: 'envoy-tracing-',
+      config: {
+        issuers: [
+          { name: 'corp-idp', issuer: ISSUER, audiences: [AUDIENCE], jwks: { keys: [idpKey.publicJwk] } },
+        ],
+        rules: [{ name: 'api', match: { path_separated_prefix: '/api' }, require: { scopes_any: ['read'] } }],
+        tracing: { otlp_endpoint: receiver.endpoint },
+      },
     });
-    echo = await startEcho(0);
-    const clusters = {
-      ext_authz: svc.grpcAddress,
-      backend: `127.0.0.1:${(echo.address() as { port: number }).port}`,
-    };
-    plain = await startEnvoy(envoy!, renderEnvoyConfig(shippedEnvoyYaml(), { clusters }), { dir });
+    plain = stack.envoy;
     const collectorPort = Number(new URL(envoySpans.endpoint).port);
-    traced = await startEnvoy(
-      envoy!,
-      renderEnvoyConfig(shippedEnvoyYaml(), { clusters, mutate: (d) => envoyTracing(d, collectorPort) }),
-      { dir },
-    );
+    traced = await stack.startEnvoy({ mutate: (d) => envoyTracing(d, collectorPort) });
   }, 60_000);
 
   afterAll(async () => {
-    await plain?.stop();
-    await traced?.stop();
-    await svc?.close();
-    await new Promise((r) => echo?.close(r));
+    await stack?.stop();
     await receiver?.close();
     await envoySpans?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   /** Sends one request through `proxy` and waits for the service's Check span of that trace. */

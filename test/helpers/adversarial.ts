@@ -28,7 +28,6 @@ export const ec = generateEcKeyPair({ kid: 'ec-main' });
 export const attacker = generateRsaKeyPair({ kid: 'attacker-kid' });
 export const attackerCert = createSelfSignedCertificate(attacker, { subject: 'attacker' });
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export const now = () => Math.floor(Date.now() / 1000);
 
 export function clean(o: Record<string, unknown>): Record<string, unknown> {

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { freePort } from './redis.js';
+import { sleep } from './wait.js';
 
 // A throw-away local Redis Cluster: six redis-server processes (three masters, three
 // replicas) on free ports, no persistence, a 1 s cluster-node-timeout so a replica takes
@@ -43,8 +44,6 @@ function binaryMissing(): string | undefined {
   }
   return undefined;
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function command(port: number, ...args: string[]): Promise<unknown> {
   const c = new Redis({

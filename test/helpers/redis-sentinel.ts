@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { freePort } from './redis.js';
+import { sleep } from './wait.js';
 
 // A throw-away Sentinel setup: one master, one replica, one sentinel (quorum 1) watching
 // them as "mymaster", with a 1 s down-after so a failover completes within seconds.
@@ -24,8 +25,6 @@ export interface LocalSentinel {
   currentMasterPort(): Promise<number>;
   stop(): Promise<void>;
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function command(port: number, ...args: string[]): Promise<unknown> {
   const c = new Redis({

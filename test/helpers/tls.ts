@@ -1,6 +1,7 @@
 // A test PKI made with the openssl CLI: a CA, server certificates for localhost /
 // 127.0.0.1 and client certificates, all signed by the CA, in a temp folder.
 import { execFileSync } from 'node:child_process';
+import type { ClientRequest, IncomingMessage } from 'node:http';
 import { request } from 'node:https';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -107,6 +108,33 @@ export interface HttpsReply {
   body: string;
 }
 
+/**
+ * Sends the request `send` makes (node:http's or node:https' request with this callback) and
+ * collects the reply; 10 s at the most.
+ */
+export function collectReply(
+  path: string,
+  send: (onResponse: (res: IncomingMessage) => void) => ClientRequest,
+): Promise<HttpsReply> {
+  return new Promise((resolve, reject) => {
+    const req = send((res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          body: Buffer.concat(chunks).toString(),
+        }),
+      );
+      res.on('error', reject);
+    });
+    req.setTimeout(10_000, () => req.destroy(new Error(`timeout on ${path}`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 /** GET over TLS to 127.0.0.1 with a client certificate (PEM key and certificate); the server is not verified. */
 export function httpsGet(
   port: number,
@@ -114,8 +142,8 @@ export function httpsGet(
   client: { key: string; cert: string },
   headers: Record<string, string> = {},
 ): Promise<HttpsReply> {
-  return new Promise((resolve, reject) => {
-    const req = request(
+  return collectReply(path, (onResponse) =>
+    request(
       {
         host: '127.0.0.1',
         port,
@@ -127,23 +155,9 @@ export function httpsGet(
         rejectUnauthorized: false,
         agent: false,
       },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () =>
-          resolve({
-            status: res.statusCode ?? 0,
-            headers: res.headers,
-            body: Buffer.concat(chunks).toString(),
-          }),
-        );
-        res.on('error', reject);
-      },
-    );
-    req.setTimeout(10_000, () => req.destroy(new Error(`timeout on ${path}`)));
-    req.on('error', reject);
-    req.end();
-  });
+      onResponse,
+    ),
+  );
 }
 
 /** Envoy's downstream TLS transport socket that requires a client certificate from `caFile`. */

@@ -2,7 +2,7 @@
 // bytes, wrong keys, HMAC with arbitrary secrets such as a public key's PEM bytes),
 // build raw compact strings from segments, and base64url helpers. jose's SignJWT is
 // re-exported through `joseSign` for the ordinary cases.
-import { constants, createHmac, sign as cryptoSign, type KeyObject } from 'node:crypto';
+import { constants, createHmac, randomUUID, sign as cryptoSign, type KeyObject } from 'node:crypto';
 import { SignJWT, type JWTPayload } from 'jose';
 
 /** base64url (no padding) of a string (UTF-8), bytes, or any JSON value. */
@@ -145,4 +145,58 @@ export function nonCanonicalSignature(token: string): string {
   const altered = sig.slice(0, -1) + ALPHABET[flipped]!;
   if (!b64urlDecode(altered).equals(b64urlDecode(sig))) throw new Error('not the same bytes');
   return `${token.slice(0, dot)}.${altered}`;
+}
+
+/** A key to mint with: a TestKeyPair (test/helpers/keys.ts) or any private key with its kid and alg. */
+export interface MintKey {
+  readonly privateKey: SigningKey;
+  readonly kid?: string;
+  readonly alg?: string;
+}
+
+export interface MintOptions {
+  /** exp is iat + this (default 300); a claim `exp` wins. */
+  readonly ttlSeconds?: number;
+  /** Header members over `{alg, kid, typ: 'JWT'}` (undefined drops one). */
+  readonly header?: Record<string, unknown>;
+}
+
+function defined(o: Record<string, unknown>): Record<string, unknown> {
+  for (const k of Object.keys(o)) if (o[k] === undefined) delete o[k];
+  return o;
+}
+
+/**
+ * A well-formed signed JWT for the ordinary cases: header `{alg, kid, typ: 'JWT'}` from the
+ * key, payload `{iat: now, exp: now + ttl, ...claims}` (a claim set to undefined is left out).
+ */
+export function mintJwt(key: MintKey, claims: Record<string, unknown> = {}, opts: MintOptions = {}): string {
+  const now = Math.floor(Date.now() / 1000);
+  return forgeToken({
+    header: defined({ alg: key.alg, kid: key.kid, typ: 'JWT', ...opts.header }),
+    payload: defined({ iat: now, exp: now + (opts.ttlSeconds ?? 300), ...claims }),
+    key: key.privateKey,
+  });
+}
+
+/**
+ * A test file's token(): mintJwt with the file's key and default claims (iss, aud, sub, …) bound;
+ * each call's claims and header members go over them.
+ */
+export function jwtMinter(
+  key: MintKey,
+  defaults: Record<string, unknown> = {},
+  opts: MintOptions = {},
+): (claims?: Record<string, unknown>, header?: Record<string, unknown>) => string {
+  return (claims = {}, header = {}) =>
+    mintJwt(key, { ...defaults, ...claims }, { ...opts, header: { ...opts.header, ...header } });
+}
+
+/** A client's assertion for the token endpoint (RFC 7523: iss = sub = the client id), valid 120 s, a fresh jti. */
+export function clientAssertion(key: MintKey, clientId: string, aud: string): string {
+  return mintJwt(
+    key,
+    { iss: clientId, sub: clientId, aud, jti: randomUUID() },
+    { ttlSeconds: 120, header: { kid: undefined, typ: undefined } },
+  );
 }

@@ -3,6 +3,7 @@
 // and the deny reason, and that the service still allows a valid token afterwards.
 import { afterEach, describe, expect, it } from 'vitest';
 import { forgeToken, standardClaims, type SigningKey } from '../helpers/tokens.js';
+import { sleep } from '../helpers/wait.js';
 import {
   ISS,
   ISS_ANY,
@@ -10,7 +11,6 @@ import {
   rsa,
   attacker,
   attackerCert,
-  sleep,
   clean,
   good,
   canary,

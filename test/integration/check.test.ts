@@ -3,28 +3,22 @@ import { createRemoteJWKSet, jwtVerify, SignJWT } from 'jose';
 import { generateEcKeyPair, generateRsaKeyPair, makeJwks } from '../helpers/keys.js';
 import { startJwksServer, type JwksServer } from '../helpers/jwks-server.js';
 import { startTestService, type TestService } from '../helpers/harness.js';
+import { jwtMinter } from '../helpers/tokens.js';
 
 const ISS = 'https://idp.example.com';
 const rsa = generateRsaKeyPair({ kid: 'rsa-1' });
 
-async function token(
-  claims: Record<string, unknown> = {},
-  opts: { kid?: string; exp?: number } = {},
-): Promise<string> {
-  const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({
+const token = jwtMinter(
+  rsa,
+  {
+    iss: ISS,
+    aud: 'api://orders',
     sub: 'alice',
     scope: 'read orders:write',
     realm_access: { roles: ['eng', 'ops'] },
-    ...claims,
-  })
-    .setProtectedHeader({ alg: 'RS256', kid: opts.kid ?? 'rsa-1', typ: 'JWT' })
-    .setIssuer(ISS)
-    .setAudience('api://orders')
-    .setIssuedAt(now)
-    .setExpirationTime(opts.exp ?? now + 600)
-    .sign(rsa.privateKey);
-}
+  },
+  { ttlSeconds: 600 },
+);
 
 describe('Check through the real gRPC server', () => {
   let jwks: JwksServer;
@@ -60,7 +54,7 @@ describe('Check through the real gRPC server', () => {
   });
 
   it('allows a valid token, sets claim headers and a downstream JWT, removes the token, carries metadata', async () => {
-    const d = await svc.check({ token: await token() });
+    const d = await svc.check({ token: token() });
     expect(d.decision).toBe('allow');
     expect(d.headers['x-user-id']).toBe('alice');
     expect(d.headers['x-user-roles']).toBe('eng,ops');
@@ -78,7 +72,7 @@ describe('Check through the real gRPC server', () => {
   });
 
   it('sets every header with append=false (overwrite)', async () => {
-    const raw = await svc.checkRaw({ token: await token() });
+    const raw = await svc.checkRaw({ token: token() });
     expect(raw.ok_response.headers.length).toBeGreaterThan(0);
     for (const h of raw.ok_response.headers) expect(h.append).toEqual({ value: false });
   });
@@ -114,7 +108,7 @@ describe('Check through the real gRPC server', () => {
   });
 
   it('403 insufficient_scope names the needed scope', async () => {
-    const d = await svc.check({ path: '/admin/users', token: await token() });
+    const d = await svc.check({ path: '/admin/users', token: token() });
     expect(d).toMatchObject({ grpc_status: 7, http_status: 403, reason: 'insufficient_scope' });
     expect(d.headers['www-authenticate']).toContain('error="insufficient_scope"');
     expect(d.headers['www-authenticate']).toContain('scope="admin"');

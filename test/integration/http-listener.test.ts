@@ -16,6 +16,7 @@ import { HTTP_PROBE_HEADROOM } from '../../src/server/http.js';
 import { startTestService, type TestService } from '../helpers/harness.js';
 import { captureLogger } from '../helpers/logger.js';
 import { createTestPki, type TestPki } from '../helpers/tls.js';
+import { sleep } from '../helpers/wait.js';
 
 const running: { close(): Promise<void> }[] = [];
 const sockets: Socket[] = [];
@@ -123,8 +124,6 @@ function closedAfter(s: Socket, since: number, limitMs: number): Promise<number>
     s.resume();
   });
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** authz_http_refused_total by reason. */
 async function refusals(metrics: Metrics): Promise<Record<string, number>> {

@@ -6,7 +6,8 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startTestService, type Decision, type EnvoyCall, type TestService } from '../helpers/harness.js';
 import { startJwksServer, type JwksServer, type JwksServerMode } from '../helpers/jwks-server.js';
 import { generateRsaKeyPair, makeJwks, type Jwk, type TestKeyPair } from '../helpers/keys.js';
-import { forgeToken, standardClaims } from '../helpers/tokens.js';
+import { forgeToken, mintJwt, standardClaims } from '../helpers/tokens.js';
+import { sleep } from '../helpers/wait.js';
 
 const AUD = 'api://orders';
 const REALM = 'envoy-jwt-authz';
@@ -15,8 +16,6 @@ const COOLDOWN_MS = 1000;
 const CACHE = { max_age_seconds: 60, cooldown_seconds: 1, timeout_ms: TIMEOUT_MS, max_stale_seconds: 3600 };
 /** Scheduling / gRPC round trip margin on top of the fetch timeout. */
 const MARGIN_MS = 400;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // Cooldowns and staleness are measured on the key sources' clock (Date): faked for the
 // whole file, so a test passes a cooldown by moving it instead of sleeping. Timers stay
@@ -41,11 +40,8 @@ function serviceConfig(issuers: Record<string, unknown>[]): Record<string, unkno
   return { issuers, rules: [], default_action: 'authenticate' };
 }
 
-function token(iss: string, key: TestKeyPair, kid: string | undefined = key.kid, alg = 'RS256'): string {
-  const header: Record<string, unknown> = { alg, typ: 'JWT' };
-  if (kid !== undefined) header.kid = kid;
-  return forgeToken({ header, payload: standardClaims(iss, AUD), key: key.privateKey });
-}
+const token = (iss: string, key: TestKeyPair, kid: string | undefined = key.kid, alg = 'RS256'): string =>
+  mintJwt({ privateKey: key.privateKey, kid, alg }, standardClaims(iss, AUD));
 
 async function timedCheck(svc: TestService, call: EnvoyCall): Promise<{ d: Decision; ms: number }> {
   const started = performance.now();

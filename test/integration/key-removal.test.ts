@@ -17,7 +17,8 @@ import {
   makeJwks,
   type TestKeyPair,
 } from '../helpers/keys.js';
-import { forgeToken, standardClaims, type SigningKey } from '../helpers/tokens.js';
+import { mintJwt, standardClaims, type SigningKey } from '../helpers/tokens.js';
+import { sleep } from '../helpers/wait.js';
 
 const AUD = 'api://orders';
 /** Scheduled refresh of the remote JWKS (the smallest max_age the config accepts). */
@@ -26,7 +27,6 @@ const CACHE = { max_age_seconds: 1, cooldown_seconds: 1, timeout_ms: 500, max_st
 const WITHIN_MS = 5000;
 
 // Real waits below: files on disk and JWKS servers on real sockets are watched by the real service.
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const fileKey = generateRsaKeyPair({ kid: 'file-key' });
 const certKey = generateRsaKeyPair({ kid: 'partner' });
@@ -39,11 +39,8 @@ let svc: TestService;
 const servers: Record<string, JwksServer> = {};
 const REMOTE = ['idp-empty', 'idp-unusable', 'idp-500', 'idp-invalid-json'] as const;
 
-function token(iss: string, key: SigningKey, kid: string | undefined, alg = 'RS256'): string {
-  const header: Record<string, unknown> = { alg, typ: 'JWT' };
-  if (kid !== undefined) header.kid = kid;
-  return forgeToken({ header, payload: standardClaims(`https://${iss}.example.com`, AUD), key });
-}
+const token = (iss: string, key: SigningKey, kid: string | undefined, alg = 'RS256'): string =>
+  mintJwt({ privateKey: key, kid, alg }, standardClaims(`https://${iss}.example.com`, AUD));
 const rsaToken = (iss: string, key: TestKeyPair) => token(iss, key.privateKey, key.kid);
 
 async function readyz(): Promise<{ status: number; body: any }> {

@@ -16,6 +16,7 @@ import {
   makeJwks,
   type TestKeyPair,
 } from '../helpers/keys.js';
+import { clientAssertion } from '../helpers/tokens.js';
 
 const ISSUER = 'https://authz.example.com';
 const AUD = 'https://authz.example.com/oauth2/token';
@@ -263,15 +264,7 @@ describe('authz_cache_misses_total beside authz_cache_hits_total', () => {
   });
 
   it("the store-answer cache (revocation of the service's own tokens) counts a miss, then a hit", async () => {
-    const now = Math.floor(Date.now() / 1000);
-    const assertion = await new SignJWT({ jti: randomUUID() })
-      .setProtectedHeader({ alg: 'RS256' })
-      .setIssuer(CLIENT)
-      .setSubject(CLIENT)
-      .setAudience(AUD)
-      .setIssuedAt(now)
-      .setExpirationTime(now + 120)
-      .sign(clientKey.privateKey);
+    const assertion = clientAssertion(clientKey, CLIENT, AUD);
     const issued = await post('/oauth2/token', { grant_type: JWT_BEARER, assertion });
     expect(issued.status, JSON.stringify(issued.json)).toBe(200);
     const token = issued.json.access_token as string;

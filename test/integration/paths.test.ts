@@ -3,23 +3,15 @@
 // any rule, and `match.case_sensitive: false` rules cannot be bypassed by case.
 // Exercised through the real gRPC Check API.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SignJWT } from 'jose';
 import { generateEcKeyPair, makeJwks } from '../helpers/keys.js';
 import { startTestService, type Decision, type TestService } from '../helpers/harness.js';
+import { jwtMinter } from '../helpers/tokens.js';
 
 const ISS = 'https://idp.example.com';
 const key = generateEcKeyPair({ kid: 'paths-1' });
 
-function token(scope: string): Promise<string> {
-  const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({ sub: 'alice', scope })
-    .setProtectedHeader({ alg: 'ES256', kid: key.kid })
-    .setIssuer(ISS)
-    .setAudience('api://orders')
-    .setIssuedAt(now)
-    .setExpirationTime(now + 600)
-    .sign(key.privateKey);
-}
+const mint = jwtMinter(key, { iss: ISS, aud: 'api://orders', sub: 'alice' }, { ttlSeconds: 600 });
+const token = (scope: string): string => mint({ scope });
 
 const RULES = [
   { name: 'public', match: { path_prefix: '/public' }, action: 'allow' },
@@ -105,7 +97,7 @@ describe('ambiguous paths (reject_ambiguous_paths: true, the default)', () => {
   for (const path of AMBIGUOUS) {
     it(`${JSON.stringify(path)} → 400 invalid_request, with or without a token`, async () => {
       expectInvalidRequest(await svc.check({ path }));
-      expectInvalidRequest(await svc.check({ path, token: await token('admin') }));
+      expectInvalidRequest(await svc.check({ path, token: token('admin') }));
     });
   }
 
@@ -187,14 +179,14 @@ describe('match.case_sensitive: false', () => {
   it('a rule on /Admin requiring a scope applies to /admin and /ADMIN', async () => {
     for (const path of ['/Admin/x', '/admin/x', '/ADMIN/x', '/aDmIn']) {
       expect401(await svc.check({ path }));
-      expectInsufficient(await svc.check({ path, token: await token('read') }));
-      expectAllow(await svc.check({ path, token: await token('admin') }));
+      expectInsufficient(await svc.check({ path, token: token('read') }));
+      expectAllow(await svc.check({ path, token: token('admin') }));
     }
   });
 
   it('a deny rule cannot be bypassed by case', async () => {
     for (const path of ['/Internal', '/internal/x', '/INTERNAL/x', '/iNtErNaL/%2e/x']) {
-      expectForbidden(await svc.check({ path, token: await token('admin') }));
+      expectForbidden(await svc.check({ path, token: token('admin') }));
     }
     // Separated prefix still holds: /internals is another route.
     expect401(await svc.check({ path: '/INTERNALS' }));

@@ -3,7 +3,6 @@
 // store (revocations, used assertion jtis, opaque and refresh tokens), ephemeral
 // signing keys, and each issuer's key source with its fetched keys.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +22,8 @@ import {
   type TestKeyPair,
 } from '../helpers/keys.js';
 import { getRedisUrl, redisSkipReason, uniquePrefix, type RedisHandle } from '../helpers/redis.js';
+import { sleep } from '../helpers/wait.js';
+import { clientAssertion } from '../helpers/tokens.js';
 
 const ISSUER = 'https://authz.example.com';
 const AUD = 'https://authz.example.com/oauth2/token';
@@ -138,17 +139,7 @@ async function reload(svc: Svc, opts: Opts): Promise<void> {
 }
 
 /** An assertion signed by the registered client (iss = sub = client_id). */
-function assertion(): Promise<string> {
-  const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({ jti: randomUUID() })
-    .setProtectedHeader({ alg: 'RS256' })
-    .setIssuer(CLIENT)
-    .setSubject(CLIENT)
-    .setAudience(AUD)
-    .setIssuedAt(now)
-    .setExpirationTime(now + 120)
-    .sign(clientKey.privateKey);
-}
+const assertion = (): string => clientAssertion(clientKey, CLIENT, AUD);
 
 /** A token of the remote identity provider, signed with `key` under `kid`. */
 function corpToken(key: TestKeyPair = corp, kid = key.kid): Promise<string> {
@@ -181,8 +172,6 @@ async function grant(svc: Pick<TestService, 'httpUrl'>, assertionJwt?: string) {
   expect(res.status, JSON.stringify(res.json)).toBe(200);
   return res.json as { access_token: string; refresh_token: string };
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls Check until it answers as `until` says (at most limitMs). */
 async function pollCheck(

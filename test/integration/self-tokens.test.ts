@@ -24,6 +24,8 @@ import {
   RedisServerProcess,
   uniquePrefix,
 } from '../helpers/redis.js';
+import { sleep } from '../helpers/wait.js';
+import { clientAssertion } from '../helpers/tokens.js';
 
 const ISSUER = 'https://authz.example.com';
 const AUD = 'https://authz.example.com/oauth2/token';
@@ -105,17 +107,7 @@ async function start(opts: Opts = {}): Promise<TestService> {
 }
 
 /** An assertion signed by the registered client (Axway JWT flow: iss = sub = client_id). */
-function assertion(): Promise<string> {
-  const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({ jti: randomUUID() })
-    .setProtectedHeader({ alg: 'RS256' })
-    .setIssuer(CLIENT)
-    .setSubject(CLIENT)
-    .setAudience(AUD)
-    .setIssuedAt(now)
-    .setExpirationTime(now + 120)
-    .sign(clientKey.privateKey);
-}
+const assertion = (): string => clientAssertion(clientKey, CLIENT, AUD);
 
 interface Posted {
   status: number;
@@ -159,8 +151,6 @@ async function revoke(svc: TestService, token: string): Promise<void> {
   });
   expect(res.status, JSON.stringify(res.json)).toBe(200);
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Polls Check every 100 ms until `until` holds; returns the decision and the time it took.

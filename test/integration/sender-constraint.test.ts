@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SignJWT } from 'jose';
 import { loadConfigObject } from '../../src/config/load.js';
 import {
   createSelfSignedCertificate,
@@ -10,6 +9,7 @@ import {
 import { dpopProof, jktOf } from '../helpers/dpop.js';
 import { startTestService, type TestService } from '../helpers/harness.js';
 import { getRedisUrl, redisSkipReason, uniquePrefix, type RedisHandle } from '../helpers/redis.js';
+import { jwtMinter } from '../helpers/tokens.js';
 
 const idp = generateRsaKeyPair({ kid: 'idp-1' });
 const clientKey = generateEcKeyPair();
@@ -19,20 +19,9 @@ const dpopKey = generateEcKeyPair();
 const HOST = 'api.example.com';
 const URL_ = `https://${HOST}/api/orders`;
 
-function token(
-  iss: string,
-  cnf?: Record<string, unknown>,
-  extra: Record<string, unknown> = {},
-): Promise<string> {
-  const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({ sub: 'alice', scope: 'read', ...(cnf ? { cnf } : {}), ...extra })
-    .setProtectedHeader({ alg: 'RS256', kid: 'idp-1' })
-    .setIssuer(iss)
-    .setAudience('api://orders')
-    .setIssuedAt(now)
-    .setExpirationTime(now + 600)
-    .sign(idp.privateKey);
-}
+const mint = jwtMinter(idp, { sub: 'alice', scope: 'read', aud: 'api://orders' }, { ttlSeconds: 600 });
+const token = (iss: string, cnf?: Record<string, unknown>, extra: Record<string, unknown> = {}): string =>
+  mint({ ...(cnf ? { cnf } : {}), ...extra, iss });
 
 const issuer = (name: string, iss: string, sender_constraint?: Record<string, string>) => ({
   name,
@@ -72,7 +61,7 @@ describe('sender-constrained tokens through Check', () => {
 
   describe('certificate-bound tokens (mTLS)', () => {
     it('allows the certificate the token is bound to, on every request', async () => {
-      const tok = await token('https://mtls.example.com', { 'x5t#S256': cert.x5tS256 });
+      const tok = token('https://mtls.example.com', { 'x5t#S256': cert.x5tS256 });
       for (let i = 0; i < 3; i++) {
         const d = await svc.check({ token: tok, clientCertificate: cert.pem });
         expect(d.decision).toBe('allow');
@@ -81,7 +70,7 @@ describe('sender-constrained tokens through Check', () => {
     });
 
     it('refuses another certificate even after the token was allowed (cached decision)', async () => {
-      const tok = await token('https://mtls.example.com', { 'x5t#S256': cert.x5tS256 });
+      const tok = token('https://mtls.example.com', { 'x5t#S256': cert.x5tS256 });
       expect((await svc.check({ token: tok, clientCertificate: cert.pem })).decision).toBe('allow');
       expect((await svc.check({ token: tok, clientCertificate: cert.pem })).decision).toBe('allow');
       const d = await svc.check({ token: tok, clientCertificate: otherCert.pem });
@@ -97,14 +86,14 @@ describe('sender-constrained tokens through Check', () => {
 
     it('required refuses a token without a certificate binding; optional allows it', async () => {
       const unbound = await svc.check({
-        token: await token('https://mtls.example.com'),
+        token: token('https://mtls.example.com'),
         clientCertificate: cert.pem,
       });
       expect(unbound).toMatchObject({ decision: 'deny', http_status: 401, reason: 'cnf_missing' });
-      const optional = await svc.check({ token: await token('https://mtls-opt.example.com') });
+      const optional = await svc.check({ token: token('https://mtls-opt.example.com') });
       expect(optional.decision).toBe('allow');
       const boundOptional = await svc.check({
-        token: await token('https://mtls-opt.example.com', { 'x5t#S256': cert.x5tS256 }),
+        token: token('https://mtls-opt.example.com', { 'x5t#S256': cert.x5tS256 }),
         clientCertificate: otherCert.pem,
       });
       expect(boundOptional.reason).toBe('cnf_mismatch');
@@ -112,7 +101,7 @@ describe('sender-constrained tokens through Check', () => {
 
     it('an issuer without a sender constraint ignores cnf as before', async () => {
       const d = await svc.check({
-        token: await token('https://plain.example.com', { 'x5t#S256': cert.x5tS256 }),
+        token: token('https://plain.example.com', { 'x5t#S256': cert.x5tS256 }),
       });
       expect(d.decision).toBe('allow');
     });
@@ -120,7 +109,7 @@ describe('sender-constrained tokens through Check', () => {
 
   describe('DPoP-bound tokens', () => {
     it('allows a token with a fresh proof of its key on every request, and refuses a replayed proof', async () => {
-      const tok = await token('https://dpop.example.com', { jkt: await jktOf(dpopKey) });
+      const tok = token('https://dpop.example.com', { jkt: await jktOf(dpopKey) });
       for (let i = 0; i < 3; i++) {
         const proof = await dpopProof(dpopKey, { token: tok, htu: URL_, htm: 'GET' });
         const d = await svc.check(dpopCall(tok, proof));
@@ -141,7 +130,7 @@ describe('sender-constrained tokens through Check', () => {
     });
 
     it('refuses proofs for another URL or method, by another key, or missing (cached token or not)', async () => {
-      const tok = await token('https://dpop.example.com', { jkt: await jktOf(dpopKey) });
+      const tok = token('https://dpop.example.com', { jkt: await jktOf(dpopKey) });
       const ok = await dpopProof(dpopKey, { token: tok, htu: URL_ });
       expect((await svc.check(dpopCall(tok, ok))).decision).toBe('allow');
       const wrongUrl = await dpopProof(dpopKey, { token: tok, htu: `https://${HOST}/api/admin` });
@@ -163,7 +152,7 @@ describe('sender-constrained tokens through Check', () => {
     });
 
     it('matches htu case-insensitively in scheme and host, with the scheme written in any case', async () => {
-      const tok = await token('https://dpop.example.com', { jkt: await jktOf(dpopKey) });
+      const tok = token('https://dpop.example.com', { jkt: await jktOf(dpopKey) });
       const proof = await dpopProof(dpopKey, { token: tok, htu: `HTTPS://API.EXAMPLE.COM:443/api/orders` });
       const d = await svc.check({
         ...dpopCall(tok, proof),
@@ -173,7 +162,7 @@ describe('sender-constrained tokens through Check', () => {
     });
 
     it('refuses a DPoP-bound token sent as Bearer, and an unbound token where DPoP is required', async () => {
-      const tok = await token('https://dpop.example.com', { jkt: await jktOf(dpopKey) });
+      const tok = token('https://dpop.example.com', { jkt: await jktOf(dpopKey) });
       const proof = await dpopProof(dpopKey, { token: tok, htu: URL_ });
       const bearer = await svc.check({
         ...dpopCall(tok, proof),
@@ -184,15 +173,15 @@ describe('sender-constrained tokens through Check', () => {
       const unbound = await svc.check({
         scheme: 'https',
         host: HOST,
-        token: await token('https://dpop.example.com'),
+        token: token('https://dpop.example.com'),
       });
       expect(unbound).toMatchObject({ reason: 'cnf_missing', http_status: 401 });
-      const optionalUnbound = await svc.check({ token: await token('https://dpop-opt.example.com') });
+      const optionalUnbound = await svc.check({ token: token('https://dpop-opt.example.com') });
       expect(optionalUnbound.decision).toBe('allow');
     });
 
     it('refuses the DPoP scheme for an issuer that does not accept DPoP', async () => {
-      const tok = await token('https://plain.example.com', { jkt: await jktOf(dpopKey) });
+      const tok = token('https://plain.example.com', { jkt: await jktOf(dpopKey) });
       const proof = await dpopProof(dpopKey, { token: tok, htu: URL_ });
       const d = await svc.check(dpopCall(tok, proof));
       expect(d).toMatchObject({ reason: 'cnf_mismatch', http_status: 401 });
@@ -234,10 +223,10 @@ describe('sender-constrained tokens without the verified-token cache', () => {
   });
 
   it('checks the certificate and the DPoP proof on the uncached path too', async () => {
-    const bound = await token('https://mtls.example.com', { 'x5t#S256': cert.x5tS256 });
+    const bound = token('https://mtls.example.com', { 'x5t#S256': cert.x5tS256 });
     expect((await svc.check({ token: bound, clientCertificate: cert.pem })).decision).toBe('allow');
     expect((await svc.check({ token: bound, clientCertificate: otherCert.pem })).reason).toBe('cnf_mismatch');
-    const tok = await token('https://dpop.example.com', { jkt: await jktOf(dpopKey) });
+    const tok = token('https://dpop.example.com', { jkt: await jktOf(dpopKey) });
     const proof = await dpopProof(dpopKey, { token: tok, htu: URL_ });
     expect((await svc.check(dpopCall(tok, proof))).decision).toBe('allow');
     expect((await svc.check(dpopCall(tok, proof))).reason).toBe('dpop_replayed');
@@ -272,7 +261,7 @@ describe.skipIf(!redisAvailable)('DPoP replay across replicas (shared store)', (
   });
 
   it('a proof used on one replica is refused on another', async () => {
-    const tok = await token('https://dpop.example.com', { jkt: await jktOf(dpopKey) });
+    const tok = token('https://dpop.example.com', { jkt: await jktOf(dpopKey) });
     const proof = await dpopProof(dpopKey, { token: tok, htu: URL_ });
     expect((await a.check(dpopCall(tok, proof))).decision).toBe('allow');
     expect(await b.check(dpopCall(tok, proof))).toMatchObject({ decision: 'deny', reason: 'dpop_replayed' });

@@ -1,16 +1,17 @@
 // Check on the real gRPC server with the token store on a Redis Cluster: the master
 // holding a revocation dies → Check answers 503 (never allow) → the replica takes over →
 // the revocation is enforced again, with no restart of the service.
-import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decodeJwt, SignJWT } from 'jose';
+import { decodeJwt } from 'jose';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startTestService, type Decision } from '../helpers/harness.js';
 import { createSelfSignedCertificate, generateEcKeyPair, generateRsaKeyPair } from '../helpers/keys.js';
 import { startRedisCluster, redisClusterSkipReason } from '../helpers/redis-cluster.js';
 import { uniquePrefix } from '../helpers/redis.js';
+import { sleep } from '../helpers/wait.js';
+import { clientAssertion } from '../helpers/tokens.js';
 
 const ISSUER = 'https://authz.example.com';
 const AUD = 'https://authz.example.com/oauth2/token';
@@ -26,8 +27,6 @@ afterAll(async () => {
   await cluster?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe.skipIf(!cluster)('Check with the token store on a Redis Cluster', () => {
   it('a revoked JWT is never allowed while the master holding its revocation is down, and is refused again after the failover', async () => {
@@ -50,17 +49,7 @@ describe.skipIf(!cluster)('Check with the token store on a Redis Cluster', () =>
       },
       { baseDir: dir, logLevel: 'info' },
     );
-    const assertion = () => {
-      const now = Math.floor(Date.now() / 1000);
-      return new SignJWT({ jti: randomUUID() })
-        .setProtectedHeader({ alg: 'RS256' })
-        .setIssuer(CLIENT)
-        .setSubject(CLIENT)
-        .setAudience(AUD)
-        .setIssuedAt(now)
-        .setExpirationTime(now + 120)
-        .sign(clientKey.privateKey);
-    };
+    const assertion = () => clientAssertion(clientKey, CLIENT, AUD);
     const post = async (path: string, form: Record<string, string>) => {
       const res = await fetch(`${svc.httpUrl}${path}`, {
         method: 'POST',

@@ -3,7 +3,8 @@ import { RedisStore, StoreUnavailableError } from '../../src/store/index.js';
 import { parseHostPort } from '../../src/config/load.js';
 import { startRedisCluster, redisClusterSkipReason } from '../helpers/redis-cluster.js';
 import { uniquePrefix } from '../helpers/redis.js';
-import { storeBehaviour } from '../unit/store/behaviour.js';
+import { storeBehaviour } from './store/behaviour.js';
+import { sleep } from '../helpers/wait.js';
 
 // The store on a real six-node Redis Cluster (three masters with one replica each).
 
@@ -12,8 +13,6 @@ if (!cluster) console.warn(`[redis-cluster] SKIPPED: Redis Cluster store tests â
 afterAll(async () => {
   await cluster?.stop();
 });
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function clusterStore(prefix = uniquePrefix('cluster')): Promise<RedisStore> {
   const s = new RedisStore({ cluster: cluster!.seeds.map((n) => parseHostPort(n)!), keyPrefix: prefix });

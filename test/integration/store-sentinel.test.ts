@@ -2,6 +2,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { RedisStore, StoreUnavailableError } from '../../src/store/index.js';
 import { uniquePrefix } from '../helpers/redis.js';
 import { redisSentinelSkipReason, startRedisSentinel } from '../helpers/redis-sentinel.js';
+import { sleep } from '../helpers/wait.js';
 
 // The store behind Redis Sentinel: one master, one replica, one sentinel.
 
@@ -10,8 +11,6 @@ if (!local) console.warn(`[redis-sentinel] SKIPPED: Redis Sentinel store tests â
 afterAll(async () => {
   await local?.stop();
 });
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe.skipIf(!local)('RedisStore through Redis Sentinel', () => {
   it('finds the master through the sentinel; after the master dies, fails fast, then follows the promoted replica', async () => {

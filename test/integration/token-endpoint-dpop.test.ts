@@ -1,11 +1,10 @@
 // DPoP-bound tokens from our own token endpoint: POST /oauth2/token over real HTTP with a
 // DPoP proof the test signs, then the token through the real gRPC Check, where issuer
 // "self" enforces the binding (cnf.jkt) even though no sender_constraint is configured.
-import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SignJWT, decodeJwt } from 'jose';
+import { decodeJwt } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { dpopProof, jktOf } from '../helpers/dpop.js';
 import { startTestService, type Decision, type TestService } from '../helpers/harness.js';
@@ -16,6 +15,7 @@ import {
   type TestKeyPair,
 } from '../helpers/keys.js';
 import { getRedisUrl, redisSkipReason, uniquePrefix } from '../helpers/redis.js';
+import { clientAssertion } from '../helpers/tokens.js';
 
 const ISSUER = 'https://authz.example.com';
 const AUD = 'https://authz.example.com/oauth2/token';
@@ -82,17 +82,7 @@ async function start(opts: Opts = {}): Promise<TestService> {
 }
 
 /** An assertion signed by the registered client (iss = sub = client_id). */
-function assertion(): Promise<string> {
-  const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({ jti: randomUUID() })
-    .setProtectedHeader({ alg: 'RS256' })
-    .setIssuer(CLIENT)
-    .setSubject(CLIENT)
-    .setAudience(AUD)
-    .setIssuedAt(now)
-    .setExpirationTime(now + 120)
-    .sign(clientKey.privateKey);
-}
+const assertion = (): string => clientAssertion(clientKey, CLIENT, AUD);
 
 interface Posted {
   status: number;

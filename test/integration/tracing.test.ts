@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestService, type TestService } from '../helpers/harness.js';
 import { generateEcKeyPair, makeJwks } from '../helpers/keys.js';
 import { startJwksServer, type JwksServer } from '../helpers/jwks-server.js';
-import { joseSign, standardClaims } from '../helpers/tokens.js';
+import { mintJwt, standardClaims } from '../helpers/tokens.js';
 import {
   startGrpcOtlpReceiver,
   startHttpOtlpReceiver,
@@ -34,13 +34,8 @@ const hex = (n: number): string => randomBytes(n).toString('hex');
 const first = generateEcKeyPair({ kid: 'first' });
 const rotated = generateEcKeyPair({ kid: 'rotated' });
 
-async function token(key = first): Promise<string> {
-  return joseSign(
-    standardClaims(ISS, AUD, { sub: SECRET_SUB, email: SECRET_EMAIL, scope: 'orders:read' }),
-    key.privateKey,
-    { alg: 'ES256', kid: key.kid },
-  );
-}
+const token = (key = first): string =>
+  mintJwt(key, standardClaims(ISS, AUD, { sub: SECRET_SUB, email: SECRET_EMAIL, scope: 'orders:read' }));
 
 function config(jwks: JwksServer, tracing: Record<string, unknown> | undefined): Record<string, unknown> {
   return {

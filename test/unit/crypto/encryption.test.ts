@@ -1,7 +1,4 @@
-import { execFileSync } from 'node:child_process';
 import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { compactDecrypt, decodeProtectedHeader, jwtVerify, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../src/core/errors.js';
@@ -19,6 +16,7 @@ import {
   tokenConfig,
 } from '../../helpers/mint.js';
 import { captureLogger } from '../../helpers/logger.js';
+import { createSelfSignedCertificate, generateRsaKeyPair } from '../../helpers/keys.js';
 
 const KEY_MANAGEMENT = [
   'RSA-OAEP',
@@ -140,42 +138,12 @@ describe('recipient key formats', () => {
     expect(protectedHeader.kid).toMatch(/^[A-Za-z0-9_-]{43}$/);
   });
 
-  const hasOpenssl = (() => {
-    try {
-      execFileSync('openssl', ['version'], { stdio: 'ignore' });
-      return true;
-    } catch {
-      return false;
-    }
-  })();
-  it.skipIf(!hasOpenssl)('X.509 certificate PEM', async () => {
-    const keyPath = join(dir.path, 'cert.key');
-    const certPath = join(dir.path, 'cert.pem');
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-keyout',
-        keyPath,
-        '-out',
-        certPath,
-        '-subj',
-        '/CN=backend',
-        '-days',
-        '1',
-      ],
-      { stdio: 'ignore' },
-    );
-    expect(existsSync(certPath)).toBe(true);
+  it('X.509 certificate PEM', async () => {
+    const pair = generateRsaKeyPair();
+    dir.write('cert.pem', createSelfSignedCertificate(pair, { subject: 'backend' }).pem);
     const { minter } = await minterWith({ alg: 'RSA-OAEP', enc: 'A128CBC-HS256', key_file: 'cert.pem' });
     const jwe = await minter.mint(principal(), undefined);
-    const privateKey = readFileSync(keyPath, 'utf8');
-    const { createPrivateKey } = await import('node:crypto');
-    await openNested(jwe, createPrivateKey(privateKey), () => minter.publicJwks());
+    await openNested(jwe, pair.privateKey, () => minter.publicJwks());
   });
 
   for (const [label, make] of [

@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +12,7 @@ import { EMPTY_KEY_SET } from '../../../src/authn/keys/jwk.js';
 import { staticKeySource } from '../../../src/oauth/client-keys.js';
 import { Metrics } from '../../../src/observability/metrics.js';
 import { MemoryStore } from '../../../src/store/index.js';
+import { createSelfSignedCertificate, generateRsaKeyPair } from '../../helpers/keys.js';
 
 // Config problems of the token endpoint are ConfigErrors, each prefixed with its config path.
 
@@ -22,62 +22,19 @@ const store = new MemoryStore();
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'oauth-cfg-'));
-  const run = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
-  run([
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-keyout',
-    'ok.key',
-    '-out',
-    'ok.crt',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=ok',
-  ]);
-  // An expired certificate (openssl ca lets us pick the validity dates).
-  writeFileSync(join(dir, 'index.txt'), '');
-  writeFileSync(join(dir, 'serial'), '01\n');
+  // Client certificates: a valid one, an expired one (2020-01-01 to 2020-01-02) and one for an RSA 1024 key.
+  const ok = generateRsaKeyPair();
+  writeFileSync(join(dir, 'ok.crt'), createSelfSignedCertificate(ok, { subject: 'ok' }).pem);
   writeFileSync(
-    join(dir, 'ca.cnf'),
-    '[ca]\ndefault_ca=d\n[d]\ndatabase=index.txt\nnew_certs_dir=.\nserial=serial\ndefault_md=sha256\npolicy=p\n[p]\ncommonName=supplied\n',
+    join(dir, 'expired.crt'),
+    createSelfSignedCertificate(ok, {
+      subject: 'old',
+      notBefore: new Date('2020-01-01T00:00:00Z'),
+      notAfter: new Date('2020-01-02T00:00:00Z'),
+    }).pem,
   );
-  run(['req', '-new', '-key', 'ok.key', '-subj', '/CN=old', '-out', 'old.csr']);
-  run([
-    'ca',
-    '-batch',
-    '-selfsign',
-    '-config',
-    'ca.cnf',
-    '-keyfile',
-    'ok.key',
-    '-in',
-    'old.csr',
-    '-out',
-    'expired.crt',
-    '-startdate',
-    '20200101000000Z',
-    '-enddate',
-    '20200102000000Z',
-  ]);
-  run([
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:1024',
-    '-nodes',
-    '-keyout',
-    'weak.key',
-    '-out',
-    'weak.crt',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=weak',
-  ]);
+  const weak = generateRsaKeyPair({ bits: 1024 });
+  writeFileSync(join(dir, 'weak.crt'), createSelfSignedCertificate(weak, { subject: 'weak' }).pem);
   writeFileSync(join(dir, 'not-a-cert.crt'), 'hello');
   writeFileSync(join(dir, 'empty.secret'), '\n');
   writeFileSync(join(dir, 'ok.secret'), 'secret');

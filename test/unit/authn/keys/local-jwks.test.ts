@@ -5,11 +5,11 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { InlineJwksKeySource, JwksFileKeySource } from '../../../../src/authn/keys/local-jwks.js';
 import { generateEcKeyPair, generateRsaKeyPair, makeJwks } from '../../../helpers/keys.js';
 import { captureLogger } from '../../../helpers/logger.js';
+import { sleep } from '../../../helpers/wait.js';
 
 const k1 = generateRsaKeyPair({ kid: 'k1' });
 const k2 = generateEcKeyPair({ kid: 'k2' });
 // Real waits below: the watcher stats real files on disk.
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function until(cond: () => boolean, timeoutMs = 3000): Promise<void> {
   const end = Date.now() + timeoutMs;

@@ -1,9 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { hashToken, type Store } from '../../../src/store/index.js';
+import { sleep } from '../../helpers/wait.js';
 
 // The behaviour every Store backend shares (memory, Redis single node, Redis Cluster).
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * `letTimePass` moves the backend's clock: a real wait by default (Redis expires keys on

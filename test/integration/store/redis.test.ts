@@ -7,14 +7,13 @@ import {
   RedisServerProcess,
   uniquePrefix,
 } from '../../helpers/redis.js';
+import { sleep } from '../../helpers/wait.js';
 
 const redis = await getRedisUrl();
 if (!redis) console.warn(`[redis] SKIPPED: RedisStore.hit and reconnect tests — ${redisSkipReason}`);
 afterAll(async () => {
   await redis?.stop();
 });
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe.skipIf(!redisServerOnPath())(
   'RedisStore with Redis stopped mid-test (dedicated redis-server)',
