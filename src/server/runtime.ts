@@ -1,3 +1,4 @@
+import { setCryptoOffload } from '../crypto/offload.js';
 import { isDeepStrictEqual } from 'node:util';
 import type { JWK } from 'jose';
 import { createKeySource, keySourceSettings } from '../authn/keys/index.js';
@@ -165,6 +166,7 @@ export class Runtime {
    */
   static async build(loaded: LoadedConfig, ctx: RuntimeContext, previous?: Runtime): Promise<Runtime> {
     const { config, baseDir } = loaded;
+    setCryptoOffload(config.server.crypto_offload);
     const problems: string[] = [];
     const knownIssuers = new Set(config.issuers.map((i) => i.name));
     if (config.token_endpoint.enabled) knownIssuers.add('self');

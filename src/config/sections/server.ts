@@ -69,6 +69,11 @@ export const ServerSchema = section(
       minimum: 1,
       maximum: 64,
     }),
+    crypto_offload: oneOf(['auto', 'always', 'never'] as const, {
+      description:
+        "where signature checks and signing run: auto = cheap ones (RSA verify, P-256, Ed25519) on the event loop and costly ones (RSA signing, P-384, P-521) on libuv's thread pool; always = every one on the pool; never = none",
+      default: 'auto',
+    }),
     grpc_max_message_bytes: int({
       description: 'largest CheckRequest accepted (bytes); larger ones get RESOURCE_EXHAUSTED',
       default: 4 * 1024 * 1024,
