@@ -39,11 +39,11 @@ const config = {
 
 async function start(dir, tracing) {
   const dist = pathToFileURL(resolve(dir)).href;
-  const { Service } = await import(`${dist}/server/app.js`);
+  const { App } = await import(`${dist}/server/app.js`);
   const { loadConfigObject } = await import(`${dist}/config/load.js`);
   const { createLogger } = await import(`${dist}/observability/logger.js`);
   const { Metrics } = await import(`${dist}/observability/metrics.js`);
-  const service = await Service.start(loadConfigObject({ ...config, ...tracing }, process.cwd(), {}), {
+  const service = await App.start(loadConfigObject({ ...config, ...tracing }, process.cwd(), {}), {
     logger: createLogger('silent'),
     metrics: new Metrics({ processMetrics: false }),
     grpcAddress: '127.0.0.1:0',

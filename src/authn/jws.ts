@@ -4,7 +4,7 @@ import { deny, type Deny } from '../core/decision.js';
 import { isPlainObject } from '../core/objects.js';
 import { ecCurveByAlg, jwsHashBytes, jwsHashName } from '../crypto/algorithms.js';
 import { verifiesInline } from '../crypto/offload.js';
-import type { VerificationKey } from './keys/types.js';
+import type { VerificationKey } from './keys/key-source.js';
 
 // Strict compact JWS parsing and signature checks (docs/verification.md "Verification rules").
 // jose accepts padded or non-canonical base64url; we do not, because the token

@@ -1,7 +1,7 @@
 import { deny, type Deny } from '../core/decision.js';
 import { checkSignature, keyFitsAlg, parseCompactJws, type ParsedJws } from './jws.js';
 import type { CompiledSenderConstraint } from './sender-constraint.js';
-import type { KeySet, KeySource, VerificationKey } from './keys/types.js';
+import type { KeySet, KeySource, VerificationKey } from './keys/key-source.js';
 import { nowSeconds, secondsToMs, type EpochMs, type EpochSeconds } from '../core/time.js';
 import type { TokenStatusCheck } from './token-status.js';
 

@@ -4,7 +4,7 @@ import type { LoadedConfig } from '../config/types.js';
 import type { ConfigError } from '../core/errors.js';
 import { createLogger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
-import { Service } from '../server/app.js';
+import { App } from '../server/app.js';
 import { isClusterWorker, runPrimary, shareRegistryWithPrimary } from '../server/cluster.js';
 import { parseOptions } from './args.js';
 import { demoSetup, printDemoInstructions } from './demo.js';
@@ -44,24 +44,24 @@ export async function serveCommand(args: string[]): Promise<void> {
   }
   const metrics = new Metrics();
   shareRegistryWithPrimary(metrics.registry);
-  let service: Service;
+  let app: App;
   try {
-    service = await Service.start(loaded, {
+    app = await App.start(loaded, {
       logger: isClusterWorker() ? logger.child({ worker: process.pid }) : logger,
       metrics,
     });
   } catch (err) {
     throw listenError(loaded, err) ?? err;
   }
-  if (demoToken) printDemoInstructions(demoToken, service.grpcPort, logger);
+  if (demoToken) printDemoInstructions(demoToken, app.grpcPort, logger);
 
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down: draining in-flight checks');
-    service
-      .shutdown(undefined, service.current.config.server.drain_delay_seconds, isClusterWorker())
+    app
+      .shutdown(undefined, app.current.config.server.drain_delay_seconds, isClusterWorker())
       .then(() => {
         logger.info('stopped');
         logger.flush();
@@ -90,7 +90,7 @@ export async function serveCommand(args: string[]): Promise<void> {
       );
       return;
     }
-    service.reload(next).catch((err: Error) => {
+    app.reload(next).catch((err: Error) => {
       logger.error(
         { problems: (err as ConfigError).problems ?? [err.message] },
         'reload rejected: the old configuration keeps serving',

@@ -16,17 +16,11 @@ export class StartupError extends Error {
  */
 export function listenError(loaded: LoadedConfig, err: unknown): StartupError | undefined {
   const { grpc_address: grpc, http_address: http } = loaded.config.server;
-  const message = (err as Error)?.message ?? '';
-  // The gRPC listener tags its bind errors (src/envoy/grpc-server.ts).
+  // The gRPC listener tags every error of its listen() (src/envoy/grpc-server.ts): the
+  // bind's errno (EADDRINUSE, EACCES, EADDRNOTAVAIL, ENOTFOUND), a stale unix socket that
+  // cannot be removed, an invalid address.
   if ((err as { listener?: string })?.listener === 'grpc')
     return new StartupError([`server.grpc_address: ${bindErrorText(grpc, err)}`]);
-  // @grpc/grpc-js reports a failed bind as "No address added out of total N resolved…".
-  if (/No address added/i.test(message)) {
-    const reason = /EADDRINUSE|address already in use/i.test(message)
-      ? Object.assign(new Error(message), { code: 'EADDRINUSE' })
-      : new Error(message.replace(/^.*?resolved:?\s*/i, '') || message);
-    return new StartupError([`server.grpc_address: ${bindErrorText(grpc, reason)}`]);
-  }
   const code = (err as NodeJS.ErrnoException)?.code;
   if (code && /^(EADDRINUSE|EACCES|EADDRNOTAVAIL|ENOTFOUND|EAI_AGAIN)$/.test(code))
     return new StartupError([`server.http_address: ${bindErrorText(http, err)}`]);

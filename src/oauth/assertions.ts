@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { ParsedJws } from '../authn/jws.js';
 import { verifyParsedJwt, type CompiledIssuer } from '../authn/verify.js';
-import { OAuthError } from './errors.js';
+import { OAuthError } from './answers.js';
 import type { AssertionPolicy, OAuthState } from './state.js';
 
 // JWT assertions (RFC 7523): the grant's `assertion` and a client's `client_assertion`.

@@ -1,7 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { parseCompactJws } from '../authn/jws.js';
 import { CLIENT_ASSERTION_SKEW_SECONDS, rememberAssertion, verifyAssertion } from './assertions.js';
-import { OAuthError } from './errors.js';
+import { OAuthError } from './answers.js';
 import { param, sha256 } from './requests.js';
 import type { Client, ClientAuthMethod, OAuthRequest, OAuthState } from './state.js';
 

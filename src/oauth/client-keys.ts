@@ -2,7 +2,7 @@ import { createHash, createPublicKey, X509Certificate, type KeyObject } from 'no
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { buildKeySet, makeKeySet } from '../authn/keys/jwk.js';
-import type { KeySet, KeySource, KeySourceStatus, VerificationKey } from '../authn/keys/types.js';
+import type { KeySet, KeySource, KeySourceStatus, VerificationKey } from '../authn/keys/key-source.js';
 import { ecCurveByNode, MIN_RSA_BITS } from '../crypto/algorithms.js';
 import type { Logger } from '../observability/logger.js';
 

@@ -8,6 +8,6 @@ export {
   type SelfTokenSupport,
   type TokenService,
   type TokenServiceContext,
-} from './service.js';
+} from './token-service.js';
 export { registerOAuthRoutes, rewriteTokenPath } from './routes.js';
-export { OAuthError, type HttpAnswer } from './errors.js';
+export { OAuthError, type HttpAnswer } from './answers.js';

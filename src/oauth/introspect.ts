@@ -1,6 +1,6 @@
 import { hashToken } from '../store/index.js';
 import { authenticateClient } from './client-auth.js';
-import { jsonAnswer, OAuthError, type HttpAnswer } from './errors.js';
+import { jsonAnswer, OAuthError, type HttpAnswer } from './answers.js';
 import { fail, isRandomTokenShape, param } from './requests.js';
 import { verifyOwnJwt } from './self-tokens.js';
 import { nowSec, type Client, type OAuthRequest, type OAuthState } from './state.js';

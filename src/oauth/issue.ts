@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { signJws } from '../crypto/signing-keys.js';
 import { hashToken, type FamilyMember } from '../store/index.js';
-import { OAuthError } from './errors.js';
+import { OAuthError } from './answers.js';
 import { randomToken } from './requests.js';
 import { SELF_SKEW_SECONDS } from './self-tokens.js';
 import { nowSec, type Client, type Family, type OAuthState } from './state.js';

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { StoreUnavailableError } from '../store/index.js';
-import { errorAnswer, OAuthError, type HttpAnswer, type ResponseFormat } from './errors.js';
+import { errorAnswer, OAuthError, type HttpAnswer, type ResponseFormat } from './answers.js';
 import { GRANT_TYPE_JWT_BEARER, GRANT_TYPE_TOKEN_EXCHANGE } from '../config/schema.js';
 import type { Client, OAuthRequest, OAuthState } from './state.js';
 

@@ -1,6 +1,6 @@
 import { hashToken } from '../store/index.js';
 import { authenticateClient } from './client-auth.js';
-import { NO_STORE, OAuthError, type HttpAnswer } from './errors.js';
+import { NO_STORE, OAuthError, type HttpAnswer } from './answers.js';
 import { revokeFamilyTokens } from './issue.js';
 import { fail, isRandomTokenShape, param } from './requests.js';
 import { SELF_SKEW_SECONDS, verifyOwnJwt } from './self-tokens.js';

@@ -1,9 +1,9 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import formbody from '@fastify/formbody';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { NO_STORE } from './errors.js';
-import type { OAuthRequest, TokenService } from './service.js';
-import type { HttpAnswer } from './errors.js';
+import { NO_STORE } from './answers.js';
+import type { OAuthRequest, TokenService } from './token-service.js';
+import type { HttpAnswer } from './answers.js';
 import { tracer } from '../observability/tracing.js';
 import { DEFAULT_TOKEN_PATH } from '../config/schema.js';
 

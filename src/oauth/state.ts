@@ -6,7 +6,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { Store } from '../store/index.js';
 
 // What every part of the token endpoint shares: the compiled configuration and its
-// dependencies, built once by createTokenService (service.ts).
+// dependencies, built once by createTokenService (token-service.ts).
 
 /** One token-endpoint request as the routes hand it over (form parameters and the Authorization header). */
 export interface OAuthRequest {

@@ -1,5 +1,5 @@
-import { tokenRequestProofKey } from './dpop.js';
-import { OAuthError, tokenAnswer, type HttpAnswer, type ResponseFormat } from './errors.js';
+import { tokenRequestProofKey } from './dpop-binding.js';
+import { OAuthError, tokenAnswer, type HttpAnswer, type ResponseFormat } from './answers.js';
 import { jwtBearerGrant } from './grants/jwt-bearer.js';
 import { clientCredentialsGrant } from './grants/client-credentials.js';
 import { refreshGrant } from './grants/refresh.js';

@@ -22,7 +22,7 @@ function listenerTls(field: string, settings: TlsSettings, baseDir: string): Tls
 const secureContextOf = (m: TlsMaterial) => ({ cert: m.cert, key: m.key, ...(m.ca ? { ca: m.ca } : {}) });
 import { startTracing, stopTracing } from '../observability/tracing.js';
 
-export interface ServiceOptions {
+export interface AppOptions {
   readonly logger: Logger;
   readonly metrics?: Metrics;
   /** Override server.grpc_address / server.http_address (tests use 127.0.0.1:0). */
@@ -34,11 +34,11 @@ export interface ServiceOptions {
   readonly httpBodyTimeoutMs?: number;
 }
 
-/** A health probe this recent means a health checker is watching (see Service.shutdown). */
+/** A health probe this recent means a health checker is watching (see App.shutdown). */
 const PROBE_RECENT_MS = 60_000;
 
-/** A running service: gRPC Check + health, HTTP admin/OAuth, reload and drain. */
-export class Service {
+/** The running service: gRPC Check + health, HTTP admin/OAuth, reload and drain. */
+export class App {
   private runtime: Runtime;
   private accepting = true;
   private reloading: Promise<void> = Promise.resolve();
@@ -46,7 +46,7 @@ export class Service {
   private readonly draining = new Set<Runtime>();
   /** Stops the certificate file polling of the TLS listeners. */
   private readonly stopWatching: (() => void)[] = [];
-  /** This service started the process's tracing (and stops it at shutdown). */
+  /** This app started the process's tracing (and stops it at shutdown). */
   private ownsTracing = false;
   /** Date.now() of the last HTTP readiness probe (/readyz); 0: never. */
   private readinessProbeAt = 0;
@@ -57,7 +57,7 @@ export class Service {
     readonly http: FastifyInstance,
     readonly httpPort: number,
     private readonly checks: CheckService,
-    private readonly opts: ServiceOptions & { metrics: Metrics },
+    private readonly opts: AppOptions & { metrics: Metrics },
   ) {
     this.runtime = runtime;
   }
@@ -70,7 +70,7 @@ export class Service {
     return this.runtime;
   }
 
-  static async start(loaded: LoadedConfig, options: ServiceOptions): Promise<Service> {
+  static async start(loaded: LoadedConfig, options: AppOptions): Promise<App> {
     const opts = { ...options, metrics: options.metrics ?? new Metrics() };
     const { logger, metrics } = opts;
     // Before the runtime, so the store and key sources it builds are traced too.
@@ -83,8 +83,8 @@ export class Service {
       if (ownsTracing) await stopTracing();
       throw err;
     }
-    let service: Service | undefined;
-    const checks = new CheckService(() => service?.runtime ?? runtime, logger, metrics);
+    let app: App | undefined;
+    const checks = new CheckService(() => app?.runtime ?? runtime, logger, metrics);
     let grpc: GrpcServerHandle | undefined;
     let http: FastifyInstance | undefined;
     const server = loaded.config.server;
@@ -117,12 +117,12 @@ export class Service {
         );
       http = createHttpServer({
         ...(httpTls ? { tls: httpTls } : {}),
-        runtime: () => service?.runtime ?? runtime,
+        runtime: () => app?.runtime ?? runtime,
         metrics,
         logger,
-        accepting: () => service?.accepting ?? true,
+        accepting: () => app?.accepting ?? true,
         probed: () => {
-          if (service) service.readinessProbeAt = Date.now();
+          if (app) app.readinessProbeAt = Date.now();
         },
         ...(opts.httpHeadersTimeoutMs !== undefined ? { headersTimeoutMs: opts.httpHeadersTimeoutMs } : {}),
         ...(opts.httpBodyTimeoutMs !== undefined ? { bodyTimeoutMs: opts.httpBodyTimeoutMs } : {}),
@@ -142,9 +142,9 @@ export class Service {
             logger,
           ),
         );
-      service = new Service(runtime, grpc, http, httpPort, checks, opts);
-      service.stopWatching.push(...watchers);
-      service.ownsTracing = ownsTracing;
+      app = new App(runtime, grpc, http, httpPort, checks, opts);
+      app.stopWatching.push(...watchers);
+      app.ownsTracing = ownsTracing;
     } catch (err) {
       for (const stop of watchers) stop();
       await http?.close();
@@ -157,7 +157,7 @@ export class Service {
       {
         grpc_address: opts.grpcAddress ?? server.grpc_address,
         grpc_port: grpc.port,
-        http_port: service.httpPort,
+        http_port: app.httpPort,
         grpc_tls: !!server.grpc_tls.cert_file,
         http_tls: !!server.http_tls.cert_file,
       },
@@ -166,7 +166,7 @@ export class Service {
     await runtime.start();
     grpc.health.setServing(true);
     logger.info({ issuers: runtime.issuerStatus() }, 'ready');
-    return service;
+    return app;
   }
 
   /**

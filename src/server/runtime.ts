@@ -1,117 +1,28 @@
 import { setCryptoOffload } from '../crypto/offload.js';
-import { isDeepStrictEqual } from 'node:util';
 import type { JWK } from 'jose';
-import { createKeySource, keySourceSettings } from '../authn/keys/index.js';
 import { LocalKeySource } from '../authn/keys/local-source.js';
-import type { KeySource, KeySourceStatus } from '../authn/keys/types.js';
-import { ApiKeyFile } from '../authn/api-keys.js';
+import type { KeySourceStatus } from '../authn/keys/key-source.js';
+import type { ApiKeyFile } from '../authn/api-keys.js';
 import { compileApiKeySource, compileTokenSources } from '../authn/extract.js';
-import { MemoryReplayCache } from '../authn/dpop.js';
-import { compileSenderConstraint, withDpopTokenSource } from '../authn/sender-constraint.js';
+import { withDpopTokenSource } from '../authn/sender-constraint.js';
 import type { CompiledIssuer } from '../authn/verify.js';
-import { compileClaimMappings, extractScopes, type ClaimMapper } from '../authz/claims.js';
-import { RuleSet } from '../authz/compile.js';
-import { compileExpression, type CompiledExpression } from '../authz/expressions.js';
-import { ConfigError } from '../core/errors.js';
-import type { IssuerConfig, LoadedConfig, RuleConfig } from '../config/types.js';
-import { IntrospectionCheck, type IntrospectionOptions } from '../authn/introspection.js';
-import { readSecretFile } from '../crypto/key-files.js';
+import { extractScopes } from '../authz/claims.js';
+import type { RuleSet } from '../authz/compile.js';
+import type { LoadedConfig } from '../config/types.js';
 import { createTokenService, type TokenService } from '../oauth/index.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { CheckPipeline } from '../check/pipeline.js';
-import { compileRateLimits, RateLimiter } from '../check/rate-limits.js';
-import { Shared } from '../core/shared.js';
-import { createStore, type Store } from '../store/index.js';
-import { ClaimHeaders } from '../upstream/claim-headers.js';
-import {
-  allowedAudiences,
-  createDownstreamTokenMinter,
-  type DownstreamTokenMinter,
-  tokenProfileProblems,
-  type RouteTokenConfig,
-} from '../upstream/downstream-token.js';
-
-/** Fields every allow's dynamic_metadata already has. */
-const METADATA_FIELDS: ReadonlySet<string> = new Set(['issuer', 'sub', 'scope', 'claims', 'anonymous']);
-
-function compileDynamicMetadata(
-  fields: Record<string, string>,
-  problems: string[],
-): { name: string; expression: CompiledExpression }[] {
-  const out: { name: string; expression: CompiledExpression }[] = [];
-  for (const [name, source] of Object.entries(fields)) {
-    const where = `upstream.dynamic_metadata.${name}`;
-    if (METADATA_FIELDS.has(name)) {
-      problems.push(`${where}: "${name}" is always set by the service; choose another name`);
-      continue;
-    }
-    const expression = compileExpression(source, where, 'value', problems);
-    if (expression) out.push({ name, expression });
-  }
-  return out;
-}
-
-/** Rules with a `token` profile, named as the rule set names them. */
-function routeTokens(rules: readonly RuleConfig[]): RouteTokenConfig[] {
-  const out: RouteTokenConfig[] = [];
-  rules.forEach((rule, i) => {
-    if (rule.token !== undefined)
-      out.push({ rule: rule.name ?? `rules[${i}]`, at: `rules[${i}]`, token: rule.token });
-  });
-  return out;
-}
-
-/** An issuer's introspection endpoint as its token status (its client secret read now). */
-function introspectionCheck(
-  iss: IssuerConfig,
-  index: number,
-  claims: IntrospectionOptions['claims'],
-  ctx: RuntimeContext & { baseDir: string },
-): IntrospectionCheck {
-  const cfg = iss.introspection!;
-  const where = `issuers[${index}].introspection.client_secret_file`;
-  const secret = readSecretFile(cfg.client_secret_file, ctx.baseDir, where);
-  if (secret.length === 0) throw new ConfigError([`${where}: the secret is empty`]);
-  return new IntrospectionCheck({
-    issuer: iss.name,
-    endpoint: cfg.endpoint,
-    clientId: cfg.client_id,
-    clientSecret: secret.toString('utf8'),
-    cacheSeconds: cfg.cache_seconds,
-    timeoutMs: cfg.timeout_ms,
-    insecureHttp: iss.insecure_http,
-    claims,
-    logger: ctx.logger,
-    metrics: ctx.metrics,
-  });
-}
+import { RateLimiter } from '../check/rate-limits.js';
+import type { Shared } from '../core/shared.js';
+import type { Store } from '../store/index.js';
+import { createDownstreamTokenMinter, type DownstreamTokenMinter } from '../upstream/downstream-token.js';
+import { processReplayCache, startOnce, takeKeySource, takeStore, type HeldKeySource } from './carry-over.js';
+import { compileConfig, compileIssuer, routeTokens } from './compile-config.js';
 
 export interface RuntimeContext {
   readonly logger: Logger;
   readonly metrics: Metrics;
-}
-
-// One per process, so a reload does not forget the DPoP proofs already seen.
-let memoryReplay: MemoryReplayCache | undefined;
-const processReplayCache = (): MemoryReplayCache => (memoryReplay ??= new MemoryReplayCache());
-
-/** A key source with the settings it was built from (see keySourceSettings). */
-interface HeldKeySource {
-  readonly settings: Record<string, unknown>;
-  readonly shared: Shared<KeySource>;
-}
-
-// Key sources started once, whichever runtime asked first: a source carried over by a
-// reload is already running and must not fetch again.
-const started = new WeakMap<KeySource, Promise<void>>();
-function startOnce(source: KeySource): Promise<void> {
-  let p = started.get(source);
-  if (!p) {
-    p = source.start();
-    started.set(source, p);
-  }
-  return p;
 }
 
 /**
@@ -166,87 +77,26 @@ export class Runtime {
    */
   static async build(loaded: LoadedConfig, ctx: RuntimeContext, previous?: Runtime): Promise<Runtime> {
     const { config, baseDir } = loaded;
-    setCryptoOffload(config.server.crypto_offload);
-    const problems: string[] = [];
-    const knownIssuers = new Set(config.issuers.map((i) => i.name));
-    if (config.token_endpoint.enabled) knownIssuers.add('self');
-    // API key sources are named like issuers; their files are read now (a bad one is a config error).
-    const apiKeyFiles: ApiKeyFile[] = [];
-    config.api_keys.forEach((src, i) => {
-      knownIssuers.add(src.name);
-      try {
-        apiKeyFiles.push(
-          new ApiKeyFile(src.name, `api_keys[${i}].keys_file`, src.keys_file, baseDir, {
-            logger: ctx.logger,
-          }),
-        );
-      } catch (err) {
-        if (err instanceof ConfigError) problems.push(...err.problems);
-        else throw err;
-      }
-    });
-    const upstreamToken = config.upstream.token;
-    const rules = RuleSet.compile(
-      config.rules,
-      config.default_action,
-      problems,
-      knownIssuers,
-      upstreamToken ? allowedAudiences(upstreamToken, routeTokens(config.rules)) : undefined,
-    );
-    const claimMappers = new Map<string, ClaimMapper>();
-    config.issuers.forEach((iss, i) =>
-      claimMappers.set(
-        iss.name,
-        compileClaimMappings(iss.claim_mappings, problems, `issuers[${i}].claim_mappings`),
-      ),
-    );
-    const claimHeaders = ClaimHeaders.compile(config.upstream.claim_headers, problems);
-    const dynamicMetadata = compileDynamicMetadata(config.upstream.dynamic_metadata, problems);
-    const ruleNames = new Set(['default', ...config.rules.map((r, i) => r.name ?? `rules[${i}]`)]);
-    const rateLimits = compileRateLimits(config.rate_limits, ruleNames, problems);
-    // Listed with the rule problems; the minter compiles the profiles again below.
-    if (config.upstream.token)
-      problems.push(...tokenProfileProblems(config.upstream.token, routeTokens(config.rules)));
-    if (problems.length > 0) throw new ConfigError(problems);
-
     const keyCtx = { baseDir, logger: ctx.logger, metrics: ctx.metrics };
+    const { apiKeyFiles, rules, claimMappers, claimHeaders, dynamicMetadata, rateLimits } = compileConfig(
+      loaded,
+      keyCtx,
+    );
     const issuers: CompiledIssuer[] = [];
     const keySources = new Map<string, HeldKeySource>();
     const reread: LocalKeySource[] = [];
     const kept: string[] = [];
     const closers: (() => unknown)[] = [];
     try {
-      for (const iss of config.issuers) {
-        const settings = keySourceSettings(iss, baseDir);
-        const before = previous?.keySources.get(iss.name);
-        let shared =
-          before && isDeepStrictEqual(before.settings, settings) ? before.shared.acquire() : undefined;
-        if (shared) {
+      for (const [index, iss] of config.issuers.entries()) {
+        const { held, kept: carried } = takeKeySource(iss, previous?.keySources.get(iss.name), keyCtx);
+        if (carried) {
           kept.push(iss.name);
-          if (shared.value instanceof LocalKeySource) reread.push(shared.value);
-        } else {
-          shared = new Shared(createKeySource(iss, keyCtx), (s) => s.close());
+          if (held.shared.value instanceof LocalKeySource) reread.push(held.shared.value);
         }
-        const held = shared;
-        closers.push(() => held.release());
-        keySources.set(iss.name, { settings, shared: held });
-        const keySource = held.value;
-        const claimRules = {
-          audiences: iss.audiences.includes('*') ? ('any' as const) : new Set(iss.audiences),
-          clockSkewSeconds: iss.clock_skew_seconds,
-          requiredClaims: iss.required_claims,
-          maxLifetimeSeconds: iss.max_lifetime_seconds,
-        };
-        issuers.push({
-          name: iss.name,
-          issuer: iss.issuer,
-          algorithms: new Set(iss.algorithms),
-          keySource,
-          ...claimRules,
-          senderConstraint: compileSenderConstraint(iss),
-          status:
-            iss.introspection && introspectionCheck(iss, config.issuers.indexOf(iss), claimRules, keyCtx),
-        });
+        closers.push(() => held.shared.release());
+        keySources.set(iss.name, held);
+        issuers.push(compileIssuer(iss, index, held.shared.value, keyCtx));
       }
       const minterKey = previous?.minter?.ephemeralKey;
       const minter = config.upstream.token
@@ -260,7 +110,11 @@ export class Runtime {
       let tokenService: TokenService | undefined;
       // Rate-limit counters live in the store too.
       if (config.token_endpoint.enabled || rateLimits.length > 0) {
-        heldStore = Runtime.takeStore(loaded, ctx, previous);
+        heldStore = takeStore(
+          config.store,
+          ctx.logger,
+          previous && { cfg: previous.config.store, held: previous.heldStore },
+        );
         const store = heldStore;
         closers.push(() => store.release());
       }
@@ -350,36 +204,10 @@ export class Runtime {
     }
   }
 
-  /** The previous runtime's store when the `store` section is unchanged, else a new one (and a log line saying so). */
-  private static takeStore(
-    loaded: LoadedConfig,
-    ctx: RuntimeContext,
-    previous: Runtime | undefined,
-  ): Shared<Store> {
-    const cfg = loaded.config.store;
-    const before = previous?.heldStore;
-    if (before && previous && isDeepStrictEqual(previous.config.store, cfg)) {
-      const shared = before.acquire();
-      if (shared) return shared;
-    } else if (before) {
-      const fields = { previous_type: before.value.type, type: cfg.type };
-      if (before.value.type === 'memory') {
-        ctx.logger.warn(
-          fields,
-          'store settings changed: a new store was built; revocations, used assertion jtis, opaque and refresh tokens held in the old in-memory store are not carried over',
-        );
-      } else {
-        ctx.logger.info(
-          fields,
-          'store settings changed: a new store was built; entries written under the old settings are not carried over',
-        );
-      }
-    }
-    return new Shared(createStore(cfg, { logger: ctx.logger }), (s) => s.close());
-  }
-
   /** Starts every issuer's key source; resolves when each first load has finished. */
   async start(): Promise<void> {
+    // Process-wide: applied when this runtime goes live (a refused reload leaves it as is).
+    setCryptoOffload(this.config.server.crypto_offload);
     for (const f of this.apiKeyFiles) f.start();
     await Promise.all([
       ...this.issuers.map((i) => startOnce(i.keySource)),

@@ -12,7 +12,7 @@ import {
   startEnvoy,
   type RunningEnvoy,
 } from '../helpers/envoy.js';
-import { Service } from '../../src/server/app.js';
+import { App } from '../../src/server/app.js';
 import { loadConfigObject } from '../../src/config/load.js';
 import { Metrics } from '../../src/observability/metrics.js';
 import { captureLogger } from '../helpers/logger.js';
@@ -51,7 +51,7 @@ function get(port: number, path: string): Promise<{ status: number; body: string
 
 describe.skipIf(!envoy)('Envoy → mTLS → ext_authz gRPC listener', () => {
   let pki: TestPki;
-  let svc: Service;
+  let svc: App;
   let echo: Server;
   let proxy: RunningEnvoy;
   const logs = captureLogger('info');
@@ -60,7 +60,7 @@ describe.skipIf(!envoy)('Envoy → mTLS → ext_authz gRPC listener', () => {
     pki = createTestPki();
     const server = pki.issue('authz-server');
     const client = pki.issue('envoy-client', { server: false });
-    svc = await Service.start(
+    svc = await App.start(
       loadConfigObject(
         {
           server: { grpc_tls: { cert_file: server.cert, key_file: server.key, client_ca_file: pki.caCert } },

@@ -3,7 +3,7 @@
 // headers joined with ',', per-route context_extensions.
 import { writeFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
-import { Service } from '../../src/server/app.js';
+import { App } from '../../src/server/app.js';
 import { loadConfigFile, loadConfigObject } from '../../src/config/load.js';
 import { authorizationClientConstructor } from '../../src/envoy/protos.js';
 import { describeCheckResponse, envoyCheckRequest, type CheckRequestMessage } from '../../src/cli/check.js';
@@ -40,7 +40,7 @@ export interface Decision {
 }
 
 export interface TestService {
-  readonly service: Service;
+  readonly service: App;
   readonly grpcAddress: string;
   readonly httpUrl: string;
   readonly logs: ReturnType<typeof captureLogger>;
@@ -60,7 +60,7 @@ export async function startTestService(
     ? loadConfigFile(opts.configFile, {})
     : loadConfigObject(config, opts.baseDir ?? process.cwd(), {});
   const logs = captureLogger(opts.logLevel ?? 'debug');
-  const service = await Service.start(loaded, {
+  const service = await App.start(loaded, {
     logger: logs.logger,
     metrics: new Metrics({ processMetrics: false }),
     grpcAddress: '127.0.0.1:0',

@@ -8,7 +8,7 @@ import { request as httpsRequest } from 'node:https';
 import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Service, type ServiceOptions } from '../../src/server/app.js';
+import { App, type AppOptions } from '../../src/server/app.js';
 import { loadConfigObject } from '../../src/config/load.js';
 import { ConfigError } from '../../src/core/errors.js';
 import { Metrics } from '../../src/observability/metrics.js';
@@ -24,11 +24,8 @@ afterEach(async () => {
   for (const r of running.splice(0)) await r.close();
 });
 
-async function start(
-  config: Record<string, unknown> = {},
-  opts: Partial<ServiceOptions> = {},
-): Promise<Service> {
-  const service = await Service.start(loadConfigObject(config, process.cwd(), {}), {
+async function start(config: Record<string, unknown> = {}, opts: Partial<AppOptions> = {}): Promise<App> {
+  const service = await App.start(loadConfigObject(config, process.cwd(), {}), {
     logger: captureLogger('warn').logger,
     metrics: new Metrics({ processMetrics: false }),
     grpcAddress: '127.0.0.1:0',

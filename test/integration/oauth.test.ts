@@ -23,7 +23,7 @@ import { verifyJwt, type CompiledIssuer } from '../../src/authn/verify.js';
 import { loadConfigObject } from '../../src/config/load.js';
 import type { TokenEndpointConfig } from '../../src/config/types.js';
 import { staticKeySource } from '../../src/oauth/client-keys.js';
-import { SELF_SKEW_SECONDS } from '../../src/oauth/service.js';
+import { SELF_SKEW_SECONDS } from '../../src/oauth/token-service.js';
 import { createTokenService, registerOAuthRoutes, type TokenService } from '../../src/oauth/index.js';
 import { Metrics } from '../../src/observability/metrics.js';
 import { hashToken, MemoryStore, RedisStore, type Store } from '../../src/store/index.js';

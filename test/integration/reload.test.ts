@@ -1,4 +1,4 @@
-// A reload (SIGHUP: the config file is read again and handed to Service.reload) keeps what
+// A reload (SIGHUP: the config file is read again and handed to App.reload) keeps what
 // the running service knows whenever the settings it depends on did not change: the
 // store (revocations, used assertion jtis, opaque and refresh tokens), ephemeral
 // signing keys, and each issuer's key source with its fetched keys.

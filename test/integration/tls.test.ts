@@ -7,7 +7,7 @@ import * as http2 from 'node:http2';
 import * as https from 'node:https';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Service } from '../../src/server/app.js';
+import { App } from '../../src/server/app.js';
 import { inspectConfigFile, loadConfigObject } from '../../src/config/load.js';
 import { ConfigError } from '../../src/core/errors.js';
 import { Metrics } from '../../src/observability/metrics.js';
@@ -36,13 +36,13 @@ beforeAll(() => {
 });
 afterAll(() => pki.cleanup());
 
-const running: Service[] = [];
+const running: App[] = [];
 afterEach(async () => {
   for (const s of running.splice(0)) await s.shutdown(0);
 });
 
-async function start(server: Record<string, unknown>, logs = captureLogger('info')): Promise<Service> {
-  const s = await Service.start(loadConfigObject({ ...ALLOW_ALL, server }, pki.dir, {}), {
+async function start(server: Record<string, unknown>, logs = captureLogger('info')): Promise<App> {
+  const s = await App.start(loadConfigObject({ ...ALLOW_ALL, server }, pki.dir, {}), {
     logger: logs.logger,
     metrics: new Metrics({ processMetrics: false }),
     grpcAddress: (server.grpc_address as string | undefined) ?? '127.0.0.1:0',

@@ -8,9 +8,9 @@ import { RemoteJwksKeySource } from './remote-jwks.js';
 import { SecretKeySource } from './secret.js';
 import { TruststoreKeySource } from './truststore.js';
 import { EMPTY_KEY_SET } from './jwk.js';
-import type { KeySource, KeySourceStatus } from './types.js';
+import type { KeySource, KeySourceStatus } from './key-source.js';
 
-export type { KeySet, KeySource, KeySourceState, KeySourceStatus, VerificationKey } from './types.js';
+export type { KeySet, KeySource, KeySourceState, KeySourceStatus, VerificationKey } from './key-source.js';
 export {
   buildKeySet,
   makeKeySet,

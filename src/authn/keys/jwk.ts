@@ -7,7 +7,7 @@ import {
 } from '../../crypto/algorithms.js';
 import { isPlainObject } from '../../core/objects.js';
 import type { Logger } from '../../observability/logger.js';
-import type { KeySet, VerificationKey } from './types.js';
+import type { KeySet, VerificationKey } from './key-source.js';
 
 /** A JWKS document larger than this is refused as a whole (a truncated set could drop the signing key). */
 export const MAX_JWKS_KEYS = 100;

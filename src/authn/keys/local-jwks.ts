@@ -5,7 +5,7 @@ import {
   SingleFileKeySource,
   type LocalSourceOptions,
 } from './local-source.js';
-import type { KeySet } from './types.js';
+import type { KeySet } from './key-source.js';
 
 /** The keys of a well-formed JWKS (possibly none); a document that is not a JWKS is a KeyLoadError. */
 function wellFormedKeySet(jwks: unknown, opts: LocalSourceOptions, what: string): KeySet {

@@ -4,7 +4,7 @@ import type { Logger } from '../../observability/logger.js';
 import type { Metrics } from '../../observability/metrics.js';
 import { errorReason } from '../../net/safe-fetch.js';
 import { keySetFingerprint } from './jwk.js';
-import { keySourceStatus, type KeySet, type KeySource, type KeySourceStatus } from './types.js';
+import { keySourceStatus, type KeySet, type KeySource, type KeySourceStatus } from './key-source.js';
 import type { EpochMs } from '../../core/time.js';
 
 /** A key-loading failure with a short reason that is safe to log and report. */

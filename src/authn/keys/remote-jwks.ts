@@ -4,7 +4,7 @@ import type { Metrics } from '../../observability/metrics.js';
 import { ATTR, tracer } from '../../observability/tracing.js';
 import { errorReason, fetchJson, urlForLog } from '../../net/safe-fetch.js';
 import { buildKeySet, keySetFingerprint } from './jwk.js';
-import { keySourceStatus, type KeySet, type KeySource, type KeySourceStatus } from './types.js';
+import { keySourceStatus, type KeySet, type KeySource, type KeySourceStatus } from './key-source.js';
 import { secondsToMs, type EpochMs } from '../../core/time.js';
 
 /** Why a fetch happens; a locator (discovery) may re-resolve on some of them. */

@@ -1,7 +1,7 @@
 import { createSecretKey } from 'node:crypto';
 import { EMPTY_KEY_SET, makeKeySet } from './jwk.js';
 import { KeyLoadError, SingleFileKeySource, type LocalSourceOptions } from './local-source.js';
-import type { KeySet } from './types.js';
+import type { KeySet } from './key-source.js';
 
 /** RFC 7518 §3.2: an HMAC key must be at least as long as the hash output (HS256: 32 bytes). */
 export const MIN_SECRET_BYTES = 32;

@@ -11,7 +11,7 @@ import {
   LocalKeySource,
   type LocalSourceOptions,
 } from './local-source.js';
-import type { KeySet, VerificationKey } from './types.js';
+import type { KeySet, VerificationKey } from './key-source.js';
 import type { EpochMs } from '../../core/time.js';
 
 export const TRUSTSTORE_EXTENSIONS = CERTIFICATE_EXTENSIONS;

@@ -1,7 +1,7 @@
 import { authenticateClient } from '../client-auth.js';
-import { OAuthError } from '../errors.js';
+import { OAuthError } from '../answers.js';
 import { issue } from '../issue.js';
-import { limitClient } from '../rate-limit.js';
+import { limitClient } from '../client-throttle.js';
 import { allowGrant, GRANT_CLIENT_CREDENTIALS, param, resolveScope } from '../requests.js';
 import type { OAuthRequest, OAuthState } from '../state.js';
 

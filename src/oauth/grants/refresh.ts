@@ -1,7 +1,7 @@
 import { hashToken } from '../../store/index.js';
 import { authenticateClient } from '../client-auth.js';
-import { limitClient } from '../rate-limit.js';
-import { OAuthError } from '../errors.js';
+import { limitClient } from '../client-throttle.js';
+import { OAuthError } from '../answers.js';
 import { issue, revokeFamilyTokens } from '../issue.js';
 import { allowGrant, GRANT_REFRESH_TOKEN, isRandomTokenShape, param, resolveScope } from '../requests.js';
 import { nowSec, type OAuthRequest, type OAuthState } from '../state.js';

@@ -2,9 +2,9 @@ import { parseCompactJws } from '../../authn/jws.js';
 import { verifyParsedJwt, type CompiledIssuer } from '../../authn/verify.js';
 import { isPlainObject } from '../../core/objects.js';
 import { authenticateClient } from '../client-auth.js';
-import { OAuthError } from '../errors.js';
+import { OAuthError } from '../answers.js';
 import { issue } from '../issue.js';
-import { limitClient } from '../rate-limit.js';
+import { limitClient } from '../client-throttle.js';
 import { allowGrant, GRANT_TOKEN_EXCHANGE, param, params, parseScope } from '../requests.js';
 import { nowSec, type OAuthRequest, type OAuthState } from '../state.js';
 

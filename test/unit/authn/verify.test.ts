@@ -2,7 +2,7 @@ import { createPublicKey, createSecretKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseCompactJws, verifySignature } from '../../../src/authn/jws.js';
-import type { KeySet, KeySource, VerificationKey } from '../../../src/authn/keys/types.js';
+import type { KeySet, KeySource, VerificationKey } from '../../../src/authn/keys/key-source.js';
 import { verifyJwt, type CompiledIssuer } from '../../../src/authn/verify.js';
 import { forgeToken } from '../../helpers/tokens.js';
 

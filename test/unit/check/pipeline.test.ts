@@ -4,7 +4,7 @@ import { generateKeyPairSync, sign } from 'node:crypto';
 import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import { compileTokenSources } from '../../../src/authn/extract.js';
 import { makeKeySet } from '../../../src/authn/keys/jwk.js';
-import type { KeySet, KeySource, VerificationKey } from '../../../src/authn/keys/types.js';
+import type { KeySet, KeySource, VerificationKey } from '../../../src/authn/keys/key-source.js';
 import type { CompiledIssuer } from '../../../src/authn/verify.js';
 import { RuleSet } from '../../../src/authz/compile.js';
 import type { Decision } from '../../../src/core/decision.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { errorAnswer, OAuthError, serialize, tokenAnswer, xmlEscape } from '../../../src/oauth/errors.js';
+import { errorAnswer, OAuthError, serialize, tokenAnswer, xmlEscape } from '../../../src/oauth/answers.js';
 
 describe('OAuth response formats', () => {
   const fields = {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { OAuthError } from './errors.js';
+import { OAuthError } from './answers.js';
 import type { OAuthState } from './state.js';
 
 /**

@@ -1,6 +1,6 @@
 import { normalizeHtu, replayKey, replayTtlSeconds, verifyDpopProof } from '../authn/dpop.js';
 import { CLIENT_ASSERTION_SKEW_SECONDS } from './assertions.js';
-import { OAuthError } from './errors.js';
+import { OAuthError } from './answers.js';
 import type { OAuthRequest, OAuthState } from './state.js';
 
 // DPoP at the token endpoint (RFC 9449): a token request with a proof gets tokens bound
