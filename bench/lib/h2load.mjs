@@ -68,6 +68,7 @@ export function runH2loadArgs(bin, args, { logFile, connections, streams }) {
       const latMs = [];
       let non200 = 0;
       let incomplete = 0;
+      const statuses = {};
       for (const row of rows) {
         const cols = row.split('\t');
         if (cols.length < 3) continue;
@@ -78,6 +79,7 @@ export function runH2loadArgs(bin, args, { logFile, connections, streams }) {
           continue;
         }
         if (status !== 200) non200++;
+        statuses[status] = (statuses[status] ?? 0) + 1;
         latMs.push(Number(cols[2]) / 1000);
       }
       resolve({
@@ -91,6 +93,7 @@ export function runH2loadArgs(bin, args, { logFile, connections, streams }) {
         errored,
         status2xx,
         non200,
+        statuses,
         incomplete,
         latency: latencyStats(latMs),
         raw: out,

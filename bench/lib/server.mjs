@@ -86,7 +86,8 @@ export function benchConfig({
   };
 }
 
-export async function startServer({ name, workDir, config, nodeArgs = [], env = {} }) {
+/** `root`: the checkout whose build runs (`ROOT/dist/main.js` unless given: an older build to compare). */
+export async function startServer({ name, workDir, config, nodeArgs = [], env = {}, root = ROOT }) {
   const configFile = join(workDir, `config-${name}.json`);
   writeFileSync(configFile, JSON.stringify(config, null, 2));
   const logFile = join(workDir, `server-${name}.log`);
@@ -97,9 +98,9 @@ export async function startServer({ name, workDir, config, nodeArgs = [], env = 
   // manifest: NODE_OPTIONS=--max-old-space-size=256 (package.json, Dockerfile).
   const child = spawn(
     process.execPath,
-    [...nodeArgs, join(ROOT, 'dist/main.js'), 'serve', '--config', configFile],
+    [...nodeArgs, join(root, 'dist/main.js'), 'serve', '--config', configFile],
     {
-      cwd: ROOT,
+      cwd: root,
       stdio: ['ignore', fd, fd],
       env: childEnv({ NODE_OPTIONS: '--max-old-space-size=256', ...env }),
     },

@@ -96,3 +96,16 @@ export async function rsaPool(cacheDir, count, { fresh = false, log = () => {} }
   writeFileSync(file, JSON.stringify(pool));
   return pool;
 }
+
+/** Random base64url strings of `length` characters (no dots: not a JWS at all). */
+export function garbageTokens({ count, length = 600 }) {
+  const bytes = Math.ceil((length * 3) / 4);
+  const random = randomBytes(bytes * count);
+  const out = new Array(count);
+  for (let i = 0; i < count; i++)
+    out[i] = random
+      .subarray(i * bytes, (i + 1) * bytes)
+      .toString('base64url')
+      .slice(0, length);
+  return out;
+}
