@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 const ALLOWED = {
   core: [],
   observability: ['core'],
-  net: [],
+  net: ['core'],
   config: ['core', 'net', 'observability'],
   crypto: ['config', 'core', 'observability'],
   store: ['config', 'core', 'observability'],

@@ -1,5 +1,5 @@
-import { unescape as percentDecode } from 'node:querystring';
 import type { TokenSourceConfig } from '../config/types.js';
+import { credentialKey, decodeQueryComponent, forEachQueryParam } from '../core/query.js';
 import type { AuthRequest } from '../core/request.js';
 import type { ApiKeyLookup } from './api-keys.js';
 
@@ -66,53 +66,18 @@ function fromHeader(value: string, src: { prefixLower: string }): string | undef
  * could not be removed before the request reaches the upstream.
  */
 export function queryParam(rawPath: string, name: string): string | undefined {
-  const q = rawPath.indexOf('?');
-  if (q < 0) return undefined;
-  let end = rawPath.indexOf('#', q);
-  if (end < 0) end = rawPath.length;
-  let start = q + 1;
-  while (start <= end) {
-    let amp = rawPath.indexOf('&', start);
-    if (amp < 0 || amp > end) amp = end;
-    const nameEnd = start + name.length;
-    if (
-      nameEnd <= amp &&
-      rawPath.startsWith(name, start) &&
-      (nameEnd === amp || rawPath.charCodeAt(nameEnd) === 61) /* = */
-    ) {
-      return nameEnd === amp ? '' : decodeQueryValue(rawPath.slice(nameEnd + 1, amp));
-    }
-    start = amp + 1;
-  }
-  return undefined;
+  const found = { name, value: undefined as string | undefined };
+  forEachQueryParam(rawPath, found, firstValueOf);
+  return found.value;
 }
 
-function decodeQueryValue(raw: string): string {
-  if (raw.indexOf('%') < 0 && raw.indexOf('+') < 0) return raw;
-  // form-urlencoded: "+" is a space; invalid percent sequences are kept as sent.
-  return percentDecode(raw.replace(/\+/g, ' '));
+function firstValueOf(found: { name: string; value?: string }, name: string, value: string): boolean {
+  if (name !== found.name) return false;
+  found.value = decodeQueryComponent(value);
+  return true;
 }
 
-/**
- * A parameter or cookie name as backends read it: percent- and form-decoded ("+" is a
- * space), case-insensitive, outer spaces dropped, ".", "+" and space read as "_", and a
- * trailing "[...]" (PHP-style arrays) dropped. `ACCESS_TOKEN`, `access.token`,
- * `access+token`, `access%5Ftoken` and `access_token[]` all read as `access_token`.
- */
-export function credentialKey(rawName: string): string {
-  // Most names are already in that form: no decoding, no new string.
-  if (PLAIN_NAME.test(rawName)) return rawName;
-  let n = rawName;
-  if (n.indexOf('%') >= 0 || n.indexOf('+') >= 0) n = percentDecode(n.replace(/\+/g, ' '));
-  n = n.trim().toLowerCase();
-  if (n.endsWith(']')) {
-    const b = n.indexOf('[');
-    if (b > 0) n = n.slice(0, b);
-  }
-  return n.replace(/[. +]/g, '_');
-}
-
-const PLAIN_NAME = /^[a-z0-9_-]*$/;
+export { credentialKey };
 
 /** The token sources compiled for the one-credential scan and the removals of an allow. */
 export interface CredentialPlan {
@@ -219,40 +184,11 @@ export function findCredential(
       }
     }
   }
-  if (plan.queryKeys.size > 0) {
-    const rawPath = req.rawPath;
-    const q = rawPath.indexOf('?');
-    if (q >= 0) {
-      let end = rawPath.indexOf('#', q);
-      if (end < 0) end = rawPath.length;
-      let start = q + 1;
-      while (start < end) {
-        let amp = rawPath.indexOf('&', start);
-        if (amp < 0 || amp > end) amp = end;
-        if (amp > start) {
-          const part = rawPath.slice(start, amp);
-          if (part.indexOf(';') >= 0) {
-            if (hidesQueryCredential(part, plan.queryKeys)) return HIDDEN_QUERY_CREDENTIAL;
-          } else {
-            const eq = part.indexOf('=');
-            const name = eq < 0 ? part : part.slice(0, eq);
-            if (name.length >= plan.minQueryKey && plan.queryKeys.has(credentialKey(name))) {
-              const value = eq < 0 ? '' : decodeQueryValue(part.slice(eq + 1));
-              if (value.length === 0) strays = true;
-              else if (++count > 1) return MULTIPLE_CREDENTIALS;
-              else {
-                const s = plan.sources.find((x) => x.kind === 'query' && x.name === name);
-                if (s) {
-                  token = value;
-                  source = s;
-                }
-              }
-            }
-          }
-        }
-        start = amp + 1;
-      }
-    }
+  if (plan.queryKeys.size > 0 && req.rawPath.indexOf('?') >= 0) {
+    const scan: QueryScan = { plan, token, source, count, strays, problem: undefined };
+    forEachQueryParam(req.rawPath, scan, scanQueryParam);
+    if (scan.problem) return scan.problem;
+    ({ token, source, count, strays } = scan);
   }
   const cookie = req.headers.cookie;
   if (plan.cookieKeys.size > 0 && typeof cookie === 'string') {
@@ -282,9 +218,43 @@ export function findCredential(
   return strays ? { token, source, strays } : { token, source };
 }
 
-/** A ";"-containing "&"-segment of the query in which some ";"-part names a token parameter. */
-function hidesQueryCredential(segment: string, keys: ReadonlySet<string>): boolean {
-  for (const p of segment.split(';')) {
+/** findCredential's state while it reads the query. */
+interface QueryScan {
+  readonly plan: CredentialPlan;
+  token: string | undefined;
+  source: CompiledTokenSource | undefined;
+  count: number;
+  strays: boolean;
+  problem: CredentialProblem | undefined;
+}
+
+/** One query parameter for findCredential: true (stop) once the request has a problem. */
+function scanQueryParam(scan: QueryScan, name: string, rawValue: string): boolean {
+  const plan = scan.plan;
+  if (name.indexOf(';') >= 0 || rawValue.indexOf(';') >= 0) {
+    if (!hidesQueryCredential(name, rawValue, plan.queryKeys)) return false;
+    scan.problem = HIDDEN_QUERY_CREDENTIAL;
+    return true;
+  }
+  if (name.length < plan.minQueryKey || !plan.queryKeys.has(credentialKey(name))) return false;
+  const value = decodeQueryComponent(rawValue);
+  if (value.length === 0) scan.strays = true;
+  else if (++scan.count > 1) {
+    scan.problem = MULTIPLE_CREDENTIALS;
+    return true;
+  } else {
+    const s = plan.sources.find((x) => x.kind === 'query' && x.name === name);
+    if (s) {
+      scan.token = value;
+      scan.source = s;
+    }
+  }
+  return false;
+}
+
+/** A query parameter with a ";" in it, in which some ";"-part names a token parameter. */
+function hidesQueryCredential(name: string, value: string, keys: ReadonlySet<string>): boolean {
+  for (const p of `${name}=${value}`.split(';')) {
     const eq = p.indexOf('=');
     if (keys.has(credentialKey(eq < 0 ? p : p.slice(0, eq)))) return true;
   }
@@ -300,23 +270,26 @@ export function tokenQueryKeys(
   rawPath: string,
   keys: ReadonlySet<string>,
 ): string[] | typeof HIDDEN_QUERY_CREDENTIAL | undefined {
-  const q = rawPath.indexOf('?');
-  if (q < 0 || keys.size === 0) return undefined;
-  const h = rawPath.indexOf('#', q);
-  let names: string[] | undefined;
-  for (const part of rawPath.slice(q + 1, h < 0 ? undefined : h).split('&')) {
-    if (part.length === 0) continue;
-    if (part.indexOf(';') >= 0) {
-      if (hidesQueryCredential(part, keys)) return HIDDEN_QUERY_CREDENTIAL;
-      continue;
-    }
-    const eq = part.indexOf('=');
-    const raw = eq < 0 ? part : part.slice(0, eq);
-    if (!keys.has(credentialKey(raw))) continue;
-    names ??= [];
-    if (!names.includes(raw)) names.push(raw);
+  if (keys.size === 0) return undefined;
+  const found: KeyScan = { keys, names: undefined, hidden: false };
+  forEachQueryParam(rawPath, found, collectTokenKey);
+  return found.hidden ? HIDDEN_QUERY_CREDENTIAL : found.names;
+}
+
+interface KeyScan {
+  readonly keys: ReadonlySet<string>;
+  names: string[] | undefined;
+  hidden: boolean;
+}
+
+function collectTokenKey(scan: KeyScan, name: string, value: string): boolean {
+  if (name.indexOf(';') >= 0 || value.indexOf(';') >= 0) {
+    return (scan.hidden = hidesQueryCredential(name, value, scan.keys));
   }
-  return names;
+  if (!scan.keys.has(credentialKey(name))) return false;
+  scan.names ??= [];
+  if (!scan.names.includes(name)) scan.names.push(name);
+  return false;
 }
 
 /**

@@ -27,211 +27,34 @@
 //   its outcome can differ for the same token, so decisions built on it are not
 //   reused across requests.
 
-import { BlockList, isIP } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { Environment, EvaluationError, ParseError } from '@marcbachmann/cel-js';
+import { EvaluationError, ParseError } from '@marcbachmann/cel-js';
 import { RE2JS } from 're2js';
-import type { AuthRequest, Peer, Principal } from '../core/request.js';
+import {
+  cidrLiterals,
+  environment,
+  NetCIDR,
+  parseCIDR,
+  parseIP,
+  PATTERN_TYPE,
+  Re2Pattern,
+} from './expressions-env.js';
+import { ExpressionError, type ExpressionInput } from './expressions-input.js';
 import { MAX_PROGRAM_SIZE } from './path-regex.js';
+
+export {
+  DEFAULT_EXPRESSION_BUDGET_MS,
+  ExpressionBudgetError,
+  ExpressionError,
+  ExpressionInput,
+  hiddenCredentials,
+  type Activation,
+  type HiddenCredentials,
+} from './expressions-input.js';
 
 /** Longest accepted expression source, in characters. */
 export const MAX_EXPRESSION_LENGTH = 4096;
 const MAX_PATTERN_LENGTH = 256;
-/** expression_budget_ms when none is given. */
-export const DEFAULT_EXPRESSION_BUDGET_MS = 10;
-/** Longest pause (GC, descheduling, CPU throttling) an over-budget evaluation is timed again for. */
-const MAX_PAUSE_MS = 250;
-
-/**
- * Credentials an expression never sees: a policy must not be able to copy a token into
- * dynamic metadata (access logs), a minted claim or a rate-limit key. These headers are
- * always hidden; the token sources' own header and query names are added by the pipeline.
- */
-export interface HiddenCredentials {
-  readonly headers: ReadonlySet<string>;
-  readonly query: ReadonlySet<string>;
-}
-
-// `:path` carries the raw query (a token parameter too): expressions read request.path and
-// request.query instead.
-const ALWAYS_HIDDEN_HEADERS = ['authorization', 'proxy-authorization', 'cookie', 'dpop', ':path'];
-
-export function hiddenCredentials(
-  tokenHeaders: Iterable<string>,
-  tokenQuery: Iterable<string>,
-): HiddenCredentials {
-  return {
-    headers: new Set([...ALWAYS_HIDDEN_HEADERS, ...[...tokenHeaders].map((h) => h.toLowerCase())]),
-    query: new Set(tokenQuery),
-  };
-}
-
-const DEFAULT_HIDDEN = hiddenCredentials([], []);
-
-/** The `request` variable: a registered type, so `request.metod` is a load error. */
-class RequestView {
-  private parsedQuery?: Readonly<Record<string, string>>;
-  private visibleHeaders?: Readonly<Record<string, string>>;
-
-  constructor(
-    readonly method: string,
-    readonly path: string,
-    readonly host: string,
-    private readonly allHeaders: Readonly<Record<string, string>>,
-    private readonly rawPath: string,
-    private readonly hidden: HiddenCredentials,
-  ) {}
-
-  /** Built only when an expression reads it, without the credential headers. */
-  get headers(): Readonly<Record<string, string>> {
-    if (this.visibleHeaders) return this.visibleHeaders;
-    const out: Record<string, string> = Object.create(null);
-    for (const name in this.allHeaders)
-      if (!this.hidden.headers.has(name)) out[name] = this.allHeaders[name]!;
-    return (this.visibleHeaders = out);
-  }
-
-  /** Parsed only when an expression reads it, without the token query parameters. */
-  get query(): Readonly<Record<string, string>> {
-    return (this.parsedQuery ??= firstQueryValues(this.rawPath, this.hidden.query));
-  }
-}
-
-/** `source` / `destination`: a registered type, so `source.adress` is a load error. */
-class PeerView {
-  constructor(
-    private readonly peer: Peer | undefined,
-    /** Envoy sent the client certificate (source only: destination's is never sent). */
-    readonly certificate_present: boolean,
-  ) {}
-
-  get address(): string {
-    return this.peer?.address ?? '';
-  }
-
-  get port(): bigint {
-    return BigInt(this.peer?.port ?? 0);
-  }
-
-  get principal(): string {
-    return this.peer?.principal ?? '';
-  }
-}
-
-const NO_PEER = new PeerView(undefined, false);
-
-/** A `net.IP` value (Kubernetes' CEL network library): a valid IPv4 or IPv6 address. */
-class NetIP {
-  constructor(
-    readonly address: string,
-    readonly family: 4 | 6,
-  ) {}
-}
-
-/** A `net.CIDR` value: an address block, matched by node:net's BlockList. */
-class NetCIDR {
-  constructor(private readonly block: BlockList) {}
-
-  contains(ip: NetIP): boolean {
-    return this.block.check(ip.address, ip.family === 4 ? 'ipv4' : 'ipv6');
-  }
-}
-
-/** An IP address as ip() takes it, or why not (the message never repeats the input). */
-function parseIP(text: string): NetIP | string {
-  // A zone (fe80::1%eth0) names an interface of one host: not an address to allow-list.
-  const family = text.includes('%') ? 0 : isIP(text);
-  if (family === 0) return 'not an IP address';
-  return new NetIP(text, family as 4 | 6);
-}
-
-/** "address/prefix" as cidr() takes it, or why not. */
-function parseCIDR(text: string): NetCIDR | string {
-  const slash = text.indexOf('/');
-  const prefix = text.slice(slash + 1);
-  if (slash < 0 || !/^(0|[1-9][0-9]{0,2})$/.test(prefix)) return 'not a CIDR (address/prefix length)';
-  const ip = parseIP(text.slice(0, slash));
-  if (typeof ip === 'string') return 'not a CIDR (address/prefix length)';
-  const bits = Number(prefix);
-  if (bits > (ip.family === 4 ? 32 : 128)) return `prefix length ${bits} is too long`;
-  const block = new BlockList();
-  block.addSubnet(ip.address, bits, ip.family === 4 ? 'ipv4' : 'ipv6');
-  return new NetCIDR(block);
-}
-
-/** CIDR literals of loaded expressions, built once (bounded by the configuration's size). */
-const cidrLiterals = new Map<string, NetCIDR>();
-
-function toIP(text: string): NetIP {
-  const ip = parseIP(text);
-  if (typeof ip === 'string') throw new Error(`ip(): ${ip}`);
-  return ip;
-}
-
-function toCIDR(text: string): NetCIDR {
-  const known = cidrLiterals.get(text);
-  if (known) return known;
-  const cidr = parseCIDR(text);
-  if (typeof cidr === 'string') throw new Error(`cidr(): ${cidr}`);
-  return cidr;
-}
-
-/**
- * A `matches()` pattern compiled with RE2 at load. The literal pattern of every
- * `matches` call is replaced by one of these in the parsed expression, so the call
- * resolves to the overload below instead of the library's JS RegExp one.
- */
-class Re2Pattern {
-  constructor(private readonly re: RE2JS) {}
-
-  /** RE2's partial match (unanchored), as CEL's matches() is defined. */
-  test(value: string): boolean {
-    return this.re.test(value);
-  }
-}
-
-const PATTERN_TYPE = 'envoy_jwt_authz.Re2Pattern';
-
-const environment = new Environment({
-  unlistedVariablesAreDyn: false,
-  // Claim maps such as {'tenant': claims.org.id, 'n': 1} mix value types.
-  homogeneousAggregateLiterals: false,
-  limits: { maxAstNodes: 1000, maxDepth: 32, maxListElements: 256, maxMapEntries: 256, maxCallArguments: 16 },
-})
-  .registerType('envoy_jwt_authz.Request', {
-    ctor: RequestView,
-    fields: {
-      method: 'string',
-      path: 'string',
-      host: 'string',
-      headers: 'map<string, string>',
-      query: 'map<string, string>',
-    },
-  })
-  .registerType('envoy_jwt_authz.Peer', {
-    ctor: PeerView,
-    fields: { address: 'string', port: 'int', principal: 'string', certificate_present: 'bool' },
-  })
-  .registerType('net.IP', { ctor: NetIP, fields: {} })
-  .registerType('net.CIDR', { ctor: NetCIDR, fields: {} })
-  .registerFunction('ip(string): net.IP', toIP)
-  .registerFunction('cidr(string): net.CIDR', toCIDR)
-  .registerFunction('isIP(string): bool', (s: string) => typeof parseIP(s) !== 'string')
-  .registerFunction('isCIDR(string): bool', (s: string) => typeof parseCIDR(s) !== 'string')
-  .registerFunction('net.IP.family(): int', (ip: NetIP) => BigInt(ip.family))
-  .registerFunction('net.CIDR.containsIP(net.IP): bool', (c: NetCIDR, ip: NetIP) => c.contains(ip))
-  .registerFunction('net.CIDR.containsIP(string): bool', (c: NetCIDR, s: string) => c.contains(toIP(s)))
-  // The compiled matches() patterns; CEL source has no literal of this type.
-  .registerType(PATTERN_TYPE, { ctor: Re2Pattern, fields: {} })
-  .registerFunction(`string.matches(${PATTERN_TYPE}): bool`, (value: string, p: Re2Pattern) => p.test(value))
-  .registerVariable('claims', 'map<string, dyn>')
-  .registerVariable('scopes', 'list<string>')
-  .registerVariable('issuer', 'string')
-  .registerVariable('request', 'envoy_jwt_authz.Request')
-  .registerVariable('context', 'map<string, string>')
-  .registerVariable('now', 'google.protobuf.Timestamp')
-  .registerVariable('source', 'envoy_jwt_authz.Peer')
-  .registerVariable('destination', 'envoy_jwt_authz.Peer');
 
 const REQUEST_VARIABLES: ReadonlySet<string> = new Set([
   'request',
@@ -241,42 +64,12 @@ const REQUEST_VARIABLES: ReadonlySet<string> = new Set([
   'destination',
 ]);
 
-export interface Activation {
-  readonly claims: Readonly<Record<string, unknown>>;
-  readonly scopes: readonly string[];
-  readonly issuer: string;
-  readonly request: RequestView;
-  readonly context: Readonly<Record<string, string>>;
-  readonly now: Date;
-  readonly source: PeerView;
-  readonly destination: PeerView;
-}
-
 export interface CompiledExpression {
   readonly source: string;
   /** Reads request, context or now: the result may differ between requests with the same token. */
   readonly requestDependent: boolean;
   /** Throws ExpressionError on an evaluation error (or a non-boolean where one is needed). */
   evaluate(input: ExpressionInput): unknown;
-}
-
-/** An evaluation error: the message names the expression's position, never a claim value. */
-export class ExpressionError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ExpressionError';
-  }
-}
-
-/**
- * The request's expressions together took longer than expression_budget_ms (wall time).
- * Checked after each evaluation (one in progress is not interrupted) and before the next.
- */
-export class ExpressionBudgetError extends ExpressionError {
-  constructor(budgetMs: number) {
-    super(`evaluation budget of ${budgetMs} ms exceeded`);
-    this.name = 'ExpressionBudgetError';
-  }
 }
 
 type AstNode = { op: string; args: unknown; start?: number };
@@ -435,93 +228,6 @@ export function compileExpression(
       return value;
     },
   });
-}
-
-const scopeLists = new WeakMap<Principal, readonly string[]>();
-const NO_CLAIMS: Readonly<Record<string, unknown>> = Object.freeze(Object.create(null));
-
-function firstQueryValues(rawPath: string, hidden: ReadonlySet<string>): Record<string, string> {
-  const out: Record<string, string> = Object.create(null);
-  const q = rawPath.indexOf('?');
-  if (q < 0) return out;
-  const hash = rawPath.indexOf('#', q);
-  const params = new URLSearchParams(rawPath.slice(q + 1, hash < 0 ? undefined : hash));
-  for (const [name, value] of params) if (!(name in out) && !hidden.has(name)) out[name] = value;
-  return out;
-}
-
-/**
- * The variables of one request, built on first use and shared by every
- * expression evaluated for it.
- */
-export class ExpressionInput {
-  private built?: Activation;
-  /** ms spent evaluating expressions for this request so far. */
-  private spentMs = 0;
-  private remeasured = false;
-
-  constructor(
-    private readonly req: AuthRequest,
-    private readonly normalisedPath: string,
-    private readonly principal: Principal | undefined,
-    private readonly nowSeconds: number,
-    private readonly hidden: HiddenCredentials = DEFAULT_HIDDEN,
-    /** expression_budget_ms: the total for every expression evaluated with this input. */
-    private readonly budgetMs: number = DEFAULT_EXPRESSION_BUDGET_MS,
-  ) {}
-
-  /** Throws ExpressionBudgetError once the budget is spent. */
-  checkBudget(): void {
-    if (this.spentMs > this.budgetMs) throw new ExpressionBudgetError(this.budgetMs);
-  }
-
-  /**
-   * True once per request, when an evaluation that took `ms` would pass the budget by no
-   * more than a pause could explain (a longer one is not run again: no doubled cost).
-   */
-  shouldRemeasure(ms: number): boolean {
-    if (this.remeasured || this.spentMs + ms <= this.budgetMs || ms > this.budgetMs + MAX_PAUSE_MS)
-      return false;
-    return (this.remeasured = true);
-  }
-
-  /** Adds one evaluation's time; throws ExpressionBudgetError when that passes the budget. */
-  charge(ms: number): void {
-    this.spentMs += ms;
-    if (this.spentMs > this.budgetMs) throw new ExpressionBudgetError(this.budgetMs);
-  }
-
-  activation(): Activation {
-    if (this.built) return this.built;
-    const p = this.principal;
-    let scopes: readonly string[] = [];
-    if (p) {
-      scopes = scopeLists.get(p) ?? [...p.scopes];
-      scopeLists.set(p, scopes);
-    }
-    const req = this.req;
-    this.built = {
-      claims: p ? p.claims : NO_CLAIMS,
-      scopes,
-      issuer: p ? p.issuer : '',
-      request: new RequestView(
-        req.method,
-        this.normalisedPath,
-        req.host,
-        req.headers,
-        req.rawPath,
-        this.hidden,
-      ),
-      context: req.contextExtensions,
-      now: new Date(this.nowSeconds * 1000),
-      source:
-        req.source || req.clientCertificate
-          ? new PeerView(req.source, req.clientCertificate !== undefined)
-          : NO_PEER,
-      destination: req.destination ? new PeerView(req.destination, false) : NO_PEER,
-    };
-    return this.built;
-  }
 }
 
 /**

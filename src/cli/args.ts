@@ -1,7 +1,10 @@
 import { parseArgs } from 'node:util';
+import { AuthzError } from '../core/errors.js';
 
 /** A command line the commands cannot run: printed with the command's usage, exit 2. */
-export class UsageError extends Error {}
+export class UsageError extends AuthzError {
+  readonly code = 'ERR_USAGE';
+}
 
 export type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }>;
 

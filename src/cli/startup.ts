@@ -1,9 +1,12 @@
 import { statSync, type Stats } from 'node:fs';
 import type { LoadedConfig } from '../config/types.js';
 import { bindErrorText } from '../config/preflight.js';
+import { AuthzError } from '../core/errors.js';
 
 /** Problems found while starting (each names its config field); printed one per line, exit 1. */
-export class StartupError extends Error {
+export class StartupError extends AuthzError {
+  readonly code = 'ERR_STARTUP';
+
   constructor(readonly problems: string[]) {
     super(problems.join('\n'));
     this.name = 'StartupError';

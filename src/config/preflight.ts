@@ -7,27 +7,13 @@ import { CERTIFICATE_EXTENSIONS } from './sections/constants.js';
 import type { AppConfig } from './types.js';
 import { loadTlsMaterial, tlsEnabled } from '../net/tls-files.js';
 import { listenHostPort, splitHostPort } from '../core/address.js';
+import { fileErrorText } from '../core/files.js';
 
 export { addressProblem, LISTEN_ADDRESSES };
 
 // Checks that need the outside world: listen addresses and the files a config
 // names. Address syntax is part of config validation (load.ts); reading files
 // and probing ports are for `check-config` and startup.
-
-const ERRNO_TEXT: Record<string, string> = {
-  ENOENT: 'no such file',
-  EACCES: 'permission denied',
-  EPERM: 'permission denied',
-  EISDIR: 'is a folder, not a file',
-  ENOTDIR: 'a part of the path is not a folder',
-  ELOOP: 'too many symbolic links',
-  EMFILE: 'too many open files',
-};
-
-function errnoText(err: unknown): string {
-  const code = (err as NodeJS.ErrnoException).code;
-  return (code && ERRNO_TEXT[code]) ?? code ?? (err as Error).message;
-}
 
 /** One file a config names, with its config path. */
 interface NamedPath {
@@ -105,7 +91,7 @@ export function checkConfigFiles(config: AppConfig, baseDir: string): string[] {
           try {
             readFileSync(join(path, name));
           } catch (err) {
-            problems.push(`${field}: cannot read ${join(file, name)}: ${errnoText(err)}`);
+            problems.push(`${field}: cannot read ${join(file, name)}: ${fileErrorText(err)}`);
           }
         }
       } else {
@@ -113,7 +99,7 @@ export function checkConfigFiles(config: AppConfig, baseDir: string): string[] {
       }
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      const text = folder && code === 'ENOENT' ? 'no such folder' : errnoText(err);
+      const text = folder && code === 'ENOENT' ? 'no such folder' : fileErrorText(err);
       problems.push(`${field}: cannot read ${file}: ${text}`);
     }
   }

@@ -1,3 +1,13 @@
+/**
+ * The base of this service's errors. `code` says what kind of error it is (`ERR_CONFIG_INVALID`)
+ * and stays the same across releases, while messages may be reworded: code that tells
+ * errors apart tests `code` or `instanceof`, not the message. The codes are listed in
+ * docs/architecture.md ("Error codes").
+ */
+export abstract class AuthzError extends Error {
+  abstract readonly code: string;
+}
+
 /** One configuration problem: the config path of the value at fault and what is wrong with it. */
 export interface ConfigProblem {
   /** e.g. `rules[2].require.scopes_any`; `(root)` for the whole document, a file name or variable otherwise. */
@@ -18,7 +28,9 @@ export function configProblem(line: string): ConfigProblem {
  * prefixed with its config path (`issuers[1].audiences: required`), so one run
  * reports them all; `details` has them as `{path, message}` values.
  */
-export class ConfigError extends Error {
+export class ConfigError extends AuthzError {
+  readonly code = 'ERR_CONFIG_INVALID';
+
   constructor(readonly problems: string[]) {
     super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
     this.name = 'ConfigError';

@@ -1,7 +1,6 @@
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
 import type { JWK } from 'jose';
 import { ConfigError } from '../core/errors.js';
+import { parseJsonFile, readConfigFile } from '../core/files.js';
 
 // Reading key material from disk for the keys this service signs or encrypts with.
 // Messages name the config path and the file, never the file's content.
@@ -10,25 +9,18 @@ export type KeyFileContent =
   { readonly kind: 'jwk'; readonly jwk: JWK } | { readonly kind: 'pem'; readonly pem: string };
 
 function readBytes(file: string, baseDir: string, where: string): Buffer {
-  const path = resolve(baseDir, file);
-  try {
-    return readFileSync(path);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-    throw new ConfigError([`${where}: cannot read ${path} (${code})`]);
-  }
+  const bytes = readConfigFile(where, file, baseDir);
+  if (typeof bytes === 'string') throw new ConfigError([bytes]);
+  return bytes;
 }
 
 /** A key file: a JWK (JSON object) or PEM text. */
 export function readKeyFile(file: string, baseDir: string, where: string): KeyFileContent {
   const text = readBytes(file, baseDir, where).toString('utf8').trim();
   if (text.startsWith('{')) {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      throw new ConfigError([`${where}: ${file} is not valid JSON (expected a JWK)`]);
-    }
+    const doc = parseJsonFile(where, file, text, 'a JWK');
+    if (typeof doc === 'string') throw new ConfigError([doc]);
+    const parsed = doc.json;
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
       throw new ConfigError([`${where}: ${file} must hold a JWK object`]);
     }

@@ -1,5 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
+import { AuthzError } from '../core/errors.js';
 
 /** Largest JWKS / discovery body accepted. */
 export const MAX_BODY_BYTES = 1024 * 1024;
@@ -10,7 +11,9 @@ export const MAX_BODY_BYTES = 1024 * 1024;
  * `body too large`, `invalid json`, `not a JSON object`, `network error (ECONNREFUSED)`,
  * `http:// refused for non-loopback host`, `invalid url`.
  */
-export class FetchError extends Error {
+export class FetchError extends AuthzError {
+  readonly code = 'ERR_FETCH_FAILED';
+
   constructor(readonly reason: string) {
     super(reason);
     this.name = 'FetchError';

@@ -2,9 +2,10 @@
 // checked against each other and against the clock, and turned into the options
 // node:tls takes. Problems name the config field; file contents are never echoed.
 
-import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { createPrivateKey, type X509Certificate } from 'node:crypto';
+import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { parseCertificateFile, readConfigFile } from '../core/files.js';
 
 /** server.grpc_tls / server.http_tls as configured ('' = not set). */
 export interface TlsSettings {
@@ -30,21 +31,24 @@ export function tlsEnabled(s: TlsSettings | undefined): s is TlsSettings {
   return !!s && (s.cert_file !== '' || s.key_file !== '' || s.client_ca_file !== '');
 }
 
-const ERRNO_TEXT: Record<string, string> = {
-  ENOENT: 'no such file',
-  EACCES: 'permission denied',
-  EPERM: 'permission denied',
-  EISDIR: 'is a folder, not a file',
-};
-
 function read(field: string, file: string, baseDir: string, problems: string[]): Buffer | undefined {
-  try {
-    return readFileSync(resolve(baseDir, file));
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    problems.push(`${field}: cannot read ${file}: ${(code && ERRNO_TEXT[code]) ?? code ?? 'unreadable'}`);
-    return undefined;
-  }
+  const bytes = readConfigFile(field, file, baseDir);
+  if (typeof bytes !== 'string') return bytes;
+  problems.push(bytes);
+  return undefined;
+}
+
+/** The certificate in `bytes`; undefined (its problem on `problems`) when it is not one. */
+function certificate(
+  field: string,
+  file: string,
+  bytes: Buffer,
+  problems: string[],
+): X509Certificate | undefined {
+  const cert = parseCertificateFile(field, file, bytes);
+  if (typeof cert !== 'string') return cert;
+  problems.push(cert);
+  return undefined;
 }
 
 /**
@@ -67,14 +71,7 @@ export function loadTlsMaterial(
   const ca = s.client_ca_file
     ? read(`${field}.client_ca_file`, s.client_ca_file, baseDir, problems)
     : undefined;
-  let x509: X509Certificate | undefined;
-  if (cert) {
-    try {
-      x509 = new X509Certificate(cert);
-    } catch {
-      problems.push(`${field}.cert_file: ${s.cert_file} is not a PEM certificate`);
-    }
-  }
+  const x509 = cert && certificate(`${field}.cert_file`, s.cert_file, cert, problems);
   if (key) {
     try {
       const privateKey = createPrivateKey(key);
@@ -89,13 +86,7 @@ export function loadTlsMaterial(
     if (notAfter.getTime() <= now)
       problems.push(`${field}.cert_file: the certificate expired at ${notAfter.toISOString()}`);
   }
-  if (ca) {
-    try {
-      new X509Certificate(ca);
-    } catch {
-      problems.push(`${field}.client_ca_file: ${s.client_ca_file} is not a PEM certificate`);
-    }
-  }
+  if (ca) certificate(`${field}.client_ca_file`, s.client_ca_file, ca, problems);
   if (problems.length || !cert || !key || !x509) return { problems };
   const requestCert = ca !== undefined;
   return {

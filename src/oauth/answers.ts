@@ -1,6 +1,8 @@
 // OAuth 2.0 error and success responses (RFC 6749 §5.1, §5.2) in the three formats
 // of the Axway JWT flow: json (default), urlencoded and xml.
 
+import { AuthzError } from '../core/errors.js';
+
 export type OAuthErrorCode =
   | 'invalid_request'
   | 'invalid_client'
@@ -33,7 +35,8 @@ const STATUS: Record<OAuthErrorCode, number> = {
 };
 
 /** An OAuth error answer. `description` is sent to the client: plain words, never a token or secret. */
-export class OAuthError extends Error {
+/** `code` is the OAuth `error` value of the answer (RFC 6749 §5.2): `invalid_grant`, … */
+export class OAuthError extends AuthzError {
   readonly status: number;
   constructor(
     readonly code: OAuthErrorCode,

@@ -1,8 +1,7 @@
-import { createHash, createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { buildKeySet, makeKeySet } from '../authn/keys/jwk.js';
 import type { KeySet, KeySource, KeySourceStatus, VerificationKey } from '../authn/keys/key-source.js';
+import { parseCertificateFile, parseJsonFile, readConfigFile } from '../core/files.js';
 import { ecCurveByNode, MIN_RSA_BITS } from '../crypto/algorithms.js';
 import type { Logger } from '../observability/logger.js';
 
@@ -78,23 +77,14 @@ export function loadClientCertificate(
   now: number,
   logger?: Logger,
 ): LoadedClientKeys | string {
-  const path = resolve(baseDir, file);
-  let pem: Buffer;
-  try {
-    pem = readFileSync(path);
-  } catch (err) {
-    return `${where}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`;
-  }
-  let cert: X509Certificate;
-  try {
-    cert = new X509Certificate(pem);
-  } catch {
-    return `${where}: ${path} is not an X.509 certificate (PEM)`;
-  }
+  const pem = readConfigFile(where, file, baseDir);
+  if (typeof pem === 'string') return pem;
+  const cert = parseCertificateFile(where, file, pem);
+  if (typeof cert === 'string') return cert;
   const notAfter = Date.parse(cert.validTo);
   const notBefore = Date.parse(cert.validFrom);
   if (Number.isFinite(notAfter) && notAfter <= now)
-    return `${where}: the certificate in ${path} expired on ${cert.validTo}`;
+    return `${where}: the certificate in ${file} expired on ${cert.validTo}`;
   if (Number.isFinite(notBefore) && notBefore > now) {
     logger?.warn({ config: where, valid_from: cert.validFrom }, 'client certificate is not valid yet');
   }
@@ -123,20 +113,16 @@ export function loadClientJwks(
   where: string,
   logger?: Logger,
 ): LoadedClientKeys | string {
-  const path = resolve(baseDir, file);
-  let doc: unknown;
-  try {
-    doc = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    return code ? `${where}: cannot read ${path} (${code})` : `${where}: ${path} is not valid JSON`;
-  }
+  const bytes = readConfigFile(where, file, baseDir);
+  if (typeof bytes === 'string') return bytes;
+  const doc = parseJsonFile(where, file, bytes.toString('utf8'), 'a JWK Set');
+  if (typeof doc === 'string') return doc;
   let set: KeySet;
   try {
-    set = buildKeySet(doc, { issuer: where, logger });
+    set = buildKeySet(doc.json, { issuer: where, logger });
   } catch (err) {
     return `${where}: ${(err as Error).message}`;
   }
-  if (set.keys.length === 0) return `${where}: ${path} holds no usable public signature key`;
+  if (set.keys.length === 0) return `${where}: ${file} holds no usable public signature key`;
   return { set, kind: 'jwks-file', single: false };
 }

@@ -2,8 +2,12 @@
 // Every entry has a lifetime; the store forgets it afterwards. Tokens are never stored
 // in clear: callers pass SHA-256 hashes (see hashToken).
 
+import { AuthzError } from '../core/errors.js';
+
 /** The store cannot answer (Redis down or too slow). Callers map it to 503 / "unavailable", never to "not found". */
-export class StoreUnavailableError extends Error {
+export class StoreUnavailableError extends AuthzError {
+  readonly code = 'ERR_STORE_UNAVAILABLE';
+
   constructor(message = 'the token store is unavailable', options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'StoreUnavailableError';

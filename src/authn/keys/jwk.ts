@@ -8,6 +8,7 @@ import {
 import { isPlainObject } from '../../core/objects.js';
 import type { Logger } from '../../observability/logger.js';
 import type { KeySet, VerificationKey } from './key-source.js';
+import { AuthzError } from '../../core/errors.js';
 
 /** A JWKS document larger than this is refused as a whole (a truncated set could drop the signing key). */
 export const MAX_JWKS_KEYS = 100;
@@ -15,7 +16,9 @@ export const MAX_JWKS_KEYS = 100;
 export const MAX_KID_LENGTH = 256;
 
 /** The JWKS document itself is unusable (not an object, no `keys` list, too many keys). */
-export class KeySetError extends Error {
+export class KeySetError extends AuthzError {
+  readonly code = 'ERR_JWKS_INVALID';
+
   constructor(readonly reason: string) {
     super(reason);
     this.name = 'KeySetError';

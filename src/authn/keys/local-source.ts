@@ -6,9 +6,12 @@ import { errorReason } from '../../net/safe-fetch.js';
 import { keySetFingerprint } from './jwk.js';
 import { keySourceStatus, type KeySet, type KeySource, type KeySourceStatus } from './key-source.js';
 import type { EpochMs } from '../../core/time.js';
+import { AuthzError } from '../../core/errors.js';
 
 /** A key-loading failure with a short reason that is safe to log and report. */
-export class KeyLoadError extends Error {
+export class KeyLoadError extends AuthzError {
+  readonly code = 'ERR_KEYS_LOAD_FAILED';
+
   constructor(readonly reason: string) {
     super(reason);
     this.name = 'KeyLoadError';

@@ -4,6 +4,7 @@ import {
   ExpressionBudgetError,
   ExpressionError,
   ExpressionInput,
+  hiddenCredentials,
   MAX_EXPRESSION_LENGTH,
   toJsonValue,
 } from '../../../src/authz/expressions.js';
@@ -359,5 +360,21 @@ describe('source / destination and the network functions', () => {
       expect.stringMatching(/cidr\('10\.0\.0\.0\/33'\): prefix length 33 is too long at position 5/),
     ]);
     expect(compile("ip('1.2.3')").problems).toEqual([expect.stringMatching(/not an IP address/)]);
+  });
+});
+
+describe('request.query', () => {
+  it('hides a token parameter under every spelling a backend reads', () => {
+    const { e } = compile('request.query');
+    const value = e?.evaluate(
+      new ExpressionInput(
+        { ...request, rawPath: '/a?ACCESS_TOKEN=t1&access.token=t2&access%5Ftoken=t3&page=1&page=2' },
+        '/a',
+        principal,
+        1_700_000_000,
+        hiddenCredentials([], ['access_token']),
+      ),
+    );
+    expect({ ...(value as Record<string, string>) }).toEqual({ page: '1' });
   });
 });
