@@ -3,7 +3,7 @@ import type { JWK } from 'jose';
 import { LRUCache } from 'lru-cache';
 import { ExpressionError, toJsonValue, type ExpressionInput } from '../authz/expressions.js';
 import type { Principal } from '../core/request.js';
-import { collectProblems, ConfigError } from '../core/errors.js';
+import { AuthzError, collectProblems, ConfigError } from '../core/errors.js';
 import type { UpstreamTokenConfig } from '../config/types.js';
 import { loadEncryptionKey, type EncryptionKey } from '../crypto/encryption.js';
 import { signsInline } from '../crypto/offload.js';
@@ -76,7 +76,8 @@ export interface DownstreamTokenMinterContext {
 }
 
 /** Minting failed at request time; the pipeline answers 500 with a generic body and logs the detail. */
-export class MintError extends Error {
+export class MintError extends AuthzError {
+  readonly code = 'ERR_TOKEN_MINT_FAILED';
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'MintError';
