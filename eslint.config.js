@@ -26,4 +26,15 @@ export default tseslint.config(
       '@typescript-eslint/no-explicit-any': 'error',
     },
   },
+  {
+    // The current time comes from a Clock, so tests can move it instead of waiting.
+    files: ['src/**/*.ts'],
+    ignores: ['src/core/time.ts'],
+    rules: {
+      'no-restricted-properties': [
+        'error',
+        { object: 'Date', property: 'now', message: 'take a Clock (src/core/time.ts)' },
+      ],
+    },
+  },
 );

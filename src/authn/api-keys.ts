@@ -7,6 +7,7 @@ import { deny, type Deny } from '../core/decision.js';
 import { ConfigError } from '../core/errors.js';
 import { isPlainObject } from '../core/objects.js';
 import type { Principal } from '../core/request.js';
+import { msToSeconds } from '../core/time.js';
 import type { Logger } from '../observability/logger.js';
 import { fsReason, isMissing } from './keys/local-source.js';
 
@@ -109,9 +110,9 @@ export function parseApiKeys(
         typeof e === 'number'
           ? e
           : typeof e === 'string'
-            ? Date.parse(e) / 1000
+            ? msToSeconds(Date.parse(e))
             : e instanceof Date
-              ? e.getTime() / 1000
+              ? msToSeconds(e.getTime())
               : NaN;
       if (!Number.isFinite(expiresAt))
         problems.push(`${at}.expires_at: must be a date (ISO 8601) or seconds since the epoch`);

@@ -10,6 +10,7 @@ import {
 import { DPOP_ALGORITHMS } from '../config/sections/constants.js';
 import { deny, type Deny } from '../core/decision.js';
 import type { AuthRequest } from '../core/request.js';
+import { secondsToMs } from '../core/time.js';
 
 // DPoP proofs (RFC 9449): a JWT the client signs per request with the key its access
 // token is bound to. Everything about the proof is client-controlled, so it is
@@ -85,7 +86,7 @@ export async function verifyDpopProof(input: DpopProofInput): Promise<VerifiedDp
     const verified = await jwtVerify(proof, EmbeddedJWK, {
       algorithms: [...ALGORITHMS],
       typ: 'dpop+jwt',
-      currentDate: new Date(input.now * 1000),
+      currentDate: new Date(secondsToMs(input.now)),
       clockTolerance: input.clockSkewSeconds,
     });
     claims = verified.payload;
@@ -193,7 +194,7 @@ export class MemoryReplayCache implements ReplayCache {
 
   rememberOnce(key: string, ttlSeconds: number): Promise<boolean> {
     if (this.seen.has(key)) return Promise.resolve(false);
-    this.seen.set(key, true, { ttl: ttlSeconds * 1000 });
+    this.seen.set(key, true, { ttl: secondsToMs(ttlSeconds) });
     return Promise.resolve(true);
   }
 }

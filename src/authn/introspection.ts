@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { deny } from '../core/decision.js';
+import { secondsToMs, systemClock, type Clock, type EpochMs } from '../core/time.js';
 import { errorReason, fetchJson, urlForLog } from '../net/safe-fetch.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -35,8 +36,8 @@ export interface IntrospectionOptions {
   readonly logger: Logger;
   readonly metrics?: Metrics;
   readonly maxEntries?: number;
-  /** Epoch ms; tests pin it. */
-  readonly now?: () => number;
+  /** Tests pin it. */
+  readonly clock?: Clock;
 }
 
 /** What the endpoint said: the claims of an active token, inactive, or why there is no usable answer. */
@@ -47,8 +48,7 @@ type Answer =
 
 interface CachedAnswer {
   readonly answer: Answer;
-  /** epoch ms */
-  readonly until: number;
+  readonly until: EpochMs;
 }
 
 const INACTIVE: Answer = { active: false };
@@ -70,13 +70,13 @@ export class IntrospectionCheck implements TokenStatusCheck {
   private readonly cache: LRUCache<string, CachedAnswer>;
   private readonly inFlight = new Map<string, Promise<Answer>>();
   private readonly authorization: string;
-  private readonly now: () => number;
+  private readonly clock: Clock;
   private readonly endpointForLog: string;
 
   constructor(private readonly opts: IntrospectionOptions) {
     this.cache = new LRUCache({ max: opts.maxEntries ?? DEFAULT_CACHE_ENTRIES });
     this.authorization = basicCredentials(opts.clientId, opts.clientSecret);
-    this.now = opts.now ?? (() => Date.now());
+    this.clock = opts.clock ?? systemClock;
     this.endpointForLog = urlForLog(opts.endpoint);
   }
 
@@ -89,7 +89,7 @@ export class IntrospectionCheck implements TokenStatusCheck {
     const key = createHash('sha256').update(token).digest('base64url');
     const hit = this.cache.get(key);
     let answer: Answer;
-    if (hit && hit.until > this.now()) {
+    if (hit && hit.until > this.clock.nowMs()) {
       this.opts.metrics?.hits.introspection.inc();
       answer = hit.answer;
     } else {
@@ -113,7 +113,7 @@ export class IntrospectionCheck implements TokenStatusCheck {
     }
     if (!answer.active) return { status: 'inactive' };
     // Checked at every use: the cached answer is reused, the clock is not.
-    const problem = checkClaims(answer.claims, this.opts.claims, this.now() / 1000);
+    const problem = checkClaims(answer.claims, this.opts.claims, this.clock.nowSeconds());
     if (problem) return { status: 'refused', deny: problem };
     return { status: 'active', claims: answer.claims };
   }
@@ -145,24 +145,28 @@ export class IntrospectionCheck implements TokenStatusCheck {
     }
     const active = body.active;
     if (typeof active !== 'boolean') return this.failed('the answer has no boolean "active"');
-    const start = this.now();
+    const start = this.clock.nowMs();
     if (!active) {
-      this.remember(key, INACTIVE, start + Math.min(this.opts.cacheSeconds, NEGATIVE_CACHE_SECONDS) * 1000);
+      this.remember(
+        key,
+        INACTIVE,
+        start + secondsToMs(Math.min(this.opts.cacheSeconds, NEGATIVE_CACHE_SECONDS)),
+      );
       return INACTIVE;
     }
     // A rest copy defines own properties: a "__proto__" member stays a plain claim.
     const { active: _active, ...claims } = body;
     const answer: Answer = { active: true, claims };
-    let until = start + this.opts.cacheSeconds * 1000;
+    let until = start + secondsToMs(this.opts.cacheSeconds);
     // Never reused beyond the token's own expiry.
     if (typeof claims.exp === 'number' && Number.isFinite(claims.exp))
-      until = Math.min(until, claims.exp * 1000);
+      until = Math.min(until, secondsToMs(claims.exp));
     this.remember(key, answer, until);
     return answer;
   }
 
-  private remember(key: string | undefined, answer: Answer, until: number): void {
-    if (key !== undefined && until > this.now()) this.cache.set(key, { answer, until });
+  private remember(key: string | undefined, answer: Answer, until: EpochMs): void {
+    if (key !== undefined && until > this.clock.nowMs()) this.cache.set(key, { answer, until });
   }
 
   private failed(reason: string): Answer {

@@ -2,7 +2,14 @@ import { deny, type Deny } from '../core/decision.js';
 import { checkSignature, keyFitsAlg, parseCompactJws, type ParsedJws } from './jws.js';
 import type { CompiledSenderConstraint } from './sender-constraint.js';
 import type { KeySet, KeySource, VerificationKey } from './keys/key-source.js';
-import { nowSeconds, secondsToMs, type EpochMs, type EpochSeconds } from '../core/time.js';
+import {
+  nowSeconds,
+  secondsToMs,
+  systemClock,
+  type Clock,
+  type EpochMs,
+  type EpochSeconds,
+} from '../core/time.js';
 import type { TokenStatusCheck } from './token-status.js';
 
 /** An issuer compiled from config: everything the verifier needs, nothing else. */
@@ -254,9 +261,14 @@ function checkAudience(aud: unknown, accepted: ReadonlySet<string> | 'any'): Den
 
 const TIMED_OUT = Symbol('timed out');
 
-async function withDeadline<T>(p: Promise<T>, deadline: EpochMs | undefined): Promise<T | typeof TIMED_OUT> {
+/** Races `p` against the deadline; the deadline is on the clock its timer runs on (the wall clock). */
+async function withDeadline<T>(
+  p: Promise<T>,
+  deadline: EpochMs | undefined,
+  clock: Clock = systemClock,
+): Promise<T | typeof TIMED_OUT> {
   if (deadline === undefined) return p;
-  const ms = deadline - Date.now();
+  const ms = deadline - clock.nowMs();
   if (ms <= 0) return TIMED_OUT;
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<typeof TIMED_OUT>((resolve) => {

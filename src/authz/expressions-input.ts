@@ -6,6 +6,7 @@
 import { AuthzError } from '../core/errors.js';
 import { credentialKey, decodeQueryComponent, forEachQueryParam } from '../core/query.js';
 import type { AuthRequest, Peer, Principal } from '../core/request.js';
+import { secondsToMs } from '../core/time.js';
 
 /** expression_budget_ms when none is given. */
 export const DEFAULT_EXPRESSION_BUDGET_MS = 10;
@@ -209,7 +210,7 @@ export class ExpressionInput {
         this.hidden,
       ),
       context: req.contextExtensions,
-      now: new Date(this.nowSeconds * 1000),
+      now: new Date(secondsToMs(this.nowSeconds)),
       source:
         req.source || req.clientCertificate
           ? new PeerView(req.source, req.clientCertificate !== undefined)

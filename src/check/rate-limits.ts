@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { deny, type Allow, type Decision, type Deny, type HeaderToSet } from '../core/decision.js';
 import type { Principal } from '../core/request.js';
+import { systemClock, type Clock } from '../core/time.js';
 import {
   compileExpression,
   ExpressionBudgetError,
@@ -114,6 +115,7 @@ export class RateLimiter {
     private readonly failOpen: boolean,
     private readonly logger: Logger,
     metrics: Metrics,
+    private readonly clock: Clock = systemClock,
   ) {
     this.limits = limits.map((l) => ({
       ...l,
@@ -339,7 +341,7 @@ export class RateLimiter {
   }
 
   private warn(l: BoundLimit, fields: Record<string, unknown>, message: string): void {
-    const now = Date.now();
+    const now = this.clock.nowMs();
     if (now - l.lastWarn < WARN_INTERVAL_MS) return;
     l.lastWarn = now;
     this.logger.warn({ rate_limit: l.name, ...fields }, message);

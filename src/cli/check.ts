@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
+import { systemClock, type Clock } from '../core/time.js';
 import { authorizationClientConstructor } from '../envoy/protos.js';
 import { buildCheckRequest, type CheckRequestMessage } from '../envoy/check-request.js';
 export type { CheckRequestMessage } from '../envoy/check-request.js';
@@ -180,13 +181,16 @@ export function channelCredentials(
 }
 
 /** Sends one CheckRequest and returns the decision as plain JSON. */
-export async function runCheck(opts: CheckCommandOptions): Promise<Record<string, unknown>> {
+export async function runCheck(
+  opts: CheckCommandOptions,
+  clock: Clock = systemClock,
+): Promise<Record<string, unknown>> {
   const Client = authorizationClientConstructor();
   const client = new Client(opts.address, channelCredentials(opts)) as unknown as AuthorizationClient;
   const request = envoyCheckRequest(opts);
   try {
     const res = await new Promise<DecodedCheckResponse | undefined>((resolve, reject) =>
-      client.Check(request, { deadline: Date.now() + opts.timeoutMs }, (err, r) =>
+      client.Check(request, { deadline: clock.nowMs() + opts.timeoutMs }, (err, r) =>
         err ? reject(err) : resolve(r),
       ),
     );

@@ -5,7 +5,7 @@ import { signJws } from '../crypto/sign.js';
 import { loadSigningKeys } from '../crypto/signing-keys.js';
 import { createLogger } from '../observability/logger.js';
 import { parseOptions, UsageError } from './args.js';
-import { nowSeconds, wholeSeconds } from '../core/time.js';
+import { nowSeconds, secondsToMs, wholeSeconds } from '../core/time.js';
 
 const DEFAULT_TTL = 300;
 
@@ -65,7 +65,7 @@ export async function mintCommand(args: string[]): Promise<void> {
   const iat = ttl > 0 ? now : exp - DEFAULT_TTL;
   if (ttl < 0 && claims.exp === undefined)
     process.stderr.write(
-      `note: this token expired ${-ttl} s ago (exp ${new Date(exp * 1000).toISOString()}); ` +
+      `note: this token expired ${-ttl} s ago (exp ${new Date(secondsToMs(exp)).toISOString()}); ` +
         'a service refuses it once that is more than its clock skew (clock_skew_seconds, default 60)\n',
     );
   process.stdout.write(`${signJws(keys.current, header, { iat, exp, ...claims })}\n`);

@@ -129,14 +129,14 @@ export interface Deny {
   readonly scheme?: 'DPoP';
   /** Detail for the log only (never sent to the client). */
   readonly logDetail?: string;
-  issuer?: string;
-  rule?: string;
+  readonly issuer?: string;
+  readonly rule?: string;
   /** The rule's own answer for its 401/403 denials (deny_response). */
-  response?: DenyResponse;
+  readonly response?: DenyResponse;
   /** x-request-id as logged, for a deny_response body's {request_id}. */
-  requestId?: string;
+  readonly requestId?: string;
   /** Further headers of the denied response (rate limits: Retry-After, RateLimit-Policy, RateLimit). */
-  headers?: readonly HeaderToSet[];
+  readonly headers?: readonly HeaderToSet[];
   /** A rule in audit mode answered: what it would have decided (dynamic metadata `dry_run`). */
   readonly dryRun?: DryRunOutcome;
 }
@@ -185,11 +185,15 @@ export interface Allow {
   readonly base?: Allow;
   /** A rule in audit mode answered: what it would have decided (dynamic metadata `dry_run`). */
   readonly dryRun?: DryRunOutcome;
-  issuer?: string;
-  rule?: string;
+  readonly issuer?: string;
+  readonly rule?: string;
 }
 
 export type Decision = Allow | Deny;
+
+// Decisions are created complete and never changed afterwards: a memoised allow is
+// answered again, and a denial may be logged after it was returned. What a later step
+// knows (the rule, the issuer) goes into a new value made with denyWith.
 
 export function deny(
   reason: DenyReason,
@@ -197,4 +201,9 @@ export function deny(
   extra?: Partial<Omit<Deny, 'kind' | 'reason'>>,
 ): Deny {
   return { kind: 'deny', reason, description, ...extra };
+}
+
+/** A copy of `d` with `extra` set (the rule that refused, the issuer…): `d` itself is not changed. */
+export function denyWith(d: Deny, extra: Partial<Omit<Deny, 'kind' | 'reason'>>): Deny {
+  return { ...d, ...extra };
 }

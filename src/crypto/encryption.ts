@@ -1,6 +1,7 @@
 import { X509Certificate, createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { CompactEncrypt, calculateJwkThumbprint, type JWK } from 'jose';
 import { ConfigError } from '../core/errors.js';
+import { systemClock, type Clock } from '../core/time.js';
 import { JWE_CONTENT_ENCRYPTION, JWE_KEY_MANAGEMENT } from '../config/schema.js';
 import type { EncryptionConfig } from '../config/types.js';
 import type { Logger } from '../observability/logger.js';
@@ -22,6 +23,8 @@ export interface EncryptionKey {
 export interface EncryptionKeyContext {
   readonly baseDir: string;
   readonly logger: Logger;
+  /** Checks a recipient certificate's expiry; the system clock by default. */
+  readonly clock?: Clock;
 }
 
 const RSA1_5_REFUSED =
@@ -79,7 +82,7 @@ function checkJwkMembers(jwk: JWK, alg: string, where: string): void {
   }
 }
 
-function publicKeyFromFile(content: KeyFileContent, where: string, logger: Logger): KeyObject {
+function publicKeyFromFile(content: KeyFileContent, where: string, logger: Logger, clock: Clock): KeyObject {
   if (content.kind === 'jwk') {
     const jwk = content.jwk;
     if (jwk.d !== undefined) {
@@ -102,7 +105,7 @@ function publicKeyFromFile(content: KeyFileContent, where: string, logger: Logge
     } catch (err) {
       throw new ConfigError([`${where}: cannot parse the certificate (${(err as Error).message})`]);
     }
-    if (Date.parse(cert.validTo) < Date.now()) {
+    if (Date.parse(cert.validTo) < clock.nowMs()) {
       logger.warn(
         { config: where, valid_to: cert.validTo },
         `${where}: the recipient certificate has expired`,
@@ -189,7 +192,7 @@ export async function loadEncryptionKey(
         const what = content.kind === 'jwk' ? `a "${content.jwk.kty}" JWK` : 'a PEM file';
         throw new ConfigError([`${where}: ${alg} needs an "oct" JWK or secret_file, got ${what}`]);
       }
-      const pub = publicKeyFromFile(content, where, ctx.logger);
+      const pub = publicKeyFromFile(content, where, ctx.logger, ctx.clock ?? systemClock);
       key = pub;
       if (kid === undefined) {
         kid = await calculateJwkThumbprint(pub.export({ format: 'jwk' }), 'sha256');

@@ -1,6 +1,7 @@
 // A CheckRequest built as Envoy builds one (lower-case keys, pseudo-headers, repeated
 // headers joined with ','): used by the `check` command and the explain endpoint.
 
+import { systemClock, type Clock } from '../core/time.js';
 import type { DecodedPeer } from './messages.js';
 
 export interface CheckRequestParts {
@@ -34,7 +35,7 @@ export interface CheckRequestMessage {
   };
 }
 
-export function buildCheckRequest(opts: CheckRequestParts): CheckRequestMessage {
+export function buildCheckRequest(opts: CheckRequestParts, clock: Clock = systemClock): CheckRequestMessage {
   const headers: Record<string, string> = Object.create(null);
   headers[':authority'] = opts.host;
   headers[':path'] = opts.path;
@@ -42,7 +43,7 @@ export function buildCheckRequest(opts: CheckRequestParts): CheckRequestMessage 
   headers[':scheme'] = 'http';
   // Envoy sets one x-request-id at the edge; a caller's own value takes its place.
   if (!opts.headers.some(([k]) => k.toLowerCase() === 'x-request-id'))
-    headers['x-request-id'] = opts.requestId ?? `check-cli-${Date.now()}`;
+    headers['x-request-id'] = opts.requestId ?? `check-cli-${clock.nowMs()}`;
   if (opts.token !== undefined) headers.authorization = `Bearer ${opts.token}`;
   for (const [k, v] of opts.headers) {
     const key = k.toLowerCase();

@@ -17,6 +17,7 @@ import {
   WireError,
 } from './grpc-wire.js';
 import { listenHostPort } from '../core/address.js';
+import { systemClock } from '../core/time.js';
 
 const {
   HTTP2_HEADER_STATUS,
@@ -206,7 +207,7 @@ export class GrpcServer {
       return;
     }
     const timeoutMs = parseGrpcTimeout(headers['grpc-timeout']);
-    const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
+    const deadline = timeoutMs === undefined ? undefined : systemClock.nowMs() + timeoutMs;
     const collector = new MessageCollector(this.opts.maxMessageBytes);
     const fail = (err: unknown) => {
       const e =
@@ -255,7 +256,7 @@ export class GrpcServer {
     unary: UnaryHandler | undefined,
     streaming: StreamingHandler | undefined,
   ): void {
-    if (deadline !== undefined && Date.now() >= deadline) {
+    if (deadline !== undefined && systemClock.nowMs() >= deadline) {
       respondError(stream, GrpcStatus.DEADLINE_EXCEEDED, 'Deadline exceeded');
       return;
     }
@@ -284,7 +285,7 @@ export class GrpcServer {
         ? undefined
         : setTimeout(
             () => respondError(stream, GrpcStatus.DEADLINE_EXCEEDED, 'Deadline exceeded'),
-            deadline - Date.now(),
+            deadline - systemClock.nowMs(),
           );
     result.then(
       (bytes) => {

@@ -2,6 +2,7 @@
 // (Check and Watch) on the node:http2 server of grpc-server.ts.
 
 import type { SecureContextOptions } from 'node:tls';
+import { systemClock, type Clock, type EpochMs } from '../core/time.js';
 import { decodeCheckRequest, decodeHealthService, DecodeError } from './check-decode.js';
 import { GrpcServer, type GrpcServerOptions, type ServerStreamCall } from './grpc-server.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, GrpcStatus, WireError } from './grpc-wire.js';
@@ -39,13 +40,15 @@ export class HealthState {
     [AUTHORIZATION_SERVICE, NOT_SERVING],
   ]);
   private readonly watchers = new Map<string, Set<ServerStreamCall>>();
-  /** Date.now() of the last health Check or Watch (0: never): is a health checker watching us? */
-  lastProbeAt = 0;
+  /** When the last health Check or Watch came (0: never): is a health checker watching us? */
+  lastProbeAt: EpochMs = 0;
+
+  constructor(private readonly clock: Clock = systemClock) {}
 
   /** A Watch stream is open, or a Check came within the last `ms`. */
   probedWithin(ms: number): boolean {
     for (const set of this.watchers.values()) if (set.size > 0) return true;
-    return this.lastProbeAt > 0 && Date.now() - this.lastProbeAt <= ms;
+    return this.lastProbeAt > 0 && this.clock.nowMs() - this.lastProbeAt <= ms;
   }
 
   setServing(serving: boolean): void {
@@ -53,7 +56,7 @@ export class HealthState {
   }
 
   check = (message: Buffer): Buffer => {
-    this.lastProbeAt = Date.now();
+    this.lastProbeAt = this.clock.nowMs();
     const service = decodeHealthRequest(message);
     const status = this.status.get(service);
     if (status === undefined)
@@ -62,7 +65,7 @@ export class HealthState {
   };
 
   watch = (message: Buffer, call: ServerStreamCall): void => {
-    this.lastProbeAt = Date.now();
+    this.lastProbeAt = this.clock.nowMs();
     let service: string;
     try {
       service = decodeHealthRequest(message);
@@ -88,6 +91,8 @@ export interface GrpcListenerOptions {
   /** Largest request message accepted (bytes); RESOURCE_EXHAUSTED beyond. */
   readonly maxMessageBytes?: number;
   readonly tls?: GrpcServerOptions['tls'];
+  /** The clock of the health state (when it was last probed). */
+  readonly clock?: Clock;
 }
 
 export interface GrpcServerHandle {
@@ -118,7 +123,7 @@ export async function startGrpcServer(
     }
     return service.check(request, ctx.deadline);
   });
-  const health = new HealthState();
+  const health = new HealthState(options.clock);
   server.addUnary(HEALTH_CHECK_PATH, health.check);
   server.addServerStreaming(HEALTH_WATCH_PATH, health.watch);
   const port = await server.listen(address);

@@ -6,6 +6,7 @@ import { createPrivateKey, type X509Certificate } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseCertificateFile, readConfigFile } from '../core/files.js';
+import { systemClock, type Clock } from '../core/time.js';
 
 /** server.grpc_tls / server.http_tls as configured ('' = not set). */
 export interface TlsSettings {
@@ -60,7 +61,7 @@ export function loadTlsMaterial(
   field: string,
   s: TlsSettings,
   baseDir: string,
-  now = Date.now(),
+  clock: Clock = systemClock,
 ): { material?: TlsMaterial; problems: string[] } {
   const problems: string[] = [];
   if (s.cert_file === '') problems.push(`${field}.cert_file: required when ${field} is set`);
@@ -83,7 +84,7 @@ export function loadTlsMaterial(
   }
   if (x509) {
     const notAfter = new Date(x509.validTo);
-    if (notAfter.getTime() <= now)
+    if (notAfter.getTime() <= clock.nowMs())
       problems.push(`${field}.cert_file: the certificate expired at ${notAfter.toISOString()}`);
   }
   if (ca) certificate(`${field}.client_ca_file`, s.client_ca_file, ca, problems);

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { ParsedJws } from '../authn/jws.js';
 import { verifyParsedJwt, type CompiledIssuer } from '../authn/verify.js';
+import { systemClock } from '../core/time.js';
 import { OAuthError } from './answers.js';
 import type { AssertionPolicy, OAuthState } from './state.js';
 
@@ -27,8 +28,9 @@ export async function verifyAssertion(
 ): Promise<Record<string, unknown>> {
   // A certificate is the client's only key: kid / thumbprint headers cannot select another.
   const input = singleKey ? { ...parsed, header: stripKeyHints(parsed.header) } : parsed;
-  const nowMs = state.now();
-  const result = await verifyParsedJwt(input, issuer, { now: nowMs / 1000, deadline: Date.now() + 3000 });
+  const now = state.clock.nowSeconds();
+  // The key-fetch deadline bounds real I/O: it is on the wall clock, whatever clock the claims use.
+  const result = await verifyParsedJwt(input, issuer, { now, deadline: systemClock.nowMs() + 3000 });
   if (!result.ok) {
     if (result.deny.reason === 'keys_unavailable') {
       throw new OAuthError(
@@ -43,7 +45,7 @@ export async function verifyAssertion(
   const exp = claims.exp;
   if (typeof exp !== 'number') throw new OAuthError(code, 'assertion rejected: exp is required');
   const max = policy.maxLifetimeSeconds;
-  if (exp - nowMs / 1000 > max) {
+  if (exp - now > max) {
     throw new OAuthError(code, `assertion rejected: exp must be at most ${max} seconds in the future`);
   }
   const jti = claims.jti;
@@ -72,7 +74,7 @@ export async function rememberAssertion(
   const key = createHash('sha256')
     .update(byJti ? `${iss}\n${claims.jti as string}` : `assertion\n${assertion}`)
     .digest('base64url');
-  const ttl = (claims.exp as number) + skew - state.now() / 1000;
+  const ttl = (claims.exp as number) + skew - state.clock.nowSeconds();
   if (!(await state.ctx.store.rememberOnce(key, ttl))) {
     throw new OAuthError(code, `assertion rejected: it has already been used${byJti ? ' (jti)' : ''}`);
   }

@@ -2,6 +2,7 @@ import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { buildKeySet, makeKeySet } from '../authn/keys/jwk.js';
 import type { KeySet, KeySource, KeySourceStatus, VerificationKey } from '../authn/keys/key-source.js';
 import { parseCertificateFile, parseJsonFile, readConfigFile } from '../core/files.js';
+import { systemClock, type Clock } from '../core/time.js';
 import { ecCurveByNode, MIN_RSA_BITS } from '../crypto/algorithms.js';
 import type { Logger } from '../observability/logger.js';
 
@@ -9,12 +10,12 @@ import type { Logger } from '../observability/logger.js';
 // or JWKS file, and this service's own token-signing keys.
 
 /** A KeySource over a fixed KeySet: no I/O, no timers. */
-export function staticKeySource(set: KeySet, kind: KeySource['kind']): KeySource {
+export function staticKeySource(set: KeySet, kind: KeySource['kind'], clock: Clock = systemClock): KeySource {
   const status: KeySourceStatus = {
     state: 'ready',
     keys: set.keys.length,
     loaded: true,
-    lastSuccessAt: Date.now(),
+    lastSuccessAt: clock.nowMs(),
   };
   return {
     kind,

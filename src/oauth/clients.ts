@@ -1,5 +1,6 @@
 import type { CompiledIssuer } from '../authn/verify.js';
 import { ConfigError } from '../core/errors.js';
+import { systemClock } from '../core/time.js';
 import { ASYMMETRIC_DEFAULT_ALGORITHMS, TOKEN_ENDPOINT_RESERVED_CLAIMS } from '../config/schema.js';
 import type { ClientConfig } from '../config/types.js';
 import { readSecretFile } from '../crypto/key-files.js';
@@ -48,13 +49,14 @@ export function compileClient(
   let assertionIssuer: CompiledIssuer | undefined;
   let singleKey = false;
   if (sources.length === 1) {
+    const clock = ctx.clock ?? systemClock;
     const loaded =
       c.certificate_file !== undefined
         ? loadClientCertificate(
             c.certificate_file,
             ctx.baseDir,
             `${p}.certificate_file`,
-            Date.now(),
+            clock.nowMs(),
             ctx.logger,
           )
         : loadClientJwks(c.jwks_file!, ctx.baseDir, `${p}.jwks_file`, ctx.logger);
@@ -67,7 +69,7 @@ export function compileClient(
         issuer: c.client_id,
         audiences: new Set(audiences),
         algorithms: new Set<string>(ASYMMETRIC_DEFAULT_ALGORITHMS),
-        keySource: staticKeySource(loaded.set, loaded.kind),
+        keySource: staticKeySource(loaded.set, loaded.kind, clock),
         clockSkewSeconds: CLIENT_ASSERTION_SKEW_SECONDS,
         // iat is optional for assertions (RFC 7523).
         requiredClaims: c.require_jti ? ['iss', 'aud', 'exp', 'jti'] : ['iss', 'aud', 'exp'],

@@ -43,7 +43,7 @@ export async function tokenRequestProofKey(
   const url = state.tokenUrl ?? (req.url === undefined ? undefined : normalizeHtu(req.url));
   if (url === undefined)
     throw new OAuthError('invalid_dpop_proof', 'the request URL is unknown, so no DPoP proof can match it');
-  const now = state.now() / 1000;
+  const now = state.clock.nowSeconds();
   const verified = await verifyDpopProof({
     proof,
     method: 'POST',

@@ -6,6 +6,7 @@ import type { OpaqueLookup, TokenStatusCheck } from '../authn/token-status.js';
 import { verifyParsedJwt, type CompiledIssuer } from '../authn/verify.js';
 import type { TokenEndpointConfig } from '../config/types.js';
 import type { SigningKey, SigningKeys } from '../crypto/signing-keys.js';
+import { wholeSeconds, type Clock } from '../core/time.js';
 import { hashToken } from '../store/index.js';
 import { staticKeySource, verificationKeyFor } from './client-keys.js';
 import { isRandomTokenShape } from './requests.js';
@@ -44,12 +45,12 @@ export class SelfTokens implements SelfTokenSupport {
     issuer: string,
     keys: SigningKeys | undefined,
     private readonly ctx: TokenServiceContext,
-    private readonly now: () => number,
+    private readonly clock: Clock,
   ) {
     this.issuesOpaqueTokens = cfg.access_token.format === 'opaque';
     const cacheMs = Math.min(MAX_STORE_CACHE_MS, Math.max(0, ctx.storeCacheMs ?? MAX_STORE_CACHE_MS));
     this.cache = cacheMs > 0 ? new LRUCache({ max: 10_000, ttl: cacheMs, ttlAutopurge: false }) : undefined;
-    this.issuer = selfIssuerFor(cfg, issuer, keys, this);
+    this.issuer = selfIssuerFor(cfg, issuer, keys, this, clock);
   }
 
   async lookupOpaque(token: string): Promise<OpaqueLookup> {
@@ -67,7 +68,7 @@ export class SelfTokens implements SelfTokenSupport {
       const rec = await this.ctx.store.getAccessToken(hash);
       const exp = rec?.claims.exp;
       answer =
-        rec && typeof exp === 'number' && exp > Math.floor(this.now() / 1000)
+        rec && typeof exp === 'number' && exp > wholeSeconds(this.clock.nowSeconds())
           ? { status: 'active', claims: rec.claims }
           : { status: 'inactive' };
     } catch (err) {
@@ -110,6 +111,7 @@ function selfIssuerFor(
   issuer: string,
   keys: SigningKeys | undefined,
   status: TokenStatusCheck,
+  clock: Clock,
 ): CompiledIssuer {
   const all: SigningKey[] = keys ? [keys.current, ...keys.previous] : [];
   const vks = all.map((k) => verificationKeyFor(k.key, { kid: k.kid, alg: k.alg }));
@@ -120,7 +122,7 @@ function selfIssuerFor(
     issuer,
     audiences: new Set(auds),
     algorithms: new Set(all.map((k) => k.alg)),
-    keySource: staticKeySource(set, 'self'),
+    keySource: staticKeySource(set, 'self', clock),
     clockSkewSeconds: SELF_SKEW_SECONDS,
     requiredClaims: ['iss', 'sub', 'aud', 'exp', 'iat', 'jti', 'client_id'],
     maxLifetimeSeconds: cfg.access_token.ttl_seconds,
@@ -143,6 +145,6 @@ export async function verifyOwnJwt(
   const parsed = parseCompactJws(token, 16384);
   if ('kind' in parsed) return token.includes('.') ? false : undefined;
   if (!state.keys) return false;
-  const result = await verifyParsedJwt(parsed, state.selfIssuer, { now: state.now() / 1000 });
+  const result = await verifyParsedJwt(parsed, state.selfIssuer, { now: state.clock.nowSeconds() });
   return result.ok ? result.claims : false;
 }

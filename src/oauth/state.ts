@@ -1,4 +1,5 @@
 import type { CompiledIssuer } from '../authn/verify.js';
+import { wholeSeconds, type Clock, type EpochSeconds } from '../core/time.js';
 import type { TokenEndpointConfig } from '../config/types.js';
 import type { SigningKey, SigningKeys } from '../crypto/signing-keys.js';
 import type { Logger } from '../observability/logger.js';
@@ -24,8 +25,8 @@ export interface TokenServiceContext {
   readonly metrics: Metrics;
   readonly store: Store;
   readonly issuersByName: ReadonlyMap<string, CompiledIssuer>;
-  /** epoch milliseconds (Date.now by default). */
-  readonly now?: () => number;
+  /** The system clock by default; tests pin it. */
+  readonly clock?: Clock;
   /** realm of `WWW-Authenticate: Basic` challenges (default envoy-jwt-authz). */
   readonly realm?: string;
   /** Lifetime of cached store answers for Check, ≤ 1000 ms (default 1000; 0 disables). */
@@ -126,8 +127,7 @@ export interface OAuthState {
   readonly grants: ReadonlyMap<string, Grant>;
   /** The token endpoint's path (token_endpoint.path). */
   readonly tokenPath: string;
-  /** epoch milliseconds */
-  readonly now: () => number;
+  readonly clock: Clock;
 }
 
 /** One grant: issues tokens for a request, or throws an OAuthError. */
@@ -139,4 +139,5 @@ export type Grant = (
   jkt: string | undefined,
 ) => Promise<Record<string, unknown>>;
 
-export const nowSec = (state: OAuthState): number => Math.floor(state.now() / 1000);
+/** Now in whole epoch seconds, as iat / exp are written. */
+export const nowSec = (state: OAuthState): EpochSeconds => wholeSeconds(state.clock.nowSeconds());

@@ -1,6 +1,7 @@
 import type { JWK } from 'jose';
 import type { CompiledIssuer } from '../authn/verify.js';
 import { ConfigError } from '../core/errors.js';
+import { systemClock } from '../core/time.js';
 import type { TokenEndpointConfig } from '../config/types.js';
 import { loadSigningKeys, type SigningKey, type SigningKeys } from '../crypto/signing-keys.js';
 import { compileClient } from './clients.js';
@@ -183,8 +184,8 @@ export async function createTokenService(
   }
   if (problems.length > 0) throw new ConfigError(problems);
   const issuer = cfg.issuer!;
-  const now = ctx.now ?? Date.now;
-  const self = new SelfTokens(cfg, issuer, keys, ctx, now);
+  const clock = ctx.clock ?? systemClock;
+  const self = new SelfTokens(cfg, issuer, keys, ctx, clock);
   const auds = cfg.access_token.audiences.length > 0 ? cfg.access_token.audiences : [issuer];
   const grants = enabledGrants({ cfg, exchange });
   const state: OAuthState = {
@@ -206,7 +207,7 @@ export async function createTokenService(
     maxBodyBytes: cfg.max_body_bytes,
     realm: ctx.realm ?? 'envoy-jwt-authz',
     tokenUrl,
-    now,
+    clock,
   };
   return new OAuthTokenService(state, self);
 }

@@ -1,3 +1,5 @@
+import { systemClock, type Clock } from '../core/time.js';
+
 /**
  * Per-reason rate limit for per-decision log lines. A flood of bad tokens would
  * otherwise cost a log line (serialisation, redaction, a write) per request and
@@ -17,13 +19,13 @@ export class LogSampler {
     private readonly onSuppressed: (reason: string) => void,
     /** One line summing up what the closed window suppressed, by reason. */
     private readonly onWindowSummary: (suppressed: Record<string, number>) => void,
-    private readonly now: () => number = () => Date.now(),
+    private readonly clock: Clock = systemClock,
   ) {}
 
   /** Whether this line is written; when not, it is counted. */
   take(reason: string): boolean {
     if (this.perSecond <= 0) return true;
-    const now = this.now();
+    const now = this.clock.nowMs();
     if (now - this.windowStart >= 1000) this.roll(now);
     const n = (this.counts.get(reason) ?? 0) + 1;
     this.counts.set(reason, n);
@@ -34,7 +36,7 @@ export class LogSampler {
       const start = this.windowStart;
       setTimeout(
         () => {
-          if (this.windowStart === start) this.roll(this.now());
+          if (this.windowStart === start) this.roll(this.clock.nowMs());
         },
         1000 - (now - start),
       ).unref();
@@ -46,7 +48,7 @@ export class LogSampler {
 
   /** Closes the current window (its summary line, if anything was suppressed). */
   flush(): void {
-    this.roll(this.now());
+    this.roll(this.clock.nowMs());
   }
 
   private roll(now: number): void {

@@ -8,13 +8,19 @@ import type { Logger } from '../observability/logger.js';
 import { Metrics } from '../observability/metrics.js';
 import { Runtime } from './runtime.js';
 import { ConfigError } from '../core/errors.js';
+import { secondsToMs, systemClock, type Clock, type EpochMs } from '../core/time.js';
 import { loadTlsMaterial, tlsEnabled, type TlsMaterial, type TlsSettings } from '../net/tls-files.js';
 import { watchTlsFiles } from './tls-reload.js';
 
 /** The TLS material of one listener at start; a problem with it is a config error naming the field. */
-function listenerTls(field: string, settings: TlsSettings, baseDir: string): TlsMaterial | undefined {
+function listenerTls(
+  field: string,
+  settings: TlsSettings,
+  baseDir: string,
+  clock: Clock,
+): TlsMaterial | undefined {
   if (!tlsEnabled(settings)) return undefined;
-  const { material, problems } = loadTlsMaterial(field, settings, baseDir);
+  const { material, problems } = loadTlsMaterial(field, settings, baseDir, clock);
   if (!material) throw new ConfigError(problems);
   return material;
 }
@@ -32,6 +38,8 @@ export interface AppOptions {
   readonly httpHeadersTimeoutMs?: number;
   /** Time a client has, after its headers, to send its HTTP request body (ms; default 10 s); tests shorten it. */
   readonly httpBodyTimeoutMs?: number;
+  /** The system clock by default; tests pin it. */
+  readonly clock?: Clock;
 }
 
 /** A health probe this recent means a health checker is watching (see App.shutdown). */
@@ -48,8 +56,8 @@ export class App {
   private readonly stopWatching: (() => void)[] = [];
   /** This app started the process's tracing (and stops it at shutdown). */
   private ownsTracing = false;
-  /** Date.now() of the last HTTP readiness probe (/readyz); 0: never. */
-  private readinessProbeAt = 0;
+  /** When the last HTTP readiness probe (/readyz) came; 0: never. */
+  private readinessProbeAt: EpochMs = 0;
 
   private constructor(
     runtime: Runtime,
@@ -57,7 +65,7 @@ export class App {
     readonly http: FastifyInstance,
     readonly httpPort: number,
     private readonly checks: CheckService,
-    private readonly opts: AppOptions & { metrics: Metrics },
+    private readonly opts: AppOptions & { metrics: Metrics; clock: Clock },
   ) {
     this.runtime = runtime;
   }
@@ -71,8 +79,12 @@ export class App {
   }
 
   static async start(loaded: LoadedConfig, options: AppOptions): Promise<App> {
-    const opts = { ...options, metrics: options.metrics ?? new Metrics() };
-    const { logger, metrics } = opts;
+    const opts = {
+      ...options,
+      metrics: options.metrics ?? new Metrics(),
+      clock: options.clock ?? systemClock,
+    };
+    const { logger, metrics, clock } = opts;
     // Before the runtime, so the store and key sources it builds are traced too.
     const tracingSettings = loaded.config.tracing;
     const ownsTracing = tracingSettings ? await startTracing(tracingSettings, logger) : false;
@@ -90,10 +102,11 @@ export class App {
     const server = loaded.config.server;
     const watchers: (() => void)[] = [];
     try {
-      const grpcTls = listenerTls('server.grpc_tls', server.grpc_tls, loaded.baseDir);
-      const httpTls = listenerTls('server.http_tls', server.http_tls, loaded.baseDir);
+      const grpcTls = listenerTls('server.grpc_tls', server.grpc_tls, loaded.baseDir, clock);
+      const httpTls = listenerTls('server.http_tls', server.http_tls, loaded.baseDir, clock);
       grpc = await startGrpcServer(opts.grpcAddress ?? server.grpc_address, checks, {
         maxMessageBytes: server.grpc_max_message_bytes,
+        clock,
         ...(grpcTls
           ? {
               tls: {
@@ -122,7 +135,7 @@ export class App {
         logger,
         accepting: () => app?.accepting ?? true,
         probed: () => {
-          if (app) app.readinessProbeAt = Date.now();
+          if (app) app.readinessProbeAt = clock.nowMs();
         },
         ...(opts.httpHeadersTimeoutMs !== undefined ? { headersTimeoutMs: opts.httpHeadersTimeoutMs } : {}),
         ...(opts.httpBodyTimeoutMs !== undefined ? { bodyTimeoutMs: opts.httpBodyTimeoutMs } : {}),
@@ -220,15 +233,15 @@ export class App {
     const probed =
       alwaysDelay ||
       this.grpc.health.probedWithin(PROBE_RECENT_MS) ||
-      (this.readinessProbeAt > 0 && Date.now() - this.readinessProbeAt <= PROBE_RECENT_MS);
+      (this.readinessProbeAt > 0 && this.opts.clock.nowMs() - this.readinessProbeAt <= PROBE_RECENT_MS);
     if (drainDelaySeconds > 0 && probed) {
       this.opts.logger.info(
         { drain_delay_seconds: drainDelaySeconds },
         'NOT_SERVING: still answering checks while health checkers take this process out of rotation',
       );
-      await new Promise((r) => setTimeout(r, drainDelaySeconds * 1000));
+      await new Promise((r) => setTimeout(r, secondsToMs(drainDelaySeconds)));
     }
-    const graceMs = graceSeconds * 1000;
+    const graceMs = secondsToMs(graceSeconds);
     const drained = this.checks.drained();
     await Promise.race([drained, new Promise((r) => setTimeout(r, graceMs).unref())]);
     await this.grpc.close(Math.min(graceMs, 2000));

@@ -1,5 +1,6 @@
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry } from 'prom-client';
+import { secondsToMs, systemClock, type Clock, type EpochMs } from '../core/time.js';
 import type { Logger } from '../observability/logger.js';
 
 // server.workers > 1: the primary forks N workers that each run the whole service
@@ -15,10 +16,15 @@ export function isClusterWorker(): boolean {
   return cluster.isWorker;
 }
 
-export async function runPrimary(workers: number, logger: Logger, graceSeconds: number): Promise<void> {
+export async function runPrimary(
+  workers: number,
+  logger: Logger,
+  graceSeconds: number,
+  clock: Clock = systemClock,
+): Promise<void> {
   const aggregator = new AggregatorRegistry();
   let stopping = false;
-  const restarts: number[] = [];
+  const restarts: EpochMs[] = [];
 
   const fork = (): Worker => {
     const worker = cluster.fork();
@@ -34,7 +40,7 @@ export async function runPrimary(workers: number, logger: Logger, graceSeconds: 
 
   cluster.on('exit', (worker, code, signal) => {
     if (stopping) return;
-    const now = Date.now();
+    const now = clock.nowMs();
     restarts.push(now);
     while (restarts.length > 0 && restarts[0]! < now - 60_000) restarts.shift();
     logger.error({ pid: worker.process.pid, code, signal }, 'worker exited; starting a new one');
@@ -53,7 +59,7 @@ export async function runPrimary(workers: number, logger: Logger, graceSeconds: 
     stopping = true;
     logger.info({ signal }, 'stopping workers');
     for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
-    const deadline = setTimeout(() => process.exit(0), (graceSeconds + 5) * 1000);
+    const deadline = setTimeout(() => process.exit(0), secondsToMs(graceSeconds + 5));
     deadline.unref();
     const check = setInterval(() => {
       if (Object.keys(cluster.workers ?? {}).length === 0) {

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { explainCheck } from '../check/explain.js';
+import { systemClock, type Clock } from '../core/time.js';
 import { buildCheckRequest } from '../envoy/check-request.js';
 import type { DecodedCheckRequest } from '../envoy/messages.js';
 import { toAuthRequest } from '../envoy/request.js';
@@ -50,7 +51,11 @@ export async function explainCheckRequest(
   });
 }
 
-export function registerExplainRoute(app: FastifyInstance, runtime: () => Runtime): void {
+export function registerExplainRoute(
+  app: FastifyInstance,
+  runtime: () => Runtime,
+  clock: Clock = systemClock,
+): void {
   app.post<{ Body: ExplainBody }>(
     '/debug/explain',
     {
@@ -75,7 +80,7 @@ export function registerExplainRoute(app: FastifyInstance, runtime: () => Runtim
         host: body.host ?? 'localhost',
         headers: Object.entries(body.headers ?? {}),
         context: Object.entries(body.context_extensions ?? {}),
-        requestId: `explain-${Date.now()}`,
+        requestId: `explain-${clock.nowMs()}`,
       });
       const out = await explainCheckRequest(runtime(), request);
       return reply.header('cache-control', 'no-store').send(out);

@@ -7,6 +7,7 @@ import type {
   RefreshTokenState,
   Store,
 } from './types.js';
+import { msToSeconds, secondsToMs } from '../core/time.js';
 
 /**
  * The few key-value primitives both backends provide. Every value has a TTL in whole
@@ -174,21 +175,21 @@ export abstract class KvStore implements Store {
   async hit(key: string, limit: number, windowSeconds: number, nowMs?: number): Promise<RateLimitResult> {
     const windowMs = windowArgs(limit, windowSeconds);
     const h = await this.kv.windowHit(this.keys.rateLimit(key), limit, windowMs, nowMs);
-    const resetSeconds = h.count > 0 ? Math.max(1, Math.ceil((h.newest + windowMs - h.now) / 1000)) : 0;
+    const resetSeconds = h.count > 0 ? Math.max(1, Math.ceil(msToSeconds(h.newest + windowMs - h.now))) : 0;
     const remaining = Math.max(0, limit - h.count);
     if (h.allowed) return { allowed: true, remaining, resetSeconds };
     return {
       allowed: false,
       remaining,
       resetSeconds,
-      retryAfterSeconds: Math.max(1, Math.ceil((h.oldest + windowMs - h.now) / 1000)),
+      retryAfterSeconds: Math.max(1, Math.ceil(msToSeconds(h.oldest + windowMs - h.now))),
     };
   }
 
   async peek(key: string, limit: number, windowSeconds: number, nowMs?: number): Promise<RateLimitPeek> {
     const windowMs = windowArgs(limit, windowSeconds);
     const h = await this.kv.windowPeek(this.keys.rateLimit(key), windowMs, nowMs);
-    const resetSeconds = h.count > 0 ? Math.max(1, Math.ceil((h.newest + windowMs - h.now) / 1000)) : 0;
+    const resetSeconds = h.count > 0 ? Math.max(1, Math.ceil(msToSeconds(h.newest + windowMs - h.now))) : 0;
     const remaining = Math.max(0, limit - h.count);
     if (h.count < limit) return { count: h.count, remaining, wouldRefuse: false, resetSeconds };
     return {
@@ -196,7 +197,7 @@ export abstract class KvStore implements Store {
       remaining,
       wouldRefuse: true,
       resetSeconds,
-      retryAfterSeconds: Math.max(1, Math.ceil((h.oldest + windowMs - h.now) / 1000)),
+      retryAfterSeconds: Math.max(1, Math.ceil(msToSeconds(h.oldest + windowMs - h.now))),
     };
   }
 }
@@ -205,7 +206,7 @@ export abstract class KvStore implements Store {
 function windowArgs(limit: number, windowSeconds: number): number {
   if (!Number.isSafeInteger(limit) || limit < 1)
     throw new RangeError(`rate limit: limit must be a positive integer, got ${limit}`);
-  const windowMs = Math.round(windowSeconds * 1000);
+  const windowMs = Math.round(secondsToMs(windowSeconds));
   if (!Number.isFinite(windowSeconds) || windowMs < 1)
     throw new RangeError(`rate limit: windowSeconds must be > 0, got ${windowSeconds}`);
   return windowMs;

@@ -1,9 +1,9 @@
+import { secondsToMs, systemClock, type Clock, type EpochMs } from '../core/time.js';
 import { KvStore, type Kv, type WindowHit } from './kv-store.js';
 
 interface Entry {
   value: string | string[];
-  /** epoch ms */
-  expiresAt: number;
+  expiresAt: EpochMs;
 }
 
 /** In-process Kv. Expired entries are invisible at once and purged on a timer. */
@@ -12,7 +12,7 @@ export class MemoryKv implements Kv {
   /** Rate-limit windows: hit times (epoch ms, ascending) per key. */
   private readonly windows = new Map<string, { hits: number[]; windowMs: number }>();
 
-  constructor(private readonly clock: () => number = Date.now) {}
+  constructor(private readonly clock: Clock = systemClock) {}
 
   get size(): number {
     return this.entries.size;
@@ -25,7 +25,7 @@ export class MemoryKv implements Kv {
 
   /** Every live key (tests inspect what is stored). */
   keys(): string[] {
-    const now = this.clock();
+    const now = this.clock.nowMs();
     return [...this.entries].filter(([, e]) => e.expiresAt > now).map(([k]) => k);
   }
 
@@ -37,7 +37,7 @@ export class MemoryKv implements Kv {
   private live(key: string): Entry | undefined {
     const e = this.entries.get(key);
     if (!e) return undefined;
-    if (e.expiresAt <= this.clock()) {
+    if (e.expiresAt <= this.clock.nowMs()) {
       this.entries.delete(key);
       return undefined;
     }
@@ -45,7 +45,7 @@ export class MemoryKv implements Kv {
   }
 
   purgeExpired(): number {
-    const now = this.clock();
+    const now = this.clock.nowMs();
     let n = 0;
     for (const [k, e] of this.entries) {
       if (e.expiresAt <= now) {
@@ -76,13 +76,13 @@ export class MemoryKv implements Kv {
   }
 
   async set(key: string, value: string, ttlSeconds: number): Promise<void> {
-    this.entries.set(key, { value, expiresAt: this.clock() + ttlSeconds * 1000 });
+    this.entries.set(key, { value, expiresAt: this.clock.nowMs() + secondsToMs(ttlSeconds) });
   }
 
   async setNx(key: string, value: string, ttlSeconds: number): Promise<boolean> {
     // Synchronous check-and-set: atomic within the process.
     if (this.live(key)) return false;
-    this.entries.set(key, { value, expiresAt: this.clock() + ttlSeconds * 1000 });
+    this.entries.set(key, { value, expiresAt: this.clock.nowMs() + secondsToMs(ttlSeconds) });
     return true;
   }
 
@@ -98,7 +98,7 @@ export class MemoryKv implements Kv {
     const e = this.live(key);
     const list = e && Array.isArray(e.value) ? e.value : [];
     list.push(value);
-    this.entries.set(key, { value: list, expiresAt: this.clock() + ttlSeconds * 1000 });
+    this.entries.set(key, { value: list, expiresAt: this.clock.nowMs() + secondsToMs(ttlSeconds) });
   }
 
   async list(key: string): Promise<string[]> {
@@ -113,7 +113,7 @@ export class MemoryKv implements Kv {
     nowMs: number | undefined,
   ): Promise<WindowHit> {
     // Synchronous from here to the return: atomic within the process.
-    const now = nowMs ?? this.clock();
+    const now = nowMs ?? this.clock.nowMs();
     let w = this.windows.get(key);
     if (!w) {
       w = { hits: [], windowMs };
@@ -144,7 +144,7 @@ export class MemoryKv implements Kv {
 
   async windowPeek(key: string, windowMs: number, nowMs: number | undefined): Promise<WindowHit> {
     // Reads only: stale hits are skipped, not dropped (hit and the purge timer drop them).
-    const now = nowMs ?? this.clock();
+    const now = nowMs ?? this.clock.nowMs();
     const hits = this.windows.get(key)?.hits ?? [];
     const floor = now - windowMs;
     let first = 0;
@@ -163,7 +163,7 @@ export class MemoryKv implements Kv {
 export interface MemoryStoreOptions {
   /** docs/token-endpoint.md "Overview" purge_interval_seconds (default 60). */
   readonly purgeIntervalSeconds?: number;
-  readonly clock?: () => number;
+  readonly clock?: Clock;
 }
 
 /** store.type: memory — one process only; expired entries purged every purge_interval_seconds. */
@@ -175,7 +175,7 @@ export class MemoryStore extends KvStore {
   constructor(opts: MemoryStoreOptions = {}) {
     super();
     this.kv = new MemoryKv(opts.clock);
-    const every = Math.max(1, opts.purgeIntervalSeconds ?? 60) * 1000;
+    const every = secondsToMs(Math.max(1, opts.purgeIntervalSeconds ?? 60));
     this.timer = setInterval(() => this.kv.purgeExpired(), every);
     this.timer.unref();
   }

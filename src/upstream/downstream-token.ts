@@ -4,6 +4,7 @@ import { LRUCache } from 'lru-cache';
 import { ExpressionError, toJsonValue, type ExpressionInput } from '../authz/expressions.js';
 import type { Principal } from '../core/request.js';
 import { AuthzError, collectProblems, ConfigError } from '../core/errors.js';
+import { msToSeconds, secondsToMs, systemClock, wholeSeconds, type Clock } from '../core/time.js';
 import type { UpstreamTokenConfig } from '../config/types.js';
 import { loadEncryptionKey, type EncryptionKey } from '../crypto/encryption.js';
 import { signsInline } from '../crypto/offload.js';
@@ -71,8 +72,8 @@ export interface DownstreamTokenMinterContext {
   readonly metrics: Metrics;
   /** The previous minter's ephemeral key, reused when `signing` still names no key file and the same alg. */
   readonly ephemeralKey?: SigningKey;
-  /** Clock in epoch milliseconds (tests); default Date.now. */
-  readonly now?: () => number;
+  /** The clock (tests move it); default the system clock. */
+  readonly clock?: Clock;
 }
 
 /** Minting failed at request time; the pipeline answers 500 with a generic body and logs the detail. */
@@ -108,7 +109,7 @@ class Minter implements DownstreamTokenMinter {
   private readonly signingKey: SigningKey;
   private readonly jwsHeader: Readonly<Record<string, unknown>>;
   private readonly cache: LRUCache<string, CacheEntry> | undefined;
-  private readonly now: () => number;
+  private readonly clock: Clock;
 
   constructor(
     private readonly cfg: UpstreamTokenConfig,
@@ -117,7 +118,7 @@ class Minter implements DownstreamTokenMinter {
     private readonly defaultProfile: TokenProfile,
     private readonly profiles: ReadonlyMap<string, TokenProfile>,
     private readonly metrics: Metrics,
-    now: (() => number) | undefined,
+    clock: Clock | undefined,
   ) {
     this.header = cfg.header.toLowerCase();
     this.issuer = cfg.issuer;
@@ -126,7 +127,7 @@ class Minter implements DownstreamTokenMinter {
     this.ephemeralKey = keys.ephemeral ? keys.current : undefined;
     this.jwsHeader = jwtHeader(keys.current);
     this.cache = cfg.cache ? new LRUCache({ max: cfg.cache_max_entries }) : undefined;
-    this.now = now ?? Date.now;
+    this.clock = clock ?? systemClock;
   }
 
   mint(principal: Principal, audienceOverride: readonly string[] | undefined): Promise<string> {
@@ -146,7 +147,7 @@ class Minter implements DownstreamTokenMinter {
     if (!profile.enabled) return Promise.reject(new MintError('no downstream token on this route'));
     const audiences = audienceOverride ?? profile.audiences;
     const cache = this.cache;
-    const nowMs = this.now();
+    const nowMs = this.clock.nowMs();
     let computed: Record<string, unknown> | undefined;
     if (profile.computed.length > 0) {
       if (!input) return Promise.reject(new MintError('claims_expr needs the request'));
@@ -198,7 +199,7 @@ class Minter implements DownstreamTokenMinter {
     nowMs: number,
     reusable: boolean,
   ): { value: Promise<MintedToken>; refreshAt: number } {
-    const iat = Math.floor(nowMs / 1000);
+    const iat = wholeSeconds(msToSeconds(nowMs));
     let exp = iat + profile.ttlSeconds;
     if (principal.exp !== undefined && Number.isFinite(principal.exp))
       exp = Math.min(exp, Math.floor(principal.exp));
@@ -222,8 +223,8 @@ class Minter implements DownstreamTokenMinter {
 
     // Reuse is measured from the token's own (whole-second) iat, so it never outlives
     // 80% of the lifetime the upstream sees.
-    const lifetimeMs = (exp - iat) * 1000;
-    const refreshAt = reusable && lifetimeMs > 0 ? iat * 1000 + lifetimeMs * REUSE_FRACTION : 0;
+    const lifetimeMs = secondsToMs(exp - iat);
+    const refreshAt = reusable && lifetimeMs > 0 ? secondsToMs(iat) + lifetimeMs * REUSE_FRACTION : 0;
     const span = tracer?.startSpan('token.mint');
     let value: Promise<MintedToken>;
     if (!this.encryption && !span && signsInline(this.signingKey.key)) {
@@ -322,5 +323,5 @@ export async function createDownstreamTokenMinter(
       )
     : undefined;
   if (problems.length > 0 || !keys) throw new ConfigError(problems);
-  return new Minter(cfg, keys, encryption, defaultProfile, profiles, ctx.metrics, ctx.now);
+  return new Minter(cfg, keys, encryption, defaultProfile, profiles, ctx.metrics, ctx.clock);
 }

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT } from 'jose';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startTestService, type TestService } from '../helpers/harness.js';
 import {
   createSelfSignedCertificate,
@@ -115,14 +115,20 @@ describe('token_endpoint.rate_limit', () => {
     ).toBe(200);
     const kept = await assertion('app-a');
     expect((await tokenRequest(svc, { grant_type: JWT_BEARER, assertion: kept })).status).toBe(429);
-    // Waiting for the window is the point here.
-    await new Promise((r) => setTimeout(r, 1100));
-    expect((await tokenRequest(svc, { grant_type: JWT_BEARER, assertion: kept })).status).toBe(200);
-    // ...and it is spent now.
-    await new Promise((r) => setTimeout(r, 1100));
-    const replay = await tokenRequest(svc, { grant_type: JWT_BEARER, assertion: kept });
-    expect(replay.status).toBe(400);
-    expect(replay.json.error).toBe('invalid_grant');
+    // The window passes on the service's clock (the memory store's, Date): moved, not waited for.
+    // Timers and sockets stay real.
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      vi.setSystemTime(Date.now() + 1100);
+      expect((await tokenRequest(svc, { grant_type: JWT_BEARER, assertion: kept })).status).toBe(200);
+      // ...and it is spent now.
+      vi.setSystemTime(Date.now() + 1100);
+      const replay = await tokenRequest(svc, { grant_type: JWT_BEARER, assertion: kept });
+      expect(replay.status).toBe(400);
+      expect(replay.json.error).toBe('invalid_grant');
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('refuses a limit or window below 1 at startup', async () => {

@@ -5,7 +5,7 @@ import type { Metrics } from '../../observability/metrics.js';
 import { errorReason } from '../../net/safe-fetch.js';
 import { keySetFingerprint } from './jwk.js';
 import { keySourceStatus, type KeySet, type KeySource, type KeySourceStatus } from './key-source.js';
-import type { EpochMs } from '../../core/time.js';
+import { systemClock, type Clock, type EpochMs } from '../../core/time.js';
 import { AuthzError } from '../../core/errors.js';
 
 /** A key-loading failure with a short reason that is safe to log and report. */
@@ -39,6 +39,8 @@ export interface LocalSourceOptions {
   readonly pollIntervalMs?: number;
   /** Reload unconditionally this often (0 = never). */
   readonly reloadIntervalMs?: number;
+  /** For tests. */
+  readonly clock?: Clock;
 }
 
 /**
@@ -66,7 +68,11 @@ export abstract class LocalKeySource implements KeySource {
   private pollTimer: NodeJS.Timeout | undefined;
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(protected readonly opts: LocalSourceOptions) {}
+  protected readonly clock: Clock;
+
+  constructor(protected readonly opts: LocalSourceOptions) {
+    this.clock = opts.clock ?? systemClock;
+  }
 
   /** Loads the keys; throws (preferably a KeyLoadError) when they are unusable. */
   protected abstract load(): Promise<KeySet>;
@@ -154,7 +160,7 @@ export abstract class LocalKeySource implements KeySource {
       }
       this.keySet = set;
       this.lastError = undefined;
-      this.lastSuccessAt = Date.now();
+      this.lastSuccessAt = this.clock.nowMs();
       metrics?.jwksKeys.set({ issuer }, set.keys.length);
     } catch (err) {
       this.lastError = errorReason(err);

@@ -5,7 +5,7 @@ import { ATTR, tracer } from '../../observability/tracing.js';
 import { errorReason, fetchJson, urlForLog } from '../../net/safe-fetch.js';
 import { buildKeySet, keySetFingerprint } from './jwk.js';
 import { keySourceStatus, type KeySet, type KeySource, type KeySourceStatus } from './key-source.js';
-import { secondsToMs, type EpochMs } from '../../core/time.js';
+import { secondsToMs, systemClock, type Clock, type EpochMs } from '../../core/time.js';
 
 /** Why a fetch happens; a locator (discovery) may re-resolve on some of them. */
 export type FetchCause = 'initial' | 'scheduled' | 'retry' | 'unknown-kid';
@@ -27,7 +27,7 @@ export interface RemoteJwksOptions {
   /** First retry delay after a failure; doubles up to max_age. Default 1000. */
   readonly initialBackoffMs?: number;
   /** For tests. */
-  readonly now?: () => EpochMs;
+  readonly clock?: Clock;
 }
 
 /**
@@ -39,7 +39,7 @@ export interface RemoteJwksOptions {
  */
 export class RemoteJwksKeySource implements KeySource {
   readonly kind: 'remote-jwks' | 'discovery';
-  private readonly now: () => EpochMs;
+  private readonly clock: Clock;
   private readonly locate: JwksLocator;
   private keySet: KeySet | undefined;
   private fingerprint: string | undefined;
@@ -56,7 +56,7 @@ export class RemoteJwksKeySource implements KeySource {
 
   constructor(private readonly opts: RemoteJwksOptions) {
     this.kind = opts.kind ?? 'remote-jwks';
-    this.now = opts.now ?? Date.now;
+    this.clock = opts.clock ?? systemClock;
     const uri = opts.jwksUri;
     this.locate = typeof uri === 'string' ? () => Promise.resolve(uri) : uri;
   }
@@ -81,7 +81,7 @@ export class RemoteJwksKeySource implements KeySource {
       return this.current();
     }
     const cooldownMs = secondsToMs(this.opts.cache.cooldown_seconds);
-    if (this.lastAttemptAt !== undefined && this.now() - this.lastAttemptAt < cooldownMs)
+    if (this.lastAttemptAt !== undefined && this.clock.nowMs() - this.lastAttemptAt < cooldownMs)
       return this.current();
     if (this.closed) return this.current();
     await this.fetch('unknown-kid');
@@ -101,7 +101,7 @@ export class RemoteJwksKeySource implements KeySource {
   /** Keys are expired when the latest attempt failed and the last success is older than max_stale. */
   private expired(): boolean {
     if (this.lastError === undefined || this.lastSuccessAt === undefined) return false;
-    return this.now() - this.lastSuccessAt > secondsToMs(this.opts.cache.max_stale_seconds);
+    return this.clock.nowMs() - this.lastSuccessAt > secondsToMs(this.opts.cache.max_stale_seconds);
   }
 
   /** One fetch at a time: concurrent callers share it. */
@@ -115,7 +115,7 @@ export class RemoteJwksKeySource implements KeySource {
 
   private async doFetch(cause: FetchCause): Promise<void> {
     const { issuer, logger, metrics, cache } = this.opts;
-    this.lastAttemptAt = this.now();
+    this.lastAttemptAt = this.clock.nowMs();
     // Only a fetch for a token's unknown kid belongs to the Check that asked; the others
     // are background work with a trace of their own.
     const span = tracer?.startSpan('jwks.fetch', cause !== 'unknown-kid');
@@ -133,7 +133,7 @@ export class RemoteJwksKeySource implements KeySource {
       // no usable key in it: keys it no longer publishes stop being trusted now.
       const set = buildKeySet(body, { issuer, logger });
       this.apply(set);
-      this.lastSuccessAt = this.now();
+      this.lastSuccessAt = this.clock.nowMs();
       this.lastError = undefined;
       this.failures = 0;
       metrics?.jwksFetchTotal.inc({ issuer, result: 'success' });

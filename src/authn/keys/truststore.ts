@@ -16,10 +16,8 @@ import type { EpochMs } from '../../core/time.js';
 
 export const TRUSTSTORE_EXTENSIONS = CERTIFICATE_EXTENSIONS;
 
-export interface TruststoreOptions extends LocalSourceOptions {
-  /** For tests: the clock used to check certificate validity. */
-  readonly now?: () => EpochMs;
-}
+/** The clock of LocalSourceOptions also checks certificate validity. */
+export type TruststoreOptions = LocalSourceOptions;
 
 /** base64url SHA-256 and SHA-1 of the DER certificate (JWS `x5t#S256` / `x5t`). */
 export function certificateThumbprints(der: Buffer): { x5tS256: string; x5t: string } {
@@ -95,7 +93,6 @@ export function certificateKey(
 export class TruststoreKeySource extends LocalKeySource {
   readonly kind = 'truststore' as const;
   private readonly dir: string;
-  private readonly now: () => EpochMs;
   /** File name → the key it yielded at the last successful load. */
   private keyByFile: ReadonlyMap<string, VerificationKey> = new Map();
 
@@ -106,7 +103,6 @@ export class TruststoreKeySource extends LocalKeySource {
   ) {
     super({ reloadIntervalMs: 60_000, ...opts });
     this.dir = resolve(baseDir, config.path);
-    this.now = opts.now ?? Date.now;
   }
 
   protected override watchedPaths(): string[] {
@@ -131,7 +127,7 @@ export class TruststoreKeySource extends LocalKeySource {
     }
     const keys: VerificationKey[] = [];
     const byFile = new Map<string, VerificationKey>();
-    const now = this.now();
+    const now = this.clock.nowMs();
     /** The key this file held before, if still valid: kept while the file is unreadable. */
     const keepPrevious = (alias: string, file: string, reason: string): void => {
       const old = this.keyByFile.get(file);

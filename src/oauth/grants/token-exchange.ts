@@ -1,6 +1,7 @@
 import { parseCompactJws } from '../../authn/jws.js';
 import { verifyParsedJwt, type CompiledIssuer } from '../../authn/verify.js';
 import { isPlainObject } from '../../core/objects.js';
+import { systemClock } from '../../core/time.js';
 import { authenticateClient } from '../client-auth.js';
 import { OAuthError } from '../answers.js';
 import { issue } from '../issue.js';
@@ -185,8 +186,9 @@ async function verifyToken(
     const issuer = iss === self.issuer ? self : typeof iss === 'string' ? issuers.get(iss) : undefined;
     if (!issuer) throw invalid('is not from an issuer accepted for token exchange');
     const result = await verifyParsedJwt(parsed, issuer, {
-      now: state.now() / 1000,
-      deadline: Date.now() + 3000,
+      now: state.clock.nowSeconds(),
+      // Bounds real I/O: on the wall clock, whatever clock the claims use.
+      deadline: systemClock.nowMs() + 3000,
     });
     if (!result.ok) {
       if (result.deny.reason === 'keys_unavailable') {

@@ -5,6 +5,7 @@ import {
   NEGATIVE_CACHE_SECONDS,
   type IntrospectionOptions,
 } from '../../../src/authn/introspection.js';
+import { ManualClock, secondsToMs } from '../../../src/core/time.js';
 import { captureLogger, type CapturedLogger } from '../../helpers/logger.js';
 import { startIntrospectionServer, type IntrospectionServer } from '../../helpers/introspection-server.js';
 
@@ -14,12 +15,12 @@ const TOKEN = 'opaque-Token-Value-0123456789';
 
 let idp: IntrospectionServer;
 let logs: CapturedLogger;
-let nowMs: number;
+let clock: ManualClock;
 
 beforeEach(async () => {
   idp = await startIntrospectionServer({ clientId: CLIENT_ID, clientSecret: SECRET });
   logs = captureLogger('debug');
-  nowMs = 1_800_000_000_000;
+  clock = new ManualClock(1_800_000_000_000);
 });
 afterEach(async () => idp.close());
 
@@ -33,12 +34,12 @@ function check(over: Partial<IntrospectionOptions> = {}): IntrospectionCheck {
     timeoutMs: 500,
     claims: { audiences: 'any', clockSkewSeconds: 0, requiredClaims: [], maxLifetimeSeconds: 86400 },
     logger: logs.logger,
-    now: () => nowMs,
+    clock,
     ...over,
   });
 }
 
-const nowS = () => nowMs / 1000;
+const nowS = () => clock.nowSeconds();
 
 describe('basicCredentials', () => {
   it('form-encodes client id and secret before base64 (RFC 6749 2.3.1)', () => {
@@ -93,7 +94,7 @@ describe('IntrospectionCheck', () => {
     expect(await c.lookupOpaque(TOKEN)).toEqual({ status: 'inactive' });
     expect(await c.lookupOpaque(TOKEN)).toEqual({ status: 'inactive' });
     expect(idp.requests).toHaveLength(1);
-    nowMs += NEGATIVE_CACHE_SECONDS * 1000 + 1;
+    clock.advanceMs(secondsToMs(NEGATIVE_CACHE_SECONDS) + 1);
     await c.lookupOpaque(TOKEN);
     expect(idp.requests).toHaveLength(2);
   });
@@ -102,10 +103,10 @@ describe('IntrospectionCheck', () => {
     idp.tokens.set(TOKEN, { sub: 'alice' });
     const c = check({ cacheSeconds: 30 });
     await c.lookupOpaque(TOKEN);
-    nowMs += 29_000;
+    clock.advanceMs(29_000);
     await c.lookupOpaque(TOKEN);
     expect(idp.requests).toHaveLength(1);
-    nowMs += 2_000;
+    clock.advanceMs(2_000);
     await c.lookupOpaque(TOKEN);
     expect(idp.requests).toHaveLength(2);
   });
@@ -114,7 +115,7 @@ describe('IntrospectionCheck', () => {
     idp.tokens.set(TOKEN, { sub: 'alice', exp: nowS() + 5 });
     const c = check({ cacheSeconds: 60 });
     expect((await c.lookupOpaque(TOKEN)).status).toBe('active');
-    nowMs += 6_000;
+    clock.advanceMs(6_000);
     idp.tokens.delete(TOKEN);
     expect(await c.lookupOpaque(TOKEN)).toEqual({ status: 'inactive' });
     expect(idp.requests).toHaveLength(2);

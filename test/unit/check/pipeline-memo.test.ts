@@ -10,6 +10,7 @@ import type { CompiledIssuer } from '../../../src/authn/verify.js';
 import { RuleSet } from '../../../src/authz/compile.js';
 import type { Allow, Decision } from '../../../src/core/decision.js';
 import type { AuthRequest } from '../../../src/core/request.js';
+import { ManualClock } from '../../../src/core/time.js';
 import { createLogger } from '../../../src/observability/logger.js';
 import { Metrics } from '../../../src/observability/metrics.js';
 import { CheckPipeline } from '../../../src/check/pipeline.js';
@@ -26,7 +27,7 @@ function token(sub: string): string {
   return `${input}.${sig.toString('base64url')}`;
 }
 
-function pipeline(): CheckPipeline {
+function pipeline(clock?: ManualClock): CheckPipeline {
   const set = makeKeySet([vk]);
   const keySource: KeySource = {
     kind: 'remote-jwks',
@@ -71,6 +72,7 @@ function pipeline(): CheckPipeline {
     verifiedCacheMax: 100,
     logger: createLogger('silent'),
     metrics: new Metrics({ processMetrics: false }),
+    ...(clock ? { clock } : {}),
   });
   expect(problems).toEqual([]);
   return p;
@@ -143,5 +145,19 @@ describe('reused allow decisions', () => {
     expect(header).not.toBe(first);
     expect(header.queryParametersToRemove).toEqual([]);
     expect(header.headersToRemove).toContain('authorization');
+  });
+
+  it('reads the time from its clock: a reused allow and its cached verification end when the token expires', async () => {
+    const t = token('c-user');
+    // Started after the token was made: never before its iat.
+    const clock = new ManualClock();
+    const p = pipeline(clock);
+    const first = await allowOf(p.check(req(`/api?access_token=${t}`)));
+    clock.advanceMs(3_500_000);
+    expect(p.check(req(`/api?access_token=${t}`))).toBe(first);
+    // Past exp (iat + 3600 s): neither the memoised allow nor the cached verification is used.
+    clock.advanceMs(200_000);
+    const late = await p.check(req(`/api?access_token=${t}`));
+    expect(late).toMatchObject({ kind: 'deny', reason: 'token_expired' });
   });
 });

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { InlineJwksKeySource, JwksFileKeySource } from '../../../../src/authn/keys/local-jwks.js';
 import { generateEcKeyPair, generateRsaKeyPair, makeJwks } from '../../../helpers/keys.js';
 import { captureLogger } from '../../../helpers/logger.js';
@@ -136,14 +136,22 @@ describe('jwks_file', () => {
   });
 
   it('close() stops watching', async () => {
-    const path = join(dir, 'idp-jwks.json');
-    writeFileSync(path, JSON.stringify(makeJwks(k1)));
-    const { src } = fileSource();
-    await src.start();
-    src.close();
-    writeFileSync(path, JSON.stringify(makeJwks(k1, k2)));
-    await sleep(300);
-    expect(src.current()!.byKid.has('k2')).toBe(false);
+    // The poll interval is a timer: faked, so close() is seen to leave none behind.
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    try {
+      const path = join(dir, 'idp-jwks.json');
+      writeFileSync(path, JSON.stringify(makeJwks(k1)));
+      const { src } = fileSource();
+      await src.start();
+      expect(vi.getTimerCount()).toBe(1);
+      src.close();
+      expect(vi.getTimerCount()).toBe(0);
+      writeFileSync(path, JSON.stringify(makeJwks(k1, k2)));
+      await vi.advanceTimersByTimeAsync(300);
+      expect(src.current()!.byKid.has('k2')).toBe(false);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { TruststoreKeySource, type TruststoreOptions } from '../../../../src/authn/keys/truststore.js';
+import { ManualClock } from '../../../../src/core/time.js';
 import {
   createSelfSignedCertificate,
   generateEcKeyPair,
@@ -156,11 +157,11 @@ describe('truststore', () => {
   it('a certificate that expires while running is retired at the next reload', async () => {
     put('a.pem', createSelfSignedCertificate(ec).pem);
     put('short.pem', createSelfSignedCertificate(rsa, { notAfter: new Date(Date.now() + day) }).pem);
-    let now = Date.now();
-    const { src } = store(undefined, { now: () => now });
+    const clock = new ManualClock();
+    const { src } = store(undefined, { clock });
     await src.start();
     expect(src.current()!.keys).toHaveLength(2);
-    now += 2 * day;
+    clock.advanceMs(2 * day);
     await src.reload();
     expect([...src.current()!.byKid.keys()]).toEqual(['a']);
     expect(src.generation).toBe(2);

@@ -1,0 +1,91 @@
+// The verified-token cache: a token string that verified recently maps to its principal,
+// so a repeated token is not verified again. An entry is used only while the token has
+// not expired, its issuer's key set is the one it was verified against (a key change
+// invalidates every entry of that issuer: the generation), and those keys are still usable.
+
+import { LRUCache } from 'lru-cache';
+import type { Allow } from '../core/decision.js';
+import type { Principal } from '../core/request.js';
+import type { Clock, EpochMs, EpochSeconds } from '../core/time.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { CompiledTokenSource } from './extract.js';
+import type { CompiledIssuer } from './verify.js';
+
+/** An allow decision made for a principal, reused by the check layer while it is valid. */
+export interface MemoisedAllow {
+  readonly source: CompiledTokenSource;
+  readonly decision: Allow;
+  readonly reuseUntil: EpochMs;
+}
+
+/** A principal whose allow decisions are memoised: a cached token's, or an API key's. */
+export interface MemoHolder {
+  readonly principal: Principal;
+  /** After this the entry is useless (exp + skew). */
+  readonly expiresAt: EpochSeconds;
+  /** Allow decisions already made for this principal, by rule (identity); owned by the check layer. */
+  allows?: Map<object, MemoisedAllow>;
+}
+
+export interface CachedPrincipal extends MemoHolder {
+  readonly issuer: CompiledIssuer;
+  /** Key-set generation the token was verified against; a key change invalidates. */
+  readonly generation: number;
+  /** Raw claims, for the revocation check of issuers that have one (issuer.status). */
+  readonly claims?: Record<string, unknown>;
+}
+
+/** Size accounting of the cache (see the constructor). */
+const ENTRY_BUDGET_BYTES = 4096;
+const ENTRY_OVERHEAD_BYTES = 1024;
+
+export class PrincipalCache {
+  private readonly lru: LRUCache<string, CachedPrincipal>;
+
+  constructor(
+    maxEntries: number,
+    private readonly clock: Clock,
+    private readonly metrics: Metrics,
+  ) {
+    // Bounded by count and by an estimate of bytes: a typical entry (token, principal,
+    // memoised decision with its wire bytes) is about 4 KiB; large tokens count for more,
+    // so max_entries tokens of 16 KiB cannot hold 16x the memory.
+    this.lru = new LRUCache({
+      max: maxEntries,
+      maxSize: maxEntries * ENTRY_BUDGET_BYTES,
+      sizeCalculation: (_entry, token) => ENTRY_OVERHEAD_BYTES + token.length * 4,
+    });
+  }
+
+  /** A still-valid cached verification of exactly this token string, if any (counted as a hit or a miss). */
+  get(token: string): CachedPrincipal | undefined {
+    const cached = this.lru.get(token);
+    if (!cached) {
+      this.metrics.misses.verifiedToken.inc();
+      return undefined;
+    }
+    const source = cached.issuer.keySource;
+    // Valid while the token has not expired, the key set is unchanged, and the keys
+    // are still usable (not stale beyond max_stale_seconds).
+    if (
+      cached.expiresAt > this.clock.nowSeconds() &&
+      cached.generation === source.generation &&
+      source.current() !== undefined
+    ) {
+      this.metrics.hits.verifiedToken.inc();
+      return cached;
+    }
+    this.lru.delete(token);
+    this.metrics.misses.verifiedToken.inc();
+    return undefined;
+  }
+
+  /** The entry as it is, unchecked and uncounted (recency unchanged). */
+  peek(token: string): CachedPrincipal | undefined {
+    return this.lru.peek(token);
+  }
+
+  set(token: string, entry: CachedPrincipal): void {
+    this.lru.set(token, entry);
+  }
+}
