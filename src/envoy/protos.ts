@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import { encodeCheckResponse } from './check-encode.js';
 import type { CheckResponse, CheckResponseSerializer } from './messages.js';
 import { WIRE, type WireHandle } from './response.js';
 
@@ -17,29 +18,29 @@ export const PROTO_LOADER_OPTIONS: protoLoader.Options = {
 };
 
 let cached: grpc.ServiceDefinition | undefined;
-let plainSerialize: CheckResponseSerializer | undefined;
 
-/** The CheckResponse serializer (proto-loader's, without the handle shortcut). */
+/**
+ * The CheckResponse serializer (without the handle shortcut): check-encode.ts, which
+ * writes what proto-loader's serializer writes for the objects response.ts builds.
+ */
 export function checkResponseSerializer(): CheckResponseSerializer {
-  authorizationService();
-  return plainSerialize!;
+  return encodeCheckResponse;
 }
 
 /** envoy.service.auth.v3.Authorization, loaded once per process. */
 export function authorizationService(): grpc.ServiceDefinition {
   if (!cached) {
     const service = authorizationClientConstructor().service;
-    // Reusable responses (see response.ts) arrive as handles of their serialized
-    // bytes; grpc-js copies them into its own frame, so sharing them is safe.
+    // Responses are encoded by check-encode.ts. Reusable responses (see response.ts)
+    // arrive as handles of their serialized bytes; grpc-js copies them into its own
+    // frame, so sharing them is safe.
     const check = service.Check!;
-    const serialize = check.responseSerialize as CheckResponseSerializer;
-    plainSerialize = serialize;
     cached = {
       ...service,
       Check: {
         ...check,
         responseSerialize: (value: CheckResponse | WireHandle): Buffer =>
-          (value as Partial<WireHandle>)[WIRE] ?? serialize(value as CheckResponse),
+          (value as Partial<WireHandle>)[WIRE] ?? encodeCheckResponse(value as CheckResponse),
       },
     };
   }

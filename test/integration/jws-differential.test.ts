@@ -25,6 +25,7 @@ import {
   type TestKeyPair,
 } from '../helpers/keys.js';
 import { captureLogger } from '../helpers/logger.js';
+import { mulberry32 } from '../helpers/prng.js';
 import { signRaw, type SigningKey } from '../helpers/tokens.js';
 
 const SEED = Number(process.env.JWS_DIFF_SEED || 0x5eed_2026);
@@ -33,16 +34,6 @@ const NOW = 1_900_000_000; // pinned clock (both verifiers)
 const MAX_TOKEN_BYTES = 16_384; // the config default, as the pipeline passes it
 
 // ------------------------------------------------------------------ seeded PRNG
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 let rand = mulberry32(SEED);
 const int = (lo: number, hi: number): number => lo + Math.floor(rand() * (hi - lo + 1));
 const chance = (p: number): boolean => rand() < p;

@@ -6,23 +6,14 @@ import {
   GRPC_UNAUTHENTICATED,
   GRPC_UNAVAILABLE,
   deny,
-  type Allow,
   type DenyReason,
 } from '../../../src/core/decision.js';
 import { challenge, toCheckResponse, toStruct, toValue } from '../../../src/envoy/response.js';
+import { allowDecision } from '../../helpers/decisions.js';
 
 const REALM = 'api';
 
-function allow(extra: Partial<Allow> = {}): Allow {
-  return {
-    kind: 'allow',
-    headers: [],
-    headersToRemove: [],
-    queryParametersToRemove: [],
-    reason: 'authenticated',
-    ...extra,
-  };
-}
+const allow = allowDecision;
 
 function headerOf(response: any, key: string): string | undefined {
   const h = response.denied_response.headers.find((e: any) => e.header.key === key);
