@@ -1,18 +1,18 @@
 import type { KeyObject } from 'node:crypto';
 
 // Where a signature operation runs: inline on the event loop, or on libuv's thread
-// pool (node:crypto with a callback). A pool call costs a thread hand-off both ways
-// (futex wake-ups, a completion callback, a promise): on a busy two-core machine that
-// was about 50 µs of CPU per check on top of the operation itself, more than an RS256
-// verify (~25 µs) or an ES256 sign (~30 µs) costs. So cheap operations run inline and
-// only expensive ones (RSA private-key operations, P-384/P-521, Ed448: 0.15–4 ms) go
-// to the pool, where they cannot stall other checks. docs/benchmarks.md has the table.
+// pool (node:crypto with a callback). Alone, a pool call costs the event loop 2.5 µs
+// instead of the operation's 23–27 µs (RS256 verify, ES256 sign) for 1–2 µs more CPU
+// in all; behind Envoy on two cores the pool also wins on throughput (it uses the core
+// the event loop is not on), so `always` is the default. `auto` keeps only costly
+// operations (RSA private-key operations, P-384/P-521, Ed448: 0.15–4 ms) on the pool,
+// for machines where every core already runs a worker. docs/benchmarks.md has the numbers.
 
-/** `auto`: cheap operations inline, costly ones on the pool; `always`: every asymmetric
- * operation on the pool; `never`: every operation inline. */
+/** `always`: every asymmetric operation on the pool; `auto`: cheap operations inline,
+ * costly ones on the pool; `never`: every operation inline. */
 export type CryptoOffload = 'auto' | 'always' | 'never';
 
-let mode: CryptoOffload = 'auto';
+let mode: CryptoOffload = 'always';
 
 /** Sets the process-wide policy (server.crypto_offload); the runtime calls it at (re)load. */
 export function setCryptoOffload(m: CryptoOffload): void {

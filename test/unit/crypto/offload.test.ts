@@ -1,15 +1,24 @@
 import { generateKeyPairSync, sign } from 'node:crypto';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { checkSignature } from '../../../src/authn/jws.js';
-import { setCryptoOffload, signsInline, verifiesInline } from '../../../src/crypto/offload.js';
+import { cryptoOffload, setCryptoOffload, signsInline, verifiesInline } from '../../../src/crypto/offload.js';
 
 const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const p256 = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 const p384 = generateKeyPairSync('ec', { namedCurve: 'P-384' });
 const ed = generateKeyPairSync('ed25519');
 
+describe('crypto offload default', () => {
+  it('the default is the thread pool for every asymmetric operation', () => {
+    expect(cryptoOffload()).toBe('always');
+    expect(verifiesInline(rsa.publicKey)).toBe(false);
+    expect(signsInline(p256.privateKey)).toBe(false);
+  });
+});
+
 describe('crypto offload policy', () => {
-  afterEach(() => setCryptoOffload('auto'));
+  beforeEach(() => setCryptoOffload('auto'));
+  afterEach(() => setCryptoOffload('always'));
 
   it('auto: cheap operations inline, costly ones on the pool', () => {
     expect(verifiesInline(rsa.publicKey)).toBe(true);
