@@ -263,6 +263,8 @@ Options:
   --keep               keep the work directory (Envoy and service configs, logs, URI files)
   -h, --help           this text
 
+Environment: BENCH_CPU_PROF=DIR starts every service with node --cpu-prof (profiles in DIR).
+
 Rows (default: all except those marked --only):
 ${ROWS.map((r) => `  ${r.name.padEnd(w)}  ${r.about}${r.optional ? ' (--only)' : ''}`).join('\n')}
 
@@ -475,7 +477,15 @@ export async function runEnvoyBench(opts) {
         });
         config.server.workers = row.workers;
         config.token_sources = [{ header: 'authorization', prefix: 'Bearer ' }, { query: 'access_token' }];
-        server = await startServer({ name: row.name, workDir: work, config, root: row.root });
+        server = await startServer({
+          name: row.name,
+          workDir: work,
+          config,
+          root: row.root,
+          nodeArgs: process.env.BENCH_CPU_PROF
+            ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROF]
+            : [],
+        });
         clusters.ext_authz = `127.0.0.1:${grpcPort}`;
       }
       const doc = renderEnvoyConfig(shippedEnvoyYaml(), {

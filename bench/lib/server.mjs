@@ -53,6 +53,8 @@ export function benchConfig({
       // BENCH_WORKERS=2 measures server.workers (node:cluster); CPU and RSS columns then
       // only see the primary process, so compare checks/s.
       workers: Number(process.env.BENCH_WORKERS ?? 1),
+      // BENCH_CRYPTO_OFFLOAD=always|never|auto: where signature work runs (server.crypto_offload).
+      ...(process.env.BENCH_CRYPTO_OFFLOAD ? { crypto_offload: process.env.BENCH_CRYPTO_OFFLOAD } : {}),
     },
     log: { level: logLevel },
     issuers: [

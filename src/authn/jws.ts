@@ -3,6 +3,7 @@ import { constants, createHmac, timingSafeEqual, verify as cryptoVerify, type Ke
 import { deny, type Deny } from '../core/decision.js';
 import { isPlainObject } from '../core/objects.js';
 import { ecCurveByAlg, jwsHashBytes, jwsHashName } from '../crypto/algorithms.js';
+import { verifiesInline } from '../crypto/offload.js';
 import type { VerificationKey } from './keys/key-source.js';
 
 // Strict compact JWS parsing and signature checks (docs/verification.md "Verification rules").
@@ -99,19 +100,24 @@ export function verifySignature(
     const hash = jwsHashName(alg);
     switch (alg.slice(0, 2)) {
       case 'RS':
-        return cryptoVerify(hash, Buffer.from(signingInput), key, signature);
+        return cryptoVerify(hash, Buffer.from(signingInput, 'latin1'), key, signature);
       case 'PS':
         return cryptoVerify(
           hash,
-          Buffer.from(signingInput),
+          Buffer.from(signingInput, 'latin1'),
           { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST },
           signature,
         );
       case 'ES':
         if (signature.length !== ecCurveByAlg(alg)?.sigLen) return false;
-        return cryptoVerify(hash, Buffer.from(signingInput), { key, dsaEncoding: 'ieee-p1363' }, signature);
+        return cryptoVerify(
+          hash,
+          Buffer.from(signingInput, 'latin1'),
+          { key, dsaEncoding: 'ieee-p1363' },
+          signature,
+        );
       case 'Ed':
-        return cryptoVerify(null, Buffer.from(signingInput), key, signature);
+        return cryptoVerify(null, Buffer.from(signingInput, 'latin1'), key, signature);
       case 'HS': {
         const mac = createHmac(hash!, key).update(signingInput).digest();
         return mac.length === signature.length && timingSafeEqual(mac, signature);
@@ -122,6 +128,21 @@ export function verifySignature(
   } catch {
     return false;
   }
+}
+
+/**
+ * A signature check where it costs least (crypto/offload.ts): inline for cheap keys
+ * (RSA up to 4096 bits, P-256, Ed25519, HMAC), on the thread pool for the rest.
+ */
+export function checkSignature(
+  alg: string,
+  key: KeyObject,
+  signingInput: string,
+  signature: Buffer,
+): boolean | Promise<boolean> {
+  return alg.charCodeAt(0) === 72 /* H */ || verifiesInline(key)
+    ? verifySignature(alg, key, signingInput, signature)
+    : verifySignatureAsync(alg, key, signingInput, signature);
 }
 
 /**
@@ -147,7 +168,9 @@ export function verifySignatureAsync(
         : key;
   return new Promise((resolve) => {
     try {
-      cryptoVerify(hash, Buffer.from(signingInput), keyArg, signature, (err, ok) => resolve(!err && ok));
+      cryptoVerify(hash, Buffer.from(signingInput, 'latin1'), keyArg, signature, (err, ok) =>
+        resolve(!err && ok),
+      );
     } catch {
       resolve(false);
     }

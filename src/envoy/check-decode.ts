@@ -8,6 +8,7 @@
 // (the transport answers INTERNAL, as grpc-js does for an undecodable request),
 // and maps are null-prototype objects so a "__proto__" key is only a key.
 
+import { AuthzError } from '../core/errors.js';
 import type {
   DecodedCheckRequest,
   DecodedHeaderValue,
@@ -16,7 +17,10 @@ import type {
   DecodedSocketAddress,
 } from './messages.js';
 
-export class DecodeError extends Error {}
+/** A CheckRequest that is not valid protobuf (or nests too deeply). */
+export class DecodeError extends AuthzError {
+  readonly code = 'ERR_CHECK_DECODE';
+}
 
 export type {
   DecodedCheckRequest,

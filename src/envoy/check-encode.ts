@@ -8,9 +8,9 @@
 // field only when non-empty; negative int32 as 10-byte varints; doubles as 64-bit
 // little-endian; map<string, Value> entries as (key = 1, value = 2) in Object.keys
 // order (read by a for-in over own keys: the same order, without an array per
-// Struct); strings of fewer than 40 UTF-16 units written by protobufjs's own UTF-8
-// loop (lone surrogates as 3 raw bytes), longer ones by Buffer (lone surrogates as
-// U+FFFD), both 3 bytes per lone surrogate as Buffer.byteLength counts them.
+// Struct). Strings are always valid UTF-8: a lone surrogate (JSON can carry one in a
+// claim) is written as U+FFFD, where protobufjs writes the raw surrogate bytes for
+// strings under 40 units — the one difference, and one Envoy's parser would refuse.
 //
 // Two passes over the response: the first computes every nested message's size and
 // every string's UTF-8 length into a reused slot array (in the order the second pass
@@ -280,26 +280,11 @@ function writeString(s: string): void {
     pos = p;
     return;
   }
-  // protobufjs's UTF-8 writer for short strings, so lone surrogates come out alike.
-  for (let i = 0; i < n; i++) {
-    let c = s.charCodeAt(i);
-    if (c < 0x80) b[p++] = c;
-    else if (c < 0x800) {
-      b[p++] = (c >> 6) | 0xc0;
-      b[p++] = (c & 0x3f) | 0x80;
-    } else {
-      const c2 = s.charCodeAt(i + 1);
-      if ((c & 0xfc00) === 0xd800 && (c2 & 0xfc00) === 0xdc00) {
-        c = 0x10000 + ((c & 0x03ff) << 10) + (c2 & 0x03ff);
-        i++;
-        b[p++] = (c >> 18) | 0xf0;
-        b[p++] = ((c >> 12) & 0x3f) | 0x80;
-      } else b[p++] = (c >> 12) | 0xe0;
-      b[p++] = ((c >> 6) & 0x3f) | 0x80;
-      b[p++] = (c & 0x3f) | 0x80;
-    }
-  }
-  pos = p;
+  // Non-ASCII: Buffer's writer, which always writes valid UTF-8 (a lone surrogate
+  // becomes U+FFFD, 3 bytes, as utf8Length counts it). protobufjs's own loop would
+  // write the surrogate's raw bytes, which Envoy's protobuf parser refuses.
+  b.utf8Write(s, p, len);
+  pos = p + len;
 }
 
 const f64 = new Float64Array(1);

@@ -212,7 +212,7 @@ export class GrpcServer {
     const fail = (err: unknown) => {
       const e =
         err instanceof WireError ? err : new WireError(GrpcStatus.INTERNAL, 'could not process the request');
-      respondError(stream, e.code, e.message);
+      respondError(stream, e.status, e.message);
       // Stop the rest of an oversized or malformed request from arriving.
       stream.close(NGHTTP2_NO_ERROR);
     };
@@ -270,7 +270,7 @@ export class GrpcServer {
     } catch (err) {
       respondError(
         stream,
-        err instanceof WireError ? err.code : GrpcStatus.INTERNAL,
+        err instanceof WireError ? err.status : GrpcStatus.INTERNAL,
         err instanceof WireError ? err.message : 'handler failed',
       );
       return;
@@ -296,7 +296,7 @@ export class GrpcServer {
         if (timer) clearTimeout(timer);
         respondError(
           stream,
-          err instanceof WireError ? err.code : GrpcStatus.INTERNAL,
+          err instanceof WireError ? err.status : GrpcStatus.INTERNAL,
           err instanceof WireError ? err.message : 'handler failed',
         );
       },

@@ -1,6 +1,7 @@
 // gRPC over HTTP/2 as Envoy speaks it: length-prefixed messages, deadlines,
 // status in trailers, identity/gzip/deflate message encoding.
 
+import { AuthzError } from '../core/errors.js';
 import { promisify } from 'node:util';
 import * as zlib from 'node:zlib';
 
@@ -62,9 +63,11 @@ export function frameMessage(message: Uint8Array): Buffer {
   return out;
 }
 
-export class WireError extends Error {
+/** A gRPC call fails with this status (a gRPC status code, not an HTTP one). */
+export class WireError extends AuthzError {
+  readonly code = 'ERR_GRPC_STATUS';
   constructor(
-    readonly code: number,
+    readonly status: number,
     message: string,
   ) {
     super(message);

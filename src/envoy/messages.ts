@@ -64,10 +64,13 @@ export interface ProtoStruct {
   fields: Record<string, ProtoValue>;
 }
 
-/** config.core.v3.HeaderValueOption (always replacing: append false). */
+/**
+ * config.core.v3.HeaderValueOption. The service leaves `append` unset: in a
+ * CheckResponse's headers it defaults to false (replace), as external_auth.proto says.
+ */
 export interface HeaderValueOption {
   header: { key: string; value: string };
-  append: { value: boolean };
+  append?: { value: boolean };
 }
 
 /** service.auth.v3.OkHttpResponse. */

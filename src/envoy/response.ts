@@ -23,11 +23,9 @@ import type {
 
 const JSON_CONTENT_TYPE: HeaderValueOption = {
   header: { key: 'content-type', value: 'application/json' },
-  append: { value: false },
 };
 const TEXT_CONTENT_TYPE: HeaderValueOption = {
   header: { key: 'content-type', value: 'text/plain; charset=utf-8' },
-  append: { value: false },
 };
 
 function quote(s: string): string {
@@ -149,7 +147,7 @@ export function toCheckResponse(
 }
 
 const headerOptions = (headers: readonly HeaderToSet[]): HeaderValueOption[] =>
-  headers.map((h) => ({ header: { key: h.key, value: h.value }, append: { value: false } }));
+  headers.map((h) => ({ header: { key: h.key, value: h.value } }));
 
 // A reusable allow plus per-request response headers (rate limits): the allow's bytes are
 // kept in two parts (everything but ok_response, and ok_response's content) and the
@@ -205,7 +203,6 @@ function buildCheckResponse(decision: Decision, realm: string): CheckResponse {
     const ok: OkHttpResponse = {
       headers: decision.headers.map((h) => ({
         header: { key: h.key, value: h.value },
-        append: { value: false },
       })),
       headers_to_remove: decision.headersToRemove,
       query_parameters_to_remove: decision.queryParametersToRemove,
@@ -240,8 +237,7 @@ function buildCheckResponse(decision: Decision, realm: string): CheckResponse {
     return customDenial(decision, custom, realm);
   const headers: HeaderValueOption[] = [JSON_CONTENT_TYPE];
   const wwwAuthenticate = challenge(decision, realm);
-  if (wwwAuthenticate)
-    headers.push({ header: { key: 'www-authenticate', value: wwwAuthenticate }, append: { value: false } });
+  if (wwwAuthenticate) headers.push({ header: { key: 'www-authenticate', value: wwwAuthenticate } });
   if (decision.headers) headers.push(...headerOptions(decision.headers));
   return {
     status: { code: outcome.grpcCode, message: decision.reason },
@@ -270,7 +266,7 @@ function customDenial(d: Deny, custom: DenyResponse, realm: string): CheckRespon
   for (const h of custom.headers) {
     if (h.key === 'content-type') hasContentType = true;
     if (h.key === 'www-authenticate') hasChallenge = true;
-    headers.push({ header: { key: h.key, value: h.value }, append: { value: false } });
+    headers.push({ header: { key: h.key, value: h.value } });
   }
   let body: string;
   if (custom.body !== undefined) {
@@ -289,8 +285,7 @@ function customDenial(d: Deny, custom: DenyResponse, realm: string): CheckRespon
     if (!hasContentType) headers.push(JSON_CONTENT_TYPE);
   }
   const wwwAuthenticate = hasChallenge ? undefined : challenge(d, realm);
-  if (wwwAuthenticate)
-    headers.push({ header: { key: 'www-authenticate', value: wwwAuthenticate }, append: { value: false } });
+  if (wwwAuthenticate) headers.push({ header: { key: 'www-authenticate', value: wwwAuthenticate } });
   return {
     status: { code: outcome.grpcCode, message: d.reason },
     denied_response: { status: { code: custom.status ?? outcome.httpStatus }, headers, body },

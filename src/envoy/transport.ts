@@ -70,7 +70,7 @@ export class HealthState {
     try {
       service = decodeHealthRequest(message);
     } catch (err) {
-      call.end((err as WireError).code, (err as WireError).message);
+      call.end((err as WireError).status, (err as WireError).message);
       return;
     }
     call.write(healthResponse(this.status.get(service) ?? SERVICE_UNKNOWN));

@@ -1,3 +1,4 @@
+import { setCryptoOffload } from '../crypto/offload.js';
 import type { JWK } from 'jose';
 import { LocalKeySource } from '../authn/keys/local-source.js';
 import type { KeySourceStatus } from '../authn/keys/key-source.js';
@@ -205,6 +206,8 @@ export class Runtime {
 
   /** Starts every issuer's key source; resolves when each first load has finished. */
   async start(): Promise<void> {
+    // Process-wide: applied when this runtime goes live (a refused reload leaves it as is).
+    setCryptoOffload(this.config.server.crypto_offload);
     for (const f of this.apiKeyFiles) f.start();
     await Promise.all([
       ...this.issuers.map((i) => startOnce(i.keySource)),

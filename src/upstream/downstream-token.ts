@@ -1,22 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import type { JWK } from 'jose';
 import { LRUCache } from 'lru-cache';
-import { compileClaimReader, type ClaimReader } from '../authz/claims.js';
-import {
-  compileExpression,
-  ExpressionError,
-  toJsonValue,
-  type CompiledExpression,
-  type ExpressionInput,
-} from '../authz/expressions.js';
+import { ExpressionError, toJsonValue, type ExpressionInput } from '../authz/expressions.js';
 import type { Principal } from '../core/request.js';
-import { collectProblems, ConfigError } from '../core/errors.js';
-import { systemClock } from '../core/time.js';
-import type { TokenProfileConfig, UpstreamTokenConfig } from '../config/types.js';
+import { AuthzError, collectProblems, ConfigError } from '../core/errors.js';
+import { msToSeconds, secondsToMs, systemClock, wholeSeconds, type Clock } from '../core/time.js';
+import type { UpstreamTokenConfig } from '../config/types.js';
 import { loadEncryptionKey, type EncryptionKey } from '../crypto/encryption.js';
+import { signsInline } from '../crypto/offload.js';
 import {
   jwtHeader,
   loadSigningKeys,
+  signJws,
   signJwsAsync,
   type SigningKey,
   type SigningKeys,
@@ -24,21 +19,26 @@ import {
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { tracer } from '../observability/tracing.js';
+import {
+  compileProfile,
+  CONFIG_PATH,
+  DISABLED_PROFILE,
+  type RouteTokenConfig,
+  type TokenProfile,
+} from './token-profile.js';
+
+export {
+  allowedAudiences,
+  RESERVED_CLAIMS,
+  tokenProfileProblems,
+  type RouteTokenConfig,
+  type TokenProfile,
+} from './token-profile.js';
 
 // The downstream JWT minted for the upstream service on every allowed request
-// (IBM API Connect jwt-generate, WSO2 backend JWT).
-//
-// Claims: iss, sub, aud, iat, exp, jti are set here and never copied or overridden.
-// `copy_claims` names local claims (after claim_mappings), read by the same
-// claim-path reader as require.claims and claim_headers (compileClaimReader), so
-// `realm_access.roles` and `https://example.com/claims.role` resolve to the same
-// value everywhere. The value is always written under the LAST dot-separated
-// segment (`roles`, `role`), so the upstream sees a flat claim. Two copy_claims
-// entries that would land on the same name are a config error; rename with
-// claim_mappings instead. Static `claims` override copied claims of the same name.
+// (IBM API Connect jwt-generate, WSO2 backend JWT); what it holds per route is
+// compiled in token-profile.ts.
 
-const CONFIG_PATH = 'upstream.token';
-export const RESERVED_CLAIMS: ReadonlySet<string> = new Set(['iss', 'sub', 'aud', 'iat', 'exp', 'jti']);
 /** A minted token is reused until this fraction of its lifetime has passed. */
 const REUSE_FRACTION = 0.8;
 
@@ -72,23 +72,21 @@ export interface DownstreamTokenMinterContext {
   readonly metrics: Metrics;
   /** The previous minter's ephemeral key, reused when `signing` still names no key file and the same alg. */
   readonly ephemeralKey?: SigningKey;
-  /** Clock in epoch milliseconds (tests); default the system clock. */
-  readonly now?: () => number;
+  /** The clock (tests move it); default the system clock. */
+  readonly clock?: Clock;
 }
 
 /** Minting failed at request time; the pipeline answers 500 with a generic body and logs the detail. */
-export class MintError extends Error {
+export class MintError extends AuthzError {
+  readonly code = 'ERR_TOKEN_MINT_FAILED';
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'MintError';
   }
 }
 
-interface CopiedClaim {
-  /** Name in the minted token (last path segment). */
-  readonly target: string;
-  readonly read: ClaimReader;
-}
+const signingFailed = (err: unknown): MintError =>
+  new MintError(`signing the downstream token failed: ${(err as Error).message}`, { cause: err });
 
 export interface MintedToken {
   /** The header value. */
@@ -97,168 +95,11 @@ export interface MintedToken {
   readonly reuseUntil: number;
 }
 
-/** What one route's downstream token holds: upstream.token with the rule's `token` over it. */
-export interface TokenProfile {
-  /** false: `token: false`, no downstream token on this route. */
-  readonly enabled: boolean;
-  /** Some claims_expr reads the request: the token is minted afresh for every request. */
-  readonly requestDependent: boolean;
-  /** Distinguishes profiles in the reuse cache. */
-  readonly id: number;
-  readonly audiences: readonly string[];
-  readonly ttlSeconds: number;
-  readonly copied: readonly CopiedClaim[];
-  readonly statics: Readonly<Record<string, unknown>>;
-  readonly computed: readonly { readonly name: string; readonly expression: CompiledExpression }[];
-}
-
-/** A rule's `token` as passed to the minter. */
-export interface RouteTokenConfig {
-  readonly rule: string;
-  /** Config path of the rule, for problems (e.g. "rules[2]"). */
-  readonly at: string;
-  readonly token: TokenProfileConfig | false;
-}
-
 interface CacheEntry {
   readonly value: Promise<MintedToken>;
   /** epoch ms after which a fresh token is minted */
   readonly refreshAt: number;
 }
-
-function compileCopyClaims(
-  cfg: { copy_claims: readonly string[]; claims: Record<string, unknown> },
-  logger: Pick<Logger, 'info' | 'warn'>,
-  problems: string[],
-  path: string,
-): CopiedClaim[] {
-  const out: CopiedClaim[] = [];
-  const targets = new Map<string, string>();
-  for (const [i, name] of cfg.copy_claims.entries()) {
-    const where = `${path}.copy_claims[${i}]`;
-    const segments = name.split('.');
-    if (segments.some((s) => s === '')) {
-      problems.push(`${where}: "${name}" is not a valid claim name or dotted path`);
-      continue;
-    }
-    const target = segments[segments.length - 1]!;
-    if (RESERVED_CLAIMS.has(target)) {
-      logger.warn(
-        { config: where, claim: name },
-        `${where}: ${target} is always set by the service and is never copied; entry ignored`,
-      );
-      continue;
-    }
-    const earlier = targets.get(target);
-    if (earlier !== undefined) {
-      problems.push(
-        `${where}: "${name}" and "${earlier}" would both be copied as "${target}"; rename one with claim_mappings`,
-      );
-      continue;
-    }
-    targets.set(target, name);
-    if (Object.hasOwn(cfg.claims, target)) {
-      logger.info(
-        { config: where, claim: target },
-        `${where}: the static claim "${target}" overrides the copied value`,
-      );
-    }
-    out.push({ target, read: compileClaimReader(name) });
-  }
-  return out;
-}
-
-function compileStaticClaims(
-  claims: Record<string, unknown>,
-  problems: string[],
-  path: string,
-): Record<string, unknown> {
-  const out: Record<string, unknown> = Object.create(null);
-  for (const [name, value] of Object.entries(claims)) {
-    if (RESERVED_CLAIMS.has(name)) {
-      problems.push(
-        `${path}.claims.${name}: reserved: iss, sub, aud, iat, exp and jti are always set by the service`,
-      );
-      continue;
-    }
-    if (value === undefined) continue;
-    out[name] = structuredClone(value);
-  }
-  return out;
-}
-
-function compileClaimExpressions(
-  exprs: Record<string, string>,
-  statics: Readonly<Record<string, unknown>>,
-  problems: string[],
-  path: string,
-): TokenProfile['computed'] {
-  const out: { name: string; expression: CompiledExpression }[] = [];
-  for (const [name, source] of Object.entries(exprs)) {
-    const where = `${path}.claims_expr.${name}`;
-    if (RESERVED_CLAIMS.has(name)) {
-      problems.push(`${where}: reserved: iss, sub, aud, iat, exp and jti are always set by the service`);
-      continue;
-    }
-    if (Object.hasOwn(statics, name)) {
-      problems.push(`${where}: "${name}" is also a static claim; keep one`);
-      continue;
-    }
-    const expression = compileExpression(source, where, 'value', problems);
-    if (expression) out.push(Object.freeze({ name, expression }));
-  }
-  return Object.freeze(out);
-}
-
-function compileProfile(
-  base: UpstreamTokenConfig,
-  over: TokenProfileConfig,
-  id: number,
-  logger: Pick<Logger, 'info' | 'warn'>,
-  problems: string[],
-  path: string,
-  /** upstream.token's own profile: what a route does not override is taken from it as is. */
-  inherited?: TokenProfile,
-): TokenProfile {
-  const own = inherited === undefined;
-  const claims = over.claims ?? base.claims;
-  const statics =
-    own || over.claims !== undefined ? compileStaticClaims(claims, problems, path) : inherited.statics;
-  const copied =
-    own || over.claims !== undefined || over.copy_claims !== undefined
-      ? compileCopyClaims(
-          { copy_claims: over.copy_claims ?? base.copy_claims, claims },
-          logger,
-          problems,
-          path,
-        )
-      : inherited.copied;
-  const computed =
-    own || over.claims !== undefined || over.claims_expr !== undefined
-      ? compileClaimExpressions(over.claims_expr ?? base.claims_expr ?? {}, statics, problems, path)
-      : inherited.computed;
-  return Object.freeze({
-    enabled: true,
-    requestDependent: computed.some((c) => c.expression.requestDependent),
-    id,
-    audiences: Object.freeze([...(over.audiences ?? base.audiences)]),
-    ttlSeconds: over.ttl_seconds ?? base.ttl_seconds,
-    copied,
-    statics,
-    computed,
-  });
-}
-
-const DISABLED_PROFILE: TokenProfile = Object.freeze({
-  enabled: false,
-  requestDependent: false,
-  id: -1,
-  audiences: Object.freeze([]),
-  ttlSeconds: 0,
-  copied: Object.freeze([]),
-  statics: Object.freeze({}),
-  computed: Object.freeze([]),
-});
 
 class Minter implements DownstreamTokenMinter {
   readonly header: string;
@@ -268,7 +109,7 @@ class Minter implements DownstreamTokenMinter {
   private readonly signingKey: SigningKey;
   private readonly jwsHeader: Readonly<Record<string, unknown>>;
   private readonly cache: LRUCache<string, CacheEntry> | undefined;
-  private readonly now: () => number;
+  private readonly clock: Clock;
 
   constructor(
     private readonly cfg: UpstreamTokenConfig,
@@ -277,7 +118,7 @@ class Minter implements DownstreamTokenMinter {
     private readonly defaultProfile: TokenProfile,
     private readonly profiles: ReadonlyMap<string, TokenProfile>,
     private readonly metrics: Metrics,
-    now: (() => number) | undefined,
+    clock: Clock | undefined,
   ) {
     this.header = cfg.header.toLowerCase();
     this.issuer = cfg.issuer;
@@ -286,7 +127,7 @@ class Minter implements DownstreamTokenMinter {
     this.ephemeralKey = keys.ephemeral ? keys.current : undefined;
     this.jwsHeader = jwtHeader(keys.current);
     this.cache = cfg.cache ? new LRUCache({ max: cfg.cache_max_entries }) : undefined;
-    this.now = now ?? systemClock.nowMs;
+    this.clock = clock ?? systemClock;
   }
 
   mint(principal: Principal, audienceOverride: readonly string[] | undefined): Promise<string> {
@@ -306,7 +147,7 @@ class Minter implements DownstreamTokenMinter {
     if (!profile.enabled) return Promise.reject(new MintError('no downstream token on this route'));
     const audiences = audienceOverride ?? profile.audiences;
     const cache = this.cache;
-    const nowMs = this.now();
+    const nowMs = this.clock.nowMs();
     let computed: Record<string, unknown> | undefined;
     if (profile.computed.length > 0) {
       if (!input) return Promise.reject(new MintError('claims_expr needs the request'));
@@ -358,7 +199,7 @@ class Minter implements DownstreamTokenMinter {
     nowMs: number,
     reusable: boolean,
   ): { value: Promise<MintedToken>; refreshAt: number } {
-    const iat = Math.floor(nowMs / 1000);
+    const iat = wholeSeconds(msToSeconds(nowMs));
     let exp = iat + profile.ttlSeconds;
     if (principal.exp !== undefined && Number.isFinite(principal.exp))
       exp = Math.min(exp, Math.floor(principal.exp));
@@ -382,14 +223,31 @@ class Minter implements DownstreamTokenMinter {
 
     // Reuse is measured from the token's own (whole-second) iat, so it never outlives
     // 80% of the lifetime the upstream sees.
-    const lifetimeMs = (exp - iat) * 1000;
-    const refreshAt = reusable && lifetimeMs > 0 ? iat * 1000 + lifetimeMs * REUSE_FRACTION : 0;
+    const lifetimeMs = secondsToMs(exp - iat);
+    const refreshAt = reusable && lifetimeMs > 0 ? secondsToMs(iat) + lifetimeMs * REUSE_FRACTION : 0;
     const span = tracer?.startSpan('token.mint');
-    const signed = signJwsAsync(this.signingKey, this.jwsHeader, payload).catch((err: unknown) => {
-      throw new MintError(`signing the downstream token failed: ${(err as Error).message}`, { cause: err });
+    let value: Promise<MintedToken>;
+    if (!this.encryption && !span && signsInline(this.signingKey.key)) {
+      // The common case: a cheap signature, no encryption, no tracing — signed inline,
+      // one settled promise and no thread-pool round trip.
+      let jws: string;
+      try {
+        jws = signJws(this.signingKey, this.jwsHeader, payload);
+      } catch (err) {
+        return { value: Promise.reject(signingFailed(err)), refreshAt };
+      }
+      value = Promise.resolve({ value: this.bearer ? `Bearer ${jws}` : jws, reuseUntil: refreshAt });
+      return { value, refreshAt };
+    }
+    const signed = (
+      signsInline(this.signingKey.key)
+        ? new Promise<string>((resolve) => resolve(signJws(this.signingKey, this.jwsHeader, payload)))
+        : signJwsAsync(this.signingKey, this.jwsHeader, payload)
+    ).catch((err: unknown) => {
+      throw signingFailed(err);
     });
     const encryption = this.encryption;
-    const value = signed.then(async (jws) => {
+    value = signed.then(async (jws) => {
       let token = jws;
       if (encryption) {
         try {
@@ -421,40 +279,6 @@ class Minter implements DownstreamTokenMinter {
   close(): void {
     this.cache?.clear();
   }
-}
-
-/**
- * What a route's context_extensions `audience` may name: upstream.token.allowed_audiences,
- * else every audience configured in upstream.token and in the rules' token profiles.
- */
-export function allowedAudiences(
-  cfg: UpstreamTokenConfig,
-  routes: readonly RouteTokenConfig[],
-): ReadonlySet<string> {
-  if (cfg.allowed_audiences !== undefined) return new Set(cfg.allowed_audiences);
-  const out = new Set(cfg.audiences);
-  for (const route of routes)
-    if (route.token !== false) for (const a of route.token.audiences ?? []) out.add(a);
-  return out;
-}
-
-const QUIET: Pick<Logger, 'info' | 'warn'> = { info: () => undefined, warn: () => undefined };
-
-/**
- * The problems of upstream.token's claims and of every route profile, without
- * loading keys: lets a config check list them with the rule problems.
- */
-export function tokenProfileProblems(
-  cfg: UpstreamTokenConfig,
-  routes: readonly RouteTokenConfig[],
-): string[] {
-  const problems: string[] = [];
-  const inherited = compileProfile(cfg, {}, 0, QUIET, problems, CONFIG_PATH);
-  for (const route of routes) {
-    if (route.token !== false)
-      compileProfile(cfg, route.token, 0, QUIET, problems, `${route.at}.token`, inherited);
-  }
-  return problems;
 }
 
 /**
@@ -499,5 +323,5 @@ export async function createDownstreamTokenMinter(
       )
     : undefined;
   if (problems.length > 0 || !keys) throw new ConfigError(problems);
-  return new Minter(cfg, keys, encryption, defaultProfile, profiles, ctx.metrics, ctx.now);
+  return new Minter(cfg, keys, encryption, defaultProfile, profiles, ctx.metrics, ctx.clock);
 }

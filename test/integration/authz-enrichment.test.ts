@@ -29,8 +29,9 @@ describe('spoofed identity headers', () => {
     const set = Object.fromEntries(
       raw.ok_response.headers.map((h: any) => [h.header.key, { value: h.header.value, append: h.append }]),
     );
-    expect(set['x-user-id']).toEqual({ value: 'alice', append: { value: false } });
-    expect(set['x-jwt-assertion'].append).toEqual({ value: false });
+    // append unset: Envoy's default in a CheckResponse is to replace the client's value.
+    expect(set['x-user-id']).toEqual({ value: 'alice', append: undefined });
+    expect(set['x-jwt-assertion'].append).toBeUndefined();
     expect(set['x-jwt-assertion'].value).not.toBe('forged');
     expect(decodeJwt(set['x-jwt-assertion'].value).sub).toBe('alice');
     expect(raw.ok_response.headers_to_remove ?? []).not.toContain('x-user-id');
@@ -94,7 +95,7 @@ describe('forward_original_token', () => {
     expect(d.query_parameters_to_remove ?? []).toEqual([]);
   });
 
-  it('false: the rewritten cookie header is set with append=false', async () => {
+  it('false: the rewritten cookie header is set with append unset (replace)', async () => {
     const raw = await sources.checkRaw({
       path: '/api/x',
       headers: { cookie: `access_token=${await corpToken()}; theme=dark` },
@@ -102,7 +103,7 @@ describe('forward_original_token', () => {
     expect(raw.status.code).toBe(0);
     const cookie = raw.ok_response.headers.find((h: any) => h.header.key === 'cookie');
     expect(cookie?.header.value).toBe('theme=dark');
-    expect(cookie?.append).toEqual({ value: false });
+    expect(cookie?.append).toBeUndefined();
   });
 
   it('false: cookie token as the only cookie → cookie header removed', async () => {

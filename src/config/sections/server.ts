@@ -69,6 +69,11 @@ export const ServerSchema = section(
       minimum: 1,
       maximum: 64,
     }),
+    crypto_offload: oneOf(['always', 'auto', 'never'] as const, {
+      description:
+        "where signature checks and signing run: always = libuv's thread pool (the event loop keeps serving checks meanwhile); auto = cheap ones (RSA verify, P-256, Ed25519) on the event loop, costly ones (RSA signing, P-384, P-521) on the pool; never = all on the event loop",
+      default: 'always',
+    }),
     grpc_max_message_bytes: int({
       description: 'largest CheckRequest accepted (bytes); larger ones get RESOURCE_EXHAUSTED',
       default: 4 * 1024 * 1024,

@@ -75,7 +75,8 @@ describe('decodeHealthRequest', () => {
     ]) {
       const err = malformed(bytes);
       expect(err, Buffer.from(bytes).toString('hex')).toBeInstanceOf(WireError);
-      expect(err.code).toBe(GrpcStatus.INTERNAL);
+      expect(err.status).toBe(GrpcStatus.INTERNAL);
+      expect(err.code).toBe('ERR_GRPC_STATUS');
       expect(err.message).toBe('malformed health request');
     }
   });

@@ -75,9 +75,9 @@ describe('toCheckResponse: denials', () => {
       expect(r.ok_response).toBeUndefined();
       expect(r.denied_response!.headers[0]).toEqual({
         header: { key: 'content-type', value: 'application/json' },
-        append: { value: false },
       });
-      for (const h of r.denied_response!.headers) expect(h.append).toEqual({ value: false });
+      // append unset: it defaults to false (replace) in a CheckResponse.
+      for (const h of r.denied_response!.headers) expect(h.append).toBeUndefined();
       expect(() => JSON.parse(r.denied_response!.body)).not.toThrow();
       const hasChallenge = http === 401 || reason === 'insufficient_scope';
       expect(headerOf(r, 'www-authenticate') !== undefined).toBe(hasChallenge);
@@ -149,7 +149,7 @@ describe('toCheckResponse: denials', () => {
 });
 
 describe('toCheckResponse: allows', () => {
-  it('OK status with headers set (append false), headers and query parameters removed', () => {
+  it('OK status with headers set (append unset: replace), headers and query parameters removed', () => {
     const r = toCheckResponse(
       allow({
         headers: [
@@ -165,8 +165,8 @@ describe('toCheckResponse: allows', () => {
     expect(r.denied_response).toBeUndefined();
     expect(r.ok_response).toEqual({
       headers: [
-        { header: { key: 'x-user', value: 'alice' }, append: { value: false } },
-        { header: { key: 'authorization', value: 'Bearer minted' }, append: { value: false } },
+        { header: { key: 'x-user', value: 'alice' } },
+        { header: { key: 'authorization', value: 'Bearer minted' } },
       ],
       headers_to_remove: ['x-forwarded-user', 'cookie'],
       query_parameters_to_remove: ['access_token'],

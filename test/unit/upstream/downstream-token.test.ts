@@ -47,7 +47,7 @@ async function harness(over: Partial<UpstreamTokenConfig> = {}): Promise<Harness
     baseDir: dir.path,
     logger,
     metrics,
-    now: () => clock.ms,
+    clock: { nowMs: () => clock.ms, nowSeconds: () => clock.ms / 1000 },
   });
   const { keySet } = await jwksFromRoute(() => minter.publicJwks());
   const verify = async (value: string) => {
