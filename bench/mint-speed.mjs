@@ -3,7 +3,7 @@
 //
 //   npm run build && node bench/mint-speed.mjs [--duration 1]
 //
-// For every JWS alg: tokens/s of createDownstreamTokenMinter(...).mint() with
+// For every JWS alg: tokens/s of createUpstreamTokenMinter(...).mint() with
 // cache: false (every call signs), then ES256 with cache: true and the same
 // principal (every call after the first is a reuse hit), one nested JWT row, and
 // RS256 / ES256 signature verification (dist/authn/jws.js verifySignature) for
@@ -17,7 +17,7 @@ import { parseCompactJws, verifySignature } from '../dist/authn/jws.js';
 import { JWS_ALGORITHMS } from '../dist/config/schema.js';
 import { createLogger } from '../dist/observability/logger.js';
 import { Metrics } from '../dist/observability/metrics.js';
-import { createDownstreamTokenMinter } from '../dist/upstream/downstream-token.js';
+import { createUpstreamTokenMinter } from '../dist/upstream/token-minter.js';
 
 const { values: opts } = parseArgs({
   options: { duration: { type: 'string', default: '1' } },
@@ -121,7 +121,7 @@ try {
   for (const alg of ALGS) {
     const { signing, publicKey } = signingFor(alg);
     keys.set(alg, { signing, publicKey });
-    const minter = await createDownstreamTokenMinter(tokenConfig({ signing }), ctx);
+    const minter = await createUpstreamTokenMinter(tokenConfig({ signing }), ctx);
     let i = 0;
     const r = await measure(() => minter.mint(principal(`distinct-${i++}`), undefined));
     record(`mint ${alg}`, 'cache: false', r);
@@ -130,7 +130,7 @@ try {
 
   {
     const { signing } = keys.get('ES256');
-    const minter = await createDownstreamTokenMinter(tokenConfig({ signing, cache: true }), ctx);
+    const minter = await createUpstreamTokenMinter(tokenConfig({ signing, cache: true }), ctx);
     const p = principal('same-incoming-token');
     const hits0 = (await metrics.cacheHitsTotal.get()).values.find((v) => v.labels.cache === 'minted_token');
     const r = await measure(() => minter.mint(p, undefined));
@@ -145,7 +145,7 @@ try {
     const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
     writeFileSync(join(dir, 'backend.pub.pem'), rsa.publicKey.export({ format: 'pem', type: 'spki' }));
     const encryption = { alg: 'RSA-OAEP-256', enc: 'A256GCM', key_file: 'backend.pub.pem' };
-    const minter = await createDownstreamTokenMinter(tokenConfig({ signing, encryption }), ctx);
+    const minter = await createUpstreamTokenMinter(tokenConfig({ signing, encryption }), ctx);
     let i = 0;
     const r = await measure(() => minter.mint(principal(`nested-${i++}`), undefined));
     record('mint ES256 + RSA-OAEP-256/A256GCM', 'cache: false (nested JWT)', r);
@@ -154,7 +154,7 @@ try {
 
   for (const alg of ['RS256', 'ES256']) {
     const { signing, publicKey } = keys.get(alg);
-    const minter = await createDownstreamTokenMinter(tokenConfig({ signing }), ctx);
+    const minter = await createUpstreamTokenMinter(tokenConfig({ signing }), ctx);
     const parsed = parseCompactJws(await minter.mint(principal('verify'), undefined), 16384);
     if ('kind' in parsed) throw new Error(`minted ${alg} token does not parse: ${parsed.reason}`);
     if (!verifySignature(alg, publicKey, parsed.signingInput, parsed.signature))

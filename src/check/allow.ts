@@ -16,7 +16,7 @@ import { deny, type Allow, type Deny, type HeaderToSet } from '../core/decision.
 import type { AuthRequest, Principal } from '../core/request.js';
 import type { Logger } from '../observability/logger.js';
 import type { ClaimHeaders } from '../upstream/claim-headers.js';
-import type { DownstreamTokenMinter, MintedToken } from '../upstream/downstream-token.js';
+import type { UpstreamTokenMinter, MintedToken } from '../upstream/token-minter.js';
 import type { Credentials } from './credentials.js';
 import { credentialDeny, ruleDeny } from './deny.js';
 
@@ -39,7 +39,7 @@ export interface AuthenticatedAllow {
 export interface AllowParts {
   readonly claimHeaders: ClaimHeaders;
   readonly forwardOriginalToken: boolean;
-  readonly minter?: DownstreamTokenMinter;
+  readonly minter?: UpstreamTokenMinter;
   readonly logger: Logger;
 }
 

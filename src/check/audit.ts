@@ -11,7 +11,7 @@ import type { AuthRequest, Principal } from '../core/request.js';
 import type { Clock } from '../core/time.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { DownstreamTokenMinter, MintedToken } from '../upstream/downstream-token.js';
+import type { UpstreamTokenMinter, MintedToken } from '../upstream/token-minter.js';
 import type { Allows } from './allow.js';
 import { denyByRule } from './deny.js';
 import { recordDryRun, VERIFIED_TOKEN_DENIALS, withDryRun } from './dry-run.js';
@@ -20,7 +20,7 @@ import { recordDryRun, VERIFIED_TOKEN_DENIALS, withDryRun } from './dry-run.js';
 export interface AuditHost {
   readonly logger: Logger;
   readonly metrics: Metrics;
-  readonly minter?: DownstreamTokenMinter;
+  readonly minter?: UpstreamTokenMinter;
   readonly allows: Allows;
   readonly credentials: CredentialPlan;
   readonly clock: Clock;

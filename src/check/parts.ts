@@ -10,7 +10,7 @@ import type { Clock } from '../core/time.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { ClaimHeaders } from '../upstream/claim-headers.js';
-import type { DownstreamTokenMinter } from '../upstream/downstream-token.js';
+import type { UpstreamTokenMinter } from '../upstream/token-minter.js';
 import type { RateLimiter } from './rate-limits.js';
 
 /** Everything a check needs, compiled once from config (see runtime.ts). */
@@ -31,7 +31,7 @@ export interface PipelineParts {
   readonly forwardOriginalToken: boolean;
   /** Keep the method-override headers (METHOD_OVERRIDE_HEADERS); default false: removed from every allow. */
   readonly allowMethodOverride?: boolean;
-  readonly minter?: DownstreamTokenMinter;
+  readonly minter?: UpstreamTokenMinter;
   /** Where DPoP proof jtis are remembered (the token store when there is one); default per process. */
   readonly replay?: ReplayCache;
   /** upstream.dynamic_metadata, compiled. */

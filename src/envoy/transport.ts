@@ -6,7 +6,7 @@ import { systemClock, type Clock, type EpochMs } from '../core/time.js';
 import { decodeCheckRequest, decodeHealthService, DecodeError } from './check-decode.js';
 import { GrpcServer, type GrpcServerOptions, type ServerStreamCall } from './grpc-server.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, GrpcStatus, WireError } from './grpc-wire.js';
-import type { CheckService } from './service.js';
+import type { CheckHandler } from './check-handler.js';
 
 export const CHECK_PATH = '/envoy.service.auth.v3.Authorization/Check';
 const HEALTH_CHECK_PATH = '/grpc.health.v1.Health/Check';
@@ -106,7 +106,7 @@ export interface GrpcServerHandle {
 
 export async function startGrpcServer(
   address: string,
-  service: CheckService,
+  service: CheckHandler,
   options: GrpcListenerOptions = {},
 ): Promise<GrpcServerHandle> {
   const server = new GrpcServer({

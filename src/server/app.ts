@@ -1,7 +1,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { FastifyInstance } from 'fastify';
 import type { LoadedConfig } from '../config/types.js';
-import { CheckService } from '../envoy/service.js';
+import { CheckHandler } from '../envoy/check-handler.js';
 import { startGrpcServer, type GrpcServerHandle } from '../envoy/transport.js';
 import { createHttpServer, httpConnectionCeiling, splitAddress } from './http.js';
 import type { Logger } from '../observability/logger.js';
@@ -64,7 +64,7 @@ export class App {
     readonly grpc: GrpcServerHandle,
     readonly http: FastifyInstance,
     readonly httpPort: number,
-    private readonly checks: CheckService,
+    private readonly checks: CheckHandler,
     private readonly opts: AppOptions & { metrics: Metrics; clock: Clock },
   ) {
     this.runtime = runtime;
@@ -96,7 +96,7 @@ export class App {
       throw err;
     }
     let app: App | undefined;
-    const checks = new CheckService(() => app?.runtime ?? runtime, logger, metrics);
+    const checks = new CheckHandler(() => app?.runtime ?? runtime, logger, metrics);
     let grpc: GrpcServerHandle | undefined;
     let http: FastifyInstance | undefined;
     const server = loaded.config.server;

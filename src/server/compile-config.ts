@@ -13,11 +13,7 @@ import { readSecretFile } from '../crypto/key-files.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { ClaimHeaders } from '../upstream/claim-headers.js';
-import {
-  allowedAudiences,
-  tokenProfileProblems,
-  type RouteTokenConfig,
-} from '../upstream/downstream-token.js';
+import { allowedAudiences, tokenProfileProblems, type RouteTokenConfig } from '../upstream/token-minter.js';
 
 // The parts of a runtime that a config compiles to without any running state (no key
 // source, store or signing key): checked together, so one ConfigError lists every problem.

@@ -16,7 +16,7 @@ import { CheckPipeline } from '../check/pipeline.js';
 import { RateLimiter } from '../check/rate-limits.js';
 import type { Shared } from '../core/shared.js';
 import type { Store } from '../store/index.js';
-import { createDownstreamTokenMinter, type DownstreamTokenMinter } from '../upstream/downstream-token.js';
+import { createUpstreamTokenMinter, type UpstreamTokenMinter } from '../upstream/token-minter.js';
 import { processReplayCache, startOnce, takeKeySource, takeStore, type HeldKeySource } from './carry-over.js';
 import { compileConfig, compileIssuer, routeTokens } from './compile-config.js';
 
@@ -43,7 +43,7 @@ export class Runtime {
     readonly loaded: LoadedConfig,
     readonly pipeline: CheckPipeline,
     readonly issuers: readonly CompiledIssuer[],
-    readonly minter: DownstreamTokenMinter | undefined,
+    readonly minter: UpstreamTokenMinter | undefined,
     private readonly heldStore: Shared<Store> | undefined,
     readonly tokenService: TokenService | undefined,
     readonly rules: RuleSet,
@@ -100,7 +100,7 @@ export class Runtime {
       }
       const minterKey = previous?.minter?.ephemeralKey;
       const minter = config.upstream.token
-        ? await createDownstreamTokenMinter(
+        ? await createUpstreamTokenMinter(
             config.upstream.token,
             { ...keyCtx, ...(minterKey ? { ephemeralKey: minterKey } : {}) },
             routeTokens(config.rules),

@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import { createRemoteJWKSet, decodeJwt, jwtVerify, type JWTPayload } from 'jose';
-import { MintError } from '../../src/upstream/downstream-token.js';
+import { MintError } from '../../src/upstream/token-minter.js';
 import { privateJwk, privateKeyFor } from '../helpers/mint.js';
 import type { TestService } from '../helpers/harness.js';
 import {
@@ -141,7 +141,7 @@ describe('minted claims, header handling and reuse', () => {
   });
 
   // docs/upstream.md "What upstream services receive": `aud` is a string for one audience. The minter checks the list length before
-  // de-duplicating it (src/upstream/downstream-token.ts, mintFresh), so "svc-a svc-a" yields ["svc-a"].
+  // de-duplicating it (src/upstream/token-minter.ts, mintFresh), so "svc-a svc-a" yields ["svc-a"].
   it('aud: a context_extensions audience naming one audience twice is still one audience (a string)', async () => {
     const spaced = decodeJwt(await mintedVia(noCache, { context: { audience: '  svc-a \t svc-b  ' } }));
     expect(spaced.aud).toEqual(['svc-a', 'svc-b']);
@@ -268,7 +268,7 @@ describe('reuse window (80% of the lifetime)', () => {
   });
 
   // docs/upstream.md "What upstream services receive": reuse "until 80% of their lifetime". The minter sets refreshAt = mint time (ms)
-  // + 80% of (exp - iat) where iat is floored to the second (src/upstream/downstream-token.ts, mint), so
+  // + 80% of (exp - iat) where iat is floored to the second (src/upstream/token-minter.ts, mint), so
   // a token minted late in a second is reused up to 1 s too long, past its exp with short ttls
   // or an incoming token near its exp.
   it('never hands out a reused token past its exp (window measured from the token iat)', async () => {

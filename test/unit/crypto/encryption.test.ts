@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../src/core/errors.js';
 import type { EncryptionConfig } from '../../../src/config/types.js';
 import { Metrics } from '../../../src/observability/metrics.js';
-import { createDownstreamTokenMinter } from '../../../src/upstream/downstream-token.js';
+import { createUpstreamTokenMinter } from '../../../src/upstream/token-minter.js';
 import {
   TempDir,
   jwksFromRoute,
@@ -80,7 +80,7 @@ function recipient(alg: string, enc: string): { cfg: EncryptionConfig; decryptKe
 
 async function minterWith(encryption: EncryptionConfig) {
   const { logger, lines } = captureLogger();
-  const minter = await createDownstreamTokenMinter(
+  const minter = await createUpstreamTokenMinter(
     tokenConfig({ signing: { alg: 'ES256', key_file: 'signing.json', previous_key_files: [] }, encryption }),
     { baseDir: dir.path, logger, metrics },
   );
@@ -171,7 +171,7 @@ describe('recipient key formats', () => {
   it('the Authorization header form carries "Bearer <jwe>"', async () => {
     const secret = randomSecret(32);
     const { logger } = captureLogger();
-    const minter = await createDownstreamTokenMinter(
+    const minter = await createUpstreamTokenMinter(
       tokenConfig({
         header: 'Authorization',
         signing: { alg: 'ES256', key_file: 'signing.json', previous_key_files: [] },
@@ -346,7 +346,7 @@ describe('algorithm and key checks at config load', () => {
 
   it('reports signing and encryption problems together', async () => {
     const { logger } = captureLogger();
-    const err = await createDownstreamTokenMinter(
+    const err = await createUpstreamTokenMinter(
       tokenConfig({
         claims: { sub: 'x' },
         signing: { alg: 'ES384', key_file: 'signing.json', previous_key_files: [] },

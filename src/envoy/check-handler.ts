@@ -22,7 +22,7 @@ const DEFAULT_DENIAL_LOGS_PER_SECOND = 20;
 /** Envoy's deadline minus this margin is when we answer 503 rather than let Envoy time out. */
 const DEADLINE_MARGIN_MS = 25;
 
-export class CheckService {
+export class CheckHandler {
   private inFlight = 0;
   private readonly serialize = checkResponseSerializer();
   private drainWaiters: (() => void)[] = [];

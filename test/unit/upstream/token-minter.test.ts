@@ -4,10 +4,10 @@ import { ConfigError } from '../../../src/core/errors.js';
 import type { UpstreamTokenConfig } from '../../../src/config/types.js';
 import { Metrics } from '../../../src/observability/metrics.js';
 import {
-  createDownstreamTokenMinter,
+  createUpstreamTokenMinter,
   MintError,
-  type DownstreamTokenMinter,
-} from '../../../src/upstream/downstream-token.js';
+  type UpstreamTokenMinter,
+} from '../../../src/upstream/token-minter.js';
 import {
   TempDir,
   jwksFromRoute,
@@ -31,7 +31,7 @@ const SIGNING = { alg: 'ES256', key_file: 'es256.json', previous_key_files: [] }
 const T0 = Date.UTC(2030, 0, 1, 0, 0, 0); // epoch ms, whole second
 
 interface Harness {
-  minter: DownstreamTokenMinter;
+  minter: UpstreamTokenMinter;
   metrics: Metrics;
   clock: { ms: number };
   lines: ReturnType<typeof captureLogger>['lines'];
@@ -43,7 +43,7 @@ async function harness(over: Partial<UpstreamTokenConfig> = {}): Promise<Harness
   const metrics = new Metrics({ processMetrics: false });
   const clock = { ms: T0 };
   const { logger, lines } = captureLogger();
-  const minter = await createDownstreamTokenMinter(tokenConfig({ signing: SIGNING, ...over }), {
+  const minter = await createUpstreamTokenMinter(tokenConfig({ signing: SIGNING, ...over }), {
     baseDir: dir.path,
     logger,
     metrics,
@@ -322,7 +322,7 @@ describe('reuse (cache)', () => {
 describe('HS signing through the minter', () => {
   it('verifies with the secret and publishes no key', async () => {
     const secret = randomSecret(32);
-    const h = await createDownstreamTokenMinter(
+    const h = await createUpstreamTokenMinter(
       tokenConfig({
         signing: { alg: 'HS256', key_file: dir.write('hs.json', octJwk(secret)), previous_key_files: [] },
       }),

@@ -42,7 +42,7 @@ export {
 /** A minted token is reused until this fraction of its lifetime has passed. */
 const REUSE_FRACTION = 0.8;
 
-export interface DownstreamTokenMinter {
+export interface UpstreamTokenMinter {
   /** Lower-case header name. */
   readonly header: string;
   readonly issuer: string;
@@ -66,7 +66,7 @@ export interface DownstreamTokenMinter {
   close(): void;
 }
 
-export interface DownstreamTokenMinterContext {
+export interface UpstreamTokenMinterContext {
   readonly baseDir: string;
   readonly logger: Logger;
   readonly metrics: Metrics;
@@ -101,7 +101,7 @@ interface CacheEntry {
   readonly refreshAt: number;
 }
 
-class Minter implements DownstreamTokenMinter {
+class Minter implements UpstreamTokenMinter {
   readonly header: string;
   readonly issuer: string;
   readonly ephemeralKey: SigningKey | undefined;
@@ -286,11 +286,11 @@ class Minter implements DownstreamTokenMinter {
  * static claims, key files, algorithms, key sizes) is reported together in one
  * ConfigError; the encryption key is proven with a trial encryption.
  */
-export async function createDownstreamTokenMinter(
+export async function createUpstreamTokenMinter(
   cfg: UpstreamTokenConfig,
-  ctx: DownstreamTokenMinterContext,
+  ctx: UpstreamTokenMinterContext,
   routes: readonly RouteTokenConfig[] = [],
-): Promise<DownstreamTokenMinter> {
+): Promise<UpstreamTokenMinter> {
   const problems: string[] = [];
   const header = cfg.header.toLowerCase();
   if (!/^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(header) || header.startsWith(':')) {
