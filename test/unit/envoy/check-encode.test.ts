@@ -31,13 +31,16 @@ const protoLoaderCheck = authorizationClientConstructor().service.Check!;
 const reference = protoLoaderCheck.responseSerialize as CheckResponseSerializer;
 const decode = protoLoaderCheck.responseDeserialize as (bytes: Buffer) => unknown;
 
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+const toWellFormed = (s: string): string => s.replace(LONE_SURROGATE, '\ufffd');
+
 /** The same value with every string well-formed (lone surrogates as U+FFFD). */
 function wellFormed<T>(v: T): T {
-  if (typeof v === 'string') return v.toWellFormed() as T;
+  if (typeof v === 'string') return toWellFormed(v) as T;
   if (Array.isArray(v)) return v.map(wellFormed) as T;
   if (v !== null && typeof v === 'object' && !Buffer.isBuffer(v)) {
     const out: Record<string, unknown> = {};
-    for (const k of Object.keys(v)) out[k.toWellFormed()] = wellFormed((v as Record<string, unknown>)[k]);
+    for (const k of Object.keys(v)) out[toWellFormed(k)] = wellFormed((v as Record<string, unknown>)[k]);
     return out as T;
   }
   return v;
