@@ -335,6 +335,7 @@ export async function runEnvoyBench(opts) {
   mkdirSync(RESULTS, { recursive: true });
   const work = mkdtempSync(join(tmpdir(), 'authz-bench-envoy-'));
   const failures = [];
+  let h2loadRuns = 0;
 
   const pool = await rsaPool(CACHE, DISTINCT_POOL, { fresh: opts.fresh, log });
   const rsKey = pool.key;
@@ -522,7 +523,8 @@ export async function runEnvoyBench(opts) {
       const cpu0 = { envoy: cpuSeconds(proxy.pid), authz: server ? treeCpu(server.pid) : {} };
       const load_before = loadAvg();
 
-      const logFile = join(work, `h2load-${row.name}.log`);
+      // One log per run: h2load appends to an existing --log-file, and the counts are read from it.
+      const logFile = join(work, `h2load-${row.name}-${++h2loadRuns}.log`);
       const res = H2LOAD
         ? await runH2loadArgs(
             H2LOAD,
