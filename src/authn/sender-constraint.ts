@@ -1,7 +1,7 @@
 import type { IssuerConfig, SenderConstraintMode } from '../config/types.js';
 import { deny, type Deny } from '../core/decision.js';
 import type { AuthRequest, Confirmation } from '../core/request.js';
-import { StoreUnavailableError } from '../store/types.js';
+import { StoreUnavailableError } from '../store/token-store.js';
 import { replayKey, replayTtlSeconds, requestUrl, verifyDpopProof, type ReplayCache } from './dpop.js';
 import type { CompiledTokenSource } from './extract.js';
 import { checkCertificateBinding } from './mtls.js';

@@ -8,7 +8,7 @@ import {
   type CompiledExpression,
   type ExpressionInput,
 } from '../authz/expressions.js';
-import type { RateLimitPeek, RateLimitResult, Store } from '../store/types.js';
+import type { RateLimitPeek, RateLimitResult, Store } from '../store/token-store.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 

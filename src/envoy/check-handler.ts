@@ -5,7 +5,7 @@ import { LogSampler } from '../observability/log-sampler.js';
 import type { CheckPipeline } from '../check/pipeline.js';
 import { checkResponseSerializer } from './protos.js';
 import type { CheckResponse, DecodedCheckRequest } from './messages.js';
-import { toAuthRequest } from './request.js';
+import { toAuthRequest } from './auth-request.js';
 import { toCheckResponse, WIRE, type WireHandle } from './response.js';
 import { DenyWireCache } from './precomputed.js';
 

@@ -3,7 +3,7 @@ import { explainCheck } from '../check/explain.js';
 import { systemClock, type Clock } from '../core/time.js';
 import { buildCheckRequest } from '../envoy/check-request.js';
 import type { DecodedCheckRequest } from '../envoy/messages.js';
-import { toAuthRequest } from '../envoy/request.js';
+import { toAuthRequest } from '../envoy/auth-request.js';
 import { isLoopbackHost } from '../net/safe-fetch.js';
 import type { Runtime } from './runtime.js';
 

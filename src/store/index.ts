@@ -8,7 +8,7 @@ import { tracer } from '../observability/tracing.js';
 import { TracedStore } from './traced.js';
 import { MemoryStore } from './memory.js';
 import { RedisStore } from './redis.js';
-import type { Store } from './types.js';
+import type { Store } from './token-store.js';
 
 export { MemoryStore } from './memory.js';
 export { RedisStore, redactRedisUrl, type RedisNode, type RedisStoreOptions } from './redis.js';
@@ -20,7 +20,7 @@ export {
   type RefreshTokenRecord,
   type RefreshTokenState,
   type Store,
-} from './types.js';
+} from './token-store.js';
 
 /** SHA-256 of a token, base64url: the only form in which tokens are stored. */
 export function hashToken(token: string): string {

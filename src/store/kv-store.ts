@@ -6,7 +6,7 @@ import type {
   RefreshTokenRecord,
   RefreshTokenState,
   Store,
-} from './types.js';
+} from './token-store.js';
 import { msToSeconds, secondsToMs } from '../core/time.js';
 
 /**

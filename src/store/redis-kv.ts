@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
 import type { Kv, WindowHit } from './kv-store.js';
-import { StoreUnavailableError } from './types.js';
+import { StoreUnavailableError } from './token-store.js';
 
 // The Redis side of the key-value operations KvStore builds the token store from: plain
 // commands under the key prefix, and the rate-limit windows as Lua scripts (one atomic

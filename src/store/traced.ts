@@ -7,7 +7,7 @@ import type {
   RefreshTokenRecord,
   RefreshTokenState,
   Store,
-} from './types.js';
+} from './token-store.js';
 
 /**
  * A store whose every call is a span (`store.<operation>`, with the store type). Keys,

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { decodeCheckRequest, DecodeError } from '../../src/envoy/check-decode.js';
 import { authorizationService } from '../../src/envoy/protos.js';
-import { toAuthRequest } from '../../src/envoy/request.js';
+import { toAuthRequest } from '../../src/envoy/auth-request.js';
 
 const check = authorizationService().Check!;
 const fullDecode = (b: Buffer): any => check.requestDeserialize(b);

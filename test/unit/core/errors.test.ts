@@ -7,7 +7,7 @@ import { StartupError } from '../../../src/cli/startup.js';
 import { AuthzError, ConfigError } from '../../../src/core/errors.js';
 import { FetchError } from '../../../src/net/safe-fetch.js';
 import { OAuthError } from '../../../src/oauth/answers.js';
-import { StoreUnavailableError } from '../../../src/store/types.js';
+import { StoreUnavailableError } from '../../../src/store/token-store.js';
 
 describe('error codes', () => {
   const errors: [AuthzError, string, string][] = [

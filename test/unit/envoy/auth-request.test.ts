@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { DecodedCheckRequest } from '../../../src/envoy/messages.js';
-import { INVALID_REQUEST_ID, loggableRequestId, toAuthRequest } from '../../../src/envoy/request.js';
+import { INVALID_REQUEST_ID, loggableRequestId, toAuthRequest } from '../../../src/envoy/auth-request.js';
 
 /** A request of any shape: the mapping must cope with whatever a decoder hands it. */
 function hostile(request: unknown): DecodedCheckRequest {
