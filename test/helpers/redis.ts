@@ -7,7 +7,8 @@ import { createServer, Socket } from 'node:net';
 //   2. else a private `redis-server` (if on PATH) on a free port, no persistence;
 //   3. else a testcontainers `redis:7` container;
 //   4. else undefined, with the reason in `redisSkipReason` — suites then print
-//      "[redis] SKIPPED: …" and skip visibly (describe.skipIf).
+//      "[redis] SKIPPED: …" and skip visibly (describe.skipIf). Under CI=true it is an
+//      error instead, so CI never passes by skipping the Redis suites.
 
 export interface RedisHandle {
   readonly url: string;
@@ -133,6 +134,7 @@ export async function getRedisUrl(): Promise<RedisHandle | undefined> {
     reasons.push(`testcontainers failed: ${(err as Error).message.split('\n')[0]}`);
   }
   redisSkipReason = `no Redis: REDIS_URL is not set; ${reasons.join('; ')}`;
+  if (process.env.CI === 'true') throw new Error(`${redisSkipReason} (CI=true: not skipping)`);
   return undefined;
 }
 
