@@ -263,7 +263,8 @@ Options:
   --keep               keep the work directory (Envoy and service configs, logs, URI files)
   -h, --help           this text
 
-Environment: BENCH_CPU_PROF=DIR starts every service with node --cpu-prof (profiles in DIR).
+Environment: BENCH_CPU_PROF=DIR starts every service with node --cpu-prof (profiles in DIR);
+BENCH_CRYPTO_OFFLOAD=always|auto|never sets server.crypto_offload of every service.
 
 Rows (default: all except those marked --only):
 ${ROWS.map((r) => `  ${r.name.padEnd(w)}  ${r.about}${r.optional ? ' (--only)' : ''}`).join('\n')}

@@ -7,7 +7,7 @@
 
 import { deny, denyWith, type Deny } from '../core/decision.js';
 import type { AuthRequest, Principal } from '../core/request.js';
-import type { Clock } from '../core/time.js';
+import { msToSeconds, type Clock } from '../core/time.js';
 import type { Metrics } from '../observability/metrics.js';
 import { ATTR, tracer } from '../observability/tracing.js';
 import { MemoryReplayCache, type ReplayCache } from './dpop.js';
@@ -152,7 +152,7 @@ export class Authenticator {
           ? res.claims.exp + issuer.clockSkewSeconds
           : now + NO_EXP_CACHE_SECONDS;
       // Never beyond the validity of the certificate that verified it.
-      if (res.keyNotAfter !== undefined) exp = Math.min(exp, res.keyNotAfter / 1000);
+      if (res.keyNotAfter !== undefined) exp = Math.min(exp, msToSeconds(res.keyNotAfter));
       // Raw claims are kept only where a cache hit needs them (the revocation check).
       const claims = issuer.status ? res.claims : undefined;
       this.cache.set(token, { principal, issuer, generation: res.generation, expiresAt: exp, claims });
