@@ -9,6 +9,17 @@ import { StoreUnavailableError } from './token-store.js';
 
 export type RedisClient = Redis | Cluster;
 
+/** Lua: `now` in ms from ARGV[n], or from the Redis server's clock when ARGV[n] is ''. */
+function luaNow(n: number): string {
+  return `local now
+if ARGV[${n}] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+else
+  now = tonumber(ARGV[${n}])
+end`;
+}
+
 // Sliding-window log, one atomic step. KEYS[1]: sorted set of hit times (score = member
 // time in ms). ARGV: limit, window ms, now ms ('' = the Redis server's clock, so replicas
 // with skewed clocks still share one timeline), a member unique to this hit.
@@ -16,13 +27,7 @@ export type RedisClient = Redis | Cluster;
 const WINDOW_HIT_LUA = `
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
-local now
-if ARGV[3] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-else
-  now = tonumber(ARGV[3])
-end
+${luaNow(3)}
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local count = redis.call('ZCARD', KEYS[1])
 local allowed = 0
@@ -46,13 +51,7 @@ return {allowed, count, oldest, newest, now}
 // even the expiry. KEYS[1]: the sorted set. ARGV: window ms, now ms ('' = server clock).
 const WINDOW_PEEK_LUA = `
 local window = tonumber(ARGV[1])
-local now
-if ARGV[2] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-else
-  now = tonumber(ARGV[2])
-end
+${luaNow(2)}
 local floor = '(' .. (now - window)
 local count = redis.call('ZCOUNT', KEYS[1], floor, '+inf')
 local oldest = now
