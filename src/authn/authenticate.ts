@@ -13,6 +13,7 @@ import { ATTR, tracer } from '../observability/tracing.js';
 import { MemoryReplayCache, type ReplayCache } from './dpop.js';
 import type { ExtractedToken } from './extract.js';
 import { exceedsBytes } from './jws.js';
+import type { CacheAdmission } from '../core/admission.js';
 import { PrincipalCache, type CachedPrincipal } from './principal-cache.js';
 import { checkSenderConstraint, confirmationOf, type SenderCheckContext } from './sender-constraint.js';
 import { verifyJwt, type CompiledIssuer } from './verify.js';
@@ -26,6 +27,8 @@ export interface AuthenticatorParts {
   readonly maxTokenBytes: number;
   /** Max entries of the verified-token cache; 0 disables it. */
   readonly verifiedCacheMax: number;
+  /** When a verified token is cached: at its second use (default) or its first. */
+  readonly cacheAdmission?: CacheAdmission;
   /** Where DPoP proof jtis are remembered (the token store when there is one); default per process. */
   readonly replay?: ReplayCache;
   readonly clock: Clock;
@@ -69,7 +72,12 @@ export class Authenticator {
     this.introspects = opaque.some((i) => i.status?.introspects);
     this.replay = parts.replay ?? new MemoryReplayCache();
     if (parts.verifiedCacheMax > 0)
-      this.cache = new PrincipalCache(parts.verifiedCacheMax, parts.clock, parts.metrics);
+      this.cache = new PrincipalCache(
+        parts.verifiedCacheMax,
+        parts.clock,
+        parts.metrics,
+        parts.cacheAdmission ?? 'second_use',
+      );
   }
 
   /** The configured issuer of that name (a principal's issuer). */

@@ -4,6 +4,7 @@
 // invalidates every entry of that issuer: the generation), and those keys are still usable.
 
 import { LRUCache } from 'lru-cache';
+import { SecondSighting, type CacheAdmission } from '../core/admission.js';
 import type { Allow } from '../core/decision.js';
 import type { Principal } from '../core/request.js';
 import type { Clock, EpochMs, EpochSeconds } from '../core/time.js';
@@ -41,12 +42,16 @@ const ENTRY_OVERHEAD_BYTES = 1024;
 
 export class PrincipalCache {
   private readonly lru: LRUCache<string, CachedPrincipal>;
+  /** Admission on the second sighting (core/admission.ts); absent: every verified token is cached. */
+  private readonly admission: SecondSighting | undefined;
 
   constructor(
     maxEntries: number,
     private readonly clock: Clock,
     private readonly metrics: Metrics,
+    admission: CacheAdmission = 'second_use',
   ) {
+    this.admission = admission === 'second_use' ? new SecondSighting(maxEntries) : undefined;
     // Bounded by count and by an estimate of bytes: a typical entry (token, principal,
     // memoised decision with its wire bytes) is about 4 KiB; large tokens count for more,
     // so max_entries tokens of 16 KiB cannot hold 16x the memory.
@@ -85,7 +90,10 @@ export class PrincipalCache {
     return this.lru.peek(token);
   }
 
-  set(token: string, entry: CachedPrincipal): void {
+  /** Caches `entry` unless this is the token's first sighting (admission); true when cached. */
+  set(token: string, entry: CachedPrincipal): boolean {
+    if (this.admission && !this.admission.admit(token)) return false;
     this.lru.set(token, entry);
+    return true;
   }
 }

@@ -96,13 +96,20 @@ export async function verifyParsedJwt(
   let candidates = keys ? selectCandidates(keys, parsed.header, alg, nowMs) : undefined;
   if (!candidates || candidates.unknownKid) {
     // Unknown kid, or no keys at all: one request-triggered refetch (cooldown and
-    // coalescing live in the key source), bounded by the caller's deadline.
-    const refreshed = await withDeadline(issuer.keySource.refreshForUnknownKid(), opts.deadline);
-    if (refreshed === TIMED_OUT) {
-      return fail(deny('keys_unavailable', 'the issuer keys could not be obtained in time'), issuer);
+    // coalescing live in the key source), bounded by the caller's deadline. When no fetch
+    // runs (the cooldown, a local source) the answer is synchronous: an
+    // unknown-kid flood in the cooldown costs no promise, timer or await.
+    const refetch = issuer.keySource.refreshForUnknownKid();
+    if (refetch instanceof Promise) {
+      const refreshed = await withDeadline(refetch, opts.deadline);
+      if (refreshed === TIMED_OUT) {
+        return fail(deny('keys_unavailable', 'the issuer keys could not be obtained in time'), issuer);
+      }
+      generation = issuer.keySource.generation;
+      keys = issuer.keySource.current();
+    } else {
+      keys = refetch;
     }
-    generation = issuer.keySource.generation;
-    keys = issuer.keySource.current();
     if (!keys) return fail(deny('keys_unavailable', 'the issuer keys are unavailable'), issuer);
     candidates = selectCandidates(keys, parsed.header, alg, nowMs);
   }

@@ -1,5 +1,6 @@
 // What a CheckPipeline is built from: the configuration, compiled (see server/runtime.ts).
 
+import type { CacheAdmission } from '../core/admission.js';
 import type { ReplayCache } from '../authn/dpop.js';
 import type { CompiledTokenSource } from '../authn/extract.js';
 import type { CompiledIssuer } from '../authn/verify.js';
@@ -42,6 +43,8 @@ export interface PipelineParts {
   readonly expressionBudgetMs?: number;
   /** Max entries of the verified-token cache; 0 disables it. */
   readonly verifiedCacheMax: number;
+  /** verified_token_cache.admission: cache a token at its second use (default) or its first. */
+  readonly cacheAdmission?: CacheAdmission;
   readonly logger: Logger;
   readonly metrics: Metrics;
   /** The current time; default the system clock (tests pass a ManualClock). */

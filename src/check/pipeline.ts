@@ -57,6 +57,7 @@ export class CheckPipeline {
       scopesOf: (claims) => extractScopes(claims, scopeClaims),
       maxTokenBytes: parts.maxTokenBytes,
       verifiedCacheMax: parts.verifiedCacheMax,
+      ...(parts.cacheAdmission ? { cacheAdmission: parts.cacheAdmission } : {}),
       replay: parts.replay,
       clock,
       metrics: parts.metrics,

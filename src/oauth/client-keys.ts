@@ -22,7 +22,7 @@ export function staticKeySource(set: KeySet, kind: KeySource['kind'], clock: Clo
     generation: 1,
     start: async () => undefined,
     current: () => set,
-    refreshForUnknownKid: async () => set,
+    refreshForUnknownKid: () => set,
     status: () => status,
     close: () => undefined,
   };

@@ -102,7 +102,11 @@ export class Runtime {
       const minter = config.upstream.token
         ? await createUpstreamTokenMinter(
             config.upstream.token,
-            { ...keyCtx, ...(minterKey ? { ephemeralKey: minterKey } : {}) },
+            {
+              ...keyCtx,
+              cacheAdmission: config.verified_token_cache.admission,
+              ...(minterKey ? { ephemeralKey: minterKey } : {}),
+            },
             routeTokens(config.rules),
           )
         : undefined;
@@ -176,6 +180,7 @@ export class Runtime {
             }
           : {}),
         verifiedCacheMax: config.verified_token_cache.enabled ? config.verified_token_cache.max_entries : 0,
+        cacheAdmission: config.verified_token_cache.admission,
         expressionBudgetMs: config.expression_budget_ms,
         logger: ctx.logger,
         metrics: ctx.metrics,

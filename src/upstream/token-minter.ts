@@ -8,6 +8,7 @@ import { msToSeconds, secondsToMs, systemClock, wholeSeconds, type Clock } from 
 import type { UpstreamTokenConfig } from '../config/types.js';
 import { loadEncryptionKey, type EncryptionKey } from '../crypto/encryption.js';
 import { signsInline } from '../crypto/offload.js';
+import { SecondSighting, type CacheAdmission } from '../core/admission.js';
 import {
   jwtHeader,
   loadSigningKeys,
@@ -74,6 +75,8 @@ export interface UpstreamTokenMinterContext {
   readonly ephemeralKey?: SigningKey;
   /** The clock (tests move it); default the system clock. */
   readonly clock?: Clock;
+  /** When a minted token is cached: at the credential's second use (default) or its first. */
+  readonly cacheAdmission?: CacheAdmission;
 }
 
 /** Minting failed at request time; the pipeline answers 500 with a generic body and logs the detail. */
@@ -109,6 +112,7 @@ class Minter implements UpstreamTokenMinter {
   private readonly signingKey: SigningKey;
   private readonly jwsHeader: Readonly<Record<string, unknown>>;
   private readonly cache: LRUCache<string, CacheEntry> | undefined;
+  private readonly admission: SecondSighting | undefined;
   private readonly clock: Clock;
 
   constructor(
@@ -119,6 +123,7 @@ class Minter implements UpstreamTokenMinter {
     private readonly profiles: ReadonlyMap<string, TokenProfile>,
     private readonly metrics: Metrics,
     clock: Clock | undefined,
+    admission: CacheAdmission = 'second_use',
   ) {
     this.header = cfg.header.toLowerCase();
     this.issuer = cfg.issuer;
@@ -127,6 +132,8 @@ class Minter implements UpstreamTokenMinter {
     this.ephemeralKey = keys.ephemeral ? keys.current : undefined;
     this.jwsHeader = jwtHeader(keys.current);
     this.cache = cfg.cache ? new LRUCache({ max: cfg.cache_max_entries }) : undefined;
+    this.admission =
+      cfg.cache && admission === 'second_use' ? new SecondSighting(cfg.cache_max_entries) : undefined;
     this.clock = clock ?? systemClock;
   }
 
@@ -168,6 +175,11 @@ class Minter implements UpstreamTokenMinter {
     // A token whose claims depend on the request is never reused.
     if (!cache || profile.requestDependent)
       return this.mintFresh(principal, audiences, profile, computed, nowMs, false).value;
+    // The first sighting of a credential is minted for but not remembered (core/admission.ts).
+    if (this.admission && !this.admission.admit(principal.cacheKey)) {
+      this.metrics.misses.mintedToken.inc();
+      return this.mintFresh(principal, audiences, profile, computed, nowMs, true).value;
+    }
 
     const key = `${profile.id}\n${principal.cacheKey}\n${audiences.join('\n')}`;
     const hit = cache.get(key);
@@ -323,5 +335,14 @@ export async function createUpstreamTokenMinter(
       )
     : undefined;
   if (problems.length > 0 || !keys) throw new ConfigError(problems);
-  return new Minter(cfg, keys, encryption, defaultProfile, profiles, ctx.metrics, ctx.clock);
+  return new Minter(
+    cfg,
+    keys,
+    encryption,
+    defaultProfile,
+    profiles,
+    ctx.metrics,
+    ctx.clock,
+    ctx.cacheAdmission,
+  );
 }

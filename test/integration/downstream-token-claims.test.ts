@@ -188,6 +188,8 @@ describe('minted claims, header handling and reuse', () => {
 
   it('reuses the minted token for the same incoming token and audience (cache hit metric)', async () => {
     const callerToken = await incoming();
+    // A token's first use is not remembered (verified_token_cache.admission: second_use).
+    await mintedVia(svc, { token: callerToken });
     const hits0 = await cacheHits(svc, 'minted_token');
     const first = await mintedVia(svc, { token: callerToken });
     const second = await mintedVia(svc, { token: callerToken });
@@ -259,6 +261,7 @@ describe('reuse window (80% of the lifetime)', () => {
 
   it('mints a fresh token once 80% of the lifetime has passed', async () => {
     const callerToken = await incoming();
+    await mintedVia(svc, { token: callerToken }); // its first use is not remembered (admission)
     const a = await mintedVia(svc, { token: callerToken });
     expect(await mintedVia(svc, { token: callerToken })).toBe(a);
     vi.advanceTimersByTime(1800);
@@ -276,6 +279,8 @@ describe('reuse window (80% of the lifetime)', () => {
     // no case after exp; ask again at x + 2.05 s, when the first token has expired.
     const callerToken = await incoming();
     await mintedVia(svc); // warm up this service's path
+    // and this token's: its first use is not remembered (admission), the next one is.
+    await mintedVia(svc, { token: callerToken });
     const ms = Date.now() % 1000;
     vi.advanceTimersByTime((1700 - ms) % 1000);
     const a = await mintedVia(svc, { token: callerToken });

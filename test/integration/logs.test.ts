@@ -243,19 +243,25 @@ function delta(after: Record<string, number>, before: Record<string, number>): R
 }
 
 describe('authz_cache_misses_total beside authz_cache_hits_total', () => {
-  it('a first-seen token misses the verified-token and minted-token caches; a repeat hits both', async () => {
+  it('a token enters the verified-token and minted-token caches at its second use (admission): the third hits both', async () => {
     const token = await corpToken('metrics-user');
     const t0 = await cacheCounts();
     await checkWithRequestId('m-1', token);
     const t1 = await cacheCounts();
-    expect(delta(t1, t0)).toMatchObject({
+    const miss = {
       'misses:verified_token': 1,
       'hits:verified_token': 0,
       'misses:minted_token': 1,
       'hits:minted_token': 0,
-    });
+    };
+    // First sighting: verified and minted, neither cached.
+    expect(delta(t1, t0)).toMatchObject(miss);
+    // Second sighting: verified and minted again, now cached.
     await checkWithRequestId('m-2', token);
-    expect(delta(await cacheCounts(), t1)).toMatchObject({
+    const t2 = await cacheCounts();
+    expect(delta(t2, t1)).toMatchObject(miss);
+    await checkWithRequestId('m-3', token);
+    expect(delta(await cacheCounts(), t2)).toMatchObject({
       'misses:verified_token': 0,
       'hits:verified_token': 1,
       'misses:minted_token': 0,

@@ -111,6 +111,7 @@ describe('rules[].token', () => {
       upstream: { token: upstreamToken },
     });
     const t = await token({ org: { id: 'o1' } });
+    await svc.check({ path: '/s', token: t }); // a token's first use is not remembered (admission)
     const s1 = await svc.check({ path: '/s', token: t });
     const s2 = await svc.check({ path: '/s', token: t });
     expect(s2.headers['x-jwt-assertion']).toBe(s1.headers['x-jwt-assertion']);

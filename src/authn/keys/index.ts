@@ -37,7 +37,7 @@ const NO_KEYS: KeySource = {
   generation: 1,
   start: async () => undefined,
   current: () => EMPTY_KEY_SET,
-  refreshForUnknownKid: async () => EMPTY_KEY_SET,
+  refreshForUnknownKid: () => EMPTY_KEY_SET,
   status: () => NO_KEYS_STATUS,
   close: () => undefined,
 };

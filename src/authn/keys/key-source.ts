@@ -88,9 +88,11 @@ export interface KeySource {
   current(): KeySet | undefined;
   /**
    * The token names a kid we do not know. Refetch at most once per cooldown; concurrent
-   * callers share one fetch. Resolves with the (possibly unchanged) current set.
+   * callers share one fetch. A promise of the (possibly unchanged) current set while a
+   * fetch runs; otherwise (cooldown, a local source) the current set itself, so a flood
+   * of unknown kids costs no promise, timer or await.
    */
-  refreshForUnknownKid(): Promise<KeySet | undefined>;
+  refreshForUnknownKid(): Promise<KeySet | undefined> | KeySet | undefined;
   status(): KeySourceStatus;
   /** Increments whenever the key set changes; caches of verified tokens key on it. */
   readonly generation: number;

@@ -103,8 +103,8 @@ export abstract class LocalKeySource implements KeySource {
     return this.keySet;
   }
 
-  refreshForUnknownKid(): Promise<KeySet | undefined> {
-    return Promise.resolve(this.keySet);
+  refreshForUnknownKid(): KeySet | undefined {
+    return this.keySet;
   }
 
   status(): KeySourceStatus {

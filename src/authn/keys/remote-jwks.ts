@@ -75,17 +75,13 @@ export class RemoteJwksKeySource implements KeySource {
     return this.keySet;
   }
 
-  async refreshForUnknownKid(): Promise<KeySet | undefined> {
-    if (this.inFlight) {
-      await this.inFlight;
-      return this.current();
-    }
+  refreshForUnknownKid(): Promise<KeySet | undefined> | KeySet | undefined {
+    if (this.inFlight) return this.inFlight.then(() => this.current());
     const cooldownMs = secondsToMs(this.opts.cache.cooldown_seconds);
     if (this.lastAttemptAt !== undefined && this.clock.nowMs() - this.lastAttemptAt < cooldownMs)
       return this.current();
     if (this.closed) return this.current();
-    await this.fetch('unknown-kid');
-    return this.current();
+    return this.fetch('unknown-kid').then(() => this.current());
   }
 
   status(): KeySourceStatus {

@@ -34,6 +34,11 @@ export const VerifiedTokenCacheSchema = section(
       default: 10000,
       minimum: 1,
     }),
+    admission: oneOf(['second_use', 'first_use'] as const, {
+      description:
+        'when a token enters this cache and the minted-token cache: at its second use within about max_entries other tokens (one-off tokens are never cached), or at its first',
+      default: 'second_use',
+    }),
   },
   { description: "Verified tokens, dropped when the issuer's keys change.", default: {} },
 );

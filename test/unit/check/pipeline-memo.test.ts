@@ -70,6 +70,8 @@ function pipeline(clock?: ManualClock): CheckPipeline {
     claimHeaders: ClaimHeaders.compile({ 'x-user': 'sub' }, problems),
     forwardOriginalToken: false,
     verifiedCacheMax: 100,
+    // The memo itself is under test: cache a token at its first use.
+    cacheAdmission: 'first_use',
     logger: createLogger('silent'),
     metrics: new Metrics({ processMetrics: false }),
     ...(clock ? { clock } : {}),

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../src/core/errors.js';
 import type { UpstreamTokenConfig } from '../../../src/config/types.js';
 import { Metrics } from '../../../src/observability/metrics.js';
+import type { CacheAdmission } from '../../../src/core/admission.js';
 import {
   createUpstreamTokenMinter,
   MintError,
@@ -39,7 +40,11 @@ interface Harness {
   verify(value: string): Promise<JWTPayload>;
 }
 
-async function harness(over: Partial<UpstreamTokenConfig> = {}): Promise<Harness> {
+/** `admission`: first_use here unless a test is about admission itself (the mechanism of reuse is easier to see). */
+async function harness(
+  over: Partial<UpstreamTokenConfig> = {},
+  cacheAdmission: CacheAdmission = 'first_use',
+): Promise<Harness> {
   const metrics = new Metrics({ processMetrics: false });
   const clock = { ms: T0 };
   const { logger, lines } = captureLogger();
@@ -48,6 +53,7 @@ async function harness(over: Partial<UpstreamTokenConfig> = {}): Promise<Harness
     logger,
     metrics,
     clock: { nowMs: () => clock.ms, nowSeconds: () => clock.ms / 1000 },
+    cacheAdmission,
   });
   const { keySet } = await jwksFromRoute(() => minter.publicJwks());
   const verify = async (value: string) => {
@@ -286,6 +292,23 @@ describe('reuse (cache)', () => {
     const values = await Promise.all(Array.from({ length: 5 }, () => h.minter.mint(who, undefined)));
     expect(new Set(values).size).toBe(1);
     expect(await hits(h.metrics)).toBe(4);
+  });
+
+  it("second_use (the default): a credential's token is cached from its second mint on", async () => {
+    const h = await harness({}, 'second_use');
+    const who = principal();
+    const first = await h.minter.mint(who, undefined);
+    const second = await h.minter.mint(who, undefined);
+    expect(second).not.toBe(first); // the first sighting was not remembered
+    expect(await h.minter.mint(who, undefined)).toBe(second);
+    expect(await hits(h.metrics)).toBe(1);
+    // A stream of one-off credentials never enters the cache: each is minted afresh and
+    // none is a hit when it comes back after the admission window forgot it.
+    const h2 = await harness({ cache_max_entries: 4 }, 'second_use');
+    const once = Array.from({ length: 20 }, () => principal());
+    for (const p of once) await h2.minter.mint(p, undefined);
+    for (const p of once.slice(0, 5)) await h2.minter.mint(p, undefined);
+    expect(await hits(h2.metrics)).toBe(0);
   });
 
   it('cache: false mints every time', async () => {

@@ -224,7 +224,11 @@ describe('RemoteJwksKeySource: unknown kid', () => {
     expect(src.generation).toBe(1);
 
     server.setJwks(makeJwks(k2)); // rotation: k1 removed, k2 added
-    const withinCooldown = await src.refreshForUnknownKid();
+    // Within the cooldown no fetch starts: the answer is the current set itself, not a
+    // promise, so an unknown-kid flood costs the Check path no await or timer.
+    const inCooldown = src.refreshForUnknownKid();
+    expect(inCooldown).not.toBeInstanceOf(Promise);
+    const withinCooldown = await inCooldown;
     expect(withinCooldown!.byKid.has('k2')).toBe(false);
     await advance(src, 250);
     const rotated = await src.refreshForUnknownKid();
