@@ -119,6 +119,15 @@ export const ROWS = [
     about: `${POOL} distinct tokens (every check verifies RS256 and mints ES256)`,
   },
   {
+    name: 'floor@distinct-rate',
+    auth: 'ext_authz',
+    service: 'floor',
+    tokens: 'repeated',
+    rate: 'distinct',
+    about:
+      "the floor row, open loop at the ext_authz-distinct row's req/s: the transport's CPU per check at that rate (fewer requests per read and write than at the floor's own rate)",
+  },
+  {
     name: 'ext_authz-thrash',
     auth: 'ext_authz',
     service: 'authz',
@@ -229,6 +238,22 @@ const GOALS = [
       };
     },
   },
+  {
+    // The same budget with the floor server measured at the distinct row's own req/s: a
+    // node:http2 server's CPU per request depends on the rate (how many requests each read,
+    // write and event-loop turn carries), so this is the transport's cost at that load.
+    row: 'ext_authz-distinct',
+    what: 'distinct: the same, floor measured at the distinct req/s (floor@distinct-rate)',
+    check: (r, { floorAtDistinct, crypto }) => {
+      if (!floorAtDistinct) return { met: false, value: 'no verified floor@distinct-rate row' };
+      const parts = [floorAtDistinct.authz_us_per_rq, crypto.rs256_verify_us, crypto.es256_sign_us];
+      const budget = Math.round(1.5 * (parts[0] + parts[1] + parts[2]));
+      return {
+        met: r.authz_us_per_rq <= budget,
+        value: `${r.authz_us_per_rq} µs vs ${budget} µs = 1.5 × (${parts.join(' + ')})`,
+      };
+    },
+  },
   { row: 'ext_authz-distinct', min: 0.6, what: 'distinct: req/s ≥ 0.6 × floor' },
   { row: 'ext_authz-repeated', min: 0.9, what: 'repeated (query): req/s ≥ 0.9 × floor' },
   { row: 'ext_authz-repeated-hdr', min: 0.9, what: 'repeated (header): req/s ≥ 0.9 × floor' },
@@ -272,7 +297,8 @@ Options:
   --quick              5 s per row (+1 s warm-up) instead of 10 s (+2 s)
   --duration S         measured seconds per row (after the warm-up)
   --rounds N           the whole row list N times, interleaved; each row reports its median-throughput round
-  --only ROW,ROW       just these rows (floor and jwt_authn come along: the ratios need them)
+  --only ROW,ROW       just these rows (floor and jwt_authn come along: the ratios need them;
+                       floor@distinct-rate comes with ext_authz-distinct)
   --envoy-streams N    streams in flight on the h2load connection (default 32; ext_authz-distinct-512: 512)
   --server-root DIR    also run node DIR/dist/main.js (an older build): every service row runs twice, the second as <row>@before
   --no-h2load          use the node:http2 driver (bench/lib/h2get.mjs) even when h2load is installed
@@ -318,7 +344,14 @@ export async function runEnvoyBench(opts) {
     log(`✖ unknown row ${unknown.join(', ')}; rows: ${[...names].join(', ')}`);
     return 2;
   }
-  const only = opts.only ? new Set(['floor', 'jwt_authn', ...asked]) : undefined;
+  const only = opts.only
+    ? new Set([
+        'floor',
+        'jwt_authn',
+        ...asked,
+        ...(asked.includes('ext_authz-distinct') ? ['floor@distinct-rate'] : []),
+      ])
+    : undefined;
   const selected = ROWS.filter((row) => (only ? only.has(row.name) : !row.optional));
   // --server-root DIR: every service row also runs on DIR's build, right after this build's.
   const serverRoot = opts['server-root'] ? resolve(opts['server-root']) : undefined;
@@ -390,12 +423,14 @@ export async function runEnvoyBench(opts) {
   const ROUNDS = Math.max(1, Number(opts.rounds ?? 1));
   const runs = new Map(plan.map((row) => [row.name, []]));
   let floorRps; // the floor row's req/s in the latest round: the latency row runs at half
+  let distinctRps; // the distinct row's: floor@distinct-rate runs at it
   for (let round = 1; round <= ROUNDS; round++) {
     if (ROUNDS > 1) log(`\n=== round ${round}/${ROUNDS}`);
     for (const row of plan) {
       try {
         const r = await runRow(row);
-        if (row.service === 'floor') floorRps = r.verified ? r.rps : undefined;
+        if (row.name === 'floor') floorRps = r.verified ? r.rps : undefined;
+        if (row.name === 'ext_authz-distinct') distinctRps = r.verified ? r.rps : undefined;
         runs.get(row.name).push(r);
       } catch (err) {
         log(`  ✖ ${row.name}: ${err.message}`);
@@ -424,7 +459,8 @@ export async function runEnvoyBench(opts) {
   // Over the floor row: req/s, and what Envoy spends per request beyond the floor's. The
   // ratio is taken within each round (a row over the floor row of the same round, so a
   // quiet or busy round counts for both) and the row reports the median of its rounds'.
-  const floor = results.find((r) => r.service === 'floor' && r.verified);
+  const floor = results.find((r) => r.name === 'floor' && r.verified);
+  const floorAtDistinct = results.find((r) => r.name === 'floor@distinct-rate' && r.verified);
   const floorRuns = floor ? runs.get(floor.name) : [];
   for (const r of results) {
     if (!floor || r === floor) continue;
@@ -439,7 +475,7 @@ export async function runEnvoyBench(opts) {
     if (r.auth === 'ext_authz' && r.envoy_us_per_rq !== undefined)
       r.envoy_extra_us_per_rq = r.envoy_us_per_rq - floor.envoy_us_per_rq;
   }
-  const goals = evaluateGoals(results, { floor, crypto });
+  const goals = evaluateGoals(results, { floor, floorAtDistinct, crypto });
 
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const env = {
@@ -480,6 +516,10 @@ export async function runEnvoyBench(opts) {
       if (!floorRps)
         throw new Error('runs at half the floor row’s req/s, and no verified floor row ran before it');
       rate = floorRps / 2;
+    } else if (row.rate === 'distinct') {
+      if (!distinctRps)
+        throw new Error('runs at the ext_authz-distinct row’s req/s, and no verified distinct row ran before it');
+      rate = distinctRps;
     }
     log(
       `\n▶ ${row.name} (${row.auth}${row.service === 'floor' ? ' → raw allow-all' : ''}, ${tokens.length === 1 ? '1 token' : `${tokens.length} ${row.tokens} tokens`}` +
@@ -842,7 +882,7 @@ export async function runEnvoyBench(opts) {
 }
 
 /** Each goal for this build's row and, with --server-root, for the @before row. */
-function evaluateGoals(results, { floor, crypto }) {
+function evaluateGoals(results, { floor, floorAtDistinct, crypto }) {
   const out = [];
   for (const g of GOALS) {
     for (const suffix of ['', '@before']) {
@@ -862,7 +902,7 @@ function evaluateGoals(results, { floor, crypto }) {
         continue;
       }
       const { met, value } = g.check
-        ? g.check(r, { floor, crypto })
+        ? g.check(r, { floor, floorAtDistinct, crypto })
         : {
             met: r.x_floor >= g.min,
             value:
