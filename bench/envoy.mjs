@@ -297,6 +297,7 @@ Options:
   --quick              5 s per row (+1 s warm-up) instead of 10 s (+2 s)
   --duration S         measured seconds per row (after the warm-up)
   --rounds N           the whole row list N times, interleaved; each row reports its median-throughput round
+                       (with --server-root, a row and its @before swap places every other round)
   --only ROW,ROW       just these rows (floor and jwt_authn come along: the ratios need them;
                        floor@distinct-rate comes with ext_authz-distinct)
   --envoy-streams N    streams in flight on the h2load connection (default 32; ext_authz-distinct-512: 512)
@@ -426,7 +427,20 @@ export async function runEnvoyBench(opts) {
   let distinctRps; // the distinct row's: floor@distinct-rate runs at it
   for (let round = 1; round <= ROUNDS; round++) {
     if (ROUNDS > 1) log(`\n=== round ${round}/${ROUNDS}`);
-    for (const row of plan) {
+    // With --server-root, a row and its @before run back to back; every other round the
+    // @before goes first, so neither build always runs second (after the other warmed the
+    // machine, or in the same slot of a periodic background load).
+    const order =
+      round % 2 === 0
+        ? plan.map((row, i) =>
+            row.root === undefined && plan[i + 1]?.root !== undefined
+              ? plan[i + 1]
+              : row.root !== undefined && plan[i - 1]?.root === undefined
+                ? plan[i - 1]
+                : row,
+          )
+        : plan;
+    for (const row of order) {
       try {
         const r = await runRow(row);
         if (row.name === 'floor') floorRps = r.verified ? r.rps : undefined;
