@@ -360,11 +360,16 @@ export async function runEnvoyBench(opts) {
     log(`✖ --server-root ${serverRoot}: no dist/main.js there (run npm ci && npm run build in it)`);
     return 2;
   }
-  const plan = selected.flatMap((row) =>
-    serverRoot && row.service === 'authz'
-      ? [row, { ...row, name: `${row.name}@before`, root: serverRoot }]
-      : [row],
-  );
+  // With --server-root, a row and its @before run back to back; every other round the
+  // @before goes first, so neither build always runs second (after the other warmed the
+  // machine, or in the same slot of a periodic background load).
+  const planFor = (round) =>
+    selected.flatMap((row) => {
+      if (!serverRoot || row.service !== 'authz') return [row];
+      const before = { ...row, name: `${row.name}@before`, root: serverRoot };
+      return round % 2 === 0 ? [before, row] : [row, before];
+    });
+  const plan = planFor(1);
 
   const envoy = findEnvoy();
   if ('reason' in envoy) {
@@ -427,20 +432,7 @@ export async function runEnvoyBench(opts) {
   let distinctRps; // the distinct row's: floor@distinct-rate runs at it
   for (let round = 1; round <= ROUNDS; round++) {
     if (ROUNDS > 1) log(`\n=== round ${round}/${ROUNDS}`);
-    // With --server-root, a row and its @before run back to back; every other round the
-    // @before goes first, so neither build always runs second (after the other warmed the
-    // machine, or in the same slot of a periodic background load).
-    const order =
-      round % 2 === 0
-        ? plan.map((row, i) =>
-            row.root === undefined && plan[i + 1]?.root !== undefined
-              ? plan[i + 1]
-              : row.root !== undefined && plan[i - 1]?.root === undefined
-                ? plan[i - 1]
-                : row,
-          )
-        : plan;
-    for (const row of order) {
+    for (const row of planFor(round)) {
       try {
         const r = await runRow(row);
         if (row.name === 'floor') floorRps = r.verified ? r.rps : undefined;

@@ -90,10 +90,9 @@ export class PrincipalCache {
     return this.lru.peek(token);
   }
 
-  /** Caches `entry` unless this is the token's first sighting (admission); true when cached. */
-  set(token: string, entry: CachedPrincipal): boolean {
-    if (this.admission && !this.admission.admit(token)) return false;
+  /** Caches `entry` unless this is the token's first sighting (admission). */
+  set(token: string, entry: CachedPrincipal): void {
+    if (this.admission && !this.admission.admit(token)) return;
     this.lru.set(token, entry);
-    return true;
   }
 }

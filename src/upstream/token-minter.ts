@@ -175,12 +175,6 @@ class Minter implements UpstreamTokenMinter {
     // A token whose claims depend on the request is never reused.
     if (!cache || profile.requestDependent)
       return this.mintFresh(principal, audiences, profile, computed, nowMs, false).value;
-    // The first sighting of a credential is minted for but not remembered (core/admission.ts).
-    if (this.admission && !this.admission.admit(principal.cacheKey)) {
-      this.metrics.misses.mintedToken.inc();
-      return this.mintFresh(principal, audiences, profile, computed, nowMs, true).value;
-    }
-
     const key = `${profile.id}\n${principal.cacheKey}\n${audiences.join('\n')}`;
     const hit = cache.get(key);
     if (hit && nowMs < hit.refreshAt) {
@@ -189,6 +183,9 @@ class Minter implements UpstreamTokenMinter {
     }
     this.metrics.misses.mintedToken.inc();
     const fresh = this.mintFresh(principal, audiences, profile, computed, nowMs, true);
+    // A credential with no entry yet is remembered from its second sighting on
+    // (core/admission.ts); one that has an entry (being renewed) already passed.
+    if (!hit && this.admission && !this.admission.admit(principal.cacheKey)) return fresh.value;
     if (fresh.refreshAt > 0) {
       const entry: CacheEntry = { value: fresh.value, refreshAt: fresh.refreshAt };
       cache.set(key, entry);

@@ -311,6 +311,16 @@ describe('reuse (cache)', () => {
     expect(await hits(h2.metrics)).toBe(0);
   });
 
+  it('a cached token stays a hit after admission has forgotten its credential', async () => {
+    const h = await harness({ cache_max_entries: 4 }, 'second_use');
+    const who = principal();
+    await h.minter.mint(who, undefined);
+    const cached = await h.minter.mint(who, undefined);
+    // 20 one-off credentials: admission's two generations of 4 rotate, the LRU keeps `who`.
+    for (let i = 0; i < 20; i++) await h.minter.mint(principal(), undefined);
+    expect(await h.minter.mint(who, undefined)).toBe(cached);
+  });
+
   it('cache: false mints every time', async () => {
     const h = await harness({ cache: false });
     const who = principal();
