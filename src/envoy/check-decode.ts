@@ -40,14 +40,18 @@ const I32 = 5;
 
 // The one protobuf wire reader of the service (CheckRequest and HealthCheckRequest).
 // Kept module-local: the decoder's hot loop reads it and the wire types above.
+// Sub-messages are read with the same Reader: enter() narrows `end` to the field and
+// leave() restores it, so a request costs no reader object per header.
 class Reader {
   pos: number;
+  end: number;
   constructor(
     readonly buf: Buffer,
     start: number,
-    readonly end: number,
+    end: number,
   ) {
     this.pos = start;
+    this.end = end;
   }
 
   varint(): number {
@@ -78,6 +82,21 @@ class Reader {
   string(): string {
     const start = this.len();
     return this.buf.toString('utf8', start, this.pos);
+  }
+
+  /** Enters a length-delimited field: `end` becomes the field's end; returns the outer end for leave(). */
+  enter(): number {
+    const n = this.varint();
+    if (n > this.end - this.pos) throw new DecodeError('length out of range');
+    const outer = this.end;
+    this.end = this.pos + n;
+    return outer;
+  }
+
+  /** Leaves the field entered last (its loop has read it to its end). */
+  leave(outer: number): void {
+    this.pos = this.end;
+    this.end = outer;
   }
 
   skip(wireType: number, depth = 0): void {
@@ -113,42 +132,142 @@ class Reader {
   }
 }
 
-function sub(r: Reader): Reader {
+// Header names Envoy sends on most requests, and short values that recur (methods,
+// schemes): read as these constant strings instead of a new string per request. Only
+// an exact byte match is replaced, so what a check sees is the same either way.
+const KNOWN_NAMES = [
+  ':authority',
+  ':path',
+  ':method',
+  ':scheme',
+  'accept',
+  'accept-encoding',
+  'accept-language',
+  'authorization',
+  'cache-control',
+  'connection',
+  'content-length',
+  'content-type',
+  'cookie',
+  'dpop',
+  'forwarded',
+  'host',
+  'origin',
+  'pragma',
+  'referer',
+  'te',
+  'traceparent',
+  'tracestate',
+  'user-agent',
+  'x-api-key',
+  'x-b3-parentspanid',
+  'x-b3-sampled',
+  'x-b3-spanid',
+  'x-b3-traceid',
+  'x-envoy-attempt-count',
+  'x-envoy-expected-rq-timeout-ms',
+  'x-envoy-external-address',
+  'x-envoy-internal',
+  'x-envoy-original-path',
+  'x-forwarded-client-cert',
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-forwarded-port',
+  'x-forwarded-proto',
+  'x-real-ip',
+  'x-request-id',
+  'access-control-request-headers',
+  'access-control-request-method',
+  'sec-fetch-mode',
+  'sec-fetch-site',
+  'sec-fetch-dest',
+  'upgrade-insecure-requests',
+];
+const KNOWN_VALUES = [
+  'GET',
+  'POST',
+  'PUT',
+  'PATCH',
+  'DELETE',
+  'HEAD',
+  'OPTIONS',
+  'http',
+  'https',
+  'HTTP/1.1',
+  'HTTP/2',
+  'trailers',
+  '*/*',
+  'application/json',
+  'gzip',
+  'gzip, deflate, br',
+  'no-cache',
+  'true',
+  '0',
+  '1',
+];
+
+type Interned = readonly { readonly bytes: Uint8Array; readonly text: string }[];
+function internTable(words: readonly string[]): Interned[] {
+  const byLength: Interned[] = [];
+  for (const text of words) {
+    const list = (byLength[text.length] ??= []) as { bytes: Uint8Array; text: string }[];
+    list.push({ bytes: Buffer.from(text, 'latin1'), text });
+  }
+  return byLength;
+}
+const NAMES = internTable(KNOWN_NAMES);
+const VALUES = internTable(KNOWN_VALUES);
+
+/** The string field at the reader (advanced past it): a constant of `table` when its bytes are one. */
+function internedString(r: Reader, table: Interned[]): string {
   const start = r.len();
-  return new Reader(r.buf, start, r.pos);
+  const end = r.pos;
+  const candidates = table[end - start];
+  if (candidates !== undefined) {
+    const buf = r.buf;
+    for (let c = 0; c < candidates.length; c++) {
+      const bytes = candidates[c]!.bytes;
+      let i = 0;
+      while (i < bytes.length && buf[start + i] === bytes[i]) i++;
+      if (i === bytes.length) return candidates[c]!.text;
+    }
+  }
+  return r.buf.toString('utf8', start, end);
 }
 
 /** One map<string,string> entry into `into` (the last of repeated keys wins, as in protobufjs). */
-function mapEntry(r: Reader, into: Record<string, string>): void {
-  const e = sub(r);
+function mapEntry(r: Reader, into: Record<string, string>, names: Interned[] | undefined): void {
+  const outer = r.enter();
   let key = '';
   let value = '';
-  while (e.pos < e.end) {
-    const tag = e.varint();
+  while (r.pos < r.end) {
+    const tag = r.varint();
     const field = tag >>> 3;
     const wt = tag & 7;
-    if (field === 1 && wt === LEN) key = e.string();
-    else if (field === 2 && wt === LEN) value = e.string();
-    else e.skip(wt);
+    if (field === 1 && wt === LEN) key = names ? internedString(r, names) : r.string();
+    else if (field === 2 && wt === LEN) value = names ? internedString(r, VALUES) : r.string();
+    else r.skip(wt);
   }
+  r.leave(outer);
   into[key] = value;
 }
 
 function headerValue(r: Reader): DecodedHeaderValue {
-  const m = sub(r);
+  const outer = r.enter();
   const out: DecodedHeaderValue = {};
-  while (m.pos < m.end) {
-    const tag = m.varint();
+  while (r.pos < r.end) {
+    const tag = r.varint();
     const field = tag >>> 3;
     const wt = tag & 7;
-    if (field === 1 && wt === LEN) out.key = m.string();
-    else if (field === 2 && wt === LEN) out.value = m.string();
+    if (field === 1 && wt === LEN) out.key = r.string();
+    else if (field === 2 && wt === LEN) out.value = r.string();
     else if (field === 3 && wt === LEN) {
-      const start = m.len();
+      const start = r.len();
       // Its own copy: the request buffer is not kept alive by the decoded request.
-      out.raw_value = Buffer.from(m.buf.subarray(start, m.pos));
-    } else m.skip(wt);
+      out.raw_value = Buffer.from(r.buf.subarray(start, r.pos));
+    } else r.skip(wt);
   }
+  r.leave(outer);
   return out;
 }
 
@@ -156,96 +275,93 @@ function headerValue(r: Reader): DecodedHeaderValue {
 // decoder this one stands in for), rather than merging into it.
 
 function httpRequest(r: Reader): DecodedHttpRequest {
-  const m = sub(r);
+  const outer = r.enter();
   const out: DecodedHttpRequest = {};
-  while (m.pos < m.end) {
-    const tag = m.varint();
+  while (r.pos < r.end) {
+    const tag = r.varint();
     const wt = tag & 7;
     if (wt !== LEN) {
-      m.skip(wt);
+      r.skip(wt);
       continue;
     }
     switch (tag >>> 3) {
-      case 1:
-        out.id = m.string();
-        break;
       case 2:
-        out.method = m.string();
+        out.method = internedString(r, VALUES);
         break;
       case 3:
-        mapEntry(m, (out.headers ??= Object.create(null) as Record<string, string>));
+        mapEntry(r, (out.headers ??= Object.create(null) as Record<string, string>), NAMES);
         break;
       case 4:
-        out.path = m.string();
+        out.path = r.string();
         break;
       case 5:
-        out.host = m.string();
+        out.host = r.string();
         break;
       case 6:
-        out.scheme = m.string();
-        break;
-      case 7:
-        out.query = m.string();
-        break;
-      case 10:
-        out.protocol = m.string();
+        out.scheme = internedString(r, VALUES);
         break;
       case 13: {
-        const hm = sub(m);
+        const hmOuter = r.enter();
         const list: DecodedHeaderValue[] = [];
         out.header_map = { headers: list };
-        while (hm.pos < hm.end) {
-          const t = hm.varint();
-          if (t >>> 3 === 1 && (t & 7) === LEN) list.push(headerValue(hm));
-          else hm.skip(t & 7);
+        while (r.pos < r.end) {
+          const t = r.varint();
+          if (t >>> 3 === 1 && (t & 7) === LEN) list.push(headerValue(r));
+          else r.skip(t & 7);
         }
+        r.leave(hmOuter);
         break;
       }
       default:
-        m.len();
+        // id, query, protocol, body...: a check reads none of them.
+        r.len();
     }
   }
+  r.leave(outer);
   return out;
 }
 
 /** envoy.config.core.v3.Address: its socket_address (address, port_value) only. */
 function address(r: Reader): { socket_address?: DecodedSocketAddress } {
-  const m = sub(r);
+  const outer = r.enter();
   const out: { socket_address?: DecodedSocketAddress } = {};
-  while (m.pos < m.end) {
-    const tag = m.varint();
+  while (r.pos < r.end) {
+    const tag = r.varint();
     if (tag >>> 3 !== 1 || (tag & 7) !== LEN) {
-      m.skip(tag & 7);
+      r.skip(tag & 7);
       continue;
     }
-    const s = sub(m);
+    const saOuter = r.enter();
     const sa: DecodedSocketAddress = {};
     out.socket_address = sa;
-    while (s.pos < s.end) {
-      const t = s.varint();
+    while (r.pos < r.end) {
+      const t = r.varint();
       const field = t >>> 3;
       const wt = t & 7;
-      if (field === 2 && wt === LEN) sa.address = s.string();
+      if (field === 2 && wt === LEN) sa.address = r.string();
       // uint32: the low 32 bits, as protobufjs reads it.
-      else if (field === 3 && wt === VARINT) sa.port_value = s.varint() >>> 0;
-      else s.skip(wt);
+      else if (field === 3 && wt === VARINT) sa.port_value = r.varint() >>> 0;
+      else r.skip(wt);
     }
+    r.leave(saOuter);
   }
+  r.leave(outer);
   return out;
 }
 
 function peer(r: Reader): DecodedPeer {
-  const m = sub(r);
+  const outer = r.enter();
   const out: DecodedPeer = {};
-  while (m.pos < m.end) {
-    const tag = m.varint();
+  while (r.pos < r.end) {
+    const tag = r.varint();
     const field = tag >>> 3;
     const wt = tag & 7;
-    if (field === 1 && wt === LEN) out.address = address(m);
-    else if (field === 4 && wt === LEN) out.principal = m.string();
-    else if (field === 5 && wt === LEN) out.certificate = m.string();
-    else m.skip(wt);
+    if (field === 1 && wt === LEN) out.address = address(r);
+    else if (field === 4 && wt === LEN) out.principal = r.string();
+    else if (field === 5 && wt === LEN) out.certificate = r.string();
+    else r.skip(wt);
   }
+  r.leave(outer);
   return out;
 }
 
@@ -276,29 +392,31 @@ export function decodeCheckRequest(buf: Buffer): DecodedCheckRequest {
       r.skip(tag & 7);
       continue;
     }
-    const a = sub(r);
+    const aOuter = r.enter();
     const attrs: NonNullable<DecodedCheckRequest['attributes']> = {};
     out.attributes = attrs;
-    while (a.pos < a.end) {
-      const t = a.varint();
+    while (r.pos < r.end) {
+      const t = r.varint();
       const field = t >>> 3;
       const wt = t & 7;
-      if (wt !== LEN) a.skip(wt);
-      else if (field === 1) attrs.source = peer(a);
-      else if (field === 2) attrs.destination = peer(a);
+      if (wt !== LEN) r.skip(wt);
+      else if (field === 1) attrs.source = peer(r);
+      else if (field === 2) attrs.destination = peer(r);
       else if (field === 4) {
-        const req = sub(a);
+        const reqOuter = r.enter();
         const request: { http?: DecodedHttpRequest } = {};
         attrs.request = request;
-        while (req.pos < req.end) {
-          const rt = req.varint();
-          if (rt >>> 3 === 2 && (rt & 7) === LEN) request.http = httpRequest(req);
-          else req.skip(rt & 7);
+        while (r.pos < r.end) {
+          const rt = r.varint();
+          if (rt >>> 3 === 2 && (rt & 7) === LEN) request.http = httpRequest(r);
+          else r.skip(rt & 7);
         }
+        r.leave(reqOuter);
       } else if (field === 10)
-        mapEntry(a, (attrs.context_extensions ??= Object.create(null) as Record<string, string>));
-      else a.len();
+        mapEntry(r, (attrs.context_extensions ??= Object.create(null) as Record<string, string>), undefined);
+      else r.len();
     }
+    r.leave(aOuter);
   }
   return out;
 }

@@ -60,6 +60,10 @@ const RESPONSE_HEADERS = {
   'grpc-accept-encoding': ACCEPT_ENCODING,
 };
 const OK_TRAILERS = { 'grpc-status': '0' };
+// gRPC responses carry no date header (grpc-js sends none either): node:http2 would
+// format and HPACK-encode a new one every second, and Envoy parse it on every answer.
+const MESSAGE_OPTIONS = { waitForTrailers: true, sendDate: false };
+const TRAILERS_ONLY_OPTIONS = { endStream: true, sendDate: false };
 
 function isGrpcContentType(ct: string | undefined): boolean {
   return (
@@ -81,13 +85,13 @@ function respondError(stream: http2.ServerHttp2Stream, code: number, message: st
       'grpc-status': String(code),
       'grpc-message': encodeGrpcMessage(message),
     },
-    { endStream: true },
+    TRAILERS_ONLY_OPTIONS,
   );
 }
 
 function respondMessage(stream: http2.ServerHttp2Stream, body: Uint8Array): void {
   if (stream.destroyed || stream.closed || stream.headersSent) return;
-  stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
+  stream.respond(RESPONSE_HEADERS, MESSAGE_OPTIONS);
   stream.once('wantTrailers', () => stream.sendTrailers(OK_TRAILERS));
   stream.end(frameMessage(body));
 }
@@ -188,7 +192,7 @@ export class GrpcServer {
       // Not a gRPC call: plain HTTP refusal, as the gRPC spec asks of servers.
       stream.respond(
         { [HTTP2_HEADER_STATUS]: 415, 'grpc-status': String(GrpcStatus.UNKNOWN) },
-        { endStream: true },
+        TRAILERS_ONLY_OPTIONS,
       );
       stream.close(NGHTTP2_NO_ERROR);
       return;
@@ -309,7 +313,7 @@ export class GrpcServer {
     const call: ServerStreamCall = {
       write: (message) => {
         if (ended || stream.destroyed) return;
-        if (!stream.headersSent) stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
+        if (!stream.headersSent) stream.respond(RESPONSE_HEADERS, MESSAGE_OPTIONS);
         stream.write(frameMessage(message));
       },
       end: (code = GrpcStatus.OK, message = '') => {

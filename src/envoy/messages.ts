@@ -14,14 +14,11 @@ export interface DecodedHeaderValue {
 
 /** service.auth.v3.AttributeContext.HttpRequest. */
 export interface DecodedHttpRequest {
-  id?: string;
   method?: string;
   headers?: Record<string, string>;
   path?: string;
   host?: string;
   scheme?: string;
-  query?: string;
-  protocol?: string;
   header_map?: { headers: DecodedHeaderValue[] };
 }
 

@@ -80,6 +80,8 @@ describe('gRPC framing', () => {
     expect(r.headers['content-type']).toBe('application/grpc');
     expect(r.headers['grpc-accept-encoding']).toContain('gzip');
     expect(r.headers['grpc-status']).toBeUndefined();
+    // No date header: nothing in gRPC reads it, and Envoy would parse one per answer.
+    expect(r.headers.date).toBeUndefined();
     expect(r.trailers['grpc-status']).toBe('0');
     expect(r.body[0]).toBe(0);
     expect(r.body.readUInt32BE(1)).toBe(r.body.length - 5);
@@ -90,6 +92,7 @@ describe('gRPC framing', () => {
     svc = await startTestService(ALLOW_ALL);
     const r = await rawCall(portOf(svc), '/envoy.service.auth.v3.Authorization/Nope', frame(Buffer.alloc(0)));
     expect(r.headers['grpc-status']).toBe('12');
+    expect(r.headers.date).toBeUndefined();
     expect(r.body.length).toBe(0);
   });
 

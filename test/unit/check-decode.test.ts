@@ -74,7 +74,18 @@ describe('decodeCheckRequest', () => {
     '__proto__',
     'constructor',
     'X-Up',
+    // Names the decoder reads as constants, and near misses of them.
+    'user-agent',
+    'x-forwarded-for',
+    ':authority',
+    ':authorit',
+    'x-request-idx',
+    'X-Request-Id',
+    'acceps',
   ];
+  // Values the decoder reads as constants, and near misses of them.
+  const KNOWN_VALUES = ['GET', 'GE', 'GETS', 'get', 'https', 'httpS', 'HTTP/2', 'HTTP/1.0', '*/*', '1', ''];
+  const value = (): string => (r() < 0.4 ? pick(KNOWN_VALUES) : text());
 
   function unknownField(depth = 0): number[] {
     const field = 1000 + Math.floor(r() * 5000);
@@ -106,12 +117,12 @@ describe('decodeCheckRequest', () => {
       out.push(...maybeUnknown());
       switch (Math.floor(r() * 11)) {
         case 0:
-          out.push(...strField(pick([1, 2, 4, 5, 6, 7, 8, 10, 11]), text()));
+          out.push(...strField(pick([1, 2, 4, 5, 6, 7, 8, 10, 11]), value()));
           break;
         case 1:
         case 2:
         case 3:
-          out.push(...mapEntry(3, pick(HEADER_KEYS), text()));
+          out.push(...mapEntry(3, pick(HEADER_KEYS), value()));
           break;
         case 4:
           out.push(...tag(9, 0), ...varint(Math.floor(r() * 1e6)));
@@ -209,13 +220,10 @@ describe('decodeCheckRequest', () => {
       })),
       context: entries(a?.context_extensions),
       http: http && {
-        id: http.id ?? '',
         method: http.method ?? '',
         path: http.path ?? '',
         host: http.host ?? '',
         scheme: http.scheme ?? '',
-        query: http.query ?? '',
-        protocol: http.protocol ?? '',
         headers: entries(http.headers),
         header_map: http.header_map
           ? (http.header_map.headers ?? []).map((h: any) => ({
