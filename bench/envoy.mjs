@@ -38,6 +38,8 @@ import {
   startEnvoy,
 } from './lib/envoy.mjs';
 import { latencyStats } from './lib/stats.mjs';
+import { probe as probeCheck } from './lib/probe.mjs';
+import { checkBody } from './lib/proto.mjs';
 import { cryptoCost } from './lib/crypto-cost.mjs';
 
 // Distinct tokens: more than the verified-token and minted-token caches hold (10,000
@@ -109,6 +111,24 @@ export const ROWS = [
     workers: 1,
     via: 'header',
     about: 'the same, token in Authorization: Bearer',
+  },
+  {
+    name: 'ext_authz-repeated-slim',
+    auth: 'ext_authz',
+    service: 'authz',
+    tokens: 'repeated',
+    workers: 1,
+    upstream: { metadata_claims: [] },
+    about: 'ext_authz-repeated with upstream.metadata_claims: [] (dynamic metadata without the claims object)',
+  },
+  {
+    name: 'floor-shaped',
+    auth: 'ext_authz',
+    service: 'floor',
+    tokens: 'repeated',
+    shape: true,
+    about:
+      "the floor server answering every Check with the service's own answer to the repeated token (the same bytes, no work): what Envoy spends on our answer",
   },
   {
     name: 'ext_authz-distinct',
@@ -365,7 +385,8 @@ export async function runEnvoyBench(opts) {
   // machine, or in the same slot of a periodic background load).
   const planFor = (round) =>
     selected.flatMap((row) => {
-      if (!serverRoot || row.service !== 'authz') return [row];
+      // A row setting an option the older build may not know runs on this build only.
+      if (!serverRoot || row.service !== 'authz' || row.upstream) return [row];
       const before = { ...row, name: `${row.name}@before`, root: serverRoot };
       return round % 2 === 0 ? [before, row] : [row, before];
     });
@@ -393,6 +414,7 @@ export async function runEnvoyBench(opts) {
   const work = mkdtempSync(join(tmpdir(), 'authz-bench-envoy-'));
   const failures = [];
   let h2loadRuns = 0;
+  let answerFile; // the service's serialized answer, for the floor-shaped row
 
   const pool = await rsaPool(CACHE, DISTINCT_POOL, { fresh: opts.fresh, log });
   const rsKey = pool.key;
@@ -511,6 +533,47 @@ export async function runEnvoyBench(opts) {
   else rmSync(work, { recursive: true, force: true });
   return failures.length ? 1 : 0;
 
+  // ---- the service ----------------------------------------------------------------------
+  function serviceConfig(row, grpcPort, httpPort) {
+    const config = benchConfig({
+      grpcPort,
+      httpPort,
+      logLevel: row.logLevel ?? 'warn',
+      rsKey,
+      esIssuerKey,
+      signingKeyFile,
+      baseline: false,
+    });
+    config.server.workers = row.workers;
+    config.token_sources = [{ header: 'authorization', prefix: 'Bearer ' }, { query: 'access_token' }];
+    if (row.upstream) Object.assign(config.upstream, row.upstream);
+    return config;
+  }
+
+  // The service's answer to the repeated row's request (token in the query), serialized:
+  // what the floor-shaped row answers every Check with. Asked once per run, of this build
+  // (answerFile is declared with the run's other state, above the rounds).
+  async function serviceAnswer() {
+    if (answerFile) return answerFile;
+    const [grpcPort, httpPort] = [await freePort(), await freePort()];
+    const svc = await startServer({
+      name: 'answer',
+      workDir: work,
+      config: serviceConfig({ workers: 1 }, grpcPort, httpPort),
+    });
+    try {
+      const body = checkBody({ path: `${PATH}?access_token=${tokenSets.repeated[0]}`, requestId: 'bench-answer' });
+      const got = await probeCheck(grpcPort, body);
+      if (got.grpcStatus !== 0 || got.response?.status?.code !== 0 || !got.response?.ok_response)
+        throw new Error(`the service did not allow the repeated token (grpc-status ${got.grpcStatus})`);
+      answerFile = join(work, 'answer-repeated.bin');
+      writeFileSync(answerFile, got.raw);
+      return answerFile;
+    } finally {
+      await svc.stop();
+    }
+  }
+
   // ---- one row ------------------------------------------------------------------------
   async function runRow(row) {
     const expect = row.expect ?? 200;
@@ -538,25 +601,15 @@ export async function runEnvoyBench(opts) {
       const clusters = {};
       if (row.service === 'floor') {
         const port = await freePort();
-        server = await startReference({ name: row.name, workDir: work, script: FLOOR_SCRIPT, port });
+        const args = row.shape ? [await serviceAnswer()] : [];
+        server = await startReference({ name: row.name, workDir: work, script: FLOOR_SCRIPT, port, args });
         clusters.ext_authz = `127.0.0.1:${port}`;
       } else if (row.service === 'authz') {
         const [grpcPort, httpPort] = [await freePort(), await freePort()];
-        const config = benchConfig({
-          grpcPort,
-          httpPort,
-          logLevel: row.logLevel ?? 'warn',
-          rsKey,
-          esIssuerKey,
-          signingKeyFile,
-          baseline: false,
-        });
-        config.server.workers = row.workers;
-        config.token_sources = [{ header: 'authorization', prefix: 'Bearer ' }, { query: 'access_token' }];
         server = await startServer({
           name: row.name,
           workDir: work,
-          config,
+          config: serviceConfig(row, grpcPort, httpPort),
           root: row.root,
           nodeArgs: process.env.BENCH_CPU_PROF
             ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROF]
@@ -884,6 +937,19 @@ export async function runEnvoyBench(opts) {
     console.log('\nGoals (ratios within this run; met only when the row and the floor row verified):');
     const gw = Math.max(...goals.map((g) => g.what.length));
     for (const g of goals) console.log(`  ${g.what.padEnd(gw)}  ${g.status.padEnd(7)}  ${g.value}`.trimEnd());
+    // What the answer itself costs Envoy: the floor server answering with our bytes.
+    const shaped = results.find((r) => r.name === 'floor-shaped' && r.verified);
+    if (shaped?.x_floor !== undefined) {
+      const over = ['ext_authz-repeated', 'ext_authz-repeated-hdr', 'ext_authz-repeated-slim']
+        .map((n) => results.find((r) => r.name === n && r.verified && r.x_floor !== undefined))
+        .filter(Boolean)
+        .map((r) => `${r.name} ${(r.x_floor / shaped.x_floor).toFixed(2)} ×`);
+      console.log(
+        `\nOur answer's own cost: the floor server answering with the service's answer (floor-shaped) reaches ` +
+          `${shaped.x_floor.toFixed(2)} × floor, Envoy +${shaped.envoy_extra_us_per_rq} µs/rq: no service giving this answer can go above it.` +
+          (over.length ? `\nOver floor-shaped (× floor ratios divided): ${over.join(', ')}.` : ''),
+      );
+    }
   }
 }
 

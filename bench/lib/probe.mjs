@@ -27,8 +27,9 @@ export function probe(port, body) {
     req.on('end', () => {
       session.close();
       const buf = Buffer.concat(chunks);
-      const message = buf.length >= 5 ? decodeCheckResponse(buf.subarray(5, 5 + buf.readUInt32BE(1))) : undefined;
-      resolve({ httpStatus: status, grpcStatus: Number(grpcStatus), response: message });
+      const raw = buf.length >= 5 ? buf.subarray(5, 5 + buf.readUInt32BE(1)) : undefined;
+      const message = raw ? decodeCheckResponse(raw) : undefined;
+      resolve({ httpStatus: status, grpcStatus: Number(grpcStatus), response: message, raw });
     });
     req.end(body);
   });

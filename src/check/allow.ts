@@ -39,6 +39,8 @@ export interface AuthenticatedAllow {
 export interface AllowParts {
   readonly claimHeaders: ClaimHeaders;
   readonly forwardOriginalToken: boolean;
+  /** Claims in the dynamic metadata: absent = all, empty = none. */
+  readonly metadataClaims?: readonly string[];
   readonly minter?: UpstreamTokenMinter;
   readonly logger: Logger;
 }
@@ -91,18 +93,20 @@ export class Allows {
       !extracted.strays &&
       !o.requestDependent &&
       (minted === undefined || minted.reuseUntil > 0);
+    const metadata: NonNullable<Allow['metadata']> = {
+      issuer: principal.issuer,
+      sub: principal.sub,
+      scope: principal.scope,
+    };
+    const claims = this.metadataClaims(principal.claims);
+    if (claims !== undefined) metadata.claims = claims;
+    if (o.extra) metadata.extra = o.extra;
     const allow: Allow = {
       kind: 'allow',
       headers,
       headersToRemove,
       queryParametersToRemove,
-      metadata: {
-        issuer: principal.issuer,
-        sub: principal.sub,
-        scope: principal.scope,
-        claims: principal.claims,
-        ...(o.extra ? { extra: o.extra } : {}),
-      },
+      metadata,
       reason: 'authenticated',
       rule: o.rule.name,
       issuer: principal.issuer,
@@ -118,6 +122,16 @@ export class Allows {
       });
     }
     return allow;
+  }
+
+  /** dynamic_metadata.claims as upstream.metadata_claims picks them. */
+  private metadataClaims(claims: Readonly<Record<string, unknown>>): Record<string, unknown> | undefined {
+    const names = this.parts.metadataClaims;
+    if (names === undefined) return claims;
+    if (names.length === 0) return undefined;
+    const picked: Record<string, unknown> = Object.create(null);
+    for (const name of names) if (Object.hasOwn(claims, name)) picked[name] = claims[name];
+    return picked;
   }
 
   /**

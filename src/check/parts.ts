@@ -35,6 +35,11 @@ export interface PipelineParts {
   readonly minter?: UpstreamTokenMinter;
   /** Where DPoP proof jtis are remembered (the token store when there is one); default per process. */
   readonly replay?: ReplayCache;
+  /**
+   * upstream.metadata_claims: the local claims in dynamic_metadata.claims; absent = every
+   * claim, empty = no claims object.
+   */
+  readonly metadataClaims?: readonly string[];
   /** upstream.dynamic_metadata, compiled. */
   readonly dynamicMetadata?: readonly { readonly name: string; readonly expression: CompiledExpression }[];
   /** rate_limits: counted on every authenticated allow, memoised or not. */

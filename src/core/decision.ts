@@ -170,7 +170,8 @@ export interface Allow {
     issuer: string;
     sub?: string;
     scope: string;
-    claims: Record<string, unknown>;
+    /** The local claims upstream.metadata_claims names (absent when it names none). */
+    claims?: Record<string, unknown>;
     /** Configured upstream.dynamic_metadata fields (JSON values). */
     extra?: Record<string, unknown>;
   };

@@ -216,8 +216,8 @@ function buildCheckResponse(decision: Decision, realm: string): CheckResponse {
         ...m.extra,
         issuer: m.issuer,
         scope: m.scope,
-        claims: m.claims,
       };
+      if (m.claims !== undefined) meta.claims = m.claims;
       if (m.sub !== undefined) meta.sub = m.sub;
       if (decision.dryRun) meta.dry_run = decision.dryRun;
       response.dynamic_metadata = toStruct(meta);

@@ -108,6 +108,11 @@ export function compileConfig(loaded: LoadedConfig, ctx: BuildContext): Compiled
   );
   const claimHeaders = ClaimHeaders.compile(config.upstream.claim_headers, problems);
   const dynamicMetadata = compileDynamicMetadata(config.upstream.dynamic_metadata, problems);
+  const metadataClaims = config.upstream.metadata_claims;
+  if (metadataClaims.includes('*') && metadataClaims.length > 1)
+    problems.push(
+      'upstream.metadata_claims: "*" (every claim) stands alone; list claim names or "*", not both',
+    );
   const ruleNames = new Set(['default', ...config.rules.map((r, i) => r.name ?? `rules[${i}]`)]);
   const rateLimits = compileRateLimits(config.rate_limits, ruleNames, problems);
   // Listed with the rule problems; the minter compiles the profiles again later.

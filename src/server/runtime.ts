@@ -168,6 +168,10 @@ export class Runtime {
         // DPoP proof jtis: in the shared store when there is one, else remembered per process.
         replay: heldStore?.value ?? processReplayCache(),
         ...(dynamicMetadata.length > 0 ? { dynamicMetadata } : {}),
+        // ["*"]: every claim, the default.
+        ...(config.upstream.metadata_claims.includes('*')
+          ? {}
+          : { metadataClaims: config.upstream.metadata_claims }),
         ...(rateLimits.length > 0 && heldStore
           ? {
               rateLimiter: new RateLimiter(

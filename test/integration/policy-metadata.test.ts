@@ -80,3 +80,40 @@ describe('upstream.dynamic_metadata', () => {
     }
   });
 });
+
+describe('upstream.metadata_claims', () => {
+  it('default ["*"]: every local claim in dynamic_metadata.claims', async () => {
+    const svc = await startPolicyService({});
+    const r = await svc.check({ token: await token({ groups: ['ops'], email: 'a@example.com' }) });
+    expect(r.decision).toBe('allow');
+    expect(r.dynamic_metadata?.claims).toMatchObject({
+      sub: 'alice',
+      groups: ['ops'],
+      email: 'a@example.com',
+    });
+  });
+
+  it('a list keeps only those claims; [] leaves the claims object out, issuer, sub and scope stay', async () => {
+    const picked = await startPolicyService({ upstream: { metadata_claims: ['groups', 'absent'] } });
+    const t = await token({ groups: ['ops'], email: 'a@example.com' });
+    const r = await picked.check({ token: t });
+    expect(r.decision).toBe('allow');
+    expect(r.dynamic_metadata?.claims).toEqual({ groups: ['ops'] });
+    // The memoised answer of the same token is the same.
+    expect((await picked.check({ token: t })).dynamic_metadata?.claims).toEqual({ groups: ['ops'] });
+
+    const none = await startPolicyService({ upstream: { metadata_claims: [] } });
+    const n = await none.check({ token: t });
+    expect(n.decision).toBe('allow');
+    expect(n.dynamic_metadata).not.toHaveProperty('claims');
+    expect(n.dynamic_metadata).toMatchObject({ issuer: 'corp', sub: 'alice' });
+    expect(n.dynamic_metadata).toHaveProperty('scope');
+  });
+
+  it('refuses "*" beside claim names', async () => {
+    const problems = await startupProblems({ upstream: { metadata_claims: ['*', 'groups'] } });
+    expect(problems).toEqual([
+      expect.stringMatching(/^upstream\.metadata_claims: "\*" \(every claim\) stands alone/),
+    ]);
+  });
+});

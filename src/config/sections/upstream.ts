@@ -118,6 +118,12 @@ export const UpstreamSchema = section(
       description: 'field name → CEL expression, added to CheckResponse.dynamic_metadata',
       default: {},
     }),
+    metadata_claims: strings({
+      description:
+        'local claims in dynamic_metadata.claims: ["*"] every claim; a list only those; [] no claims object (issuer, sub, scope stay)',
+      default: ['*'],
+      allowEmpty: true,
+    }),
   },
   { description: 'What an allowed request carries to the backend.', default: {} },
 );
