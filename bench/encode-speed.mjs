@@ -8,22 +8,13 @@
 // removed, dynamic metadata {issuer, sub, scope, claims: {~10 claims}}) and a 401 denial,
 // each as response.ts builds it. Rounds alternate between the encoders, so machine load
 // hits them alike; each row reports the median round in CPU ns per encode.
-import { parseArgs } from 'node:util';
 import { deny } from '../dist/core/decision.js';
 import { encodeCheckResponse } from '../dist/envoy/check-encode.js';
 import { authorizationClientConstructor } from '../dist/envoy/protos.js';
 import { toCheckResponse } from '../dist/envoy/response.js';
+import { iterationsAndRounds, median } from './lib/speed.mjs';
 
-const { values: opts } = parseArgs({
-  options: { iterations: { type: 'string', default: '200000' }, rounds: { type: 'string', default: '5' } },
-  strict: true,
-});
-const ITERATIONS = Number(opts.iterations);
-const ROUNDS = Number(opts.rounds);
-if (!(ITERATIONS >= 1) || !(ROUNDS >= 1)) {
-  console.error('--iterations and --rounds must be positive numbers');
-  process.exit(2);
-}
+const { iterations: ITERATIONS, rounds: ROUNDS } = iterationsAndRounds();
 
 const protoLoader = authorizationClientConstructor().service.Check.responseSerialize;
 
@@ -69,8 +60,6 @@ function time(encode, response) {
   if (sink === 0) console.log('');
   return ((used.user + used.system) * 1000) / ITERATIONS;
 }
-
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 console.log(`CheckResponse encode, ${ITERATIONS} per round, median of ${ROUNDS} rounds`);
 console.log('row        bytes   proto-loader ns/op   hand-written ns/op   speed-up');
