@@ -235,8 +235,11 @@ function internedString(r: Reader, table: Interned[]): string {
   return r.buf.toString('utf8', start, end);
 }
 
-/** One map<string,string> entry into `into` (the last of repeated keys wins, as in protobufjs). */
-function mapEntry(r: Reader, into: Record<string, string>, names: Interned[] | undefined): void {
+/**
+ * One map<string,string> entry into `into` (the last of repeated keys wins, as in protobufjs);
+ * `intern`: known header names and values come back as constants (the headers map).
+ */
+function mapEntry(r: Reader, into: Record<string, string>, intern: boolean): void {
   const outer = r.enter();
   let key = '';
   let value = '';
@@ -244,8 +247,8 @@ function mapEntry(r: Reader, into: Record<string, string>, names: Interned[] | u
     const tag = r.varint();
     const field = tag >>> 3;
     const wt = tag & 7;
-    if (field === 1 && wt === LEN) key = names ? internedString(r, names) : r.string();
-    else if (field === 2 && wt === LEN) value = names ? internedString(r, VALUES) : r.string();
+    if (field === 1 && wt === LEN) key = intern ? internedString(r, NAMES) : r.string();
+    else if (field === 2 && wt === LEN) value = intern ? internedString(r, VALUES) : r.string();
     else r.skip(wt);
   }
   r.leave(outer);
@@ -289,7 +292,7 @@ function httpRequest(r: Reader): DecodedHttpRequest {
         out.method = internedString(r, VALUES);
         break;
       case 3:
-        mapEntry(r, (out.headers ??= Object.create(null) as Record<string, string>), NAMES);
+        mapEntry(r, (out.headers ??= Object.create(null) as Record<string, string>), true);
         break;
       case 4:
         out.path = r.string();
@@ -413,7 +416,7 @@ export function decodeCheckRequest(buf: Buffer): DecodedCheckRequest {
         }
         r.leave(reqOuter);
       } else if (field === 10)
-        mapEntry(r, (attrs.context_extensions ??= Object.create(null) as Record<string, string>), undefined);
+        mapEntry(r, (attrs.context_extensions ??= Object.create(null) as Record<string, string>), false);
       else r.len();
     }
     r.leave(aOuter);
