@@ -62,7 +62,7 @@ const log = (...a) => console.error(...a);
  * service, 'floor': the raw allow-all); tokens: the token set; via: 'header' sends
  * `Authorization: Bearer` (else `?access_token=`); expect: the status every request must get
  * (200 unless said), decision: the service's authz_check_total label it must count;
- * optional: only with --only.
+ * optional: only with --only; comesWith: run with --only whenever that row is asked for.
  */
 export const ROWS = [
   {
@@ -144,6 +144,7 @@ export const ROWS = [
     service: 'floor',
     tokens: 'repeated',
     rate: 'distinct',
+    comesWith: 'ext_authz-distinct',
     about:
       "the floor row, open loop at the ext_authz-distinct row's req/s: the transport's CPU per check at that rate (fewer requests per read and write than at the floor's own rate)",
   },
@@ -173,6 +174,7 @@ export const ROWS = [
     tokens: 'repeated',
     via: 'header',
     rate: 'half-floor',
+    comesWith: 'ext_authz-latency',
     about:
       'the floor row in the latency row\'s open loop (same rate, same driver): the latency no ext_authz service can go under here',
   },
@@ -383,8 +385,7 @@ export async function runEnvoyBench(opts) {
         'floor',
         'jwt_authn',
         ...asked,
-        ...(asked.includes('ext_authz-distinct') ? ['floor@distinct-rate'] : []),
-        ...(asked.includes('ext_authz-latency') ? ['floor-latency'] : []),
+        ...ROWS.filter((r) => r.comesWith && asked.includes(r.comesWith)).map((r) => r.name),
       ])
     : undefined;
   const selected = ROWS.filter((row) => (only ? only.has(row.name) : !row.optional));
