@@ -14,6 +14,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfigObject } from '../../src/config/load.js';
+import type { RedisStore } from '../../src/store/index.js';
 import { startTestService, type TestService } from '../helpers/harness.js';
 import { getRedisUrl, RedisServerProcess, redisServerOnPath, uniquePrefix } from '../helpers/redis.js';
 
@@ -295,6 +296,10 @@ describe.skipIf(!redisServerOnPath())('rate_limits_fail with Redis down', () => 
       rate_limits: [perClient()],
       rate_limits_fail: 'open',
     });
+    // Redis is up: the first checks are counted there (a check before the client has
+    // connected would be an outage too, answered by rate_limits_fail).
+    for (const svc of [closed, open])
+      expect(await (svc.service.current.store as RedisStore).waitUntilReady(5000)).toBe(true);
     const t = await token();
     expect((await closed.check({ token: t })).decision).toBe('allow');
     expect((await open.check({ token: t })).response_headers?.ratelimit).toMatch(/r=8/);
