@@ -4,7 +4,7 @@
 // invalidates every entry of that issuer: the generation), and those keys are still usable.
 
 import { LRUCache } from 'lru-cache';
-import { SecondSighting, type CacheAdmission } from '../core/admission.js';
+import { keyTail, SecondSighting, type CacheAdmission } from '../core/admission.js';
 import type { Allow } from '../core/decision.js';
 import type { Principal } from '../core/request.js';
 import type { Clock, EpochMs, EpochSeconds } from '../core/time.js';
@@ -40,8 +40,16 @@ export interface CachedPrincipal extends MemoHolder {
 const ENTRY_BUDGET_BYTES = 4096;
 const ENTRY_OVERHEAD_BYTES = 1024;
 
+// The LRU is keyed by the token's tail (core/admission.ts keyTail: hashing a whole token
+// on every lookup costs ten times as much); a slot keeps the whole token, and only an
+// exact match of it is a hit.
+interface Slot {
+  readonly token: string;
+  readonly entry: CachedPrincipal;
+}
+
 export class PrincipalCache {
-  private readonly lru: LRUCache<string, CachedPrincipal>;
+  private readonly lru: LRUCache<string, Slot>;
   /** Admission on the second sighting (core/admission.ts); absent: every verified token is cached. */
   private readonly admission: SecondSighting | undefined;
 
@@ -58,13 +66,20 @@ export class PrincipalCache {
     this.lru = new LRUCache({
       max: maxEntries,
       maxSize: maxEntries * ENTRY_BUDGET_BYTES,
-      sizeCalculation: (_entry, token) => ENTRY_OVERHEAD_BYTES + token.length * 4,
+      sizeCalculation: (slot) => ENTRY_OVERHEAD_BYTES + slot.token.length * 4,
     });
+  }
+
+  /** The slot holding exactly this token, if any (recency updated when `touch`). */
+  private slot(token: string, touch: boolean): Slot | undefined {
+    const key = keyTail(token);
+    const slot = touch ? this.lru.get(key) : this.lru.peek(key);
+    return slot !== undefined && slot.token === token ? slot : undefined;
   }
 
   /** A still-valid cached verification of exactly this token string, if any (counted as a hit or a miss). */
   get(token: string): CachedPrincipal | undefined {
-    const cached = this.lru.get(token);
+    const cached = this.slot(token, true)?.entry;
     if (!cached) {
       this.metrics.misses.verifiedToken.inc();
       return undefined;
@@ -80,19 +95,21 @@ export class PrincipalCache {
       this.metrics.hits.verifiedToken.inc();
       return cached;
     }
-    this.lru.delete(token);
+    this.lru.delete(keyTail(token));
     this.metrics.misses.verifiedToken.inc();
     return undefined;
   }
 
   /** The entry as it is, unchecked and uncounted (recency unchanged). */
   peek(token: string): CachedPrincipal | undefined {
-    return this.lru.peek(token);
+    return this.slot(token, false)?.entry;
   }
 
   /** Caches `entry` unless this is the token's first sighting (admission). */
   set(token: string, entry: CachedPrincipal): void {
     if (this.admission && !this.admission.admit(token)) return;
-    this.lru.set(token, entry);
+    // Two verified tokens with the same tail (for signed tokens, practically never) share
+    // one slot: the later replaces the earlier, which then costs one more verification.
+    this.lru.set(keyTail(token), { token, entry });
   }
 }

@@ -8,7 +8,7 @@ import { msToSeconds, secondsToMs, systemClock, wholeSeconds, type Clock } from 
 import type { UpstreamTokenConfig } from '../config/types.js';
 import { loadEncryptionKey, type EncryptionKey } from '../crypto/encryption.js';
 import { signsInline } from '../crypto/offload.js';
-import { SecondSighting, type CacheAdmission } from '../core/admission.js';
+import { keyTail, SecondSighting, type CacheAdmission } from '../core/admission.js';
 import {
   jwtHeader,
   loadSigningKeys,
@@ -99,6 +99,8 @@ export interface MintedToken {
 }
 
 interface CacheEntry {
+  /** The whole credential (principal.cacheKey): the map's key holds only its tail. */
+  readonly credential: string;
   readonly value: Promise<MintedToken>;
   /** epoch ms after which a fresh token is minted */
   readonly refreshAt: number;
@@ -175,8 +177,12 @@ class Minter implements UpstreamTokenMinter {
     // A token whose claims depend on the request is never reused.
     if (!cache || profile.requestDependent)
       return this.mintFresh(principal, audiences, profile, computed, nowMs, false).value;
-    const key = `${profile.id}\n${principal.cacheKey}\n${audiences.join('\n')}`;
-    const hit = cache.get(key);
+    // Keyed by the credential's tail (keyTail: no 1 KB string built and hashed per check);
+    // an entry is this credential's only when its whole key matches.
+    const credential = principal.cacheKey;
+    const key = `${profile.id}\n${audiences.join('\n')}\n${keyTail(credential)}`;
+    const found = cache.get(key);
+    const hit = found !== undefined && found.credential === credential ? found : undefined;
     if (hit && nowMs < hit.refreshAt) {
       this.metrics.hits.mintedToken.inc();
       return hit.value;
@@ -185,9 +191,9 @@ class Minter implements UpstreamTokenMinter {
     const fresh = this.mintFresh(principal, audiences, profile, computed, nowMs, true);
     // A credential with no entry yet is remembered from its second sighting on
     // (core/admission.ts); one that has an entry (being renewed) already passed.
-    if (!hit && this.admission && !this.admission.admit(principal.cacheKey)) return fresh.value;
+    if (!hit && this.admission && !this.admission.admit(credential)) return fresh.value;
     if (fresh.refreshAt > 0) {
-      const entry: CacheEntry = { value: fresh.value, refreshAt: fresh.refreshAt };
+      const entry: CacheEntry = { credential, value: fresh.value, refreshAt: fresh.refreshAt };
       cache.set(key, entry);
       // A failed mint must not be served to later callers.
       fresh.value.catch(() => {

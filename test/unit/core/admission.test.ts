@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SecondSighting, tailHash } from '../../../src/core/admission.js';
+import { KEY_TAIL, SecondSighting, tailHash } from '../../../src/core/admission.js';
 import { PrincipalCache, type CachedPrincipal } from '../../../src/authn/principal-cache.js';
 import type { CompiledIssuer } from '../../../src/authn/verify.js';
 import { ManualClock } from '../../../src/core/time.js';
@@ -39,19 +39,19 @@ describe('SecondSighting', () => {
   });
 });
 
-describe('PrincipalCache admission', () => {
-  const issuer = {
-    name: 'idp',
-    keySource: { generation: 1, current: () => ({}) },
-  } as unknown as CompiledIssuer;
-  const clock = new ManualClock(1_700_000_000_000);
-  const entry = (): CachedPrincipal => ({
-    principal: { issuer: 'idp', sub: 'u', scope: [], claims: {}, cacheKey: 'k' } as never,
-    issuer,
-    generation: 1,
-    expiresAt: clock.nowSeconds() + 60,
-  });
+const issuer = {
+  name: 'idp',
+  keySource: { generation: 1, current: () => ({}) },
+} as unknown as CompiledIssuer;
+const clock = new ManualClock(1_700_000_000_000);
+const entry = (sub = 'u'): CachedPrincipal => ({
+  principal: { issuer: 'idp', sub, scope: [], claims: {}, cacheKey: sub } as never,
+  issuer,
+  generation: 1,
+  expiresAt: clock.nowSeconds() + 60,
+});
 
+describe('PrincipalCache admission', () => {
   it('second_use (the default): a token is cached at its second verification', () => {
     const metrics = new Metrics({ processMetrics: false });
     const cache = new PrincipalCache(100, clock, metrics);
@@ -71,5 +71,38 @@ describe('PrincipalCache admission', () => {
     const cache = new PrincipalCache(100, clock, new Metrics({ processMetrics: false }), 'first_use');
     cache.set(token(1), entry());
     expect(cache.get(token(1))).toBeDefined();
+  });
+});
+
+describe('PrincipalCache keys', () => {
+  // Same last KEY_TAIL characters (the signature), different payloads.
+  const tail = 'S'.repeat(KEY_TAIL);
+  const cachedToken = `eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.${tail}`;
+  const forged = `eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJtYWxsb3J5In0.${tail}`;
+
+  it('is a hit only for exactly the cached token, not for another with the same tail', () => {
+    const cache = new PrincipalCache(100, clock, new Metrics({ processMetrics: false }), 'first_use');
+    cache.set(cachedToken, entry('alice'));
+    expect(cache.get(forged)).toBeUndefined();
+    expect(cache.peek(forged)).toBeUndefined();
+    // A string built anew (as every request's is) still hits, and the forged lookup did not evict it.
+    const again = [...cachedToken].join('');
+    expect(cache.get(again)?.principal.sub).toBe('alice');
+    expect(cache.peek(again)?.principal.sub).toBe('alice');
+  });
+
+  it('a second verified token with the same tail takes the slot; each then reads only its own', () => {
+    const cache = new PrincipalCache(100, clock, new Metrics({ processMetrics: false }), 'first_use');
+    cache.set(cachedToken, entry('alice'));
+    cache.set(forged, entry('mallory'));
+    expect(cache.get(forged)?.principal.sub).toBe('mallory');
+    expect(cache.get(cachedToken)).toBeUndefined();
+  });
+
+  it('short tokens are their own key', () => {
+    const cache = new PrincipalCache(100, clock, new Metrics({ processMetrics: false }), 'first_use');
+    cache.set('opaque-1', entry('a'));
+    expect(cache.get('opaque-1')?.principal.sub).toBe('a');
+    expect(cache.get('opaque-2')).toBeUndefined();
   });
 });

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../src/core/errors.js';
 import type { UpstreamTokenConfig } from '../../../src/config/types.js';
 import { Metrics } from '../../../src/observability/metrics.js';
-import type { CacheAdmission } from '../../../src/core/admission.js';
+import { KEY_TAIL, type CacheAdmission } from '../../../src/core/admission.js';
 import {
   createUpstreamTokenMinter,
   MintError,
@@ -284,6 +284,23 @@ describe('reuse (cache)', () => {
     expect(await h.minter.mint(a, ['x', 'y'])).not.toBe(await h.minter.mint(a, ['x']));
     expect(await h.minter.mint(a, undefined)).toBe(ta);
     expect(await h.minter.mint(a, ['other'])).toBe(await h.minter.mint(a, ['other']));
+  });
+
+  it('two credentials with the same tail never share a token (the key holds the tail, the entry the whole)', async () => {
+    const h = await harness();
+    const tail = 'S'.repeat(KEY_TAIL);
+    const alice = principal({ sub: 'alice', cacheKey: `eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.${tail}` });
+    const mallory = principal({
+      sub: 'mallory',
+      cacheKey: `eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJtYWxsb3J5In0.${tail}`,
+    });
+    const forAlice = await h.minter.mint(alice, undefined);
+    const forMallory = await h.minter.mint(mallory, undefined);
+    expect(forMallory).not.toBe(forAlice);
+    expect((await h.verify(forMallory)).sub).toBe('mallory');
+    // The same credential read anew (a new string, as on every request) still hits.
+    const again = principal({ sub: 'mallory', cacheKey: [...mallory.cacheKey].join('') });
+    expect(await h.minter.mint(again, undefined)).toBe(forMallory);
   });
 
   it('concurrent mints for the same key share one token', async () => {
