@@ -11,6 +11,7 @@ import {
   decompress,
   encodeGrpcMessage,
   frameMessage,
+  framedMessage,
   GrpcStatus,
   MessageCollector,
   parseGrpcTimeout,
@@ -93,7 +94,7 @@ function respondMessage(stream: http2.ServerHttp2Stream, body: Uint8Array): void
   if (stream.destroyed || stream.closed || stream.headersSent) return;
   stream.respond(RESPONSE_HEADERS, MESSAGE_OPTIONS);
   stream.once('wantTrailers', () => stream.sendTrailers(OK_TRAILERS));
-  stream.end(frameMessage(body));
+  stream.end(framedMessage(body));
 }
 
 export class GrpcServer {

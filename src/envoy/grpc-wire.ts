@@ -56,11 +56,36 @@ export function encodeGrpcMessage(message: string): string {
 
 /** One message with its 5-byte prefix (uncompressed), in one allocation. */
 export function frameMessage(message: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(5 + message.length);
+  return frameInto(Buffer.allocUnsafe(5 + message.length), message);
+}
+
+function frameInto(out: Buffer, message: Uint8Array): Buffer {
   out[0] = 0;
   out.writeUInt32BE(message.length, 1);
   out.set(message, 5);
   return out;
+}
+
+// Messages kept for reuse (memoised allows, cached denials) are framed once: what the
+// caller keeps is a view of the message inside its framed buffer, and answering with
+// that view sends the framed buffer as it is, with no copy per answer.
+const framedViews = new WeakMap<Uint8Array, Buffer>();
+
+/**
+ * A copy of `message` to keep, framed once, in its own allocation (a slice of Node's
+ * shared buffer pool would pin the whole slab for as long as it is kept). Returns the
+ * message's bytes; framedMessage() of them is the framed buffer.
+ */
+export function keepFramed(message: Uint8Array): Buffer {
+  const framed = frameInto(Buffer.allocUnsafeSlow(5 + message.length), message);
+  const view = framed.subarray(5);
+  framedViews.set(view, framed);
+  return view;
+}
+
+/** The message framed: the kept frame of a keepFramed() view, else a new one. */
+export function framedMessage(message: Uint8Array): Buffer {
+  return framedViews.get(message) ?? frameMessage(message);
 }
 
 /** A gRPC call fails with this status (a gRPC status code, not an HTTP one). */

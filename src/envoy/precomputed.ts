@@ -1,4 +1,5 @@
 import type { Deny, DenyResponse } from '../core/decision.js';
+import { keepFramed } from './grpc-wire.js';
 
 // Wire bytes of denials whose CheckResponse does not depend on the request: under a
 // flood of bad tokens every answer is one of a handful of byte strings, so each is
@@ -47,9 +48,8 @@ export class DenyWireCache {
     if (out === undefined) {
       const encoded = encode(d);
       if (this.bytes.size >= MAX_ENTRIES) return encoded;
-      // Its own allocation: a slice of Node's shared buffer pool would pin the slab.
-      out = Buffer.allocUnsafeSlow(encoded.length);
-      encoded.copy(out);
+      // Kept framed, in its own allocation (keepFramed): answering sends it as it is.
+      out = keepFramed(encoded);
       this.bytes.set(key, out);
     }
     return out;

@@ -1,3 +1,4 @@
+import { keepFramed } from './grpc-wire.js';
 import { DPOP_ALGORITHMS } from '../authn/dpop.js';
 import {
   DENY_OUTCOMES,
@@ -133,12 +134,8 @@ export function toCheckResponse(
   if (serialize && decision.kind === 'allow' && decision.reusable) {
     let handle = reusedResponses.get(decision);
     if (!handle) {
-      const bytes = serialize(buildCheckResponse(decision, realm));
-      // Kept bytes get their own allocation: a slice of Node's shared 8 KiB buffer
-      // pool would pin the whole slab for as long as the entry lives.
-      const own = Buffer.allocUnsafeSlow(bytes.length);
-      bytes.copy(own);
-      handle = { [WIRE]: own };
+      // Kept framed, in their own allocation (keepFramed): answering sends them as they are.
+      handle = { [WIRE]: keepFramed(serialize(buildCheckResponse(decision, realm))) };
       reusedResponses.set(decision, handle);
     }
     return handle;
