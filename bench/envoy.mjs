@@ -12,7 +12,7 @@
 // floor row (the same ext_authz filter, nothing behind it) and to the jwt_authn row
 // (Envoy verifying the same RS256 token itself), both measured in the same run.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -41,6 +41,7 @@ import { latencyStats } from './lib/stats.mjs';
 import { probe as probeCheck } from './lib/probe.mjs';
 import { checkBody } from './lib/proto.mjs';
 import { cryptoCost } from './lib/crypto-cost.mjs';
+import { analyzeProfile } from './lib/profile.mjs';
 
 // Distinct tokens: more than the verified-token and minted-token caches hold (10,000
 // entries each by default) and more than their admission remembers (10,000 to 20,000
@@ -342,7 +343,10 @@ Options:
   --keep               keep the work directory (Envoy and service configs, logs, URI files)
   -h, --help           this text
 
-Environment: BENCH_CPU_PROF=DIR starts every service with node --cpu-prof (profiles in DIR);
+Environment: BENCH_CPU_PROF=DIR starts every service with node --cpu-prof (profiles in DIR), and
+each service row then prints its event loop's busy time per request from the samples taken while
+the driver ran: by whose code (src/, packages, node:, GC, V8), by package or file, and by function;
+
 BENCH_CRYPTO_OFFLOAD=always|auto|never sets server.crypto_offload of every service.
 
 Rows (default: all except those marked --only):
@@ -613,6 +617,8 @@ export async function runEnvoyBench(opts) {
     );
     let server;
     let proxy;
+    let result;
+    let window;
     try {
       const clusters = {};
       if (row.service === 'floor') {
@@ -664,11 +670,16 @@ export async function runEnvoyBench(opts) {
       const header = row.via === 'header' ? ['authorization', `Bearer ${tokens[0]}`] : undefined;
       const statsBefore = await proxy.stats('^http\\.ingress_http\\.');
       const metricsBefore = server && !server.reference ? await server.metrics() : undefined;
-      const cpu0 = { envoy: cpuSeconds(proxy.pid), authz: server ? treeCpu(server.pid) : {} };
+      const cpu0 = {
+        envoy: cpuSeconds(proxy.pid),
+        authz: server ? treeCpu(server.pid) : {},
+        loop: server ? sum(treeCpu(server.pid, loopCpuSeconds)) : 0,
+      };
       const load_before = loadAvg();
 
       // One log per run: h2load appends to an existing --log-file, and the counts are read from it.
       const logFile = join(work, `h2load-${row.name}-${++h2loadRuns}.log`);
+      const driverStart = process.hrtime.bigint() / 1000n;
       const res = H2LOAD
         ? await runH2loadArgs(
             H2LOAD,
@@ -695,11 +706,13 @@ export async function runEnvoyBench(opts) {
           )
         : await nodeDriver(proxy.port, urisFile, row.name, { streams, expect, header, rate });
       delete res.raw;
+      window = { from: Number(driverStart), to: Number(process.hrtime.bigint() / 1000n) };
       await new Promise((r) => setTimeout(r, 300)); // in-flight requests settle
 
       const cpu = {
         envoy: cpuSeconds(proxy.pid) - cpu0.envoy,
         authz: 0,
+        loop: 0,
       };
       // Per process: with server.workers, shows how Envoy's connections spread the Checks.
       const authzSplit = {};
@@ -708,6 +721,7 @@ export async function runEnvoyBench(opts) {
           authzSplit[pid === String(server.pid) ? 'primary' : `worker ${pid}`] =
             Math.round((s - (cpu0.authz[pid] ?? 0)) * 100) / 100;
         cpu.authz = sum(authzSplit);
+        cpu.loop = sum(treeCpu(server.pid, loopCpuSeconds)) - cpu0.loop;
       }
       // Resident memory of the service (workers included) after the load, before it stops.
       const rss_mb = server ? treeRss(server.pid) : undefined;
@@ -801,6 +815,10 @@ export async function runEnvoyBench(opts) {
         // For the floor row: the raw allow-all's CPU per Check.
         authz_us_per_rq:
           server && envoyStats.rq_total ? Math.round((cpu.authz * 1e6) / envoyStats.rq_total) : undefined,
+        // Of which the event loop (each process's main thread); the rest ran on the libuv
+        // pool (signatures) and V8's helper threads (GC, compilation).
+        authz_loop_us_per_rq:
+          server && envoyStats.rq_total ? Math.round((cpu.loop * 1e6) / envoyStats.rq_total) : undefined,
         cpu_us_per_rq: envoyStats.rq_total
           ? Math.round(((cpu.envoy + cpu.authz) * 1e6) / envoyStats.rq_total)
           : undefined,
@@ -820,6 +838,7 @@ export async function runEnvoyBench(opts) {
               `CPU s ${JSON.stringify(authzSplit)}, RSS ${rss_mb} MB`
             : ''),
       );
+      result = out;
       return out;
     } finally {
       if (proxy) await proxy.stop();
@@ -827,6 +846,8 @@ export async function runEnvoyBench(opts) {
         const exit = await server.stop();
         if (exit.code !== 0)
           failures.push(`${row.name}: service exited ${JSON.stringify(exit)} (log ${server.logFile})`);
+        if (result && window && process.env.BENCH_CPU_PROF && !server.reference)
+          result.profile = profilePerRequest(server.pid, window, result.envoy.rq_total);
       }
     }
   }
@@ -887,6 +908,7 @@ export async function runEnvoyBench(opts) {
       'envoy µs/rq',
       'envoy +µs/rq',
       'authz µs/rq',
+      'loop µs/rq',
       'CPU × jwt_authn',
       'RSS MB',
       'verified',
@@ -910,6 +932,7 @@ export async function runEnvoyBench(opts) {
       String(r.envoy_us_per_rq ?? ''),
       r.envoy_extra_us_per_rq !== undefined ? String(r.envoy_extra_us_per_rq) : '',
       String(r.authz_us_per_rq ?? ''),
+      String(r.authz_loop_us_per_rq ?? ''),
       refCpu && r.cpu_us_per_rq ? (r.cpu_us_per_rq / refCpu).toFixed(2) : '',
       r.rss_mb !== undefined ? String(r.rss_mb) : '',
       r.verified ? 'yes' : 'NO',
@@ -928,7 +951,7 @@ export async function runEnvoyBench(opts) {
     ]);
     const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
     const fmt = (cols) =>
-      cols.map((c, i) => (i >= 3 && i <= 17 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ');
+      cols.map((c, i) => (i >= 3 && i <= 18 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ');
     console.log('');
     console.log(fmt(header).trimEnd());
     console.log(widths.map((w) => '-'.repeat(w)).join('  '));
@@ -941,6 +964,7 @@ export async function runEnvoyBench(opts) {
         `\n× floor / × jwt_authn / × noauth: req/s over that row's in this run (floor: the ext_authz filter calling a raw node:http2 allow-all). ` +
         `envoy/authz µs/rq: process CPU time (user+sys; authz includes its workers, and is the allow-all's on the floor row) per request; ` +
         `envoy +µs/rq: Envoy's CPU per request over the floor row's; ` +
+        `loop µs/rq: the part of authz µs/rq spent on the service's event loop (main threads), the rest on the libuv pool (signatures) and V8's helper threads (GC); ` +
         `CPU × jwt_authn: (envoy + authz) CPU per request over the jwt_authn row's (the driver's own CPU left out); ` +
         `RSS MB: the service's resident memory after the row (workers included).` +
         `\nnode:crypto in the bench process: RS256-2048 verify ${env.crypto.rs256_verify_us} µs, ES256 sign ${env.crypto.es256_sign_us} µs CPU.` +
@@ -1097,15 +1121,65 @@ function probe(port, path) {
 }
 
 /** CPU seconds of a process and of each direct child (server.workers forks), by pid. */
-function treeCpu(pid) {
-  const out = { [pid]: cpuSeconds(pid) };
+function treeCpu(pid, read = cpuSeconds) {
+  const out = { [pid]: read(pid) };
   try {
     const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/);
-    for (const child of children.filter(Boolean)) out[child] = cpuSeconds(Number(child));
+    for (const child of children.filter(Boolean)) out[child] = read(Number(child));
   } catch {
     /* no children file: the primary alone */
   }
   return out;
+}
+
+/**
+ * With BENCH_CPU_PROF: the service's profile (written when it stopped), its samples in the
+ * driver's window only, as event-loop µs per request by package/file and by function.
+ * The sampling itself costs some CPU: read the shares, not the sum, against other rows.
+ */
+function profilePerRequest(pid, window, requests) {
+  const dir = process.env.BENCH_CPU_PROF;
+  const file = readdirSync(dir)
+    .filter((f) => f.endsWith('.cpuprofile') && f.includes(`.${pid}.`))
+    .map((f) => join(dir, f))[0];
+  if (!file || !requests) return undefined;
+  const p = analyzeProfile(file, 15, window);
+  const perRq = (rows) => rows.map((r) => ({ ...r, us_per_rq: Math.round((r.ms * 10000) / requests) / 10 }));
+  const out = {
+    file,
+    busy_us_per_rq: Math.round(((p.total_ms - p.idle_ms) * 10000) / requests) / 10,
+    groups_us_per_rq: Object.fromEntries(
+      Object.entries(p.groups).map(([g, ms]) => [g, Math.round((ms * 10000) / requests) / 10]),
+    ),
+    by_category: perRq(p.by_category),
+    self: perRq(p.self),
+  };
+  log(
+    `  profile (event loop, ${out.busy_us_per_rq} µs/rq busy while sampled): ` +
+      Object.entries(out.groups_us_per_rq)
+        .map(([g, us]) => `${g} ${us}`)
+        .join(', ') +
+      `\n  by package/file µs/rq: ` +
+      out.by_category
+        .slice(0, 10)
+        .map((r) => `${r.fn} ${r.us_per_rq}`)
+        .join(', ') +
+      `\n  top functions µs/rq: ` +
+      out.self
+        .slice(0, 12)
+        .map((r) => `${r.fn.replace(/ \S+:\d+$/, '')} ${r.us_per_rq}`)
+        .join(', '),
+  );
+  return out;
+}
+
+/** CPU seconds of a process's main thread alone: its event loop (not the libuv pool, not V8's helpers). */
+function loopCpuSeconds(pid) {
+  try {
+    return cpuSeconds(`${pid}/task/${pid}`);
+  } catch {
+    return 0;
+  }
 }
 
 /** Resident memory (MB) of a process and its direct children, summed. */

@@ -44,12 +44,17 @@ function location(cf) {
 function category(cf, loc) {
   if (!cf.url) return cf.functionName.startsWith('(') ? cf.functionName : '(native)';
   if (loc.startsWith('src/')) return loc.split(':')[0];
+  if (loc.startsWith('node:internal/')) return 'node:internal/' + loc.slice(14).split(/[/:]/)[0]; // http2, crypto, streams…
   if (loc.startsWith('node:')) return 'node:' + loc.slice(5).split('/')[0].split(':')[0];
   const m = /^(@[^/]+\/[^/]+|[^/]+)\//.exec(loc);
   return m ? m[1] : loc;
 }
 
-export function analyzeProfile(file, top = 25) {
+/**
+ * `window`: { from, to } in µs of the monotonic clock (process.hrtime, which V8's profile
+ * timestamps share on Linux): only the samples taken in it count.
+ */
+export function analyzeProfile(file, top = 25, window) {
   const prof = JSON.parse(readFileSync(file, 'utf8'));
   const byId = new Map();
   const parent = new Map();
@@ -67,7 +72,10 @@ export function analyzeProfile(file, top = 25) {
   const catUs = new Map();
   let total = 0;
   const { samples, timeDeltas } = prof;
+  let at = prof.startTime;
   for (let i = 0; i < samples.length; i++) {
+    at += timeDeltas[i];
+    if (window && (at < window.from || at > window.to)) continue;
     const dt = timeDeltas[i + 1] ?? 0; // time until the next sample is this sample's
     const id = samples[i];
     total += dt;
@@ -90,8 +98,24 @@ export function analyzeProfile(file, top = 25) {
       .sort((a, b) => b[1] - a[1])
       .slice(0, n)
       .map(([k, us]) => ({ fn: k, ms: Math.round(us / 1000), pct_busy: Math.round((1000 * us) / busy) / 10 }));
+  // Whose code the busy time ran in: ours, a package's, Node's, the GC's, or V8's own.
+  const groups = { 'src/': 0, packages: 0, 'node:': 0, gc: 0, 'v8 (program, native)': 0 };
+  for (const [c, us] of catUs) {
+    if (c === '(idle)') continue;
+    const g = c.startsWith('src/')
+      ? 'src/'
+      : c.startsWith('node:')
+        ? 'node:'
+        : c === '(garbage collector)'
+          ? 'gc'
+          : c.startsWith('(')
+            ? 'v8 (program, native)'
+            : 'packages';
+    groups[g] += us;
+  }
   return {
     file,
+    groups: Object.fromEntries(Object.entries(groups).map(([g, us]) => [g, Math.round(us / 1000)])),
     total_ms: Math.round(total / 1000),
     idle_ms: Math.round(idle / 1000),
     self: rows(selfUs, top, (k) => k !== '(idle)'),

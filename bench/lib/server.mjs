@@ -174,7 +174,7 @@ function tail(file) {
   }
 }
 
-/** utime + stime of a process, in seconds (clock ticks are 1/100 s on Linux). */
+/** utime + stime of a process (or of one thread: `PID/task/TID`), in seconds (clock ticks are 1/100 s on Linux). */
 export function cpuSeconds(pid) {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
