@@ -240,6 +240,18 @@ export const ROWS = [
     workers: 2,
     about: 'ext_authz-distinct with server.workers: 2',
   },
+  // libuv's thread pool (4 threads by default) runs the signatures: with one thread they
+  // queue on it back to back instead of waking a thread each (the DNS lookups of key
+  // fetches share that pool: docs/deploy.md says when one thread is safe).
+  {
+    name: 'ext_authz-distinct-uv1',
+    auth: 'ext_authz',
+    service: 'authz',
+    tokens: 'distinct',
+    workers: 1,
+    env: { UV_THREADPOOL_SIZE: '1' },
+    about: 'ext_authz-distinct with UV_THREADPOOL_SIZE=1 in the service’s environment (one libuv pool thread)',
+  },
   // Envoy keeps one HTTP/2 connection per worker thread to the service, and node:cluster
   // hands each connection to one worker: capping streams per connection on the ext_authz
   // cluster makes Envoy open more connections, which the workers then share.
@@ -343,11 +355,12 @@ Options:
   --keep               keep the work directory (Envoy and service configs, logs, URI files)
   -h, --help           this text
 
-Environment: BENCH_CPU_PROF=DIR starts every service with node --cpu-prof (profiles in DIR), and
-each service row then prints its event loop's busy time per request from the samples taken while
+Environment: BENCH_CPU_PROF=DIR starts every service and floor server with node --cpu-prof (profiles
+in DIR), and each of those rows then prints its event loop's busy time per request from the samples taken while
 the driver ran: by whose code (src/, packages, node:, GC, V8), by package or file, and by function;
 
-BENCH_CRYPTO_OFFLOAD=always|auto|never sets server.crypto_offload of every service.
+BENCH_CRYPTO_OFFLOAD=always|auto|never sets server.crypto_offload of every service;
+BENCH_NODE_ARGS="--opt …" adds node options to every service (after npm start's --max-old-space-size=256).
 
 Rows (default: all except those marked --only):
 ${ROWS.map((r) => `  ${r.name.padEnd(w)}  ${r.about}${r.optional ? ' (--only)' : ''}`).join('\n')}
@@ -624,7 +637,14 @@ export async function runEnvoyBench(opts) {
       if (row.service === 'floor') {
         const port = await freePort();
         const args = row.shape ? [await serviceAnswer()] : [];
-        server = await startReference({ name: row.name, workDir: work, script: FLOOR_SCRIPT, port, args });
+        server = await startReference({
+          name: row.name,
+          workDir: work,
+          script: FLOOR_SCRIPT,
+          port,
+          args,
+          nodeArgs: profileArgs(),
+        });
         clusters.ext_authz = `127.0.0.1:${port}`;
       } else if (row.service === 'authz') {
         const [grpcPort, httpPort] = [await freePort(), await freePort()];
@@ -633,9 +653,8 @@ export async function runEnvoyBench(opts) {
           workDir: work,
           config: serviceConfig(row, grpcPort, httpPort),
           root: row.root,
-          nodeArgs: process.env.BENCH_CPU_PROF
-            ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_CPU_PROF]
-            : [],
+          nodeArgs: serviceNodeArgs(),
+          env: row.env,
         });
         clusters.ext_authz = `127.0.0.1:${grpcPort}`;
       }
@@ -846,7 +865,7 @@ export async function runEnvoyBench(opts) {
         const exit = await server.stop();
         if (exit.code !== 0)
           failures.push(`${row.name}: service exited ${JSON.stringify(exit)} (log ${server.logFile})`);
-        if (result && window && process.env.BENCH_CPU_PROF && !server.reference)
+        if (result && window && process.env.BENCH_CPU_PROF)
           result.profile = profilePerRequest(server.pid, window, result.envoy.rq_total);
       }
     }
@@ -1132,8 +1151,19 @@ function treeCpu(pid, read = cpuSeconds) {
   return out;
 }
 
+/** node's arguments for a service or floor server: --cpu-prof with BENCH_CPU_PROF. */
+function profileArgs() {
+  const dir = process.env.BENCH_CPU_PROF;
+  return dir ? ['--cpu-prof', '--cpu-prof-dir', dir] : [];
+}
+
+/** node's arguments for a service: BENCH_NODE_ARGS (space-separated), then profileArgs(). */
+function serviceNodeArgs() {
+  return [...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean), ...profileArgs()];
+}
+
 /**
- * With BENCH_CPU_PROF: the service's profile (written when it stopped), its samples in the
+ * With BENCH_CPU_PROF: the service's (or floor server's) profile (written when it stopped), its samples in the
  * driver's window only, as event-loop µs per request by package/file and by function.
  * The sampling itself costs some CPU: read the shares, not the sum, against other rows.
  */

@@ -245,10 +245,11 @@ export function newestFile(dir, ext) {
  * A reference server (bench/reference/*.mjs): no config, no metrics; the same
  * handle as startServer so a scenario can drive it.
  */
-export async function startReference({ name, workDir, script, port, args = [] }) {
+export async function startReference({ name, workDir, script, port, args = [], nodeArgs = [] }) {
   const logFile = join(workDir, `server-${name}.log`);
   const fd = openSync(logFile, 'w');
-  const child = spawn(process.execPath, ['--max-old-space-size=256', join(ROOT, script), String(port), ...args], {
+  const argv = ['--max-old-space-size=256', ...nodeArgs, join(ROOT, script), String(port), ...args];
+  const child = spawn(process.execPath, argv, {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', fd],
   });
