@@ -1,4 +1,3 @@
-import { keepFramed } from './grpc-wire.js';
 import { DPOP_ALGORITHMS } from '../authn/dpop.js';
 import {
   DENY_OUTCOMES,
@@ -18,6 +17,7 @@ import type {
   ProtoStruct,
   ProtoValue,
 } from './messages.js';
+import { keepFramed } from './grpc-wire.js';
 
 // Decision → envoy.service.auth.v3.CheckResponse (proto-loader keepCase objects).
 // Always a CheckResponse, never a gRPC error, so Envoy uses our status and headers.
